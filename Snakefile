@@ -1,0 +1,27 @@
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+validate(config, "workflow/schemas/config.schema.yaml")
+
+
+report: "workflow/report/workflow.rst"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/models.smk"
+include: "workflow/rules/prompts.smk"
+include: "workflow/rules/sample.smk"
+include: "workflow/rules/extract.smk"
+include: "workflow/rules/lens.smk"
+include: "workflow/rules/figures.smk"
+
+
+rule all:
+    input:
+        all_figures(),
+    default_target: True

@@ -1,0 +1,139 @@
+"""Activations at chosen token positions, with the in-context and no-context predictions.
+
+For each sample the clean sequence is ``prompt + completion``. One forward with a
+:class:`~cotlens.hooks.Capture` records the residual stream after every block and the
+per-head attention outputs (optionally the FFN neurons) at the chosen positions only.
+A second forward on ``prompt_nofacts + completion`` (the same question with its facts
+removed) gives the model's *prior* prediction at the same positions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import torch
+
+from cotlens import schemas
+from cotlens.errors import CotlensError
+from cotlens.hooks import Capture
+from cotlens.models.adapters import get
+from cotlens.models.loading import Loaded
+from cotlens.parquet import to_table, vectors_to_arrow
+
+POSITION_KINDS = ("last_prompt", "step_end", "answer")
+
+
+@dataclass(frozen=True)
+class ExtractConfig:
+    positions: tuple[str, ...] = POSITION_KINDS
+    mlp: bool = False
+    batch_size: int = 4
+    shard_size: int = 32  # samples per shard file
+
+
+@dataclass(frozen=True)
+class SampleRow:
+    """What extraction needs of one row of samples.parquet."""
+
+    prompt_id: int
+    sample_idx: int
+    prompt_ids: Sequence[int]
+    nofacts_ids: Sequence[int]
+    token_ids: Sequence[int]
+    step_end_token: Sequence[int]
+    answer_token: int
+
+
+def positions_for(row: SampleRow, kinds: Sequence[str]) -> list[tuple[int, str, int]]:
+    """(absolute position, kind, step) in ``prompt + completion``."""
+    n = len(row.prompt_ids)
+    out: list[tuple[int, str, int]] = []
+    if "last_prompt" in kinds:
+        out.append((n - 1, "last_prompt", -1))
+    if "step_end" in kinds:
+        out += [(n + t, "step_end", s) for s, t in enumerate(row.step_end_token)]
+    if "answer" in kinds and row.answer_token > 0:
+        out.append((n + row.answer_token - 1, "answer", -1))
+    return out
+
+
+def _right_pad(seqs: Sequence[Sequence[int]], pad: int, dev: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for i, s in enumerate(seqs):
+        ids[i, : len(s)] = torch.tensor(list(s), dtype=torch.long)
+        mask[i, : len(s)] = 1
+    return ids.to(dev), mask.to(dev)
+
+
+def _pad_positions(pos: list[list[int]], dev: torch.device) -> torch.Tensor:
+    width = max(len(p) for p in pos)
+    return torch.tensor([p + [p[-1]] * (width - len(p)) for p in pos], dtype=torch.long, device=dev)
+
+
+def _final_argmax(lm: Loaded, ids: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+    """Next-token argmax at ``pos`` without computing full-sequence logits."""
+    h = get(lm.model, lm.adapter.base)(input_ids=ids, attention_mask=mask).last_hidden_state
+    rows = torch.arange(h.shape[0], device=h.device)[:, None]
+    return get(lm.model, lm.adapter.unembed)(h[rows, pos]).argmax(-1)
+
+
+@torch.inference_mode()
+def extract_batch(lm: Loaded, rows: Sequence[SampleRow], cfg: ExtractConfig, schema: pa.Schema) -> pa.Table:
+    """Activation rows (ordered by sample, position, layer) for one batch of samples."""
+    specs = [positions_for(r, cfg.positions) for r in rows]
+    keep = [i for i, s in enumerate(specs) if s]
+    if not keep:
+        return schema.empty_table()
+    rows = [rows[i] for i in keep]
+    specs = [specs[i] for i in keep]
+    dev, pad = lm.device, int(lm.tokenizer.pad_token_id)
+    # Only the tokens up to the last needed position (+1 for next_token) matter.
+    seqs = [list(r.prompt_ids) + list(r.token_ids) for r in rows]
+    ends = [max(p for p, _, _ in s) + 1 for s in specs]
+    ids, mask = _right_pad([s[:e] for s, e in zip(seqs, ends, strict=True)], pad, dev)
+    pos = _pad_positions([[p for p, _, _ in s] for s in specs], dev)
+    sites = ["resid", "attn_heads"] + (["mlp"] if cfg.mlp else [])
+    with Capture(lm.model, lm.adapter, sites, pos) as cap:
+        ctx_tok = _final_argmax(lm, ids, mask, pos)
+    shift = [len(r.nofacts_ids) - len(r.prompt_ids) for r in rows]
+    nf_seqs = [list(r.nofacts_ids) + list(r.token_ids) for r in rows]
+    nf_ids, nf_mask = _right_pad([s[: e + d] for s, e, d in zip(nf_seqs, ends, shift, strict=True)], pad, dev)
+    nf_pos = pos + torch.tensor(shift, device=dev)[:, None]
+    prior_tok = _final_argmax(lm, nf_ids, nf_mask, nf_pos)
+
+    n_layers = lm.dims.n_layers
+    cols: dict[str, list[int] | list[str]] = {k: [] for k in
+        ("prompt_id", "sample_idx", "pos", "pos_kind", "step", "layer", "next_token", "context_token", "prior_token")}  # fmt: skip
+    sel_b, sel_p = [], []
+    for b, (r, s) in enumerate(zip(rows, specs, strict=True)):
+        for j, (p, kind, step) in enumerate(s):
+            nxt = seqs[b][p + 1] if p + 1 < len(seqs[b]) else -1
+            for layer in range(n_layers):
+                for k, v in (("prompt_id", r.prompt_id), ("sample_idx", r.sample_idx), ("pos", p),
+                             ("pos_kind", kind), ("step", step), ("layer", layer), ("next_token", nxt),
+                             ("context_token", int(ctx_tok[b, j])), ("prior_token", int(prior_tok[b, j]))):  # fmt: skip
+                    cols[k].append(v)  # type: ignore[arg-type]
+            sel_b.append(b)
+            sel_p.append(j)
+    data: dict[str, object] = dict(cols)
+    for site in sites:
+        st = cap.stacked(site)[sel_b, sel_p].float()  # [rows_without_layer, L, d]
+        arr = st.reshape(-1, st.shape[-1]).cpu().numpy()
+        if not np.isfinite(arr).all():
+            bad = sorted({rows[b].prompt_id for b in sel_b})
+            raise CotlensError(
+                f"non-finite values in {site} activations (prompt ids {bad[:10]})",
+                "nothing was written; try dtype float32 or check the model weights",
+            )
+        data[site] = vectors_to_arrow(arr)
+    return to_table(data, schema)  # type: ignore[arg-type]
+
+
+def activation_schema(lm: Loaded, cfg: ExtractConfig) -> pa.Schema:
+    d = lm.dims
+    return schemas.activations(d.d_model, d.n_heads * d.head_dim, d.d_mlp if cfg.mlp else None)

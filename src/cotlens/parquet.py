@@ -1,0 +1,172 @@
+"""Parquet I/O: typed schemas, run metadata, atomic writes, fast vector columns.
+
+Vectors (activations) are stored as ``fixed_size_binary(4 * dim)`` holding
+little-endian float32: this wrote ~3x and read ~4x faster than ``FixedSizeList``
+in our benchmark, and reads back into numpy without a copy. Dictionary encoding and
+statistics are restricted to the id columns (on float payloads they cost up to 4x).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from importlib import metadata as _md
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from cotlens.atomic import atomic_path
+from cotlens.errors import CotlensError
+
+META_KEY = b"cotlens"
+SCHEMA_VERSION = 1
+
+
+def config_hash(obj: Any) -> str:
+    """Stable short hash of a JSON-able config fragment."""
+    blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of the libraries that shape the numbers (read without importing them)."""
+    out: dict[str, str] = {}
+    for name in ("cotlens", "torch", "transformers", "pyarrow", "numpy"):
+        try:
+            out[name] = _md.version(name)
+        except _md.PackageNotFoundError:
+            out[name] = "absent"
+    return out
+
+
+@dataclass(frozen=True)
+class RunMeta:
+    """Provenance stored in every Parquet file's schema metadata."""
+
+    stage: str
+    config_hash: str
+    model: str | None = None
+    revision: str | None = None
+    dtype: str | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> bytes:
+        payload = asdict(self)
+        payload["extra"] = dict(self.extra)
+        payload["versions"] = library_versions()
+        payload["schema_version"] = SCHEMA_VERSION
+        return json.dumps(payload, sort_keys=True).encode()
+
+
+def read_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The cotlens metadata of a Parquet file."""
+    md = pq.read_schema(path).metadata or {}
+    if META_KEY not in md:
+        raise CotlensError(f"{path} has no cotlens metadata", "regenerate it with the pipeline")
+    return dict(json.loads(md[META_KEY]))
+
+
+def _id_columns(schema: pa.Schema) -> list[str]:
+    return [f.name for f in schema if not pa.types.is_fixed_size_binary(f.type)]
+
+
+def writer_options(schema: pa.Schema) -> dict[str, Any]:
+    """Writer settings: no dictionary/statistics/compression on vector payloads."""
+    ids = _id_columns(schema)
+    comp = {f.name: ("none" if pa.types.is_fixed_size_binary(f.type) else "zstd") for f in schema}
+    return {
+        "use_dictionary": [c for c in ids if pa.types.is_string(schema.field(c).type)],
+        "write_statistics": ids,
+        "compression": comp,
+    }
+
+
+def _with_meta(schema: pa.Schema, meta: RunMeta) -> pa.Schema:
+    md = dict(schema.metadata or {})
+    md[META_KEY] = meta.to_json()
+    return schema.with_metadata(md)
+
+
+def to_table(data: Mapping[str, Sequence[Any] | pa.Array], schema: pa.Schema) -> pa.Table:
+    """Build a table that conforms exactly to ``schema`` (names, order, types)."""
+    missing = [f.name for f in schema if f.name not in data]
+    extra = [k for k in data if k not in schema.names]
+    if missing or extra:
+        raise CotlensError(f"columns do not match schema: missing {missing}, unexpected {extra}")
+    arrays = []
+    for f in schema:
+        v = data[f.name]
+        if isinstance(v, pa.ChunkedArray):
+            v = v.combine_chunks()
+        arrays.append(v if isinstance(v, pa.Array) else pa.array(v, type=f.type))
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def write_table(table: pa.Table, path: str | os.PathLike[str], meta: RunMeta) -> None:
+    """Write one Parquet file atomically with metadata and tuned writer settings."""
+    schema = _with_meta(table.schema, meta)
+    with atomic_path(path) as tmp:
+        pq.write_table(table.replace_schema_metadata(schema.metadata), tmp, **writer_options(schema))
+
+
+class ShardWriter:
+    """Stream row batches into one Parquet file, atomically renamed on close."""
+
+    def __init__(self, path: str | os.PathLike[str], schema: pa.Schema, meta: RunMeta) -> None:
+        self._ctx = atomic_path(path)
+        self._tmp = self._ctx.__enter__()
+        self.schema = _with_meta(schema, meta)
+        self._writer = pq.ParquetWriter(self._tmp, self.schema, **writer_options(self.schema))
+
+    def write(self, batch: pa.Table) -> None:
+        self._writer.write_table(batch.replace_schema_metadata(self.schema.metadata))
+
+    def close(self) -> None:
+        self._writer.close()
+        self._ctx.__exit__(None, None, None)
+
+    def abort(self, exc: BaseException) -> None:
+        self._writer.close()
+        self._ctx.__exit__(type(exc), exc, exc.__traceback__)
+
+
+def read_table(
+    path: str | os.PathLike[str], columns: Iterable[str] | None = None, filters: Any = None
+) -> pa.Table:
+    """Read a Parquet file or a directory of shards."""
+    p = Path(path)
+    if not p.exists():
+        raise CotlensError(f"{p} does not exist", "run the stage that produces it")
+    cols = list(columns) if columns is not None else None
+    return pq.read_table(p, columns=cols, filters=filters)
+
+
+def vectors_to_arrow(x: np.ndarray) -> pa.FixedSizeBinaryArray:
+    """[N, d] float32 array -> fixed_size_binary(4d) array, sharing the buffer."""
+    x = np.ascontiguousarray(x, dtype="<f4")
+    if x.ndim != 2:
+        raise ValueError(f"expected a 2-D array, got shape {x.shape}")
+    n, d = x.shape
+    return pa.FixedSizeBinaryArray.from_buffers(pa.binary(4 * d), n, [None, pa.py_buffer(x)])
+
+
+def arrow_to_vectors(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """fixed_size_binary column -> [N, d] float32 numpy array (zero-copy per chunk)."""
+    chunks = col.chunks if isinstance(col, pa.ChunkedArray) else [col]
+    width = col.type.byte_width
+    parts = []
+    for ch in chunks:
+        if ch.null_count:
+            raise CotlensError("vector column holds nulls", "the activation file is corrupt; rerun extract")
+        buf = ch.buffers()[1]
+        arr = np.frombuffer(buf, dtype="<f4", count=len(ch) * width // 4, offset=ch.offset * width)
+        parts.append(arr.reshape(len(ch), width // 4))
+    if not parts:
+        return np.zeros((0, width // 4), dtype=np.float32)
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)

@@ -1,0 +1,1 @@
+"""Prompt generators: pure Python, no torch."""

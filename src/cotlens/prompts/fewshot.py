@@ -1,0 +1,23 @@
+"""k-shot prompt formatting (the Dutta et al. / PrOntoQA instruction format)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from cotlens.prompts.prontoqa import Example, response_text
+
+INPUT = "### Input:\n{facts} True or false: {query}. Let us think step by step.\n### Response:\n"
+
+
+def question(ex: Example, with_facts: bool = True) -> str:
+    facts = " ".join(ex.facts) if with_facts else ""
+    return INPUT.format(facts=facts, query=ex.query).replace("Input:\n ", "Input:\n")
+
+
+def exemplar(ex: Example) -> str:
+    return question(ex) + response_text(ex.gold_cot, ex.label) + "\n\n"
+
+
+def prompt(ex: Example, shots: Sequence[Example], with_facts: bool = True) -> str:
+    """k exemplars with their gold CoT, then the test question, ending at the response."""
+    return "".join(exemplar(s) for s in shots) + question(ex, with_facts)

@@ -1,0 +1,90 @@
+"""Stage ``sample``: CoT generation, answer/step parsing and scoring."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from cotlens import parsing, schemas
+from cotlens.errors import CotlensError
+from cotlens.models.loading import load
+from cotlens.parquet import read_table, to_table, write_table
+from cotlens.sampling import SampleConfig, generate_batch
+from cotlens.stages.common import model_meta, set_threads
+
+
+def token_char_ends(tok: Any, ids: Sequence[int]) -> list[int]:
+    """Length of the decoded text after each generated token."""
+    return [len(tok.decode(list(ids[: j + 1]))) for j in range(len(ids))]
+
+
+def locate(tok: Any, ids: Sequence[int], parsed: parsing.Parsed) -> tuple[list[int], int]:
+    """Token index of each step's last character and of the answer word (-1: none)."""
+    ends = token_char_ends(tok, ids)
+    steps = [parsing.char_to_token(ends, e - 1) for _, e in parsed.step_spans]
+    ans = parsing.char_to_token(ends, parsed.answer_span[0]) if parsed.answer_span else -1
+    return steps, ans
+
+
+def sample_config(cfg: Mapping[str, Any]) -> SampleConfig:
+    sc = SampleConfig(**dict(cfg))
+    if sc.n_samples > 1 and sc.temperature <= 0:
+        raise CotlensError(
+            "sample.n_samples > 1 with greedy decoding gives identical samples",
+            "set sample.temperature > 0, or n_samples: 1",
+        )
+    return sc
+
+
+def run(
+    prompts: str | Path, model_dir: str | Path, out: str | Path, cfg: Mapping[str, Any],
+    runtime: Mapping[str, Any], threads: int = 1,
+) -> int:  # fmt: skip
+    sc = sample_config(cfg)
+    tab = read_table(prompts).to_pylist()
+    if not tab:
+        raise CotlensError(f"the prompt set {prompts} is empty", "check the prompts section of the config")
+    set_threads(threads)
+    lm = load(model_dir, runtime["dtype"], runtime["device"], runtime.get("attn", "sdpa"))
+    tok = lm.tokenizer
+    enc = tok([r["prompt"] for r in tab])["input_ids"]
+    enc_nf = tok([r["prompt_nofacts"] for r in tab])["input_ids"]
+    jobs = [(i, s) for i in range(len(tab)) for s in range(sc.n_samples)]
+    jobs.sort(key=lambda j: -len(enc[j[0]]))  # similar lengths batch together
+    eos = {int(tok.eos_token_id)} if tok.eos_token_id is not None else set()
+
+    def stop(ids: list[int]) -> str | None:
+        text = tok.decode(ids)
+        if not parsing.is_answer_stop(text):
+            return None
+        return "delimiter" if parsing.cut_point(text) < len(text) else "answer"
+
+    gen = torch.Generator().manual_seed(sc.seed)
+    results: dict[tuple[int, int], Any] = {}
+    for b in range(0, len(jobs), sc.batch_size):
+        batch = jobs[b : b + sc.batch_size]
+        outs = generate_batch(lm.model, [enc[i] for i, _ in batch], sc, int(tok.pad_token_id), eos, stop, lm.device, gen)
+        results.update(zip(batch, outs, strict=True))
+
+    cols: dict[str, list[Any]] = {f.name: [] for f in schemas.SAMPLES}
+    for i, s in sorted(results):
+        g, row = results[(i, s)], tab[i]
+        text = tok.decode(g.token_ids)
+        parsed = parsing.parse_response(text)
+        step_tok, ans_tok = locate(tok, g.token_ids, parsed)
+        correct = parsing.score_steps(parsed.steps, row["gold_cot"])
+        for k, v in (
+            ("prompt_id", row["prompt_id"]), ("sample_idx", s), ("prompt_token_ids", enc[i]),
+            ("prompt_nofacts_token_ids", enc_nf[i]), ("token_ids", g.token_ids),
+            ("completion", text), ("stop_reason", g.stop_reason), ("answer", parsed.answer),
+            ("answer_correct", parsed.answer == str(row["label"])), ("steps", list(parsed.steps)),
+            ("step_correct", correct), ("step_end_token", step_tok), ("answer_token", ans_tok),
+            ("cot_exact", list(parsed.steps) == list(row["gold_cot"])),
+        ):  # fmt: skip
+            cols[k].append(v)
+    meta = model_meta("sample", cfg, lm.manifest, lm.dtype)
+    write_table(to_table(cols, schemas.SAMPLES), out, meta)
+    return len(results)

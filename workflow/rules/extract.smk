@@ -1,0 +1,19 @@
+rule extract:
+    input:
+        code=code_deps("extract.py"),
+        samples=f"{RES}/{{model}}/samples.parquet",
+        model="resources/models/{model}",
+    output:
+        directory(f"{RES}/{{model}}/activations"),
+    params:
+        cfg=config["extract"],
+        runtime=config["runtime"],
+    log:
+        "results/logs/extract/{model}.log",
+    benchmark:
+        "results/benchmarks/extract/{model}.tsv"
+    threads: 2
+    resources:
+        mem_mb=8000,
+    script:
+        "../../scripts/extract.py"
