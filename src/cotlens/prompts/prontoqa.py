@@ -137,15 +137,18 @@ def _chain_and_property(
         chain, pool = names[:hops], names[hops:]
         prop = rng.choice(FICTIONAL_PROPERTIES)
         return chain, prop, not negation, pool
-    tax = rng.choice(TRUE_TAXONOMIES)
-    start = rng.randrange(0, len(tax) - hops + 1)
-    chain = list(tax[start : start + hops])
-    inherited = [p for c in tax[start + hops - 1 :] for p in TRUE_PROPERTIES.get(c, ())]
     # true ontology: the stated polarity is the real one; negation picks a property that
     # does not hold. false ontology: the stated polarity contradicts the world.
     want_real = (not negation) if ontology == "true" else negation
-    cands = sorted({p for p in inherited if p[1] == want_real}) or sorted(set(inherited))
-    prop, real = rng.choice(cands)
+    options = [
+        (tax, start, p)
+        for tax in TRUE_TAXONOMIES
+        for start in range(len(tax) - hops + 1)
+        for p in sorted({q for c in tax[start + hops - 1 :] for q in TRUE_PROPERTIES.get(c, ())})
+        if p[1] == want_real
+    ]
+    tax, start, (prop, real) = rng.choice(options)
+    chain = list(tax[start : start + hops])
     polarity = real if ontology == "true" else not real
     if ontology == "false" and hops >= 2:
         orig = list(chain)

@@ -68,6 +68,7 @@ def run(
         batch = jobs[b : b + sc.batch_size]
         outs = generate_batch(lm.model, [enc[i] for i, _ in batch], sc, int(tok.pad_token_id), eos, stop, lm.device, gen)
         results.update(zip(batch, outs, strict=True))
+        print(f"sampled {len(results)}/{len(jobs)}", flush=True)
 
     cols: dict[str, list[Any]] = {f.name: [] for f in schemas.SAMPLES}
     for i, s in sorted(results):

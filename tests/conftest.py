@@ -1,0 +1,59 @@
+"""Shared fixtures: a tiny random-init Llama (no download) and a scratch copy of the
+workflow, so tests never touch the repository's own results or file times."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def tiny_model_src(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from cotlens.models.tiny import build_tiny_llama
+    from cotlens.prompts import fewshot
+    from cotlens.prompts.prontoqa import GeneratorConfig, generate
+
+    corpus = [fewshot.prompt(e, s) for e, s in generate(GeneratorConfig(n_per_cell=2, n_shots=2, hops=(1, 2, 3, 4, 5)))]
+    return build_tiny_llama(tmp_path_factory.mktemp("tiny") / "src", corpus)
+
+
+@pytest.fixture(scope="session")
+def tiny_prepared(tiny_model_src: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from cotlens.models.prepare import prepare
+    from cotlens.models.registry import resolve
+
+    out = tmp_path_factory.mktemp("prepared") / "tiny"
+    prepare(resolve("tiny", {"tiny": {"source": "local", "path": str(tiny_model_src)}}), out)
+    return out
+
+
+TINY_CONFIG = {
+    "active_models": ["tiny"],
+    "runtime": {"dtype": "float32", "device": "cpu", "attn": "eager"},
+    "prompts": {
+        "seed": 0, "n_per_cell": 1, "hops": [1, 2], "ontologies": ["fictional", "false"],
+        "distractors": ["none"], "negation": [False, True], "n_shots": 1, "shuffle_facts": True,
+    },
+    "sample": {"max_new_tokens": 12, "batch_size": 4, "temperature": 0.0, "top_p": 1.0, "n_samples": 1, "seed": 0},
+    "extract": {"positions": ["last_prompt", "step_end", "answer"], "mlp": True, "batch_size": 3, "shard_size": 3},
+    "lens": {"batch_rows": 64},
+    "figures": {"dpi": 40},
+}  # fmt: skip
+
+
+@pytest.fixture
+def workflow_copy(tmp_path: Path, tiny_model_src: Path) -> Path:
+    """The workflow files in a scratch directory, configured for the tiny model."""
+    for item in ("Snakefile", "workflow", "scripts", "src"):
+        src = ROOT / item
+        (shutil.copytree if src.is_dir() else shutil.copy2)(src, tmp_path / item)
+    cfg = yaml.safe_load((ROOT / "config.yaml").read_text())
+    cfg.update(TINY_CONFIG)
+    cfg["models"] = {"tiny": {"source": "local", "path": str(tiny_model_src)}}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return tmp_path

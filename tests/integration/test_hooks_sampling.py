@@ -1,0 +1,105 @@
+"""Hook capture vs transformers' own outputs; batched generation vs one-by-one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from cotlens.hooks import Capture
+from cotlens.models.adapters import get, layers
+from cotlens.models.loading import load
+from cotlens.sampling import SampleConfig, generate_batch
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def eager(tiny_prepared: Path):  # type: ignore[no-untyped-def]
+    return load(tiny_prepared, "float32", "cpu", attn="eager")
+
+
+def test_resid_capture_equals_output_hidden_states(eager) -> None:  # type: ignore[no-untyped-def]
+    torch.manual_seed(0)
+    ids = torch.randint(4, eager.dims.vocab, (3, 17))
+    with torch.no_grad(), Capture(eager.model, eager.adapter, ["resid"]) as cap:
+        out = eager.model(ids, output_hidden_states=True)
+    hs = out.hidden_states  # (embeddings, block 0, ..., final-normed last block)
+    n = eager.dims.n_layers
+    assert len(hs) == n + 1
+    for layer in range(n - 1):
+        torch.testing.assert_close(cap.out["resid"][layer], hs[layer + 1], rtol=0, atol=0)
+    norm = get(eager.model, eager.adapter.final_norm)
+    torch.testing.assert_close(norm(cap.out["resid"][n - 1]), hs[n], rtol=1e-6, atol=1e-6)
+
+
+def test_head_outputs_recompose_the_attention_output(eager) -> None:  # type: ignore[no-untyped-def]
+    """o_proj(concat of captured heads) equals the attention block's output."""
+    ids = torch.randint(4, eager.dims.vocab, (2, 9))
+    attn_out = {}
+    blk = layers(eager.model, eager.adapter)[1]
+    h = blk.self_attn.register_forward_hook(lambda m, a, o: attn_out.setdefault("x", o[0]))
+    with torch.no_grad(), Capture(eager.model, eager.adapter, ["attn_heads", "mlp"]) as cap:
+        eager.model(ids)
+    h.remove()
+    heads = cap.out["attn_heads"][1]
+    d = eager.dims
+    assert heads.shape == (2, 9, d.n_heads * d.head_dim) and cap.out["mlp"][1].shape == (2, 9, d.d_mlp)
+    per_head = heads.view(2, 9, d.n_heads, d.head_dim)
+    w = blk.self_attn.o_proj.weight.view(d.d_model, d.n_heads, d.head_dim)
+    summed = torch.einsum("bthk,dhk->btd", per_head, w)  # sum of per-head contributions
+    torch.testing.assert_close(summed, attn_out["x"], rtol=1e-5, atol=1e-5)
+
+
+def test_position_gather_matches_full_capture(eager) -> None:  # type: ignore[no-untyped-def]
+    ids = torch.randint(4, eager.dims.vocab, (2, 11))
+    pos = torch.tensor([[0, 5, 10], [3, 3, 7]])
+    with torch.no_grad(), Capture(eager.model, eager.adapter, ["resid", "attn_heads"]) as full:
+        eager.model(ids)
+    with torch.no_grad(), Capture(eager.model, eager.adapter, ["resid", "attn_heads"], pos) as some:
+        eager.model(ids)
+    rows = torch.arange(2)[:, None]
+    for site in ("resid", "attn_heads"):
+        for layer in range(eager.dims.n_layers):
+            torch.testing.assert_close(some.out[site][layer], full.out[site][layer][rows, pos], rtol=0, atol=0)
+    assert some.stacked("resid").shape == (2, 3, eager.dims.n_layers, eager.dims.d_model)
+
+
+def test_batched_greedy_equals_one_by_one(tiny_prepared: Path) -> None:
+    lm = load(tiny_prepared, "float32", "cpu", attn="sdpa")
+    torch.manual_seed(1)
+    prompts = [torch.randint(4, lm.dims.vocab, (n,)).tolist() for n in (5, 13, 9, 2)]
+    cfg = SampleConfig(max_new_tokens=10, batch_size=4)
+    pad = int(lm.tokenizer.pad_token_id)
+    batched = generate_batch(lm.model, prompts, cfg, pad, set(), lambda ids: None, lm.device)
+    for p, b in zip(prompts, batched, strict=True):
+        (single,) = generate_batch(lm.model, [p], cfg, pad, set(), lambda ids: None, lm.device)
+        assert b.token_ids == single.token_ids
+        assert b.stop_reason == "max_tokens" and len(b.token_ids) == 10
+        # and equals a full re-forward greedy decode without a cache
+        seq = list(p)
+        for _ in range(10):
+            with torch.no_grad():
+                seq.append(int(lm.model(torch.tensor([seq])).logits[0, -1].argmax()))
+        assert seq[len(p) :] == b.token_ids
+
+
+def test_stop_callback_and_eos(tiny_prepared: Path) -> None:
+    lm = load(tiny_prepared, "float32", "cpu")
+    cfg = SampleConfig(max_new_tokens=8)
+    out = generate_batch(lm.model, [[5, 6, 7]], cfg, 0, set(), lambda ids: "answer" if len(ids) == 3 else None, lm.device)
+    assert out[0].stop_reason == "answer" and len(out[0].token_ids) == 3
+    first = out[0].token_ids[0]
+    out = generate_batch(lm.model, [[5, 6, 7]], cfg, 0, {first}, lambda ids: None, lm.device)
+    assert out[0].stop_reason == "eos" and out[0].token_ids == []
+
+
+def test_sampling_is_seeded(tiny_prepared: Path) -> None:
+    lm = load(tiny_prepared, "float32", "cpu")
+    cfg = SampleConfig(max_new_tokens=6, temperature=1.0, top_p=0.9)
+    runs = [
+        generate_batch(lm.model, [[5, 6, 7]] * 2, cfg, 0, set(), lambda ids: None, lm.device, torch.Generator().manual_seed(s))
+        for s in (0, 0, 1)
+    ]
+    assert runs[0] == runs[1] and runs[0] != runs[2]

@@ -1,0 +1,104 @@
+"""Stage-level behaviour: determinism, resumable extraction, bad inputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from cotlens import extract as extract_mod
+from cotlens import schemas
+from cotlens.errors import CotlensError
+from cotlens.parquet import RunMeta, to_table, write_table
+from cotlens.stages import extract, prompts, sample
+
+pytestmark = pytest.mark.integration
+
+PCFG = {"seed": 1, "n_per_cell": 1, "hops": [1, 2], "ontologies": ["fictional"], "distractors": ["none", "relevant"],
+        "negation": [False, True], "n_shots": 1}  # fmt: skip
+RT = {"dtype": "float32", "device": "cpu", "attn": "sdpa"}
+ECFG = {"positions": ["last_prompt", "step_end", "answer"], "batch_size": 2, "shard_size": 3}
+
+
+def test_prompts_are_byte_identical(tmp_path: Path) -> None:
+    prompts.run(PCFG, tmp_path / "a.parquet")
+    prompts.run(PCFG, tmp_path / "b.parquet")
+    assert (tmp_path / "a.parquet").read_bytes() == (tmp_path / "b.parquet").read_bytes()
+    prompts.run({**PCFG, "seed": 2}, tmp_path / "c.parquet")
+    assert (tmp_path / "a.parquet").read_bytes() != (tmp_path / "c.parquet").read_bytes()
+
+
+def test_empty_prompt_set_is_one_clear_error(tmp_path: Path, tiny_prepared: Path) -> None:
+    empty = tmp_path / "empty.parquet"
+    write_table(to_table({f.name: [] for f in schemas.PROMPTS}, schemas.PROMPTS), empty, RunMeta("prompts", "x"))
+    with pytest.raises(CotlensError, match="prompt set .* is empty"):
+        sample.run(empty, tiny_prepared, tmp_path / "s.parquet", {"max_new_tokens": 4, "batch_size": 2}, RT)
+    assert not (tmp_path / "s.parquet").exists()
+
+
+def test_extract_resumes_finished_shards_and_matches_uninterrupted(
+    tmp_path: Path, tiny_prepared: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    prompts.run(PCFG, tmp_path / "p.parquet")
+    sample.run(tmp_path / "p.parquet", tiny_prepared, tmp_path / "s.parquet", {"max_new_tokens": 16, "batch_size": 4}, RT)
+    extract.run(tmp_path / "s.parquet", tiny_prepared, tmp_path / "ref", ECFG, RT)
+
+    calls = {"n": 0}
+    real = extract_mod.extract_batch
+
+    def dying(*a, **k) -> pa.Table:  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] == 3:  # first batch of the second shard
+            raise KeyboardInterrupt("killed")
+        return real(*a, **k)
+
+    monkeypatch.setattr(extract, "extract_batch", dying)
+    with pytest.raises(KeyboardInterrupt):
+        extract.run(tmp_path / "s.parquet", tiny_prepared, tmp_path / "out", ECFG, RT)
+    assert not (tmp_path / "out").exists()  # nothing that looks complete
+    partial = tmp_path / "out.partial"
+    assert [p.name for p in partial.iterdir()] == ["part-00000.parquet"]  # the finished shard, no temp file
+    done = (partial / "part-00000.parquet").stat().st_mtime_ns
+
+    calls["n"] = 0
+    monkeypatch.setattr(extract, "extract_batch", lambda *a, **k: (calls.__setitem__("n", calls["n"] + 1), real(*a, **k))[1])
+    extract.run(tmp_path / "s.parquet", tiny_prepared, tmp_path / "out", ECFG, RT)
+    assert calls["n"] == 2  # only the unfinished shard was recomputed
+    assert (tmp_path / "out" / "part-00000.parquet").stat().st_mtime_ns == done
+    ref = sorted((tmp_path / "ref").iterdir())
+    out = sorted((tmp_path / "out").iterdir())
+    assert [p.name for p in ref] == [p.name for p in out]
+    for a, b in zip(ref, out, strict=True):
+        assert a.read_bytes() == b.read_bytes()
+
+
+def test_step_positions_point_at_step_ends(tmp_path: Path, tiny_prepared: Path) -> None:
+    from cotlens import parsing
+    from cotlens.models.loading import load
+
+    lm = load(tiny_prepared, "float32", "cpu")
+    text = " Wren is a wumpus. Every wumpus is bright. Wren is bright. So the answer is True."
+    ids = lm.tokenizer(text, add_special_tokens=False)["input_ids"]
+    parsed = parsing.parse_response(lm.tokenizer.decode(ids))
+    steps, ans = sample.locate(lm.tokenizer, ids, parsed)
+    assert len(steps) == 3
+    for s in steps:
+        assert lm.tokenizer.decode(ids[: s + 1]).endswith(".")
+        assert not lm.tokenizer.decode(ids[:s]).endswith(".")
+    assert lm.tokenizer.decode(ids[ans:]).strip().startswith("True")
+    assert lm.tokenizer.decode(ids[:ans]).rstrip().endswith("answer is")
+
+
+def test_non_finite_activations_are_not_written(tmp_path: Path, tiny_prepared: Path) -> None:
+    import torch
+
+    from cotlens.models.loading import load
+
+    lm = load(tiny_prepared, "float32", "cpu")
+    with torch.no_grad():
+        lm.model.model.layers[0].mlp.down_proj.weight.fill_(float("nan"))
+    row = extract_mod.SampleRow(0, 0, [5, 6, 7, 8], [5, 6], [9, 10], [0], -1)
+    cfg = extract_mod.ExtractConfig()
+    with pytest.raises(CotlensError, match="non-finite"):
+        extract_mod.extract_batch(lm, [row], cfg, extract_mod.activation_schema(lm, cfg))

@@ -1,0 +1,126 @@
+"""The whole DAG on a tiny random-init Llama, partial reruns, and config errors."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from cotlens.parquet import read_meta, read_table
+
+pytestmark = pytest.mark.integration
+
+MODEL_RULES = {"sample", "extract", "lens"}
+FIGURE_RULES = {"figure_accuracy", "figure_step_accuracy", "figure_lens_heatmap"}
+
+
+def smk(wd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(wd / "src")}
+    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "-d", str(wd), "-s", str(wd / "Snakefile"), *args]
+    res = subprocess.run(cmd, cwd=wd, env=env, capture_output=True, text=True, timeout=900)
+    if check and res.returncode != 0:
+        raise AssertionError(f"snakemake {args} failed:\n{res.stdout[-4000:]}\n{res.stderr[-4000:]}")
+    return res
+
+
+def scheduled(wd: Path) -> set[str]:
+    """Rules a dry run would execute (parsed from its job table), minus the target rule."""
+    out = smk(wd, "-n").stdout
+    if "Nothing to be done" in out:
+        return set()
+    table = out.split("Job stats:")[1].split("total")[0]
+    return {m.group(1) for m in re.finditer(r"^(\w+)\s+\d+\s*$", table, re.M)} - {"all", "job"}
+
+
+def touch(path: Path) -> None:
+    t = time.time() + 5
+    os.utime(path, (t, t))
+
+
+def edit_config(wd: Path, section: str, key: str, value: object) -> None:
+    cfg = yaml.safe_load((wd / "config.yaml").read_text())
+    cfg[section][key] = value
+    (wd / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+
+
+def test_dag_end_to_end_then_partial_reruns(workflow_copy: Path) -> None:
+    wd = workflow_copy
+    assert scheduled(wd) == {"prepare_model", "prompts", *MODEL_RULES, *FIGURE_RULES}
+    smk(wd)
+    res = wd / "results" / "prontoqa" / "tiny"
+    for fig in ("accuracy", "step_accuracy", "lens_heatmap"):
+        for ext in ("png", "pdf"):
+            assert (res / "figures" / f"{fig}.{ext}").stat().st_size > 1000
+    acts = read_table(res / "activations")
+    lens = read_table(res / "lens.parquet")
+    samples = read_table(res / "samples.parquet")
+    assert acts.num_rows == lens.num_rows > 0
+    assert set(acts.column("layer").to_pylist()) == {0, 1}
+    assert "mlp" in acts.column_names
+    assert read_meta(res / "lens.parquet")["model"] == "tiny"
+    assert samples.num_rows == read_table(wd / "results" / "prontoqa" / "prompts.parquet").num_rows
+    assert not list(res.glob("*.partial")) and not list(res.rglob(".tmp-*"))
+    smk(wd, "--report", "results/report.html")
+    assert "lens_heatmap" in (wd / "results" / "report.html").read_text(errors="ignore")
+    assert scheduled(wd) == set()
+
+    # Editing a library module reruns exactly the rules whose scripts import it.
+    touch(wd / "src" / "cotlens" / "plots.py")
+    assert scheduled(wd) == FIGURE_RULES
+    smk(wd)
+    touch(wd / "src" / "cotlens" / "lens.py")
+    assert scheduled(wd) == {"lens", "figure_lens_heatmap"}
+    smk(wd)
+    touch(wd / "src" / "cotlens" / "hooks.py")
+    assert scheduled(wd) == {"extract", "lens", "figure_lens_heatmap"}
+    smk(wd)
+    touch(wd / "src" / "cotlens" / "prompts" / "prontoqa.py")
+    assert scheduled(wd) == {"prompts", *MODEL_RULES, *FIGURE_RULES}
+    smk(wd)
+    assert scheduled(wd) == set()
+
+    # Changing a config value reruns only the rules that read it, and what is downstream.
+    edit_config(wd, "figures", "dpi", 50)
+    assert scheduled(wd) == FIGURE_RULES
+    edit_config(wd, "figures", "dpi", 40)
+    assert scheduled(wd) == set()
+    edit_config(wd, "lens", "batch_rows", 32)
+    assert scheduled(wd) == {"lens", "figure_lens_heatmap"}
+    edit_config(wd, "lens", "batch_rows", 64)
+    edit_config(wd, "prompts", "hops", [1, 2, 3])
+    assert scheduled(wd) == {"prompts", *MODEL_RULES, *FIGURE_RULES}
+
+
+@pytest.mark.parametrize(
+    "section, key, value, expect",
+    [
+        (None, "colour", "red", r"colour"),
+        ("sample", "batch_size", "eight", r"batch_size|eight"),
+        ("prompts", "hops", [1, 9], r"hops|9"),
+        ("prompts", "mystery", 1, r"mystery"),
+        (None, "active_models", ["llama-9"], r"unknown model 'llama-9'"),
+    ],
+)
+def test_invalid_config_fails_at_start_naming_the_key(
+    workflow_copy: Path, section: str | None, key: str, value: object, expect: str
+) -> None:
+    wd = workflow_copy
+    cfg = yaml.safe_load((wd / "config.yaml").read_text())
+    (cfg[section] if section else cfg)[key] = value
+    (wd / "config.yaml").write_text(yaml.safe_dump(cfg))
+    res = smk(wd, "-n", check=False)
+    assert res.returncode != 0
+    assert re.search(expect, res.stdout + res.stderr), res.stderr[-2000:]
+    assert not (wd / "results" / "prontoqa").exists()
+
+
+def test_malformed_yaml(workflow_copy: Path) -> None:
+    (workflow_copy / "config.yaml").write_text("prompts: [unclosed\n")
+    res = smk(workflow_copy, "-n", check=False)
+    assert res.returncode != 0 and "config.yaml" in (res.stdout + res.stderr)

@@ -1,0 +1,96 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from cotlens import schemas
+from cotlens.atomic import atomic_path
+from cotlens.errors import CotlensError
+from cotlens.parquet import (
+    RunMeta,
+    ShardWriter,
+    arrow_to_vectors,
+    config_hash,
+    read_meta,
+    read_table,
+    to_table,
+    vectors_to_arrow,
+    write_table,
+)
+
+
+def _acts(n: int, d: int = 8, seed: int = 0) -> pa.Table:
+    rng = np.random.default_rng(seed)
+    schema = schemas.activations(d, d, None)
+    data = {f.name: np.arange(n) % 7 for f in schema if f.name not in ("pos_kind", "resid", "attn_heads")}
+    data["pos_kind"] = ["step_end"] * n
+    data["resid"] = vectors_to_arrow(rng.standard_normal((n, d)).astype(np.float32))
+    data["attn_heads"] = vectors_to_arrow(rng.standard_normal((n, d)).astype(np.float32))
+    return to_table(data, schema)
+
+
+def test_vector_roundtrip_is_exact(tmp_path: Path) -> None:
+    x = np.random.default_rng(0).standard_normal((1000, 96)).astype(np.float32)
+    t = pa.table({"v": vectors_to_arrow(x)})
+    pq.write_table(t, tmp_path / "v.parquet")
+    back = arrow_to_vectors(pq.read_table(tmp_path / "v.parquet").column("v"))
+    np.testing.assert_array_equal(back, x)
+    # slices keep their offset
+    np.testing.assert_array_equal(arrow_to_vectors(t.column("v").slice(10, 5)), x[10:15])
+
+
+def test_table_roundtrip_schema_and_meta(tmp_path: Path) -> None:
+    t = _acts(50)
+    meta = RunMeta("extract", config_hash({"a": 1}), model="m", revision="r", dtype="float32")
+    write_table(t, tmp_path / "a.parquet", meta)
+    back = read_table(tmp_path / "a.parquet")
+    assert back.schema.remove_metadata() == t.schema
+    assert back.equals(t.replace_schema_metadata(back.schema.metadata))
+    m = read_meta(tmp_path / "a.parquet")
+    assert m["model"] == "m" and m["dtype"] == "float32" and m["config_hash"] == config_hash({"a": 1})
+    assert {"torch", "transformers", "pyarrow"} <= set(m["versions"])
+    # payload columns carry no statistics; id columns do
+    rg = pq.ParquetFile(tmp_path / "a.parquet").metadata.row_group(0)
+    stats = {rg.column(i).path_in_schema: rg.column(i).is_stats_set for i in range(rg.num_columns)}
+    assert stats["prompt_id"] and not stats["resid"]
+
+
+def test_same_data_same_bytes(tmp_path: Path) -> None:
+    meta = RunMeta("extract", "h")
+    write_table(_acts(20), tmp_path / "1.parquet", meta)
+    write_table(_acts(20), tmp_path / "2.parquet", meta)
+    assert (tmp_path / "1.parquet").read_bytes() == (tmp_path / "2.parquet").read_bytes()
+
+
+def test_to_table_rejects_wrong_columns() -> None:
+    with pytest.raises(CotlensError, match="missing"):
+        to_table({"prompt_id": [1]}, schemas.LENS)
+
+
+def test_atomic_write_leaves_nothing_on_error(tmp_path: Path) -> None:
+    with pytest.raises(RuntimeError), atomic_path(tmp_path / "out.bin") as tmp:
+        tmp.write_bytes(b"half")
+        raise RuntimeError("killed")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_shard_writer_abort_leaves_no_file(tmp_path: Path) -> None:
+    t = _acts(10)
+    w = ShardWriter(tmp_path / "s.parquet", t.schema, RunMeta("extract", "h"))
+    w.write(t)
+    w.abort(RuntimeError("boom"))
+    assert list(tmp_path.iterdir()) == []
+    w = ShardWriter(tmp_path / "s.parquet", t.schema, RunMeta("extract", "h"))
+    w.write(t)
+    w.write(t)
+    w.close()
+    assert read_table(tmp_path / "s.parquet").num_rows == 20
+
+
+def test_missing_file_error(tmp_path: Path) -> None:
+    with pytest.raises(CotlensError, match="does not exist"):
+        read_table(tmp_path / "nope.parquet")
