@@ -22,6 +22,6 @@ include: "workflow/rules/figures.smk"
 
 
 rule all:
+    default_target: True
     input:
         all_figures(),
-    default_target: True

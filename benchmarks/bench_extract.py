@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 from pathlib import Path
 
 import torch
+from _timing import median_time
 
 from cotlens.extract import _final_argmax
 from cotlens.hooks import Capture
@@ -22,22 +22,12 @@ from cotlens.models.loading import Loaded, load
 
 
 def smol_shaped() -> Loaded:
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM  # noqa: F401
+    from transformers import LlamaConfig, LlamaForCausalLM
 
     cfg = LlamaConfig(vocab_size=49152, hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
                       num_attention_heads=9, num_key_value_heads=3, tie_word_embeddings=True)  # fmt: skip
     m = LlamaForCausalLM(cfg).eval()
     return Loaded(m, None, adapter_for(m), dims(m), {"name": "random-smol-shape"}, torch.device("cpu"), "float32")
-
-
-def timeit(fn, reps: int) -> float:  # type: ignore[no-untyped-def]
-    fn()
-    ts = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t)
-    return statistics.median(ts)
 
 
 def main() -> None:
@@ -67,10 +57,11 @@ def main() -> None:
         cap.stacked("attn_heads").numpy()
 
     # interleave to share any drift in machine load
+    plain(), extract()  # warm-up
     tp, te = [], []
     for _ in range(a.reps):
-        tp.append(timeit(plain, 1))
-        te.append(timeit(extract, 1))
+        tp.append(median_time(plain, 1))
+        te.append(median_time(extract, 1))
     p, e = statistics.median(tp), statistics.median(te)
     print(f"model={lm.manifest.get('name')} batch={a.batch} seq={a.seq} threads={a.threads}")
     print(f"plain forward   {p * 1000:8.1f} ms")

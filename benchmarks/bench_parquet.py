@@ -7,26 +7,16 @@ fixed_size_binary layout (cotlens.parquet) with a default-settings FixedSizeList
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from _timing import median_time
 
 from cotlens import schemas
 from cotlens.parquet import RunMeta, arrow_to_vectors, read_table, to_table, vectors_to_arrow, write_table
-
-
-def best(fn, reps: int) -> float:  # type: ignore[no-untyped-def]
-    ts = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t)
-    return statistics.median(ts)
 
 
 def main() -> None:
@@ -40,17 +30,21 @@ def main() -> None:
     n = a.rows
     schema = schemas.activations(a.dim, a.dim, None)
     ids = {f.name: np.zeros(n, dtype=np.int64) for f in schema if f.name not in ("pos_kind", "resid", "attn_heads")}
-    tab = to_table({**ids, "pos_kind": ["step_end"] * n, "resid": vectors_to_arrow(x), "attn_heads": vectors_to_arrow(x)}, schema)
+    tab = to_table(
+        {**ids, "pos_kind": ["step_end"] * n, "resid": vectors_to_arrow(x), "attn_heads": vectors_to_arrow(x)}, schema
+    )
     one_layer = tab.select(["prompt_id", "layer", "resid"])
     with tempfile.TemporaryDirectory() as d:
         f = Path(d) / "ours.parquet"
-        w = best(lambda: write_table(one_layer, f, RunMeta("bench", "x")), a.reps)
-        r = best(lambda: arrow_to_vectors(read_table(f, columns=["resid"]).column("resid")), a.reps)
+        w = median_time(lambda: write_table(one_layer, f, RunMeta("bench", "x")), a.reps)
+        r = median_time(lambda: arrow_to_vectors(read_table(f, columns=["resid"]).column("resid")), a.reps)
         assert np.array_equal(arrow_to_vectors(read_table(f, columns=["resid"]).column("resid")), x)
         g = Path(d) / "list.parquet"
         lst = pa.table({"resid": pa.FixedSizeListArray.from_arrays(pa.array(x.reshape(-1)), a.dim)})
-        wl = best(lambda: pq.write_table(lst, g), a.reps)
-        rl = best(lambda: pq.read_table(g).column("resid").combine_chunks().flatten().to_numpy().reshape(n, a.dim), a.reps)
+        wl = median_time(lambda: pq.write_table(lst, g), a.reps)
+        rl = median_time(
+            lambda: pq.read_table(g).column("resid").combine_chunks().flatten().to_numpy().reshape(n, a.dim), a.reps
+        )
     print(f"{a.rows} x {a.dim} float32 = {mb:.0f} MB")
     print(f"cotlens fixed_size_binary : write {mb / w:7.0f} MB/s   read->numpy {mb / r:7.0f} MB/s  (targets 300 / 600)")
     print(f"FixedSizeList, defaults   : write {mb / wl:7.0f} MB/s   read->numpy {mb / rl:7.0f} MB/s")

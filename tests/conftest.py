@@ -49,7 +49,7 @@ TINY_CONFIG = {
 @pytest.fixture
 def workflow_copy(tmp_path: Path, tiny_model_src: Path) -> Path:
     """The workflow files in a scratch directory, configured for the tiny model."""
-    for item in ("Snakefile", "workflow", "scripts", "src"):
+    for item in ("Snakefile", "workflow", "scripts", "src", "envs"):
         src = ROOT / item
         (shutil.copytree if src.is_dir() else shutil.copy2)(src, tmp_path / item)
     cfg = yaml.safe_load((ROOT / "config.yaml").read_text())

@@ -136,9 +136,7 @@ class ShardWriter:
         self._ctx.__exit__(type(exc), exc, exc.__traceback__)
 
 
-def read_table(
-    path: str | os.PathLike[str], columns: Iterable[str] | None = None, filters: Any = None
-) -> pa.Table:
+def read_table(path: str | os.PathLike[str], columns: Iterable[str] | None = None, filters: Any = None) -> pa.Table:
     """Read a Parquet file or a directory of shards."""
     p = Path(path)
     if not p.exists():

@@ -14,6 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
+from matplotlib.colors import PowerNorm  # noqa: E402
 
 from cotlens.atomic import atomic_path  # noqa: E402
 from cotlens.parquet import read_table  # noqa: E402
@@ -31,12 +32,18 @@ def save(fig: plt.Figure, outputs: Sequence[str | os.PathLike[str]], dpi: int = 
 
 
 def load_scored(prompts: str | Path, samples: str | Path) -> pd.DataFrame:
-    p = read_table(prompts, columns=["prompt_id", "ontology", "hops", "distractors", "negation", "gold_cot"]).to_pandas()
-    s = read_table(samples, columns=["prompt_id", "sample_idx", "answer", "answer_correct", "step_correct", "cot_exact"]).to_pandas()
+    p = read_table(
+        prompts, columns=["prompt_id", "ontology", "hops", "distractors", "negation", "gold_cot"]
+    ).to_pandas()
+    s = read_table(
+        samples, columns=["prompt_id", "sample_idx", "answer", "answer_correct", "step_correct", "cot_exact"]
+    ).to_pandas()
     return s.merge(p, on="prompt_id", validate="many_to_one")
 
 
-def accuracy(prompts: str | Path, samples: str | Path, outputs: Sequence[str | os.PathLike[str]], model: str, dpi: int = 150) -> pd.DataFrame:
+def accuracy(
+    prompts: str | Path, samples: str | Path, outputs: Sequence[str | os.PathLike[str]], model: str, dpi: int = 150
+) -> pd.DataFrame:
     """Answer accuracy by hops, one line per ontology, one panel per distractor setting."""
     df = load_scored(prompts, samples)
     df["accuracy"] = df["answer_correct"].astype(float)
@@ -53,7 +60,9 @@ def accuracy(prompts: str | Path, samples: str | Path, outputs: Sequence[str | o
     return df.groupby(["ontology", "hops"])["accuracy"].mean().reset_index()
 
 
-def step_accuracy(prompts: str | Path, samples: str | Path, outputs: Sequence[str | os.PathLike[str]], model: str, dpi: int = 150) -> pd.DataFrame:
+def step_accuracy(
+    prompts: str | Path, samples: str | Path, outputs: Sequence[str | os.PathLike[str]], model: str, dpi: int = 150
+) -> pd.DataFrame:
     """Fraction of samples whose CoT step i equals gold step i, by step and hops."""
     df = load_scored(prompts, samples)
     recs = []
@@ -73,23 +82,34 @@ def step_accuracy(prompts: str | Path, samples: str | Path, outputs: Sequence[st
 
 
 def lens_table(lens: str | Path) -> pd.DataFrame:
-    df = read_table(lens, columns=["pos_kind", "step", "layer", "p_context", "p_prior", "context_token", "prior_token"]).to_pandas()
+    df = read_table(
+        lens, columns=["pos_kind", "step", "layer", "p_context", "p_prior", "context_token", "prior_token"]
+    ).to_pandas()
     df["where"] = np.where(df["pos_kind"] == "step_end", "step " + df["step"].astype(str), df["pos_kind"])
     return df
 
 
-def lens_heatmap(lens: str | Path, outputs: Sequence[str | os.PathLike[str]], model: str, dpi: int = 150) -> pd.DataFrame:
+def lens_heatmap(
+    lens: str | Path, outputs: Sequence[str | os.PathLike[str]], model: str, dpi: int = 150
+) -> pd.DataFrame:
     """Mean lens probability of the in-context token and of the no-context prior token,
-    layer x position, over positions where the two predictions differ."""
+    layer x position, over positions where the two predictions differ (positions seen
+    fewer than 3 times are dropped)."""
     df = lens_table(lens)
     df = df[df["context_token"] != df["prior_token"]]
     if df.empty:
         df = lens_table(lens)
-    order = [w for w in ["last_prompt", *[f"step {i}" for i in range(32)], "answer"] if w in set(df["where"])]
+    counts = df.groupby("where")["layer"].count() / max(1, df["layer"].nunique())
+    ladder = ["last_prompt", *[f"step {i}" for i in range(64)], "answer"]
+    order = [w for w in ladder if counts.get(w, 0) >= 3] or [w for w in ladder if w in counts]
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.5), sharey=True)
-    for ax, col, title in ((axes[0], "p_context", "p(in-context token)"), (axes[1], "p_prior", "p(no-context prior token)")):
+    for ax, col, title in (
+        (axes[0], "p_context", "p(in-context token)"),
+        (axes[1], "p_prior", "p(no-context prior token)"),
+    ):
         piv = df.pivot_table(index="layer", columns="where", values=col, aggfunc="mean")[order]
-        sns.heatmap(piv.iloc[::-1], ax=ax, vmin=0, vmax=1, cmap="magma", cbar=ax is axes[1])
+        norm = PowerNorm(gamma=0.4, vmin=0, vmax=1)  # shows the small early-layer probabilities
+        sns.heatmap(piv.iloc[::-1], ax=ax, norm=norm, cmap="magma", cbar=ax is axes[1])
         ax.set_title(title)
         ax.set_xlabel("position")
     fig.suptitle(f"{model}: logit lens", y=1.02)

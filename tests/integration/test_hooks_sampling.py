@@ -88,7 +88,9 @@ def test_batched_greedy_equals_one_by_one(tiny_prepared: Path) -> None:
 def test_stop_callback_and_eos(tiny_prepared: Path) -> None:
     lm = load(tiny_prepared, "float32", "cpu")
     cfg = SampleConfig(max_new_tokens=8)
-    out = generate_batch(lm.model, [[5, 6, 7]], cfg, 0, set(), lambda ids: "answer" if len(ids) == 3 else None, lm.device)
+    out = generate_batch(
+        lm.model, [[5, 6, 7]], cfg, 0, set(), lambda ids: "answer" if len(ids) == 3 else None, lm.device
+    )
     assert out[0].stop_reason == "answer" and len(out[0].token_ids) == 3
     first = out[0].token_ids[0]
     out = generate_batch(lm.model, [[5, 6, 7]], cfg, 0, {first}, lambda ids: None, lm.device)
@@ -99,7 +101,9 @@ def test_sampling_is_seeded(tiny_prepared: Path) -> None:
     lm = load(tiny_prepared, "float32", "cpu")
     cfg = SampleConfig(max_new_tokens=6, temperature=1.0, top_p=0.9)
     runs = [
-        generate_batch(lm.model, [[5, 6, 7]] * 2, cfg, 0, set(), lambda ids: None, lm.device, torch.Generator().manual_seed(s))
+        generate_batch(
+            lm.model, [[5, 6, 7]] * 2, cfg, 0, set(), lambda ids: None, lm.device, torch.Generator().manual_seed(s)
+        )
         for s in (0, 0, 1)
     ]
     assert runs[0] == runs[1] and runs[0] != runs[2]

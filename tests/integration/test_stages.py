@@ -41,7 +41,9 @@ def test_extract_resumes_finished_shards_and_matches_uninterrupted(
     tmp_path: Path, tiny_prepared: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     prompts.run(PCFG, tmp_path / "p.parquet")
-    sample.run(tmp_path / "p.parquet", tiny_prepared, tmp_path / "s.parquet", {"max_new_tokens": 16, "batch_size": 4}, RT)
+    sample.run(
+        tmp_path / "p.parquet", tiny_prepared, tmp_path / "s.parquet", {"max_new_tokens": 16, "batch_size": 4}, RT
+    )
     extract.run(tmp_path / "s.parquet", tiny_prepared, tmp_path / "ref", ECFG, RT)
 
     calls = {"n": 0}
@@ -62,9 +64,13 @@ def test_extract_resumes_finished_shards_and_matches_uninterrupted(
     done = (partial / "part-00000.parquet").stat().st_mtime_ns
 
     calls["n"] = 0
-    monkeypatch.setattr(extract, "extract_batch", lambda *a, **k: (calls.__setitem__("n", calls["n"] + 1), real(*a, **k))[1])
+    monkeypatch.setattr(
+        extract, "extract_batch", lambda *a, **k: (calls.__setitem__("n", calls["n"] + 1), real(*a, **k))[1]
+    )
     extract.run(tmp_path / "s.parquet", tiny_prepared, tmp_path / "out", ECFG, RT)
-    assert calls["n"] == 2  # only the unfinished shard was recomputed
+    # 8 samples in shards of 3 (3+3+2), batches of 2: 2+2+1 calls in all. Shard 0 is
+    # reused, so only shards 1 and 2 run again.
+    assert calls["n"] == 3
     assert (tmp_path / "out" / "part-00000.parquet").stat().st_mtime_ns == done
     ref = sorted((tmp_path / "ref").iterdir())
     out = sorted((tmp_path / "out").iterdir())

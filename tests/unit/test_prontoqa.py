@@ -74,7 +74,13 @@ def test_labels_balanced_and_negation_present() -> None:
 
 
 def test_true_and_false_ontologies_agree_or_disagree_with_the_world() -> None:
-    truth = {(c, p): hold for t in TRUE_TAXONOMIES for i, c in enumerate(t) for a in t[i:] for p, hold in TRUE_PROPERTIES.get(a, ())}
+    truth = {
+        (c, p): hold
+        for t in TRUE_TAXONOMIES
+        for i, c in enumerate(t)
+        for a in t[i:]
+        for p, hold in TRUE_PROPERTIES.get(a, ())
+    }
     order = {(t[i], t[j]) for t in TRUE_TAXONOMIES for i in range(len(t)) for j in range(i + 1, len(t))}
     for ex, _ in generate(FULL):
         if ex.ontology == "fictional":
@@ -92,7 +98,10 @@ def test_true_and_false_ontologies_agree_or_disagree_with_the_world() -> None:
 def test_deterministic_and_seed_sensitive() -> None:
     a = [fewshot.prompt(e, s) for e, s in generate(FULL)]
     b = [fewshot.prompt(e, s) for e, s in generate(FULL)]
-    c = [fewshot.prompt(e, s) for e, s in generate(GeneratorConfig(seed=4, n_per_cell=4, hops=(1, 2, 3, 4, 5), n_shots=2))]
+    c = [
+        fewshot.prompt(e, s)
+        for e, s in generate(GeneratorConfig(seed=4, n_per_cell=4, hops=(1, 2, 3, 4, 5), n_shots=2))
+    ]
     assert a == b
     assert a != c
 
@@ -108,7 +117,12 @@ def test_prompt_format() -> None:
 
 @pytest.mark.parametrize(
     "kw, key",
-    [({"hops": (0,)}, "hops"), ({"hops": (6,)}, "hops"), ({"ontologies": ("fake",)}, "ontologies"), ({"n_per_cell": 0}, "empty")],
+    [
+        ({"hops": (0,)}, "hops"),
+        ({"hops": (6,)}, "hops"),
+        ({"ontologies": ("fake",)}, "ontologies"),
+        ({"n_per_cell": 0}, "empty"),
+    ],
 )
 def test_bad_generator_config(kw: dict, key: str) -> None:
     with pytest.raises(CotlensError, match=key):

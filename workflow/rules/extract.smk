@@ -5,15 +5,17 @@ rule extract:
         model="resources/models/{model}",
     output:
         directory(f"{RES}/{{model}}/activations"),
-    params:
-        cfg=config["extract"],
-        runtime=config["runtime"],
     log:
         "results/logs/extract/{model}.log",
     benchmark:
         "results/benchmarks/extract/{model}.tsv"
+    conda:
+        "../../envs/cuda.yaml"
     threads: 2
     resources:
         mem_mb=8000,
+    params:
+        cfg=config["extract"],
+        runtime=config["runtime"],
     script:
         "../../scripts/extract.py"

@@ -12,13 +12,15 @@ rule figure_accuracy:
             labels={"model": "{model}", "figure": "answer accuracy"},
         ),
         pdf=f"{RES}/{{model}}/figures/accuracy.pdf",
-    params:
-        name="accuracy",
-        cfg=config["figures"],
     log:
         "results/logs/figures/{model}-accuracy.log",
     benchmark:
         "results/benchmarks/figures/{model}-accuracy.tsv"
+    conda:
+        "../../envs/cpu.yaml"
+    params:
+        name="accuracy",
+        cfg=config["figures"],
     script:
         "../../scripts/figures.py"
 
@@ -37,13 +39,15 @@ rule figure_step_accuracy:
             labels={"model": "{model}", "figure": "step accuracy"},
         ),
         pdf=f"{RES}/{{model}}/figures/step_accuracy.pdf",
-    params:
-        name="step_accuracy",
-        cfg=config["figures"],
     log:
         "results/logs/figures/{model}-step_accuracy.log",
     benchmark:
         "results/benchmarks/figures/{model}-step_accuracy.tsv"
+    conda:
+        "../../envs/cpu.yaml"
+    params:
+        name="step_accuracy",
+        cfg=config["figures"],
     script:
         "../../scripts/figures.py"
 
@@ -61,12 +65,14 @@ rule figure_lens_heatmap:
             labels={"model": "{model}", "figure": "logit lens"},
         ),
         pdf=f"{RES}/{{model}}/figures/lens_heatmap.pdf",
-    params:
-        name="lens_heatmap",
-        cfg=config["figures"],
     log:
         "results/logs/figures/{model}-lens_heatmap.log",
     benchmark:
         "results/benchmarks/figures/{model}-lens_heatmap.tsv"
+    conda:
+        "../../envs/cpu.yaml"
+    params:
+        name="lens_heatmap",
+        cfg=config["figures"],
     script:
         "../../scripts/figures.py"

@@ -5,15 +5,17 @@ rule lens:
         model="resources/models/{model}",
     output:
         f"{RES}/{{model}}/lens.parquet",
-    params:
-        cfg=config["lens"],
-        runtime=config["runtime"],
     log:
         "results/logs/lens/{model}.log",
     benchmark:
         "results/benchmarks/lens/{model}.tsv"
+    conda:
+        "../../envs/cuda.yaml"
     threads: 2
     resources:
         mem_mb=8000,
+    params:
+        cfg=config["lens"],
+        runtime=config["runtime"],
     script:
         "../../scripts/lens.py"

@@ -3,14 +3,16 @@ rule prepare_model:
         code=code_deps("prepare_model.py"),
     output:
         directory("resources/models/{model}"),
-    params:
-        models=model_entry,
     log:
         "results/logs/prepare_model/{model}.log",
     benchmark:
         "results/benchmarks/prepare_model/{model}.tsv"
+    conda:
+        "../../envs/cuda.yaml"
     threads: 2
     resources:
         mem_mb=16000,
+    params:
+        models=model_entry,
     script:
         "../../scripts/prepare_model.py"

@@ -5,15 +5,17 @@ rule sample:
         model="resources/models/{model}",
     output:
         f"{RES}/{{model}}/samples.parquet",
-    params:
-        cfg=config["sample"],
-        runtime=config["runtime"],
     log:
         "results/logs/sample/{model}.log",
     benchmark:
         "results/benchmarks/sample/{model}.tsv"
+    conda:
+        "../../envs/cuda.yaml"
     threads: 2
     resources:
         mem_mb=8000,
+    params:
+        cfg=config["sample"],
+        runtime=config["runtime"],
     script:
         "../../scripts/sample.py"

@@ -41,9 +41,7 @@ def read_manifest(model_dir: str | Path) -> dict[str, Any]:
     return dict(json.loads(f.read_text()))
 
 
-def load(
-    model_dir: str | Path, dtype: str = "float32", device: str = "auto", attn: str = "sdpa"
-) -> Loaded:
+def load(model_dir: str | Path, dtype: str = "float32", device: str = "auto", attn: str = "sdpa") -> Loaded:
     """Load model + tokenizer in eval mode. ``attn='eager'`` for exact numerical checks."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

@@ -79,9 +79,7 @@ def convert_gguf(gguf: Path, out: Path) -> dict[str, Any]:
 
     try:
         tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-        model = AutoModelForCausalLM.from_pretrained(
-            gguf.parent, gguf_file=gguf.name, dtype=torch.float32
-        )
+        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
     except Exception as e:  # gguf raises assorted errors on truncated files
         raise CotlensError(
             f"GGUF file {gguf} could not be read ({type(e).__name__}: {e})",

@@ -207,13 +207,16 @@ def generate(cfg: GeneratorConfig) -> Iterator[tuple[Example, list[Example]]]:
                     for i in range(cfg.n_per_cell):
                         rng = _cell_rng(cfg.seed, ontology, hops, distractors, negation, i)
                         label = (i % 2 == 0) if rng.random() < 0.5 else (i % 2 == 1)
-                        ex = make_example(
-                            rng, ontology, hops, distractors, negation, label, cfg.shuffle_facts
-                        )
+                        ex = make_example(rng, ontology, hops, distractors, negation, label, cfg.shuffle_facts)
                         shots = [
                             make_example(
-                                rng, ontology, hops, distractors, rng.random() < 0.5,
-                                j % 2 == 0, cfg.shuffle_facts,
+                                rng,
+                                ontology,
+                                hops,
+                                distractors,
+                                rng.random() < 0.5,
+                                j % 2 == 0,
+                                cfg.shuffle_facts,
                             )  # fmt: skip
                             for j in range(cfg.n_shots)
                         ]

@@ -37,8 +37,15 @@ def run(
     key = file_digest(samples, Path(model_dir) / "manifest.json")
     meta_manifest = read_manifest(model_dir)
     rows = [
-        SampleRow(r["prompt_id"], r["sample_idx"], r["prompt_token_ids"], r["prompt_nofacts_token_ids"],
-                  r["token_ids"], r["step_end_token"], r["answer_token"])  # fmt: skip
+        SampleRow(
+            r["prompt_id"],
+            r["sample_idx"],
+            r["prompt_token_ids"],
+            r["prompt_nofacts_token_ids"],
+            r["token_ids"],
+            r["step_end_token"],
+            r["answer_token"],
+        )  # fmt: skip
         for r in read_table(samples).to_pylist()
     ]
     rows.sort(key=lambda r: (r.prompt_id, r.sample_idx))

@@ -8,7 +8,9 @@ from collections.abc import Mapping, Sequence
 from cotlens import plots
 
 
-def run(name: str, inputs: Mapping[str, str], outputs: Sequence[str | os.PathLike[str]], model: str, dpi: int = 150) -> None:
+def run(
+    name: str, inputs: Mapping[str, str], outputs: Sequence[str | os.PathLike[str]], model: str, dpi: int = 150
+) -> None:
     if name == "accuracy":
         plots.accuracy(inputs["prompts"], inputs["samples"], outputs, model, dpi)
     elif name == "step_accuracy":

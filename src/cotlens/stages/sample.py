@@ -66,7 +66,9 @@ def run(
     results: dict[tuple[int, int], Any] = {}
     for b in range(0, len(jobs), sc.batch_size):
         batch = jobs[b : b + sc.batch_size]
-        outs = generate_batch(lm.model, [enc[i] for i, _ in batch], sc, int(tok.pad_token_id), eos, stop, lm.device, gen)
+        outs = generate_batch(
+            lm.model, [enc[i] for i, _ in batch], sc, int(tok.pad_token_id), eos, stop, lm.device, gen
+        )
         results.update(zip(batch, outs, strict=True))
         print(f"sampled {len(results)}/{len(jobs)}", flush=True)
 

