@@ -33,6 +33,7 @@ def tiny_prepared(tiny_model_src: Path, tmp_path_factory: pytest.TempPathFactory
 
 
 TINY_CONFIG = {
+    "studies": ["prontoqa", "digits"],
     "active_models": ["tiny"],
     "runtime": {"dtype": "float32", "device": "cpu", "attn": "eager"},
     "prompts": {
@@ -43,6 +44,11 @@ TINY_CONFIG = {
     "extract": {"positions": ["last_prompt", "step_end", "answer"], "mlp": True, "batch_size": 3, "shard_size": 3},
     "lens": {"batch_rows": 64},
     "figures": {"dpi": 40},
+    "digits": {
+        "seed": 0, "n_digits": [1, 2], "m_digits": [1, 3], "n_per_cell": 3, "n_shots": 2,
+        "template": "{a} * {b} = {c}", "direct_template": "{a} * {b} mod 10 = {d}", "batch_size": 4,
+        "estimator": "mc_dropout", "mc_dropout": {"p": 0.1, "samples": 2},
+    },
 }  # fmt: skip
 
 

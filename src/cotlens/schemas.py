@@ -82,3 +82,33 @@ LENS = pa.schema(
         ("top_token", pa.int32()),  # the lens argmax at this layer
     ]
 )
+
+MULT_PROMPTS = pa.schema(
+    [
+        ("problem_id", pa.int32()),
+        ("n", pa.int8()),  # digits of a
+        ("m", pa.int8()),  # digits of b
+        ("a", pa.int64()),
+        ("b", pa.int64()),
+        ("product", pa.int64()),
+        ("prompt", pa.string()),  # k-shot, ends right before the answer text
+        ("answer", pa.string()),  # e.g. " 408"
+        ("direct_prompt", pa.string()),  # k-shot "a * b mod 10 =" style
+        ("direct_answer", pa.string()),  # e.g. " 8"
+    ]
+)
+
+DIGITS = pa.schema(
+    [
+        ("problem_id", pa.int32()),
+        ("n", pa.int8()),
+        ("m", pa.int8()),
+        ("setting", pa.string()),  # full (teacher-forced product) | direct (last digit right after "=")
+        ("place", pa.int8()),  # 0 = most significant digit of the answer
+        ("n_places", pa.int8()),  # digits in the answer
+        ("digit", pa.int8()),  # the correct digit
+        ("p_correct", pa.float32()),  # confidence in the correct digit (mean over MC samples)
+        ("p_std", pa.float32()),  # std over MC-dropout samples (0 for softmax)
+        ("argmax_digit", pa.int8()),  # the most probable digit: greedy accuracy under teacher forcing
+    ]
+)

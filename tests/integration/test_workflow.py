@@ -18,6 +18,7 @@ pytestmark = pytest.mark.integration
 
 MODEL_RULES = {"sample", "extract", "lens"}
 FIGURE_RULES = {"figure_accuracy", "figure_step_accuracy", "figure_lens_heatmap"}
+DIGIT_RULES = {"mult_prompts", "digits", "figure_digits"}
 
 
 def smk(wd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -53,7 +54,7 @@ def edit_config(wd: Path, section: str, key: str, value: object) -> None:
 
 def test_dag_end_to_end_then_partial_reruns(workflow_copy: Path) -> None:
     wd = workflow_copy
-    assert scheduled(wd) == {"prepare_model", "prompts", *MODEL_RULES, *FIGURE_RULES}
+    assert scheduled(wd) == {"prepare_model", "prompts", *MODEL_RULES, *FIGURE_RULES, *DIGIT_RULES}
     smk(wd)
     res = wd / "results" / "prontoqa" / "tiny"
     for fig in ("accuracy", "step_accuracy", "lens_heatmap"):
@@ -70,16 +71,26 @@ def test_dag_end_to_end_then_partial_reruns(workflow_copy: Path) -> None:
     assert (lt[lt["layer"] == 1]["rank_context"] == 0).all()  # last-layer lens = the model's prediction
     assert samples.num_rows == read_table(wd / "results" / "prontoqa" / "prompts.parquet").num_rows
     assert not list(res.glob("*.partial")) and not list(res.rglob(".tmp-*"))
+    dig = read_table(wd / "results" / "digits" / "tiny" / "digits.parquet").to_pandas()
+    assert set(dig["setting"]) == {"full", "direct"} and dig["p_correct"].between(0, 1).all()
+    assert (dig["p_std"] > 0).any()  # MC dropout on
+    for fig in ("digit_confidence", "digit_conditioning", "digit_accuracy"):
+        assert (wd / "results" / "digits" / "tiny" / "figures" / f"{fig}.png").stat().st_size > 1000
     smk(wd, "--report", "results/report.html")
     assert "lens_heatmap" in (wd / "results" / "report.html").read_text(errors="ignore")
     assert scheduled(wd) == set()
 
     # Touching a module without changing it reruns nothing.
-    os.utime(wd / "src" / "cotlens" / "plots.py")
+    os.utime(wd / "src" / "cotlens" / "plotting" / "prontoqa.py")
     assert scheduled(wd) == set()
     # Editing a library module reruns exactly the rules whose scripts import it.
-    edit(wd / "src" / "cotlens" / "plots.py")
+    edit(wd / "src" / "cotlens" / "plotting" / "prontoqa.py")
     assert scheduled(wd) == FIGURE_RULES
+    smk(wd)
+    edit(wd / "src" / "cotlens" / "plotting" / "digits.py")
+    assert scheduled(wd) == {"figure_digits"}
+    edit(wd / "src" / "cotlens" / "digits.py")
+    assert scheduled(wd) == {"digits", "figure_digits"}
     smk(wd)
     edit(wd / "src" / "cotlens" / "lens.py")
     assert scheduled(wd) == {"lens", "figure_lens_heatmap"}
@@ -90,16 +101,22 @@ def test_dag_end_to_end_then_partial_reruns(workflow_copy: Path) -> None:
     edit(wd / "src" / "cotlens" / "prompts" / "prontoqa.py")
     assert scheduled(wd) == {"prompts", *MODEL_RULES, *FIGURE_RULES}
     smk(wd)
+    edit(wd / "src" / "cotlens" / "models" / "loading.py")
+    assert scheduled(wd) == {*MODEL_RULES, "digits", *FIGURE_RULES, "figure_digits"}
+    smk(wd)
     assert scheduled(wd) == set()
 
     # Changing a config value reruns only the rules that read it, and what is downstream.
     edit_config(wd, "figures", "dpi", 50)
-    assert scheduled(wd) == FIGURE_RULES
+    assert scheduled(wd) == FIGURE_RULES | {"figure_digits"}
     edit_config(wd, "figures", "dpi", 40)
     assert scheduled(wd) == set()
     edit_config(wd, "lens", "batch_rows", 32)
     assert scheduled(wd) == {"lens", "figure_lens_heatmap"}
     edit_config(wd, "lens", "batch_rows", 64)
+    edit_config(wd, "digits", "batch_size", 2)
+    assert scheduled(wd) == {"digits", "figure_digits"}
+    edit_config(wd, "digits", "batch_size", 4)
     edit_config(wd, "prompts", "hops", [1, 2, 3])
     assert scheduled(wd) == {"prompts", *MODEL_RULES, *FIGURE_RULES}
 

@@ -12,7 +12,7 @@ import pytest
 from cotlens.models.prepare import prepare
 from cotlens.models.registry import resolve
 from cotlens.parquet import read_meta, read_table
-from cotlens.stages import extract, lens, prompts, sample
+from cotlens.stages import digits, extract, lens, mult_prompts, prompts, sample
 
 pytestmark = pytest.mark.smoke
 
@@ -50,3 +50,16 @@ def test_default_model_end_to_end(tmp_path: Path) -> None:
     # At the answer position the in-context prediction is the answer word the model wrote.
     ans = lt[(lt["pos_kind"] == "answer") & (lt["layer"] == 29)]
     assert len(ans) >= 3
+
+    # Digit confidence (Gambardella et al.) on the real tokenizer: one digit per token.
+    dcfg = {"seed": 0, "n_digits": [1, 5], "m_digits": [1, 5], "n_per_cell": 4, "n_shots": 4, "batch_size": 8}
+    mult_prompts.run(dcfg, tmp_path / "mp.parquet")
+    digits.run(tmp_path / "mp.parquet", model, tmp_path / "digits.parquet", dcfg, RT, 2)
+    d = read_table(tmp_path / "digits.parquet").to_pandas()
+    mp = read_table(tmp_path / "mp.parquet").to_pandas().set_index("problem_id")
+    full = d[d["setting"] == "full"]
+    assert (full.groupby("problem_id")["n_places"].first() == mp["product"].astype(str).str.len()).all()
+    assert d["p_correct"].between(0, 1).all()
+    # single-digit products are easy: the 1x1 first digit is mostly right
+    one = full[(full["n"] == 1) & (full["m"] == 1) & (full["place"] == 0)]
+    assert (one["argmax_digit"] == one["digit"]).mean() >= 0.5

@@ -14,20 +14,20 @@ def names(script: str) -> set[str]:
 
 def test_figures_depend_on_plots_not_on_models() -> None:
     deps = names("figures.py")
-    assert {"plots.py", "stages/figures.py", "parquet.py", "atomic.py"} <= deps
+    assert {"plotting/prontoqa.py", "plotting/base.py", "stages/figures.py", "parquet.py", "atomic.py"} <= deps
     assert not any(d.startswith("models/") or d in ("hooks.py", "sampling.py", "extract.py") for d in deps)
 
 
 def test_prompts_are_torch_free_and_exact() -> None:
     deps = names("prompts.py")
     assert "prompts/prontoqa.py" in deps and "prompts/fewshot.py" in deps
-    assert "plots.py" not in deps and "hooks.py" not in deps and "models/loading.py" not in deps
+    assert "plotting/prontoqa.py" not in deps and "hooks.py" not in deps and "models/loading.py" not in deps
 
 
 def test_extract_reaches_hooks_transitively() -> None:
     deps = names("extract.py")
     assert {"hooks.py", "extract.py", "stages/extract.py", "models/adapters.py"} <= deps
-    assert "plots.py" not in deps and "sampling.py" not in deps
+    assert "plotting/prontoqa.py" not in deps and "sampling.py" not in deps
 
 
 def test_relative_and_package_imports(tmp_path: Path) -> None:

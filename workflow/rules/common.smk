@@ -34,10 +34,24 @@ def model_entry(wildcards):
     return {wildcards.model: config["models"][wildcards.model]}
 
 
+DIGIT_FIGURES = ["digit_confidence", "digit_conditioning", "digit_accuracy"]
+
+
 def all_figures():
-    return expand(
-        f"{RES}/{{model}}/figures/{{fig}}.{{ext}}",
-        model=config["active_models"],
-        fig=FIGURES,
-        ext=["png", "pdf"],
-    )
+    """Every figure of every study in `studies`, for every active model."""
+    out = []
+    if "prontoqa" in config["studies"]:
+        out += expand(
+            f"{RES}/{{model}}/figures/{{fig}}.{{ext}}",
+            model=config["active_models"],
+            fig=FIGURES,
+            ext=["png", "pdf"],
+        )
+    if "digits" in config["studies"]:
+        out += expand(
+            "results/digits/{model}/figures/{fig}.{ext}",
+            model=config["active_models"],
+            fig=DIGIT_FIGURES,
+            ext=["png", "pdf"],
+        )
+    return out

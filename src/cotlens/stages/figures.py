@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 
-from cotlens import plots
+from cotlens.plotting import prontoqa as plots
 
 
 def run(

@@ -1,5 +1,4 @@
-"""Figures. They read Parquet only (no model, no torch) and write PNG + PDF atomically,
-with fixed metadata so that the same data gives the same bytes."""
+"""PrOntoQA spine figures: accuracy, step accuracy, logit-lens heatmap."""
 
 from __future__ import annotations
 
@@ -7,28 +6,16 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.colors import PowerNorm
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
-from matplotlib.colors import PowerNorm  # noqa: E402
+from cotlens.parquet import read_table
+from cotlens.plotting.base import save
 
-from cotlens.atomic import atomic_path  # noqa: E402
-from cotlens.parquet import read_table  # noqa: E402
-
-_META = {"png": {"Software": None}, "pdf": {"CreationDate": None, "Producer": None}}
 ONTOLOGY_ORDER = ["fictional", "true", "false"]
-
-
-def save(fig: plt.Figure, outputs: Sequence[str | os.PathLike[str]], dpi: int = 150) -> None:
-    for out in outputs:
-        fmt = Path(out).suffix.lstrip(".")
-        with atomic_path(out) as tmp:
-            fig.savefig(tmp, format=fmt, dpi=dpi, bbox_inches="tight", metadata=_META.get(fmt))
-    plt.close(fig)
 
 
 def load_scored(prompts: str | Path, samples: str | Path) -> pd.DataFrame:

@@ -1,0 +1,145 @@
+"""Digit confidence under teacher forcing (Gambardella et al., ACL 2024).
+
+For every digit place of an answer we read the model's probability of the correct digit
+at that place, given the prompt and the correct text before it, from one batched forward.
+
+Tokenizers differ: Llama/Qwen/Gemma write one digit per token (sometimes after a lone
+space token), GPT-2-style BPE merges digits ("1234" -> "12", "34"). Each digit is mapped
+to the token that contains it. If the digit is that token's first character, the
+probability is the marginal over all vocabulary tokens whose text starts with the digit.
+If characters of the same token precede it (a merged token), those characters are fixed
+by the teacher-forced prefix, and the probability is conditional on them:
+
+    P(d) = sum(p(v) : text(v) starts with prefix + d) / sum(p(v) : text(v) starts with prefix, longer)
+
+A token's text is its surface form inside a sequence: decode([anchor, v]) minus decode([anchor]).
+
+Monte Carlo dropout (the paper's estimator): dropout with rate p is applied to the output
+of every attention block and every FFN block (the ``attn_out`` and ``mlp_out`` modules of
+the adapter table) at inference, also for models trained without dropout; S passes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cotlens.errors import CotlensError
+from cotlens.models.adapters import Adapter, get, layers
+
+DIGITS = "0123456789"
+
+
+@dataclass
+class VocabText:
+    """Surface text of every token id, with cached prefix lookups."""
+
+    texts: list[str]
+    _cache: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+
+    @classmethod
+    def from_tokenizer(cls, tok: object, anchor_text: str = "=") -> VocabText:
+        anchor = tok(anchor_text, add_special_tokens=False)["input_ids"][-1]  # type: ignore[operator]
+        base = tok.decode([anchor])  # type: ignore[attr-defined]
+        n = len(tok)  # type: ignore[arg-type]
+        pairs = tok.batch_decode([[anchor, v] for v in range(n)])  # type: ignore[attr-defined]
+        return cls([p[len(base) :] if p.startswith(base) else p for p in pairs])
+
+    def extending(self, prefix: str) -> tuple[np.ndarray, np.ndarray]:
+        """(token ids whose text starts with ``prefix`` and is longer, their next digit or -1)."""
+        if prefix not in self._cache:
+            ids, nxt = [], []
+            k = len(prefix)
+            for v, t in enumerate(self.texts):
+                if len(t) > k and t.startswith(prefix):
+                    ids.append(v)
+                    nxt.append(DIGITS.find(t[k]))
+            self._cache[prefix] = (np.asarray(ids, dtype=np.int64), np.asarray(nxt, dtype=np.int64))
+        return self._cache[prefix]
+
+
+@dataclass(frozen=True)
+class Place:
+    """Where one digit of the answer is read."""
+
+    digit: int  # the correct digit
+    index: int  # 0 = most significant
+    pos: int  # sequence position whose next-token distribution is read
+    inside: str  # characters of the same token before the digit (fixed by teacher forcing)
+
+
+def align(tok: object, vt: VocabText, prompt: str, answer: str) -> tuple[list[int], list[Place]]:
+    """Token ids of prompt + answer and, for each digit of the answer, where to read it."""
+    text = prompt + answer
+    enc = tok(text, return_offsets_mapping=True)  # type: ignore[operator]
+    ids, offs = list(enc["input_ids"]), list(enc["offset_mapping"])
+    places: list[Place] = []
+    digit_chars = [i for i in range(len(prompt), len(text)) if text[i].isdigit()]
+    for k, ci in enumerate(digit_chars):
+        j = next((j for j, (s, e) in enumerate(offs) if s <= ci < e and e > s), None)
+        if j is None or j == 0:
+            raise CotlensError(f"cannot find the token of answer digit {k} in {text[-40:]!r}")
+        surface = vt.texts[ids[j]]
+        end = offs[j][1]
+        cut = len(surface) - (end - ci)
+        if cut < 0 or not surface[cut:].startswith(text[ci]):
+            raise CotlensError(f"token {surface!r} does not align with {text[ci:end]!r}", "report this tokenizer")
+        places.append(Place(int(text[ci]), k, j - 1, surface[:cut]))
+    return ids, places
+
+
+def digit_distribution(probs: torch.Tensor, vt: VocabText, inside: str) -> np.ndarray:
+    """[10] probabilities of each digit at a place, from a [V] next-token distribution."""
+    ids, nxt = vt.extending(inside)
+    p = probs[torch.from_numpy(ids)].double().cpu().numpy()
+    mass = np.bincount(nxt[nxt >= 0], weights=p[nxt >= 0], minlength=10)[:10]
+    denom = p.sum() if inside else 1.0
+    return mass / denom if denom > 0 else mass
+
+
+@contextlib.contextmanager
+def mc_dropout(model: nn.Module, ad: Adapter, p: float) -> Iterator[None]:
+    """Dropout on every attention and FFN block output while active."""
+    handles = []
+    for block in layers(model, ad):
+        for path in (ad.attn_out, ad.mlp_out):
+            mod = get(block, path)
+            handles.append(mod.register_forward_hook(lambda _m, _a, o: F.dropout(o, p, training=True)))
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+
+
+Forward = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def score(
+    forward: Forward,
+    vt: VocabText,
+    seqs: Sequence[Sequence[int]],
+    places: Sequence[Sequence[Place]],
+    pad_id: int,
+    device: torch.device,
+) -> list[list[np.ndarray]]:
+    """One batched forward; per sequence, per place, the [10] digit distribution.
+
+    ``forward(ids, mask, pos)`` returns next-token probabilities [B, P, V] at ``pos``.
+    """
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for i, s in enumerate(seqs):
+        ids[i, : len(s)] = torch.tensor(list(s))
+        mask[i, : len(s)] = 1
+    npos = max(len(p) for p in places)
+    pos = torch.tensor([[pl.pos for pl in p] + [p[-1].pos] * (npos - len(p)) for p in places], dtype=torch.long)
+    probs = forward(ids.to(device), mask.to(device), pos.to(device))
+    return [[digit_distribution(probs[b, k], vt, pl.inside) for k, pl in enumerate(p)] for b, p in enumerate(places)]

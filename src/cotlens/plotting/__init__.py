@@ -1,0 +1,1 @@
+"""Figures, one module per study. They read Parquet only (no model, no torch)."""

@@ -1,0 +1,25 @@
+"""Shared figure I/O: PNG + PDF written atomically with fixed metadata, so that the same
+data gives the same bytes."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from cotlens.atomic import atomic_path  # noqa: E402
+
+_META = {"png": {"Software": None}, "pdf": {"CreationDate": None, "Producer": None}}
+
+
+def save(fig: plt.Figure, outputs: Sequence[str | os.PathLike[str]], dpi: int = 150) -> None:
+    for out in outputs:
+        fmt = Path(out).suffix.lstrip(".")
+        with atomic_path(out) as tmp:
+            fig.savefig(tmp, format=fmt, dpi=dpi, bbox_inches="tight", metadata=_META.get(fmt))
+    plt.close(fig)

@@ -1,0 +1,85 @@
+"""Stage ``digits``: teacher-forced digit confidence for every problem (see cotlens.digits)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from itertools import groupby
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from cotlens import schemas
+from cotlens.digits import VocabText, align, mc_dropout, score
+from cotlens.errors import CotlensError
+from cotlens.models.adapters import get
+from cotlens.models.loading import Loaded, load
+from cotlens.parquet import read_table, to_table, write_table
+from cotlens.stages.common import model_meta, set_threads
+
+
+def position_forward(lm: Loaded):  # type: ignore[no-untyped-def]
+    """(ids, mask, pos) -> next-token probabilities at pos, without full-vocab logits elsewhere."""
+
+    @torch.inference_mode()
+    def forward(ids: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+        h = get(lm.model, lm.adapter.base)(input_ids=ids, attention_mask=mask).last_hidden_state
+        rows = torch.arange(h.shape[0], device=h.device)[:, None]
+        return torch.softmax(get(lm.model, lm.adapter.unembed)(h[rows, pos]).float(), dim=-1)
+
+    return forward
+
+
+def run(
+    prompts: str | Path, model_dir: str | Path, out: str | Path, cfg: Mapping[str, Any],
+    runtime: Mapping[str, Any], threads: int = 1,
+) -> int:  # fmt: skip
+    tab = read_table(prompts).to_pylist()
+    if not tab:
+        raise CotlensError(f"the problem set {prompts} is empty", "check the digits section of the config")
+    est = cfg.get("estimator", "softmax")
+    mc = dict(cfg.get("mc_dropout", {"p": 0.1, "samples": 8}))
+    set_threads(threads)
+    lm = load(model_dir, runtime["dtype"], runtime["device"], runtime.get("attn", "sdpa"))
+    vt = VocabText.from_tokenizer(lm.tokenizer)
+    fwd = position_forward(lm)
+    pad = int(lm.tokenizer.pad_token_id)
+    cols: dict[str, list[Any]] = {f.name: [] for f in schemas.DIGITS}
+    bs = int(cfg.get("batch_size", 32))
+    n_forwards = 0
+    for _, cell in groupby(tab, key=lambda r: (r["n"], r["m"])):
+        cell = list(cell)
+        for s in range(0, len(cell), bs):
+            batch = cell[s : s + bs]
+            seqs, places, meta = [], [], []
+            for r in batch:
+                for setting, pkey, akey in (("full", "prompt", "answer"), ("direct", "direct_prompt", "direct_answer")):
+                    ids, pl = align(lm.tokenizer, vt, r[pkey], r[akey])
+                    seqs.append(ids)
+                    places.append(pl)
+                    meta.append((r, setting))
+            if est == "mc_dropout":
+                draws = []
+                for k in range(int(mc["samples"])):
+                    torch.manual_seed(int(cfg.get("seed", 0)) * 1000 + k)
+                    with mc_dropout(lm.model, lm.adapter, float(mc["p"])):
+                        draws.append(score(fwd, vt, seqs, places, pad, lm.device))
+                    n_forwards += 1
+                dists = [[np.stack([d[i][j] for d in draws]) for j in range(len(places[i]))] for i in range(len(seqs))]
+            else:
+                one = score(fwd, vt, seqs, places, pad, lm.device)
+                n_forwards += 1
+                dists = [[d[None] for d in row] for row in one]
+            for (r, setting), pl, dl in zip(meta, places, dists, strict=True):
+                answer_places = len(pl)
+                for place, dist in zip(pl, dl, strict=True):
+                    pc = dist[:, place.digit]
+                    for k, v in (("problem_id", r["problem_id"]), ("n", r["n"]), ("m", r["m"]), ("setting", setting),
+                                 ("place", place.index), ("n_places", answer_places), ("digit", place.digit),
+                                 ("p_correct", float(pc.mean())), ("p_std", float(pc.std())),
+                                 ("argmax_digit", int(dist.mean(0).argmax()))):  # fmt: skip
+                        cols[k].append(v)
+    print(f"scored {len(tab)} problems in {n_forwards} batched forwards", flush=True)
+    write_table(to_table(cols, schemas.DIGITS), out, model_meta("digits", cfg, lm.manifest, lm.dtype, estimator=est))
+    return len(tab)
