@@ -60,7 +60,11 @@ def generate_batch(
     device: torch.device,
     gen: torch.Generator | None = None,
 ) -> list[Generation]:
-    """Generate for one batch. ``stop(ids)`` returns a stop reason or None."""
+    """Generate for one batch. ``stop(ids)`` returns a stop reason or None.
+
+    Rows that have stopped are dropped from the batch and the KV cache, so the remaining
+    decode steps cost only what the unfinished rows need.
+    """
     ids, mask = left_pad(prompts, pad_id, device)
     pos = (mask.cumsum(-1) - 1).clamp(min=0)
     out = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=1)
@@ -68,25 +72,30 @@ def generate_batch(
     b = len(prompts)
     toks: list[list[int]] = [[] for _ in range(b)]
     reason: list[str | None] = [None] * b
+    active = list(range(b))  # original row of each batch row
     last = pos[:, -1:]
+    logits = out.logits[:, -1, :]
     for _ in range(cfg.max_new_tokens):
-        nxt = pick_next(out.logits[:, -1, :], cfg, gen)
-        for i, t in enumerate(nxt.tolist()):
-            if reason[i] is not None:
-                continue
+        nxt = pick_next(logits, cfg, gen).tolist()
+        for row, t in zip(active, nxt, strict=True):
             if t in eos_ids:
-                reason[i] = "eos"
+                reason[row] = "eos"
                 continue
-            toks[i].append(t)
-            reason[i] = stop(toks[i])
-        if all(r is not None for r in reason):
+            toks[row].append(t)
+            reason[row] = stop(toks[row])
+        keep = [i for i, row in enumerate(active) if reason[row] is None]
+        if not keep:
             break
-        nxt = torch.where(torch.tensor([r is None for r in reason], device=device), nxt, pad_id)
-        mask = torch.cat([mask, torch.ones((b, 1), dtype=mask.dtype, device=device)], dim=1)
+        if len(keep) < len(active):
+            sel = torch.tensor(keep, device=device)
+            past.batch_select_indices(sel)
+            mask, last = mask[sel], last[sel]
+            nxt = [nxt[i] for i in keep]
+            active = [active[i] for i in keep]
+        mask = torch.cat([mask, torch.ones((len(active), 1), dtype=mask.dtype, device=device)], dim=1)
         last = last + 1
-        out = model(
-            input_ids=nxt[:, None], attention_mask=mask, position_ids=last,
-            past_key_values=past, use_cache=True,
-        )  # fmt: skip
+        step = torch.tensor(nxt, device=device)[:, None]
+        out = model(input_ids=step, attention_mask=mask, position_ids=last, past_key_values=past, use_cache=True)
         past = out.past_key_values
+        logits = out.logits[:, -1, :]
     return [Generation(t, r or "max_tokens") for t, r in zip(toks, reason, strict=True)]

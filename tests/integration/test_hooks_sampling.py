@@ -107,3 +107,19 @@ def test_sampling_is_seeded(tiny_prepared: Path) -> None:
         for s in (0, 0, 1)
     ]
     assert runs[0] == runs[1] and runs[0] != runs[2]
+
+
+def test_rows_that_stop_early_leave_the_others_unchanged(tiny_prepared: Path) -> None:
+    """Dropping finished rows from the batch and the cache does not change the other rows."""
+    lm = load(tiny_prepared, "float32", "cpu")
+    torch.manual_seed(2)
+    prompts = [torch.randint(4, lm.dims.vocab, (n,)).tolist() for n in (6, 11, 3)]
+    cfg = SampleConfig(max_new_tokens=9)
+    pad = int(lm.tokenizer.pad_token_id)
+    full = generate_batch(lm.model, prompts, cfg, pad, set(), lambda ids: None, lm.device)
+    early = [full[0].token_ids[:2], full[2].token_ids[:5]]  # rows 0 and 2 stop here
+    short = generate_batch(
+        lm.model, prompts, cfg, pad, set(), lambda ids: "answer" if ids in early else None, lm.device
+    )
+    assert [g.token_ids for g in short] == [early[0], full[1].token_ids, early[1]]
+    assert [g.stop_reason for g in short] == ["answer", "max_tokens", "answer"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from itertools import groupby
 from pathlib import Path
@@ -48,6 +49,7 @@ def run(
     cols: dict[str, list[Any]] = {f.name: [] for f in schemas.DIGITS}
     bs = int(cfg.get("batch_size", 32))
     n_forwards = 0
+    t0 = time.perf_counter()
     for _, cell in groupby(tab, key=lambda r: (r["n"], r["m"])):
         cell = list(cell)
         for s in range(0, len(cell), bs):
@@ -80,6 +82,7 @@ def run(
                                  ("p_correct", float(pc.mean())), ("p_std", float(pc.std())),
                                  ("argmax_digit", int(dist.mean(0).argmax()))):  # fmt: skip
                         cols[k].append(v)
-    print(f"scored {len(tab)} problems in {n_forwards} batched forwards", flush=True)
+    dt = time.perf_counter() - t0
+    print(f"scored {len(tab)} problems in {n_forwards} batched forwards, {dt:.1f} s: {len(tab) / dt:.2f} problems/s")
     write_table(to_table(cols, schemas.DIGITS), out, model_meta("digits", cfg, lm.manifest, lm.dtype, estimator=est))
     return len(tab)
