@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from _timing import median_time
 
-from cotlens.extract import _final_argmax
+from cotlens.batch import logits_at
 from cotlens.hooks import Capture
 from cotlens.models.adapters import adapter_for, dims
 from cotlens.models.loading import Loaded, load
@@ -52,7 +52,7 @@ def main() -> None:
     @torch.inference_mode()
     def extract() -> None:
         with Capture(lm.model, lm.adapter, ["resid", "attn_heads"], pos) as cap:
-            _final_argmax(lm, ids, mask, pos)
+            logits_at(lm.model, lm.adapter, ids, mask, pos).argmax(-1)
         cap.stacked("resid").numpy()
         cap.stacked("attn_heads").numpy()
 

@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cotlens.batch import pad
 from cotlens.errors import CotlensError
 from cotlens.models.adapters import Adapter, get, layers
 
@@ -133,13 +134,8 @@ def score(
 
     ``forward(ids, mask, pos)`` returns next-token probabilities [B, P, V] at ``pos``.
     """
-    width = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
-    mask = torch.zeros_like(ids)
-    for i, s in enumerate(seqs):
-        ids[i, : len(s)] = torch.tensor(list(s))
-        mask[i, : len(s)] = 1
+    ids, mask = pad(seqs, pad_id, device, left=False)
     npos = max(len(p) for p in places)
     pos = torch.tensor([[pl.pos for pl in p] + [p[-1].pos] * (npos - len(p)) for p in places], dtype=torch.long)
-    probs = forward(ids.to(device), mask.to(device), pos.to(device))
+    probs = forward(ids, mask, pos.to(device))
     return [[digit_distribution(probs[b, k], vt, pl.inside) for k, pl in enumerate(p)] for b, p in enumerate(places)]

@@ -17,9 +17,9 @@ import pyarrow as pa
 import torch
 
 from cotlens import schemas
+from cotlens.batch import logits_at, pad
 from cotlens.errors import CotlensError
 from cotlens.hooks import Capture
-from cotlens.models.adapters import get
 from cotlens.models.loading import Loaded
 from cotlens.parquet import to_table, vectors_to_arrow
 
@@ -60,26 +60,9 @@ def positions_for(row: SampleRow, kinds: Sequence[str]) -> list[tuple[int, str, 
     return out
 
 
-def _right_pad(seqs: Sequence[Sequence[int]], pad: int, dev: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), width), pad, dtype=torch.long)
-    mask = torch.zeros((len(seqs), width), dtype=torch.long)
-    for i, s in enumerate(seqs):
-        ids[i, : len(s)] = torch.tensor(list(s), dtype=torch.long)
-        mask[i, : len(s)] = 1
-    return ids.to(dev), mask.to(dev)
-
-
 def _pad_positions(pos: list[list[int]], dev: torch.device) -> torch.Tensor:
     width = max(len(p) for p in pos)
     return torch.tensor([p + [p[-1]] * (width - len(p)) for p in pos], dtype=torch.long, device=dev)
-
-
-def _final_argmax(lm: Loaded, ids: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
-    """Next-token argmax at ``pos`` without computing full-sequence logits."""
-    h = get(lm.model, lm.adapter.base)(input_ids=ids, attention_mask=mask).last_hidden_state
-    rows = torch.arange(h.shape[0], device=h.device)[:, None]
-    return get(lm.model, lm.adapter.unembed)(h[rows, pos]).argmax(-1)
 
 
 @torch.inference_mode()
@@ -91,20 +74,20 @@ def extract_batch(lm: Loaded, rows: Sequence[SampleRow], cfg: ExtractConfig, sch
         return schema.empty_table()
     rows = [rows[i] for i in keep]
     specs = [specs[i] for i in keep]
-    dev, pad = lm.device, int(lm.tokenizer.pad_token_id)
+    dev, pad_id = lm.device, int(lm.tokenizer.pad_token_id)
     # Only the tokens up to the last needed position (+1 for next_token) matter.
     seqs = [list(r.prompt_ids) + list(r.token_ids) for r in rows]
     ends = [max(p for p, _, _ in s) + 1 for s in specs]
-    ids, mask = _right_pad([s[:e] for s, e in zip(seqs, ends, strict=True)], pad, dev)
+    ids, mask = pad([s[:e] for s, e in zip(seqs, ends, strict=True)], pad_id, dev, left=False)
     pos = _pad_positions([[p for p, _, _ in s] for s in specs], dev)
     sites = ["resid", "attn_heads"] + (["mlp"] if cfg.mlp else [])
     with Capture(lm.model, lm.adapter, sites, pos) as cap:
-        ctx_tok = _final_argmax(lm, ids, mask, pos)
+        ctx_tok = logits_at(lm.model, lm.adapter, ids, mask, pos).argmax(-1)
     shift = [len(r.nofacts_ids) - len(r.prompt_ids) for r in rows]
     nf_seqs = [list(r.nofacts_ids) + list(r.token_ids) for r in rows]
-    nf_ids, nf_mask = _right_pad([s[: e + d] for s, e, d in zip(nf_seqs, ends, shift, strict=True)], pad, dev)
+    nf_ids, nf_mask = pad([s[: e + d] for s, e, d in zip(nf_seqs, ends, shift, strict=True)], pad_id, dev, left=False)
     nf_pos = pos + torch.tensor(shift, device=dev)[:, None]
-    prior_tok = _final_argmax(lm, nf_ids, nf_mask, nf_pos)
+    prior_tok = logits_at(lm.model, lm.adapter, nf_ids, nf_mask, nf_pos).argmax(-1)
 
     n_layers = lm.dims.n_layers
     cols: dict[str, list[int] | list[str]] = {k: [] for k in

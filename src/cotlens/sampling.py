@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from cotlens.batch import pad
+
 
 @dataclass(frozen=True)
 class SampleConfig:
@@ -23,16 +25,6 @@ class SampleConfig:
 class Generation:
     token_ids: list[int]  # generated tokens, eos excluded
     stop_reason: str  # answer | delimiter | eos | max_tokens
-
-
-def left_pad(seqs: Sequence[Sequence[int]], pad_id: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(seqs), width), dtype=torch.long)
-    for i, s in enumerate(seqs):
-        ids[i, width - len(s) :] = torch.tensor(list(s), dtype=torch.long)
-        mask[i, width - len(s) :] = 1
-    return ids.to(device), mask.to(device)
 
 
 def pick_next(logits: torch.Tensor, cfg: SampleConfig, gen: torch.Generator | None) -> torch.Tensor:
@@ -65,7 +57,7 @@ def generate_batch(
     Rows that have stopped are dropped from the batch and the KV cache, so the remaining
     decode steps cost only what the unfinished rows need.
     """
-    ids, mask = left_pad(prompts, pad_id, device)
+    ids, mask = pad(prompts, pad_id, device, left=True)
     pos = (mask.cumsum(-1) - 1).clamp(min=0)
     out = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=1)
     past = out.past_key_values

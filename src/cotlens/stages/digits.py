@@ -12,9 +12,9 @@ import numpy as np
 import torch
 
 from cotlens import schemas
+from cotlens.batch import logits_at
 from cotlens.digits import VocabText, align, mc_dropout, score
 from cotlens.errors import CotlensError
-from cotlens.models.adapters import get
 from cotlens.models.loading import Loaded, load
 from cotlens.parquet import read_table, to_table, write_table
 from cotlens.stages.common import model_meta, set_threads
@@ -25,9 +25,7 @@ def position_forward(lm: Loaded):  # type: ignore[no-untyped-def]
 
     @torch.inference_mode()
     def forward(ids: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
-        h = get(lm.model, lm.adapter.base)(input_ids=ids, attention_mask=mask).last_hidden_state
-        rows = torch.arange(h.shape[0], device=h.device)[:, None]
-        return torch.softmax(get(lm.model, lm.adapter.unembed)(h[rows, pos]).float(), dim=-1)
+        return torch.softmax(logits_at(lm.model, lm.adapter, ids, mask, pos).float(), dim=-1)
 
     return forward
 
