@@ -19,6 +19,7 @@ include: "workflow/rules/sample.smk"
 include: "workflow/rules/extract.smk"
 include: "workflow/rules/lens.smk"
 include: "workflow/rules/figures.smk"
+include: "workflow/rules/circuits.smk"
 include: "workflow/rules/digits.smk"
 
 

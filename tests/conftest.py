@@ -44,6 +44,14 @@ TINY_CONFIG = {
     "extract": {"positions": ["last_prompt", "step_end", "answer"], "mlp": True, "batch_size": 3, "shard_size": 3},
     "lens": {"batch_rows": 64},
     "figures": {"dpi": 40},
+    "circuits": {
+        # a random tiny model gets no step right: use the gold chain and keep every pair
+        "pairs": {"seed": 0, "ontologies": ["fictional"], "per_subtask": 2, "min_kl": 0.0, "cot": "gold",
+                  "require_correct": False},
+        "patch": {"exact_pairs": 1, "top_k": 3, "positions_last": 2, "head_batch": 3},
+        "circuit": {"seed": 0, "sufficiency_k": [0, 2, 8]},
+        "probe": {"seed": 0, "test_fraction": 0.5, "l2": 0.01},
+    },
     "digits": {
         "seed": 0, "n_digits": [1, 2], "m_digits": [1, 3], "n_per_cell": 3, "n_shots": 2,
         "template": "{a} * {b} = {c}", "direct_template": "{a} * {b} mod 10 = {d}", "batch_size": 4,

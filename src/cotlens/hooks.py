@@ -13,6 +13,7 @@ Captures gather the requested positions *inside* the hook, so memory is
 from __future__ import annotations
 
 import contextlib
+import inspect
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -117,3 +118,87 @@ class Capture:
         if any(t is None for t in got):
             raise RuntimeError(f"site {site!r} was not reached for every layer")
         return torch.stack([t for t in got if t is not None], dim=2)
+
+
+class BlockCalls:
+    """Record what every decoder block is called with during one forward.
+
+    ``inputs[l]`` is the hidden state entering block l, ``kwargs[l]`` the keyword
+    arguments the model passed it (attention mask, rotary embeddings, cache position,
+    ...). :func:`replay` reruns blocks l.. from those, so a method can restart the
+    forward at any layer without knowing the family's internals.
+    """
+
+    def __init__(self, model: nn.Module, adapter: Adapter) -> None:
+        self.blocks = layers(model, adapter)
+        self.inputs: list[torch.Tensor] = []
+        self.kwargs: list[dict[str, Any]] = []
+        self._ctx: contextlib.AbstractContextManager[None] | None = None
+
+    def _register(self) -> list[Any]:
+        def pre(m: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+            # Families pass some arguments positionally (GPT-2: past, mask); bind them
+            # to names so replay can call every block the same way.
+            sig = inspect.signature(m.forward)
+            bound = sig.bind_partial(*args, **kwargs).arguments
+            first = next(iter(sig.parameters))
+            named: dict[str, Any] = {}
+            for k, v in bound.items():
+                if sig.parameters[k].kind is inspect.Parameter.VAR_KEYWORD:
+                    named.update(v)
+                elif k != first:
+                    named[k] = v
+            self.inputs.append(bound[first].detach())
+            self.kwargs.append(named)
+
+        return [b.register_forward_pre_hook(pre, with_kwargs=True) for b in self.blocks]
+
+    def __enter__(self) -> BlockCalls:
+        self.inputs, self.kwargs = [], []
+        self._ctx = hooked(self._register)
+        self._ctx.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        assert self._ctx is not None
+        self._ctx.__exit__(*exc)
+
+
+def replay(
+    blocks: Sequence[nn.Module], start: int, hidden: torch.Tensor, kwargs: Sequence[dict[str, Any]],
+    cache: Any = None,
+) -> torch.Tensor:  # fmt: skip
+    """Run blocks ``start..`` on ``hidden`` with the recorded kwargs (batch-1 tensors broadcast).
+
+    ``cache`` replaces the recorded ``past_key_values`` (per-position patching passes the
+    key/value cache of the earlier positions); without it no cache is used.
+    """
+    h = hidden
+    for layer in range(start, len(blocks)):
+        kw = dict(kwargs[layer])
+        if "past_key_values" in kw or cache is not None:
+            kw["past_key_values"] = cache
+        if "use_cache" in kw:
+            kw["use_cache"] = cache is not None
+        h = _first(blocks[layer](h, **kw))
+    return h
+
+
+@contextlib.contextmanager
+def edit_inputs(
+    model: nn.Module, adapter: Adapter, site: str, edits: dict[int, Callable[[torch.Tensor], torch.Tensor]]
+) -> Iterator[None]:
+    """Replace the input of ``site`` (attn_heads or mlp) at the given layers by ``fn(input)``."""
+    if site == "resid":
+        raise ValueError("edit_inputs edits module inputs; use attn_heads or mlp")
+
+    def make(fn: Callable[[torch.Tensor], torch.Tensor]) -> Callable[..., Any]:
+        def pre(_m: nn.Module, a: tuple[Any, ...]) -> tuple[Any, ...]:
+            return (fn(a[0]), *a[1:])
+
+        return pre
+
+    with hooked(
+        lambda: [site_module(model, adapter, site, layer).register_forward_pre_hook(make(fn)) for layer, fn in edits.items()]
+    ):
+        yield

@@ -112,3 +112,84 @@ DIGITS = pa.schema(
         ("argmax_digit", pa.int8()),  # the most probable digit: greedy accuracy under teacher forcing
     ]
 )
+
+# --- Study 1: patching, head lens, circuit, probing -------------------------------
+
+PAIRS = pa.schema(
+    [
+        ("pair_id", pa.int32()),
+        ("prompt_id", pa.int32()),
+        ("sample_idx", pa.int16()),
+        ("ontology", pa.string()),
+        ("step", pa.int16()),  # CoT sentence index of the predicted word
+        ("subtask", pa.string()),  # decision | copy | induction
+        ("word", pa.string()),  # the word the clean prompt predicts
+        ("word_type", pa.string()),  # entity | concept_fictional | concept_true | property
+        ("replacement", pa.string()),  # the same-type word put in its place
+        ("corrupted_in", pa.string()),  # cot | question: where its latest earlier occurrence was
+        ("clean_ids", pa.list_(pa.int32())),  # question (0-shot) + CoT prefix
+        ("corrupt_ids", pa.list_(pa.int32())),  # same length by construction
+        ("clean_tok", pa.int32()),  # first token of the word (the clean argmax)
+        ("corrupt_tok", pa.int32()),  # first token of the replacement
+        ("question_len", pa.int32()),  # tokens [0, question_len) are the question
+        ("corrupt_pos", pa.int32()),  # first position where the prompts differ
+        ("p_clean", pa.float32()),  # clean run's probability of clean_tok
+        ("kl_clean_corrupt", pa.float32()),  # KL(clean || corrupt) at the last position
+        ("ld_clean", pa.float32()),  # logit[clean_tok] - logit[corrupt_tok], clean run
+        ("ld_corrupt", pa.float32()),  # the same in the corrupt run
+    ]
+)
+
+PATCHING = pa.schema(
+    [
+        ("pair_id", pa.int32()),
+        ("method", pa.string()),  # exact | attribution
+        ("pos", pa.int32()),  # patched position; -1 = all positions
+        ("layer", pa.int16()),
+        ("head", pa.int16()),
+        ("nkl", pa.float32()),  # normalised KL (attribution: its first-order estimate)
+        ("logit_diff", pa.float32()),  # patched logit[clean] - logit[corrupt]; null for attribution
+    ]
+)
+
+PATHWAYS = pa.schema(
+    [
+        ("pair_id", pa.int32()),
+        ("positions", pa.string()),  # question | cot | last | all: where every head was patched
+        ("nkl", pa.float32()),
+        ("logit_diff", pa.float32()),
+    ]
+)
+
+HEADS = pa.schema(
+    [
+        ("pair_id", pa.int32()),
+        ("layer", pa.int16()),
+        ("head", pa.int16()),
+        ("dla", pa.float32()),  # direct logit attribution to clean_tok - corrupt_tok (frozen final norm)
+        ("dla_answer", pa.float32()),  # direct logit attribution to clean_tok alone
+        ("top_token", pa.int32()),  # logit-lens argmax of the head's write at the last position
+        ("in_context", pa.bool_()),  # top_token occurs in the prompt ("context"), else "prior"
+    ]
+)
+
+CIRCUIT = pa.schema(
+    [
+        ("k", pa.int32()),  # heads kept (top-k by mean exact patching score)
+        ("pair_id", pa.int32()),
+        ("subtask", pa.string()),
+        ("agree", pa.bool_()),  # argmax with only the circuit equals the clean argmax
+        ("p_clean_tok", pa.float32()),  # probability of the clean token with only the circuit
+        ("random", pa.bool_()),  # k random heads instead of the top-k (control)
+    ]
+)
+
+PROBE = pa.schema(
+    [
+        ("layer", pa.int16()),
+        ("split", pa.string()),  # train | test
+        ("accuracy", pa.float32()),
+        ("majority", pa.float32()),  # accuracy of always predicting the majority class (train)
+        ("n", pa.int32()),
+    ]
+)

@@ -19,6 +19,8 @@ pytestmark = pytest.mark.integration
 MODEL_RULES = {"sample", "extract", "lens"}
 FIGURE_RULES = {"figure_accuracy", "figure_step_accuracy", "figure_lens_heatmap"}
 DIGIT_RULES = {"mult_prompts", "digits", "figure_digits"}
+CIRCUIT_MODEL_RULES = {"pairs", "patch", "heads", "circuit", "probe"}
+CIRCUIT_RULES = {*CIRCUIT_MODEL_RULES, "figure_circuits"}
 
 
 def smk(wd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -54,7 +56,7 @@ def edit_config(wd: Path, section: str, key: str, value: object) -> None:
 
 def test_dag_end_to_end_then_partial_reruns(workflow_copy: Path) -> None:
     wd = workflow_copy
-    assert scheduled(wd) == {"prepare_model", "prompts", *MODEL_RULES, *FIGURE_RULES, *DIGIT_RULES}
+    assert scheduled(wd) == {"prepare_model", "prompts", *MODEL_RULES, *FIGURE_RULES, *DIGIT_RULES, *CIRCUIT_RULES}
     smk(wd)
     res = wd / "results" / "prontoqa" / "tiny"
     for fig in ("accuracy", "step_accuracy", "lens_heatmap"):
@@ -76,6 +78,15 @@ def test_dag_end_to_end_then_partial_reruns(workflow_copy: Path) -> None:
     assert (dig["p_std"] > 0).any()  # MC dropout on
     for fig in ("digit_confidence", "digit_conditioning", "digit_accuracy"):
         assert (wd / "results" / "digits" / "tiny" / "figures" / f"{fig}.png").stat().st_size > 1000
+    pairs = read_table(res / "pairs.parquet").to_pandas()
+    assert len(pairs) > 0 and (pairs["clean_ids"].map(len) == pairs["corrupt_ids"].map(len)).all()
+    patching = read_table(res / "patching.parquet").to_pandas()
+    assert set(patching["method"]) == {"exact", "attribution"}
+    assert (patching[patching["method"] == "exact"]["pos"] >= 0).any()  # per-position rows
+    for fig in ("patch_heads", "patch_positions", "attribution", "sufficiency", "rift", "answer_heads", "probe",
+                "pathways"):  # fmt: skip
+        assert (res / "figures" / f"{fig}.png").stat().st_size > 1000
+        assert (res / "figures" / f"{fig}.json").is_file()
     smk(wd, "--report", "results/report.html")
     assert "lens_heatmap" in (wd / "results" / "report.html").read_text(errors="ignore")
     assert scheduled(wd) == set()
@@ -95,20 +106,26 @@ def test_dag_end_to_end_then_partial_reruns(workflow_copy: Path) -> None:
     edit(wd / "src" / "cotlens" / "lens.py")
     assert scheduled(wd) == {"lens", "figure_lens_heatmap"}
     smk(wd)
+    edit(wd / "src" / "cotlens" / "patching.py")
+    assert scheduled(wd) == {"patch", "circuit", "figure_circuits"}
+    smk(wd)
+    edit(wd / "src" / "cotlens" / "plotting" / "circuits.py")
+    assert scheduled(wd) == {"figure_circuits"}
+    smk(wd)
     edit(wd / "src" / "cotlens" / "hooks.py")
-    assert scheduled(wd) == {"extract", "lens", "figure_lens_heatmap"}
+    assert scheduled(wd) == {"extract", "lens", "figure_lens_heatmap", *CIRCUIT_RULES - {"pairs"}}
     smk(wd)
     edit(wd / "src" / "cotlens" / "prompts" / "prontoqa.py")
-    assert scheduled(wd) == {"prompts", *MODEL_RULES, *FIGURE_RULES}
+    assert scheduled(wd) == {"prompts", *MODEL_RULES, *FIGURE_RULES, *CIRCUIT_RULES}
     smk(wd)
     edit(wd / "src" / "cotlens" / "models" / "loading.py")
-    assert scheduled(wd) == {*MODEL_RULES, "digits", *FIGURE_RULES, "figure_digits"}
+    assert scheduled(wd) == {*MODEL_RULES, "digits", *FIGURE_RULES, "figure_digits", *CIRCUIT_RULES}
     smk(wd)
     assert scheduled(wd) == set()
 
     # Changing a config value reruns only the rules that read it, and what is downstream.
     edit_config(wd, "figures", "dpi", 50)
-    assert scheduled(wd) == FIGURE_RULES | {"figure_digits"}
+    assert scheduled(wd) == FIGURE_RULES | {"figure_digits", "figure_circuits"}
     edit_config(wd, "figures", "dpi", 40)
     assert scheduled(wd) == set()
     edit_config(wd, "lens", "batch_rows", 32)
@@ -117,8 +134,12 @@ def test_dag_end_to_end_then_partial_reruns(workflow_copy: Path) -> None:
     edit_config(wd, "digits", "batch_size", 2)
     assert scheduled(wd) == {"digits", "figure_digits"}
     edit_config(wd, "digits", "batch_size", 4)
+    cfg = yaml.safe_load((wd / "config.yaml").read_text())
+    cfg["circuits"]["probe"]["l2"] = 0.5
+    (wd / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    assert scheduled(wd) == {"probe", "figure_circuits"}
     edit_config(wd, "prompts", "hops", [1, 2, 3])
-    assert scheduled(wd) == {"prompts", *MODEL_RULES, *FIGURE_RULES}
+    assert scheduled(wd) == {"prompts", *MODEL_RULES, *FIGURE_RULES, *CIRCUIT_RULES}
 
 
 @pytest.mark.parametrize(

@@ -36,6 +36,25 @@ def model_entry(wildcards):
 
 DIGIT_FIGURES = ["digit_confidence", "digit_conditioning", "digit_accuracy"]
 
+# Study 1 figures and the stage outputs each one reads.
+CIRCUIT_FIGURES = {
+    "patch_heads": ["patching", "pairs"],
+    "patch_positions": ["patching", "pairs"],
+    "attribution": ["patching"],
+    "sufficiency": ["circuit"],
+    "rift": ["heads"],
+    "answer_heads": ["heads"],
+    "probe": ["probe"],
+    "pathways": ["pathways", "pairs"],
+}
+
+
+def circuit_figure_inputs(wildcards):
+    return {
+        name: f"{RES}/{wildcards.model}/{name}.parquet"
+        for name in CIRCUIT_FIGURES[wildcards.fig]
+    }
+
 
 def all_figures():
     """Every figure of every study in `studies`, for every active model."""
@@ -44,7 +63,7 @@ def all_figures():
         out += expand(
             f"{RES}/{{model}}/figures/{{fig}}.{{ext}}",
             model=config["active_models"],
-            fig=FIGURES,
+            fig=FIGURES + list(CIRCUIT_FIGURES),
             ext=["png", "pdf"],
         )
     if "digits" in config["studies"]:

@@ -9,9 +9,13 @@ from cotlens.prompts.prontoqa import Example, response_text
 INPUT = "### Input:\n{facts} True or false: {query}. Let us think step by step.\n### Response:\n"
 
 
+def question_text(facts: Sequence[str], query: str) -> str:
+    """The test question alone (0-shot), ending at the response marker."""
+    return INPUT.format(facts=" ".join(facts), query=query).replace("Input:\n ", "Input:\n")
+
+
 def question(ex: Example, with_facts: bool = True) -> str:
-    facts = " ".join(ex.facts) if with_facts else ""
-    return INPUT.format(facts=facts, query=ex.query).replace("Input:\n ", "Input:\n")
+    return question_text(ex.facts if with_facts else (), ex.query)
 
 
 def exemplar(ex: Example) -> str:

@@ -1,0 +1,104 @@
+"""Toy models with a known mechanism, for validating the methods (tests and benchmarks).
+
+- :func:`attn_only_llama`: a Llama-family model whose FFNs write nothing, so that a
+  2-layer instance trained on repeated random sequences forms the textbook
+  previous-token head (layer 0) and induction head (layer 1).
+- :func:`train_induction`: that training loop (seconds on CPU).
+- :func:`one_head_copier`: a hand-set model in which a single known head carries the
+  answer: it attends uniformly and writes the unembedding direction of the tokens it
+  reads; every other head and FFN writes zero.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class ZeroMLP(nn.Module):
+    """An FFN that writes nothing (keeps ``down_proj`` so the adapter's mlp site exists)."""
+
+    def __init__(self, d_model: int) -> None:
+        super().__init__()
+        self.down_proj = nn.Linear(1, d_model, bias=False)
+        nn.init.zeros_(self.down_proj.weight)
+        self.down_proj.weight.requires_grad_(False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down_proj(x[..., :1] * 0)
+
+
+def attn_only_llama(vocab: int = 64, d_model: int = 64, layers: int = 2, heads: int = 4, seed: int = 0) -> nn.Module:
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(
+        vocab_size=vocab, hidden_size=d_model, intermediate_size=4, num_hidden_layers=layers,
+        num_attention_heads=heads, num_key_value_heads=heads, max_position_embeddings=256,
+        tie_word_embeddings=False, attn_implementation="eager",
+    )  # fmt: skip
+    model = LlamaForCausalLM(cfg)
+    for block in model.model.layers:
+        block.mlp = ZeroMLP(d_model)
+    return model
+
+
+def repeated_batch(gen: torch.Generator, batch: int, half: int, vocab: int) -> torch.Tensor:
+    """[batch, 1 + 2*half]: token 0 (BOS), then random tokens 1.., repeated once."""
+    r = torch.randint(1, vocab, (batch, half), generator=gen)
+    return torch.cat([torch.zeros(batch, 1, dtype=torch.long), r, r], dim=1)
+
+
+def train_induction(
+    model: nn.Module, steps: int = 600, batch: int = 64, half: int = 16, lr: float = 3e-3, seed: int = 0
+) -> float:
+    """Train on repeated random sequences; returns second-half next-token accuracy."""
+    vocab = model.config.vocab_size
+    gen = torch.Generator().manual_seed(seed)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=0.0)
+    model.train()
+    for _ in range(steps):
+        x = repeated_batch(gen, batch, half, vocab)
+        logits = model(input_ids=x).logits[:, :-1]
+        loss = nn.functional.cross_entropy(logits[:, half:].reshape(-1, vocab), x[:, half + 1 :].reshape(-1))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    with torch.no_grad():
+        x = repeated_batch(gen, 256, half, vocab)
+        pred = model(input_ids=x).logits[:, half:-1].argmax(-1)
+        return float((pred == x[:, half + 1 :]).float().mean())
+
+
+def one_head_copier(vocab: int = 32, layers: int = 2, heads: int = 4, layer: int = 1, head: int = 2) -> nn.Module:
+    """Only head (``layer``, ``head``) writes: uniform attention, value = token identity,
+    output = that token's unembedding direction. The last position's logits thus rise
+    for every token in the prompt; changing one of them changes the answer only via
+    that head."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    d = vocab  # one residual dimension per token keeps the mechanism readable
+    hd = d // heads
+    cfg = LlamaConfig(
+        vocab_size=vocab, hidden_size=d, intermediate_size=4, num_hidden_layers=layers, num_attention_heads=heads,
+        num_key_value_heads=heads, head_dim=hd, max_position_embeddings=128, tie_word_embeddings=False,
+        attn_implementation="eager",
+    )  # fmt: skip
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(cfg).eval()
+    with torch.no_grad():
+        model.model.embed_tokens.weight.copy_(torch.eye(vocab, d))
+        model.lm_head.weight.copy_(torch.eye(vocab, d))
+        for i, block in enumerate(model.model.layers):
+            block.mlp = ZeroMLP(d)
+            att = block.self_attn
+            for lin in (att.q_proj, att.k_proj, att.v_proj, att.o_proj):
+                lin.weight.zero_()
+            if i == layer:
+                # value: a hd-dim slice cannot hold all vocab directions, so the head reads
+                # the first hd token dimensions and writes them back 8x stronger.
+                sl = slice(head * hd, (head + 1) * hd)
+                att.v_proj.weight[sl, :hd] = torch.eye(hd)
+                att.o_proj.weight[:hd, sl] = 8.0 * torch.eye(hd)
+    return model

@@ -1,0 +1,71 @@
+"""Stage ``circuit``: sufficiency of the top-k heads (the rest mean-ablated with their mean
+output on false-ontology questions), against k random heads."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from cotlens import schemas
+from cotlens.circuit import circuit_logits, mean_head_outputs
+from cotlens.errors import CotlensError
+from cotlens.models.loading import load
+from cotlens.parquet import read_table, to_table, write_table
+from cotlens.prompts import fewshot
+from cotlens.stages.common import model_meta, set_threads
+
+
+def head_ranking(patching: str | Path, n_layers: int, n_heads: int) -> list[tuple[int, int]]:
+    """Heads by mean exact all-position patching score over the fully swept pairs
+    (the attribution screen where no pair was fully swept)."""
+    df = read_table(patching).to_pandas()
+    df = df[df["pos"] == -1]
+    exact = df[df["method"] == "exact"]
+    full = exact.groupby("pair_id").size()
+    swept = full[full == n_layers * n_heads].index
+    use = exact[exact["pair_id"].isin(swept)] if len(swept) else df[df["method"] == "attribution"]
+    score = use.groupby(["layer", "head"])["nkl"].mean().sort_values(ascending=False, kind="mergesort")
+    return [(int(a), int(b)) for a, b in score.index]
+
+
+def run(
+    pairs: str | Path, patching: str | Path, prompts: str | Path, model_dir: str | Path, out: str | Path,
+    cfg: Mapping[str, Any], runtime: Mapping[str, Any], threads: int = 1,
+) -> int:  # fmt: skip
+    set_threads(threads)
+    lm = load(model_dir, runtime["dtype"], runtime["device"], runtime.get("attn", "sdpa"))
+    d, tok = lm.dims, lm.tokenizer
+    false_q = [
+        tok(fewshot.question_text(p["facts"], p["query"]))["input_ids"]
+        for p in read_table(prompts).to_pylist()
+        if p["ontology"] == "false"
+    ]
+    if not false_q:
+        raise CotlensError(
+            "circuit sufficiency mean-ablates with false-ontology prompts, and there are none",
+            'add "false" to prompts.ontologies',
+        )
+    means = mean_head_outputs(lm.model, lm.adapter, d, false_q)
+    ranking = head_ranking(patching, d.n_layers, d.n_heads)
+    all_heads = [(la, h) for la in range(d.n_layers) for h in range(d.n_heads)]
+    rows = read_table(pairs).to_pylist()
+    cols: dict[str, list[Any]] = {f.name: [] for f in schemas.CIRCUIT}
+    for k in sorted({min(int(k), len(all_heads)) for k in cfg["sufficiency_k"]}):
+        rng = random.Random(f"{cfg['seed']}|{k}")
+        for is_random, keep in ((False, set(ranking[:k])), (True, set(rng.sample(all_heads, k)))):
+            for r in rows:
+                logits = circuit_logits(lm.model, lm.adapter, d, r["clean_ids"], keep, means)
+                p = torch.softmax(logits, -1)[r["clean_tok"]]
+                for key, v in (
+                    ("k", k), ("pair_id", r["pair_id"]), ("subtask", r["subtask"]),
+                    ("agree", int(logits.argmax()) == r["clean_tok"]), ("p_clean_tok", float(p)),
+                    ("random", is_random),
+                ):  # fmt: skip
+                    cols[key].append(v)
+        print(f"circuit k={k} done", flush=True)
+    write_table(to_table(cols, schemas.CIRCUIT), out, model_meta("circuit", cfg, lm.manifest, lm.dtype))
+    return len(cols["k"])

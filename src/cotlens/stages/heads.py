@@ -1,0 +1,36 @@
+"""Stage ``heads``: per-head logit lens and direct logit attribution on the clean prompts."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from cotlens import schemas
+from cotlens.circuit import read_heads
+from cotlens.models.loading import load
+from cotlens.parquet import read_table, to_table, write_table
+from cotlens.stages.common import model_meta, set_threads
+
+
+def run(
+    pairs: str | Path, model_dir: str | Path, out: str | Path, cfg: Mapping[str, Any],
+    runtime: Mapping[str, Any], threads: int = 1,
+) -> int:  # fmt: skip
+    set_threads(threads)
+    lm = load(model_dir, runtime["dtype"], runtime["device"], runtime.get("attn", "sdpa"))
+    d = lm.dims
+    cols: dict[str, list[Any]] = {f.name: [] for f in schemas.HEADS}
+    for r in read_table(pairs).to_pylist():
+        rd = read_heads(lm.model, lm.adapter, d, r["clean_ids"], r["clean_tok"], r["corrupt_tok"])
+        present = set(r["clean_ids"])
+        for layer in range(d.n_layers):
+            for h in range(d.n_heads):
+                top = int(rd.top_token[layer, h])
+                for k, v in (
+                    ("pair_id", r["pair_id"]), ("layer", layer), ("head", h), ("dla", float(rd.dla[layer, h])),
+                    ("dla_answer", float(rd.dla_answer[layer, h])), ("top_token", top), ("in_context", top in present),
+                ):  # fmt: skip
+                    cols[k].append(v)
+    write_table(to_table(cols, schemas.HEADS), out, model_meta("heads", cfg, lm.manifest, lm.dtype))
+    return len(cols["pair_id"])

@@ -1,0 +1,83 @@
+"""Stage ``patch``: attribution screen on every pair, exact patching of its top-K heads,
+the full exact sweep (all positions and per position) on the first ``exact_pairs``
+pairs of each subtask, and the parallel-pathways patches. Rows are streamed to Parquet."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from cotlens import schemas
+from cotlens.errors import CotlensError
+from cotlens.models.loading import load
+from cotlens.parquet import ShardWriter, read_table, to_table
+from cotlens.patching import baseline, patch_heads, patch_heads_at, patch_positions
+from cotlens.stages.common import model_meta, set_threads
+
+PATHWAYS = ("question", "cot", "context")  # context = question + CoT, the last position excluded
+
+
+def run(
+    pairs: str | Path, model_dir: str | Path, out: str | Path, out_pathways: str | Path, cfg: Mapping[str, Any],
+    runtime: Mapping[str, Any], threads: int = 1,
+) -> int:  # fmt: skip
+    set_threads(threads)
+    rows = read_table(pairs).to_pylist()
+    if not rows:
+        raise CotlensError(f"{pairs} has no pairs", "rerun the pairs stage with more prompts")
+    lm = load(model_dir, runtime["dtype"], runtime["device"], runtime.get("attn", "sdpa"))
+    m, ad, d = lm.model, lm.adapter, lm.dims
+    per = int(cfg["exact_pairs"])  # full sweeps per subtask; -1 = every pair
+    seen: dict[str, int] = {}
+    full_sweep = []
+    for r in rows:
+        seen[r["subtask"]] = seen.get(r["subtask"], 0) + 1
+        full_sweep.append(per < 0 or seen[r["subtask"]] <= per)
+    meta = model_meta("patch", cfg, lm.manifest, lm.dtype)
+    w = ShardWriter(out, schemas.PATCHING, meta)
+    path_cols: dict[str, list[Any]] = {f.name: [] for f in schemas.PATHWAYS}
+    try:
+        for i, r in enumerate(rows):
+            base = baseline(m, ad, d, r["clean_ids"], r["corrupt_ids"], r["clean_tok"], r["corrupt_tok"], True)
+            assert base.attribution is not None
+            cols: dict[str, list[Any]] = {f.name: [] for f in schemas.PATCHING}
+
+            def add(method: str, pos: int, layer: int, head: int, nkl: float, ld: float | None) -> None:
+                for k, v in (("pair_id", r["pair_id"]), ("method", method), ("pos", pos), ("layer", layer),
+                             ("head", head), ("nkl", nkl), ("logit_diff", ld)):  # fmt: skip
+                    cols[k].append(v)
+
+            attr = base.attribution
+            for layer in range(d.n_layers):
+                for h in range(d.n_heads):
+                    add("attribution", -1, layer, h, float(attr[layer, h]), None)
+            if full_sweep[i]:
+                exact = patch_heads(m, ad, d, base, batch=int(cfg["head_batch"]))
+                t = base.length
+                positions = sorted({int(r["corrupt_pos"])} | set(range(max(0, t - int(cfg["positions_last"])), t)))
+                for (pos, layer, h), (nkl, ld) in patch_heads_at(
+                    m, ad, d, base, positions, batch=int(cfg["head_batch"])
+                ).items():
+                    add("exact", pos, layer, h, nkl, ld)
+            else:
+                flat = attr.flatten().abs().argsort(descending=True)[: int(cfg["top_k"])]
+                top = [(int(j) // d.n_heads, int(j) % d.n_heads) for j in flat]
+                exact = patch_heads(m, ad, d, base, top, batch=int(cfg["head_batch"]))
+            for (layer, h), (nkl, ld) in sorted(exact.items()):
+                add("exact", -1, layer, h, nkl, ld)
+            w.write(to_table(cols, schemas.PATCHING))
+            q, t = int(r["question_len"]), base.length
+            sets = [range(q), range(q, t - 1), range(t - 1)]
+            for name, (nkl, ld) in zip(PATHWAYS, patch_positions(m, ad, d, base, sets), strict=True):
+                for k, v in (("pair_id", r["pair_id"]), ("positions", name), ("nkl", nkl), ("logit_diff", ld)):
+                    path_cols[k].append(v)
+            print(f"patched pair {i + 1}/{len(rows)} ({'full sweep' if full_sweep[i] else 'screen + top-K'})", flush=True)
+    except BaseException as e:
+        w.abort(e)
+        raise
+    from cotlens.parquet import write_table
+
+    write_table(to_table(path_cols, schemas.PATHWAYS), out_pathways, meta)
+    w.close()
+    return len(rows)

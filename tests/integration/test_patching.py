@@ -1,0 +1,122 @@
+"""The patching engine against the naive one-forward-per-head loop, and on known mechanisms."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from cotlens import circuit as C
+from cotlens import patching as P
+from cotlens.models.adapters import adapter_for, dims
+from cotlens.models.toy import one_head_copier
+
+
+def _models() -> list[tuple[str, torch.nn.Module]]:
+    from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    llama = LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=97, hidden_size=64, intermediate_size=96, num_hidden_layers=3, num_attention_heads=4,
+            num_key_value_heads=2, initializer_range=0.3, attn_implementation="eager",
+        )
+    )  # fmt: skip
+    gpt2 = GPT2LMHeadModel(
+        GPT2Config(vocab_size=97, n_embd=64, n_layer=3, n_head=4, initializer_range=0.3, attn_implementation="eager",
+                   bos_token_id=0, eos_token_id=0)
+    )  # fmt: skip
+    return [("llama", llama.eval()), ("gpt2", gpt2.eval())]
+
+
+@pytest.fixture(scope="module", params=["llama", "gpt2"])
+def setup(request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
+    m = dict(_models())[request.param]
+    g = torch.Generator().manual_seed(3)
+    clean = torch.randint(1, 97, (24,), generator=g).tolist()
+    corrupt = list(clean)
+    corrupt[6] = (corrupt[6] + 5) % 97
+    corrupt[15] = (corrupt[15] + 11) % 97
+    ad, d = adapter_for(m), dims(m)
+    base = P.baseline(m, ad, d, clean, corrupt, clean_tok=5, corrupt_tok=9, attribution=True)
+    return m, ad, d, base
+
+
+def test_baseline_metrics_are_consistent(setup) -> None:  # type: ignore[no-untyped-def]
+    m, ad, d, base = setup
+    assert base.kl_clean_corrupt > 1e-3, "the corruption must move the distribution for the test to mean anything"
+    # patching nothing gives nkl 0; the corrupt run's own logit difference is ld_corrupt
+    nkl, ld = P.scores(base, base.corrupt_logp[None].exp().log() + 0.0)
+    assert abs(float(nkl[0])) < 1e-5
+    assert base.attribution is not None and base.attribution.shape == (d.n_layers, d.n_heads)
+
+
+def test_exact_all_positions_equals_naive_loop(setup) -> None:  # type: ignore[no-untyped-def]
+    m, ad, d, base = setup
+    fast = P.patch_heads(m, ad, d, base, batch=3)  # chunks smaller than a layer's heads too
+    assert len(fast) == d.n_layers * d.n_heads
+    worst = max(abs(fast[k][i] - P.naive_patch(m, ad, d, base, k)[i]) for k in fast for i in (0, 1))
+    assert worst < 1e-4
+    assert max(abs(v[0]) for v in fast.values()) > 1e-3  # some head matters
+
+
+def test_per_position_with_cache_reuse_equals_naive(setup) -> None:  # type: ignore[no-untyped-def]
+    m, ad, d, base = setup
+    fast = P.patch_heads_at(m, ad, d, base, [0, 6, 15, 23], batch=4)
+    assert len(fast) == 4 * d.n_layers * d.n_heads
+    worst = max(abs(fast[k][i] - P.naive_patch(m, ad, d, base, (k[1], k[2]), pos=k[0])[i]) for k in fast for i in (0, 1))
+    assert worst < 1e-4
+    # a position before both corruptions changes nothing
+    assert max(abs(fast[(0, la, h)][0]) for la in range(d.n_layers) for h in range(d.n_heads)) < 1e-4
+
+
+def test_patching_every_position_restores_clean(setup) -> None:  # type: ignore[no-untyped-def]
+    m, ad, d, base = setup
+    q, cot, ctx, whole = P.patch_positions(m, ad, d, base, [range(0, 10), range(10, 23), range(23), range(24)])
+    assert whole[0] == pytest.approx(1.0, abs=1e-4)
+    assert whole[1] == pytest.approx(base.ld_clean, abs=1e-3)
+
+
+def test_mean_ablation_keeping_every_head_is_the_model(setup) -> None:  # type: ignore[no-untyped-def]
+    m, ad, d, base = setup
+    ids = base.clean_ids[0].tolist()
+    means = C.mean_head_outputs(m, ad, d, [ids])
+    keep = {(la, h) for la in range(d.n_layers) for h in range(d.n_heads)}
+    ref = m(input_ids=base.clean_ids).logits[0, -1]
+    assert torch.allclose(C.circuit_logits(m, ad, d, ids, keep, means), ref, atol=1e-4)
+    assert not torch.allclose(C.circuit_logits(m, ad, d, ids, set(), means), ref, atol=1e-2)
+
+
+def test_head_writes_sum_to_the_attention_output(setup) -> None:  # type: ignore[no-untyped-def]
+    from cotlens.hooks import Capture, site_module
+
+    m, ad, d, base = setup
+    with torch.no_grad(), Capture(m, ad, sites=("attn_heads",)) as cap:
+        m(input_ids=base.clean_ids)
+    z = cap.out["attn_heads"][1][0, -1]
+    proj = site_module(m, ad, "attn_heads", 1)
+    total = C.head_writes(m, ad, d, 1, z).sum(0) + proj(torch.zeros_like(z))
+    assert torch.allclose(total, proj(z), atol=1e-5)
+
+
+def test_one_known_head_carries_the_answer() -> None:
+    m = one_head_copier(layer=1, head=2)
+    ad, d = adapter_for(m), dims(m)
+    clean = [3, 20, 21, 22, 23, 24, 25, 26]  # token 3 is copiable (< head_dim); the rest are not
+    corrupt = [5, *clean[1:]]
+    base = P.baseline(m, ad, d, clean, corrupt, clean_tok=3, corrupt_tok=5, attribution=True)
+    exact = P.patch_heads(m, ad, d, base)
+    best = max(exact, key=lambda k: exact[k][0])
+    assert best == (1, 2)
+    assert exact[(1, 2)][0] == pytest.approx(1.0, abs=1e-3)
+    assert all(abs(v[0]) < 1e-4 for k, v in exact.items() if k != (1, 2))
+    assert base.attribution is not None
+    assert int(base.attribution.flatten().argmax()) == 1 * d.n_heads + 2
+    reading = C.read_heads(m, ad, d, clean, 3, 5)
+    assert int(reading.dla.flatten().argmax()) == 1 * d.n_heads + 2
+    assert int(reading.top_token[1, 2]) == 3  # its logit-lens top token is the copied one: "context"
+
+
+def test_spearman() -> None:
+    assert P.spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
+    assert P.spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
+    assert P.spearman([1, 2], [1, 2]) != P.spearman([1, 2], [1, 2])  # NaN below 3 points

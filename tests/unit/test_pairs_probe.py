@@ -1,0 +1,105 @@
+"""Clean/corrupt pair construction and relation-probe examples (tokenizer only, no model)."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+import torch
+
+from cotlens.pairs import Target, balance, build_pairs, gold_samples, make_pair, step_targets
+from cotlens.probe import LABELS, fit_probe, relation_examples
+from cotlens.prompts import fewshot
+from cotlens.prompts.prontoqa import GeneratorConfig, generate
+
+
+def test_step_targets_label_subtasks() -> None:
+    got = [(t.word, t.subtask) for t in step_targets("Every wumpus is not a tumpus.", 0, 1)]
+    assert got == [("wumpus", "decision"), ("tumpus", "copy")]
+    got = [(t.word, t.subtask) for t in step_targets("Wren is a tumpus.", 10, 2)]
+    assert got == [("Wren", "copy"), ("tumpus", "induction")]
+    assert [t.subtask for t in step_targets("Wren is a wumpus.", 0, 0)] == ["copy", "copy"]
+    assert step_targets("Every wumpus is bright.", 5, 1)[1].start == 5 + len("Every wumpus is ")
+    assert step_targets("So it goes.", 0, 0) == []
+
+
+@pytest.fixture(scope="module")
+def tok(tiny_model_src: Path):  # type: ignore[no-untyped-def]
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tiny_model_src)
+
+
+def _prompts() -> list[dict]:  # type: ignore[type-arg]
+    rows = []
+    for i, (ex, _) in enumerate(generate(GeneratorConfig(n_per_cell=2, n_shots=0, hops=(2, 3), ontologies=("fictional",)))):
+        rows.append({"prompt_id": i, "facts": list(ex.facts), "query": ex.query, "gold_cot": list(ex.gold_cot),
+                     "label": ex.label})  # fmt: skip
+    return rows
+
+
+def test_pairs_align_and_corrupt_the_latest_occurrence(tok) -> None:  # type: ignore[no-untyped-def]
+    prompts = _prompts()
+    pairs = list(build_pairs(tok, prompts, gold_samples(prompts)))
+    assert {p.subtask for p in pairs} == {"decision", "copy", "induction"}
+    assert {p.corrupted_in for p in pairs} == {"cot", "question"}
+    for p in pairs:
+        assert len(p.clean_ids) == len(p.corrupt_ids)
+        diff = [i for i, (a, b) in enumerate(zip(p.clean_ids, p.corrupt_ids, strict=True)) if a != b]
+        assert diff and diff[0] == p.corrupt_pos
+        (p.corrupt_pos < p.question_len) == (p.corrupted_in == "question")  # noqa: B015
+        assert tok.decode([p.clean_tok]).strip() and p.word.startswith(tok.decode([p.clean_tok]).strip())
+        assert p.replacement.startswith(tok.decode([p.corrupt_tok]).strip())
+        assert (p.word[0] in "aeiou") == (p.replacement[0] in "aeiou")  # same article
+        clean, corrupt = tok.decode(p.clean_ids), tok.decode(p.corrupt_ids)
+        assert p.replacement in corrupt and p.replacement not in clean
+        assert clean.count(p.word) == corrupt.count(p.word) + 1
+    cot = [p for p in pairs if p.corrupted_in == "cot"]
+    assert all(p.corrupt_pos >= p.question_len for p in cot)
+
+
+def test_make_pair_prefers_the_cot_prefix(tok) -> None:  # type: ignore[no-untyped-def]
+    q = fewshot.question_text(["Wren is a wumpus.", "Every wumpus is a tumpus."], "Wren is a tumpus")
+    completion = "Wren is a wumpus. Every wumpus is a tumpus. Wren is a tumpus."
+    start = completion.rindex("tumpus")
+    made = make_pair(tok, q, completion, Target(start, "tumpus", "induction"), random.Random(0))
+    assert made is not None
+    cand, where, *_ = made
+    assert where == "cot"
+    start_q = completion.index("wumpus")  # first CoT word after the entity: only in the question
+    made = make_pair(tok, q, completion, Target(start_q, "wumpus", "copy"), random.Random(0))
+    assert made is not None and made[1] == "question"
+
+
+def test_balance_caps_each_subtask(tok) -> None:  # type: ignore[no-untyped-def]
+    prompts = _prompts()
+    pairs = list(build_pairs(tok, prompts, gold_samples(prompts)))
+    kept = balance(pairs, 2, seed=1)
+    assert all(sum(p.subtask == s for p in kept) <= 2 for s in ("decision", "copy", "induction"))
+    assert kept == balance(pairs, 2, seed=1)
+
+
+def test_relation_examples() -> None:
+    q = fewshot.question_text(
+        ["Wren is a wumpus.", "Every wumpus is a tumpus.", "Every yumpus is not a tumpus.", "Every tumpus is bright."],
+        "Wren is bright",
+    )
+    ex = relation_examples(0, q)
+    by = {(q[e.a_char[0] : e.a_char[1]], q[e.b_char[0] : e.b_char[1]]): LABELS[e.label] for e in ex}
+    assert by[("wumpus", "tumpus")] == "related"
+    assert by[("yumpus", "tumpus")] == "negated"
+    assert by[("tumpus", "bright")] == "related"
+    assert "unrelated" in by.values()
+    assert all(k not in {("wumpus", "bright"), ("bright", "wumpus")} or v == "unrelated" for k, v in by.items())
+
+
+def test_fit_probe_learns_a_separable_problem() -> None:
+    g = torch.Generator().manual_seed(0)
+    y = torch.arange(90) % 3
+    x = torch.randn(90, 10, generator=g) * 0.1
+    x[torch.arange(90), y] += 2.0
+    tr, te = fit_probe(x[:60], y[:60], x[60:], y[60:])
+    assert tr == 1.0 and te > 0.9
+    tr, te = fit_probe(torch.randn(60, 10, generator=g), y[:60], torch.randn(30, 10, generator=g), y[60:])
+    assert te < 0.7  # noise does not generalise
