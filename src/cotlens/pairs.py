@@ -84,7 +84,10 @@ def step_targets(step: str, step_start: int, step_index: int) -> list[Target]:
     """The entity/concept/property words of one CoT sentence, with their subtask."""
     out: list[Target] = []
     if m := _PREMISE.match(step):
-        out += [Target(step_start + m.start("x"), m["x"], "decision"), Target(step_start + m.start("y"), m["y"], "copy")]
+        out += [
+            Target(step_start + m.start("x"), m["x"], "decision"),
+            Target(step_start + m.start("y"), m["y"], "copy"),
+        ]
     elif m := _FACT.match(step):
         out.append(Target(step_start + m.start("e"), m["e"], "copy"))
         out.append(Target(step_start + m.start("y"), m["y"], "copy" if step_index == 0 else "induction"))

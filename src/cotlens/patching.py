@@ -31,7 +31,16 @@ from cotlens.hooks import BlockCalls, Capture, edit_inputs, replay
 from cotlens.models.adapters import Adapter, Dims, get, layers, lens_logits
 from cotlens.stats import spearman
 
-__all__ = ["Baseline", "baseline", "naive_patch", "patch_heads", "patch_heads_at", "patch_positions", "scores", "spearman"]
+__all__ = [
+    "Baseline",
+    "baseline",
+    "naive_patch",
+    "patch_heads",
+    "patch_heads_at",
+    "patch_positions",
+    "scores",
+    "spearman",
+]
 
 Head = tuple[int, int]
 
@@ -237,7 +246,9 @@ def patch_heads_at(
                 base_model(input_ids=base.corrupt_ids, use_cache=False)
         else:
             with BlockCalls(model, ad) as calls:
-                base_model(input_ids=base.corrupt_ids[:, pos:], past_key_values=_prefix_cache(kv, 0, pos, 1), use_cache=True)
+                base_model(
+                    input_ids=base.corrupt_ids[:, pos:], past_key_values=_prefix_cache(kv, 0, pos, 1), use_cache=True
+                )
         for layer in sorted(todo):
             hs = todo[layer]
             for s in range(0, len(hs), batch):

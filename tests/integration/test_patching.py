@@ -63,7 +63,9 @@ def test_per_position_with_cache_reuse_equals_naive(setup) -> None:  # type: ign
     m, ad, d, base = setup
     fast = P.patch_heads_at(m, ad, d, base, [0, 6, 15, 23], batch=4)
     assert len(fast) == 4 * d.n_layers * d.n_heads
-    worst = max(abs(fast[k][i] - P.naive_patch(m, ad, d, base, (k[1], k[2]), pos=k[0])[i]) for k in fast for i in (0, 1))
+    worst = max(
+        abs(fast[k][i] - P.naive_patch(m, ad, d, base, (k[1], k[2]), pos=k[0])[i]) for k in fast for i in (0, 1)
+    )
     assert worst < 1e-4
     # a position before both corruptions changes nothing
     assert max(abs(fast[(0, la, h)][0]) for la in range(d.n_layers) for h in range(d.n_heads)) < 1e-4

@@ -33,7 +33,9 @@ def tok(tiny_model_src: Path):  # type: ignore[no-untyped-def]
 
 def _prompts() -> list[dict]:  # type: ignore[type-arg]
     rows = []
-    for i, (ex, _) in enumerate(generate(GeneratorConfig(n_per_cell=2, n_shots=0, hops=(2, 3), ontologies=("fictional",)))):
+    for i, (ex, _) in enumerate(
+        generate(GeneratorConfig(n_per_cell=2, n_shots=0, hops=(2, 3), ontologies=("fictional",)))
+    ):
         rows.append({"prompt_id": i, "facts": list(ex.facts), "query": ex.query, "gold_cot": list(ex.gold_cot),
                      "label": ex.label})  # fmt: skip
     return rows

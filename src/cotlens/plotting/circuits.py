@@ -45,7 +45,7 @@ def _top(grid: pd.DataFrame, n: int = 3) -> list[str]:
 def patch_heads(inputs: Inputs, outputs: Paths, model: str, dpi: int = 150) -> dict[str, Any]:
     ex = swept(read_table(inputs["patching"]).to_pandas()).merge(_pairs(inputs)[["pair_id", "subtask"]], on="pair_id")
     subs = [s for s in SUBTASKS if (ex["subtask"] == s).any()]
-    fig, axes = plt.subplots(1, max(1, len(subs)), figsize=(4.2 * max(1, len(subs)), 5), squeeze=False)
+    fig, axes = plt.subplots(1, max(1, len(subs)), figsize=(5.4 * max(1, len(subs)), 5), squeeze=False)
     out: dict[str, Any] = {}
     for ax, s in zip(axes[0], subs, strict=False):
         g = _grid(ex[ex["subtask"] == s], "nkl")
@@ -55,6 +55,7 @@ def patch_heads(inputs: Inputs, outputs: Paths, model: str, dpi: int = 150) -> d
         n = ex[ex["subtask"] == s]["pair_id"].nunique()
         ax.set_title(f"{s} (n={n})\ntop: {', '.join(out[s])}", fontsize=9)
     fig.suptitle(f"{model}: exact per-head patching, all positions")
+    fig.tight_layout()
     save(fig, outputs, dpi)
     return out
 
@@ -149,7 +150,9 @@ def answer_heads(inputs: Inputs, outputs: Paths, model: str, dpi: int = 150) -> 
     ax.invert_yaxis()
     mass = g.clip(lower=0)
     late = float(mass.iloc[len(g) // 2 :].to_numpy().sum() / max(mass.to_numpy().sum(), 1e-12))
-    ax.set_title(f"{model}: answer-writing heads, top {', '.join(top)}\n{late:.0%} of positive DLA in the upper half", fontsize=9)
+    ax.set_title(
+        f"{model}: answer-writing heads, top {', '.join(top)}\n{late:.0%} of positive DLA in the upper half", fontsize=9
+    )
     save(fig, outputs, dpi)
     return {"top": top, "upper_half_share": late}
 

@@ -43,8 +43,11 @@ def run(
             assert base.attribution is not None
             cols: dict[str, list[Any]] = {f.name: [] for f in schemas.PATCHING}
 
-            def add(method: str, pos: int, layer: int, head: int, nkl: float, ld: float | None) -> None:
-                for k, v in (("pair_id", r["pair_id"]), ("method", method), ("pos", pos), ("layer", layer),
+            def add(
+                method: str, pos: int, layer: int, head: int, nkl: float, ld: float | None,
+                cols: dict[str, list[Any]] = cols, pair_id: int = r["pair_id"],
+            ) -> None:  # fmt: skip
+                for k, v in (("pair_id", pair_id), ("method", method), ("pos", pos), ("layer", layer),
                              ("head", head), ("nkl", nkl), ("logit_diff", ld)):  # fmt: skip
                     cols[k].append(v)
 
@@ -72,7 +75,9 @@ def run(
             for name, (nkl, ld) in zip(PATHWAYS, patch_positions(m, ad, d, base, sets), strict=True):
                 for k, v in (("pair_id", r["pair_id"]), ("positions", name), ("nkl", nkl), ("logit_diff", ld)):
                     path_cols[k].append(v)
-            print(f"patched pair {i + 1}/{len(rows)} ({'full sweep' if full_sweep[i] else 'screen + top-K'})", flush=True)
+            print(
+                f"patched pair {i + 1}/{len(rows)} ({'full sweep' if full_sweep[i] else 'screen + top-K'})", flush=True
+            )
     except BaseException as e:
         w.abort(e)
         raise
