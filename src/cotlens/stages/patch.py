@@ -11,7 +11,7 @@ from typing import Any
 from cotlens import schemas
 from cotlens.errors import CotlensError
 from cotlens.models.loading import load
-from cotlens.parquet import ShardWriter, read_table, to_table
+from cotlens.parquet import ShardWriter, read_table, to_table, write_table
 from cotlens.patching import baseline, patch_heads, patch_heads_at, patch_positions
 from cotlens.stages.common import model_meta, set_threads
 
@@ -78,11 +78,9 @@ def run(
             print(
                 f"patched pair {i + 1}/{len(rows)} ({'full sweep' if full_sweep[i] else 'screen + top-K'})", flush=True
             )
+        write_table(to_table(path_cols, schemas.PATHWAYS), out_pathways, meta)
     except BaseException as e:
-        w.abort(e)
+        w.abort(e)  # no patching file is left looking complete
         raise
-    from cotlens.parquet import write_table
-
-    write_table(to_table(path_cols, schemas.PATHWAYS), out_pathways, meta)
     w.close()
     return len(rows)
