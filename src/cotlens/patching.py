@@ -63,7 +63,7 @@ class Baseline:
     block_inputs: list[torch.Tensor]  # corrupt run, per layer [1, T, d]
     block_kwargs: list[dict[str, Any]]
     attribution: torch.Tensor | None = None  # [L, H] estimated normalised KL
-    _kv: Any = field(default=None, repr=False)
+    corrupt_kv: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list, repr=False)  # per layer
 
     @property
     def length(self) -> int:
@@ -73,6 +73,15 @@ class Baseline:
 def _last_logits(model: nn.Module, ad: Adapter, ids: torch.Tensor) -> torch.Tensor:
     h = get(model, ad.base)(input_ids=ids, use_cache=False).last_hidden_state
     return get(model, ad.unembed)(h[:, -1]).float()
+
+
+def _last_logits_and_kv(
+    model: nn.Module, ad: Adapter, ids: torch.Tensor
+) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]:
+    """Last-position logits and every layer's keys/values (kept for per-position patching)."""
+    out = get(model, ad.base)(input_ids=ids, use_cache=True)
+    kv = [(lay.keys.detach(), lay.values.detach()) for lay in out.past_key_values.layers]
+    return get(model, ad.unembed)(out.last_hidden_state[:, -1]).float(), kv
 
 
 def kl_to(clean_logp: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
@@ -129,7 +138,8 @@ def baseline(
             BlockCalls(model, ad) as calls,
             edit_inputs(model, ad, "attn_heads", {li: keep(li) for li in range(dims.n_layers)}),
         ):
-            corrupt_logits = _last_logits(model, ad, x_ids)[0]
+            corrupt_logits, kv = _last_logits_and_kv(model, ad, x_ids)
+            corrupt_logits = corrupt_logits[0]
             kl = kl_to(clean_logp, corrupt_logits[None])[0]
             attr = None
             if attribution:
@@ -155,7 +165,7 @@ def baseline(
         ld_clean=float(clean_logits[clean_tok] - clean_logits[corrupt_tok]),
         ld_corrupt=float(corrupt_logits[clean_tok] - corrupt_logits[corrupt_tok]),
         clean_heads=clean_heads, corrupt_heads=[store[li][0].detach() for li in range(dims.n_layers)],
-        block_inputs=calls.inputs, block_kwargs=calls.kwargs, attribution=attr,
+        block_inputs=calls.inputs, block_kwargs=calls.kwargs, attribution=attr, corrupt_kv=kv,
     )  # fmt: skip
 
 
@@ -206,15 +216,6 @@ def patch_heads(
     return out
 
 
-def _kv(model: nn.Module, ad: Adapter, base: Baseline) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """The corrupt run's key/value tensors per layer (computed once per pair)."""
-    if base._kv is None:
-        out = get(model, ad.base)(input_ids=base.corrupt_ids, use_cache=True)
-        cache = out.past_key_values
-        base._kv = [(lay.keys, lay.values) for lay in cache.layers]
-    return list(base._kv)
-
-
 def _prefix_cache(kv: Sequence[tuple[torch.Tensor, torch.Tensor]], start: int, pos: int, n: int) -> Any:
     from transformers import DynamicCache
 
@@ -236,7 +237,7 @@ def patch_heads_at(
     """
     todo = _group(heads) if heads is not None else {li: list(range(dims.n_heads)) for li in range(dims.n_layers)}
     blocks = layers(model, ad)
-    kv = _kv(model, ad, base)
+    kv = base.corrupt_kv
     base_model = get(model, ad.base)
     out: dict[tuple[int, int, int], tuple[float, float]] = {}
     for pos in positions:

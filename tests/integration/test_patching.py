@@ -45,7 +45,7 @@ def test_baseline_metrics_are_consistent(setup) -> None:  # type: ignore[no-unty
     m, ad, d, base = setup
     assert base.kl_clean_corrupt > 1e-3, "the corruption must move the distribution for the test to mean anything"
     # patching nothing gives nkl 0; the corrupt run's own logit difference is ld_corrupt
-    nkl, ld = P.scores(base, base.corrupt_logp[None].exp().log() + 0.0)
+    nkl, ld = P.scores(base, base.corrupt_logp[None])
     assert abs(float(nkl[0])) < 1e-5
     assert base.attribution is not None and base.attribution.shape == (d.n_layers, d.n_heads)
 

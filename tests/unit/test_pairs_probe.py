@@ -50,7 +50,7 @@ def test_pairs_align_and_corrupt_the_latest_occurrence(tok) -> None:  # type: ig
         assert len(p.clean_ids) == len(p.corrupt_ids)
         diff = [i for i, (a, b) in enumerate(zip(p.clean_ids, p.corrupt_ids, strict=True)) if a != b]
         assert diff and diff[0] == p.corrupt_pos
-        (p.corrupt_pos < p.question_len) == (p.corrupted_in == "question")  # noqa: B015
+        assert (p.corrupt_pos < p.question_len) == (p.corrupted_in == "question")
         assert tok.decode([p.clean_tok]).strip() and p.word.startswith(tok.decode([p.clean_tok]).strip())
         assert p.replacement.startswith(tok.decode([p.corrupt_tok]).strip())
         assert (p.word[0] in "aeiou") == (p.replacement[0] in "aeiou")  # same article

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from cotlens.parquet import read_meta, read_table
+from cotlens.parquet import read_table
 from cotlens.plotting.base import save
 from cotlens.stats import spearman
 
@@ -197,7 +197,3 @@ FIGURES = {
     "probe": probe,
     "pathways": pathways,
 }
-
-
-def model_of(path: str | os.PathLike[str]) -> str:
-    return str(read_meta(path).get("model", "?"))
