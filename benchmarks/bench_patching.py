@@ -6,8 +6,10 @@ Prints, per model shape (random init; the numbers do not depend on the weights):
 - per-position patching over the last P positions: naive (full forward per head and
   position) vs the engine (KV cache of earlier positions reused), and that per-position
   sweep against one all-position sweep;
-- the attribution screen (clean forward + corrupt forward + one activation backward)
-  in plain-forward equivalents.
+- TransformerLens ``patching.get_act_patch_attn_head_out_all_pos`` on the same model
+  (wrapped by ``TransformerBridge``), when the optional ``bench`` extra is installed;
+- the baseline plus the attribution screen (eap-ig midpoint: one forward and one
+  activation backward), in plain-forward equivalents.
 
     python benchmarks/bench_patching.py --tokens 96 --threads 1
 """
@@ -15,6 +17,7 @@ Prints, per model shape (random init; the numbers do not depend on the weights):
 from __future__ import annotations
 
 import argparse
+import copy
 import time
 
 import torch
@@ -36,6 +39,40 @@ def shapes() -> dict[str, torch.nn.Module]:
     return {"gpt2-small shape": gpt2, "smollm2-135m shape": smol}
 
 
+def transformer_lens_sweep(m: torch.nn.Module, base: P.Baseline) -> tuple[torch.Tensor, float] | None:
+    """TransformerLens 4.x's all-heads all-positions sweep on the same HF model -> ([L, H] nKL, seconds)."""
+    try:
+        from tokenizers import Tokenizer, models
+        from transformer_lens import patching as tlp
+        from transformer_lens.model_bridge import TransformerBridge
+        from transformers import PreTrainedTokenizerFast
+    except ImportError:
+        return None
+    vocab = {f"t{i}": i for i in range(m.config.vocab_size)}
+    tok = PreTrainedTokenizerFast(tokenizer_object=Tokenizer(models.WordLevel(vocab, unk_token="t0")), unk_token="t0")
+    arch = "gpt2" if m.config.model_type == "gpt2" else "llama"
+    bridge = TransformerBridge.boot_transformers(arch, hf_model=copy.deepcopy(m), tokenizer=tok)  # it rewires the model
+    _, cache = bridge.run_with_cache(base.clean_ids)
+
+    def metric(logits: torch.Tensor) -> torch.Tensor:
+        return P.scores(base, logits[:, -1].float())[0][0]
+
+    t = time.perf_counter()
+    out = tlp.get_act_patch_attn_head_out_all_pos(bridge, base.corrupt_ids, cache, metric)
+    return out, time.perf_counter() - t
+
+
+def diff(base: P.Baseline, a: dict, b: dict, keys: list) -> str:  # type: ignore[type-arg]
+    """Largest disagreement in KL(clean||patched) and in the logit difference.
+
+    Normalised KL divides by KL(clean||corrupt), which is ~1e-4 on a random-init model,
+    so fp32 round-off in the KL (~1e-7 over a 50k vocabulary) is compared unnormalised.
+    """
+    kl = max(abs(a[k][0] - b[k][0]) * base.kl_clean_corrupt for k in keys)
+    ld = max(abs(a[k][1] - b[k][1]) for k in keys)
+    return f"max |dKL| {kl:.1e}, |dlogit diff| {ld:.1e} (KL clean||corrupt {base.kl_clean_corrupt:.1e})"
+
+
 def timed(fn):  # type: ignore[no-untyped-def]
     t = time.perf_counter()
     out = fn()
@@ -47,6 +84,8 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=96)
     ap.add_argument("--positions", type=int, default=8, help="per-position mode: the last N positions")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--no-transformer-lens", dest="transformer_lens", action="store_false")
+    ap.add_argument("--screen-only", action="store_true", help="time the baseline and the screens only")
     ap.add_argument("--only", default=None, help="run one shape (substring match)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
@@ -65,28 +104,44 @@ def bench_one(name: str, m: torch.nn.Module, a: argparse.Namespace) -> None:
     ids = torch.tensor([clean])
     with torch.no_grad():
         fwd = median_time(lambda: get(m, ad.base)(input_ids=ids, use_cache=False), reps=3, warmup=1)
-    base, t_attr = timed(lambda: P.baseline(m, ad, d, clean, corrupt, 1, 2, attribution=True))
-    _, t_base = timed(lambda: P.baseline(m, ad, d, clean, corrupt, 1, 2, attribution=False))
+    base = P.baseline(m, ad, d, clean, corrupt, 1, 2, attribution=True)  # also the warm-up
+    t_base = median_time(lambda: P.baseline(m, ad, d, clean, corrupt, 1, 2), reps=3, warmup=0)
+    t_attr = median_time(lambda: P.baseline(m, ad, d, clean, corrupt, 1, 2, attribution=True), reps=3, warmup=0)
+    t_atp = median_time(lambda: P.screen(m, ad, d, base, method="atp"), reps=3, warmup=0)
+    if a.screen_only:
+        print(f"== {name}: {d.n_layers} layers x {d.n_heads} heads, {a.tokens} tokens, {a.threads} thread(s)")
+        print(f"plain forward {fwd:.3f} s; baseline {t_base / fwd:5.2f} plain forwards; with the eap-ig screen "
+              f"{t_attr / fwd:5.2f}; atp screen alone {t_atp / fwd:5.2f} (first difference at {a.tokens // 3})")  # fmt: skip
+        return
     fast, t_fast = timed(lambda: P.patch_heads(m, ad, d, base))
     heads = list(fast)
     naive, t_naive = timed(lambda: {k: P.naive_patch(m, ad, d, base, k) for k in heads})
-    err = max(abs(fast[k][0] - naive[k][0]) for k in heads)
+    err = diff(base, fast, naive, heads)
+    tl = transformer_lens_sweep(m, base) if a.transformer_lens else None
     pos = list(range(a.tokens - a.positions, a.tokens))
     per, t_per = timed(lambda: P.patch_heads_at(m, ad, d, base, pos))
     sample = heads[:: max(1, len(heads) // 24)]  # naive per-position: time a sample, scale up
     _, t_np = timed(lambda: [P.naive_patch(m, ad, d, base, k, pos=p) for k in sample for p in pos])
     t_np_all = t_np * len(heads) / len(sample)
-    err_p = max(abs(per[(p, *k)][0] - P.naive_patch(m, ad, d, base, k, pos=p)[0]) for k in sample[:4] for p in pos[:2])
+    checked = [(p, *k) for k in sample[:4] for p in pos[:2]]
+    err_p = diff(base, per, {c: P.naive_patch(m, ad, d, base, c[1:], pos=c[0]) for c in checked}, checked)
     print(f"== {name}: {d.n_layers} layers x {d.n_heads} heads, {a.tokens} tokens, {a.threads} thread(s)")
     print(f"plain forward                     {fwd:8.3f} s")
     print(f"all heads, all positions: naive   {t_naive:8.2f} s   engine {t_fast:7.2f} s   "
-          f"speed-up {t_naive / t_fast:5.2f}x   max |diff| {err:.1e}")  # fmt: skip
+          f"speed-up {t_naive / t_fast:5.2f}x   {err}")  # fmt: skip
+    if tl is not None:
+        tl_err = max(abs(float(tl[0][k]) - fast[k][0]) * base.kl_clean_corrupt for k in heads)
+        print(f"all heads, all positions: TransformerLens {tl[1]:8.2f} s   engine {t_fast:7.2f} s   "
+              f"speed-up {tl[1] / t_fast:5.2f}x   max |dKL| {tl_err:.1e}")  # fmt: skip
+    else:
+        print("TransformerLens: not installed (pip install -e '.[bench]')")
     print(f"per position (last {a.positions}): naive {t_np_all:8.2f} s (est.)   engine {t_per:7.2f} s   "
-          f"speed-up {t_np_all / t_per:5.1f}x   max |diff| {err_p:.1e}")  # fmt: skip
+          f"speed-up {t_np_all / t_per:5.1f}x   {err_p}")  # fmt: skip
     print(f"per-position sweep / all-position sweep (engine): {t_per / t_fast:5.2f}  "
           f"(per position: {t_per / a.positions / t_fast:5.3f})")  # fmt: skip
-    print(f"attribution screen (clean fwd + corrupt fwd + backward) {(t_attr) / fwd:5.2f} plain forwards; "
-          f"without the backward {t_base / fwd:5.2f}")  # fmt: skip
+    print(f"baseline (corrupt fwd + clean fwd from the first difference) {t_base / fwd:5.2f} plain forwards; "
+          f"with the eap-ig screen {t_attr / fwd:5.2f}; atp screen alone {t_atp / fwd:5.2f} "
+          f"(first difference at {a.tokens // 3}/{a.tokens})")  # fmt: skip
 
 
 if __name__ == "__main__":

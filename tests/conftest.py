@@ -48,7 +48,7 @@ TINY_CONFIG = {
         # a random tiny model gets no step right: use the gold chain and keep every pair
         "pairs": {"seed": 0, "ontologies": ["fictional"], "per_subtask": 2, "min_kl": 0.0, "cot": "gold",
                   "require_correct": False},
-        "patch": {"exact_pairs": 1, "top_k": 3, "positions_last": 2, "head_batch": 3},
+        "patch": {"exact_pairs": 1, "top_k": 3, "screen": "eap-ig", "screen_steps": 1, "positions_last": 2, "head_batch": 3},
         "circuit": {"seed": 0, "sufficiency_k": [0, 2, 8]},
         "probe": {"seed": 0, "test_fraction": 0.5, "l2": 0.01},
     },

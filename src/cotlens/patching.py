@@ -12,8 +12,10 @@ The engine is exact and avoids the naive one-forward-per-head loop three ways:
 1. many heads ride in one forward along the batch axis (row b patches head b);
 2. the corrupt run's block inputs and keyword arguments are recorded once
    (:class:`cotlens.hooks.BlockCalls`), so a patch at layer l reruns blocks l.. only;
-3. per-position patches at position p rerun positions p.. only, on top of the corrupt
-   run's key/value cache of the positions before p.
+3. a patch starting at position p (per-position mode: p; all-position mode: the first
+   position where the prompts differ, since earlier positions are identical in both
+   runs) reruns positions p.. only, on top of the corrupt run's key/value cache of the
+   positions before p.
 
 :func:`naive_patch` is the reference loop the tests and benchmarks compare against.
 """
@@ -32,13 +34,16 @@ from cotlens.models.adapters import Adapter, Dims, get, layers, lens_logits
 from cotlens.stats import spearman
 
 __all__ = [
+    "SCREENS",
     "Baseline",
     "baseline",
+    "first_difference",
     "naive_patch",
     "patch_heads",
     "patch_heads_at",
     "patch_positions",
     "scores",
+    "screen",
     "spearman",
 ]
 
@@ -75,15 +80,6 @@ def _last_logits(model: nn.Module, ad: Adapter, ids: torch.Tensor) -> torch.Tens
     return get(model, ad.unembed)(h[:, -1]).float()
 
 
-def _last_logits_and_kv(
-    model: nn.Module, ad: Adapter, ids: torch.Tensor
-) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]:
-    """Last-position logits and every layer's keys/values (kept for per-position patching)."""
-    out = get(model, ad.base)(input_ids=ids, use_cache=True)
-    kv = [(lay.keys.detach(), lay.values.detach()) for lay in out.past_key_values.layers]
-    return get(model, ad.unembed)(out.last_hidden_state[:, -1]).float(), kv
-
-
 def kl_to(clean_logp: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
     """KL(clean || softmax(logits)) per row."""
     logp = torch.log_softmax(logits.float(), dim=-1)
@@ -97,35 +93,127 @@ def scores(base: Baseline, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Te
     return nkl, ld
 
 
+def first_difference(base: Baseline) -> int:
+    """The first position where the clean and corrupt prompts differ (0 if none do).
+
+    A causal model's activations at earlier positions are the same in both runs, so
+    patching "all positions" only ever changes positions from here on.
+    """
+    return _first_diff(base.clean_ids, base.corrupt_ids)
+
+
+def _first_diff(a: torch.Tensor, b: torch.Tensor) -> int:
+    diff = (a[0] != b[0]).nonzero()
+    return int(diff[0, 0]) if len(diff) else 0
+
+
+def _prefix_cache(kv: Sequence[tuple[torch.Tensor, torch.Tensor]], start: int, pos: int, n: int) -> Any:
+    """A DynamicCache holding the corrupt run's keys/values of positions < pos (layers start..), n rows."""
+    from transformers import DynamicCache
+
+    data: list[tuple[torch.Tensor | None, torch.Tensor | None]] = [(None, None)] * start
+    data += [(k[:, :, :pos].expand(n, -1, -1, -1), v[:, :, :pos].expand(n, -1, -1, -1)) for k, v in kv[start:]]
+    return DynamicCache(ddp_cache_data=data)
+
+
+def _suffix_forward(model: nn.Module, ad: Adapter, ids: torch.Tensor, kv: Any, pos: int) -> torch.Tensor:
+    """Last-position logits of ``ids`` computed for positions pos.. only, on the prefix cache ``kv``."""
+    base_model = get(model, ad.base)
+    if pos == 0:
+        h = base_model(input_ids=ids, use_cache=False).last_hidden_state
+    else:
+        h = base_model(input_ids=ids[:, pos:], past_key_values=_prefix_cache(kv, 0, pos, 1), use_cache=True)
+        h = h.last_hidden_state
+    return get(model, ad.unembed)(h[:, -1]).float()
+
+
 def baseline(
     model: nn.Module, ad: Adapter, dims: Dims, clean_ids: Sequence[int], corrupt_ids: Sequence[int],
-    clean_tok: int, corrupt_tok: int, attribution: bool = False,
+    clean_tok: int, corrupt_tok: int, attribution: bool = False, screen_method: str = "eap-ig",
+    screen_steps: int = 1,
 ) -> Baseline:  # fmt: skip
-    """One clean and one corrupt forward (plus, optionally, one backward for attribution).
+    """One corrupt forward, the clean run from the first differing position on, and
+    (with ``attribution``) the all-heads gradient screen of :func:`screen`.
 
-    With ``attribution``, the corrupt forward keeps a graph from every head output to
-    KL(clean || corrupt) and one backward (activation gradients only, no weight
-    gradients) scores all heads at once: -grad . (clean - corrupt), over positions,
-    divided by KL(clean || corrupt), the first-order estimate of the normalised KL.
+    The corrupt forward records every block's input and call arguments and every
+    layer's keys/values; the clean run reuses those keys/values for the common prefix.
     """
     if len(clean_ids) != len(corrupt_ids):
         raise ValueError(f"clean and corrupt prompts differ in length ({len(clean_ids)} vs {len(corrupt_ids)})")
     dev = next(model.parameters()).device
     c_ids = torch.tensor([list(clean_ids)], device=dev)
     x_ids = torch.tensor([list(corrupt_ids)], device=dev)
-    with torch.no_grad(), Capture(model, ad, sites=("attn_heads",)) as cap:
-        clean_logits = _last_logits(model, ad, c_ids)[0]
-    clean_heads = [t[0] for t in cap.out["attn_heads"] if t is not None]
+    start = _first_diff(c_ids, x_ids)
+    with torch.no_grad():
+        with BlockCalls(model, ad) as calls, Capture(model, ad, sites=("attn_heads",)) as cap:
+            out = get(model, ad.base)(input_ids=x_ids, use_cache=True)
+        kv = [(lay.keys, lay.values) for lay in out.past_key_values.layers]
+        corrupt_logits = get(model, ad.unembed)(out.last_hidden_state[0, -1]).float()
+        corrupt_heads = [t[0] for t in cap.out["attn_heads"] if t is not None]
+        with Capture(model, ad, sites=("attn_heads",)) as cap:
+            clean_logits = _suffix_forward(model, ad, c_ids, kv, start)[0]
+        clean_heads = [
+            torch.cat([x[:start], c[0]]) for x, c in zip(corrupt_heads, cap.out["attn_heads"], strict=True)
+        ]  # fmt: skip
     clean_logp = torch.log_softmax(clean_logits, -1)
+    base = Baseline(
+        clean_ids=c_ids, corrupt_ids=x_ids, clean_tok=int(clean_tok), corrupt_tok=int(corrupt_tok),
+        clean_logp=clean_logp, corrupt_logp=torch.log_softmax(corrupt_logits, -1),
+        kl_clean_corrupt=float(kl_to(clean_logp, corrupt_logits[None])[0]),
+        ld_clean=float(clean_logits[clean_tok] - clean_logits[corrupt_tok]),
+        ld_corrupt=float(corrupt_logits[clean_tok] - corrupt_logits[corrupt_tok]),
+        clean_heads=clean_heads, corrupt_heads=corrupt_heads,
+        block_inputs=calls.inputs, block_kwargs=calls.kwargs, corrupt_kv=kv,
+    )  # fmt: skip
+    if attribution:
+        base.attribution = screen(model, ad, dims, base, method=screen_method, steps=screen_steps)
+    return base
 
+
+SCREENS = ("eap-ig", "atp")
+
+
+def screen(
+    model: nn.Module, ad: Adapter, dims: Dims, base: Baseline, method: str = "eap-ig", steps: int = 1
+) -> torch.Tensor:
+    """First-order estimate of every head's normalised KL at once -> [L, H].
+
+    score(l, h) = -grad . (clean - corrupt) of KL(clean || .) at head (l, h), summed
+    over positions, divided by KL(clean || corrupt). Where the gradient is taken:
+
+    - ``atp`` (attribution patching): on the corrupt run. One backward, but blind to
+      heads whose effect passes through a saturated attention softmax downstream: a
+      previous-token head feeding an induction head's keys scores ~0 there while
+      patching it restores the answer (``tests/integration/test_patching.py``).
+    - ``eap-ig`` (EAP with integrated gradients, Hanna et al. 2024): averaged over
+      ``steps`` points between the corrupt and clean input embeddings,
+      alpha = (i + 1/2) / steps; at the midpoint (steps=1) the downstream softmax is
+      no longer saturated.
+
+    The forward starts at the first differing position, on the corrupt run's prefix
+    keys/values (exact: the prefix is the same in both prompts and in every mix).
+    Weight gradients are never computed.
+    """
+    if method not in SCREENS:
+        raise ValueError(f"unknown screen method {method!r}; known: {SCREENS}")
+    if steps < 1:
+        raise ValueError(f"screen steps must be >= 1, got {steps}")
+    alphas = [0.0] if method == "atp" else [(i + 0.5) / steps for i in range(steps)]
+    start = first_difference(base)
+    emb = model.get_input_embeddings()
+    with torch.no_grad():
+        e_x, e_c = emb(base.corrupt_ids[:, start:]), emb(base.clean_ids[:, start:])
+    delta = [
+        (c[start:] - x[start:]).view(-1, dims.n_heads, dims.head_dim)
+        for c, x in zip(base.clean_heads, base.corrupt_heads, strict=True)
+    ]
+    total = torch.zeros(dims.n_layers, dims.n_heads, device=e_x.device)
     store: dict[int, torch.Tensor] = {}
 
     def keep(layer: int) -> Any:
         def fn(x: torch.Tensor) -> torch.Tensor:
-            if attribution:
-                x = x.detach().requires_grad_(True)
-            store[layer] = x
-            return x
+            store[layer] = x  # in the graph through the mixed embeddings: gradients reach
+            return x  # layer l through every later layer, not only the direct path
 
         return fn
 
@@ -133,44 +221,34 @@ def baseline(
     for p in model.parameters():
         p.requires_grad_(False)
     try:
-        with (
-            torch.set_grad_enabled(attribution),
-            BlockCalls(model, ad) as calls,
-            edit_inputs(model, ad, "attn_heads", {li: keep(li) for li in range(dims.n_layers)}),
-        ):
-            corrupt_logits, kv = _last_logits_and_kv(model, ad, x_ids)
-            corrupt_logits = corrupt_logits[0]
-            kl = kl_to(clean_logp, corrupt_logits[None])[0]
-            attr = None
-            if attribution:
-                grads = torch.autograd.grad(kl, [store[li] for li in range(dims.n_layers)])
-                kl_cc = float(kl.detach())
-                attr = torch.stack(
-                    [
-                        -(g[0] * (clean_heads[li] - store[li][0].detach()))
-                        .view(-1, dims.n_heads, dims.head_dim)
-                        .sum((0, 2))
-                        / kl_cc
-                        for li, g in enumerate(grads)
-                    ]
-                ).detach()
+        for alpha in alphas:
+            mix = (e_x + alpha * (e_c - e_x)).requires_grad_(True)
+            hook = emb.register_forward_hook(lambda _m, _a, _o, m=mix: m)
+            try:
+                with (
+                    torch.enable_grad(),
+                    edit_inputs(model, ad, "attn_heads", {li: keep(li) for li in range(dims.n_layers)}),
+                ):
+                    logits = _suffix_forward(model, ad, base.corrupt_ids, base.corrupt_kv, start)
+                    kl = kl_to(base.clean_logp, logits)[0]
+                    grads = torch.autograd.grad(kl, [store[li] for li in range(dims.n_layers)])
+            finally:
+                hook.remove()
+            for li, g in enumerate(grads):
+                total[li] -= (g[0].view_as(delta[li]) * delta[li]).sum((0, 2)) / len(alphas)
     finally:
         for p, f in zip(model.parameters(), flags, strict=True):
             p.requires_grad_(f)
-    corrupt_logits = corrupt_logits.detach()
-    return Baseline(
-        clean_ids=c_ids, corrupt_ids=x_ids, clean_tok=int(clean_tok), corrupt_tok=int(corrupt_tok),
-        clean_logp=clean_logp, corrupt_logp=torch.log_softmax(corrupt_logits, -1),
-        kl_clean_corrupt=float(kl.detach()),
-        ld_clean=float(clean_logits[clean_tok] - clean_logits[corrupt_tok]),
-        ld_corrupt=float(corrupt_logits[clean_tok] - corrupt_logits[corrupt_tok]),
-        clean_heads=clean_heads, corrupt_heads=[store[li][0].detach() for li in range(dims.n_layers)],
-        block_inputs=calls.inputs, block_kwargs=calls.kwargs, attribution=attr, corrupt_kv=kv,
-    )  # fmt: skip
+        store.clear()
+    return (total / base.kl_clean_corrupt).detach()
 
 
-def _setter(clean: torch.Tensor, heads: Sequence[int], dims: Dims, pos: int | None) -> Any:
-    """Edit fn: batch row b takes head heads[b] from ``clean`` (all positions, or only ``pos``)."""
+def _setter(clean: torch.Tensor, heads: Sequence[int], dims: Dims, start: int, only_first: bool) -> Any:
+    """Edit fn: batch row b takes head heads[b] from ``clean``.
+
+    The edited tensor holds positions ``start``.. only (relative position 0 is
+    ``start``); ``only_first`` patches that one position, otherwise all of them.
+    """
     hidx = torch.tensor(list(heads), device=clean.device)
     rows = torch.arange(len(heads), device=clean.device)
     src = clean.view(clean.shape[0], dims.n_heads, dims.head_dim)  # [T, H, dh]
@@ -178,13 +256,49 @@ def _setter(clean: torch.Tensor, heads: Sequence[int], dims: Dims, pos: int | No
     def fn(x: torch.Tensor) -> torch.Tensor:
         x = x.clone()
         v = x.view(x.shape[0], x.shape[1], dims.n_heads, dims.head_dim)
-        if pos is None:
-            v[rows, :, hidx] = src[:, hidx].transpose(0, 1).to(x.dtype)
-        else:  # x holds positions pos.. only: relative position 0 is ``pos``
-            v[rows, 0, hidx] = src[pos, hidx].to(x.dtype)
+        if only_first:
+            v[rows, 0, hidx] = src[start, hidx].to(x.dtype)
+        else:
+            v[rows, :, hidx] = src[start:, hidx].transpose(0, 1).to(x.dtype)
         return x
 
     return fn
+
+
+def _suffix_calls(model: nn.Module, ad: Adapter, base: Baseline, pos: int) -> BlockCalls:
+    """Record every block's input and call arguments of the corrupt run at positions pos.. only."""
+    with BlockCalls(model, ad) as calls:
+        if pos == 0:
+            get(model, ad.base)(input_ids=base.corrupt_ids, use_cache=False)
+        else:
+            cache = _prefix_cache(base.corrupt_kv, 0, pos, 1)
+            get(model, ad.base)(input_ids=base.corrupt_ids[:, pos:], past_key_values=cache, use_cache=True)
+    return calls
+
+
+def _sweep(
+    model: nn.Module, ad: Adapter, dims: Dims, base: Baseline, todo: dict[int, list[int]], pos: int,
+    only_first: bool, batch: int,
+) -> dict[Head, tuple[float, float]]:  # fmt: skip
+    """Patch each head of ``todo`` at positions pos.. (or only pos), rerunning blocks l.. and positions pos.. only."""
+    blocks = layers(model, ad)
+    calls = _suffix_calls(model, ad, base, pos) if pos > 0 else None
+    inputs = calls.inputs if calls is not None else base.block_inputs
+    kwargs = calls.kwargs if calls is not None else base.block_kwargs
+    out: dict[Head, tuple[float, float]] = {}
+    for layer in sorted(todo):
+        hs = todo[layer]
+        for s in range(0, len(hs), batch):
+            chunk = hs[s : s + batch]
+            hidden = inputs[layer].expand(len(chunk), -1, -1)
+            cache = _prefix_cache(base.corrupt_kv, layer, pos, len(chunk)) if pos > 0 else None
+            edit = {layer: _setter(base.clean_heads[layer], chunk, dims, pos, only_first)}
+            with edit_inputs(model, ad, "attn_heads", edit):
+                h = replay(blocks, layer, hidden, kwargs, cache=cache)
+            nkl, ld = scores(base, lens_logits(model, ad, h[:, -1]).float())
+            for i, head in enumerate(chunk):
+                out[(layer, head)] = (float(nkl[i]), float(ld[i]))
+    return out
 
 
 def _group(heads: Iterable[Head]) -> dict[int, list[int]]:
@@ -199,29 +313,13 @@ def patch_heads(
     model: nn.Module, ad: Adapter, dims: Dims, base: Baseline, heads: Iterable[Head] | None = None,
     batch: int = 64,
 ) -> dict[Head, tuple[float, float]]:  # fmt: skip
-    """Exact all-position patching of ``heads`` (default: every head) -> {(l, h): (nkl, ld)}."""
+    """Exact all-position patching of ``heads`` (default: every head) -> {(l, h): (nkl, ld)}.
+
+    Positions before :func:`first_difference` hold the same activations in both runs,
+    so the patch starts there, on the corrupt run's key/value cache of the prefix.
+    """
     todo = _group(heads) if heads is not None else {li: list(range(dims.n_heads)) for li in range(dims.n_layers)}
-    blocks = layers(model, ad)
-    out: dict[Head, tuple[float, float]] = {}
-    for layer in sorted(todo):
-        hs = todo[layer]
-        for s in range(0, len(hs), batch):
-            chunk = hs[s : s + batch]
-            hidden = base.block_inputs[layer].expand(len(chunk), -1, -1)
-            with edit_inputs(model, ad, "attn_heads", {layer: _setter(base.clean_heads[layer], chunk, dims, None)}):
-                h = replay(blocks, layer, hidden, base.block_kwargs)
-            nkl, ld = scores(base, lens_logits(model, ad, h[:, -1]).float())
-            for i, head in enumerate(chunk):
-                out[(layer, head)] = (float(nkl[i]), float(ld[i]))
-    return out
-
-
-def _prefix_cache(kv: Sequence[tuple[torch.Tensor, torch.Tensor]], start: int, pos: int, n: int) -> Any:
-    from transformers import DynamicCache
-
-    data: list[tuple[torch.Tensor | None, torch.Tensor | None]] = [(None, None)] * start
-    data += [(k[:, :, :pos].expand(n, -1, -1, -1), v[:, :, :pos].expand(n, -1, -1, -1)) for k, v in kv[start:]]
-    return DynamicCache(ddp_cache_data=data)
+    return _sweep(model, ad, dims, base, todo, first_difference(base), only_first=False, batch=batch)
 
 
 @torch.no_grad()
@@ -236,32 +334,11 @@ def patch_heads_at(
     run's cache and only positions p..T-1 are recomputed.
     """
     todo = _group(heads) if heads is not None else {li: list(range(dims.n_heads)) for li in range(dims.n_layers)}
-    blocks = layers(model, ad)
-    kv = base.corrupt_kv
-    base_model = get(model, ad.base)
     out: dict[tuple[int, int, int], tuple[float, float]] = {}
     for pos in positions:
         pos = int(pos) % base.length
-        if pos == 0:  # nothing to reuse: record the suffix calls without a cache
-            with BlockCalls(model, ad) as calls:
-                base_model(input_ids=base.corrupt_ids, use_cache=False)
-        else:
-            with BlockCalls(model, ad) as calls:
-                base_model(
-                    input_ids=base.corrupt_ids[:, pos:], past_key_values=_prefix_cache(kv, 0, pos, 1), use_cache=True
-                )
-        for layer in sorted(todo):
-            hs = todo[layer]
-            for s in range(0, len(hs), batch):
-                chunk = hs[s : s + batch]
-                hidden = calls.inputs[layer].expand(len(chunk), -1, -1)
-                cache = _prefix_cache(kv, layer, pos, len(chunk)) if pos > 0 else None
-                edit = {layer: _setter(base.clean_heads[layer], chunk, dims, pos)}
-                with edit_inputs(model, ad, "attn_heads", edit):
-                    h = replay(blocks, layer, hidden, calls.kwargs, cache=cache)
-                nkl, ld = scores(base, lens_logits(model, ad, h[:, -1]).float())
-                for i, head in enumerate(chunk):
-                    out[(pos, layer, head)] = (float(nkl[i]), float(ld[i]))
+        for (layer, head), v in _sweep(model, ad, dims, base, todo, pos, only_first=True, batch=batch).items():
+            out[(pos, layer, head)] = v
     return out
 
 

@@ -7,6 +7,7 @@ import torch
 
 from cotlens import circuit as C
 from cotlens import patching as P
+from cotlens.models import toy
 from cotlens.models.adapters import adapter_for, dims
 from cotlens.models.toy import one_head_copier
 
@@ -116,6 +117,66 @@ def test_one_known_head_carries_the_answer() -> None:
     reading = C.read_heads(m, ad, d, clean, 3, 5)
     assert int(reading.dla.flatten().argmax()) == 1 * d.n_heads + 2
     assert int(reading.top_token[1, 2]) == 3  # its logit-lens top token is the copied one: "context"
+
+
+def test_clean_run_on_the_corrupt_prefix_cache_is_the_clean_run(setup) -> None:  # type: ignore[no-untyped-def]
+    # baseline() runs the clean prompt from the first differing position on, on the corrupt
+    # run's keys/values of the shared prefix; it must equal a full clean forward.
+    m, ad, d, base = setup
+    from cotlens.hooks import Capture
+
+    assert P.first_difference(base) == 6
+    with torch.no_grad(), Capture(m, ad, sites=("attn_heads",)) as cap:
+        logits = m(input_ids=base.clean_ids).logits[0, -1]
+    assert torch.allclose(base.clean_logp, torch.log_softmax(logits, -1), atol=1e-5)
+    for full, ours in zip(cap.out["attn_heads"], base.clean_heads, strict=True):
+        assert torch.allclose(full[0], ours, atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def induction():  # type: ignore[no-untyped-def]
+    """A 2-layer attention-only model trained here (~10 s) on repeated random sequences."""
+    torch.manual_seed(0)
+    m = toy.attn_only_llama(vocab=64, d_model=48, heads=3, seed=0)
+    acc = toy.train_induction(m, steps=600, seed=0)
+    prev, ind = toy.head_roles(m)
+    ad, d = adapter_for(m), dims(m)
+    gen = torch.Generator().manual_seed(123)
+    exact = torch.zeros(d.n_layers, d.n_heads)
+    scr = {meth: torch.zeros(d.n_layers, d.n_heads) for meth in P.SCREENS}
+    n = 8
+    for i in range(n):
+        half = 10 + i % 6
+        clean, corrupt, a, b = toy.induction_pair(gen, half, k=half // 2 + 1 + i % 3, j=2 + i % 2, vocab=64)
+        base = P.baseline(m, ad, d, clean, corrupt, a, b)
+        for (layer, h), (nkl, _) in P.patch_heads(m, ad, d, base).items():
+            exact[layer, h] += nkl / n
+        for meth in P.SCREENS:
+            scr[meth] += P.screen(m, ad, d, base, method=meth) / n
+    return acc, prev, ind, exact, scr
+
+
+def _top2(s: torch.Tensor) -> set[tuple[int, int]]:
+    return {divmod(int(i), s.shape[1]) for i in s.flatten().argsort(descending=True)[:2]}
+
+
+def test_trained_induction_circuit_is_found_by_patching_and_the_screen(induction) -> None:  # type: ignore[no-untyped-def]
+    acc, prev, ind, exact, scr = induction
+    assert acc > 0.85  # it learned the task
+    prev_head, ind_head = (0, int(prev[0].argmax())), (1, int(ind[1].argmax()))
+    assert prev[prev_head] > 0.5 and ind[ind_head] > 0.8  # attention patterns: the two textbook heads
+    assert _top2(exact) == {prev_head, ind_head}
+    assert exact[prev_head] > 0.8 and exact[ind_head] > 0.8
+    assert _top2(scr["eap-ig"]) == {prev_head, ind_head}
+
+
+def test_plain_attribution_patching_misses_the_previous_token_head(induction) -> None:  # type: ignore[no-untyped-def]
+    # Why the default screen is eap-ig: at the corrupt run the induction head's softmax is
+    # saturated on the wrong key, so the gradient to the previous-token head vanishes.
+    _, prev, _, exact, scr = induction
+    prev_head = (0, int(prev[0].argmax()))
+    assert scr["atp"][prev_head] < 0.25 * exact[prev_head]
+    assert scr["eap-ig"][prev_head] > 0.5 * exact[prev_head]
 
 
 def test_spearman() -> None:

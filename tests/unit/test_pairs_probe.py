@@ -105,3 +105,31 @@ def test_fit_probe_learns_a_separable_problem() -> None:
     assert tr == 1.0 and te > 0.9
     tr, te = fit_probe(torch.randn(60, 10, generator=g), y[:60], torch.randn(30, 10, generator=g), y[60:])
     assert te < 0.7  # noise does not generalise
+
+
+def _patching(path, rows) -> None:  # type: ignore[no-untyped-def]
+    from cotlens import schemas
+    from cotlens.parquet import RunMeta, to_table, write_table
+
+    cols = {f.name: [r.get(f.name) for r in rows] for f in schemas.PATCHING}
+    write_table(to_table(cols, schemas.PATCHING), path, RunMeta("patch", "test"))
+
+
+def test_head_ranking_prefers_full_sweeps_then_exact_top_k_then_the_screen(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from cotlens.stages.circuit import head_ranking
+
+    def row(pair, method, layer, head, nkl):  # type: ignore[no-untyped-def]
+        return {"pair_id": pair, "method": method, "pos": -1, "layer": layer, "head": head, "nkl": nkl,
+                "logit_diff": None if method == "attribution" else 0.0}  # fmt: skip
+
+    heads = [(0, 0), (0, 1), (1, 0), (1, 1)]
+    screen = {(0, 0): 0.9, (0, 1): 0.1, (1, 0): 0.5, (1, 1): 0.3}
+    # no pair swept: the exactly patched heads by their exact score, then the rest by the screen
+    rows = [row(0, "attribution", *h, screen[h]) for h in heads]
+    rows += [row(0, "exact", 1, 1, 0.7), row(0, "exact", 0, 1, 0.2)]
+    _patching(tmp_path / "a.parquet", rows)
+    assert head_ranking(tmp_path / "a.parquet", 2, 2) == [(1, 1), (0, 1), (0, 0), (1, 0)]
+    # pair 1 fully swept: only its exact scores count
+    rows += [row(1, "exact", *h, s) for h, s in zip(heads, [0.1, 0.4, 0.3, 0.2], strict=True)]
+    _patching(tmp_path / "b.parquet", rows)
+    assert head_ranking(tmp_path / "b.parquet", 2, 2) == [(0, 1), (1, 0), (1, 1), (0, 0)]

@@ -50,17 +50,30 @@ def repeated_batch(gen: torch.Generator, batch: int, half: int, vocab: int) -> t
 
 
 def train_induction(
-    model: nn.Module, steps: int = 600, batch: int = 64, half: int = 16, lr: float = 3e-3, seed: int = 0
+    model: nn.Module,
+    steps: int = 600,
+    batch: int = 64,
+    half: int = 16,
+    lr: float = 3e-3,
+    seed: int = 0,
+    weight_decay: float = 0.0,
 ) -> float:
-    """Train on repeated random sequences; returns second-half next-token accuracy."""
+    """Train on repeated random sequences; returns second-half next-token accuracy.
+
+    The repeat length is drawn per step from half/2..half: with one fixed length a
+    rotary model can attend to "the position ``half`` back" and never needs the
+    previous-token/induction circuit.
+    """
     vocab = model.config.vocab_size
     gen = torch.Generator().manual_seed(seed)
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=0.0)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
     model.train()
     for _ in range(steps):
-        x = repeated_batch(gen, batch, half, vocab)
+        n = int(torch.randint(half // 2, half + 1, (1,), generator=gen))
+        x = repeated_batch(gen, batch, n, vocab)
         logits = model(input_ids=x).logits[:, :-1]
-        loss = nn.functional.cross_entropy(logits[:, half:].reshape(-1, vocab), x[:, half + 1 :].reshape(-1))
+        loss = nn.functional.cross_entropy(logits[:, n:].reshape(-1, vocab), x[:, n + 1 :].reshape(-1))
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -69,6 +82,42 @@ def train_induction(
         x = repeated_batch(gen, 256, half, vocab)
         pred = model(input_ids=x).logits[:, half:-1].argmax(-1)
         return float((pred == x[:, half + 1 :]).float().mean())
+
+
+@torch.no_grad()
+def head_roles(
+    model: nn.Module, half: int = 16, batch: int = 64, vocab: int | None = None, seed: int = 123
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Attention-pattern scores per head on repeated random sequences -> (prev [L, H], induction [L, H]).
+
+    prev: mean attention from each position to the one before it; induction: mean
+    attention from a second-half token to the token after its first occurrence.
+    These identify the mechanism without any patching, so they can judge it.
+    """
+    vocab = vocab or model.config.vocab_size
+    x = repeated_batch(torch.Generator().manual_seed(seed), batch, half, vocab)
+    att = model(input_ids=x, output_attentions=True).attentions  # per layer [B, H, T, T]
+    t = x.shape[1]
+    prev = torch.stack([a[:, :, torch.arange(1, t), torch.arange(0, t - 1)].mean((0, 2)) for a in att])
+    q = torch.arange(half + 1, 2 * half)  # second-half r_i at position half + i, its first copy's successor at i + 1
+    ind = torch.stack([a[:, :, q, q - half + 1].mean((0, 2)) for a in att])
+    return prev, ind
+
+
+def induction_pair(
+    gen: torch.Generator, half: int, k: int, j: int, vocab: int
+) -> tuple[list[int], list[int], int, int]:
+    """A clean/corrupt pair for the induction circuit -> (clean, corrupt, clean answer, corrupt answer).
+
+    clean: BOS, r_1..r_half, r_1..r_k, so the answer is r_{k+1}. corrupt: r_k and r_j
+    swap places in the first copy, so the previous-token information now points the
+    induction head at r_{j+1}. Same tokens, same length; only the circuit's keys differ.
+    """
+    x = repeated_batch(gen, 1, half, vocab)[0]
+    clean = x[: half + 1 + k].tolist()
+    corrupt = list(clean)
+    corrupt[k], corrupt[j] = corrupt[j], corrupt[k]
+    return clean, corrupt, int(x[half + 1 + k]), int(x[j + 1])
 
 
 def one_head_copier(vocab: int = 32, layers: int = 2, heads: int = 4, layer: int = 1, head: int = 2) -> nn.Module:

@@ -20,16 +20,24 @@ from cotlens.stages.common import model_meta, set_threads
 
 
 def head_ranking(patching: str | Path, n_layers: int, n_heads: int) -> list[tuple[int, int]]:
-    """Heads by mean exact all-position patching score over the fully swept pairs
-    (the attribution screen where no pair was fully swept)."""
+    """Heads by mean exact all-position patching score over the fully swept pairs.
+
+    Where no pair was fully swept (``exact_pairs: 0``): the heads patched exactly (each
+    pair's screen top-K) by their mean exact score, then the rest by the screen."""
     df = read_table(patching).to_pandas()
     df = df[df["pos"] == -1]
     exact = df[df["method"] == "exact"]
     full = exact.groupby("pair_id").size()
     swept = full[full == n_layers * n_heads].index
-    use = exact[exact["pair_id"].isin(swept)] if len(swept) else df[df["method"] == "attribution"]
-    score = use.groupby(["layer", "head"])["nkl"].mean().sort_values(ascending=False, kind="mergesort")
-    return [(int(a), int(b)) for a, b in score.index]
+    if len(swept):
+        score = exact[exact["pair_id"].isin(swept)].groupby(["layer", "head"])["nkl"].mean()
+        order = list(score.sort_values(ascending=False, kind="mergesort").index)
+    else:
+        ex = exact.groupby(["layer", "head"])["nkl"].mean().sort_values(ascending=False, kind="mergesort")
+        screen = df[df["method"] == "attribution"].groupby(["layer", "head"])["nkl"].mean()
+        rest = screen.drop(ex.index, errors="ignore").sort_values(ascending=False, kind="mergesort")
+        order = list(ex.index) + list(rest.index)
+    return [(int(a), int(b)) for a, b in order]
 
 
 def run(

@@ -39,7 +39,18 @@ def run(
     path_cols: dict[str, list[Any]] = {f.name: [] for f in schemas.PATHWAYS}
     try:
         for i, r in enumerate(rows):
-            base = baseline(m, ad, d, r["clean_ids"], r["corrupt_ids"], r["clean_tok"], r["corrupt_tok"], True)
+            base = baseline(
+                m,
+                ad,
+                d,
+                r["clean_ids"],
+                r["corrupt_ids"],
+                r["clean_tok"],
+                r["corrupt_tok"],
+                attribution=True,
+                screen_method=str(cfg["screen"]),
+                screen_steps=int(cfg["screen_steps"]),
+            )
             assert base.attribution is not None
             cols: dict[str, list[Any]] = {f.name: [] for f in schemas.PATCHING}
 
