@@ -63,8 +63,9 @@ def write_pairs(path: Path, n: int, vocab: int, length: int = 48) -> None:
 
 
 def child(model_dir: str, n: int, work: str) -> None:
+    import pyarrow.dataset as ds
+
     from cotlens.models.loading import load
-    from cotlens.parquet import read_table
     from cotlens.stages import patch
 
     w = Path(work)
@@ -73,8 +74,8 @@ def child(model_dir: str, n: int, work: str) -> None:
     t = time.perf_counter()
     patch.run(w / "pairs.parquet", model_dir, w / "patching.parquet", w / "pathways.parquet", CFG, RUNTIME, threads=1)
     secs = time.perf_counter() - t
-    rows = read_table(w / "patching.parquet").num_rows
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # before anything reads the output back
+    rows = ds.dataset(w / "patching.parquet").count_rows()
     print(json.dumps({"pairs": n, "rows": rows, "seconds": secs, "peak_mb": peak / 1024, "before_mb": base / 1024}))
 
 
