@@ -118,13 +118,10 @@ def _prefix_cache(kv: Sequence[tuple[torch.Tensor, torch.Tensor]], start: int, p
 
 def _suffix_forward(model: nn.Module, ad: Adapter, ids: torch.Tensor, kv: Any, pos: int) -> torch.Tensor:
     """Last-position logits of ``ids`` computed for positions pos.. only, on the prefix cache ``kv``."""
-    base_model = get(model, ad.base)
     if pos == 0:
-        h = base_model(input_ids=ids, use_cache=False).last_hidden_state
-    else:
-        h = base_model(input_ids=ids[:, pos:], past_key_values=_prefix_cache(kv, 0, pos, 1), use_cache=True)
-        h = h.last_hidden_state
-    return get(model, ad.unembed)(h[:, -1]).float()
+        return _last_logits(model, ad, ids)
+    out = get(model, ad.base)(input_ids=ids[:, pos:], past_key_values=_prefix_cache(kv, 0, pos, 1), use_cache=True)
+    return get(model, ad.unembed)(out.last_hidden_state[:, -1]).float()
 
 
 def baseline(
@@ -268,11 +265,7 @@ def _setter(clean: torch.Tensor, heads: Sequence[int], dims: Dims, start: int, o
 def _suffix_calls(model: nn.Module, ad: Adapter, base: Baseline, pos: int) -> BlockCalls:
     """Record every block's input and call arguments of the corrupt run at positions pos.. only."""
     with BlockCalls(model, ad) as calls:
-        if pos == 0:
-            get(model, ad.base)(input_ids=base.corrupt_ids, use_cache=False)
-        else:
-            cache = _prefix_cache(base.corrupt_kv, 0, pos, 1)
-            get(model, ad.base)(input_ids=base.corrupt_ids[:, pos:], past_key_values=cache, use_cache=True)
+        _suffix_forward(model, ad, base.corrupt_ids, base.corrupt_kv, pos)
     return calls
 
 
