@@ -3,6 +3,7 @@ workflow, so tests never touch the repository's own results or file times."""
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -10,6 +11,18 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def device() -> str:
+    """Where the engine-equality tests run: ``COTLENS_TEST_DEVICE=cuda`` on a GPU machine, else cpu."""
+    dev = os.environ.get("COTLENS_TEST_DEVICE", "cpu")
+    if dev.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            pytest.fail(f"COTLENS_TEST_DEVICE={dev} but torch sees no CUDA device; unset it to test on cpu")
+    return dev
 
 
 @pytest.fixture(scope="session")

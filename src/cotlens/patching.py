@@ -240,23 +240,26 @@ def screen(
     return (total / base.kl_clean_corrupt).detach()
 
 
-def _setter(clean: torch.Tensor, heads: Sequence[int], dims: Dims, start: int, only_first: bool) -> Any:
-    """Edit fn: batch row b takes head heads[b] from ``clean``.
+def _setter(clean: torch.Tensor, rows: Sequence[tuple[int, int | None]], dims: Dims, start: int) -> Any:
+    """Edit fn: batch row b takes head rows[b][0] from ``clean``.
 
-    The edited tensor holds positions ``start``.. only (relative position 0 is
-    ``start``); ``only_first`` patches that one position, otherwise all of them.
+    The edited tensor holds positions ``start``.. only (its position 0 is ``start``).
+    rows[b][1] is the one absolute position row b patches, or None for all of them.
     """
-    hidx = torch.tensor(list(heads), device=clean.device)
-    rows = torch.arange(len(heads), device=clean.device)
+    dev = clean.device
+    hidx = torch.tensor([h for h, _ in rows], device=dev)
+    ridx = torch.arange(len(rows), device=dev)
     src = clean.view(clean.shape[0], dims.n_heads, dims.head_dim)  # [T, H, dh]
+    every = all(p is None for _, p in rows)
+    pidx = None if every else torch.tensor([int(p) for _, p in rows], device=dev)  # type: ignore[arg-type]
 
     def fn(x: torch.Tensor) -> torch.Tensor:
         x = x.clone()
         v = x.view(x.shape[0], x.shape[1], dims.n_heads, dims.head_dim)
-        if only_first:
-            v[rows, 0, hidx] = src[start, hidx].to(x.dtype)
+        if pidx is None:
+            v[ridx, :, hidx] = src[start:, hidx].transpose(0, 1).to(x.dtype)
         else:
-            v[rows, :, hidx] = src[start:, hidx].transpose(0, 1).to(x.dtype)
+            v[ridx, pidx - start, hidx] = src[pidx, hidx].to(x.dtype)
         return x
 
     return fn
@@ -269,28 +272,35 @@ def _suffix_calls(model: nn.Module, ad: Adapter, base: Baseline, pos: int) -> Bl
     return calls
 
 
+Row = tuple[int, int | None]  # (head, the one position it patches, or None: every position from the start)
+
+
 def _sweep(
-    model: nn.Module, ad: Adapter, dims: Dims, base: Baseline, todo: dict[int, list[int]], pos: int,
-    only_first: bool, batch: int,
-) -> dict[Head, tuple[float, float]]:  # fmt: skip
-    """Patch each head of ``todo`` at positions pos.. (or only pos), rerunning blocks l.. and positions pos.. only."""
+    model: nn.Module, ad: Adapter, dims: Dims, base: Baseline, todo: dict[int, list[Row]], start: int, batch: int,
+) -> dict[tuple[int, Row], tuple[float, float]]:  # fmt: skip
+    """Patch every row of ``todo`` ({layer: rows}), rerunning blocks l.. and positions start.. only.
+
+    Rows of one layer share forwards, ``batch`` rows at a time. A row that patches one
+    position p > start recomputes start..p-1 unchanged (the corrupt run), which is
+    exact: it only costs those positions' compute.
+    """
     blocks = layers(model, ad)
-    calls = _suffix_calls(model, ad, base, pos) if pos > 0 else None
+    calls = _suffix_calls(model, ad, base, start) if start > 0 else None
     inputs = calls.inputs if calls is not None else base.block_inputs
     kwargs = calls.kwargs if calls is not None else base.block_kwargs
-    out: dict[Head, tuple[float, float]] = {}
+    out: dict[tuple[int, Row], tuple[float, float]] = {}
     for layer in sorted(todo):
-        hs = todo[layer]
-        for s in range(0, len(hs), batch):
-            chunk = hs[s : s + batch]
+        rows = todo[layer]
+        for s in range(0, len(rows), batch):
+            chunk = rows[s : s + batch]
             hidden = inputs[layer].expand(len(chunk), -1, -1)
-            cache = _prefix_cache(base.corrupt_kv, layer, pos, len(chunk)) if pos > 0 else None
-            edit = {layer: _setter(base.clean_heads[layer], chunk, dims, pos, only_first)}
+            cache = _prefix_cache(base.corrupt_kv, layer, start, len(chunk)) if start > 0 else None
+            edit = {layer: _setter(base.clean_heads[layer], chunk, dims, start)}
             with edit_inputs(model, ad, "attn_heads", edit):
                 h = replay(blocks, layer, hidden, kwargs, cache=cache)
             nkl, ld = scores(base, lens_logits(model, ad, h[:, -1]).float())
-            for i, head in enumerate(chunk):
-                out[(layer, head)] = (float(nkl[i]), float(ld[i]))
+            for i, row in enumerate(chunk):
+                out[(layer, row)] = (float(nkl[i]), float(ld[i]))
     return out
 
 
@@ -311,27 +321,39 @@ def patch_heads(
     Positions before :func:`first_difference` hold the same activations in both runs,
     so the patch starts there, on the corrupt run's key/value cache of the prefix.
     """
-    todo = _group(heads) if heads is not None else {li: list(range(dims.n_heads)) for li in range(dims.n_layers)}
-    return _sweep(model, ad, dims, base, todo, first_difference(base), only_first=False, batch=batch)
+    by = _group(heads) if heads is not None else {li: list(range(dims.n_heads)) for li in range(dims.n_layers)}
+    todo: dict[int, list[Row]] = {li: [(h, None) for h in hs] for li, hs in by.items()}
+    res = _sweep(model, ad, dims, base, todo, first_difference(base), batch)
+    return {(layer, h): v for (layer, (h, _)), v in res.items()}
 
 
 @torch.no_grad()
 def patch_heads_at(
     model: nn.Module, ad: Adapter, dims: Dims, base: Baseline, positions: Iterable[int],
-    heads: Iterable[Head] | None = None, batch: int = 64,
+    heads: Iterable[Head] | None = None, batch: int = 64, positions_per_pass: int | None = None,
 ) -> dict[tuple[int, int, int], tuple[float, float]]:  # fmt: skip
     """Exact per-position patching -> {(pos, l, h): (nkl, ld)}.
 
     For position p the forward restarts at block l *and* at position p: positions
     before p are unchanged by the patch, so their keys/values come from the corrupt
     run's cache and only positions p..T-1 are recomputed.
+
+    ``positions_per_pass`` positions share one sweep, starting at the earliest of them
+    (rows of later positions recompute a few unchanged positions). Default: 1 on a
+    CPU, where compute dominates; on a GPU, where kernel launches dominate, as many
+    as fit ``batch`` rows per forward.
     """
-    todo = _group(heads) if heads is not None else {li: list(range(dims.n_heads)) for li in range(dims.n_layers)}
+    by = _group(heads) if heads is not None else {li: list(range(dims.n_heads)) for li in range(dims.n_layers)}
+    ps = sorted({int(p) % base.length for p in positions})
+    if positions_per_pass is None:
+        on_gpu = base.clean_ids.device.type != "cpu"
+        positions_per_pass = max(1, batch // max(len(v) for v in by.values())) if on_gpu and by else 1
     out: dict[tuple[int, int, int], tuple[float, float]] = {}
-    for pos in positions:
-        pos = int(pos) % base.length
-        for (layer, head), v in _sweep(model, ad, dims, base, todo, pos, only_first=True, batch=batch).items():
-            out[(pos, layer, head)] = v
+    for g in range(0, len(ps), positions_per_pass):
+        group = ps[g : g + positions_per_pass]
+        todo: dict[int, list[Row]] = {li: [(h, p) for p in group for h in hs] for li, hs in by.items()}
+        for (layer, (h, p)), v in _sweep(model, ad, dims, base, todo, group[0], batch).items():
+            out[(int(p), layer, h)] = v  # type: ignore[arg-type]
     return out
 
 

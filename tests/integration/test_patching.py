@@ -30,8 +30,8 @@ def _models() -> list[tuple[str, torch.nn.Module]]:
 
 
 @pytest.fixture(scope="module", params=["llama", "gpt2"])
-def setup(request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
-    m = dict(_models())[request.param]
+def setup(request: pytest.FixtureRequest, device: str):  # type: ignore[no-untyped-def]
+    m = dict(_models())[request.param].to(device)
     g = torch.Generator().manual_seed(3)
     clean = torch.randint(1, 97, (24,), generator=g).tolist()
     corrupt = list(clean)
@@ -70,6 +70,11 @@ def test_per_position_with_cache_reuse_equals_naive(setup) -> None:  # type: ign
     assert worst < 1e-4
     # a position before both corruptions changes nothing
     assert max(abs(fast[(0, la, h)][0]) for la in range(d.n_layers) for h in range(d.n_heads)) < 1e-4
+    # several positions per pass (the GPU default): rows of later positions recompute the
+    # unchanged positions between; same numbers, chunks cutting across positions
+    grouped = P.patch_heads_at(m, ad, d, base, [0, 6, 15, 23], batch=5, positions_per_pass=3)
+    assert grouped.keys() == fast.keys()
+    assert max(abs(grouped[k][i] - fast[k][i]) for k in fast for i in (0, 1)) < 1e-4
 
 
 def test_patching_every_position_restores_clean(setup) -> None:  # type: ignore[no-untyped-def]
@@ -101,8 +106,8 @@ def test_head_writes_sum_to_the_attention_output(setup) -> None:  # type: ignore
     assert torch.allclose(total, proj(z), atol=1e-5)
 
 
-def test_one_known_head_carries_the_answer() -> None:
-    m = one_head_copier(layer=1, head=2)
+def test_one_known_head_carries_the_answer(device: str) -> None:
+    m = one_head_copier(layer=1, head=2).to(device)
     ad, d = adapter_for(m), dims(m)
     clean = [3, 20, 21, 22, 23, 24, 25, 26]  # token 3 is copiable (< head_dim); the rest are not
     corrupt = [5, *clean[1:]]
@@ -134,12 +139,13 @@ def test_clean_run_on_the_corrupt_prefix_cache_is_the_clean_run(setup) -> None: 
 
 
 @pytest.fixture(scope="module")
-def induction():  # type: ignore[no-untyped-def]
-    """A 2-layer attention-only model trained here (~10 s) on repeated random sequences."""
+def induction(device: str):  # type: ignore[no-untyped-def]
+    """A 2-layer attention-only model trained here (~10 s, on cpu) on repeated random sequences."""
     torch.manual_seed(0)
     m = toy.attn_only_llama(vocab=64, d_model=48, heads=3, seed=0)
     acc = toy.train_induction(m, steps=600, seed=0)
     prev, ind = toy.head_roles(m)
+    m = m.to(device)
     ad, d = adapter_for(m), dims(m)
     gen = torch.Generator().manual_seed(123)
     exact = torch.zeros(d.n_layers, d.n_heads)
@@ -152,7 +158,7 @@ def induction():  # type: ignore[no-untyped-def]
         for (layer, h), (nkl, _) in P.patch_heads(m, ad, d, base).items():
             exact[layer, h] += nkl / n
         for meth in P.SCREENS:
-            scr[meth] += P.screen(m, ad, d, base, method=meth) / n
+            scr[meth] += P.screen(m, ad, d, base, method=meth).cpu() / n
     return acc, prev, ind, exact, scr
 
 
