@@ -16,13 +16,13 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def eager(tiny_prepared: Path):  # type: ignore[no-untyped-def]
-    return load(tiny_prepared, "float32", "cpu", attn="eager")
+def eager(tiny_prepared: Path, device: str):  # type: ignore[no-untyped-def]
+    return load(tiny_prepared, "float32", device, attn="eager")
 
 
 def test_resid_capture_equals_output_hidden_states(eager) -> None:  # type: ignore[no-untyped-def]
     torch.manual_seed(0)
-    ids = torch.randint(4, eager.dims.vocab, (3, 17))
+    ids = torch.randint(4, eager.dims.vocab, (3, 17)).to(eager.device)
     with torch.no_grad(), Capture(eager.model, eager.adapter, ["resid"]) as cap:
         out = eager.model(ids, output_hidden_states=True)
     hs = out.hidden_states  # (embeddings, block 0, ..., final-normed last block)
@@ -36,7 +36,7 @@ def test_resid_capture_equals_output_hidden_states(eager) -> None:  # type: igno
 
 def test_head_outputs_recompose_the_attention_output(eager) -> None:  # type: ignore[no-untyped-def]
     """o_proj(concat of captured heads) equals the attention block's output."""
-    ids = torch.randint(4, eager.dims.vocab, (2, 9))
+    ids = torch.randint(4, eager.dims.vocab, (2, 9)).to(eager.device)
     attn_out = {}
     blk = layers(eager.model, eager.adapter)[1]
     h = blk.self_attn.register_forward_hook(lambda m, a, o: attn_out.setdefault("x", o[0]))
@@ -53,21 +53,21 @@ def test_head_outputs_recompose_the_attention_output(eager) -> None:  # type: ig
 
 
 def test_position_gather_matches_full_capture(eager) -> None:  # type: ignore[no-untyped-def]
-    ids = torch.randint(4, eager.dims.vocab, (2, 11))
-    pos = torch.tensor([[0, 5, 10], [3, 3, 7]])
+    ids = torch.randint(4, eager.dims.vocab, (2, 11)).to(eager.device)
+    pos = torch.tensor([[0, 5, 10], [3, 3, 7]], device=eager.device)
     with torch.no_grad(), Capture(eager.model, eager.adapter, ["resid", "attn_heads"]) as full:
         eager.model(ids)
     with torch.no_grad(), Capture(eager.model, eager.adapter, ["resid", "attn_heads"], pos) as some:
         eager.model(ids)
-    rows = torch.arange(2)[:, None]
+    rows = torch.arange(2, device=eager.device)[:, None]
     for site in ("resid", "attn_heads"):
         for layer in range(eager.dims.n_layers):
             torch.testing.assert_close(some.out[site][layer], full.out[site][layer][rows, pos], rtol=0, atol=0)
     assert some.stacked("resid").shape == (2, 3, eager.dims.n_layers, eager.dims.d_model)
 
 
-def test_batched_greedy_equals_one_by_one(tiny_prepared: Path) -> None:
-    lm = load(tiny_prepared, "float32", "cpu", attn="sdpa")
+def test_batched_greedy_equals_one_by_one(tiny_prepared: Path, device: str) -> None:
+    lm = load(tiny_prepared, "float32", device, attn="sdpa")
     torch.manual_seed(1)
     prompts = [torch.randint(4, lm.dims.vocab, (n,)).tolist() for n in (5, 13, 9, 2)]
     cfg = SampleConfig(max_new_tokens=10, batch_size=4)
@@ -81,12 +81,12 @@ def test_batched_greedy_equals_one_by_one(tiny_prepared: Path) -> None:
         seq = list(p)
         for _ in range(10):
             with torch.no_grad():
-                seq.append(int(lm.model(torch.tensor([seq])).logits[0, -1].argmax()))
+                seq.append(int(lm.model(torch.tensor([seq], device=lm.device)).logits[0, -1].argmax()))
         assert seq[len(p) :] == b.token_ids
 
 
-def test_stop_callback_and_eos(tiny_prepared: Path) -> None:
-    lm = load(tiny_prepared, "float32", "cpu")
+def test_stop_callback_and_eos(tiny_prepared: Path, device: str) -> None:
+    lm = load(tiny_prepared, "float32", device)
     cfg = SampleConfig(max_new_tokens=8)
     out = generate_batch(
         lm.model, [[5, 6, 7]], cfg, 0, set(), lambda ids: "answer" if len(ids) == 3 else None, lm.device
@@ -97,8 +97,8 @@ def test_stop_callback_and_eos(tiny_prepared: Path) -> None:
     assert out[0].stop_reason == "eos" and out[0].token_ids == []
 
 
-def test_sampling_is_seeded(tiny_prepared: Path) -> None:
-    lm = load(tiny_prepared, "float32", "cpu")
+def test_sampling_is_seeded(tiny_prepared: Path, device: str) -> None:
+    lm = load(tiny_prepared, "float32", device)
     cfg = SampleConfig(max_new_tokens=6, temperature=1.0, top_p=0.9)
     runs = [
         generate_batch(
@@ -109,9 +109,9 @@ def test_sampling_is_seeded(tiny_prepared: Path) -> None:
     assert runs[0] == runs[1] and runs[0] != runs[2]
 
 
-def test_rows_that_stop_early_leave_the_others_unchanged(tiny_prepared: Path) -> None:
+def test_rows_that_stop_early_leave_the_others_unchanged(tiny_prepared: Path, device: str) -> None:
     """Dropping finished rows from the batch and the cache does not change the other rows."""
-    lm = load(tiny_prepared, "float32", "cpu")
+    lm = load(tiny_prepared, "float32", device)
     torch.manual_seed(2)
     prompts = [torch.randint(4, lm.dims.vocab, (n,)).tolist() for n in (6, 11, 3)]
     cfg = SampleConfig(max_new_tokens=9)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pyarrow as pa
@@ -17,7 +18,7 @@ pytestmark = pytest.mark.integration
 
 PCFG = {"seed": 1, "n_per_cell": 1, "hops": [1, 2], "ontologies": ["fictional"], "distractors": ["none", "relevant"],
         "negation": [False, True], "n_shots": 1}  # fmt: skip
-RT = {"dtype": "float32", "device": "cpu", "attn": "sdpa"}
+RT = {"dtype": "float32", "device": os.environ.get("COTLENS_TEST_DEVICE", "cpu"), "attn": "sdpa"}
 ECFG = {"positions": ["last_prompt", "step_end", "answer"], "batch_size": 2, "shard_size": 3}
 
 
