@@ -1,11 +1,12 @@
 """Peak memory of the ``patch`` stage as the number of pairs grows (target: flat).
 
-Rows are streamed to Parquet shards, one per pair, so peak memory must not grow with
-the number of pairs. Each size runs in a fresh process (peak RSS = ``ru_maxrss``) on a
+Rows are streamed to Parquet in row groups of ``patch.GROUP_ROWS`` rows (small per-pair
+tables are compacted while they wait), so peak memory must not grow with the number of
+pairs. Each size runs in a fresh process (peak RSS = ``ru_maxrss``) on a
 tiny random-init Llama with synthetic 48-token pairs, the default patch settings
 (eap-ig screen on every pair, top-16 exact, 2 full sweeps per subtask, pathways).
 
-    python benchmarks/bench_patch_memory.py --pairs 10 100 1000
+    python benchmarks/bench_patch_memory.py --pairs 10 100 1000 3000
 """
 
 from __future__ import annotations

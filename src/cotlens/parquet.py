@@ -116,22 +116,43 @@ def write_table(table: pa.Table, path: str | os.PathLike[str], meta: RunMeta) ->
 
 
 class ShardWriter:
-    """Stream row batches into one Parquet file, atomically renamed on close."""
+    """Stream row batches into one Parquet file, atomically renamed on close.
 
-    def __init__(self, path: str | os.PathLike[str], schema: pa.Schema, meta: RunMeta) -> None:
+    Batches are buffered until ``group_rows`` rows are waiting, then written as one
+    row group: many small batches (one per pair, say) would otherwise each cost a row
+    group whose footer metadata stays in memory until close. The buffer is compacted
+    every 32 batches, so memory stays bounded by ``group_rows`` rows.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], schema: pa.Schema, meta: RunMeta, group_rows: int = 0) -> None:
         self._ctx = atomic_path(path)
         self._tmp = self._ctx.__enter__()
         self.schema = _with_meta(schema, meta)
         self._writer = pq.ParquetWriter(self._tmp, self.schema, **writer_options(self.schema))
+        self._group_rows = group_rows
+        self._buffer: list[pa.Table] = []
+        self._buffered = 0
 
     def write(self, batch: pa.Table) -> None:
-        self._writer.write_table(batch.replace_schema_metadata(self.schema.metadata))
+        self._buffer.append(batch.replace_schema_metadata(self.schema.metadata))
+        self._buffered += batch.num_rows
+        if self._buffered >= self._group_rows:
+            self._flush()
+        elif len(self._buffer) >= 32:  # many tiny tables cost ~15 KB each in Arrow buffers: compact them
+            self._buffer = [pa.concat_tables(self._buffer).combine_chunks()]
+
+    def _flush(self) -> None:
+        if self._buffer:
+            self._writer.write_table(pa.concat_tables(self._buffer))
+        self._buffer, self._buffered = [], 0
 
     def close(self) -> None:
+        self._flush()
         self._writer.close()
         self._ctx.__exit__(None, None, None)
 
     def abort(self, exc: BaseException) -> None:
+        self._buffer, self._buffered = [], 0
         self._writer.close()
         self._ctx.__exit__(type(exc), exc, exc.__traceback__)
 

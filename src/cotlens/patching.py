@@ -116,12 +116,19 @@ def _prefix_cache(kv: Sequence[tuple[torch.Tensor, torch.Tensor]], start: int, p
     return DynamicCache(ddp_cache_data=data)
 
 
+def _suffix_hidden(model: nn.Module, ad: Adapter, ids: torch.Tensor, kv: Any, pos: int, n: int = 1) -> torch.Tensor:
+    """Final hidden states of ``ids`` ([1, T]) at positions pos.. only, in ``n`` identical
+    rows (for edits that differ per row), computed on the prefix cache ``kv``."""
+    if pos == 0:
+        return get(model, ad.base)(input_ids=ids.expand(n, -1), use_cache=False).last_hidden_state
+    cache = _prefix_cache(kv, 0, pos, n)
+    out = get(model, ad.base)(input_ids=ids[:, pos:].expand(n, -1), past_key_values=cache, use_cache=True)
+    return out.last_hidden_state
+
+
 def _suffix_forward(model: nn.Module, ad: Adapter, ids: torch.Tensor, kv: Any, pos: int) -> torch.Tensor:
     """Last-position logits of ``ids`` computed for positions pos.. only, on the prefix cache ``kv``."""
-    if pos == 0:
-        return _last_logits(model, ad, ids)
-    out = get(model, ad.base)(input_ids=ids[:, pos:], past_key_values=_prefix_cache(kv, 0, pos, 1), use_cache=True)
-    return get(model, ad.unembed)(out.last_hidden_state[:, -1]).float()
+    return get(model, ad.unembed)(_suffix_hidden(model, ad, ids, kv, pos)[:, -1]).float()
 
 
 def baseline(
@@ -268,7 +275,7 @@ def _setter(clean: torch.Tensor, rows: Sequence[tuple[int, int | None]], dims: D
 def _suffix_calls(model: nn.Module, ad: Adapter, base: Baseline, pos: int) -> BlockCalls:
     """Record every block's input and call arguments of the corrupt run at positions pos.. only."""
     with BlockCalls(model, ad) as calls:
-        _suffix_forward(model, ad, base.corrupt_ids, base.corrupt_kv, pos)
+        _suffix_hidden(model, ad, base.corrupt_ids, base.corrupt_kv, pos)  # no unembedding: only the calls
     return calls
 
 
@@ -387,16 +394,18 @@ def patch_positions(
     """Patch *every* head of every layer, restricted to each position set (one row each).
 
     The parallel-pathways reading: the question positions alone vs the CoT positions alone.
+    Positions before :func:`first_difference` hold the same head outputs in both runs,
+    so the forward starts there, on the corrupt run's prefix keys/values.
     """
-    n = len(position_sets)
-    mask = torch.zeros(n, base.length, 1, dtype=torch.bool, device=base.clean_ids.device)
+    n, start = len(position_sets), first_difference(base)
+    mask = torch.zeros(n, base.length - start, 1, dtype=torch.bool, device=base.clean_ids.device)
     for i, ps in enumerate(position_sets):
-        mask[i, list(ps)] = True
+        mask[i, [p - start for p in ps if p >= start]] = True
     edits = {
-        li: (lambda x, c=base.clean_heads[li]: torch.where(mask, c[None].to(x.dtype), x))
+        li: (lambda x, c=base.clean_heads[li][start:]: torch.where(mask, c[None].to(x.dtype), x))
         for li in range(dims.n_layers)
     }  # fmt: skip
     with edit_inputs(model, ad, "attn_heads", edits):
-        logits = _last_logits(model, ad, base.corrupt_ids.expand(n, -1))
-    nkl, ld = scores(base, logits)
+        h = _suffix_hidden(model, ad, base.corrupt_ids, base.corrupt_kv, start, n)
+    nkl, ld = scores(base, get(model, ad.unembed)(h[:, -1]).float())
     return [(float(a), float(b)) for a, b in zip(nkl, ld, strict=True)]

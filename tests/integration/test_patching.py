@@ -79,9 +79,20 @@ def test_per_position_with_cache_reuse_equals_naive(setup) -> None:  # type: ign
 
 def test_patching_every_position_restores_clean(setup) -> None:  # type: ignore[no-untyped-def]
     m, ad, d, base = setup
-    q, cot, ctx, whole = P.patch_positions(m, ad, d, base, [range(0, 10), range(10, 23), range(23), range(24)])
+    sets = [range(0, 10), range(10, 23), range(23), range(24)]
+    q, cot, ctx, whole = P.patch_positions(m, ad, d, base, sets)
     assert whole[0] == pytest.approx(1.0, abs=1e-4)
     assert whole[1] == pytest.approx(base.ld_clean, abs=1e-3)
+    # it starts at the first difference (6): same as patching the full-length run
+    from cotlens.hooks import edit_inputs
+
+    for ps, got in zip(sets[:2], (q, cot), strict=True):
+        keep = torch.zeros(base.length, 1, dtype=torch.bool, device=base.clean_ids.device)
+        keep[list(ps)] = True
+        edits = {li: (lambda x, c=base.clean_heads[li], k=keep: torch.where(k, c, x)) for li in range(d.n_layers)}
+        with torch.no_grad(), edit_inputs(m, ad, "attn_heads", edits):
+            ref = P.scores(base, m(input_ids=base.corrupt_ids).logits[:, -1].float())
+        assert got == pytest.approx((float(ref[0][0]), float(ref[1][0])), abs=1e-4)
 
 
 def test_mean_ablation_keeping_every_head_is_the_model(setup) -> None:  # type: ignore[no-untyped-def]

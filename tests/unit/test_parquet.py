@@ -91,6 +91,24 @@ def test_shard_writer_abort_leaves_no_file(tmp_path: Path) -> None:
     assert read_table(tmp_path / "s.parquet").num_rows == 20
 
 
+def test_shard_writer_groups_small_batches(tmp_path: Path) -> None:
+    t = _acts(4)
+    for group_rows, groups in ((0, 5), (10, 2)):  # 5 batches of 4 rows: 12 buffered -> one group, then 8 at close
+        path = tmp_path / f"g{group_rows}.parquet"
+        w = ShardWriter(path, t.schema, RunMeta("patch", "h"), group_rows=group_rows)
+        for _ in range(5):
+            w.write(t)
+        w.close()
+        assert pq.ParquetFile(path).metadata.num_row_groups == groups
+        assert read_table(path).equals(
+            pa.concat_tables([t] * 5).replace_schema_metadata(read_table(path).schema.metadata)
+        )
+    w = ShardWriter(tmp_path / "a.parquet", t.schema, RunMeta("patch", "h"), group_rows=100)
+    w.write(t)
+    w.abort(RuntimeError("boom"))  # buffered rows are dropped, no file
+    assert not (tmp_path / "a.parquet").exists()
+
+
 def test_missing_file_error(tmp_path: Path) -> None:
     with pytest.raises(CotlensError, match="does not exist"):
         read_table(tmp_path / "nope.parquet")

@@ -15,6 +15,7 @@ from cotlens.parquet import ShardWriter, read_table, to_table, write_table
 from cotlens.patching import baseline, patch_heads, patch_heads_at, patch_positions
 from cotlens.stages.common import model_meta, set_threads
 
+GROUP_ROWS = 8192  # patching rows per Parquet row group (bounds the write buffer)
 PATHWAYS = ("question", "cot", "context")  # context = question + CoT, the last position excluded
 
 
@@ -23,22 +24,23 @@ def run(
     runtime: Mapping[str, Any], threads: int = 1,
 ) -> int:  # fmt: skip
     set_threads(threads)
-    rows = read_table(pairs).to_pylist()
-    if not rows:
+    table = read_table(pairs)  # kept columnar: one pair at a time becomes Python objects
+    if table.num_rows == 0:
         raise CotlensError(f"{pairs} has no pairs", "rerun the pairs stage with more prompts")
     lm = load(model_dir, runtime["dtype"], runtime["device"], runtime.get("attn", "sdpa"))
     m, ad, d = lm.model, lm.adapter, lm.dims
     per = int(cfg["exact_pairs"])  # full sweeps per subtask; -1 = every pair
     seen: dict[str, int] = {}
     full_sweep = []
-    for r in rows:
-        seen[r["subtask"]] = seen.get(r["subtask"], 0) + 1
-        full_sweep.append(per < 0 or seen[r["subtask"]] <= per)
+    for sub in table.column("subtask").to_pylist():
+        seen[sub] = seen.get(sub, 0) + 1
+        full_sweep.append(per < 0 or seen[sub] <= per)
     meta = model_meta("patch", cfg, lm.manifest, lm.dtype)
-    w = ShardWriter(out, schemas.PATCHING, meta)
+    w = ShardWriter(out, schemas.PATCHING, meta, group_rows=GROUP_ROWS)
     path_cols: dict[str, list[Any]] = {f.name: [] for f in schemas.PATHWAYS}
     try:
-        for i, r in enumerate(rows):
+        for i in range(table.num_rows):
+            r = table.slice(i, 1).to_pylist()[0]
             base = baseline(
                 m,
                 ad,
@@ -87,11 +89,12 @@ def run(
                 for k, v in (("pair_id", r["pair_id"]), ("positions", name), ("nkl", nkl), ("logit_diff", ld)):
                     path_cols[k].append(v)
             print(
-                f"patched pair {i + 1}/{len(rows)} ({'full sweep' if full_sweep[i] else 'screen + top-K'})", flush=True
+                f"patched pair {i + 1}/{table.num_rows} ({'full sweep' if full_sweep[i] else 'screen + top-K'})",
+                flush=True,
             )
         write_table(to_table(path_cols, schemas.PATHWAYS), out_pathways, meta)
     except BaseException as e:
         w.abort(e)  # no patching file is left looking complete
         raise
     w.close()
-    return len(rows)
+    return table.num_rows
