@@ -193,3 +193,46 @@ PROBE = pa.schema(
         ("n", pa.int32()),
     ]
 )
+
+# --- Study 2: FFN neurons on arithmetic CoT ----------------------------------------
+
+ARITH_PROMPTS = pa.schema(
+    [
+        ("problem_id", pa.int32()),
+        ("variant", pa.string()),  # full | text_only | formula_only | add_only | mul_only | wrong_results | names
+        ("prompt", pa.string()),  # k-shot CoT exemplars + "Question: ...\nAnswer:"
+        ("answer", pa.int64()),
+        ("n_steps", pa.int8()),  # 0 for GSM8K problems (no step structure)
+        ("ops", pa.string()),  # e.g. "+*-" (empty for GSM8K)
+        ("source", pa.string()),  # generated | gsm8k
+    ]
+)
+
+NEURONS = pa.schema(
+    [
+        ("layer", pa.int16()),
+        ("neuron", pa.int32()),
+        ("freq", pa.float32()),  # fraction of generated tokens (correct answers) in its layer's top-k
+        ("mean_act", pa.float32()),  # mean activation at those tokens (the mean-ablation value)
+        ("rank", pa.int32()),  # candidate rank by freq (0 = most frequent); -1 = not a candidate
+        ("top_tokens", pa.list_(pa.string())),  # unembed(final_norm(w_out)) top 10; empty if not a candidate
+        ("top_tokens_raw", pa.list_(pa.string())),  # unembed(w_out) top 10, no final norm
+        ("concept", pa.string()),  # lexicon label (add, sub, mul, div, equals, connective, formula) or null
+    ]
+)
+
+ARITH_RUNS = pa.schema(
+    [
+        ("condition", pa.string()),  # variant | concept | random
+        ("variant", pa.string()),
+        ("mode", pa.string()),  # none | zero | mean
+        ("seed", pa.int32()),  # random-neuron draw (-1 otherwise)
+        ("n_ablated", pa.int32()),
+        ("problem_id", pa.int32()),
+        ("pred", pa.int64()),  # parsed answer, null if none
+        ("correct", pa.bool_()),
+        ("concept_act", pa.float32()),  # mean activation of the concept neurons at the generated tokens
+        ("n_tokens", pa.int32()),
+        ("text", pa.string()),
+    ]
+)

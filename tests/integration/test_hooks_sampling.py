@@ -123,3 +123,22 @@ def test_rows_that_stop_early_leave_the_others_unchanged(tiny_prepared: Path, de
     )
     assert [g.token_ids for g in short] == [early[0], full[1].token_ids, early[1]]
     assert [g.stop_reason for g in short] == ["answer", "max_tokens", "answer"]
+
+
+def test_shared_prefix_is_run_once_and_changes_nothing(tiny_prepared: Path, device: str) -> None:
+    from cotlens.sampling import shared_prefix_len
+
+    lm = load(tiny_prepared, "float32", device, attn="sdpa")
+    torch.manual_seed(2)
+    head = torch.randint(4, lm.dims.vocab, (20,)).tolist()
+    prompts = [head + torch.randint(4, lm.dims.vocab, (n,)).tolist() for n in (3, 7, 1)]
+    assert shared_prefix_len(prompts) == 20
+    assert shared_prefix_len([head + [5], head + [5]]) == 20  # each row keeps a token of its own
+    cfg = SampleConfig(max_new_tokens=8, batch_size=3)
+    pad = int(lm.tokenizer.pad_token_id)
+    seen: list[list[int]] = []
+    batched = generate_batch(lm.model, prompts, cfg, pad, set(), lambda ids: None, lm.device, on_step=seen.append)
+    assert seen[0] == [0, 1, 2] and len(seen) == 8  # the prefix forward is not announced
+    for p, b in zip(prompts, batched, strict=True):
+        (single,) = generate_batch(lm.model, [p], cfg, pad, set(), lambda ids: None, lm.device)
+        assert b.token_ids == single.token_ids

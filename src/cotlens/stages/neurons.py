@@ -1,0 +1,181 @@
+"""Stages ``neurons`` (discovery) and ``neuron_effects`` (ablation, prompt variants) of Study 2.
+
+``neurons``: greedy CoT on the ``full`` variant with every FFN neuron scored in the same
+forwards (:class:`cotlens.neurons.NeuronScorer`); only correctly answered problems
+count. The ``n_candidates`` most frequent top-k neurons are projected to the vocabulary
+and labelled with the concept lexicon.
+
+``neuron_effects``: accuracy with the concept neurons ablated (zero / mean) against the
+same number of random neurons (all layers, all neurons; several seeds), and accuracy
+with the concept neurons' mean activation for every prompt variant.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from cotlens import schemas
+from cotlens.errors import CotlensError
+from cotlens.models.loading import Loaded, load
+from cotlens.neurons import ActivationMeter, NeuronScorer, ablate, label, project, random_neurons
+from cotlens.parquet import read_table, to_table, write_table
+from cotlens.prompts.arith import VARIANTS, is_done, parse_answer
+from cotlens.sampling import SampleConfig, generate_batch
+from cotlens.stages.common import model_meta, set_threads
+
+
+@dataclass(frozen=True)
+class Answer:
+    text: str
+    pred: int | None
+    correct: bool
+    n_tokens: int
+
+
+def solve(
+    lm: Loaded, prompts: Sequence[str], answers: Sequence[int], cfg: Mapping[str, Any],
+    on_step: Callable[[list[int]], None] | None = None,
+    after_batch: Callable[[list[Answer]], None] | None = None,
+) -> list[Answer]:  # fmt: skip
+    """Greedy CoT for each prompt, in batches; ``after_batch`` sees each batch's answers."""
+    tok = lm.tokenizer
+    sc = SampleConfig(max_new_tokens=int(cfg["max_new_tokens"]), batch_size=int(cfg["batch_size"]))
+    eos = {int(tok.eos_token_id)} if tok.eos_token_id is not None else set()
+    pad = int(tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id)
+
+    def stop(ids: list[int]) -> str | None:
+        return "answer" if is_done(tok.decode(ids)) else None
+
+    out: list[Answer] = []
+    for s in range(0, len(prompts), sc.batch_size):
+        ids = [tok(p, add_special_tokens=True)["input_ids"] for p in prompts[s : s + sc.batch_size]]
+        gens = generate_batch(lm.model, ids, sc, pad, eos, stop, lm.device, on_step=on_step)
+        batch = []
+        for g, gold in zip(gens, answers[s : s + sc.batch_size], strict=True):
+            text = tok.decode(g.token_ids)
+            pred = parse_answer(text)
+            batch.append(Answer(text, pred, pred == int(gold), len(g.token_ids)))
+        if after_batch is not None:
+            after_batch(batch)
+        out.extend(batch)
+    return out
+
+
+def _rows(table: Any, variant: str) -> tuple[list[int], list[str], list[int]]:
+    t = [r for r in table.to_pylist() if r["variant"] == variant]
+    return [r["problem_id"] for r in t], [r["prompt"] for r in t], [r["answer"] for r in t]
+
+
+def run_discovery(
+    prompts: str | Path, model_dir: str | Path, out: str | Path, cfg: Mapping[str, Any],
+    runtime: Mapping[str, Any], threads: int = 1,
+) -> int:  # fmt: skip
+    set_threads(threads)
+    table = read_table(prompts)
+    _, texts, golds = _rows(table, "full")
+    if not texts:
+        raise CotlensError(f"{prompts} has no 'full' prompts", "check the arith section of the config")
+    lm = load(model_dir, runtime["dtype"], runtime["device"], runtime.get("attn", "sdpa"))
+    d = lm.dims
+    with NeuronScorer(lm.model, lm.adapter, d, int(cfg["top_k"]), int(cfg["batch_size"])) as sc:
+        answers = solve(
+            lm, texts, golds, cfg, on_step=sc.rows,
+            after_batch=lambda b: sc.commit([i for i, a in enumerate(b) if a.correct]),
+        )  # fmt: skip
+    n_correct = sum(a.correct for a in answers)
+    if n_correct == 0:
+        raise CotlensError(
+            f"{lm.manifest.get('name', model_dir)} answered none of {len(answers)} problems correctly",
+            "use fewer steps (arith.max_steps), other operators, or a stronger model",
+        )
+    freq, mean = sc.frequency().cpu(), sc.mean_activation().cpu()
+    order = freq.flatten().argsort(descending=True)[: int(cfg["n_candidates"])]
+    rank = torch.full_like(freq, -1, dtype=torch.long).flatten()
+    rank[order] = torch.arange(len(order))
+    rank = rank.view_as(freq)
+    cols: dict[str, list[Any]] = {f.name: [] for f in schemas.NEURONS}
+    for layer in range(d.n_layers):
+        for j in range(d.d_mlp):
+            r = int(rank[layer, j])
+            proj = project(lm.model, lm.adapter, lm.tokenizer, layer, j) if r >= 0 else None
+            concept = (label(proj.with_norm) or label(proj.without_norm)) if proj else None
+            row = {"layer": layer, "neuron": j, "freq": float(freq[layer, j]), "mean_act": float(mean[layer, j]),
+                   "rank": r, "top_tokens": proj.with_norm if proj else [],
+                   "top_tokens_raw": proj.without_norm if proj else [], "concept": concept}  # fmt: skip
+            for k, v in row.items():
+                cols[k].append(v)
+    meta = model_meta("neurons", cfg, lm.manifest, lm.dtype)
+    write_table(to_table(cols, schemas.NEURONS), out, meta)
+    print(f"{n_correct}/{len(answers)} correct; tokens scored: {sc.total_tokens:.0f}", flush=True)
+    return n_correct
+
+
+def concept_neurons(neurons: Any) -> tuple[dict[int, list[int]], Any]:
+    """({layer: [neuron]} of the labelled candidates, [L, d_mlp] mean activations) from neurons.parquet."""
+    t = neurons.to_pydict()
+    n_layers, d_mlp = max(t["layer"]) + 1, max(t["neuron"]) + 1
+    means = torch.zeros(n_layers, d_mlp)
+    chosen: dict[int, list[int]] = {}
+    for layer, j, m, c in zip(t["layer"], t["neuron"], t["mean_act"], t["concept"], strict=True):
+        means[layer, j] = m
+        if c is not None:
+            chosen.setdefault(int(layer), []).append(int(j))
+    return chosen, means
+
+
+def run_effects(
+    prompts: str | Path, neurons: str | Path, model_dir: str | Path, out: str | Path, cfg: Mapping[str, Any],
+    runtime: Mapping[str, Any], threads: int = 1,
+) -> int:  # fmt: skip
+    set_threads(threads)
+    table = read_table(prompts)
+    chosen, means = concept_neurons(read_table(neurons))
+    n_concept = sum(len(v) for v in chosen.values())
+    if n_concept == 0:
+        raise CotlensError(
+            f"{neurons} labels no concept neuron", "raise neurons.n_candidates or neurons.top_k, or use a larger model"
+        )
+    lm = load(model_dir, runtime["dtype"], runtime["device"], runtime.get("attn", "sdpa"))
+    means = means.to(lm.device)
+    cols: dict[str, list[Any]] = {f.name: [] for f in schemas.ARITH_RUNS}
+
+    def record(condition: str, variant: str, mode: str, seed: int, n_abl: int, ids: list[int],
+               answers: list[Answer], acts: list[float]) -> None:  # fmt: skip
+        for pid, a, act in zip(ids, answers, acts, strict=True):
+            row = {"condition": condition, "variant": variant, "mode": mode, "seed": seed, "n_ablated": n_abl,
+                   "problem_id": pid, "pred": a.pred, "correct": a.correct, "concept_act": act,
+                   "n_tokens": a.n_tokens, "text": a.text}  # fmt: skip
+            for k, v in row.items():
+                cols[k].append(v)
+
+    def measured(texts: list[str], golds: list[int]) -> tuple[list[Answer], list[float]]:
+        acts: list[float] = []
+        with ActivationMeter(lm.model, lm.adapter, chosen, int(cfg["batch_size"])) as meter:
+            answers = solve(
+                lm, texts, golds, cfg, on_step=meter.rows, after_batch=lambda b: acts.extend(meter.take(len(b)))
+            )
+        return answers, acts
+
+    for variant in [v for v in VARIANTS if v in cfg["variants"]]:
+        ids, texts, golds = _rows(table, variant)
+        answers, acts = measured(texts, golds)
+        record("variant", variant, "none", -1, 0, ids, answers, acts)
+        print(f"variant {variant}: {sum(a.correct for a in answers)}/{len(answers)}", flush=True)
+    ids, texts, golds = _rows(table, "full")
+    for mode in cfg["modes"]:
+        with ablate(lm.model, lm.adapter, chosen, mode, means):
+            answers, acts = measured(texts, golds)
+        record("concept", "full", mode, -1, n_concept, ids, answers, acts)
+        for seed in range(int(cfg["random_seeds"])):
+            rnd = random_neurons(lm.dims, n_concept, torch.Generator().manual_seed(seed))
+            with ablate(lm.model, lm.adapter, rnd, mode, means):
+                answers, acts = measured(texts, golds)
+            record("random", "full", mode, seed, n_concept, ids, answers, acts)
+    meta = model_meta("neuron_effects", cfg, lm.manifest, lm.dtype)
+    write_table(to_table(cols, schemas.ARITH_RUNS), out, meta)
+    return len(cols["problem_id"])

@@ -1,0 +1,119 @@
+"""Study 2 on a known mechanism: one hand-set FFN neuron that writes "+" after digits."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from cotlens import neurons as N
+from cotlens.models.adapters import adapter_for, dims, get, layers
+from cotlens.prompts import arith
+
+pytestmark = pytest.mark.integration
+
+LAYER, NEURON = 1, 37
+
+
+@pytest.fixture(scope="module")
+def plus_model(tmp_path_factory: pytest.TempPathFactory, device: str):  # type: ignore[no-untyped-def]
+    """A tiny random Llama whose neuron (1, 37) fires on digit tokens and writes the "+" direction."""
+    from transformers import AutoTokenizer, LlamaForCausalLM
+
+    from cotlens.models.tiny import build_tiny_llama
+
+    cfg = arith.ArithConfig(n_problems=30, n_shots=2)
+    ex = arith.exemplars(cfg)
+    corpus = [arith.build_prompt(p.question, ex["mixed"], v) for p in arith.generate(cfg) for v in arith.VARIANTS]
+    src = build_tiny_llama(tmp_path_factory.mktemp("plus") / "m", corpus, layers=2, d_model=64, d_mlp=128)
+    tok = AutoTokenizer.from_pretrained(src)
+    m = LlamaForCausalLM.from_pretrained(src).eval()
+    ad, d = adapter_for(m), dims(m)
+    plus = tok.convert_tokens_to_ids("+")
+    digits = [tok.convert_tokens_to_ids(str(k)) for k in range(10)]  # the single-digit tokens
+    with torch.no_grad():
+        emb = m.get_input_embeddings().weight
+        trig = torch.nn.functional.normalize(emb[digits], dim=-1).sum(0)
+        trig = trig / trig.norm()
+        mlp = layers(m, ad)[LAYER].mlp
+        mlp.gate_proj.weight[NEURON] = 20.0 * trig
+        mlp.up_proj.weight[NEURON] = 20.0 * trig
+        u = get(m, ad.unembed).weight[plus]
+        mlp.down_proj.weight[:, NEURON] = 1.0 * u / u.norm()
+    return m.to(device), tok, ad, d, plus, digits
+
+
+def _digit_prompts(tok, digits: list[int], n: int, seed: int = 0) -> list[list[int]]:  # type: ignore[no-untyped-def]
+    g = torch.Generator().manual_seed(seed)
+    words = tok("Ava has apples and buys more so", add_special_tokens=False)["input_ids"]
+    return [words + [digits[int(i)]] for i in torch.randint(0, len(digits), (n,), generator=g)]
+
+
+def _next(m, prompts: list[list[int]]) -> torch.Tensor:  # type: ignore[no-untyped-def]
+    dev = next(m.parameters()).device
+    with torch.no_grad():
+        return m(input_ids=torch.tensor(prompts, device=dev)).logits[:, -1].argmax(-1).cpu()
+
+
+def test_discovery_finds_labels_and_ablation_removes_the_plus_neuron(plus_model) -> None:  # type: ignore[no-untyped-def]
+    from cotlens.sampling import SampleConfig, generate_batch
+
+    m, tok, ad, d, plus, digits = plus_model
+    prompts = _digit_prompts(tok, digits, 16)
+    assert (_next(m, prompts) == plus).float().mean() > 0.9  # the mechanism works
+
+    # discovery, in the generating forwards
+    cfg = SampleConfig(max_new_tokens=3, batch_size=16)
+    with N.NeuronScorer(m, ad, d, k=4, batch=16) as sc:
+        generate_batch(m, prompts, cfg, 0, set(), lambda ids: None, next(m.parameters()).device, on_step=sc.rows)
+        sc.commit(list(range(16)))
+    freq = sc.frequency()
+    assert sc.total_tokens == 16 * 3
+    best = divmod(int(freq.flatten().argmax()), d.d_mlp)
+    assert best == (LAYER, NEURON)
+    assert float(freq[LAYER, NEURON]) >= 0.3  # at least every digit-predicting step
+
+    proj = N.project(m, ad, tok, LAYER, NEURON)
+    assert proj.with_norm[0] == "+" and proj.without_norm[0] == "+"
+    assert N.label(proj.with_norm) == "add"
+
+    # ablation through hooks: zero removes "+", random neurons do not; weights untouched
+    before = layers(m, ad)[LAYER].mlp.down_proj.weight.clone()
+    with N.ablate(m, ad, {LAYER: [NEURON]}, "zero"):
+        gone = (_next(m, prompts) == plus).float().mean()
+    assert gone < 0.2
+    for seed in range(3):
+        rnd = N.random_neurons(d, 1, torch.Generator().manual_seed(seed))
+        if rnd.get(LAYER) == [NEURON]:
+            continue
+        with N.ablate(m, ad, rnd, "zero"):
+            assert (_next(m, prompts) == plus).float().mean() > 0.9
+    assert torch.equal(before, layers(m, ad)[LAYER].mlp.down_proj.weight)
+    assert (_next(m, prompts) == plus).float().mean() > 0.9  # hooks removed
+
+
+def test_mean_ablation_sets_the_mean(plus_model) -> None:  # type: ignore[no-untyped-def]
+    from cotlens.hooks import Capture
+
+    m, tok, ad, d, plus, digits = plus_model
+    means = torch.zeros(d.n_layers, d.d_mlp, device=next(m.parameters()).device)
+    means[LAYER, NEURON] = 0.25
+    ids = torch.tensor(_digit_prompts(tok, digits, 2), device=means.device)
+    with N.ablate(m, ad, {LAYER: [NEURON]}, "mean", means), Capture(m, ad, ["mlp"]) as cap, torch.no_grad():
+        m(input_ids=ids)
+    # Capture sees the edited input: the hook order is ablation first
+    assert torch.allclose(cap.out["mlp"][LAYER][..., NEURON], torch.full_like(cap.out["mlp"][LAYER][..., NEURON], 0.25))
+    with pytest.raises(ValueError, match="mean ablation needs"):
+        with N.ablate(m, ad, {LAYER: [NEURON]}, "mean"):
+            pass
+
+
+def test_random_neurons_cover_all_layers(tmp_path: Path) -> None:
+    from cotlens.models.adapters import Dims
+
+    d = Dims(n_layers=4, d_model=8, n_heads=2, head_dim=4, d_mlp=1000, vocab=10)
+    rnd = N.random_neurons(d, 400, torch.Generator().manual_seed(0))
+    assert sorted(rnd) == [0, 1, 2, 3]
+    assert sum(len(v) for v in rnd.values()) == 400
+    assert max(max(v) for v in rnd.values()) > 900  # the whole neuron range, not the first 1,024 of a layer
