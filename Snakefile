@@ -21,6 +21,7 @@ include: "workflow/rules/lens.smk"
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/circuits.smk"
 include: "workflow/rules/digits.smk"
+include: "workflow/rules/neurons.smk"
 
 
 rule all:

@@ -65,6 +65,12 @@ TINY_CONFIG = {
         "circuit": {"seed": 0, "sufficiency_k": [0, 2, 8]},
         "probe": {"seed": 0, "test_fraction": 0.5, "l2": 0.01},
     },
+    "arith": {
+        "seed": 0, "n_problems": 4, "min_steps": 1, "max_steps": 2, "ops": ["+", "-", "*", "/"], "n_shots": 2,
+        "gsm8k_path": "",
+        "neurons": {"top_k": 4, "n_candidates": 20, "max_new_tokens": 16, "batch_size": 4},
+        "effects": {"variants": ["full", "formula_only"], "modes": ["zero"], "random_seeds": 2},
+    },
     "digits": {
         "seed": 0, "n_digits": [1, 2], "m_digits": [1, 3], "n_per_cell": 3, "n_shots": 2,
         "template": "{a} * {b} = {c}", "direct_template": "{a} * {b} mod 10 = {d}", "batch_size": 4,

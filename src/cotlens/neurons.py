@@ -37,7 +37,11 @@ LEXICON: dict[str, frozenset[str]] = {
     "connective": frozenset({"so", "then", "therefore", "thus", "hence", "because", "since"}),
     "formula": frozenset({"answer", "calculate", "compute", "result", "formula", "how", "many", "number"}),
 }
-LABEL_THRESHOLD = 0.5  # sum of 1/rank over a concept's tokens among the top 10: rank 1 or 2 alone suffices
+# Tokens that are mostly something else (a hyphen, a slash, "is", "more"): they count a
+# quarter, so alone they never label a neuron; an operator symbol or word counts fully.
+AMBIGUOUS = frozenset({"-", "−", "/", "x", "is", "more", "less", "left", "away", "per", "half", "each", "so", "then",
+                       "since", "how", "many", "number", "total", "equal", "piles", "double", "result"})  # fmt: skip
+LABEL_THRESHOLD = 0.5  # sum of weight/rank over a concept's top-10 tokens: an unambiguous token at rank 1-2 suffices
 
 
 def out_columns(model: nn.Module, ad: Adapter, layer: int) -> torch.Tensor:
@@ -145,10 +149,13 @@ def _norm_token(t: str) -> str:
 
 
 def label(tokens: Sequence[str], threshold: float = LABEL_THRESHOLD) -> str | None:
-    """The concept whose lexicon covers the top tokens best (sum of 1/rank), or None."""
+    """The concept whose lexicon covers the top tokens best (sum of weight/rank), or None.
+
+    A token counts once per rank it holds; ambiguous tokens (``AMBIGUOUS``) weigh 1/4."""
     best, best_score = None, 0.0
     for concept, words in LEXICON.items():
-        score = sum(1.0 / (r + 1) for r, t in enumerate(tokens[:10]) if _norm_token(t) in words)
+        hits = [(r, _norm_token(t)) for r, t in enumerate(tokens[:10]) if _norm_token(t) in words]
+        score = sum((0.25 if w in AMBIGUOUS else 1.0) / (r + 1) for r, w in hits)
         if score > best_score:
             best, best_score = concept, score
     return best if best_score >= threshold else None

@@ -117,3 +117,12 @@ def test_random_neurons_cover_all_layers(tmp_path: Path) -> None:
     assert sorted(rnd) == [0, 1, 2, 3]
     assert sum(len(v) for v in rnd.values()) == 400
     assert max(max(v) for v in rnd.values()) > 900  # the whole neuron range, not the first 1,024 of a layer
+
+
+def test_lexicon_labels() -> None:
+    assert N.label(["+", "a", "b"]) == "add"
+    assert N.label([" a", " times", " b"]) == "mul"  # rank 2 alone: 1/2
+    assert N.label(["-", ",", "."]) is None  # a hyphen alone is not "sub"
+    assert N.label(["-", "a", " minus"]) == "sub"
+    assert N.label([" therefore", " so"]) == "connective"
+    assert N.label(["a", "b", "c", "+"]) is None  # rank 4 alone is too weak

@@ -171,3 +171,20 @@ def test_malformed_yaml(workflow_copy: Path) -> None:
     out = res.stdout + res.stderr
     assert res.returncode != 0 and "Config file is not valid JSON or YAML" in out
     assert "line 6" in out  # the Snakefile's `configfile: "config.yaml"` line
+
+
+def test_arith_branch_is_wired_and_a_model_with_no_correct_answer_is_one_clear_error(workflow_copy: Path) -> None:
+    wd = workflow_copy
+    cfg = yaml.safe_load((wd / "config.yaml").read_text())
+    cfg["studies"] = ["arith"]
+    (wd / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    assert scheduled(wd) == {"prepare_model", "arith_prompts", "neurons", "neuron_effects", "figure_neurons"}
+    smk(wd, "results/arith/prompts.parquet")
+    prompts = read_table(wd / "results" / "arith" / "prompts.parquet").to_pandas()
+    assert len(prompts) == 7 * cfg["arith"]["n_problems"] and prompts["prompt"].str.endswith("Answer:").all()
+    # the tiny random model answers nothing: discovery stops with one message and writes nothing
+    res = smk(wd, "results/arith/tiny/neurons.parquet", check=False)
+    assert res.returncode != 0
+    log = (wd / "results" / "logs" / "neurons" / "tiny.log").read_text()
+    assert "answered none of 4 problems correctly" in log
+    assert not (wd / "results" / "arith" / "tiny" / "neurons.parquet").exists()

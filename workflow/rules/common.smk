@@ -35,6 +35,7 @@ def model_entry(wildcards):
 
 
 DIGIT_FIGURES = ["digit_confidence", "digit_conditioning", "digit_accuracy"]
+NEURON_FIGURES = ["neuron_concepts", "neuron_ablation", "neuron_activation"]
 
 # Study 1 figures and the stage outputs each one reads.
 CIRCUIT_FIGURES = {
@@ -71,6 +72,13 @@ def all_figures():
             "results/digits/{model}/figures/{fig}.{ext}",
             model=config["active_models"],
             fig=DIGIT_FIGURES,
+            ext=["png", "pdf"],
+        )
+    if "arith" in config["studies"]:
+        out += expand(
+            "results/arith/{model}/figures/{fig}.{ext}",
+            model=config["active_models"],
+            fig=NEURON_FIGURES,
             ext=["png", "pdf"],
         )
     return out

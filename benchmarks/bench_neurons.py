@@ -1,0 +1,119 @@
+"""Study 2 neuron discovery: generation speed with every FFN neuron scored, and peak memory.
+
+Discovery scores all neurons of all layers inside the forwards that generate (no second
+pass). Prints:
+- tokens/s of greedy 8-shot CoT generation on N problems without and with
+  :class:`cotlens.neurons.NeuronScorer` (same tokens: greedy), and the time ratio
+  (target <= 1.3);
+- peak RSS of discovery's generation + scoring over 50 and 500 problems (fresh process
+  each; tiny random-init model, every answer counted, up to 32 new tokens each), which
+  must not grow with the number of problems.
+
+    python benchmarks/bench_neurons.py --model resources/models/smollm2-135m --problems 32
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def speed(model_dir: str, problems: int, threads: int) -> None:
+    import torch
+
+    from cotlens.models.loading import load
+    from cotlens.neurons import NeuronScorer
+    from cotlens.prompts import arith as A
+    from cotlens.stages.neurons import solve
+
+    torch.set_num_threads(threads)
+    lm = load(model_dir, "float32", "cpu")
+    cfg = A.ArithConfig(n_problems=problems, max_steps=2)
+    ex = A.exemplars(cfg)
+    ps = A.generate(cfg)
+    texts = [A.build_prompt(p.question, ex["mixed"], "full") for p in ps]
+    golds = [p.answer for p in ps]
+    run = {"max_new_tokens": 64, "batch_size": 8}
+    solve(lm, texts[:8], golds[:8], run)  # warm-up
+    t = time.perf_counter()
+    plain = solve(lm, texts, golds, run)
+    t_plain = time.perf_counter() - t
+    with NeuronScorer(lm.model, lm.adapter, lm.dims, k=20, batch=8) as sc:
+        t = time.perf_counter()
+        scored = solve(lm, texts, golds, run, on_step=sc.rows, after_batch=lambda b: sc.commit(range(len(b))))
+        t_scored = time.perf_counter() - t
+    assert [a.text for a in plain] == [a.text for a in scored], "scoring changed the generations"
+    n = sum(a.n_tokens for a in plain)
+    print(f"{Path(model_dir).name}: {problems} problems, {n} generated tokens, {threads} thread(s)")
+    print(f"without scoring {n / t_plain:7.1f} tokens/s ({t_plain:.1f} s); with all "
+          f"{lm.dims.n_layers} x {lm.dims.d_mlp} neurons scored {n / t_scored:7.1f} tokens/s "
+          f"({t_scored:.1f} s); time ratio {t_scored / t_plain:.3f} (target <= 1.3)")  # fmt: skip
+
+
+def child(model_dir: str, n: int, work: str) -> None:
+    """Discovery's generation + scoring over n problems, every answer counted (random weights)."""
+    from cotlens.models.loading import load
+    from cotlens.neurons import NeuronScorer
+    from cotlens.prompts import arith as A
+    from cotlens.stages.neurons import solve
+
+    lm = load(model_dir, "float32", "cpu")
+    cfg = A.ArithConfig(n_problems=n, max_steps=2)
+    ex = A.exemplars(cfg)
+    ps = A.generate(cfg)
+    texts = [A.build_prompt(p.question, ex["mixed"], "full") for p in ps]
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    t = time.perf_counter()
+    with NeuronScorer(lm.model, lm.adapter, lm.dims, k=20, batch=8) as sc:
+        solve(lm, texts, [p.answer for p in ps], {"max_new_tokens": 32, "batch_size": 8}, on_step=sc.rows,
+              after_batch=lambda b: sc.commit(range(len(b))))  # fmt: skip
+    secs = time.perf_counter() - t
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"problems": n, "seconds": secs, "peak_mb": peak / 1024, "before_mb": base / 1024}))
+
+
+def memory(sizes: list[int]) -> None:
+    sys.path.insert(0, str(Path(__file__).parent))
+    from bench_patch_memory import build
+
+    with tempfile.TemporaryDirectory() as tmp:
+        model_dir = build(Path(tmp))
+        print(f"{'problems':>9} {'seconds':>8} {'peak RSS MB':>12} {'RSS before the stage MB':>24}")
+        for n in sizes:
+            work = Path(tmp, f"n{n}")
+            work.mkdir()
+            out = subprocess.run(
+                [sys.executable, __file__, "--child", str(model_dir), str(n), str(work)],
+                check=True, capture_output=True, text=True,
+            ).stdout  # fmt: skip
+            r = json.loads(out.strip().splitlines()[-1])
+            print(f"{r['problems']:>9} {r['seconds']:>8.1f} {r['peak_mb']:>12.0f} {r['before_mb']:>24.0f}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", default="resources/models/smollm2-135m")
+    ap.add_argument("--problems", type=int, default=32)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--memory", type=int, nargs="*", default=[50, 500], help="problem counts for the memory run")
+    ap.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a.child:
+        child(a.child[0], int(a.child[1]), a.child[2])
+        return
+    if Path(a.model).exists():
+        speed(a.model, a.problems, a.threads)
+    else:
+        print(f"{a.model} is not prepared (make run prepares smollm2-135m): speed not measured")
+    if a.memory:
+        memory(a.memory)
+
+
+if __name__ == "__main__":
+    main()
