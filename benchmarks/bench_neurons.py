@@ -23,8 +23,35 @@ import tempfile
 import time
 from pathlib import Path
 
+SHAPES = {  # random-init Llama shapes for --shape (a GPU has no prepared model to hand)
+    "smollm2-135m": dict(hidden_size=576, intermediate_size=1536, num_hidden_layers=30, num_attention_heads=9,
+                         num_key_value_heads=3),
+    "llama-2-7b": dict(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32,
+                       num_key_value_heads=32),
+}  # fmt: skip
 
-def speed(model_dir: str, problems: int, threads: int) -> None:
+
+def shaped(shape: str, device: str, dtype: str):  # type: ignore[no-untyped-def]
+    """A random-init model of ``shape`` with a small BPE tokenizer trained on the prompts."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from cotlens.models.adapters import adapter_for, dims
+    from cotlens.models.loading import Loaded
+    from cotlens.models.tiny import train_tokenizer
+    from cotlens.prompts import arith as A
+
+    cfg = A.ArithConfig(n_problems=20)
+    tok = train_tokenizer([A.build_prompt(p.question, A.exemplars(cfg)["mixed"], "full") for p in A.generate(cfg)])
+    torch.manual_seed(0)
+    with torch.device(device):
+        m = LlamaForCausalLM(LlamaConfig(vocab_size=len(tok), pad_token_id=tok.pad_token_id, **SHAPES[shape]))
+    m = m.to(getattr(torch, dtype)).eval()
+    return Loaded(m, tok, adapter_for(m), dims(m), {"name": shape}, torch.device(device), dtype)
+
+
+def speed(model_dir: str, problems: int, threads: int, shape: str = "", device: str = "cpu",
+          dtype: str = "float32") -> None:  # fmt: skip
     import torch
 
     from cotlens.models.loading import load
@@ -33,7 +60,7 @@ def speed(model_dir: str, problems: int, threads: int) -> None:
     from cotlens.stages.neurons import solve
 
     torch.set_num_threads(threads)
-    lm = load(model_dir, "float32", "cpu")
+    lm = shaped(shape, device, dtype) if shape else load(model_dir, dtype, device)
     cfg = A.ArithConfig(n_problems=problems, max_steps=2)
     ex = A.exemplars(cfg)
     ps = A.generate(cfg)
@@ -41,16 +68,22 @@ def speed(model_dir: str, problems: int, threads: int) -> None:
     golds = [p.answer for p in ps]
     run = {"max_new_tokens": 64, "batch_size": 8}
     solve(lm, texts[:8], golds[:8], run)  # warm-up
+    sync = torch.cuda.synchronize if lm.device.type == "cuda" else (lambda: None)
+    sync()
     t = time.perf_counter()
     plain = solve(lm, texts, golds, run)
+    sync()
     t_plain = time.perf_counter() - t
     with NeuronScorer(lm.model, lm.adapter, lm.dims, k=20, batch=8) as sc:
         t = time.perf_counter()
         scored = solve(lm, texts, golds, run, on_step=sc.rows, after_batch=lambda b: sc.commit(range(len(b))))
+        sync()
         t_scored = time.perf_counter() - t
     assert [a.text for a in plain] == [a.text for a in scored], "scoring changed the generations"
     n = sum(a.n_tokens for a in plain)
-    print(f"{Path(model_dir).name}: {problems} problems, {n} generated tokens, {threads} thread(s)")
+    where = torch.cuda.get_device_name() if lm.device.type == "cuda" else f"cpu, {threads} thread(s)"
+    name = f"{shape} shape (random init)" if shape else Path(model_dir).name
+    print(f"{name}: {problems} problems, {n} generated tokens, {where}, {dtype}")
     print(f"without scoring {n / t_plain:7.1f} tokens/s ({t_plain:.1f} s); with all "
           f"{lm.dims.n_layers} x {lm.dims.d_mlp} neurons scored {n / t_scored:7.1f} tokens/s "
           f"({t_scored:.1f} s); time ratio {t_scored / t_plain:.3f} (target <= 1.3)")  # fmt: skip
@@ -101,14 +134,17 @@ def main() -> None:
     ap.add_argument("--model", default="resources/models/smollm2-135m")
     ap.add_argument("--problems", type=int, default=32)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--shape", default="", choices=["", *SHAPES], help="a random-init shape instead of --model")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     ap.add_argument("--memory", type=int, nargs="*", default=[50, 500], help="problem counts for the memory run")
     ap.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
         child(a.child[0], int(a.child[1]), a.child[2])
         return
-    if Path(a.model).exists():
-        speed(a.model, a.problems, a.threads)
+    if a.shape or Path(a.model).exists():
+        speed(a.model, a.problems, a.threads, a.shape, a.device, a.dtype)
     else:
         print(f"{a.model} is not prepared (make run prepares smollm2-135m): speed not measured")
     if a.memory:
