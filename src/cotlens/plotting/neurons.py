@@ -64,7 +64,11 @@ def ablation(runs: str | os.PathLike[str], neurons: str | os.PathLike[str], outp
     ax.set_xticks(range(len(s)), labels, fontsize=8)
     ax.set_ylabel("accuracy (full CoT prompts)")
     ax.set_ylim(0, 1)
-    ax.set_title(f"{model}: ablating {n_abl} concept neurons vs {n_abl} random neurons (95% CI)", fontsize=9)
+    acc = {f"{c}/{m}": float(a) for c, m, a in zip(s["condition"], s["mode"], s["acc"], strict=True)}
+    parts = [f"{m} {acc.get(f'concept/{m}', float('nan')):.2f} vs random {acc.get(f'random/{m}', float('nan')):.2f}"
+             for m in sorted({m for c, m in zip(s["condition"], s["mode"], strict=True) if c == "concept"})]  # fmt: skip
+    ax.set_title(f"{model}: accuracy {acc['none/none']:.2f}; {n_abl} concept neurons ablated: " + "; ".join(parts)
+                 + " (95% CI)", fontsize=8)  # fmt: skip
     save(fig, outputs, dpi)
     _json(outputs, {"n_ablated": n_abl, **{f"{c}/{m}": round(float(a), 3)
                                           for c, m, a in zip(s["condition"], s["mode"], s["acc"], strict=True)}})  # fmt: skip
