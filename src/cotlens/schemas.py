@@ -217,7 +217,8 @@ NEURONS = pa.schema(
         ("rank", pa.int32()),  # candidate rank by freq (0 = most frequent); -1 = not a candidate
         ("top_tokens", pa.list_(pa.string())),  # unembed(final_norm(w_out)) top 10; empty if not a candidate
         ("top_tokens_raw", pa.list_(pa.string())),  # unembed(w_out) top 10, no final norm
-        ("concept", pa.string()),  # lexicon label (add, sub, mul, div, equals, connective, formula) or null
+        ("concept", pa.string()),  # add, sub, mul, div, equals, connective, formula, or null
+        ("labelled_by", pa.string()),  # lexicon | judge:<model> (null if not a candidate)
     ]
 )
 

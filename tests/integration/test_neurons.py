@@ -126,3 +126,23 @@ def test_lexicon_labels() -> None:
     assert N.label(["-", "a", " minus"]) == "sub"
     assert N.label([" therefore", " so"]) == "connective"
     assert N.label(["a", "b", "c", "+"]) is None  # rank 4 alone is too weak
+
+
+def test_judge_answers_are_cached(plus_model, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from cotlens.judge import CONCEPTS, Judge, question
+
+    m, tok, *_ = plus_model
+    cache = tmp_path / "judge.jsonl"
+    j = Judge(m, tok, "tiny-hash", cache)
+    q = question(["+", " plus"], "add")
+    first = j.yes(q)
+    assert j.yes(q) == first and j.asked == 1  # the second answer comes from memory
+    lab = j.label([" a", " b"])
+    assert lab is None or lab in CONCEPTS
+    with open(cache, "a") as fh:
+        fh.write('{"key": "cut sho')  # a crash mid-line
+    again = Judge(m, tok, "tiny-hash", cache)
+    assert again.yes(q) == first and again.asked == 0  # read back from disk
+    other = Judge(m, tok, "another-model", cache)
+    other.yes(q)
+    assert other.asked == 1  # keyed by the judge model

@@ -82,3 +82,9 @@ def all_figures():
             ext=["png", "pdf"],
         )
     return out
+
+
+def judge_model(wildcards):
+    """The judge model's directory when arith.neurons.judge names one, else nothing."""
+    name = config["arith"]["neurons"].get("judge", "")
+    return [f"resources/models/{name}"] if name else []

@@ -31,6 +31,7 @@ rule neurons:
         code=code_deps("neurons.py"),
         prompts="results/arith/prompts.parquet",
         model="resources/models/{model}",
+        judge=judge_model,
     output:
         "results/arith/{model}/neurons.parquet",
     log:
@@ -45,6 +46,7 @@ rule neurons:
     params:
         cfg=config["arith"]["neurons"],
         runtime=config["runtime"],
+        judge_cache=lambda wc: f"resources/judge/{config['arith']['neurons'].get('judge') or 'none'}.jsonl",
     script:
         "../../scripts/neurons.py"
 

@@ -21,6 +21,7 @@ import torch
 
 from cotlens import schemas
 from cotlens.errors import CotlensError
+from cotlens.judge import Judge
 from cotlens.models.loading import Loaded, load
 from cotlens.neurons import ActivationMeter, NeuronScorer, ablate, label, project, random_neurons
 from cotlens.parquet import read_table, to_table, write_table
@@ -73,8 +74,11 @@ def _rows(table: Any, variant: str) -> tuple[list[int], list[str], list[int]]:
 
 def run_discovery(
     prompts: str | Path, model_dir: str | Path, out: str | Path, cfg: Mapping[str, Any],
-    runtime: Mapping[str, Any], threads: int = 1,
+    runtime: Mapping[str, Any], threads: int = 1, judge_dir: str | Path | None = None,
+    judge_cache: str | Path | None = None,
 ) -> int:  # fmt: skip
+    """Discovery; with ``judge_dir`` the ``judge_top`` most frequent candidates are labelled
+    by that model's yes/no answers (cached in ``judge_cache``), the rest by the lexicon."""
     set_threads(threads)
     table = read_table(prompts)
     _, texts, golds = _rows(table, "full")
@@ -98,15 +102,27 @@ def run_discovery(
     rank = torch.full_like(freq, -1, dtype=torch.long).flatten()
     rank[order] = torch.arange(len(order))
     rank = rank.view_as(freq)
+    judge, judged_by = None, None
+    if judge_dir is not None:
+        jl = load(judge_dir, runtime["dtype"], runtime["device"], runtime.get("attn", "sdpa"))
+        judged_by = f"judge:{jl.manifest.get('name', Path(judge_dir).name)}"
+        judge = Judge(jl.model, jl.tokenizer, str(jl.manifest.get("sha256", judged_by)), judge_cache or "judge.jsonl")
     cols: dict[str, list[Any]] = {f.name: [] for f in schemas.NEURONS}
     for layer in range(d.n_layers):
         for j in range(d.d_mlp):
             r = int(rank[layer, j])
             proj = project(lm.model, lm.adapter, lm.tokenizer, layer, j) if r >= 0 else None
-            concept = (label(proj.with_norm) or label(proj.without_norm)) if proj else None
+            by = None
+            if proj is not None and judge is not None and r < int(cfg.get("judge_top", 0)):
+                concept, by = judge.label(proj.with_norm), judged_by
+            elif proj is not None:
+                concept, by = label(proj.with_norm) or label(proj.without_norm), "lexicon"
+            else:
+                concept = None
             row = {"layer": layer, "neuron": j, "freq": float(freq[layer, j]), "mean_act": float(mean[layer, j]),
                    "rank": r, "top_tokens": proj.with_norm if proj else [],
-                   "top_tokens_raw": proj.without_norm if proj else [], "concept": concept}  # fmt: skip
+                   "top_tokens_raw": proj.without_norm if proj else [], "concept": concept,
+                   "labelled_by": by}  # fmt: skip
             for k, v in row.items():
                 cols[k].append(v)
     meta = model_meta("neurons", cfg, lm.manifest, lm.dtype)
