@@ -67,8 +67,8 @@ def solve(
     return out
 
 
-def _rows(table: Any, variant: str) -> tuple[list[int], list[str], list[int]]:
-    t = [r for r in table.to_pylist() if r["variant"] == variant]
+def _rows(rows: list[dict[str, Any]], variant: str) -> tuple[list[int], list[str], list[int]]:
+    t = [r for r in rows if r["variant"] == variant]
     return [r["problem_id"] for r in t], [r["prompt"] for r in t], [r["answer"] for r in t]
 
 
@@ -80,8 +80,7 @@ def run_discovery(
     """Discovery; with ``judge_dir`` the ``judge_top`` most frequent candidates are labelled
     by that model's yes/no answers (cached in ``judge_cache``), the rest by the lexicon."""
     set_threads(threads)
-    table = read_table(prompts)
-    _, texts, golds = _rows(table, "full")
+    _, texts, golds = _rows(read_table(prompts).to_pylist(), "full")
     if not texts:
         raise CotlensError(f"{prompts} has no 'full' prompts", "check the arith section of the config")
     lm = load(model_dir, runtime["dtype"], runtime["device"], runtime.get("attn", "sdpa"))
@@ -149,7 +148,7 @@ def run_effects(
     runtime: Mapping[str, Any], threads: int = 1,
 ) -> int:  # fmt: skip
     set_threads(threads)
-    table = read_table(prompts)
+    table = read_table(prompts).to_pylist()
     chosen, means = concept_neurons(read_table(neurons))
     n_concept = sum(len(v) for v in chosen.values())
     if n_concept == 0:
