@@ -6,8 +6,8 @@ pass). Prints:
   :class:`cotlens.neurons.NeuronScorer` (same tokens: greedy), and the time ratio
   (target <= 1.3);
 - peak RSS of discovery's generation + scoring over 50 and 500 problems (fresh process
-  each; tiny random-init model, every answer counted, up to 32 new tokens each), which
-  must not grow with the number of problems.
+  each; tiny random-init model, every row counted, 32 new tokens each), which must not
+  grow with the number of problems.
 
     python benchmarks/bench_neurons.py --model resources/models/smollm2-135m --problems 32
 """
@@ -17,11 +17,12 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _timing import child_runs
 
 SHAPES = {  # random-init Llama shapes for --shape (a GPU has no prepared model to hand)
     "smollm2-135m": dict(hidden_size=576, intermediate_size=1536, num_hidden_layers=30, num_attention_heads=9,
@@ -91,11 +92,12 @@ def speed(model_dir: str, problems: int, threads: int, shape: str = "", device: 
 
 
 def child(model_dir: str, n: int, work: str) -> None:
-    """Discovery's generation + scoring over n problems, every answer counted (random weights)."""
+    """Discovery's generation + scoring over n problems, every row counted and generating all
+    32 tokens (random weights would otherwise stop at the first blank line)."""
     from cotlens.models.loading import load
     from cotlens.neurons import NeuronScorer
     from cotlens.prompts import arith as A
-    from cotlens.stages.neurons import solve
+    from cotlens.sampling import SampleConfig, generate_batch
 
     lm = load(model_dir, "float32", "cpu")
     cfg = A.ArithConfig(n_problems=n, max_steps=2)
@@ -104,9 +106,12 @@ def child(model_dir: str, n: int, work: str) -> None:
     texts = [A.build_prompt(p.question, ex["mixed"], "full") for p in ps]
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     t = time.perf_counter()
+    sc_cfg, pad = SampleConfig(max_new_tokens=32, batch_size=8), int(lm.tokenizer.pad_token_id)
     with NeuronScorer(lm.model, lm.adapter, lm.dims, k=20, batch=8) as sc:
-        solve(lm, texts, [p.answer for p in ps], {"max_new_tokens": 32, "batch_size": 8}, on_step=sc.rows,
-              after_batch=lambda b: sc.commit(range(len(b))))  # fmt: skip
+        for s in range(0, n, 8):
+            ids = [lm.tokenizer(t)["input_ids"] for t in texts[s : s + 8]]
+            gens = generate_batch(lm.model, ids, sc_cfg, pad, set(), lambda _: None, lm.device, on_step=sc.rows)
+            sc.commit(range(len(gens)))
     secs = time.perf_counter() - t
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(json.dumps({"problems": n, "seconds": secs, "peak_mb": peak / 1024, "before_mb": base / 1024}))
@@ -119,14 +124,7 @@ def memory(sizes: list[int]) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = build(Path(tmp))
         print(f"{'problems':>9} {'seconds':>8} {'peak RSS MB':>12} {'RSS before the stage MB':>24}")
-        for n in sizes:
-            work = Path(tmp, f"n{n}")
-            work.mkdir()
-            out = subprocess.run(
-                [sys.executable, __file__, "--child", str(model_dir), str(n), str(work)],
-                check=True, capture_output=True, text=True,
-            ).stdout  # fmt: skip
-            r = json.loads(out.strip().splitlines()[-1])
+        for r in child_runs(__file__, model_dir, sizes, Path(tmp)):
             print(f"{r['problems']:>9} {r['seconds']:>8.1f} {r['peak_mb']:>12.0f} {r['before_mb']:>24.0f}")
 
 

@@ -14,11 +14,11 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _timing import child_runs
 
 CFG = {"exact_pairs": 2, "top_k": 16, "screen": "eap-ig", "screen_steps": 1, "positions_last": 4, "head_batch": 64}
 RUNTIME = {"dtype": "float32", "device": "cpu", "attn": "sdpa"}
@@ -91,14 +91,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = build(Path(tmp))
         print(f"{'pairs':>6} {'rows':>9} {'seconds':>8} {'peak RSS MB':>12} {'RSS before the stage MB':>24}")
-        for n in a.pairs:
-            work = Path(tmp, f"n{n}")
-            work.mkdir()
-            out = subprocess.run(
-                [sys.executable, __file__, "--child", str(model_dir), str(n), str(work)],
-                check=True, capture_output=True, text=True,
-            ).stdout  # fmt: skip
-            r = json.loads(out.strip().splitlines()[-1])
+        for r in child_runs(__file__, model_dir, a.pairs, Path(tmp)):
             print(f"{r['pairs']:>6} {r['rows']:>9} {r['seconds']:>8.1f} {r['peak_mb']:>12.0f} {r['before_mb']:>24.0f}")
 
 
