@@ -22,6 +22,7 @@ include: "workflow/rules/figures.smk"
 include: "workflow/rules/circuits.smk"
 include: "workflow/rules/digits.smk"
 include: "workflow/rules/neurons.smk"
+include: "workflow/rules/experts.smk"
 
 
 rule all:

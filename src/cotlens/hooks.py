@@ -42,6 +42,24 @@ def site_module(model: nn.Module, ad: Adapter, site: str, layer: int) -> nn.Modu
     raise ValueError(f"unknown site {site!r}; known: {SITES}")
 
 
+def router_modules(model: nn.Module, ad: Adapter) -> dict[int, nn.Module]:
+    """The MoE router of every block that has one (dense blocks of mixed stacks, such as
+    DeepSeek's first layers or Qwen2-MoE's ``mlp_only_layers``, are left out).
+
+    Every router in the adapter table returns ``(router_logits, top_k_weights,
+    top_k_index)`` over the block's tokens flattened to [tokens, ...].
+    """
+    if ad.router is None:
+        raise ValueError(f"family {ad.family!r} has no router: it is not a mixture of experts")
+    out: dict[int, nn.Module] = {}
+    for i, block in enumerate(layers(model, ad)):
+        try:
+            out[i] = get(block, ad.router)
+        except AttributeError:
+            continue
+    return out
+
+
 @contextlib.contextmanager
 def hooked(handles_fn: Callable[[], Sequence[Any]]) -> Iterator[None]:
     handles = list(handles_fn())

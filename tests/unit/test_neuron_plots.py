@@ -5,7 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from cotlens.plotting.neurons import ablation_summary, variant_summary, wilson
+from cotlens.plotting.neurons import ablation_summary, variant_summary
+from cotlens.stats import wilson
 
 
 def _runs() -> pd.DataFrame:

@@ -14,15 +14,24 @@ STUDY = "prontoqa"
 FIGURES = ["accuracy", "step_accuracy", "lens_heatmap"]
 RES = f"results/{STUDY}"
 
-for _name in config["active_models"]:
+for _name in config["active_models"] + config["experts"]["models"]:
     try:
         resolve(_name, config["models"])
     except CotlensError as _e:
         raise ValueError(f"invalid config: {_e}") from None
 
 
+def alternation(names):
+    """A regex matching exactly these names (one that matches nothing if there are none)."""
+    return "|".join(re.escape(n) for n in names) or "(?!x)x"
+
+
+TRAINED = [m for m, e in config["models"].items() if e.get("source") == "train"]
+PREPARED = [m for m in config["models"] if m not in TRAINED]
+
+
 wildcard_constraints:
-    model="|".join(re.escape(m) for m in config["models"]),
+    model=alternation(config["models"]),
 
 
 def code_deps(script):
@@ -35,6 +44,7 @@ def model_entry(wildcards):
 
 
 DIGIT_FIGURES = ["digit_confidence", "digit_conditioning", "digit_accuracy"]
+EXPERT_FIGURES = ["expert_map", "expert_switch", "expert_quality"]
 NEURON_FIGURES = ["neuron_concepts", "neuron_ablation", "neuron_activation"]
 
 # Study 1 figures and the stage outputs each one reads.
@@ -81,10 +91,23 @@ def all_figures():
             fig=NEURON_FIGURES,
             ext=["png", "pdf"],
         )
+    if "experts" in config["studies"]:
+        out += expand(
+            "results/experts/{model}/figures/{fig}.{ext}",
+            model=config["experts"]["models"],
+            fig=EXPERT_FIGURES,
+            ext=["png", "pdf"],
+        )
     return out
 
 
 def judge_model(wildcards):
     """The judge model's directory when arith.neurons.judge names one, else nothing."""
     name = config["arith"]["neurons"].get("judge", "")
+    return [f"resources/models/{name}"] if name else []
+
+
+def expert_judge_model(wildcards):
+    """The refusal judge's directory when experts.judge names one, else nothing."""
+    name = config["experts"].get("judge", "")
     return [f"resources/models/{name}"] if name else []

@@ -7,6 +7,8 @@ rule prepare_model:
         "results/logs/prepare_model/{model}.log",
     benchmark:
         "results/benchmarks/prepare_model/{model}.tsv"
+    wildcard_constraints:
+        model=alternation(PREPARED),
     conda:
         "../../envs/cuda.yaml"
     threads: 2
@@ -16,3 +18,25 @@ rule prepare_model:
         models=model_entry,
     script:
         "../../scripts/prepare_model.py"
+
+
+rule train_moe:
+    input:
+        code=code_deps("train_moe.py"),
+    output:
+        directory("resources/models/{model}"),
+    log:
+        "results/logs/train_moe/{model}.log",
+    benchmark:
+        "results/benchmarks/train_moe/{model}.tsv"
+    wildcard_constraints:
+        model=alternation(TRAINED),
+    conda:
+        "../../envs/cpu.yaml"
+    threads: 2
+    resources:
+        mem_mb=4000,
+    params:
+        models=model_entry,
+    script:
+        "../../scripts/train_moe.py"

@@ -68,6 +68,18 @@ ADAPTERS: dict[str, Adapter] = {
     "qwen2_moe": Adapter("qwen2_moe", **{**_LLAMA_LIKE, "mlp_out": "mlp.experts"}, router="mlp.gate"),
     "qwen3_moe": Adapter("qwen3_moe", **{**_LLAMA_LIKE, "mlp_out": "mlp.experts"}, router="mlp.gate"),
     "olmoe": Adapter("olmoe", **{**_LLAMA_LIKE, "mlp_out": "mlp.experts"}, router="mlp.gate"),
+    "deepseek_v2": Adapter(
+        "deepseek_v2",
+        **{**_LLAMA_LIKE, "mlp_out": "mlp.experts"},
+        router="mlp.gate",
+        notes="first_k_dense_replace leading blocks are dense (no router); shared experts are not routed",
+    ),
+    "deepseek_v3": Adapter(
+        "deepseek_v3",
+        **{**_LLAMA_LIKE, "mlp_out": "mlp.experts"},
+        router="mlp.gate",
+        notes="sigmoid router with group-limited top-k and a score-correction bias; dense leading blocks",
+    ),
     "granitemoe": Adapter(
         "granitemoe",
         **{**_LLAMA_LIKE, "mlp_out": "block_sparse_moe.output_linear"},

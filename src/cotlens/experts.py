@@ -1,0 +1,239 @@
+"""Study 4 method: router capture, fTRI expert maps and expert switching (MoTE).
+
+Everything goes through the routers of the adapter table (:func:`cotlens.hooks.router_modules`).
+In transformers 5 the experts of a block are fused 3-D tensors, so single experts cannot
+be hooked; every family's router returns ``(logits, top_k_weights, top_k_index)``, and
+that triple is what is read and steered.
+
+- :class:`RouterCapture` records, for every token and MoE layer, the selected experts and
+  their gate weights, inside the generating forwards (no second pass, no host sync).
+- :func:`frequencies` and :func:`ftri`: a (layer, expert)'s selection frequency per
+  prompt, and the fTRI score = mean frequency in the behaviour class minus the mean in
+  the other class.
+- :func:`switch_experts`: ``off`` sets the gate weight of the given experts to zero and
+  rescales the token's remaining top-k weights to the original top-k sum (no substitute
+  expert is routed); ``on`` puts the given experts into every token's top-k, in the slots
+  of the lowest-weighted unforced experts, with the token's largest gate weight, then
+  rescales to the original sum. Both are forward hooks on the routers: no weights are
+  edited and no copy of the model is made.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from cotlens.hooks import hooked, router_modules
+from cotlens.models.adapters import Adapter
+from cotlens.sampling import shared_prefix_len
+
+MODES = ("off", "on")
+
+
+def n_experts(router: nn.Module) -> int:
+    """Routed experts of a router (its weight is [experts, d_model] in every family)."""
+    return int(router.weight.shape[0])
+
+
+def top_k_of(router: nn.Module) -> int:
+    return int(router.top_k)
+
+
+@dataclass(frozen=True)
+class Route:
+    """One routed token: original row, absolute position, phase, layer, choice."""
+
+    row: int
+    pos: int
+    phase: str  # prompt | generated
+    layer: int
+    experts: list[int]
+    weights: list[float]
+
+
+class RouterCapture:
+    """Record every router decision during :func:`cotlens.sampling.generate_batch`.
+
+    Use per batch: ``begin(prompt_ids)``, pass ``on_step=cap.rows`` to ``generate_batch``,
+    then ``routes()``. The shared-prefix forward that ``generate_batch`` runs once (before
+    any ``on_step``) is attributed to every row; left padding is dropped.
+    """
+
+    def __init__(self, model: nn.Module, ad: Adapter) -> None:
+        self.model, self.ad = model, ad
+        self.routers = router_modules(model, ad)
+        self._log: list[tuple[list[int] | None, dict[int, tuple[torch.Tensor, torch.Tensor]]]] = []
+        self._handles: list[Any] = []
+        self._lens: list[int] = []
+        self._n_shared = 0
+
+    def __enter__(self) -> RouterCapture:
+        for layer, r in self.routers.items():
+
+            def hook(_m: nn.Module, _a: Any, out: Any, i: int = layer) -> None:
+                if not self._log:  # a forward nobody announced: the shared prefix
+                    self._log.append((None, {}))
+                self._log[-1][1][i] = (out[2].detach(), out[1].detach())
+
+            self._handles.append(r.register_forward_hook(hook))
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles.clear()
+
+    def begin(self, prompts: Sequence[Sequence[int]]) -> None:
+        self._log.clear()
+        self._lens = [len(p) for p in prompts]
+        self._n_shared = shared_prefix_len(prompts)
+
+    def rows(self, rows: list[int]) -> None:
+        self._log.append((list(rows), {}))
+
+    def routes(self) -> list[Route]:
+        """Every captured decision of the batch, in (forward, layer, row, position) order."""
+        out: list[Route] = []
+        n_dec = [0] * len(self._lens)
+        first_own = True
+        for rows, per_layer in self._log:
+            host = {i: (idx.cpu().tolist(), w.float().cpu().tolist()) for i, (idx, w) in per_layer.items()}
+            if rows is None:  # the shared prefix, batch of one: every row shares it
+                for i, (idx, w) in sorted(host.items()):
+                    for r in range(len(self._lens)):
+                        out += [Route(r, p, "prompt", i, idx[p], w[p]) for p in range(len(idx))]
+                continue
+            for i, (idx, w) in sorted(host.items()):
+                t = len(idx) // len(rows)
+                for j, r in enumerate(rows):
+                    if first_own:
+                        own = self._lens[r] - self._n_shared
+                        for p in range(own):
+                            k = j * t + (t - own) + p
+                            out.append(Route(r, self._n_shared + p, "prompt", i, idx[k], w[k]))
+                    else:
+                        k = j * t + t - 1
+                        out.append(Route(r, self._lens[r] + n_dec[r], "generated", i, idx[k], w[k]))
+            if not first_own:
+                for r in rows:
+                    n_dec[r] += 1
+            first_own = False
+        return out
+
+
+def frequencies(
+    prompt_of: Sequence[int], layer: Sequence[int], experts: Sequence[Sequence[int]], n_prompts: int,
+    n_layers: int, n_exp: int,
+) -> np.ndarray:  # fmt: skip
+    """[prompt, layer, expert]: the fraction of a prompt's routed tokens in a layer that
+    selected the expert (0 where the layer routed none of its tokens)."""
+    hits = np.zeros((n_prompts, n_layers, n_exp), dtype=np.float64)
+    toks = np.zeros((n_prompts, n_layers), dtype=np.float64)
+    for p, lay, ex in zip(prompt_of, layer, experts, strict=True):
+        toks[p, lay] += 1
+        hits[p, lay, list(ex)] += 1
+    return np.divide(hits, toks[..., None], out=np.zeros_like(hits), where=toks[..., None] > 0)
+
+
+def ftri(freq: np.ndarray, behaviour: Sequence[bool]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(score, mean frequency in the behaviour class, in the other class), each [layer, expert]."""
+    b = np.asarray(behaviour, dtype=bool)
+    if b.all() or not b.any():
+        raise ValueError(f"fTRI needs prompts in both classes (behaviour: {int(b.sum())} of {len(b)})")
+    fb, fo = freq[b].mean(0), freq[~b].mean(0)
+    return fb - fo, fb, fo
+
+
+def top_experts(score: np.ndarray, k: int) -> list[tuple[int, int]]:
+    """The k (layer, expert) with the largest score; ties go to the lower layer, then expert."""
+    flat = np.lexsort((np.arange(score.size), -score.ravel()))[:k]
+    return [(int(i // score.shape[1]), int(i % score.shape[1])) for i in flat]
+
+
+def random_experts(
+    moe_layers: Sequence[int], n_exp: int, k: int, seed: int, exclude: Sequence[tuple[int, int]] = ()
+) -> list[tuple[int, int]]:
+    """k distinct (layer, expert) drawn uniformly from every MoE layer's experts, minus ``exclude``."""
+    pool = [(lay, e) for lay in moe_layers for e in range(n_exp) if (lay, e) not in set(exclude)]
+    if k > len(pool):
+        raise ValueError(f"asked for {k} random experts, only {len(pool)} available")
+    pick = np.random.default_rng(seed).choice(len(pool), size=k, replace=False)
+    return sorted(pool[i] for i in pick)
+
+
+def by_layer(experts: Sequence[tuple[int, int]]) -> dict[int, list[int]]:
+    out: dict[int, list[int]] = {}
+    for lay, e in experts:
+        out.setdefault(int(lay), []).append(int(e))
+    return out
+
+
+def forceable(experts: Sequence[tuple[int, int]], top_k: Mapping[int, int]) -> list[tuple[int, int]]:
+    """The experts that can be forced on together: in the given (rank) order, at most a
+    layer's top-k per layer (a token has only top-k slots); the rest are dropped."""
+    used: dict[int, int] = {}
+    out = []
+    for lay, e in experts:
+        if used.get(lay, 0) < top_k[lay]:
+            used[lay] = used.get(lay, 0) + 1
+            out.append((lay, e))
+    return out
+
+
+def switch_off(w: torch.Tensor, idx: torch.Tensor, drop: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Zero the gate weight of ``drop`` experts; rescale the rest to the original top-k sum."""
+    mask = torch.isin(idx, torch.tensor(list(drop), device=idx.device))
+    total = w.sum(-1, keepdim=True)
+    kept = w.masked_fill(mask, 0)
+    ks = kept.sum(-1, keepdim=True)
+    scale = torch.where(ks > 0, total / torch.where(ks > 0, ks, torch.ones_like(ks)), torch.zeros_like(ks))
+    return kept * scale, idx
+
+
+def switch_on(w: torch.Tensor, idx: torch.Tensor, force: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Put ``force`` experts in every token's top-k (see the module docstring)."""
+    if len(set(force)) > idx.shape[-1]:
+        raise ValueError(f"cannot force {len(set(force))} experts into a top-{idx.shape[-1]} router")
+    w, idx = w.clone(), idx.clone()
+    total = w.sum(-1, keepdim=True)
+    top = w.max(-1).values
+    protected = torch.zeros_like(idx, dtype=torch.bool)
+    for e in dict.fromkeys(force):
+        present = idx == e
+        protected |= present
+        need = ~present.any(-1)
+        if need.any():
+            slot = w.masked_fill(protected, float("inf")).argmin(-1)
+            rows = need.nonzero().squeeze(-1)
+            idx[rows, slot[rows]] = e
+            w[rows, slot[rows]] = top[rows]
+            protected[rows, slot[rows]] = True
+    return w * (total / w.sum(-1, keepdim=True)), idx
+
+
+@contextlib.contextmanager
+def switch_experts(model: nn.Module, ad: Adapter, experts: Mapping[int, Sequence[int]], mode: str) -> Iterator[None]:
+    """Switch ``{layer: [expert, ...]}`` off or on (forward hooks on the routers)."""
+    if mode not in MODES:
+        raise ValueError(f"mode {mode!r}; use one of {MODES}")
+    routers = router_modules(model, ad)
+    bad = sorted(set(experts) - set(routers))
+    if bad:
+        raise ValueError(f"layers {bad} have no router (MoE layers: {sorted(routers)})")
+    fn = switch_off if mode == "off" else switch_on
+
+    def make(sel: Sequence[int]) -> Any:
+        def hook(_m: nn.Module, _a: Any, out: Any) -> Any:
+            w, idx = fn(out[1], out[2], sel)
+            return (out[0], w.to(out[1].dtype), idx)
+
+        return hook
+
+    with hooked(lambda: [routers[i].register_forward_hook(make(list(e))) for i, e in experts.items() if e]):
+        yield

@@ -1,0 +1,102 @@
+"""``train_moe``: the offline default of Study 4, a small MoE trained from scratch.
+
+No pretrained MoE ships as a package, and a dense model split into experts does not work
+without training (see issue #6), so a transformers MoE family (Mixtral or OLMoE config,
+a few layers, 8 experts, top-2) is trained on :func:`cotlens.prompts.moe.training_corpus`,
+in which some topics are refused and others answered. Whatever expert specialisation the
+study then finds emerged from that training. The output is a prepared model directory
+(``manifest.json`` + ``weights/``) that :func:`cotlens.models.loading.load` reads like any
+other, written atomically.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from cotlens.atomic import atomic_dir
+from cotlens.models.registry import recipe, recipe_revision
+
+
+def moe_config(r: Mapping[str, Any], tok: Any) -> Any:
+    common = dict(
+        vocab_size=len(tok), hidden_size=int(r["d_model"]), intermediate_size=int(r["d_expert"]),
+        num_hidden_layers=int(r["layers"]), num_attention_heads=int(r["heads"]),
+        num_key_value_heads=int(r["kv_heads"]), max_position_embeddings=256, num_experts_per_tok=int(r["top_k"]),
+        router_aux_loss_coef=float(r["aux_loss"]), output_router_logits=False, bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, tie_word_embeddings=False,
+    )  # fmt: skip
+    if r["family"] == "mixtral":
+        from transformers import MixtralConfig
+
+        return MixtralConfig(num_local_experts=int(r["experts"]), **common)
+    from transformers import OlmoeConfig
+
+    return OlmoeConfig(num_experts=int(r["experts"]), norm_topk_prob=True, **common)
+
+
+def train_moe(entry: Mapping[str, Any], out: str | Path, threads: int = 2, log_every: int = 50) -> dict[str, Any]:
+    """Train, save to ``out`` atomically, return the manifest."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from cotlens.models.tiny import train_tokenizer
+    from cotlens.prompts.moe import training_corpus
+
+    r = recipe(entry)
+    torch.set_num_threads(max(1, threads))
+    torch.manual_seed(int(r["seed"]))
+    corpus = training_corpus(int(r["seed"]), int(r["repeats"]))
+    tok = train_tokenizer(corpus, int(r["vocab_size"]))
+    cfg = moe_config(r, tok)
+    model = AutoModelForCausalLM.from_config(cfg)
+    model.train()
+    ids = [[*tok(t)["input_ids"], tok.eos_token_id] for t in corpus]  # as the stages tokenize prompts
+    steps, bs = int(r["steps"]), int(r["batch_size"])
+    opt = torch.optim.AdamW(model.parameters(), lr=float(r["lr"]), weight_decay=0.01)
+    warm = max(1, steps // 20)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps))
+    )
+    gen = torch.Generator().manual_seed(int(r["seed"]))
+    t0, losses = time.perf_counter(), []
+    for step in range(steps):
+        pick = torch.randint(len(ids), (bs,), generator=gen).tolist()
+        rows = [ids[i] for i in pick]
+        n = max(map(len, rows))
+        x = torch.full((bs, n), tok.pad_token_id)
+        att = torch.zeros((bs, n), dtype=torch.long)
+        for i, row in enumerate(rows):
+            x[i, : len(row)] = torch.tensor(row)
+            att[i, : len(row)] = 1
+        labels = x.masked_fill(att == 0, -100)
+        outp = model(input_ids=x, attention_mask=att, labels=labels, output_router_logits=True)
+        outp.loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+        losses.append(float(outp.loss.detach()))
+        if log_every and (step % log_every == 0 or step == steps - 1):
+            print(f"step {step:5d}  loss {losses[-1]:.3f}  ({time.perf_counter() - t0:.0f} s)", flush=True)
+    model.eval()
+    manifest: dict[str, Any] = {
+        "source": "train", "revision": recipe_revision(r), "recipe": r, "model_type": cfg.model_type,
+        "train_seconds": round(time.perf_counter() - t0, 1), "final_loss": round(sum(losses[-20:]) / 20, 4),
+        "path": "weights",
+    }  # fmt: skip
+    with atomic_dir(out) as tmp:
+        model.save_pretrained(tmp / "weights")
+        tok.save_pretrained(tmp / "weights")
+        h = hashlib.sha256()
+        for f in sorted((tmp / "weights").glob("*.safetensors")):
+            h.update(f.read_bytes())
+        manifest["sha256"] = h.hexdigest()
+        manifest["name"] = Path(out).name
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
+    return manifest

@@ -1,0 +1,115 @@
+"""Stage ``expert_effects`` of Study 4: refusal rate, quality-question accuracy and
+reference perplexity with no switch, with the top-k fTRI experts switched off / forced
+on, and with k random experts (other than those) switched off / on over several seeds.
+The switches are router hooks (:func:`cotlens.experts.switch_experts`)."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from cotlens import schemas
+from cotlens.errors import CotlensError
+from cotlens.experts import by_layer, forceable, n_experts, random_experts, switch_experts, top_experts, top_k_of
+from cotlens.hooks import router_modules
+from cotlens.models.loading import Loaded
+from cotlens.parquet import read_table, to_table, write_table
+from cotlens.prompts import moe
+from cotlens.stages.common import model_meta, set_threads
+from cotlens.stages.expert_routes import load_moe, render, respond
+
+
+def reference_nll(lm: Loaded, pairs: Sequence[tuple[str, str]], batch: int) -> list[tuple[float, int]]:
+    """Summed NLL and token count of each reference answer after its rendered question."""
+    tok = lm.tokenizer
+    out: list[tuple[float, int]] = []
+    for s in range(0, len(pairs), batch):
+        seqs, starts = [], []
+        for q, a in pairs[s : s + batch]:
+            p = tok(render(tok, q))["input_ids"]
+            full = tok(render(tok, q) + " " + a)["input_ids"]
+            seqs.append(full)
+            starts.append(len(p))
+        n = max(map(len, seqs))
+        pad = int(tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id)
+        x = torch.full((len(seqs), n), pad, device=lm.device)
+        att = torch.zeros((len(seqs), n), dtype=torch.long, device=lm.device)
+        for i, q in enumerate(seqs):
+            x[i, : len(q)] = torch.tensor(q, device=lm.device)
+            att[i, : len(q)] = 1
+        with torch.inference_mode():
+            logp = torch.log_softmax(lm.model(input_ids=x, attention_mask=att).logits.float(), -1)
+        for i, q in enumerate(seqs):
+            tgt = torch.tensor(q[starts[i] :], device=lm.device)
+            lp = logp[i, starts[i] - 1 : len(q) - 1].gather(-1, tgt[:, None])
+            out.append((float(-lp.sum()), len(tgt)))
+    return out
+
+
+def first_int(text: str) -> str | None:
+    m = re.search(r"-?\d+", text)
+    return m.group(0) if m else None
+
+
+def run_effects(
+    prompts: str | Path, ftri_path: str | Path, model_dir: str | Path, out: str | Path, cfg: Mapping[str, Any],
+    runtime: Mapping[str, Any], threads: int = 1,
+) -> int:  # fmt: skip
+    set_threads(threads)
+    rows = read_table(prompts).to_pylist()
+    study = [r for r in rows if r["set"] == "study"]
+    quality = [r for r in rows if r["set"] == "quality"]
+    refs = [r for r in rows if r["set"] == "reference"]
+    ft = [r for r in read_table(ftri_path).to_pylist() if r["contrast"] == "all"]
+    if not ft:
+        raise CotlensError(f"{ftri_path} has no 'all' map", "rerun the ftri rule")
+    score = np.zeros((max(r["layer"] for r in ft) + 1, max(r["expert"] for r in ft) + 1))
+    for r in ft:
+        score[r["layer"], r["expert"]] = r["score"]
+    lm = load_moe(model_dir, runtime)
+    routers = router_modules(lm.model, lm.adapter)
+    n_exp = n_experts(next(iter(routers.values())))
+    cols: dict[str, list[Any]] = {f.name: [] for f in schemas.EXPERT_RUNS}
+
+    slots = {lay: top_k_of(r) for lay, r in routers.items()}
+
+    def measure(condition: str, mode: str, k: int, seed: int, experts: list[tuple[int, int]]) -> None:
+        if mode == "on":
+            experts = forceable(experts, slots)
+        label = " ".join(f"L{lay}E{e}" for lay, e in experts)
+        ctx = switch_experts(lm.model, lm.adapter, by_layer(experts), mode) if experts else contextlib.nullcontext()
+        with ctx:
+            said = respond(lm, [r["question"] for r in study + quality], cfg)
+            nll = reference_nll(lm, [(r["question"], r["reference"]) for r in refs], int(cfg["batch_size"]))
+        for r, (text, ids) in zip(study + quality, said, strict=True):
+            st = r["set"] == "study"
+            vals = (condition, mode, k, seed, label, r["prompt_id"], r["set"], moe.is_refusal(text) if st else None,
+                    None if st else first_int(text) == r["reference"], None, len(ids), text)  # fmt: skip
+            for key, v in zip(cols, vals, strict=True):
+                cols[key].append(v)
+        for r, (s, n) in zip(refs, nll, strict=True):
+            vals = (condition, mode, k, seed, label, r["prompt_id"], "reference", None, None, s, n, "")
+            for key, v in zip(cols, vals, strict=True):
+                cols[key].append(v)
+        beh = [cols["refused"][i] for i in range(len(cols["refused"]) - len(said) - len(refs), len(cols["refused"]))]
+        rate = np.mean([b for b in beh if b is not None])
+        ppl = math.exp(sum(s for s, _ in nll) / max(1, sum(n for _, n in nll)))
+        print(f"{condition:8s} {mode:4s} k={k:<3d} seed={seed:<3d} refused {rate:.3f}  ppl {ppl:.2f}  [{label}]",
+              flush=True)  # fmt: skip
+
+    measure("baseline", "none", 0, -1, [])
+    for k in cfg["k"]:
+        top = top_experts(score, int(k))
+        for mode in ("off", "on"):
+            measure("top", mode, int(k), -1, top)
+            for seed in range(int(cfg["random_seeds"])):
+                measure("random", mode, int(k), seed, random_experts(sorted(routers), n_exp, int(k), seed, top))
+    write_table(to_table(cols, schemas.EXPERT_RUNS), out, model_meta("expert_effects", cfg, lm.manifest, lm.dtype))
+    return len(cols["prompt_id"])

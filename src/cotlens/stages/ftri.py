@@ -1,0 +1,68 @@
+"""Stage ``ftri`` of Study 4: per contrast (and over all study prompts), each
+(layer, expert)'s mean selection frequency in the behaviour class minus that in the
+other class (:func:`cotlens.experts.ftri`). Reads Parquet only; no model."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cotlens import schemas
+from cotlens.errors import CotlensError
+from cotlens.experts import frequencies, ftri, top_experts
+from cotlens.parquet import read_meta, read_table, to_table, write_table
+from cotlens.stages.common import model_meta
+
+CONTRASTS = ("events", "instructions")
+
+
+def run_ftri(
+    prompts: str | Path, responses: str | Path, routes: str | Path, out: str | Path, cfg: Mapping[str, Any]
+) -> int:
+    """fTRI maps per contrast and over all study prompts."""
+    pr = {r["prompt_id"]: r for r in read_table(prompts).to_pylist()}
+    resp = {r["prompt_id"]: r for r in read_table(responses).to_pylist()}
+    phases = {"all": ("prompt", "generated"), "prompt": ("prompt",), "generated": ("generated",)}[cfg["tokens"]]
+    rt = read_table(routes, columns=["prompt_id", "phase", "layer", "experts"]).to_pydict()
+    keep = [i for i, ph in enumerate(rt["phase"]) if ph in phases]
+    ids = sorted(resp)
+    index = {p: i for i, p in enumerate(ids)}
+    shape = read_meta(routes)["extra"]
+    n_layers, n_exp = int(shape["n_layers"]), int(shape["n_experts"])
+    freq = frequencies([index[rt["prompt_id"][i]] for i in keep], [rt["layer"][i] for i in keep],
+                       [rt["experts"][i] for i in keep], len(ids), n_layers, n_exp)  # fmt: skip
+    if cfg["classes"] == "response":
+        beh = np.array([bool(resp[p]["refused"]) for p in ids])
+    else:
+        beh = np.array([bool(pr[p]["elicits"]) for p in ids])
+    contrast = np.array([pr[p]["contrast"] for p in ids])
+    cols: dict[str, list[Any]] = {f.name: [] for f in schemas.FTRI}
+    for name in ("all", *CONTRASTS):
+        sel = np.ones(len(ids), dtype=bool) if name == "all" else contrast == name
+        if not sel.any():
+            continue
+        b = beh[sel]
+        if b.all() or not b.any():
+            if name == "all":
+                raise CotlensError(
+                    f"fTRI needs responses in both classes; {int(b.sum())} of {len(b)} study prompts are in the "
+                    f"behaviour class ({cfg['classes']})",
+                    "use experts.classes: prompt_set, or a model that refuses some prompts and answers others",
+                )
+            print(f"contrast {name}: one class only ({int(b.sum())}/{len(b)}), skipped", flush=True)
+            continue
+        score, fb, fo = ftri(freq[sel], b)
+        order = {le: r for r, le in enumerate(top_experts(score, score.size))}
+        for lay in range(n_layers):
+            for e in range(n_exp):
+                vals = (name, lay, e, float(score[lay, e]), float(fb[lay, e]), float(fo[lay, e]), order[(lay, e)],
+                        int(b.sum()), int((~b).sum()))  # fmt: skip
+                for k, v in zip(cols, vals, strict=True):
+                    cols[k].append(v)
+    src = read_meta(routes)
+    meta = model_meta("ftri", cfg, {"name": src["model"], "revision": src["revision"]}, src["dtype"])
+    write_table(to_table(cols, schemas.FTRI), out, meta)
+    return len(cols["layer"])

@@ -1,0 +1,247 @@
+"""Study 4 on tiny random-init MoEs of every family, and on a hand-built refusal expert."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from cotlens.experts import RouterCapture, frequencies, ftri, switch_experts, top_experts
+from cotlens.hooks import router_modules
+from cotlens.models.adapters import adapter_for
+from cotlens.parquet import read_table
+from cotlens.sampling import SampleConfig, generate_batch
+
+pytestmark = pytest.mark.integration
+
+V = 96
+
+
+def tiny_moe(family: str, seed: int = 0) -> Any:
+    """A 2-3 layer random-init model of one transformers MoE family (8 experts, top-2)."""
+    import transformers as tf
+
+    torch.manual_seed(seed)
+    common = dict(vocab_size=V, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                  max_position_embeddings=128, num_experts_per_tok=2, pad_token_id=0, eos_token_id=1,
+                  bos_token_id=2, tie_word_embeddings=False)  # fmt: skip
+    if family == "mixtral":
+        cfg = tf.MixtralConfig(num_local_experts=8, intermediate_size=16, **common)
+    elif family == "qwen2_moe":
+        cfg = tf.Qwen2MoeConfig(num_experts=8, moe_intermediate_size=16, shared_expert_intermediate_size=16,
+                                intermediate_size=16, norm_topk_prob=True, **common)  # fmt: skip
+    elif family == "qwen3_moe":
+        cfg = tf.Qwen3MoeConfig(num_experts=8, moe_intermediate_size=16, intermediate_size=16, head_dim=8, **common)
+    elif family == "olmoe":
+        cfg = tf.OlmoeConfig(num_experts=8, intermediate_size=16, **common)
+    elif family == "granitemoe":
+        cfg = tf.GraniteMoeConfig(num_local_experts=8, intermediate_size=16, **common)
+    elif family == "deepseek_v2":
+        cfg = tf.DeepseekV2Config(n_routed_experts=8, moe_intermediate_size=16, intermediate_size=16,
+                                  n_shared_experts=1, first_k_dense_replace=1, kv_lora_rank=16, q_lora_rank=None,
+                                  qk_rope_head_dim=8, qk_nope_head_dim=8, v_head_dim=8, n_group=1, topk_group=1,
+                                  topk_method="greedy", **{**common, "num_hidden_layers": 3, "num_key_value_heads": 4})  # fmt: skip
+    elif family == "deepseek_v3":
+        cfg = tf.DeepseekV3Config(n_routed_experts=8, moe_intermediate_size=16, intermediate_size=16,
+                                  n_shared_experts=1, first_k_dense_replace=1, kv_lora_rank=16, q_lora_rank=None,
+                                  qk_rope_head_dim=8, qk_nope_head_dim=8, v_head_dim=8, n_group=1, topk_group=1,
+                                  **{**common, "num_hidden_layers": 3, "num_key_value_heads": 4})  # fmt: skip
+    else:
+        raise ValueError(family)
+    model = tf.AutoModelForCausalLM.from_config(cfg, attn_implementation="eager").eval()
+    with torch.no_grad():  # random routers of some families init to zero: give every router a signal
+        for r in router_modules(model, adapter_for(model)).values():
+            r.weight.normal_(0, 0.5)
+    return model
+
+
+FAMILIES = ["mixtral", "qwen2_moe", "qwen3_moe", "olmoe", "granitemoe", "deepseek_v2", "deepseek_v3"]
+
+
+def _prompts(n: int, seed: int) -> list[list[int]]:
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randint(3, V, (int(torch.randint(4, 9, (1,), generator=g)),), generator=g).tolist() for _ in range(n)]
+
+
+def _router_outputs(model: Any, ids: list[int]) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
+    got: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+    routers = router_modules(model, adapter_for(model))
+    hs = [r.register_forward_hook(lambda _m, _a, o, i=i: got.__setitem__(i, (o[2], o[1]))) for i, r in routers.items()]
+    with torch.no_grad():
+        model(input_ids=torch.tensor([ids]))
+    for h in hs:
+        h.remove()
+    return got
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_capture_during_generation_equals_routing_of_the_full_sequence(family: str) -> None:
+    model = tiny_moe(family)
+    ad = adapter_for(model)
+    routers = router_modules(model, ad)
+    assert routers and ad.router is not None
+    if family.startswith("deepseek"):
+        assert 0 not in routers  # the first layer is dense
+    prompts = _prompts(3, 1)
+    with RouterCapture(model, ad) as cap:
+        cap.begin(prompts)
+        gens = generate_batch(model, prompts, SampleConfig(max_new_tokens=5), 0, set(), lambda _t: None,
+                              torch.device("cpu"), on_step=cap.rows)  # fmt: skip
+        routes = cap.routes()
+    for row, (p, g) in enumerate(zip(prompts, gens, strict=True)):
+        seq = p + g.token_ids
+        mine = [r for r in routes if r.row == row]
+        # every prompt token and every generated token but the last (never fed back), in every MoE layer
+        assert len(mine) == (len(p) + len(g.token_ids) - 1) * len(routers)
+        assert {r.phase for r in mine if r.pos >= len(p)} == {"generated"}
+        ref = _router_outputs(model, seq)
+        for r in mine:
+            idx, w = ref[r.layer]
+            assert sorted(r.experts) == sorted(idx[r.pos].tolist()), (family, r)
+            np.testing.assert_allclose(sorted(r.weights), sorted(w[r.pos].float().tolist()), atol=1e-4)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_switch_off_and_on_act_only_at_the_router(family: str) -> None:
+    model = tiny_moe(family)
+    ad = adapter_for(model)
+    layer = sorted(router_modules(model, ad))[-1]
+    ids = _prompts(1, 2)[0] * 3
+    base = _router_outputs(model, ids)[layer]
+    weights_before = {k: v.clone() for k, v in model.state_dict().items()}
+    busiest = int(torch.mode(base[0][:, 0]).values)  # the expert most often ranked first
+    with torch.no_grad():
+        ref_logits = model(input_ids=torch.tensor([ids])).logits
+    for mode in ("off", "on"):
+        with switch_experts(model, ad, {layer: [busiest]}, mode):
+            idx, w = _router_outputs(model, ids)[layer]
+            with torch.no_grad():
+                logits = model(input_ids=torch.tensor([ids])).logits
+        total = base[1].float().sum(-1)
+        if mode == "off":
+            hit = (base[0] == busiest).any(-1)
+            assert (w.float()[idx == busiest] == 0).all() and hit.any()
+            alive = w.float().sum(-1) > 0
+            np.testing.assert_allclose(w.float().sum(-1)[alive], total[alive], rtol=1e-4)  # rescaled to the old sum
+            assert torch.equal(idx, base[0])  # no substitute expert
+        else:
+            assert (idx == busiest).any(-1).all()
+            np.testing.assert_allclose(w.float().sum(-1), total, rtol=1e-4)
+        assert not torch.allclose(logits, ref_logits)
+    for k, v in model.state_dict().items():  # hooks only: no weight was edited
+        assert torch.equal(v, weights_before[k]), k
+    with torch.no_grad():
+        assert torch.equal(model(input_ids=torch.tensor([ids])).logits, ref_logits)  # and they are gone
+
+
+def test_ftri_scores_are_frequency_differences() -> None:
+    # 4 prompts, 1 layer, 3 experts; prompts 0-1 behaviour
+    prompt_of = [0, 0, 1, 2, 2, 3]
+    experts = [[0, 1], [0, 2], [0, 1], [1, 2], [1, 2], [2, 1]]
+    freq = frequencies(prompt_of, [0] * 6, experts, 4, 1, 3)
+    np.testing.assert_allclose(freq[0, 0], [1.0, 0.5, 0.5])
+    score, fb, fo = ftri(freq, [True, True, False, False])
+    np.testing.assert_allclose(fb[0], [1.0, 0.75, 0.25])
+    np.testing.assert_allclose(fo[0], [0.0, 1.0, 1.0])
+    np.testing.assert_allclose(score[0], [1.0, -0.25, -0.75])
+    assert top_experts(score, 2) == [(0, 0), (0, 1)]
+    with pytest.raises(ValueError, match="both classes"):
+        ftri(freq, [True] * 4)
+
+
+def _handset_refusal_moe(out: Path) -> tuple[int, list[int]]:
+    """A one-layer Mixtral whose expert 5 writes the " Sorry" token when the prompt holds a
+    word that only refusal-eliciting prompts use; returns (that expert, trigger token ids).
+
+    Attention is uniform over the prefix (q = k = 0, v = o = identity), so the last
+    position holds the mean of the prompt's embeddings. Trigger tokens carry a direction
+    v that no other token has; every token carries a constant direction c. The router row
+    of expert 5 is 100 v - 2 c: it wins wherever the prefix holds a trigger and never
+    elsewhere. Expert 5's first neuron reads v and writes the unembedding of " Sorry".
+    """
+    from transformers import MixtralConfig, MixtralForCausalLM
+
+    from cotlens.models.tiny import train_tokenizer
+    from cotlens.prompts import moe
+
+    corpus = moe.training_corpus(0) + [f"{moe.format_prompt(p.question)} Sorry" for p in moe.study_prompts()]
+    tok = train_tokenizer(corpus, 512)
+    study = moe.study_prompts()
+    toks = {el: set() for el in (True, False)}  # type: ignore[var-annotated]
+    for p in study:
+        toks[p.elicits] |= set(tok(moe.format_prompt(p.question))["input_ids"])
+    trig = sorted(toks[True] - toks[False])
+    sorry = tok(" Sorry", add_special_tokens=False)["input_ids"]
+    assert len(sorry) == 1
+    d, e_star = 64, 5
+    torch.manual_seed(0)
+    cfg = MixtralConfig(vocab_size=len(tok), hidden_size=d, intermediate_size=8, num_hidden_layers=1,
+                        num_attention_heads=4, num_key_value_heads=4, num_local_experts=8, num_experts_per_tok=2,
+                        max_position_embeddings=256, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
+                        bos_token_id=tok.bos_token_id, tie_word_embeddings=False)  # fmt: skip
+    model = MixtralForCausalLM(cfg).eval()
+    v, c = torch.zeros(d), torch.zeros(d)
+    v[0], c[1] = 1.0, 1.0
+    with torch.no_grad():
+        emb = torch.randn(len(tok), d)
+        emb[:, 0], emb[:, 1] = 0.0, 3.0
+        emb[trig, 0] = 4.0
+        model.model.embed_tokens.weight.copy_(emb)
+        attn = model.model.layers[0].self_attn
+        attn.q_proj.weight.zero_()
+        attn.k_proj.weight.zero_()
+        attn.v_proj.weight.copy_(torch.eye(d))
+        attn.o_proj.weight.copy_(torch.eye(d))
+        moe_block = model.model.layers[0].mlp
+        moe_block.gate.weight[e_star] = 100 * v - 2 * c
+        ex = moe_block.experts
+        ex.gate_up_proj[e_star].zero_()
+        ex.gate_up_proj[e_star, 0] = 10 * v  # gate of neuron 0
+        ex.gate_up_proj[e_star, cfg.intermediate_size] = 10 * v  # its up projection
+        ex.down_proj[e_star].zero_()
+        u = model.lm_head.weight[sorry[0]]
+        ex.down_proj[e_star, :, 0] = 50 * u / u.norm()
+    weights = out / "weights"
+    model.save_pretrained(weights)
+    tok.save_pretrained(weights)
+    (out / "manifest.json").write_text(json.dumps({"name": "handset", "source": "local", "path": str(weights),
+                                                   "revision": "handset"}))  # fmt: skip
+    return e_star, trig
+
+
+@pytest.mark.validation
+def test_handset_refusal_expert_is_found_and_switching_it_off_stops_refusals(tmp_path: Path) -> None:
+    from cotlens.stages import expert_effects, expert_prompts, expert_routes, ftri
+
+    e_star, _ = _handset_refusal_moe(tmp_path / "model")
+    cfg = {"contrasts": ["events", "instructions"], "n_quality": 5, "seed": 0, "max_new_tokens": 3,
+           "batch_size": 16, "tokens": "all", "classes": "response", "k": [1], "random_seeds": 3}  # fmt: skip
+    rt = {"dtype": "float32", "device": "cpu", "attn": "eager"}
+    expert_prompts.run_prompts(tmp_path / "prompts.parquet", cfg)
+    expert_routes.run_routes(tmp_path / "prompts.parquet", tmp_path / "model", tmp_path / "routes.parquet",
+                             tmp_path / "responses.parquet", cfg, rt)  # fmt: skip
+    prompts = read_table(tmp_path / "prompts.parquet").to_pandas().set_index("prompt_id")
+    resp = read_table(tmp_path / "responses.parquet").to_pandas()
+    resp["elicits"] = prompts.loc[resp["prompt_id"], "elicits"].to_numpy()
+    assert resp[resp["elicits"]]["refused"].all()  # the hand-set expert refuses every eliciting prompt
+    assert not resp[~resp["elicits"]]["refused"].any()
+    ftri.run_ftri(tmp_path / "prompts.parquet", tmp_path / "responses.parquet", tmp_path / "routes.parquet",
+                  tmp_path / "ftri.parquet", cfg)  # fmt: skip
+    f = read_table(tmp_path / "ftri.parquet").to_pandas()
+    best = f[(f["contrast"] == "all") & (f["rank"] == 0)].iloc[0]
+    assert (best["layer"], best["expert"]) == (0, e_star)  # fTRI ranks the refusal expert first
+    expert_effects.run_effects(tmp_path / "prompts.parquet", tmp_path / "ftri.parquet", tmp_path / "model",
+                               tmp_path / "runs.parquet", cfg, rt)  # fmt: skip
+    runs = read_table(tmp_path / "runs.parquet").to_pandas()
+    runs = runs[runs["set"] == "study"]
+    runs["elicits"] = prompts.loc[runs["prompt_id"], "elicits"].to_numpy()
+    rate = runs[runs["elicits"]].groupby(["condition", "mode"])["refused"].mean()
+    assert rate[("baseline", "none")] == 1.0
+    assert rate[("top", "off")] <= 0.05  # switching the one expert off: refusals near zero
+    assert rate[("random", "off")] >= 0.95  # random experts (3 seeds): refusals stay
+    on = runs[~runs["elicits"]].groupby(["condition", "mode"])["refused"].mean()
+    assert on[("baseline", "none")] == 0.0
