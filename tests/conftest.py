@@ -71,6 +71,12 @@ TINY_CONFIG = {
         "neurons": {"top_k": 4, "n_candidates": 20, "max_new_tokens": 16, "batch_size": 4},
         "effects": {"variants": ["full", "formula_only"], "modes": ["zero"], "random_seeds": 2},
     },
+    "experts": {
+        # a 20-step MoE refuses nothing reliably: the behaviour class is the eliciting prompt set
+        "models": ["tiny-moe"], "contrasts": ["events", "instructions"], "n_quality": 4, "seed": 0,
+        "max_new_tokens": 4, "batch_size": 16, "tokens": "all", "classes": "prompt_set", "judge": "", "k": [1, 2],
+        "random_seeds": 2,
+    },
     "digits": {
         "seed": 0, "n_digits": [1, 2], "m_digits": [1, 3], "n_per_cell": 3, "n_shots": 2,
         "template": "{a} * {b} = {c}", "direct_template": "{a} * {b} mod 10 = {d}", "batch_size": 4,
@@ -87,6 +93,10 @@ def workflow_copy(tmp_path: Path, tiny_model_src: Path) -> Path:
         (shutil.copytree if src.is_dir() else shutil.copy2)(src, tmp_path / item)
     cfg = yaml.safe_load((ROOT / "config.yaml").read_text())
     cfg.update(TINY_CONFIG)
-    cfg["models"] = {"tiny": {"source": "local", "path": str(tiny_model_src)}}
+    cfg["models"] = {
+        "tiny": {"source": "local", "path": str(tiny_model_src)},
+        "tiny-moe": {"source": "train", "family": "olmoe", "layers": 2, "d_model": 32, "heads": 2, "kv_heads": 1,
+                     "d_expert": 32, "experts": 4, "top_k": 2, "vocab_size": 300, "steps": 20, "batch_size": 8},
+    }  # fmt: skip
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     return tmp_path

@@ -57,6 +57,18 @@ class Route:
     weights: list[float]
 
 
+@dataclass(frozen=True)
+class RouteColumns:
+    """A batch's router decisions, one entry per (row, position, layer)."""
+
+    row: np.ndarray
+    pos: np.ndarray
+    generated: np.ndarray  # bool: a generated token (else a prompt token)
+    layer: np.ndarray
+    experts: np.ndarray  # [n, k]
+    weights: np.ndarray  # [n, k] float32
+
+
 class RouterCapture:
     """Record every router decision during :func:`cotlens.sampling.generate_batch`.
 
@@ -97,34 +109,54 @@ class RouterCapture:
     def rows(self, rows: list[int]) -> None:
         self._log.append((list(rows), {}))
 
-    def routes(self) -> list[Route]:
-        """Every captured decision of the batch, in (forward, layer, row, position) order."""
-        out: list[Route] = []
-        n_dec = [0] * len(self._lens)
+    def columns(self) -> RouteColumns:
+        """Every captured decision of the batch as arrays, in (forward, layer, row, position)
+        order: one host copy per forward (all layers stacked), no per-token Python objects."""
+        lens = np.asarray(self._lens)
+        n_dec = np.zeros(len(lens), dtype=np.int64)
+        parts: list[tuple[np.ndarray, ...]] = []
         first_own = True
         for rows, per_layer in self._log:
-            host = {i: (idx.cpu().tolist(), w.float().cpu().tolist()) for i, (idx, w) in per_layer.items()}
-            if rows is None:  # the shared prefix, batch of one: every row shares it
-                for i, (idx, w) in sorted(host.items()):
-                    for r in range(len(self._lens)):
-                        out += [Route(r, p, "prompt", i, idx[p], w[p]) for p in range(len(idx))]
-                continue
-            for i, (idx, w) in sorted(host.items()):
-                t = len(idx) // len(rows)
-                for j, r in enumerate(rows):
-                    if first_own:
-                        own = self._lens[r] - self._n_shared
-                        for p in range(own):
-                            k = j * t + (t - own) + p
-                            out.append(Route(r, self._n_shared + p, "prompt", i, idx[k], w[k]))
-                    else:
-                        k = j * t + t - 1
-                        out.append(Route(r, self._lens[r] + n_dec[r], "generated", i, idx[k], w[k]))
-            if not first_own:
-                for r in rows:
-                    n_dec[r] += 1
-            first_own = False
-        return out
+            lays = sorted(per_layer)
+            idx = torch.stack([per_layer[i][0] for i in lays]).cpu().numpy()  # [L, tokens, k]
+            w = torch.stack([per_layer[i][1].float() for i in lays]).cpu().numpy()
+            for li, lay in enumerate(lays):
+                if rows is None:  # the shared prefix, batch of one: every row shares it
+                    n = idx.shape[1]
+                    r = np.repeat(np.arange(len(lens)), n)
+                    pos = np.tile(np.arange(n), len(lens))
+                    sel = pos
+                    gen = np.zeros(len(r), dtype=bool)
+                elif first_own:  # left-padded own parts: keep each row's last own_len tokens
+                    t = idx.shape[1] // len(rows)
+                    own = lens[rows] - self._n_shared
+                    r = np.repeat(rows, own)
+                    j = np.repeat(np.arange(len(rows)), own)
+                    off = np.concatenate([np.arange(o) for o in own]) if len(own) else np.zeros(0, dtype=np.int64)
+                    sel = j * t + (t - np.repeat(own, own)) + off
+                    pos = self._n_shared + off
+                    gen = np.zeros(len(r), dtype=bool)
+                else:  # one decode step: one token per row
+                    r = np.asarray(rows)
+                    sel = np.arange(len(rows))
+                    pos = lens[r] + n_dec[r]
+                    gen = np.ones(len(r), dtype=bool)
+                parts.append((r, pos, gen, np.full(len(r), lay), idx[li][sel], w[li][sel]))
+            if rows is not None and not first_own:
+                n_dec[rows] += 1
+            if rows is not None:
+                first_own = False
+        if not parts:
+            k = 0
+            return RouteColumns(*(np.zeros(0, dtype=np.int64) for _ in range(4)), np.zeros((0, k)), np.zeros((0, k)))
+        cat = [np.concatenate([p[i] for p in parts]) for i in range(6)]
+        return RouteColumns(cat[0], cat[1], cat[2].astype(bool), cat[3], cat[4], cat[5].astype(np.float32))
+
+    def routes(self) -> list[Route]:
+        """The same decisions as :class:`Route` objects (convenient for small checks)."""
+        c = self.columns()
+        return [Route(int(r), int(p), "generated" if g else "prompt", int(lay), e.tolist(), w.tolist())
+                for r, p, g, lay, e, w in zip(c.row, c.pos, c.generated, c.layer, c.experts, c.weights, strict=True)]  # fmt: skip
 
 
 def frequencies(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -188,3 +189,43 @@ def test_arith_branch_is_wired_and_a_model_with_no_correct_answer_is_one_clear_e
     log = (wd / "results" / "logs" / "neurons" / "tiny.log").read_text()
     assert "answered none of 4 problems correctly" in log
     assert not (wd / "results" / "arith" / "tiny" / "neurons.parquet").exists()
+
+
+EXPERT_RULES = {"expert_prompts", "train_moe", "expert_routes", "ftri", "expert_effects", "figure_experts"}
+
+
+def test_experts_branch_end_to_end_and_exact_staleness(workflow_copy: Path) -> None:
+    wd = workflow_copy
+    cfg = yaml.safe_load((wd / "config.yaml").read_text())
+    cfg["studies"] = ["experts"]
+    (wd / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    assert scheduled(wd) == EXPERT_RULES  # no prepare_model: the MoE is trained here
+    smk(wd)
+    res = wd / "results" / "experts" / "tiny-moe"
+    man = json.loads((wd / "resources" / "models" / "tiny-moe" / "manifest.json").read_text())
+    assert man["source"] == "train" and man["model_type"] == "olmoe" and len(man["sha256"]) == 64
+    routes = read_table(res / "routes.parquet").to_pandas()
+    assert set(routes["layer"]) == {0, 1} and (routes["experts"].map(len) == 2).all()
+    assert set(routes["phase"]) == {"prompt", "generated"}
+    assert read_meta(res / "routes.parquet")["extra"] == {"n_layers": 2, "n_experts": 4}
+    ftri = read_table(res / "ftri.parquet").to_pandas()
+    assert set(ftri["contrast"]) == {"all", "events", "instructions"} and len(ftri) == 3 * 2 * 4
+    runs = read_table(res / "runs.parquet").to_pandas()
+    assert {(c, m) for c, m in zip(runs["condition"], runs["mode"], strict=True)} == {
+        ("baseline", "none"), ("top", "off"), ("top", "on"), ("random", "off"), ("random", "on")}  # fmt: skip
+    assert set(runs[runs["condition"] == "random"]["seed"]) == {0, 1}
+    for fig in ("expert_map", "expert_switch", "expert_quality"):
+        assert (res / "figures" / f"{fig}.png").stat().st_size > 1000
+        assert (res / "figures" / f"{fig}.json").is_file()
+    assert scheduled(wd) == set()
+    edit(wd / "src" / "cotlens" / "plotting" / "experts.py")
+    assert scheduled(wd) == {"figure_experts"}
+    edit(wd / "src" / "cotlens" / "stages" / "ftri.py")
+    assert scheduled(wd) == {"ftri", "expert_effects", "figure_experts"}
+    edit(wd / "src" / "cotlens" / "experts.py")
+    assert scheduled(wd) == {"expert_routes", "ftri", "expert_effects", "figure_experts"}
+    smk(wd)
+    edit_config(wd, "experts", "k", [1])
+    assert scheduled(wd) == {"expert_effects", "figure_experts"}
+    edit(wd / "src" / "cotlens" / "prompts" / "moe.py")  # the training corpus: the model is retrained
+    assert scheduled(wd) == EXPERT_RULES

@@ -12,6 +12,9 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pyarrow as pa
+
 from cotlens import schemas
 from cotlens.errors import CotlensError
 from cotlens.experts import RouterCapture, n_experts
@@ -83,6 +86,10 @@ def _classifier(
     return (lambda q, r: bool(r.strip()) and judge.yes(moe.refusal_question(q, r))), name
 
 
+def _arrow(v: Any, typ: pa.DataType) -> pa.Array:
+    return v.cast(typ) if isinstance(v, pa.Array) else pa.array(v, type=typ)
+
+
 def run_routes(
     prompts: str | Path, model_dir: str | Path, routes_out: str | Path, responses_out: str | Path,
     cfg: Mapping[str, Any], runtime: Mapping[str, Any], threads: int = 1,
@@ -106,13 +113,19 @@ def run_routes(
 
             def dump(ids: list[list[int]], resp: list[list[int]]) -> None:
                 nonlocal done
-                cols: dict[str, list[Any]] = {f.name: [] for f in schemas.ROUTES}
-                for r in cap.routes():
-                    seq = ids[r.row] + resp[r.row]
-                    for k, v in zip(cols, (study[done + r.row]["prompt_id"], r.pos, r.phase, seq[r.pos], r.layer,
-                                           r.experts, r.weights), strict=True):  # fmt: skip
-                        cols[k].append(v)
-                writer.write(to_table(cols, schemas.ROUTES))
+                c = cap.columns()
+                pid = np.asarray([study[done + r]["prompt_id"] for r in range(len(ids))])
+                seqs = [a + b for a, b in zip(ids, resp, strict=True)]
+                k = c.experts.shape[1] if c.experts.ndim == 2 else 0
+                cols = {
+                    "prompt_id": pid[c.row], "pos": c.pos, "phase": np.where(c.generated, "generated", "prompt"),
+                    "token_id": np.asarray([seqs[r][p] for r, p in zip(c.row, c.pos, strict=True)], dtype=np.int32),
+                    "layer": c.layer.astype(np.int16),
+                    "experts": pa.FixedSizeListArray.from_arrays(pa.array(c.experts.astype(np.int16).ravel()), k),
+                    "weights": pa.FixedSizeListArray.from_arrays(pa.array(c.weights.ravel()), k),
+                }  # fmt: skip
+                writer.write(to_table({n: _arrow(v, schemas.ROUTES.field(n).type) for n, v in cols.items()},
+                                      schemas.ROUTES))  # fmt: skip
                 done += len(ids)
 
             answers = respond(lm, [r["question"] for r in study], cfg, capture=cap, after_batch=dump)
