@@ -108,6 +108,7 @@ def run_routes(
     )
     writer = ShardWriter(routes_out, schemas.ROUTES, meta, group_rows=65536)
     done = 0
+    prompt_len: list[int] = []
     try:
         with RouterCapture(lm.model, lm.adapter) as cap:
 
@@ -127,14 +128,14 @@ def run_routes(
                 writer.write(to_table({n: _arrow(v, schemas.ROUTES.field(n).type) for n, v in cols.items()},
                                       schemas.ROUTES))  # fmt: skip
                 done += len(ids)
+                prompt_len.extend(map(len, ids))
 
             answers = respond(lm, [r["question"] for r in study], cfg, capture=cap, after_batch=dump)
         classify, by = _classifier(judge_dir, judge_cache, runtime)
-        tok = lm.tokenizer
         cols: dict[str, list[Any]] = {f.name: [] for f in schemas.EXPERT_RESPONSES}
-        for row, (text, ids) in zip(study, answers, strict=True):
+        for row, (text, ids), plen in zip(study, answers, prompt_len, strict=True):
             vals = (row["prompt_id"], text, classify(row["question"], text), not text.strip(), by,
-                    len(tok(render(tok, row["question"]))["input_ids"]), len(ids))  # fmt: skip
+                    plen, len(ids))  # fmt: skip
             for k, v in zip(cols, vals, strict=True):
                 cols[k].append(v)
         write_table(to_table(cols, schemas.EXPERT_RESPONSES), responses_out, meta)
