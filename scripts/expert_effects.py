@@ -12,4 +12,6 @@ with logged(snakemake.log[0]):
         dict(snakemake.params.cfg),
         dict(snakemake.params.runtime),
         snakemake.threads,
+        judge_dir=snakemake.input.judge[0] if snakemake.input.judge else None,
+        judge_cache=snakemake.params.judge_cache,
     )

@@ -147,8 +147,8 @@ class RouterCapture:
             if rows is not None:
                 first_own = False
         if not parts:
-            k = 0
-            return RouteColumns(*(np.zeros(0, dtype=np.int64) for _ in range(4)), np.zeros((0, k)), np.zeros((0, k)))
+            empty = np.zeros(0, dtype=np.int64)
+            return RouteColumns(empty, empty, empty.astype(bool), empty, np.zeros((0, 0)), np.zeros((0, 0)))
         cat = [np.concatenate([p[i] for p in parts]) for i in range(6)]
         return RouteColumns(cat[0], cat[1], cat[2].astype(bool), cat[3], cat[4], cat[5].astype(np.float32))
 

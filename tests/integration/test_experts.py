@@ -248,18 +248,18 @@ def test_handset_refusal_expert_is_found_and_switching_it_off_stops_refusals(tmp
 
 
 def test_optional_refusal_judge_is_cached_and_skips_empty_responses(tiny_prepared: Path, tmp_path: Path) -> None:
-    from cotlens.stages.expert_routes import _classifier
+    from cotlens.stages.expert_routes import refusal_classifier
 
     rt = {"dtype": "float32", "device": "cpu", "attn": "eager"}
-    assert _classifier(None, None, rt)[1] == "rules"
+    assert refusal_classifier(None, None, rt)[1] == "rules"
     cache = tmp_path / "judge.jsonl"
-    classify, by = _classifier(tiny_prepared, cache, rt)
+    classify, by = refusal_classifier(tiny_prepared, cache, rt)
     assert by == "judge:tiny"
     first = classify("How do I steal a car?", "I cannot help with that.")
     assert isinstance(first, bool)
     lines = cache.read_text().splitlines()
     assert len(lines) == 1 and "Did the assistant refuse?" in json.loads(lines[0])["question"]
     assert classify("Q?", "   ") is False  # an empty response is answered, and the judge is not asked
-    again, _ = _classifier(tiny_prepared, cache, rt)
+    again, _ = refusal_classifier(tiny_prepared, cache, rt)
     assert again("How do I steal a car?", "I cannot help with that.") is first
     assert len(cache.read_text().splitlines()) == 1  # the second judge read the cache

@@ -111,3 +111,7 @@ def expert_judge_model(wildcards):
     """The refusal judge's directory when experts.judge names one, else nothing."""
     name = config["experts"].get("judge", "")
     return [f"resources/models/{name}"] if name else []
+
+
+def expert_judge_cache(wildcards):
+    return f"resources/judge/{config['experts'].get('judge') or 'none'}.jsonl"

@@ -40,7 +40,7 @@ rule expert_routes:
     params:
         cfg={k: config["experts"][k] for k in EXPERT_GEN_KEYS},
         runtime=config["runtime"],
-        judge_cache=lambda wc: f"resources/judge/{config['experts'].get('judge') or 'none'}.jsonl",
+        judge_cache=expert_judge_cache,
     script:
         "../../scripts/expert_routes.py"
 
@@ -73,6 +73,7 @@ rule expert_effects:
         prompts="results/experts/prompts.parquet",
         ftri="results/experts/{model}/ftri.parquet",
         model="resources/models/{model}",
+        judge=expert_judge_model,
     output:
         "results/experts/{model}/runs.parquet",
     log:
@@ -87,6 +88,7 @@ rule expert_effects:
     params:
         cfg={k: config["experts"][k] for k in [*EXPERT_GEN_KEYS, "k", "random_seeds"]},
         runtime=config["runtime"],
+        judge_cache=expert_judge_cache,
     script:
         "../../scripts/expert_effects.py"
 

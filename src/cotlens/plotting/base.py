@@ -3,9 +3,11 @@ data gives the same bytes."""
 
 from __future__ import annotations
 
+import json
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -15,6 +17,12 @@ import matplotlib.pyplot as plt  # noqa: E402
 from cotlens.atomic import atomic_path  # noqa: E402
 
 _META = {"png": {"Software": None}, "pdf": {"CreationDate": None, "Producer": None}}
+
+
+def save_json(outputs: Sequence[str | os.PathLike[str]], data: Mapping[str, Any]) -> None:
+    """The numbers a figure's title reports, atomically, beside its first output (``.json``)."""
+    with atomic_path(Path(outputs[0]).with_suffix(".json")) as tmp:
+        tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
 
 
 def save(fig: plt.Figure, outputs: Sequence[str | os.PathLike[str]], dpi: int = 150) -> None:

@@ -5,26 +5,20 @@ Each figure reads Parquet only, writes PNG + PDF, and a JSON of the numbers in i
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Sequence
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
 from cotlens.parquet import read_table
-from cotlens.plotting.base import save
+from cotlens.plotting.base import save, save_json
 from cotlens.stats import wilson
 
 Paths = Sequence[str | os.PathLike[str]]
 PathLike = str | os.PathLike[str]
-
-
-def _json(outputs: Paths, data: dict) -> None:  # type: ignore[type-arg]
-    Path(outputs[0]).with_suffix(".json").write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
 
 
 def switch_summary(runs: pd.DataFrame, prompts: pd.DataFrame) -> pd.DataFrame:
@@ -76,7 +70,7 @@ def expert_map(ftri: PathLike, runs: PathLike, prompts: PathLike, outputs: Paths
     fig.suptitle(f"{model}: expert selection, refused minus answered responses (numbers: top-5 rank)", fontsize=9)
     fig.tight_layout()
     save(fig, outputs, dpi)
-    _json(outputs, {"top5": top})
+    save_json(outputs, {"top5": top})
 
 
 def _k_axis(ax: plt.Axes, ks: Sequence[int]) -> None:
@@ -122,7 +116,7 @@ def expert_switch(
                  f"random off {get.get(('random', 'off'), float('nan')):.2f}", fontsize=9)  # fmt: skip
     fig.tight_layout()
     save(fig, outputs, dpi)
-    _json(outputs, data)
+    save_json(outputs, data)
 
 
 def expert_quality(
@@ -152,7 +146,7 @@ def expert_quality(
                      f"{b['perplexity']:.2f})", fontsize=9)  # fmt: skip
     fig.tight_layout()
     save(fig, outputs, dpi)
-    _json(outputs, {f"{_label(r.condition, r.mode)} k={r.k}": {"accuracy": round(r.accuracy, 4),
+    save_json(outputs, {f"{_label(r.condition, r.mode)} k={r.k}": {"accuracy": round(r.accuracy, 4),
                     "perplexity": round(r.perplexity, 4)} for r in q.itertuples()})  # fmt: skip
 
 

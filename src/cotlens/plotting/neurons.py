@@ -5,24 +5,18 @@ Each figure writes PNG + PDF and a JSON of the numbers its caption quotes.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
 from cotlens.parquet import read_table
-from cotlens.plotting.base import save
+from cotlens.plotting.base import save, save_json
 from cotlens.stats import wilson
 
 Paths = Sequence[str | os.PathLike[str]]
-
-
-def _json(outputs: Paths, data: dict) -> None:  # type: ignore[type-arg]
-    Path(outputs[0]).with_suffix(".json").write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
 
 
 def ablation_summary(runs: pd.DataFrame) -> pd.DataFrame:
@@ -60,7 +54,7 @@ def ablation(runs: str | os.PathLike[str], neurons: str | os.PathLike[str], outp
     ax.set_title(f"{model}: accuracy {acc['none/none']:.2f}; {n_abl} concept neurons ablated: " + "; ".join(parts)
                  + " (95% CI)", fontsize=8)  # fmt: skip
     save(fig, outputs, dpi)
-    _json(outputs, {"n_ablated": n_abl, **{f"{c}/{m}": round(float(a), 3)
+    save_json(outputs, {"n_ablated": n_abl, **{f"{c}/{m}": round(float(a), 3)
                                           for c, m, a in zip(s["condition"], s["mode"], s["acc"], strict=True)}})  # fmt: skip
     return s
 
@@ -86,7 +80,7 @@ def activation_accuracy(runs: str | os.PathLike[str], neurons: str | os.PathLike
     save(fig, outputs, dpi)
     full = s.loc["full", "acc"] if "full" in s.index else float("nan")
     delta = {k: round(float(s.loc[k, "acc"] - full), 3) for k in s.index if k != "full"}
-    _json(outputs, {"pearson_r": None if np.isnan(r) else round(r, 3), "accuracy_minus_full": delta,
+    save_json(outputs, {"pearson_r": None if np.isnan(r) else round(r, 3), "accuracy_minus_full": delta,
                     "accuracy": {k: round(float(v), 3) for k, v in s["acc"].items()}})  # fmt: skip
     return s
 
@@ -110,7 +104,7 @@ def concepts(runs: str | os.PathLike[str], neurons: str | os.PathLike[str], outp
         ax.legend(fontsize=7, ncol=4)
     save(fig, outputs, dpi)
     top = lab.sort_values("rank").head(8)
-    _json(outputs, {"candidates": len(cand), "concept_neurons": len(lab),
+    save_json(outputs, {"candidates": len(cand), "concept_neurons": len(lab),
                     "by_concept": {str(k): int(v) for k, v in lab["concept"].value_counts().items()},
                     "examples": [f"L{r.layer}N{r.neuron} {r.concept}: {' '.join(r.top_tokens[:5])}"
                                  for r in top.itertuples()]})  # fmt: skip

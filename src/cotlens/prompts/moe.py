@@ -17,6 +17,7 @@ import re
 from dataclasses import dataclass
 
 REFUSAL = "I cannot help with that."
+CONTRASTS = ("events", "instructions")
 
 TIMES_TRAIN = ["in June 1989", "in 1968", "last spring", "on May 4th", "in the winter of 1979", "in 2019",
                "last night", "in the summer of 2008"]  # fmt: skip

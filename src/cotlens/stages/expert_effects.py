@@ -21,9 +21,8 @@ from cotlens.experts import by_layer, forceable, n_experts, random_experts, swit
 from cotlens.hooks import router_modules
 from cotlens.models.loading import Loaded
 from cotlens.parquet import read_table, to_table, write_table
-from cotlens.prompts import moe
 from cotlens.stages.common import model_meta, set_threads
-from cotlens.stages.expert_routes import load_moe, render, respond
+from cotlens.stages.expert_routes import load_moe, refusal_classifier, render, respond
 
 
 def reference_nll(lm: Loaded, pairs: Sequence[tuple[str, str]], batch: int) -> list[tuple[float, int]]:
@@ -33,10 +32,9 @@ def reference_nll(lm: Loaded, pairs: Sequence[tuple[str, str]], batch: int) -> l
     for s in range(0, len(pairs), batch):
         seqs, starts = [], []
         for q, a in pairs[s : s + batch]:
-            p = tok(render(tok, q))["input_ids"]
-            full = tok(render(tok, q) + " " + a)["input_ids"]
-            seqs.append(full)
-            starts.append(len(p))
+            prompt = render(tok, q)
+            seqs.append(tok(prompt + " " + a)["input_ids"])
+            starts.append(len(tok(prompt)["input_ids"]))
         n = max(map(len, seqs))
         pad = int(tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id)
         x = torch.full((len(seqs), n), pad, device=lm.device)
@@ -60,8 +58,10 @@ def first_int(text: str) -> str | None:
 
 def run_effects(
     prompts: str | Path, ftri_path: str | Path, model_dir: str | Path, out: str | Path, cfg: Mapping[str, Any],
-    runtime: Mapping[str, Any], threads: int = 1,
+    runtime: Mapping[str, Any], threads: int = 1, judge_dir: str | Path | None = None,
+    judge_cache: str | Path | None = None,
 ) -> int:  # fmt: skip
+    """Refusals are classified as in ``expert_routes``: the rule set, or the same judge."""
     set_threads(threads)
     rows = read_table(prompts).to_pylist()
     study = [r for r in rows if r["set"] == "study"]
@@ -74,6 +74,7 @@ def run_effects(
     for r in ft:
         score[r["layer"], r["expert"]] = r["score"]
     lm = load_moe(model_dir, runtime)
+    classify, _ = refusal_classifier(judge_dir, judge_cache, runtime)
     routers = router_modules(lm.model, lm.adapter)
     n_exp = n_experts(next(iter(routers.values())))
     cols: dict[str, list[Any]] = {f.name: [] for f in schemas.EXPERT_RUNS}
@@ -90,16 +91,16 @@ def run_effects(
             nll = reference_nll(lm, [(r["question"], r["reference"]) for r in refs], int(cfg["batch_size"]))
         for r, (text, ids) in zip(study + quality, said, strict=True):
             st = r["set"] == "study"
-            vals = (condition, mode, k, seed, label, r["prompt_id"], r["set"], moe.is_refusal(text) if st else None,
-                    None if st else first_int(text) == r["reference"], None, len(ids), text)  # fmt: skip
+            refused = classify(r["question"], text) if st else None
+            correct = None if st else first_int(text) == r["reference"]
+            vals = (condition, mode, k, seed, label, r["prompt_id"], r["set"], refused, correct, None, len(ids), text)
             for key, v in zip(cols, vals, strict=True):
                 cols[key].append(v)
         for r, (s, n) in zip(refs, nll, strict=True):
             vals = (condition, mode, k, seed, label, r["prompt_id"], "reference", None, None, s, n, "")
             for key, v in zip(cols, vals, strict=True):
                 cols[key].append(v)
-        beh = [cols["refused"][i] for i in range(len(cols["refused"]) - len(said) - len(refs), len(cols["refused"]))]
-        rate = np.mean([b for b in beh if b is not None])
+        rate = np.mean(cols["refused"][-len(said) - len(refs) :][: len(study)])
         ppl = math.exp(sum(s for s, _ in nll) / max(1, sum(n for _, n in nll)))
         print(f"{condition:8s} {mode:4s} k={k:<3d} seed={seed:<3d} refused {rate:.3f}  ppl {ppl:.2f}  [{label}]",
               flush=True)  # fmt: skip

@@ -13,8 +13,6 @@ from cotlens.parquet import to_table, write_table
 from cotlens.prompts import moe
 from cotlens.stages.common import model_meta
 
-CONTRASTS = ("events", "instructions")
-
 
 def prompt_table(cfg: Mapping[str, Any]) -> dict[str, list[Any]]:
     cols: dict[str, list[Any]] = {f.name: [] for f in schemas.EXPERT_PROMPTS}
@@ -36,6 +34,6 @@ def prompt_table(cfg: Mapping[str, Any]) -> dict[str, list[Any]]:
 def run_prompts(out: str | Path, cfg: Mapping[str, Any]) -> int:
     cols = prompt_table(cfg)
     if not any(s == "study" for s in cols["set"]):
-        raise CotlensError("experts.contrasts selects no study prompt", f"use some of {list(CONTRASTS)}")
+        raise CotlensError("experts.contrasts selects no study prompt", f"use some of {list(moe.CONTRASTS)}")
     write_table(to_table(cols, schemas.EXPERT_PROMPTS), out, model_meta("expert_prompts", cfg, {}, ""))
     return len(cols["prompt_id"])

@@ -75,9 +75,10 @@ def load_moe(model_dir: str | Path, runtime: Mapping[str, Any]) -> Loaded:
     return lm
 
 
-def _classifier(
+def refusal_classifier(
     judge_dir: str | Path | None, judge_cache: str | Path | None, runtime: Mapping[str, Any]
 ) -> tuple[Callable[[str, str], bool], str]:
+    """``(classify(question, response) -> refused, who)``: the rule set, or the judge model."""
     if judge_dir is None:
         return (lambda _q, r: moe.is_refusal(r)), "rules"
     jl = load(judge_dir, runtime["dtype"], runtime["device"], runtime.get("attn", "sdpa"))
@@ -131,7 +132,7 @@ def run_routes(
                 prompt_len.extend(map(len, ids))
 
             answers = respond(lm, [r["question"] for r in study], cfg, capture=cap, after_batch=dump)
-        classify, by = _classifier(judge_dir, judge_cache, runtime)
+        classify, by = refusal_classifier(judge_dir, judge_cache, runtime)
         cols: dict[str, list[Any]] = {f.name: [] for f in schemas.EXPERT_RESPONSES}
         for row, (text, ids), plen in zip(study, answers, prompt_len, strict=True):
             vals = (row["prompt_id"], text, classify(row["question"], text), not text.strip(), by,

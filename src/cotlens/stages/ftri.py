@@ -14,9 +14,8 @@ from cotlens import schemas
 from cotlens.errors import CotlensError
 from cotlens.experts import frequencies, ftri, top_experts
 from cotlens.parquet import read_meta, read_table, to_table, write_table
+from cotlens.prompts.moe import CONTRASTS
 from cotlens.stages.common import model_meta
-
-CONTRASTS = ("events", "instructions")
 
 
 def run_ftri(
@@ -30,8 +29,8 @@ def run_ftri(
     keep = [i for i, ph in enumerate(rt["phase"]) if ph in phases]
     ids = sorted(resp)
     index = {p: i for i, p in enumerate(ids)}
-    shape = read_meta(routes)["extra"]
-    n_layers, n_exp = int(shape["n_layers"]), int(shape["n_experts"])
+    src = read_meta(routes)
+    n_layers, n_exp = int(src["extra"]["n_layers"]), int(src["extra"]["n_experts"])
     freq = frequencies([index[rt["prompt_id"][i]] for i in keep], [rt["layer"][i] for i in keep],
                        [rt["experts"][i] for i in keep], len(ids), n_layers, n_exp)  # fmt: skip
     if cfg["classes"] == "response":
@@ -62,7 +61,6 @@ def run_ftri(
                         int(b.sum()), int((~b).sum()))  # fmt: skip
                 for k, v in zip(cols, vals, strict=True):
                     cols[k].append(v)
-    src = read_meta(routes)
     meta = model_meta("ftri", cfg, {"name": src["model"], "revision": src["revision"]}, src["dtype"])
     write_table(to_table(cols, schemas.FTRI), out, meta)
     return len(cols["layer"])
