@@ -25,6 +25,10 @@ include: "workflow/rules/neurons.smk"
 include: "workflow/rules/experts.smk"
 
 
+localrules:
+    all,
+
+
 rule all:
     default_target: True
     input:

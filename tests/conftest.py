@@ -3,9 +3,12 @@ workflow, so tests never touch the repository's own results or file times."""
 
 from __future__ import annotations
 
+import copy
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -85,12 +88,13 @@ TINY_CONFIG = {
 }  # fmt: skip
 
 
-@pytest.fixture
-def workflow_copy(tmp_path: Path, tiny_model_src: Path) -> Path:
-    """The workflow files in a scratch directory, configured for the tiny model."""
+def copy_workflow(dest: Path, tiny_model_src: Path, **overrides: object) -> Path:
+    """The workflow files in ``dest``, configured for the tiny models (``overrides``
+    replace top-level config sections)."""
+    dest.mkdir(parents=True, exist_ok=True)
     for item in ("Snakefile", "workflow", "scripts", "src", "envs"):
         src = ROOT / item
-        (shutil.copytree if src.is_dir() else shutil.copy2)(src, tmp_path / item)
+        (shutil.copytree if src.is_dir() else shutil.copy2)(src, dest / item)
     cfg = yaml.safe_load((ROOT / "config.yaml").read_text())
     cfg.update(TINY_CONFIG)
     cfg["models"] = {
@@ -98,5 +102,23 @@ def workflow_copy(tmp_path: Path, tiny_model_src: Path) -> Path:
         "tiny-moe": {"source": "train", "family": "olmoe", "layers": 2, "d_model": 32, "heads": 2, "kv_heads": 1,
                      "d_expert": 32, "experts": 4, "top_k": 2, "vocab_size": 300, "steps": 20, "batch_size": 8},
     }  # fmt: skip
-    (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
-    return tmp_path
+    cfg.update(overrides)
+    (dest / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return dest
+
+
+@pytest.fixture(scope="session")
+def make_workflow(tiny_model_src: Path) -> Callable[..., Path]:
+    """``make_workflow(dest, **overrides)``: a configured copy of the workflow (see ``copy_workflow``)."""
+    return lambda dest, **overrides: copy_workflow(dest, tiny_model_src, **overrides)
+
+
+@pytest.fixture(scope="session")
+def tiny_config() -> dict[str, Any]:
+    return copy.deepcopy(TINY_CONFIG)
+
+
+@pytest.fixture
+def workflow_copy(tmp_path: Path, tiny_model_src: Path) -> Path:
+    """The workflow files in a scratch directory, configured for the tiny model."""
+    return copy_workflow(tmp_path, tiny_model_src)

@@ -40,6 +40,16 @@ SAMPLES = pa.schema(
     ]
 )
 
+# One shard of the sample stage (``<samples>.partial/``): one batch's generations.
+SAMPLE_SHARD = pa.schema(
+    [
+        ("prompt_idx", pa.int32()),  # row of prompts.parquet
+        ("sample_idx", pa.int16()),
+        ("token_ids", pa.list_(pa.int32())),
+        ("stop_reason", pa.string()),
+    ]
+)
+
 
 def activations(d_model: int, d_heads: int, d_mlp: int | None) -> pa.Schema:
     """One row per (prompt, sample, position, layer); vectors are float32 bytes.

@@ -1,3 +1,4 @@
+import os
 import re
 import sys
 from pathlib import Path
@@ -5,6 +6,12 @@ from pathlib import Path
 SRC = Path(workflow.basedir) / "src"
 SCRIPTS = Path(workflow.basedir) / "scripts"
 sys.path.insert(0, str(SRC))
+# Scripts import cotlens from this checkout in every environment (venv, --sdm conda, a
+# SLURM job): the job's Snakemake reads this file again and its scripts inherit the path.
+_paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    [str(SRC)] + [p for p in _paths if p != str(SRC)]
+)
 
 from cotlens.codedeps import module_closure
 from cotlens.errors import CotlensError

@@ -1,4 +1,8 @@
-"""Stage ``sample``: CoT generation, answer/step parsing and scoring."""
+"""Stage ``sample``: CoT generation, answer/step parsing and scoring.
+
+Generation is resumable (``cotlens.shards``): each batch is one shard of generated token
+ids, with its own random generator seeded from (seed, batch index), so a rerun after a
+crash generates only the missing batches and gives the same bytes."""
 
 from __future__ import annotations
 
@@ -12,8 +16,9 @@ from cotlens import parsing, schemas
 from cotlens.errors import CotlensError
 from cotlens.models.loading import load
 from cotlens.parquet import read_table, to_table, write_table
-from cotlens.sampling import SampleConfig, generate_batch
-from cotlens.stages.common import model_meta, set_threads
+from cotlens.sampling import Generation, SampleConfig, generate_batch
+from cotlens.shards import Shards
+from cotlens.stages.common import file_digest, model_meta, set_threads
 
 
 def token_char_ends(tok: Any, ids: Sequence[int]) -> list[int]:
@@ -62,15 +67,25 @@ def run(
             return None
         return "delimiter" if parsing.cut_point(text) < len(text) else "answer"
 
-    gen = torch.Generator().manual_seed(sc.seed)
+    batches = [jobs[b : b + sc.batch_size] for b in range(0, len(jobs), sc.batch_size)]
+    upstream = file_digest(prompts, Path(model_dir) / "manifest.json")
+    key_cfg = {**dict(cfg), "_upstream": upstream, "_runtime": dict(runtime)}
+    shards = Shards(out, "sample", model_meta("sample", key_cfg, lm.manifest, lm.dtype), len(batches))
     results: dict[tuple[int, int], Any] = {}
-    for b in range(0, len(jobs), sc.batch_size):
-        batch = jobs[b : b + sc.batch_size]
-        outs = generate_batch(
-            lm.model, [enc[i] for i, _ in batch], sc, int(tok.pad_token_id), eos, stop, lm.device, gen
-        )
-        results.update(zip(batch, outs, strict=True))
-        print(f"sampled {len(results)}/{len(jobs)}", flush=True)
+    for k, batch in enumerate(batches):
+        if not shards.done(k):
+            gen = torch.Generator().manual_seed(sc.seed * 1_000_003 + k)  # per batch: resumable
+            outs = generate_batch(
+                lm.model, [enc[i] for i, _ in batch], sc, int(tok.pad_token_id), eos, stop, lm.device, gen
+            )
+            shard = {
+                "prompt_idx": [i for i, _ in batch], "sample_idx": [s for _, s in batch],
+                "token_ids": [g.token_ids for g in outs], "stop_reason": [g.stop_reason for g in outs],
+            }  # fmt: skip
+            shards.write(k, to_table(shard, schemas.SAMPLE_SHARD))
+        for r in shards.read(k).to_pylist():
+            results[(r["prompt_idx"], r["sample_idx"])] = Generation(r["token_ids"], r["stop_reason"])
+    print(shards.summary(), flush=True)
 
     cols: dict[str, list[Any]] = {f.name: [] for f in schemas.SAMPLES}
     for i, s in sorted(results):
@@ -90,4 +105,5 @@ def run(
             cols[k].append(v)
     meta = model_meta("sample", cfg, lm.manifest, lm.dtype)
     write_table(to_table(cols, schemas.SAMPLES), out, meta)
+    shards.discard()
     return len(results)

@@ -1,0 +1,71 @@
+"""kill -9 in the middle of the sample, extract and patch stages; the rerun resumes from
+the finished shards and ends with the same bytes as an uninterrupted run."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from dag import differences, digests, smk, snakemake_cmd
+
+from cotlens.shards import HOLD_ENV
+
+pytestmark = pytest.mark.acceptance
+
+RES = Path("results/prontoqa/tiny")
+# stage, its shard directory, its final output, and how many shards it has in this config
+KILLS = [
+    ("sample", "samples.parquet.partial", "samples.parquet", 2),
+    ("extract", "activations.partial", "activations", 3),
+    ("patch", "patching.parquet.partial", "patching.parquet", 3),
+]
+
+
+def run_until_held(wd: Path, stage: str, target: Path, marker: Path, timeout: float = 600) -> None:
+    """Start the DAG up to ``target``, wait until ``stage`` has committed its first shard,
+    then SIGKILL Snakemake and everything it started (its whole session)."""
+    env = {**os.environ, HOLD_ENV: f"{stage}:1:{marker}"}
+    proc = subprocess.Popen(
+        snakemake_cmd(wd, "--cores", "2", "--rerun-incomplete", str(target)), cwd=wd, env=env, start_new_session=True,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + timeout
+    while not marker.exists():
+        if proc.poll() is not None:
+            raise AssertionError(
+                f"the run ended (rc {proc.returncode}) before {stage} held:\n{proc.stdout.read()[-4000:]}"
+            )  # type: ignore[union-attr]
+        if time.monotonic() > deadline:
+            os.killpg(proc.pid, signal.SIGKILL)
+            raise AssertionError(f"{stage} did not reach its first shard in {timeout} s")
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+
+
+def test_kill9_in_each_long_stage_resumes_to_identical_bytes(accept_copy: Path, reference: dict[str, str]) -> None:
+    wd = accept_copy
+    for stage, partial, final, _ in KILLS:
+        run_until_held(wd, stage, RES / final, wd / f"held-{stage}")
+        shards = sorted(p.name for p in (wd / RES / partial).glob("part-*.parquet"))
+        assert shards == ["part-00000.parquet"], shards  # one finished shard, nothing else
+        assert not (wd / RES / final).exists()  # nothing looks complete
+        assert not list((wd / RES).glob(".tmp-*"))
+        smk(wd, "--unlock")  # what a user does after a killed run
+    out = smk(wd, "--cores", "2", "--rerun-incomplete")
+    assert "Finished job" in out or "steps (100%) done" in out
+    for stage, _, _, n in KILLS:
+        log = (wd / "results" / "logs" / stage / "tiny.log").read_text()
+        m = re.search(rf"{stage}: (\d+) shards, (\d+) reused from an interrupted run, (\d+) computed", log)
+        assert m, log[-2000:]
+        assert (int(m[1]), int(m[2]), int(m[3])) == (n, 1, n - 1)  # the killed run's shard was not redone
+    for _, partial, _, _ in KILLS:
+        assert not (wd / RES / partial).exists()
+    assert not list((wd / "results").rglob(".tmp-*"))
+    assert differences(digests(wd), reference) == []
