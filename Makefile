@@ -29,7 +29,17 @@ report: $(STAMP)
 dry: $(STAMP)
 	$(SMK) -n
 
-test: $(STAMP)
+# tests/acceptance/test_slurm.py runs a real one-node SLURM: the Debian packages slurm-wlm
+# and munge, installed here when make runs as root (as CI does).
+SLURM_TOOLS := /usr/sbin/slurmctld /usr/sbin/munged
+$(SLURM_TOOLS):
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get install -y -q slurm-wlm munge >/dev/null || \
+	  { apt-get update -q >/dev/null && apt-get install -y -q slurm-wlm munge >/dev/null; }; \
+	else echo "the SLURM test needs slurm-wlm and munge: sudo apt-get install slurm-wlm munge"; fi
+
+test: $(STAMP) $(SLURM_TOOLS)
 	$(BIN)/pytest tests
 
 lint: $(STAMP)

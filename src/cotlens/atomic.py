@@ -1,17 +1,39 @@
 """Atomic outputs: write into a temporary sibling, then rename into place.
 
 A reader (or Snakemake) never sees a half-written file under its final name: an
-interrupted write leaves only a ``.tmp-*`` sibling, which is removed on error.
+interrupted write leaves only a ``.tmp-*`` sibling, which is removed on error. A full
+disk or a read-only / unwritable directory becomes one ``CotlensError`` that names the
+output and what to do.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+from cotlens.errors import CotlensError
+
+_FIXES = {
+    errno.ENOSPC: "free space on that file system (or point the results directory elsewhere), then rerun",
+    errno.EDQUOT: "free space within your disk quota, then rerun",
+    errno.EROFS: "the file system is read-only: run the workflow in a writable directory",
+    errno.EACCES: "make the directory writable for this user, or run the workflow elsewhere",
+    errno.EPERM: "make the directory writable for this user, or run the workflow elsewhere",
+}
+
+
+def explain(e: BaseException, final: Path) -> BaseException:
+    """A user-facing error for an OS write failure (disk full, read-only, no permission)."""
+    if isinstance(e, OSError) and e.errno in _FIXES:
+        err = CotlensError(f"cannot write {final}: {os.strerror(e.errno)}", _FIXES[e.errno])
+        err.__cause__ = e
+        return err
+    return e
 
 
 def _umask() -> int:
@@ -37,30 +59,42 @@ def _tmp_sibling(path: Path, is_dir: bool) -> Path:
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary file path; on success fsync and rename it to ``path``."""
     final = Path(path)
-    tmp = _tmp_sibling(final, is_dir=False)
+    try:
+        tmp = _tmp_sibling(final, is_dir=False)
+    except OSError as e:
+        raise explain(e, final) from e
     try:
         yield tmp
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, final)
-    except BaseException:
+    except BaseException as e:
         tmp.unlink(missing_ok=True)
-        raise
+        err = explain(e, final)
+        if err is e:
+            raise
+        raise err from e
 
 
 @contextlib.contextmanager
 def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary directory; on success replace ``path`` with it."""
     final = Path(path)
-    tmp = _tmp_sibling(final, is_dir=True)
+    try:
+        tmp = _tmp_sibling(final, is_dir=True)
+    except OSError as e:
+        raise explain(e, final) from e
     try:
         yield tmp
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        err = explain(e, final)
+        if err is e:
+            raise
+        raise err from e
 
 
 def write_text(path: str | os.PathLike[str], text: str) -> None:

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from cotlens.atomic import explain
 from cotlens.parquet import RunMeta, read_meta, read_table, write_table
 
 HOLD_ENV = "COTLENS_TEST_HOLD"
@@ -38,7 +39,10 @@ class Shards:
         self.stage, self.meta, self.n, self.prefix = stage, meta, n, prefix
         self.reused = 0
         self.computed = 0
-        self.dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise explain(e, self.dir) from e
 
     def path(self, k: int) -> Path:
         return self.dir / f"{self.prefix}-{k:05d}.parquet"

@@ -35,7 +35,7 @@ def test_empty_prompt_set_is_one_clear_error(tmp_path: Path, tiny_prepared: Path
     write_table(to_table({f.name: [] for f in schemas.PROMPTS}, schemas.PROMPTS), empty, RunMeta("prompts", "x"))
     with pytest.raises(CotlensError, match="prompt set .* is empty"):
         sample.run(empty, tiny_prepared, tmp_path / "s.parquet", {"max_new_tokens": 4, "batch_size": 2}, RT)
-    assert not (tmp_path / "s.parquet").exists()
+    assert not (tmp_path / "s.parquet").exists() and not (tmp_path / "s.parquet.partial").exists()
 
 
 def test_extract_resumes_finished_shards_and_matches_uninterrupted(

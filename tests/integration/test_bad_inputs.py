@@ -1,0 +1,139 @@
+"""Bad inputs the table in docs/bad-inputs.md lists (the rest of its rows are tested in
+test_workflow.py, test_stages.py and unit/test_models.py): each gives one CotlensError
+that names the input and what to do, and leaves nothing that looks complete."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from cotlens.errors import CotlensError
+from cotlens.models.prepare import prepare
+from cotlens.models.registry import resolve
+from cotlens.parquet import read_table
+from cotlens.stages import extract, prompts, sample
+
+pytestmark = pytest.mark.integration
+
+PCFG = {"seed": 1, "n_per_cell": 1, "hops": [1, 2, 3], "ontologies": ["fictional"], "distractors": ["none", "relevant"],
+        "negation": [False, True], "n_shots": 1}  # fmt: skip
+RT = {"dtype": "float32", "device": "cpu", "attn": "sdpa"}
+SMALL_KB = 24  # room for some of the tiny model's activation shards, not all
+ECFG = {"positions": ["last_prompt", "step_end", "answer"], "mlp": True, "batch_size": 2, "shard_size": 2}
+
+
+@contextlib.contextmanager
+def tmpfs(path: Path, size_kb: int, readonly: bool = False) -> Iterator[Path]:
+    """A small (or read-only) file system mounted at ``path`` (needs root, as CI has)."""
+    if os.geteuid() != 0:
+        pytest.fail("mounting a small tmpfs needs root: run the tests as root (CI does)")
+    path.mkdir(parents=True, exist_ok=True)
+    opts = f"size={size_kb}k" + (",ro" if readonly else "")
+    res = subprocess.run(["mount", "-t", "tmpfs", "-o", opts, "tmpfs", str(path)], capture_output=True, text=True)
+    if res.returncode != 0:
+        pytest.fail(f"cannot mount a tmpfs at {path}: {res.stderr.strip()}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=True)
+
+
+def leftovers(d: Path) -> list[str]:
+    """Temp files and anything named like a finished output."""
+    return sorted(str(p.relative_to(d)) for p in d.rglob("*") if p.name.startswith(".tmp-") or p.suffix == ".parquet")
+
+
+@pytest.fixture(scope="module")
+def samples(tmp_path_factory: pytest.TempPathFactory, tiny_prepared: Path) -> Path:
+    d = tmp_path_factory.mktemp("samples")
+    prompts.run(PCFG, d / "prompts.parquet")
+    sample.run(d / "prompts.parquet", tiny_prepared, d / "samples.parquet", {"max_new_tokens": 12, "batch_size": 4}, RT)
+    return d / "samples.parquet"
+
+
+def test_safetensors_with_wrong_shapes_is_refused_by_prepare(tmp_path: Path, tiny_model_src: Path) -> None:
+    src = tmp_path / "model"
+    shutil.copytree(tiny_model_src, src)
+    f = next(src.glob("*.safetensors"))
+    sd = load_file(f)
+    k = next(k for k in sd if k.endswith("self_attn.q_proj.weight"))
+    sd[k] = torch.zeros(sd[k].shape[0] + 8, sd[k].shape[1])
+    save_file(sd, f, metadata={"format": "pt"})
+    with pytest.raises(CotlensError, match=rf"tensor {k} has shape \[72, 64\].*implies \[64, 64\]") as e:
+        prepare(resolve("m", {"m": {"source": "local", "path": str(src)}}), tmp_path / "out" / "m")
+    assert "use the config.json that came with them" in str(e.value)
+    assert not (tmp_path / "out" / "m").exists() and leftovers(tmp_path / "out") == []
+
+
+def test_non_finite_activations_stop_extract_and_nothing_is_written(
+    tmp_path: Path, tiny_model_src: Path, samples: Path
+) -> None:
+    src = tmp_path / "model"
+    shutil.copytree(tiny_model_src, src)
+    f = next(src.glob("*.safetensors"))
+    sd = load_file(f)
+    sd["model.layers.1.mlp.down_proj.weight"][0, 0] = float("inf")  # inf * 0 -> NaN downstream
+    save_file(sd, f, metadata={"format": "pt"})
+    prepared = tmp_path / "prepared"
+    prepare(resolve("m", {"m": {"source": "local", "path": str(src)}}), prepared)
+    out = tmp_path / "res" / "activations"
+    with pytest.raises(CotlensError, match=r"non-finite values in resid activations \(prompt ids \[") as e:
+        extract.run(samples, prepared, out, ECFG, RT)
+    assert "nothing was written" in str(e.value)
+    assert not out.exists()
+    assert leftovers(tmp_path / "res") == []  # not one shard: the first batch already failed
+
+
+def test_full_disk_is_one_clear_error_then_the_rerun_resumes(
+    tmp_path: Path, tiny_prepared: Path, samples: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with tmpfs(tmp_path / "small", SMALL_KB) as fs:
+        out = fs / "activations"
+        with pytest.raises(
+            CotlensError, match=rf"cannot write {fs}/activations.partial/part-\d+.parquet: No space"
+        ) as e:
+            extract.run(samples, tiny_prepared, out, ECFG, RT)
+        assert "free space" in str(e.value)
+        assert not out.exists()
+        kept = sorted((fs / "activations.partial").iterdir())
+        assert kept and all(p.name.startswith("part-") for p in kept)  # no temp file
+        for p in kept:
+            assert read_table(p).num_rows > 0  # each one complete and readable
+        # space freed (the file system grown): the rerun keeps those shards and finishes
+        subprocess.run(["mount", "-o", "remount,size=16m", str(fs)], check=True)
+        capsys.readouterr()
+        extract.run(samples, tiny_prepared, out, ECFG, RT)
+        assert f"{len(kept)} reused from an interrupted run" in capsys.readouterr().out
+        assert read_table(out).num_rows > 0 and not (fs / "activations.partial").exists()
+
+
+def test_read_only_results_directory_is_one_clear_error(tmp_path: Path, tiny_prepared: Path, samples: Path) -> None:
+    with tmpfs(tmp_path / "ro", 1024, readonly=True) as fs:
+        with pytest.raises(CotlensError, match=rf"cannot write {fs}/activations.partial: Read-only file system"):
+            extract.run(samples, tiny_prepared, fs / "activations", ECFG, RT)
+        with pytest.raises(CotlensError, match=rf"cannot write {fs}/prompts.parquet: Read-only file system") as e:
+            prompts.run(PCFG, fs / "prompts.parquet")
+        assert "writable directory" in str(e.value)
+        assert list(fs.iterdir()) == []
+
+
+def test_read_only_results_directory_stops_the_workflow_before_any_stage(workflow_copy: Path) -> None:
+    with tmpfs(workflow_copy / "results", 1024, readonly=True):
+        res = subprocess.run(
+            [sys.executable, "-m", "snakemake", "--cores", "1", "results/prontoqa/prompts.parquet"],
+            cwd=workflow_copy, env={**os.environ, "PYTHONPATH": str(workflow_copy / "src")}, capture_output=True,
+            text=True, timeout=300,
+        )  # fmt: skip
+        out = res.stdout + res.stderr
+        assert res.returncode != 0
+        assert "Failed to create output directory results/prontoqa" in out and "Read-only file system" in out
+        assert list((workflow_copy / "results").iterdir()) == []
