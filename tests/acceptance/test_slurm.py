@@ -21,34 +21,6 @@ ROOT = Path(__file__).resolve().parents[2]
 PROFILE = ROOT / "workflow" / "profiles" / "slurm" / "config.yaml"
 
 
-def model_rules() -> set[str]:
-    """Rules that load a model (their input names resources/models/{model})."""
-    out = set()
-    for f in (ROOT / "workflow" / "rules").glob("*.smk"):
-        for block in re.split(r"^rule ", f.read_text(), flags=re.M)[1:]:
-            if 'model="resources/models/{model}"' in block:
-                out.add(block.split(":", 1)[0])
-    return out
-
-
-def all_rules() -> set[str]:
-    return {
-        m.group(1) for f in (ROOT / "workflow" / "rules").glob("*.smk") for m in re.finditer(r"^rule (\w+):", f.read_text(), re.M)
-    }  # fmt: skip
-
-
-def test_the_slurm_profile_gives_every_rule_resources_and_gpus_only_to_model_stages() -> None:
-    prof = yaml.safe_load(PROFILE.read_text())
-    res = prof["set-resources"]
-    assert set(res) == all_rules()  # a new rule must get cluster resources
-    for rule, r in res.items():
-        assert {"mem_mb", "runtime", "cpus_per_task"} <= set(r), rule
-        assert ("gpu" in r) == (rule in model_rules()), rule
-    assert model_rules() >= {"sample", "extract", "patch", "digits", "expert_routes"}
-    assert prof["default-resources"]["slurm_partition"] == "$COTLENS_SLURM_PARTITION"
-    assert prof["executor"] == "slurm"
-
-
 def fitted_profile(prof: dict[str, Any], cpus: int, logdir: Path) -> dict[str, Any]:
     """The repository's SLURM profile, fitted to the one-node test cluster: its partition,
     no account, no GPUs, at most the node's CPUs, small memory, fast status checks."""

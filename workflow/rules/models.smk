@@ -10,7 +10,7 @@ rule prepare_model:
     wildcard_constraints:
         model=alternation(PREPARED),
     conda:
-        "../../envs/cuda.yaml"
+        "../../envs/cpu.yaml"
     threads: 2
     resources:
         mem_mb=16000,
