@@ -15,11 +15,13 @@ once ``n`` shards of this run are committed, so a test can kill -9 it at a known
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 
@@ -100,6 +102,24 @@ class Shards:
     def discard(self) -> None:
         """The final output is written: the shards are no longer needed."""
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def file_digest(*paths: str | Path) -> str:
+    """Content hash of upstream files (the resume key of sharded outputs)."""
+    h = hashlib.sha256()
+    for p in paths:
+        h.update(Path(p).read_bytes())
+    return h.hexdigest()[:16]
+
+
+def resume_key(cfg: Mapping[str, Any], runtime: Mapping[str, Any], *upstream: str | Path) -> dict[str, Any]:
+    """What a resumable stage's shards depend on: its config, the runtime with the device
+    it resolves to (a retry on another kind of node must not mix shards), and the bytes
+    of its upstream files (the model manifest among them)."""
+    from cotlens.models.loading import pick_device
+
+    device = str(pick_device(str(runtime.get("device", "auto"))).type)
+    return {**dict(cfg), "_runtime": {**dict(runtime), "resolved_device": device}, "_upstream": file_digest(*upstream)}
 
 
 def hold(stage: str, n_done: int) -> None:

@@ -8,9 +8,10 @@ SCRIPTS = Path(workflow.basedir) / "scripts"
 sys.path.insert(0, str(SRC))
 # Scripts import cotlens from this checkout in every environment (venv, --sdm conda, a
 # SLURM job): the job's Snakemake reads this file again and its scripts inherit the path.
+# (Set here, not required from the user, so there is nothing for `envvars:` to assert.)
 _paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
-os.environ["PYTHONPATH"] = os.pathsep.join(
-    [str(SRC)] + [p for p in _paths if p != str(SRC)]
+os.environ.update(
+    PYTHONPATH=os.pathsep.join([str(SRC)] + [p for p in _paths if p != str(SRC)])
 )
 
 from cotlens.codedeps import module_closure

@@ -2,20 +2,10 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from cotlens.parquet import RunMeta, config_hash
-
-
-def file_digest(*paths: str | Path) -> str:
-    """Content hash of upstream files (the resume key of sharded outputs)."""
-    h = hashlib.sha256()
-    for p in paths:
-        h.update(Path(p).read_bytes())
-    return h.hexdigest()[:16]
 
 
 def model_meta(stage: str, cfg: Mapping[str, Any], manifest: Mapping[str, Any], dtype: str, **extra: Any) -> RunMeta:

@@ -16,8 +16,8 @@ from typing import Any
 from cotlens.extract import ExtractConfig, SampleRow, activation_schema, extract_batch
 from cotlens.models.loading import load, read_manifest
 from cotlens.parquet import ShardWriter, read_table
-from cotlens.shards import Shards
-from cotlens.stages.common import file_digest, model_meta, set_threads
+from cotlens.shards import Shards, resume_key
+from cotlens.stages.common import model_meta, set_threads
 
 
 def extract_config(cfg: Mapping[str, Any]) -> ExtractConfig:
@@ -31,7 +31,6 @@ def run(
     runtime: Mapping[str, Any], threads: int = 1,
 ) -> int:  # fmt: skip
     ec = extract_config(cfg)
-    key = file_digest(samples, Path(model_dir) / "manifest.json")
     meta_manifest = read_manifest(model_dir)
     rows = [
         SampleRow(
@@ -48,7 +47,7 @@ def run(
     rows.sort(key=lambda r: (r.prompt_id, r.sample_idx))
     work = [rows[i : i + ec.shard_size] for i in range(0, len(rows), ec.shard_size)] or [[]]
     meta = model_meta(
-        "extract", {**dict(cfg), "_upstream": key, "_runtime": dict(runtime)}, meta_manifest, runtime["dtype"]
+        "extract", resume_key(cfg, runtime, samples, Path(model_dir) / "manifest.json"), meta_manifest, runtime["dtype"]
     )
     shards = Shards(out, "extract", meta, len(work))
     lm = None

@@ -20,8 +20,8 @@ from cotlens.errors import CotlensError
 from cotlens.models.loading import load
 from cotlens.parquet import ShardWriter, read_table, to_table, write_table
 from cotlens.patching import baseline, patch_heads, patch_heads_at, patch_positions
-from cotlens.shards import Shards
-from cotlens.stages.common import file_digest, model_meta, set_threads
+from cotlens.shards import Shards, resume_key
+from cotlens.stages.common import model_meta, set_threads
 
 GROUP_ROWS = 8192  # patching rows per Parquet row group (bounds the write buffer)
 SHARD_PAIRS = 8  # pairs per resumable shard unless circuits.patch.shard_pairs says otherwise
@@ -47,7 +47,7 @@ def run(
     meta = model_meta("patch", cfg, lm.manifest, lm.dtype)
     per_shard = int(cfg.get("shard_pairs", SHARD_PAIRS))
     starts = list(range(0, table.num_rows, per_shard))
-    key = {**dict(cfg), "_upstream": file_digest(pairs, Path(model_dir) / "manifest.json"), "_runtime": dict(runtime)}
+    key = resume_key(cfg, runtime, pairs, Path(model_dir) / "manifest.json")
     smeta = model_meta("patch", key, lm.manifest, lm.dtype)
     shards = Shards(out, "patch", smeta, len(starts))
     path_shards = Shards(out_pathways, "patch", smeta, len(starts))

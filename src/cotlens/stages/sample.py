@@ -17,8 +17,8 @@ from cotlens.errors import CotlensError
 from cotlens.models.loading import load
 from cotlens.parquet import read_table, to_table, write_table
 from cotlens.sampling import Generation, SampleConfig, generate_batch
-from cotlens.shards import Shards
-from cotlens.stages.common import file_digest, model_meta, set_threads
+from cotlens.shards import Shards, resume_key
+from cotlens.stages.common import model_meta, set_threads
 
 
 def token_char_ends(tok: Any, ids: Sequence[int]) -> list[int]:
@@ -68,8 +68,7 @@ def run(
         return "delimiter" if parsing.cut_point(text) < len(text) else "answer"
 
     batches = [jobs[b : b + sc.batch_size] for b in range(0, len(jobs), sc.batch_size)]
-    upstream = file_digest(prompts, Path(model_dir) / "manifest.json")
-    key_cfg = {**dict(cfg), "_upstream": upstream, "_runtime": dict(runtime)}
+    key_cfg = resume_key(cfg, runtime, prompts, Path(model_dir) / "manifest.json")
     shards = Shards(out, "sample", model_meta("sample", key_cfg, lm.manifest, lm.dtype), len(batches))
     results: dict[tuple[int, int], Any] = {}
     for k, batch in enumerate(batches):
