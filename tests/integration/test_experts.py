@@ -214,7 +214,9 @@ def _handset_refusal_moe(out: Path) -> tuple[int, list[int]]:
 
 
 @pytest.mark.validation
-def test_handset_refusal_expert_is_found_and_switching_it_off_stops_refusals(tmp_path: Path) -> None:
+def test_handset_refusal_expert_is_found_and_switching_it_off_stops_refusals(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     from cotlens.stages import expert_effects, expert_prompts, expert_routes, ftri
 
     e_star, _ = _handset_refusal_moe(tmp_path / "model")
@@ -245,6 +247,26 @@ def test_handset_refusal_expert_is_found_and_switching_it_off_stops_refusals(tmp
     assert rate[("random", "off")] >= 0.95  # random experts (3 seeds): refusals stay
     on = runs[~runs["elicits"]].groupby(["condition", "mode"])["refused"].mean()
     assert on[("baseline", "none")] == 0.0
+
+    # a crash after 3 of the 9 conditions: the rerun measures only the other 6, same bytes
+    real, calls = expert_effects.respond, {"n": 0}
+
+    def dying(*a, **k):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt("killed")
+        return real(*a, **k)
+
+    monkeypatch.setattr(expert_effects, "respond", dying)
+    args = (tmp_path / "prompts.parquet", tmp_path / "ftri.parquet", tmp_path / "model", tmp_path / "again.parquet")
+    with pytest.raises(KeyboardInterrupt):
+        expert_effects.run_effects(*args, cfg, rt)
+    assert not (tmp_path / "again.parquet").exists()
+    monkeypatch.setattr(expert_effects, "respond", real)
+    capsys.readouterr()
+    expert_effects.run_effects(*args, cfg, rt)
+    assert "9 shards, 3 reused from an interrupted run, 6 computed" in capsys.readouterr().out
+    assert (tmp_path / "again.parquet").read_bytes() == (tmp_path / "runs.parquet").read_bytes()
 
 
 def test_optional_refusal_judge_is_cached_and_skips_empty_responses(tiny_prepared: Path, tmp_path: Path) -> None:

@@ -109,3 +109,50 @@ def test_non_finite_activations_are_not_written(tmp_path: Path, tiny_prepared: P
     cfg = extract_mod.ExtractConfig()
     with pytest.raises(CotlensError, match="non-finite"):
         extract_mod.extract_batch(lm, [row], cfg, extract_mod.activation_schema(lm, cfg))
+
+
+def test_neuron_effects_resumes_per_condition_to_identical_bytes(
+    tmp_path: Path, tiny_prepared: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from cotlens.stages import arith_prompts
+    from cotlens.stages import neurons as nstage
+
+    acfg = {"seed": 0, "n_problems": 3, "min_steps": 1, "max_steps": 1, "ops": ["+"], "n_shots": 1, "gsm8k_path": ""}
+    arith_prompts.run(acfg, tmp_path / "p.parquet")
+    from transformers import AutoConfig
+
+    from cotlens.models.loading import read_manifest
+
+    mc = AutoConfig.from_pretrained(read_manifest(tiny_prepared)["path"])
+    labels = {(0, 3): "add", (1, 5): "mul"}
+    cols: dict[str, list[object]] = {f.name: [] for f in schemas.NEURONS}
+    for layer, j in ((a, b) for a in range(mc.num_hidden_layers) for b in range(mc.intermediate_size)):
+        concept = labels.get((layer, j))
+        for k, v in (("layer", layer), ("neuron", j), ("freq", 0.5), ("mean_act", 0.1), ("rank", 0), ("top_tokens", []),
+                     ("top_tokens_raw", []), ("concept", concept), ("labelled_by", "lexicon")):  # fmt: skip
+            cols[k].append(v)
+    write_table(to_table(cols, schemas.NEURONS), tmp_path / "n.parquet", RunMeta("neurons", "x"))
+    cfg = {"max_new_tokens": 6, "batch_size": 4, "variants": ["full", "formula_only"], "modes": ["zero"],
+           "random_seeds": 2}  # fmt: skip
+    args = (tmp_path / "p.parquet", tmp_path / "n.parquet", tiny_prepared)
+    nstage.run_effects(*args, tmp_path / "ref.parquet", cfg, RT)  # 5 conditions: 2 variants, concept, 2 random
+
+    real, calls = nstage.random_neurons, {"n": 0}
+
+    def dying(*a, **k):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] == 2:  # the second random draw: 4 of 5 conditions are done
+            raise KeyboardInterrupt("killed")
+        return real(*a, **k)
+
+    monkeypatch.setattr(nstage, "random_neurons", dying)
+    out = tmp_path / "runs.parquet"
+    with pytest.raises(KeyboardInterrupt):
+        nstage.run_effects(*args, out, cfg, RT)
+    assert not out.exists() and len(list((tmp_path / "runs.parquet.partial").glob("part-*"))) == 4
+    monkeypatch.setattr(nstage, "random_neurons", real)
+    capsys.readouterr()
+    nstage.run_effects(*args, out, cfg, RT)
+    assert "5 shards, 4 reused from an interrupted run, 1 computed" in capsys.readouterr().out
+    assert out.read_bytes() == (tmp_path / "ref.parquet").read_bytes()
+    assert not (tmp_path / "runs.parquet.partial").exists()

@@ -1,7 +1,8 @@
 """Stage ``expert_effects`` of Study 4: refusal rate, quality-question accuracy and
 reference perplexity with no switch, with the top-k fTRI experts switched off / forced
 on, and with k random experts (other than those) switched off / on over several seeds.
-The switches are router hooks (:func:`cotlens.experts.switch_experts`)."""
+The switches are router hooks (:func:`cotlens.experts.switch_experts`). Resumable: one
+shard per condition (``cotlens.shards``)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 import torch
 
 from cotlens import schemas
@@ -21,6 +23,7 @@ from cotlens.experts import by_layer, forceable, n_experts, random_experts, swit
 from cotlens.hooks import router_modules
 from cotlens.models.loading import Loaded
 from cotlens.parquet import read_table, to_table, write_table
+from cotlens.shards import Shards, resume_key
 from cotlens.stages.common import model_meta, set_threads
 from cotlens.stages.expert_routes import load_moe, refusal_classifier, render, respond
 
@@ -77,11 +80,9 @@ def run_effects(
     classify, _ = refusal_classifier(judge_dir, judge_cache, runtime)
     routers = router_modules(lm.model, lm.adapter)
     n_exp = n_experts(next(iter(routers.values())))
-    cols: dict[str, list[Any]] = {f.name: [] for f in schemas.EXPERT_RUNS}
-
     slots = {lay: top_k_of(r) for lay, r in routers.items()}
 
-    def measure(condition: str, mode: str, k: int, seed: int, experts: list[tuple[int, int]]) -> None:
+    def measure(condition: str, mode: str, k: int, seed: int, experts: list[tuple[int, int]]) -> pa.Table:
         if mode == "on":
             experts = forceable(experts, slots)
         label = " ".join(f"L{lay}E{e}" for lay, e in experts)
@@ -89,6 +90,7 @@ def run_effects(
         with ctx:
             said = respond(lm, [r["question"] for r in study + quality], cfg)
             nll = reference_nll(lm, [(r["question"], r["reference"]) for r in refs], int(cfg["batch_size"]))
+        cols: dict[str, list[Any]] = {f.name: [] for f in schemas.EXPERT_RUNS}
         for r, (text, ids) in zip(study + quality, said, strict=True):
             st = r["set"] == "study"
             refused = classify(r["question"], text) if st else None
@@ -100,17 +102,28 @@ def run_effects(
             vals = (condition, mode, k, seed, label, r["prompt_id"], "reference", None, None, s, n, "")
             for key, v in zip(cols, vals, strict=True):
                 cols[key].append(v)
-        rate = np.mean(cols["refused"][-len(said) - len(refs) :][: len(study)])
+        rate = np.mean(cols["refused"][: len(study)])
         ppl = math.exp(sum(s for s, _ in nll) / max(1, sum(n for _, n in nll)))
         print(f"{condition:8s} {mode:4s} k={k:<3d} seed={seed:<3d} refused {rate:.3f}  ppl {ppl:.2f}  [{label}]",
               flush=True)  # fmt: skip
+        return to_table(cols, schemas.EXPERT_RUNS)
 
-    measure("baseline", "none", 0, -1, [])
+    # one resumable shard per condition: a rerun after a crash measures only the missing ones
+    conditions: list[tuple[str, str, int, int, list[tuple[int, int]]]] = [("baseline", "none", 0, -1, [])]
     for k in cfg["k"]:
         top = top_experts(score, int(k))
         for mode in ("off", "on"):
-            measure("top", mode, int(k), -1, top)
+            conditions.append(("top", mode, int(k), -1, top))
             for seed in range(int(cfg["random_seeds"])):
-                measure("random", mode, int(k), seed, random_experts(sorted(routers), n_exp, int(k), seed, top))
-    write_table(to_table(cols, schemas.EXPERT_RUNS), out, model_meta("expert_effects", cfg, lm.manifest, lm.dtype))
-    return len(cols["prompt_id"])
+                rnd = random_experts(sorted(routers), n_exp, int(k), seed, top)
+                conditions.append(("random", mode, int(k), seed, rnd))
+    key = resume_key(cfg, runtime, prompts, ftri_path, Path(model_dir) / "manifest.json")
+    shards = Shards(out, "expert_effects", model_meta("expert_effects", key, lm.manifest, lm.dtype), len(conditions))
+    for i, cond in enumerate(conditions):
+        if not shards.done(i):
+            shards.write(i, measure(*cond))
+    print(shards.summary(), flush=True)
+    runs = pa.concat_tables([t.replace_schema_metadata(None) for t in shards.tables()])
+    write_table(runs, out, model_meta("expert_effects", cfg, lm.manifest, lm.dtype))
+    shards.discard()
+    return runs.num_rows

@@ -7,7 +7,8 @@ and labelled with the concept lexicon.
 
 ``neuron_effects``: accuracy with the concept neurons ablated (zero / mean) against the
 same number of random neurons (all layers, all neurons; several seeds), and accuracy
-with the concept neurons' mean activation for every prompt variant.
+with the concept neurons' mean activation for every prompt variant. Resumable: one shard
+per condition (``cotlens.shards``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import torch
 
 from cotlens import schemas
@@ -27,6 +29,7 @@ from cotlens.neurons import ActivationMeter, NeuronScorer, ablate, label, projec
 from cotlens.parquet import read_table, to_table, write_table
 from cotlens.prompts.arith import VARIANTS, is_done, parse_answer
 from cotlens.sampling import SampleConfig, generate_batch
+from cotlens.shards import Shards, resume_key
 from cotlens.stages.common import model_meta, set_threads
 
 
@@ -157,16 +160,14 @@ def run_effects(
         )
     lm = load(model_dir, runtime["dtype"], runtime["device"], runtime.get("attn", "sdpa"))
     means = means.to(lm.device)
-    cols: dict[str, list[Any]] = {f.name: [] for f in schemas.ARITH_RUNS}
-
-    def record(condition: str, variant: str, mode: str, seed: int, n_abl: int, ids: list[int],
-               answers: list[Answer], acts: list[float]) -> None:  # fmt: skip
-        for pid, a, act in zip(ids, answers, acts, strict=True):
-            row = {"condition": condition, "variant": variant, "mode": mode, "seed": seed, "n_ablated": n_abl,
-                   "problem_id": pid, "pred": a.pred, "correct": a.correct, "concept_act": act,
-                   "n_tokens": a.n_tokens, "text": a.text}  # fmt: skip
-            for k, v in row.items():
-                cols[k].append(v)
+    # one resumable shard per condition: a rerun after a crash measures only the missing ones
+    conditions: list[tuple[str, str, str, int]] = [("variant", v, "none", -1) for v in VARIANTS if v in cfg["variants"]]
+    for mode in cfg["modes"]:
+        conditions += [("concept", "full", mode, -1)] + [
+            ("random", "full", mode, s) for s in range(int(cfg["random_seeds"]))
+        ]
+    key = resume_key(cfg, runtime, prompts, neurons, Path(model_dir) / "manifest.json")
+    shards = Shards(out, "neuron_effects", model_meta("neuron_effects", key, lm.manifest, lm.dtype), len(conditions))
 
     def measured(texts: list[str], golds: list[int]) -> tuple[list[Answer], list[float]]:
         acts: list[float] = []
@@ -176,21 +177,32 @@ def run_effects(
             )
         return answers, acts
 
-    for variant in [v for v in VARIANTS if v in cfg["variants"]]:
+    for k, (condition, variant, mode, seed) in enumerate(conditions):
+        if shards.done(k):
+            continue
         ids, texts, golds = _rows(table, variant)
-        answers, acts = measured(texts, golds)
-        record("variant", variant, "none", -1, 0, ids, answers, acts)
-        print(f"variant {variant}: {sum(a.correct for a in answers)}/{len(answers)}", flush=True)
-    ids, texts, golds = _rows(table, "full")
-    for mode in cfg["modes"]:
-        with ablate(lm.model, lm.adapter, chosen, mode, means):
+        if condition == "variant":
             answers, acts = measured(texts, golds)
-        record("concept", "full", mode, -1, n_concept, ids, answers, acts)
-        for seed in range(int(cfg["random_seeds"])):
-            rnd = random_neurons(lm.dims, n_concept, torch.Generator().manual_seed(seed))
-            with ablate(lm.model, lm.adapter, rnd, mode, means):
+        else:
+            which = (
+                chosen
+                if condition == "concept"
+                else random_neurons(lm.dims, n_concept, torch.Generator().manual_seed(seed))
+            )
+            with ablate(lm.model, lm.adapter, which, mode, means):
                 answers, acts = measured(texts, golds)
-            record("random", "full", mode, seed, n_concept, ids, answers, acts)
-    meta = model_meta("neuron_effects", cfg, lm.manifest, lm.dtype)
-    write_table(to_table(cols, schemas.ARITH_RUNS), out, meta)
-    return len(cols["problem_id"])
+        n_abl = 0 if condition == "variant" else n_concept
+        cols: dict[str, list[Any]] = {f.name: [] for f in schemas.ARITH_RUNS}
+        for pid, a, act in zip(ids, answers, acts, strict=True):
+            row = {"condition": condition, "variant": variant, "mode": mode, "seed": seed, "n_ablated": n_abl,
+                   "problem_id": pid, "pred": a.pred, "correct": a.correct, "concept_act": act,
+                   "n_tokens": a.n_tokens, "text": a.text}  # fmt: skip
+            for c, v in row.items():
+                cols[c].append(v)
+        print(f"{condition} {variant} {mode} {seed}: {sum(a.correct for a in answers)}/{len(answers)}", flush=True)
+        shards.write(k, to_table(cols, schemas.ARITH_RUNS))
+    print(shards.summary(), flush=True)
+    runs = pa.concat_tables([t.replace_schema_metadata(None) for t in shards.tables()])
+    write_table(runs, out, model_meta("neuron_effects", cfg, lm.manifest, lm.dtype))
+    shards.discard()
+    return runs.num_rows
