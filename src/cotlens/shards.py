@@ -80,6 +80,10 @@ class Shards:
         for k in range(self.n):
             yield self.read(k)
 
+    def concat(self) -> pa.Table:
+        """All shards as one table, in shard order (for outputs small enough to hold)."""
+        return pa.concat_tables([t.replace_schema_metadata(None) for t in self.tables()])
+
     def summary(self) -> str:
         return f"{self.stage}: {self.n} shards, {self.reused} reused from an interrupted run, {self.computed} computed"
 

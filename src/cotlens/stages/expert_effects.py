@@ -123,7 +123,7 @@ def run_effects(
         if not shards.done(i):
             shards.write(i, measure(*cond))
     print(shards.summary(), flush=True)
-    runs = pa.concat_tables([t.replace_schema_metadata(None) for t in shards.tables()])
+    runs = shards.concat()
     write_table(runs, out, model_meta("expert_effects", cfg, lm.manifest, lm.dtype))
     shards.discard()
     return runs.num_rows

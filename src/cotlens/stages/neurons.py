@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
 import torch
 
 from cotlens import schemas
@@ -202,7 +201,7 @@ def run_effects(
         print(f"{condition} {variant} {mode} {seed}: {sum(a.correct for a in answers)}/{len(answers)}", flush=True)
         shards.write(k, to_table(cols, schemas.ARITH_RUNS))
     print(shards.summary(), flush=True)
-    runs = pa.concat_tables([t.replace_schema_metadata(None) for t in shards.tables()])
+    runs = shards.concat()
     write_table(runs, out, model_meta("neuron_effects", cfg, lm.manifest, lm.dtype))
     shards.discard()
     return runs.num_rows

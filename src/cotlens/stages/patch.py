@@ -13,8 +13,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-
 from cotlens import schemas
 from cotlens.errors import CotlensError
 from cotlens.models.loading import load
@@ -69,8 +67,7 @@ def run(
     try:
         for t in shards.tables():
             w.write(t)
-        paths = pa.concat_tables(list(path_shards.tables()))
-        write_table(paths.replace_schema_metadata(None), out_pathways, meta)
+        write_table(path_shards.concat(), out_pathways, meta)
     except BaseException as e:
         w.abort(e)  # no patching file is left looking complete
         raise
