@@ -123,6 +123,13 @@ def test_dag_end_to_end_then_partial_reruns(workflow_copy: Path) -> None:
     assert scheduled(wd) == {*MODEL_RULES, "digits", *FIGURE_RULES, "figure_digits", *CIRCUIT_RULES}
     smk(wd)
     assert scheduled(wd) == set()
+    # the resume layer: only the sharded stages (and what reads them); restoring it reruns nothing
+    shards = wd / "src" / "cotlens" / "shards.py"
+    original = shards.read_text()
+    edit(shards)
+    assert scheduled(wd) == {*MODEL_RULES, *FIGURE_RULES, *CIRCUIT_RULES} - {"probe"}
+    shards.write_text(original)
+    assert scheduled(wd) == set()
 
     # Changing a config value reruns only the rules that read it, and what is downstream.
     edit_config(wd, "figures", "dpi", 50)

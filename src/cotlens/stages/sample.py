@@ -72,18 +72,20 @@ def run(
     shards = Shards(out, "sample", model_meta("sample", key_cfg, lm.manifest, lm.dtype), len(batches))
     results: dict[tuple[int, int], Any] = {}
     for k, batch in enumerate(batches):
-        if not shards.done(k):
-            gen = torch.Generator().manual_seed(sc.seed * 1_000_003 + k)  # per batch: resumable
-            outs = generate_batch(
-                lm.model, [enc[i] for i, _ in batch], sc, int(tok.pad_token_id), eos, stop, lm.device, gen
-            )
-            shard = {
-                "prompt_idx": [i for i, _ in batch], "sample_idx": [s for _, s in batch],
-                "token_ids": [g.token_ids for g in outs], "stop_reason": [g.stop_reason for g in outs],
-            }  # fmt: skip
-            shards.write(k, to_table(shard, schemas.SAMPLE_SHARD))
-        for r in shards.read(k).to_pylist():
-            results[(r["prompt_idx"], r["sample_idx"])] = Generation(r["token_ids"], r["stop_reason"])
+        if shards.done(k):  # finished by an earlier, interrupted run
+            for r in shards.read(k).to_pylist():
+                results[(r["prompt_idx"], r["sample_idx"])] = Generation(r["token_ids"], r["stop_reason"])
+            continue
+        gen = torch.Generator().manual_seed(sc.seed * 1_000_003 + k)  # per batch: resumable
+        outs = generate_batch(
+            lm.model, [enc[i] for i, _ in batch], sc, int(tok.pad_token_id), eos, stop, lm.device, gen
+        )
+        shard = {
+            "prompt_idx": [i for i, _ in batch], "sample_idx": [s for _, s in batch],
+            "token_ids": [g.token_ids for g in outs], "stop_reason": [g.stop_reason for g in outs],
+        }  # fmt: skip
+        shards.write(k, to_table(shard, schemas.SAMPLE_SHARD))
+        results.update(zip(batch, outs, strict=True))
     print(shards.summary(), flush=True)
 
     cols: dict[str, list[Any]] = {f.name: [] for f in schemas.SAMPLES}
