@@ -229,16 +229,17 @@ NEURONS = pa.schema(
         ("top_tokens_raw", pa.list_(pa.string())),  # unembed(w_out) top 10, no final norm
         ("concept", pa.string()),  # add, sub, mul, div, equals, connective, formula, or null
         ("labelled_by", pa.string()),  # lexicon | judge:<model> (null if not a candidate)
+        ("lexicon", pa.string()),  # the lexicon's label even where a judge gave `concept` (agreement)
     ]
 )
 
 ARITH_RUNS = pa.schema(
     [
-        ("condition", pa.string()),  # variant | concept | random
+        ("condition", pa.string()),  # variant | concept | top (the top-n scored neurons) | random
         ("variant", pa.string()),
         ("mode", pa.string()),  # none | zero | mean
         ("seed", pa.int32()),  # random-neuron draw (-1 otherwise)
-        ("n_ablated", pa.int32()),
+        ("n_ablated", pa.int32()),  # size of the ablated set (random sets match a concept or top set)
         ("problem_id", pa.int32()),
         ("pred", pa.int64()),  # parsed answer, null if none
         ("correct", pa.bool_()),

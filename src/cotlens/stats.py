@@ -39,3 +39,15 @@ def wilson(k: float, n: float, z: float = 1.96) -> tuple[float, float]:
     mid = (p + z * z / (2 * n)) / den
     half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
     return (float(mid - half), float(mid + half))
+
+
+def paired_bootstrap(
+    a: Sequence[float], b: Sequence[float], n_boot: int = 2000, seed: int = 0
+) -> tuple[float, float, float]:
+    """mean(b - a) and its 95% percentile interval, resampling the pairs (seeded)."""
+    d = np.asarray(b, dtype=float) - np.asarray(a, dtype=float)
+    if len(d) == 0:
+        return (float("nan"), float("nan"), float("nan"))
+    idx = np.random.default_rng(seed).integers(0, len(d), size=(n_boot, len(d)))
+    boots = d[idx].mean(1)
+    return (float(d.mean()), float(np.quantile(boots, 0.025)), float(np.quantile(boots, 0.975)))

@@ -11,7 +11,7 @@ import pytest
 from cotlens import extract as extract_mod
 from cotlens import schemas
 from cotlens.errors import CotlensError
-from cotlens.parquet import RunMeta, to_table, write_table
+from cotlens.parquet import RunMeta, read_table, to_table, write_table
 from cotlens.stages import extract, prompts, sample
 
 pytestmark = pytest.mark.integration
@@ -125,23 +125,34 @@ def test_neuron_effects_resumes_per_condition_to_identical_bytes(
 
     mc = AutoConfig.from_pretrained(read_manifest(tiny_prepared)["path"])
     labels = {(0, 3): "add", (1, 5): "mul"}
+    ranks = {(1, 7): 0, (0, 3): 1, (0, 9): 2, (1, 5): 3}  # four candidates; the top 2 are (1, 7) and (0, 3)
     cols: dict[str, list[object]] = {f.name: [] for f in schemas.NEURONS}
     for layer, j in ((a, b) for a in range(mc.num_hidden_layers) for b in range(mc.intermediate_size)):
         concept = labels.get((layer, j))
-        for k, v in (("layer", layer), ("neuron", j), ("freq", 0.5), ("mean_act", 0.1), ("rank", 0), ("top_tokens", []),
-                     ("top_tokens_raw", []), ("concept", concept), ("labelled_by", "lexicon")):  # fmt: skip
+        for k, v in (("layer", layer), ("neuron", j), ("freq", 0.5), ("mean_act", 0.1), ("rank", ranks.get((layer, j), -1)),
+                     ("top_tokens", []), ("top_tokens_raw", []), ("concept", concept), ("labelled_by", "lexicon"),
+                     ("lexicon", concept)):  # fmt: skip
             cols[k].append(v)
     write_table(to_table(cols, schemas.NEURONS), tmp_path / "n.parquet", RunMeta("neurons", "x"))
+    assert nstage.top_neurons(read_table(tmp_path / "n.parquet"), 2) == {1: [7], 0: [3]}
     cfg = {"max_new_tokens": 6, "batch_size": 4, "variants": ["full", "formula_only"], "modes": ["zero"],
-           "random_seeds": 2}  # fmt: skip
+           "random_seeds": 2, "top_n": [2]}  # fmt: skip
     args = (tmp_path / "p.parquet", tmp_path / "n.parquet", tiny_prepared)
-    nstage.run_effects(*args, tmp_path / "ref.parquet", cfg, RT)  # 5 conditions: 2 variants, concept, 2 random
+    with pytest.raises(CotlensError, match="top 5 neurons, but .*n.parquet holds 4 candidates"):
+        nstage.run_effects(*args, tmp_path / "bad.parquet", {**cfg, "top_n": [5]}, RT)
+    assert not (tmp_path / "bad.parquet").exists() and not (tmp_path / "bad.parquet.partial").exists()
+    # 8 conditions: 2 variants; concept (2 neurons) + 2 random of 2; top-2 + 2 random of 2
+    nstage.run_effects(*args, tmp_path / "ref.parquet", cfg, RT)
+    ref = read_table(tmp_path / "ref.parquet").to_pandas()
+    sets = ref.groupby(["condition", "n_ablated"])["seed"].unique().map(sorted).to_dict()
+    assert sets == {("variant", 0): [-1], ("concept", 2): [-1], ("top", 2): [-1], ("random", 2): [0, 1]}
+    assert len(ref) == 8 * 3
 
     real, calls = nstage.random_neurons, {"n": 0}
 
     def dying(*a, **k):  # type: ignore[no-untyped-def]
         calls["n"] += 1
-        if calls["n"] == 2:  # the second random draw: 4 of 5 conditions are done
+        if calls["n"] == 2:  # the second random draw: 4 of 8 conditions are done
             raise KeyboardInterrupt("killed")
         return real(*a, **k)
 
@@ -153,6 +164,6 @@ def test_neuron_effects_resumes_per_condition_to_identical_bytes(
     monkeypatch.setattr(nstage, "random_neurons", real)
     capsys.readouterr()
     nstage.run_effects(*args, out, cfg, RT)
-    assert "5 shards, 4 reused from an interrupted run, 1 computed" in capsys.readouterr().out
+    assert "8 shards, 4 reused from an interrupted run, 4 computed" in capsys.readouterr().out
     assert out.read_bytes() == (tmp_path / "ref.parquet").read_bytes()
     assert not (tmp_path / "runs.parquet.partial").exists()

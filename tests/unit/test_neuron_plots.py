@@ -2,22 +2,23 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 
-from cotlens.plotting.neurons import ablation_summary, variant_summary
-from cotlens.stats import wilson
+from cotlens.plotting.neurons import _key, ablation_summary, phenomena, variant_summary
+from cotlens.stats import paired_bootstrap, wilson
 
 
 def _runs() -> pd.DataFrame:
     rows = []
     for pid in range(10):
-        rows.append(("variant", "full", "none", -1, pid, pid < 6, 1.0))
-        rows.append(("variant", "text_only", "none", -1, pid, pid < 3, 0.5))
-        rows.append(("concept", "full", "zero", -1, pid, pid < 1, 0.0))
+        rows.append(("variant", "full", "none", -1, 0, pid, pid < 6, 1.0))
+        rows.append(("variant", "text_only", "none", -1, 0, pid, pid < 3, 0.5))
+        rows.append(("concept", "full", "zero", -1, 3, pid, pid < 1, 0.0))
         for seed in (0, 1):
-            rows.append(("random", "full", "zero", seed, pid, pid < 5 + seed, 1.0))
-    cols = ["condition", "variant", "mode", "seed", "problem_id", "correct", "concept_act"]
+            rows.append(("random", "full", "zero", seed, 3, pid, pid < 5 + seed, 1.0))
+    cols = ["condition", "variant", "mode", "seed", "n_ablated", "problem_id", "correct", "concept_act"]
     return pd.DataFrame(rows, columns=cols)
 
 
@@ -38,3 +39,57 @@ def test_variant_summary_and_wilson() -> None:
     lo, hi = wilson(0, 10)
     assert lo == pytest.approx(0.0, abs=1e-12) and 0.2 < hi < 0.35
     assert wilson(5, 0) == (0.0, 0.0)
+
+
+def test_ablation_summary_keeps_set_sizes_apart() -> None:
+    """Random controls of the concept set (3 neurons) and of a top-n set (30) are separate rows."""
+    rows = []
+    for pid in range(10):
+        rows.append(("variant", "full", "none", -1, 0, pid, True, 1.0))
+        rows.append(("concept", "full", "zero", -1, 3, pid, pid < 9, 0.0))
+        rows.append(("top", "full", "zero", -1, 30, pid, pid < 2, 0.0))
+        for seed in (0, 1):
+            rows.append(("random", "full", "zero", seed, 3, pid, True, 1.0))
+            rows.append(("random", "full", "zero", seed, 30, pid, pid < 8, 1.0))
+    cols = ["condition", "variant", "mode", "seed", "n_ablated", "problem_id", "correct", "concept_act"]
+    s = ablation_summary(pd.DataFrame(rows, columns=cols))
+    assert list(zip(s["condition"], s["n_ablated"], strict=True)) == [
+        ("none", 0), ("concept", 3), ("random", 3), ("top", 30), ("random", 30)
+    ]  # fmt: skip
+    acc = dict(zip(zip(s["condition"], s["n_ablated"], strict=True), s["acc"], strict=True))
+    assert acc[("random", 3)] == pytest.approx(1.0) and acc[("random", 30)] == pytest.approx(0.8)
+    assert acc[("top", 30)] == pytest.approx(0.2)
+    assert [_key(c, m, n, 3) for c, m, n in zip(s["condition"], s["mode"], s["n_ablated"], strict=True)] == [
+        "none/none", "concept/zero", "random/zero", "top30/zero", "random30/zero"
+    ]  # fmt: skip
+
+
+def test_phenomena_are_paired_by_problem() -> None:
+    """40 problems: text_only loses 20 of them, wrong_results loses 1; one operator: + only
+    loses 10, x only none (mean per problem: -0.125); formula_only is missing."""
+    rows = []
+    for pid in range(40):
+        rows.append(("variant", "full", pid, True))
+        rows.append(("variant", "text_only", pid, pid >= 20))
+        rows.append(("variant", "wrong_results", pid, pid != 0))
+        rows.append(("variant", "add_only", pid, pid >= 10))
+        rows.append(("variant", "mul_only", pid, True))
+    df = pd.DataFrame(rows, columns=["condition", "variant", "problem_id", "correct"])
+    got = {p["finding"]: p for p in phenomena(df)}
+    assert set(got) == {"formula removed hurts", "a single operator hurts", "wrong results barely matter"}
+    f = got["formula removed hurts"]
+    assert f["delta"] == pytest.approx(-0.5) and f["ci95"][1] < 0 and f["holds"]
+    one = got["a single operator hurts"]
+    assert one["delta"] == pytest.approx(-0.125) and one["variants"] == ["add_only", "mul_only"] and one["holds"]
+    w = got["wrong results barely matter"]
+    assert w["delta"] == pytest.approx(-0.025) and w["holds"]
+    # a finding that does not hold is reported as such
+    flipped = df.assign(correct=np.where(df["variant"] == "text_only", True, df["correct"]))
+    assert not {p["finding"]: p for p in phenomena(flipped)}["formula removed hurts"]["holds"]
+
+
+def test_paired_bootstrap_is_seeded_and_brackets_the_mean() -> None:
+    a, b = [1.0] * 30, [1.0] * 20 + [0.0] * 10
+    d, lo, hi = paired_bootstrap(a, b)
+    assert d == pytest.approx(-1 / 3) and lo < d < hi < 0
+    assert paired_bootstrap(a, b) == (d, lo, hi)

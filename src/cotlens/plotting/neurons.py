@@ -14,25 +14,37 @@ import pandas as pd
 
 from cotlens.parquet import read_table
 from cotlens.plotting.base import save, save_json
-from cotlens.stats import wilson
+from cotlens.stats import paired_bootstrap, wilson
 
 Paths = Sequence[str | os.PathLike[str]]
 
 
 def ablation_summary(runs: pd.DataFrame) -> pd.DataFrame:
-    """Accuracy and 95% CI per (condition, mode) on the full variant.
+    """Accuracy and 95% CI per (condition, mode, n_ablated) on the full variant.
 
-    Concept and baseline: Wilson interval over problems. Random: mean over seeds, with
-    the interval over problems x seeds pooled (Wilson) and the seeds' spread."""
+    Concept, top-n and baseline: Wilson interval over problems. Random: mean over seeds,
+    with the interval over problems x seeds pooled (Wilson) and the seeds' spread."""
     full = runs[runs["variant"] == "full"]
     base = full[full["condition"] == "variant"]
-    rows = [{"condition": "none", "mode": "none", "acc": base["correct"].mean(), "n": len(base),
+    rows = [{"condition": "none", "mode": "none", "n_ablated": 0, "acc": base["correct"].mean(), "n": len(base),
              "ci": wilson(base["correct"].sum(), len(base)), "seed_sd": 0.0}]  # fmt: skip
-    for (cond, mode), g in full[full["condition"] != "variant"].groupby(["condition", "mode"]):
+    abl = full[full["condition"] != "variant"]
+    order = {"concept": 0, "top": 1, "random": 2}
+    for (mode, n_abl, cond), g in sorted(
+        abl.groupby(["mode", "n_ablated", "condition"]), key=lambda kv: (kv[0][0], kv[0][1], order[kv[0][2]])
+    ):
         per_seed = g.groupby("seed")["correct"].mean()
-        rows.append({"condition": cond, "mode": mode, "acc": g["correct"].mean(), "n": len(g),
+        rows.append({"condition": cond, "mode": mode, "n_ablated": int(n_abl), "acc": g["correct"].mean(), "n": len(g),
                      "ci": wilson(g["correct"].sum(), len(g)), "seed_sd": float(per_seed.std(ddof=0))})  # fmt: skip
     return pd.DataFrame(rows)
+
+
+def _key(cond: str, mode: str, n: int, n_concept: int) -> str:
+    """JSON key of a summary row: concept/zero, random/zero (as many as the concept set),
+    top300/zero, random300/zero (the larger sets)."""
+    if cond == "none":
+        return "none/none"
+    return f"{cond}/{mode}" if cond == "concept" or n == n_concept else f"{cond}{n}/{mode}"
 
 
 def ablation(runs: str | os.PathLike[str], neurons: str | os.PathLike[str], outputs: Paths, model: str,
@@ -40,22 +52,25 @@ def ablation(runs: str | os.PathLike[str], neurons: str | os.PathLike[str], outp
     df = read_table(runs).to_pandas()
     s = ablation_summary(df)
     n_abl = int(df.loc[df["condition"] == "concept", "n_ablated"].max()) if (df["condition"] == "concept").any() else 0
-    fig, ax = plt.subplots(figsize=(6, 3.6))
-    labels = [f"{c}\n{m}" if c != "none" else "no ablation" for c, m in zip(s["condition"], s["mode"], strict=True)]
-    colors = ["grey" if c == "none" else "tab:red" if c == "concept" else "tab:blue" for c in s["condition"]]
+    keys = [_key(c, m, n, n_abl) for c, m, n in zip(s["condition"], s["mode"], s["n_ablated"], strict=True)]
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.75 * len(s)), 3.8))
+    labels = ["no ablation" if c == "none" else f"{c} {n}\n{m}"
+              for c, m, n in zip(s["condition"], s["mode"], s["n_ablated"], strict=True)]  # fmt: skip
+    palette = {"none": "grey", "concept": "tab:red", "top": "tab:orange", "random": "tab:blue"}
     err = np.array([[a - lo, hi - a] for a, (lo, hi) in zip(s["acc"], s["ci"], strict=True)]).T
-    ax.bar(range(len(s)), s["acc"], color=colors, yerr=err, capsize=4)
-    ax.set_xticks(range(len(s)), labels, fontsize=8)
+    ax.bar(range(len(s)), s["acc"], color=[palette[c] for c in s["condition"]], yerr=err, capsize=4)
+    ax.set_xticks(range(len(s)), labels, fontsize=7)
     ax.set_ylabel("accuracy (full CoT prompts)")
     ax.set_ylim(0, 1)
-    acc = {f"{c}/{m}": float(a) for c, m, a in zip(s["condition"], s["mode"], s["acc"], strict=True)}
+    acc = dict(zip(keys, (float(a) for a in s["acc"]), strict=True))
     parts = [f"{m} {acc.get(f'concept/{m}', float('nan')):.2f} vs random {acc.get(f'random/{m}', float('nan')):.2f}"
              for m in sorted({m for c, m in zip(s["condition"], s["mode"], strict=True) if c == "concept"})]  # fmt: skip
     ax.set_title(f"{model}: accuracy {acc['none/none']:.2f}; {n_abl} concept neurons ablated: " + "; ".join(parts)
                  + " (95% CI)", fontsize=8)  # fmt: skip
     save(fig, outputs, dpi)
-    save_json(outputs, {"n_ablated": n_abl, **{f"{c}/{m}": round(float(a), 3)
-                                          for c, m, a in zip(s["condition"], s["mode"], s["acc"], strict=True)}})  # fmt: skip
+    save_json(outputs, {"n_ablated": n_abl, "n_problems": int(s.loc[0, "n"]),
+                        **{k: round(a, 3) for k, a in acc.items()},
+                        "ci95": {k: [round(lo, 3), round(hi, 3)] for k, (lo, hi) in zip(keys, s["ci"], strict=True)}})  # fmt: skip
     return s
 
 
@@ -66,9 +81,41 @@ def variant_summary(runs: pd.DataFrame) -> pd.DataFrame:
     )
 
 
+# The paper's four findings about CoT variants (Rai & Yao 2024, section 5), as
+# (name, variants, expected): "hurts" holds when the paired 95% interval of the accuracy
+# change lies below 0; "barely matters" holds when the change is within +-BARELY.
+PHENOMENA = (
+    ("formula removed hurts", ("text_only",), "hurts"),
+    ("text removed hurts", ("formula_only",), "hurts"),
+    ("a single operator hurts", ("add_only", "mul_only"), "hurts"),
+    ("wrong results barely matter", ("wrong_results",), "barely matters"),
+)
+BARELY = 0.1
+
+
+def phenomena(runs: pd.DataFrame) -> list[dict[str, object]]:
+    """Accuracy change from ``full`` per finding, paired by problem (bootstrap 95% CI), and
+    whether the paper's finding holds on this run."""
+    v = runs[runs["condition"] == "variant"].pivot_table(index="problem_id", columns="variant", values="correct")
+    out: list[dict[str, object]] = []
+    if "full" not in v.columns:
+        return out
+    for name, variants, expected in PHENOMENA:
+        have = [x for x in variants if x in v.columns]
+        if not have:
+            continue
+        other = v[have].astype(float).mean(axis=1)  # one operator: the mean of + only and x only, per problem
+        delta, lo, hi = paired_bootstrap(v["full"].astype(float).to_numpy(), other.to_numpy())
+        holds = hi < 0 if expected == "hurts" else abs(delta) <= BARELY
+        out.append({"finding": name, "variants": have, "delta": round(delta, 3), "ci95": [round(lo, 3), round(hi, 3)],
+                    "holds": bool(holds)})  # fmt: skip
+    return out
+
+
 def activation_accuracy(runs: str | os.PathLike[str], neurons: str | os.PathLike[str], outputs: Paths, model: str,
                         dpi: int = 150) -> pd.DataFrame:  # fmt: skip
-    s = variant_summary(read_table(runs).to_pandas())
+    df = read_table(runs).to_pandas()
+    s = variant_summary(df)
     r = float(np.corrcoef(s["act"], s["acc"])[0, 1]) if len(s) > 2 and s["acc"].std() > 0 else float("nan")
     fig, ax = plt.subplots(figsize=(5.2, 4))
     ax.scatter(s["act"], s["acc"])
@@ -81,7 +128,9 @@ def activation_accuracy(runs: str | os.PathLike[str], neurons: str | os.PathLike
     full = s.loc["full", "acc"] if "full" in s.index else float("nan")
     delta = {k: round(float(s.loc[k, "acc"] - full), 3) for k in s.index if k != "full"}
     save_json(outputs, {"pearson_r": None if np.isnan(r) else round(r, 3), "accuracy_minus_full": delta,
-                    "accuracy": {k: round(float(v), 3) for k, v in s["acc"].items()}})  # fmt: skip
+                    "accuracy": {k: round(float(v), 3) for k, v in s["acc"].items()},
+                    "activation": {k: round(float(v), 4) for k, v in s["act"].items()},
+                    "n_problems": int(s["n"].max()), "phenomena": phenomena(df)})  # fmt: skip
     return s
 
 

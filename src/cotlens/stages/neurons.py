@@ -113,17 +113,16 @@ def run_discovery(
         for j in range(d.d_mlp):
             r = int(rank[layer, j])
             proj = project(lm.model, lm.adapter, lm.tokenizer, layer, j) if r >= 0 else None
-            by = None
-            if proj is not None and judge is not None and r < int(cfg.get("judge_top", 0)):
-                concept, by = judge.label(proj.with_norm), judged_by
-            elif proj is not None:
-                concept, by = label(proj.with_norm) or label(proj.without_norm), "lexicon"
-            else:
-                concept = None
+            concept, lexicon, by = None, None, None
+            if proj is not None:
+                concept = lexicon = label(proj.with_norm) or label(proj.without_norm)
+                by = "lexicon"
+                if judge is not None and r < int(cfg.get("judge_top", 0)):
+                    concept, by = judge.label(proj.with_norm), judged_by
             row = {"layer": layer, "neuron": j, "freq": float(freq[layer, j]), "mean_act": float(mean[layer, j]),
                    "rank": r, "top_tokens": proj.with_norm if proj else [],
                    "top_tokens_raw": proj.without_norm if proj else [], "concept": concept,
-                   "labelled_by": by}  # fmt: skip
+                   "labelled_by": by, "lexicon": lexicon}  # fmt: skip
             for k, v in row.items():
                 cols[k].append(v)
     meta = model_meta("neurons", cfg, lm.manifest, lm.dtype)
@@ -145,26 +144,50 @@ def concept_neurons(neurons: Any) -> tuple[dict[int, list[int]], Any]:
     return chosen, means
 
 
+def top_neurons(neurons: Any, n: int, source: str = "neurons.parquet") -> dict[int, list[int]]:
+    """{layer: [neuron]} of the ``n`` best-ranked candidates (most often in their layer's
+    top-k), whatever their concept."""
+    t = neurons.to_pydict()
+    ranked = sorted((r, layer, j) for layer, j, r in zip(t["layer"], t["neuron"], t["rank"], strict=True) if r >= 0)
+    if n > len(ranked):
+        raise CotlensError(
+            f"effects.top_n asks for the top {n} neurons, but {source} holds {len(ranked)} candidates",
+            "lower arith.effects.top_n or raise arith.neurons.n_candidates",
+        )
+    out: dict[int, list[int]] = {}
+    for _, layer, j in ranked[:n]:
+        out.setdefault(int(layer), []).append(int(j))
+    return out
+
+
 def run_effects(
     prompts: str | Path, neurons: str | Path, model_dir: str | Path, out: str | Path, cfg: Mapping[str, Any],
     runtime: Mapping[str, Any], threads: int = 1,
 ) -> int:  # fmt: skip
     set_threads(threads)
     table = read_table(prompts).to_pylist()
-    chosen, means = concept_neurons(read_table(neurons))
+    ntab = read_table(neurons)
+    chosen, means = concept_neurons(ntab)
     n_concept = sum(len(v) for v in chosen.values())
     if n_concept == 0:
         raise CotlensError(
             f"{neurons} labels no concept neuron", "raise neurons.n_candidates or neurons.top_k, or use a larger model"
         )
+    tops = {int(n): top_neurons(ntab, int(n), str(neurons)) for n in cfg.get("top_n", [])}
     lm = load(model_dir, runtime["dtype"], runtime["device"], runtime.get("attn", "sdpa"))
     means = means.to(lm.device)
-    # one resumable shard per condition: a rerun after a crash measures only the missing ones
-    conditions: list[tuple[str, str, str, int]] = [("variant", v, "none", -1) for v in VARIANTS if v in cfg["variants"]]
+    # one resumable shard per condition: a rerun after a crash measures only the missing ones;
+    # (condition, variant, mode, seed, neurons ablated)
+    conditions: list[tuple[str, str, str, int, int]] = [
+        ("variant", v, "none", -1, 0) for v in VARIANTS if v in cfg["variants"]
+    ]
+    seeds = range(int(cfg["random_seeds"]))
     for mode in cfg["modes"]:
-        conditions += [("concept", "full", mode, -1)] + [
-            ("random", "full", mode, s) for s in range(int(cfg["random_seeds"]))
+        conditions += [("concept", "full", mode, -1, n_concept)] + [
+            ("random", "full", mode, s, n_concept) for s in seeds
         ]
+        for n in tops:  # a larger set: the top-n scored neurons, whatever their concept
+            conditions += [("top", "full", mode, -1, n)] + [("random", "full", mode, s, n) for s in seeds]
     key = resume_key(cfg, runtime, prompts, neurons, Path(model_dir) / "manifest.json")
     shards = Shards(out, "neuron_effects", model_meta("neuron_effects", key, lm.manifest, lm.dtype), len(conditions))
 
@@ -176,21 +199,21 @@ def run_effects(
             )
         return answers, acts
 
-    for k, (condition, variant, mode, seed) in enumerate(conditions):
+    for k, (condition, variant, mode, seed, n_abl) in enumerate(conditions):
         if shards.done(k):
             continue
         ids, texts, golds = _rows(table, variant)
         if condition == "variant":
             answers, acts = measured(texts, golds)
         else:
-            which = (
-                chosen
-                if condition == "concept"
-                else random_neurons(lm.dims, n_concept, torch.Generator().manual_seed(seed))
-            )
+            if condition == "concept":
+                which = chosen
+            elif condition == "top":
+                which = tops[n_abl]
+            else:  # the first n of the seed's permutation: smaller random sets nest in larger ones
+                which = random_neurons(lm.dims, n_abl, torch.Generator().manual_seed(seed))
             with ablate(lm.model, lm.adapter, which, mode, means):
                 answers, acts = measured(texts, golds)
-        n_abl = 0 if condition == "variant" else n_concept
         cols: dict[str, list[Any]] = {f.name: [] for f in schemas.ARITH_RUNS}
         for pid, a, act in zip(ids, answers, acts, strict=True):
             row = {"condition": condition, "variant": variant, "mode": mode, "seed": seed, "n_ablated": n_abl,
@@ -198,7 +221,8 @@ def run_effects(
                    "n_tokens": a.n_tokens, "text": a.text}  # fmt: skip
             for c, v in row.items():
                 cols[c].append(v)
-        print(f"{condition} {variant} {mode} {seed}: {sum(a.correct for a in answers)}/{len(answers)}", flush=True)
+        ok = sum(a.correct for a in answers)
+        print(f"{condition} {variant} {mode} seed {seed}, {n_abl} ablated: {ok}/{len(answers)}", flush=True)
         shards.write(k, to_table(cols, schemas.ARITH_RUNS))
     print(shards.summary(), flush=True)
     runs = shards.concat()
