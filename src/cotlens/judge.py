@@ -3,8 +3,11 @@ yes/no questions, and every answer is cached on disk.
 
 The judge reads the next-token distribution after "Answer:" and compares the total
 probability of the "Yes" tokens with that of the "No" tokens, so it needs no sampling
-and is deterministic. Answers are appended to a JSON-lines cache keyed by the judge
-model's manifest hash and the question; a crash loses at most the line being written.
+and is deterministic. A neuron's label is asked concept by concept, each question
+framed by two worked examples (one yes, one no, on other concepts); the label is the
+concept with the highest P(yes) if that is above one half, so the order of the concepts
+cannot decide it. Answers are appended to a JSON-lines cache keyed by the judge model's
+manifest hash and the question; a crash loses at most the line being written.
 """
 
 from __future__ import annotations
@@ -28,22 +31,31 @@ CONCEPTS = {
 }
 
 
+# Two worked examples before every neuron question: a small judge answers the frame
+# "Words / Topic / Answer" far more sensibly than a bare question.
+FRAME = (
+    "Decide whether a list of words that a neuron promotes is mostly about a topic.\n\n"
+    "Words: 'divide', ' split', '/', ' per', ' shared'\nTopic: division\nAnswer: Yes\n\n"
+    "Words: ' cat', ' blue', ' the', ' river', ' sang'\nTopic: multiplication or the times sign\nAnswer: No\n\n"
+)
+
+
 def question(tokens: Sequence[str], concept: str) -> str:
-    words = ", ".join(repr(t.strip()) for t in tokens if t.strip())
-    return f"A neuron promotes these words: {words}.\nAre these words mostly about {CONCEPTS[concept]}?"
+    words = ", ".join(repr(t) for t in tokens if t.strip())
+    return f"{FRAME}Words: {words}\nTopic: {CONCEPTS[concept]}"
 
 
 class Judge:
     def __init__(self, model: Any, tokenizer: Any, model_key: str, cache: str | Path) -> None:
         self.model, self.tok, self.key = model, tokenizer, model_key
         self.cache_path = Path(cache)
-        self.cache: dict[str, bool] = {}
+        self.cache: dict[str, float] = {}  # question key -> P(yes) / (P(yes) + P(no))
         if self.cache_path.exists():
             for line in self.cache_path.read_text().splitlines():
                 try:
                     row = json.loads(line)
-                    self.cache[row["key"]] = bool(row["yes"])
-                except (json.JSONDecodeError, KeyError, TypeError):
+                    self.cache[row["key"]] = float(row.get("p_yes", 1.0 if row["yes"] else 0.0))
+                except (json.JSONDecodeError, KeyError, TypeError, ValueError):
                     continue  # a line cut short by a crash
         self.yes_ids = self._ids(["Yes", " Yes", "yes", " yes"])
         self.no_ids = self._ids(["No", " No", "no", " no"])
@@ -57,24 +69,60 @@ class Judge:
         return hashlib.sha256(f"{self.key}\n{q}".encode()).hexdigest()
 
     @torch.no_grad()
-    def yes(self, q: str) -> bool:
+    def p_yes(self, q: str) -> float:
+        """P(yes) / (P(yes) + P(no)) after ``q`` (cached)."""
         k = self._key(q)
         if k in self.cache:
             return self.cache[k]
         dev = next(self.model.parameters()).device
         ids = self.tok(f"{q}\nAnswer Yes or No.\nAnswer:", return_tensors="pt")["input_ids"].to(dev)
         p = torch.softmax(self.model(input_ids=ids).logits[0, -1].float(), -1)
-        ans = bool(p[self.yes_ids].sum() > p[self.no_ids].sum())
-        self.cache[k] = ans
+        y, n = float(p[self.yes_ids].sum()), float(p[self.no_ids].sum())
+        py = round(y / (y + n), 6) if y + n > 0 else 0.0  # rounded as cached: a rerun reads the same
+        self.cache[k] = py
         self.asked += 1
         self.cache_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.cache_path, "a") as fh:
-            fh.write(json.dumps({"key": k, "yes": ans, "question": q}) + "\n")
-        return ans
+            fh.write(json.dumps({"key": k, "yes": py > 0.5, "p_yes": py, "question": q}) + "\n")
+        return py
+
+    def yes(self, q: str) -> bool:
+        return self.p_yes(q) > 0.5
+
+    def scores(self, tokens: Sequence[str]) -> dict[str, float]:
+        """P(yes) for every concept."""
+        return {c: self.p_yes(question(tokens, c)) for c in CONCEPTS}
 
     def label(self, tokens: Sequence[str]) -> str | None:
-        """The first concept (in ``CONCEPTS`` order) the judge says yes to, or None."""
-        for concept in CONCEPTS:
-            if self.yes(question(tokens, concept)):
-                return concept
-        return None
+        """The concept with the highest P(yes), if above one half; else None."""
+        sc = self.scores(tokens)
+        best = max(sc, key=lambda c: sc[c])
+        return best if sc[best] > 0.5 else None
+
+
+def agreement(candidates: Sequence[tuple[str, Sequence[str], str | None]], judge: Judge) -> dict[str, Any]:
+    """The judge's labels against the lexicon's on ``(name, top tokens, lexicon label)``:
+    the share of equal labels, Cohen's kappa (no concept is a category), the confusion
+    counts and the disagreements."""
+    from cotlens.stats import cohen_kappa
+
+    lex = [c[2] or "none" for c in candidates]
+    jud = [judge.label(c[1]) or "none" for c in candidates]
+    confusion: dict[str, dict[str, int]] = {}
+    for a, b in zip(lex, jud, strict=True):
+        confusion.setdefault(a, {}).setdefault(b, 0)
+        confusion[a][b] += 1
+    n = len(candidates)
+    return {
+        "n": n,
+        "agree": sum(a == b for a, b in zip(lex, jud, strict=True)) / n if n else float("nan"),
+        "kappa": cohen_kappa(lex, jud),
+        "lexicon_concepts": sum(a != "none" for a in lex),
+        "judge_concepts": sum(b != "none" for b in jud),
+        "confusion": confusion,
+        "disagreements": [
+            {"neuron": c[0], "tokens": list(c[1])[:6], "lexicon": a, "judge": b}
+            for c, a, b in zip(candidates, lex, jud, strict=True)
+            if a != b
+        ],
+    }

@@ -51,3 +51,13 @@ def paired_bootstrap(
     idx = np.random.default_rng(seed).integers(0, len(d), size=(n_boot, len(d)))
     boots = d[idx].mean(1)
     return (float(d.mean()), float(np.quantile(boots, 0.025)), float(np.quantile(boots, 0.975)))
+
+
+def cohen_kappa(a: Sequence[str], b: Sequence[str]) -> float:
+    """Cohen's kappa of two labelings of the same items (NaN if empty; 1.0 if both are one constant)."""
+    if len(a) == 0:
+        return float("nan")
+    cats = sorted(set(a) | set(b))
+    po = float(np.mean([x == y for x, y in zip(a, b, strict=True)]))
+    pe = sum((list(a).count(c) / len(a)) * (list(b).count(c) / len(b)) for c in cats)
+    return 1.0 if pe == 1.0 else (po - pe) / (1 - pe)

@@ -93,3 +93,54 @@ def test_paired_bootstrap_is_seeded_and_brackets_the_mean() -> None:
     d, lo, hi = paired_bootstrap(a, b)
     assert d == pytest.approx(-1 / 3) and lo < d < hi < 0
     assert paired_bootstrap(a, b) == (d, lo, hi)
+
+
+def test_figures_render_and_write_their_numbers(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    from cotlens import schemas
+    from cotlens.parquet import RunMeta, to_table, write_table
+    from cotlens.plotting import neurons as plots
+
+    runs: dict[str, list[object]] = {f.name: [] for f in schemas.ARITH_RUNS}
+
+    def add(cond: str, variant: str, mode: str, seed: int, n: int, ok: list[bool]) -> None:
+        for pid, c in enumerate(ok):
+            row = {"condition": cond, "variant": variant, "mode": mode, "seed": seed, "n_ablated": n,
+                   "problem_id": pid, "pred": 1, "correct": c, "concept_act": 0.1 * sum(ok), "n_tokens": 9, "text": ""}  # fmt: skip
+            for k, v in row.items():
+                runs[k].append(v)
+
+    full = [True] * 20
+    for v, ok in [("full", full), ("text_only", [i < 8 for i in range(20)]), ("formula_only", [i < 12 for i in range(20)]),
+                  ("add_only", [i < 14 for i in range(20)]), ("mul_only", full), ("wrong_results", [i > 0 for i in range(20)])]:  # fmt: skip
+        add("variant", v, "none", -1, 0, ok)
+    add("concept", "full", "zero", -1, 4, [i < 18 for i in range(20)])
+    add("top", "full", "zero", -1, 50, [i < 3 for i in range(20)])
+    for seed in (0, 1):
+        add("random", "full", "zero", seed, 4, full)
+        add("random", "full", "zero", seed, 50, [i < 19 for i in range(20)])
+    write_table(to_table(runs, schemas.ARITH_RUNS), tmp_path / "runs.parquet", RunMeta("neuron_effects", "x"))
+    cols: dict[str, list[object]] = {f.name: [] for f in schemas.NEURONS}
+    for layer in range(3):
+        for j in range(4):
+            c = {(2, 0): "add", (2, 1): "mul"}.get((layer, j))
+            row = {"layer": layer, "neuron": j, "freq": 0.1, "mean_act": 0.0, "rank": layer * 4 + j, "top_tokens": ["+"],
+                   "top_tokens_raw": ["+"], "concept": c, "labelled_by": "lexicon", "lexicon": c}  # fmt: skip
+            for k, v in row.items():
+                cols[k].append(v)
+    write_table(to_table(cols, schemas.NEURONS), tmp_path / "neurons.parquet", RunMeta("neurons", "x"))
+    args = (tmp_path / "runs.parquet", tmp_path / "neurons.parquet")
+    for name, fn in (("abl", plots.ablation), ("act", plots.activation_accuracy), ("con", plots.concepts)):
+        outs = [tmp_path / f"{name}.png", tmp_path / f"{name}.pdf"]
+        fn(*args, outs, "m")
+        assert all(o.stat().st_size > 1000 for o in outs)
+    abl = json.loads((tmp_path / "abl.json").read_text())
+    assert abl["concept/zero"] == 0.9 and abl["random/zero"] == 1.0
+    assert abl["top50/zero"] == 0.15 and abl["random50/zero"] == 0.95 and abl["n_problems"] == 20
+    act = json.loads((tmp_path / "act.json").read_text())
+    verdict = {p["finding"]: (p["delta"], p["holds"]) for p in act["phenomena"]}
+    assert verdict == {"formula removed hurts": (-0.6, True), "text removed hurts": (-0.4, True),
+                       "a single operator hurts": (-0.15, True), "wrong results barely matter": (-0.05, True)}  # fmt: skip
+    con = json.loads((tmp_path / "con.json").read_text())
+    assert con["concept_neurons"] == 2 and con["by_concept"] == {"add": 1, "mul": 1}

@@ -65,8 +65,11 @@ def ablation(runs: str | os.PathLike[str], neurons: str | os.PathLike[str], outp
     acc = dict(zip(keys, (float(a) for a in s["acc"]), strict=True))
     parts = [f"{m} {acc.get(f'concept/{m}', float('nan')):.2f} vs random {acc.get(f'random/{m}', float('nan')):.2f}"
              for m in sorted({m for c, m in zip(s["condition"], s["mode"], strict=True) if c == "concept"})]  # fmt: skip
-    ax.set_title(f"{model}: accuracy {acc['none/none']:.2f}; {n_abl} concept neurons ablated: " + "; ".join(parts)
-                 + " (95% CI)", fontsize=8)  # fmt: skip
+    tops = sorted({int(n) for c, n in zip(s["condition"], s["n_ablated"], strict=True) if c == "top"})
+    parts += [f"top {n} {m} {acc[f'top{n}/{m}']:.2f} vs random {acc.get(f'random{n}/{m}', float('nan')):.2f}"
+              for n in tops for m in sorted(set(s["mode"])) if f"top{n}/{m}" in acc]  # fmt: skip
+    ax.set_title(f"{model}: accuracy {acc['none/none']:.2f}; {n_abl} concept neurons ablated:\n" + "; ".join(parts)
+                 + " (95% CI)", fontsize=8, wrap=True)  # fmt: skip
     save(fig, outputs, dpi)
     save_json(outputs, {"n_ablated": n_abl, "n_problems": int(s.loc[0, "n"]),
                         **{k: round(a, 3) for k, a in acc.items()},
@@ -117,20 +120,27 @@ def activation_accuracy(runs: str | os.PathLike[str], neurons: str | os.PathLike
     df = read_table(runs).to_pandas()
     s = variant_summary(df)
     r = float(np.corrcoef(s["act"], s["acc"])[0, 1]) if len(s) > 2 and s["acc"].std() > 0 else float("nan")
-    fig, ax = plt.subplots(figsize=(5.2, 4))
+    found = phenomena(df)
+    fig, ax = plt.subplots(figsize=(5.6, 4.6))
     ax.scatter(s["act"], s["acc"])
     for name, row in s.iterrows():
         ax.annotate(str(name), (row["act"], row["acc"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
     ax.set_xlabel("concept neurons' mean activation at generated tokens")
     ax.set_ylabel("accuracy")
     ax.set_title(f"{model}: activation vs accuracy across CoT variants (Pearson r = {r:.2f})", fontsize=9)
+    # the paper's four findings next to this run's paired changes from full
+    lines = [f"{f['finding']}: {f['delta']:+.2f} [{f['ci95'][0]:+.2f}, {f['ci95'][1]:+.2f}] "
+             f"{'holds' if f['holds'] else 'does not hold'}" for f in found]  # fmt: skip
+    if lines:
+        fig.subplots_adjust(bottom=0.12 + 0.045 * len(lines))
+        fig.text(0.02, 0.01, "paper vs this run (accuracy change from full, 95% CI):\n" + "\n".join(lines), fontsize=7)
     save(fig, outputs, dpi)
     full = s.loc["full", "acc"] if "full" in s.index else float("nan")
     delta = {k: round(float(s.loc[k, "acc"] - full), 3) for k in s.index if k != "full"}
     save_json(outputs, {"pearson_r": None if np.isnan(r) else round(r, 3), "accuracy_minus_full": delta,
                     "accuracy": {k: round(float(v), 3) for k, v in s["acc"].items()},
                     "activation": {k: round(float(v), 4) for k, v in s["act"].items()},
-                    "n_problems": int(s["n"].max()), "phenomena": phenomena(df)})  # fmt: skip
+                    "n_problems": int(s["n"].max()), "phenomena": found})  # fmt: skip
     return s
 
 
