@@ -8,8 +8,8 @@ residual stream. Methods, all through the hook layer (weights are never edited):
   of every layer at the position that predicts each generated token by
   |a_j| * ||w_j|| and counts how often each neuron is in its layer's top-k; also sums
   a_j (for mean ablation and for activation levels).
-- :func:`project`: w_j (optionally through the final norm) through the unembedding ->
-  its top tokens.
+- :func:`project_many` / :func:`project`: w_j (with and without the final norm) through the
+  unembedding -> its top tokens, a chunk of neurons per matrix product.
 - :func:`label`: a deterministic concept lexicon over those tokens.
 - :func:`ablate`: zero the given neurons, or set them to their mean activation.
 """
@@ -133,15 +133,34 @@ class Projection:
 
 
 @torch.no_grad()
+def project_many(
+    model: nn.Module, ad: Adapter, tokenizer: Any, neurons: Sequence[tuple[int, int]], top: int = 10,
+    chunk: int = 256,
+) -> dict[tuple[int, int], Projection]:  # fmt: skip
+    """Output weights of ``neurons`` [(layer, index)] through the unembedding, with and
+    without the final norm: ``chunk`` neurons per matrix product, so the unembedding (the
+    largest matrix of a small model) is read once per chunk rather than once per neuron."""
+    unembed, norm = get(model, ad.unembed), get(model, ad.final_norm)
+    by_layer: dict[int, list[int]] = {}
+    for layer, j in neurons:
+        by_layer.setdefault(int(layer), []).append(int(j))
+    out: dict[tuple[int, int], Projection] = {}
+    for layer, idx in sorted(by_layer.items()):
+        cols = out_columns(model, ad, layer)
+        for s in range(0, len(idx), chunk):
+            part = idx[s : s + chunk]
+            w = cols[torch.tensor(part, device=cols.device)]
+            tops = [
+                unembed(v.to(unembed.weight.dtype)).float().topk(top, dim=-1).indices.tolist() for v in (norm(w), w)
+            ]
+            for k, j in enumerate(part):
+                out[(layer, j)] = Projection(*[[tokenizer.decode([i]) for i in t[k]] for t in tops])
+    return out
+
+
 def project(model: nn.Module, ad: Adapter, tokenizer: Any, layer: int, neuron: int, top: int = 10) -> Projection:
-    """A neuron's output weight through the unembedding, with and without the final norm."""
-    w = out_columns(model, ad, layer)[neuron]
-    unembed = get(model, ad.unembed)
-    out = []
-    for v in (get(model, ad.final_norm)(w[None])[0], w):
-        ids = unembed(v[None].to(unembed.weight.dtype))[0].float().topk(top).indices.tolist()
-        out.append([tokenizer.decode([i]) for i in ids])
-    return Projection(*out)
+    """One neuron's output weight through the unembedding, with and without the final norm."""
+    return project_many(model, ad, tokenizer, [(layer, neuron)], top)[(layer, neuron)]
 
 
 def _norm_token(t: str) -> str:

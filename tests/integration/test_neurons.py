@@ -146,3 +146,19 @@ def test_judge_answers_are_cached(plus_model, tmp_path: Path) -> None:  # type: 
     other = Judge(m, tok, "another-model", cache)
     other.yes(q)
     assert other.asked == 1  # keyed by the judge model
+
+
+def test_batched_projection_equals_one_neuron_at_a_time(plus_model) -> None:  # type: ignore[no-untyped-def]
+    """project_many (chunks of neurons per matrix product) gives each neuron's own top tokens."""
+    m, tok, ad, d, *_ = plus_model
+    picks = [(0, 5), (1, NEURON), (1, 0), (0, 127), (1, 64)]
+    got = N.project_many(m, ad, tok, picks, top=6, chunk=2)  # chunks cut across layers' lists
+    unembed, norm = get(m, ad.unembed), get(m, ad.final_norm)
+    with torch.no_grad():
+        for layer, j in picks:
+            w = N.out_columns(m, ad, layer)[j]
+            ref = [
+                [tok.decode([i]) for i in unembed(v[None])[0].topk(6).indices.tolist()] for v in (norm(w[None])[0], w)
+            ]
+            assert [got[(layer, j)].with_norm, got[(layer, j)].without_norm] == ref
+    assert N.project(m, ad, tok, 1, NEURON).with_norm[0] == "+"

@@ -24,7 +24,7 @@ from cotlens import schemas
 from cotlens.errors import CotlensError
 from cotlens.judge import Judge
 from cotlens.models.loading import Loaded, load
-from cotlens.neurons import ActivationMeter, NeuronScorer, ablate, label, project, random_neurons
+from cotlens.neurons import ActivationMeter, NeuronScorer, ablate, label, project_many, random_neurons
 from cotlens.parquet import read_table, to_table, write_table
 from cotlens.prompts.arith import VARIANTS, is_done, parse_answer
 from cotlens.sampling import SampleConfig, generate_batch
@@ -108,11 +108,13 @@ def run_discovery(
         jl = load(judge_dir, runtime["dtype"], runtime["device"], runtime.get("attn", "sdpa"))
         judged_by = f"judge:{jl.manifest.get('name', Path(judge_dir).name)}"
         judge = Judge(jl.model, jl.tokenizer, str(jl.manifest.get("sha256", judged_by)), judge_cache or "judge.jsonl")
+    cand = [divmod(int(f), d.d_mlp) for f in order]
+    projections = project_many(lm.model, lm.adapter, lm.tokenizer, cand)
     cols: dict[str, list[Any]] = {f.name: [] for f in schemas.NEURONS}
     for layer in range(d.n_layers):
         for j in range(d.d_mlp):
             r = int(rank[layer, j])
-            proj = project(lm.model, lm.adapter, lm.tokenizer, layer, j) if r >= 0 else None
+            proj = projections.get((layer, j))
             concept, lexicon, by = None, None, None
             if proj is not None:
                 concept = lexicon = label(proj.with_norm) or label(proj.without_norm)
