@@ -2,11 +2,12 @@
 
 Reads a ``neurons.parquet``, asks a local registry model (the judge) about the ``--top``
 best-ranked candidates' top tokens (answers cached like the pipeline's), and prints the
-agreement with the lexicon's labels: share of equal labels, Cohen's kappa, the confusion
-counts, and every disagreement. No discovery is rerun.
+agreement with the lexicon's labels (``--labelled`` adds every lexicon-labelled candidate,
+so both kinds occur): share of equal labels, Cohen's kappa, the confusion counts, and
+every disagreement. No discovery is rerun.
 
     python benchmarks/judge_agreement.py --neurons results/arith/qwen2.5-1.5b/neurons.parquet \\
-        --judge resources/models/qwen2.5-1.5b --top 100 --json judge_agreement.json
+        --judge resources/models/qwen2.5-1.5b --top 30 --labelled --json judge_agreement.json
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ def main() -> None:
     ap.add_argument("--neurons", required=True)
     ap.add_argument("--judge", required=True, help="a prepared model directory (resources/models/<name>)")
     ap.add_argument("--top", type=int, default=100)
+    ap.add_argument("--labelled", action="store_true", help="also every candidate the lexicon labels")
     ap.add_argument("--cache", default=None, help="default: resources/judge/<judge name>.jsonl")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", default=None)
@@ -35,9 +37,10 @@ def main() -> None:
     from cotlens.parquet import read_table
 
     torch.set_num_threads(a.threads)
-    t = read_table(a.neurons).to_pandas()
-    cand = t[t["rank"] >= 0].sort_values("rank").head(a.top)
-    rows = [(f"L{r.layer}N{r.neuron}", list(r.top_tokens), r.lexicon) for r in cand.itertuples()]
+    t = read_table(a.neurons, columns=["layer", "neuron", "rank", "top_tokens", "lexicon"]).to_pylist()
+    ranked = sorted((r for r in t if r["rank"] >= 0), key=lambda r: r["rank"])
+    cand = ranked[: a.top] + ([r for r in ranked[a.top :] if r["lexicon"]] if a.labelled else [])
+    rows = [(f"L{r['layer']}N{r['neuron']}", r["top_tokens"], r["lexicon"]) for r in cand]
     lm = load(a.judge, "float32", "cpu", "sdpa")
     name = lm.manifest.get("name", Path(a.judge).name)
     cache = a.cache or f"resources/judge/{name}.jsonl"
@@ -45,7 +48,8 @@ def main() -> None:
     t0 = time.perf_counter()
     res = agreement(rows, judge)
     res.update(judge=name, neurons=a.neurons, asked=judge.asked, seconds=round(time.perf_counter() - t0, 1))
-    print(f"judge {name} on the top {res['n']} candidates of {a.neurons} ({judge.asked} questions asked, "
+    which = f"the top {a.top} candidates" + (" and every lexicon-labelled one" if a.labelled else "")
+    print(f"judge {name} on {which} ({res['n']}) of {a.neurons} ({judge.asked} questions asked, "
           f"{res['seconds']} s)")  # fmt: skip
     print(f"agreement {res['agree']:.2f}, Cohen's kappa {res['kappa']:.2f}; concept neurons: "
           f"lexicon {res['lexicon_concepts']}, judge {res['judge_concepts']}")  # fmt: skip

@@ -134,18 +134,19 @@ def test_neuron_effects_resumes_per_condition_to_identical_bytes(
                      ("lexicon", concept)):  # fmt: skip
             cols[k].append(v)
     write_table(to_table(cols, schemas.NEURONS), tmp_path / "n.parquet", RunMeta("neurons", "x"))
-    assert nstage.top_neurons(read_table(tmp_path / "n.parquet"), 2) == {1: [7], 0: [3]}
+    assert nstage.top_neurons(read_table(tmp_path / "n.parquet"), 3) == {1: [7], 0: [3, 9]}
     cfg = {"max_new_tokens": 6, "batch_size": 4, "variants": ["full", "formula_only"], "modes": ["zero"],
-           "random_seeds": 2, "top_n": [2]}  # fmt: skip
+           "random_seeds": 2, "top_n": [3]}  # fmt: skip
     args = (tmp_path / "p.parquet", tmp_path / "n.parquet", tiny_prepared)
     with pytest.raises(CotlensError, match="top 5 neurons, but .*n.parquet holds 4 candidates"):
         nstage.run_effects(*args, tmp_path / "bad.parquet", {**cfg, "top_n": [5]}, RT)
     assert not (tmp_path / "bad.parquet").exists() and not (tmp_path / "bad.parquet.partial").exists()
-    # 8 conditions: 2 variants; concept (2 neurons) + 2 random of 2; top-2 + 2 random of 2
+    # 8 conditions: 2 variants; concept (2 neurons) + 2 random of 2; top-3 + 2 random of 3
     nstage.run_effects(*args, tmp_path / "ref.parquet", cfg, RT)
     ref = read_table(tmp_path / "ref.parquet").to_pandas()
     sets = ref.groupby(["condition", "n_ablated"])["seed"].unique().map(sorted).to_dict()
-    assert sets == {("variant", 0): [-1], ("concept", 2): [-1], ("top", 2): [-1], ("random", 2): [0, 1]}
+    assert sets == {("variant", 0): [-1], ("concept", 2): [-1], ("top", 3): [-1], ("random", 2): [0, 1],
+                    ("random", 3): [0, 1]}  # fmt: skip
     assert len(ref) == 8 * 3
 
     real, calls = nstage.random_neurons, {"n": 0}
@@ -167,3 +168,18 @@ def test_neuron_effects_resumes_per_condition_to_identical_bytes(
     assert "8 shards, 4 reused from an interrupted run, 4 computed" in capsys.readouterr().out
     assert out.read_bytes() == (tmp_path / "ref.parquet").read_bytes()
     assert not (tmp_path / "runs.parquet.partial").exists()
+
+
+def test_effect_conditions_order_and_shared_random_draws() -> None:
+    from cotlens.stages.neurons import Condition, effect_conditions
+
+    cfg = {"variants": ["names", "full"], "modes": ["zero", "mean"], "random_seeds": 2}
+    got = effect_conditions(cfg, 5, [40])
+    assert got[:2] == [Condition("variant", "full", "none", -1, 0), Condition("variant", "names", "none", -1, 0)]
+    assert [(c.condition, c.mode, c.seed, c.n_ablated) for c in got[2:8]] == [
+        ("concept", "zero", -1, 5), ("random", "zero", 0, 5), ("random", "zero", 1, 5),
+        ("top", "zero", -1, 40), ("random", "zero", 0, 40), ("random", "zero", 1, 40),
+    ]  # fmt: skip
+    assert len(got) == 2 + 2 * 6
+    same = effect_conditions(cfg, 5, [5])  # the top-5 set's random controls are the concept set's
+    assert len(same) == 2 + 2 * 4 and len(set(same)) == len(same)

@@ -6,9 +6,10 @@ count. The ``n_candidates`` most frequent top-k neurons are projected to the voc
 and labelled with the concept lexicon.
 
 ``neuron_effects``: accuracy with the concept neurons ablated (zero / mean) against the
-same number of random neurons (all layers, all neurons; several seeds), and accuracy
-with the concept neurons' mean activation for every prompt variant. Resumable: one shard
-per condition (``cotlens.shards``).
+same number of random neurons (all layers, all neurons; several seeds), the same for the
+``top_n`` best-ranked candidates of any concept, and accuracy with the concept neurons'
+mean activation for every prompt variant. Resumable: one shard per condition
+(``cotlens.shards``).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
@@ -30,6 +31,14 @@ from cotlens.prompts.arith import VARIANTS, is_done, parse_answer
 from cotlens.sampling import SampleConfig, generate_batch
 from cotlens.shards import Shards, resume_key
 from cotlens.stages.common import model_meta, set_threads
+
+
+class Condition(NamedTuple):
+    condition: str  # variant | concept | top | random
+    variant: str
+    mode: str  # none | zero | mean
+    seed: int  # random draw, -1 otherwise
+    n_ablated: int
 
 
 @dataclass(frozen=True)
@@ -162,6 +171,23 @@ def top_neurons(neurons: Any, n: int, source: str = "neurons.parquet") -> dict[i
     return out
 
 
+def effect_conditions(cfg: Mapping[str, Any], n_concept: int, top_n: Sequence[int]) -> list[Condition]:
+    """The measurements of ``neuron_effects``, in order, one resumable shard each: every
+    variant unablated; then per mode the concept set and its random controls, and per
+    top-n the top set and its random controls. A random draw needed twice (a top-n as
+    large as the concept set) is measured once."""
+    conditions = [Condition("variant", v, "none", -1, 0) for v in VARIANTS if v in cfg["variants"]]
+    seeds = range(int(cfg["random_seeds"]))
+    for mode in cfg["modes"]:
+        conditions += [Condition("concept", "full", mode, -1, n_concept)]
+        conditions += [Condition("random", "full", mode, s, n_concept) for s in seeds]
+        for n in top_n:
+            conditions += [Condition("top", "full", mode, -1, n)] + [
+                Condition("random", "full", mode, s, n) for s in seeds
+            ]
+    return list(dict.fromkeys(conditions))
+
+
 def run_effects(
     prompts: str | Path, neurons: str | Path, model_dir: str | Path, out: str | Path, cfg: Mapping[str, Any],
     runtime: Mapping[str, Any], threads: int = 1,
@@ -178,18 +204,7 @@ def run_effects(
     tops = {int(n): top_neurons(ntab, int(n), str(neurons)) for n in cfg.get("top_n", [])}
     lm = load(model_dir, runtime["dtype"], runtime["device"], runtime.get("attn", "sdpa"))
     means = means.to(lm.device)
-    # one resumable shard per condition: a rerun after a crash measures only the missing ones;
-    # (condition, variant, mode, seed, neurons ablated)
-    conditions: list[tuple[str, str, str, int, int]] = [
-        ("variant", v, "none", -1, 0) for v in VARIANTS if v in cfg["variants"]
-    ]
-    seeds = range(int(cfg["random_seeds"]))
-    for mode in cfg["modes"]:
-        conditions += [("concept", "full", mode, -1, n_concept)] + [
-            ("random", "full", mode, s, n_concept) for s in seeds
-        ]
-        for n in tops:  # a larger set: the top-n scored neurons, whatever their concept
-            conditions += [("top", "full", mode, -1, n)] + [("random", "full", mode, s, n) for s in seeds]
+    conditions = effect_conditions(cfg, n_concept, list(tops))
     key = resume_key(cfg, runtime, prompts, neurons, Path(model_dir) / "manifest.json")
     shards = Shards(out, "neuron_effects", model_meta("neuron_effects", key, lm.manifest, lm.dtype), len(conditions))
 
