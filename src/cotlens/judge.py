@@ -12,6 +12,7 @@ manifest hash and the question; a crash loses at most the line being written.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 from collections.abc import Sequence
@@ -19,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+MIN_SHARED = 16  # leading tokens a prompt must share with the kept one to reuse its keys/values
 
 CONCEPTS = {
     "add": "addition or the plus sign",
@@ -46,8 +49,13 @@ def question(tokens: Sequence[str], concept: str) -> str:
 
 
 class Judge:
-    def __init__(self, model: Any, tokenizer: Any, model_key: str, cache: str | Path) -> None:
+    def __init__(
+        self, model: Any, tokenizer: Any, model_key: str, cache: str | Path, reuse_prefix: bool = True
+    ) -> None:
         self.model, self.tok, self.key = model, tokenizer, model_key
+        self.reuse_prefix = reuse_prefix
+        self._prefix: tuple[list[int], Any] | None = None
+        self.reused = 0  # questions that ran on top of the kept keys/values
         self.cache_path = Path(cache)
         self.cache: dict[str, float] = {}  # question key -> P(yes) / (P(yes) + P(no))
         if self.cache_path.exists():
@@ -74,9 +82,7 @@ class Judge:
         k = self._key(q)
         if k in self.cache:
             return self.cache[k]
-        dev = next(self.model.parameters()).device
-        ids = self.tok(f"{q}\nAnswer Yes or No.\nAnswer:", return_tensors="pt")["input_ids"].to(dev)
-        p = torch.softmax(self.model(input_ids=ids).logits[0, -1].float(), -1)
+        p = torch.softmax(self._last_logits(self.tok(f"{q}\nAnswer Yes or No.\nAnswer:")["input_ids"]).float(), -1)
         y, n = float(p[self.yes_ids].sum()), float(p[self.no_ids].sum())
         py = round(y / (y + n), 6) if y + n > 0 else 0.0  # rounded as cached: a rerun reads the same
         self.cache[k] = py
@@ -85,6 +91,32 @@ class Judge:
         with open(self.cache_path, "a") as fh:
             fh.write(json.dumps({"key": k, "yes": py > 0.5, "p_yes": py, "question": q}) + "\n")
         return py
+
+    def _last_logits(self, ids: list[int]) -> torch.Tensor:
+        """Next-token logits after ``ids``. Questions share a long frame: the keys/values of
+        the last uncached prompt are kept, and a prompt that shares at least ``MIN_SHARED``
+        leading tokens with it runs only the rest on top of them (cropped copy)."""
+        dev = next(self.model.parameters()).device
+        n = 0
+        if self.reuse_prefix and self._prefix is not None:
+            pre = self._prefix[0]
+            lim = min(len(pre), len(ids) - 1)
+            while n < lim and pre[n] == ids[n]:
+                n += 1
+        if n >= MIN_SHARED and self._prefix is not None:
+            kv = copy.deepcopy(self._prefix[1])
+            try:
+                kv.crop(n - len(self._prefix[0]))  # a negative count: tokens removed from the end
+            except (ValueError, RuntimeError):  # a cache that cannot roll back (sliding window, recurrent)
+                kv = None
+            if kv is not None:
+                self.reused += 1
+                out = self.model(input_ids=torch.tensor([ids[n:]], device=dev), past_key_values=kv, use_cache=True)
+                return out.logits[0, -1]
+        out = self.model(input_ids=torch.tensor([ids], device=dev), use_cache=self.reuse_prefix)
+        if self.reuse_prefix:
+            self._prefix = (list(ids), out.past_key_values)
+        return out.logits[0, -1]
 
     def yes(self, q: str) -> bool:
         return self.p_yes(q) > 0.5

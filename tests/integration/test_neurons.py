@@ -162,3 +162,17 @@ def test_batched_projection_equals_one_neuron_at_a_time(plus_model) -> None:  # 
             ]
             assert [got[(layer, j)].with_norm, got[(layer, j)].without_norm] == ref
     assert N.project(m, ad, tok, 1, NEURON).with_norm[0] == "+"
+
+
+def test_judge_reusing_the_shared_frame_equals_full_forwards(plus_model, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from cotlens.judge import Judge, question
+
+    m, tok, *_ = plus_model
+    qs = [question(["+", " plus"], "add"), question([" times", "*"], "mul"), question(["="], "equals"), "Is 2 > 1?"]
+    fast = Judge(m, tok, "k", tmp_path / "a.jsonl")
+    slow = Judge(m, tok, "k", tmp_path / "b.jsonl", reuse_prefix=False)
+    for q in qs:
+        assert fast.p_yes(q) == pytest.approx(slow.p_yes(q), abs=1e-5)
+    assert fast.reused == 2 and slow.reused == 0  # the two later neuron questions ran on the kept frame
+    n_frame = len(tok(question(["+"], "add"))["input_ids"])
+    assert n_frame > 40  # the frame is long enough to be worth reusing
