@@ -47,7 +47,13 @@ def main() -> None:
     judge = Judge(lm.model, lm.tokenizer, str(lm.manifest.get("sha256", name)), cache)
     t0 = time.perf_counter()
     res = agreement(rows, judge)
-    res.update(judge=name, neurons=a.neurons, asked=judge.asked, frame_reused=judge.reused, seconds=round(time.perf_counter() - t0, 1))
+    res.update(
+        judge=name,
+        neurons=a.neurons,
+        asked=judge.asked,
+        frame_reused=judge.reused,
+        seconds=round(time.perf_counter() - t0, 1),
+    )
     which = f"the top {a.top} candidates" + (" and every lexicon-labelled one" if a.labelled else "")
     print(f"judge {name} on {which} ({res['n']}) of {a.neurons} ({judge.asked} questions asked, "
           f"{res['seconds']} s)")  # fmt: skip
