@@ -1,13 +1,21 @@
-"""An optional LLM judge for neuron concepts: a local model from the registry answers
-yes/no questions, and every answer is cached on disk.
+"""An optional LLM judge: a local model from the registry answers questions, and every
+answer is cached on disk.
 
-The judge reads the next-token distribution after "Answer:" and compares the total
-probability of the "Yes" tokens with that of the "No" tokens, so it needs no sampling
-and is deterministic. A neuron's label is asked concept by concept, each question
-framed by two worked examples (one yes, one no, on other concepts); the label is the
-concept with the highest P(yes) if that is above one half, so the order of the concepts
-cannot decide it. Answers are appended to a JSON-lines cache keyed by the judge model's
-manifest hash and the question; a crash loses at most the line being written.
+Two kinds of question, both read from one next-token distribution (no sampling, so
+deterministic):
+
+- yes/no (Study 4's refusal judge): P(yes) = P(Yes tokens) / (P(Yes) + P(No)) after
+  "Answer:".
+- multiple choice (Study 2's neuron concepts): the options A-G are the concepts and H is
+  "none of these"; four worked examples (answers A, H, D, H) come first, so "none" is
+  a real choice and no single concept is primed. The label is the likeliest option.
+  An earlier design asked yes/no per concept after one "yes" example on division; the
+  1.5B judge then said "division" for 27 of 30 junk-token neurons.
+
+A long frame shared by the questions is run once: its keys/values are kept and each
+question runs only its own tokens. Answers are appended to a JSON-lines cache keyed by
+the judge model's manifest hash and the question; a crash loses at most the line being
+written.
 """
 
 from __future__ import annotations
@@ -34,18 +42,23 @@ CONCEPTS = {
 }
 
 
-# Two worked examples before every neuron question: a small judge answers the frame
-# "Words / Topic / Answer" far more sensibly than a bare question.
+LETTERS = "ABCDEFGH"  # the concepts in CONCEPTS order, then "none of these"
 FRAME = (
-    "Decide whether a list of words that a neuron promotes is mostly about a topic.\n\n"
-    "Words: 'divide', ' split', '/', ' per', ' shared'\nTopic: division\nAnswer: Yes\n\n"
-    "Words: ' cat', ' blue', ' the', ' river', ' sang'\nTopic: multiplication or the times sign\nAnswer: No\n\n"
+    "Each list holds the words that one neuron of a language model promotes. Pick the topic the words are "
+    "mostly about.\nOptions: "
+    + ", ".join(f"{LETTERS[i]}) {d}" for i, d in enumerate(CONCEPTS.values()))
+    + ", H) none of these topics\n\n"
+    "Words: ' plus', '+', ' sum', ' added', ' adding'\nTopic: A\n\n"
+    "Words: ' cat', ' blue', 'ingly', ' river', ' sang'\nTopic: H\n\n"
+    "Words: ' divide', '/', ' split', ' per', ' shared'\nTopic: D\n\n"
+    "Words: '.\\n', ' Paris', 'ocr', ' the', '_id'\nTopic: H\n\n"
 )
 
 
-def question(tokens: Sequence[str], concept: str) -> str:
+def question(tokens: Sequence[str]) -> str:
+    """The multiple-choice question about a neuron's top tokens (blank tokens dropped)."""
     words = ", ".join(repr(t) for t in tokens if t.strip())
-    return f"{FRAME}Words: {words}\nTopic: {CONCEPTS[concept]}"
+    return f"{FRAME}Words: {words}\nTopic:"
 
 
 class Judge:
@@ -57,16 +70,21 @@ class Judge:
         self._prefix: tuple[list[int], Any] | None = None
         self.reused = 0  # questions that ran on top of the kept keys/values
         self.cache_path = Path(cache)
-        self.cache: dict[str, float] = {}  # question key -> P(yes) / (P(yes) + P(no))
+        self.cache: dict[str, float] = {}  # yes/no question key -> P(yes) / (P(yes) + P(no))
+        self.choices: dict[str, list[float]] = {}  # multiple-choice question key -> P(option), A-H
         if self.cache_path.exists():
             for line in self.cache_path.read_text().splitlines():
                 try:
                     row = json.loads(line)
-                    self.cache[row["key"]] = float(row.get("p_yes", 1.0 if row["yes"] else 0.0))
+                    if "probs" in row:
+                        self.choices[row["key"]] = [float(x) for x in row["probs"]]
+                    else:
+                        self.cache[row["key"]] = float(row.get("p_yes", 1.0 if row["yes"] else 0.0))
                 except (json.JSONDecodeError, KeyError, TypeError, ValueError):
                     continue  # a line cut short by a crash
         self.yes_ids = self._ids(["Yes", " Yes", "yes", " yes"])
         self.no_ids = self._ids(["No", " No", "no", " no"])
+        self.letter_ids = [self._ids([x, f" {x}"]) for x in LETTERS]
         self.asked = 0
 
     def _ids(self, words: list[str]) -> list[int]:
@@ -86,11 +104,28 @@ class Judge:
         y, n = float(p[self.yes_ids].sum()), float(p[self.no_ids].sum())
         py = round(y / (y + n), 6) if y + n > 0 else 0.0  # rounded as cached: a rerun reads the same
         self.cache[k] = py
+        self._append({"key": k, "yes": py > 0.5, "p_yes": py, "question": q})
+        return py
+
+    def _append(self, row: dict[str, Any]) -> None:
         self.asked += 1
         self.cache_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.cache_path, "a") as fh:
-            fh.write(json.dumps({"key": k, "yes": py > 0.5, "p_yes": py, "question": q}) + "\n")
-        return py
+            fh.write(json.dumps(row) + "\n")
+
+    @torch.no_grad()
+    def option_probs(self, q: str) -> list[float]:
+        """P(option) for A-H after multiple-choice question ``q``, normalised over them (cached)."""
+        k = self._key(q)
+        if k in self.choices:
+            return self.choices[k]
+        p = torch.softmax(self._last_logits(self.tok(q)["input_ids"]).float(), -1)
+        mass = [float(p[ids].sum()) for ids in self.letter_ids]
+        tot = sum(mass)
+        probs = [round(m / tot, 6) if tot > 0 else 0.0 for m in mass]  # rounded as cached
+        self.choices[k] = probs
+        self._append({"key": k, "probs": probs, "question": q})
+        return probs
 
     def _last_logits(self, ids: list[int]) -> torch.Tensor:
         """Next-token logits after ``ids``. Questions share a long frame: the keys/values of
@@ -121,15 +156,11 @@ class Judge:
     def yes(self, q: str) -> bool:
         return self.p_yes(q) > 0.5
 
-    def scores(self, tokens: Sequence[str]) -> dict[str, float]:
-        """P(yes) for every concept."""
-        return {c: self.p_yes(question(tokens, c)) for c in CONCEPTS}
-
     def label(self, tokens: Sequence[str]) -> str | None:
-        """The concept with the highest P(yes), if above one half; else None."""
-        sc = self.scores(tokens)
-        best = max(sc, key=lambda c: sc[c])
-        return best if sc[best] > 0.5 else None
+        """The likeliest concept for a neuron's top tokens, or None when "none of these" is."""
+        probs = self.option_probs(question(tokens))
+        best = max(range(len(LETTERS)), key=lambda i: probs[i])
+        return list(CONCEPTS)[best] if best < len(CONCEPTS) else None
 
 
 def agreement(candidates: Sequence[tuple[str, Sequence[str], str | None]], judge: Judge) -> dict[str, Any]:

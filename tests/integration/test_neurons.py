@@ -134,17 +134,18 @@ def test_judge_answers_are_cached(plus_model, tmp_path: Path) -> None:  # type: 
     m, tok, *_ = plus_model
     cache = tmp_path / "judge.jsonl"
     j = Judge(m, tok, "tiny-hash", cache)
-    q = question(["+", " plus"], "add")
-    first = j.yes(q)
-    assert j.yes(q) == first and j.asked == 1  # the second answer comes from memory
+    q = question(["+", " plus"])
+    first = j.option_probs(q)
+    assert j.option_probs(q) == first and j.asked == 1  # the second answer comes from memory
+    assert len(first) == 8 and sum(first) == pytest.approx(1.0, abs=1e-5)
     lab = j.label([" a", " b"])
     assert lab is None or lab in CONCEPTS
     with open(cache, "a") as fh:
         fh.write('{"key": "cut sho')  # a crash mid-line
     again = Judge(m, tok, "tiny-hash", cache)
-    assert again.yes(q) == first and again.asked == 0  # read back from disk
+    assert again.option_probs(q) == first and again.asked == 0  # read back from disk
     other = Judge(m, tok, "another-model", cache)
-    other.yes(q)
+    other.option_probs(q)
     assert other.asked == 1  # keyed by the judge model
 
 
@@ -168,11 +169,12 @@ def test_judge_reusing_the_shared_frame_equals_full_forwards(plus_model, tmp_pat
     from cotlens.judge import Judge, question
 
     m, tok, *_ = plus_model
-    qs = [question(["+", " plus"], "add"), question([" times", "*"], "mul"), question(["="], "equals"), "Is 2 > 1?"]
+    qs = [question(["+", " plus"]), question([" times", "*"]), question(["="])]
     fast = Judge(m, tok, "k", tmp_path / "a.jsonl")
     slow = Judge(m, tok, "k", tmp_path / "b.jsonl", reuse_prefix=False)
     for q in qs:
-        assert fast.p_yes(q) == pytest.approx(slow.p_yes(q), abs=1e-5)
+        assert fast.option_probs(q) == pytest.approx(slow.option_probs(q), abs=1e-5)
+    assert fast.p_yes("Is 2 > 1?") == pytest.approx(slow.p_yes("Is 2 > 1?"), abs=1e-5)  # shares nothing: no reuse
     assert fast.reused == 2 and slow.reused == 0  # the two later neuron questions ran on the kept frame
-    n_frame = len(tok(question(["+"], "add"))["input_ids"])
+    n_frame = len(tok(question(["+"]))["input_ids"])
     assert n_frame > 40  # the frame is long enough to be worth reusing

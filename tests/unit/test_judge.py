@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from cotlens.judge import CONCEPTS, Judge, agreement, question
+from cotlens.judge import CONCEPTS, LETTERS, Judge, agreement, question
 from cotlens.stats import cohen_kappa
 
 
@@ -19,36 +19,37 @@ class _Tok:
 
 
 class Scripted(Judge):
-    """P(yes) per concept from a table keyed by the first token."""
+    """P(option) per neuron from a table keyed by the first token: {first: {concept: p}}."""
 
     def __init__(self, table: dict[str, dict[str, float]], cache: Path) -> None:
         super().__init__(None, _Tok(), "scripted", cache)
         self.table = table
 
-    def p_yes(self, q: str) -> float:
+    def option_probs(self, q: str) -> list[float]:
         for first, by_concept in self.table.items():
-            for c, p in by_concept.items():
-                if q == question([first, " x"], c):
-                    return p
-        return 0.1
+            if q == question([first, " x"]):
+                probs = [by_concept.get(c, 0.0) for c in CONCEPTS]
+                return probs + [max(0.0, 1.0 - sum(probs))]  # H: none of these
+        return [0.0] * len(CONCEPTS) + [1.0]
 
 
-def test_label_is_the_most_likely_concept_not_the_first_yes(tmp_path: Path) -> None:
-    j = Scripted({"+": {"add": 0.6, "mul": 0.9}, "so": {"connective": 0.4}}, tmp_path / "c.jsonl")
-    assert list(CONCEPTS)[0] == "add"  # asked first, and said yes to, but mul is likelier
+def test_label_is_the_likeliest_option_and_none_is_a_choice(tmp_path: Path) -> None:
+    j = Scripted({"+": {"add": 0.3, "mul": 0.5}, "so": {"connective": 0.2, "add": 0.1}}, tmp_path / "c.jsonl")
     assert j.label(["+", " x"]) == "mul"
-    assert j.label(["so", " x"]) is None  # nothing above one half
-    assert set(j.scores(["+", " x"])) == set(CONCEPTS)
+    assert j.label(["so", " x"]) is None  # "none of these" (0.7) is likeliest
+    assert len(LETTERS) == len(CONCEPTS) + 1
 
 
-def test_question_frames_the_tokens(tmp_path: Path) -> None:
-    q = question([" plus", " ", "+"], "add")
-    assert q.endswith("Words: ' plus', '+'\nTopic: addition or the plus sign")  # blank tokens dropped
-    assert "Answer: Yes" in q and "Answer: No" in q  # the two worked examples
+def test_question_frames_the_tokens() -> None:
+    q = question([" plus", " ", "+"])
+    assert q.endswith("Words: ' plus', '+'\nTopic:")  # blank tokens dropped
+    assert all(f"{x}) " in q for x in LETTERS) and "H) none of these" in q
+    answers = [line.split(": ")[1] for line in q.splitlines() if line.startswith("Topic: ")]
+    assert answers == ["A", "H", "D", "H"]  # worked examples: two concepts, two "none"
 
 
 def test_agreement_counts_and_kappa(tmp_path: Path) -> None:
-    j = Scripted({"+": {"add": 0.9}, "*": {"mul": 0.9}, "so": {}}, tmp_path / "c.jsonl")
+    j = Scripted({"+": {"add": 0.9}, "*": {"mul": 0.9}}, tmp_path / "c.jsonl")
     cands: Sequence[tuple[str, Sequence[str], Any]] = [
         ("L1N1", ["+", " x"], "add"),
         ("L1N2", ["*", " x"], "mul"),
@@ -78,3 +79,12 @@ def test_old_cache_lines_without_probabilities_still_read(tmp_path: Path) -> Non
     cache.write_text(json.dumps({"key": j._key("q1"), "yes": True}) + "\n" + '{"key": "cut')
     again = Judge(None, _Tok(), "k", cache)
     assert again.p_yes("q1") == 1.0 and again.yes("q1") and again.asked == 0
+
+
+def test_multiple_choice_answers_are_cached_beside_yes_no(tmp_path: Path) -> None:
+    cache = tmp_path / "c.jsonl"
+    j = Judge(None, _Tok(), "k", cache)
+    probs = [0.1] * 7 + [0.3]
+    cache.write_text(json.dumps({"key": j._key("q2"), "probs": probs, "question": "q2"}) + "\n")
+    again = Judge(None, _Tok(), "k", cache)
+    assert again.option_probs("q2") == probs and again.asked == 0
