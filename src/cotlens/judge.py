@@ -29,6 +29,8 @@ from typing import Any
 
 import torch
 
+from cotlens.stats import cohen_kappa
+
 MIN_SHARED = 16  # leading tokens a prompt must share with the kept one to reuse its keys/values
 
 CONCEPTS = {
@@ -167,8 +169,6 @@ def agreement(candidates: Sequence[tuple[str, Sequence[str], str | None]], judge
     """The judge's labels against the lexicon's on ``(name, top tokens, lexicon label)``:
     the share of equal labels, Cohen's kappa (no concept is a category), the confusion
     counts and the disagreements."""
-    from cotlens.stats import cohen_kappa
-
     lex = [c[2] or "none" for c in candidates]
     jud = [judge.label(c[1]) or "none" for c in candidates]
     confusion: dict[str, dict[str, int]] = {}
