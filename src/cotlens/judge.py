@@ -29,6 +29,7 @@ from typing import Any
 
 import torch
 
+from cotlens.sampling import shared_prefix_len
 from cotlens.stats import cohen_kappa
 
 MIN_SHARED = 16  # leading tokens a prompt must share with the kept one to reuse its keys/values
@@ -136,11 +137,8 @@ class Judge:
         dev = next(self.model.parameters()).device
         n = 0
         if self.reuse_prefix and self._prefix is not None:
-            pre = self._prefix[0]
-            lim = min(len(pre), len(ids) - 1)
-            while n < lim and pre[n] == ids[n]:
-                n += 1
-        if n >= MIN_SHARED and self._prefix is not None:
+            n = shared_prefix_len([self._prefix[0], ids], MIN_SHARED)  # 0 below MIN_SHARED
+        if n and self._prefix is not None:
             kv = copy.deepcopy(self._prefix[1])
             try:
                 kv.crop(n - len(self._prefix[0]))  # a negative count: tokens removed from the end
