@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from cotlens.models.adapters import Adapter, get
+from cotlens.models.adapters import Adapter, get, readout
 
 
 def pad(
@@ -28,4 +28,4 @@ def logits_at(model: nn.Module, ad: Adapter, ids: torch.Tensor, mask: torch.Tens
     """Next-token logits [batch, P, vocab] at ``pos`` only (no full-sequence unembedding)."""
     h = get(model, ad.base)(input_ids=ids, attention_mask=mask).last_hidden_state
     rows = torch.arange(h.shape[0], device=h.device)[:, None]
-    return get(model, ad.unembed)(h[rows, pos])
+    return readout(model, ad, h[rows, pos], normed=True)

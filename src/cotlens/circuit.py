@@ -10,8 +10,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from cotlens.hooks import Capture, edit_inputs, site_module
-from cotlens.models.adapters import Adapter, Dims, get
+from cotlens.hooks import Capture, edit_inputs
+from cotlens.models.adapters import Adapter, Dims, get, readout
+from cotlens.writes import frozen_norm, head_writes
 
 Head = tuple[int, int]
 
@@ -24,34 +25,6 @@ class HeadReading:
     final_resid: torch.Tensor  # [d]
 
 
-def head_writes(model: nn.Module, ad: Adapter, dims: Dims, layer: int, z: torch.Tensor) -> torch.Tensor:
-    """What each head adds to the residual stream: o_proj applied to that head's slice alone.
-
-    ``z`` [n_heads * head_dim] (one position) -> [n_heads, d_model]; the projection's bias
-    (GPT-2) is not attributed to any head.
-    """
-    proj = site_module(model, ad, "attn_heads", layer)
-    eye = torch.eye(dims.n_heads, device=z.device, dtype=z.dtype).repeat_interleave(dims.head_dim, dim=1)
-    masked = eye * z[None]  # row h keeps head h only
-    return proj(masked) - proj(torch.zeros_like(masked[:1]))
-
-
-def frozen_norm(norm: nn.Module, resid: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """The final norm linearised at ``resid``: its scale is the one of the whole residual.
-
-    For RMSNorm and LayerNorm alike, norm(c*w) - norm(0) with c = scale(resid)/scale(w)
-    equals w / scale(resid) times the gain (centred for LayerNorm).
-    """
-    centre = isinstance(norm, nn.LayerNorm)
-
-    def scale(x: torch.Tensor) -> torch.Tensor:
-        x = x - x.mean(-1, keepdim=True) if centre else x
-        return x.pow(2).mean(-1, keepdim=True).sqrt().clamp_min(1e-12)
-
-    c = scale(resid[None]) / scale(w)
-    return (norm(w * c) - norm(torch.zeros_like(w))) / c
-
-
 @torch.no_grad()
 def read_heads(model: nn.Module, ad: Adapter, dims: Dims, ids: Sequence[int], tok_a: int, tok_b: int) -> HeadReading:
     """Per-head DLA and logit-lens top token at the last position of one prompt."""
@@ -62,16 +35,17 @@ def read_heads(model: nn.Module, ad: Adapter, dims: Dims, ids: Sequence[int], to
     final = cap.out["resid"][-1]
     assert final is not None
     final = final[0, 0]
-    norm, unembed = get(model, ad.final_norm), get(model, ad.unembed)
+    norm = get(model, ad.final_norm)
     dla, dla_a, top = [], [], []
     for layer in range(dims.n_layers):
         z = cap.out["attn_heads"][layer]
         assert z is not None
         w = head_writes(model, ad, dims, layer, z[0, 0])  # [H, d]
-        logits = unembed(frozen_norm(norm, final, w)).float()  # [H, V]
+        # the final norm frozen at the final residual; logits before any soft-cap (linear)
+        logits = readout(model, ad, frozen_norm(norm, final, w), normed=True, cap=False).float()  # [H, V]
         dla.append(logits[:, tok_a] - logits[:, tok_b])
         dla_a.append(logits[:, tok_a])
-        top.append(unembed(norm(w)).argmax(-1))  # the logit lens applied to the head's write
+        top.append(readout(model, ad, w).argmax(-1))  # the logit lens applied to the head's write
     return HeadReading(torch.stack(dla), torch.stack(dla_a), torch.stack(top), final)
 
 
@@ -112,4 +86,4 @@ def circuit_logits(
 
     with edit_inputs(model, ad, "attn_heads", {layer: make(layer) for layer in range(dims.n_layers)}):
         h = get(model, ad.base)(input_ids=torch.tensor([list(ids)], device=dev), use_cache=False).last_hidden_state
-    return get(model, ad.unembed)(h[:, -1])[0].float()
+    return readout(model, ad, h[:, -1], normed=True)[0].float()

@@ -15,7 +15,7 @@ by the teacher-forced prefix, and the probability is conditional on them:
 A token's text is its surface form inside a sequence: decode([anchor, v]) minus decode([anchor]).
 
 Monte Carlo dropout (the paper's estimator): dropout with rate p is applied to the output
-of every attention block and every FFN block (the ``attn_out`` and ``mlp_out`` modules of
+of every attention block and every FFN block (the ``attn_out`` and ``ffn_module`` modules of
 the adapter table) at inference, also for models trained without dropout; S passes.
 """
 
@@ -109,7 +109,7 @@ def mc_dropout(model: nn.Module, ad: Adapter, p: float) -> Iterator[None]:
     """Dropout on every attention and FFN block output while active."""
     handles = []
     for block in layers(model, ad):
-        for path in (ad.attn_out, ad.mlp_out):
+        for path in (ad.attn_out, ad.ffn_module):
             mod = get(block, path)
             handles.append(mod.register_forward_hook(lambda _m, _a, o: F.dropout(o, p, training=True)))
     try:

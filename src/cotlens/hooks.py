@@ -60,6 +60,44 @@ def router_modules(model: nn.Module, ad: Adapter) -> dict[int, nn.Module]:
     return out
 
 
+InputFn = Callable[[torch.Tensor], "torch.Tensor | None"]
+
+
+def site_pre_hooks(model: nn.Module, ad: Adapter, site: str, fns: dict[int, InputFn]) -> list[Any]:
+    """Register ``fns[layer]`` on the input of ``site`` (attn_heads or mlp) at each layer.
+
+    Every fn sees [batch, position, dim], whatever the family does: OPT runs its FFN on
+    [batch * position, d] (``adapter.flat_ffn``), so a pre-hook on the block records the
+    block's [batch, position] and the view is restored here. A fn that returns a tensor
+    replaces the input (same [batch, position, dim] shape); None leaves it.
+    """
+    if site not in ("attn_heads", "mlp"):
+        raise ValueError(f"site_pre_hooks hooks module inputs; use attn_heads or mlp, not {site!r}")
+    flat = site == "mlp" and ad.flat_ffn
+    blocks = layers(model, ad)
+    handles: list[Any] = []
+    for layer, fn in fns.items():
+        shape: dict[str, tuple[int, int]] = {}
+        if flat:
+
+            def block_pre(_m: nn.Module, a: tuple[Any, ...], kw: dict[str, Any], s: Any = shape) -> None:
+                h = a[0] if a else kw["hidden_states"]
+                s["bt"] = (int(h.shape[0]), int(h.shape[1]))
+
+            handles.append(blocks[layer].register_forward_pre_hook(block_pre, with_kwargs=True))
+
+        def pre(_m: nn.Module, a: tuple[Any, ...], f: InputFn = fn, s: Any = shape) -> Any:
+            x = a[0]
+            view = x.view(*s["bt"], x.shape[-1]) if flat and x.dim() == 2 else x
+            new = f(view)
+            if new is None:
+                return None
+            return (new.reshape(x.shape), *a[1:])
+
+        handles.append(site_module(model, ad, site, layer).register_forward_pre_hook(pre))
+    return handles
+
+
 @contextlib.contextmanager
 def hooked(handles_fn: Callable[[], Sequence[Any]]) -> Iterator[None]:
     handles = list(handles_fn())
@@ -114,10 +152,10 @@ class Capture:
                     handles.append(mod.register_forward_hook(fwd))
                 else:
 
-                    def pre(_m: nn.Module, a: Any, i: int = layer, s: Any = store) -> None:
-                        s[i] = self._take(a[0])
+                    def pre(x: torch.Tensor, i: int = layer, s: Any = store) -> None:
+                        s[i] = self._take(x)
 
-                    handles.append(mod.register_forward_pre_hook(pre))
+                    handles += site_pre_hooks(self.model, self.adapter, site, {layer: pre})
         return handles
 
     def __enter__(self) -> Capture:
@@ -184,18 +222,20 @@ class BlockCalls:
 
 def replay(
     blocks: Sequence[nn.Module], start: int, hidden: torch.Tensor, kwargs: Sequence[dict[str, Any]],
-    cache: Any = None,
+    cache: Any = None, cache_arg: str = "past_key_values",
 ) -> torch.Tensor:  # fmt: skip
     """Run blocks ``start..`` on ``hidden`` with the recorded kwargs (batch-1 tensors broadcast).
 
-    ``cache`` replaces the recorded ``past_key_values`` (per-position patching passes the
-    key/value cache of the earlier positions); without it no cache is used.
+    ``cache`` replaces the recorded cache under the blocks' own keyword ``cache_arg``
+    (``past_key_values``, or ``layer_past`` in GPT-NeoX, GPT-J and Falcon; per-position
+    patching passes the key/value cache of the earlier positions); without it no cache
+    is used.
     """
     h = hidden
     for layer in range(start, len(blocks)):
         kw = dict(kwargs[layer])
-        if "past_key_values" in kw or cache is not None:
-            kw["past_key_values"] = cache
+        if cache_arg in kw or cache is not None:
+            kw[cache_arg] = cache
         if "use_cache" in kw:
             kw["use_cache"] = cache is not None
         h = _first(blocks[layer](h, **kw))
@@ -206,19 +246,9 @@ def replay(
 def edit_inputs(
     model: nn.Module, adapter: Adapter, site: str, edits: dict[int, Callable[[torch.Tensor], torch.Tensor]]
 ) -> Iterator[None]:
-    """Replace the input of ``site`` (attn_heads or mlp) at the given layers by ``fn(input)``."""
+    """Replace the input of ``site`` (attn_heads or mlp) at the given layers by ``fn(input)``
+    (``fn`` sees and returns [batch, position, dim])."""
     if site == "resid":
         raise ValueError("edit_inputs edits module inputs; use attn_heads or mlp")
-
-    def make(fn: Callable[[torch.Tensor], torch.Tensor]) -> Callable[..., Any]:
-        def pre(_m: nn.Module, a: tuple[Any, ...]) -> tuple[Any, ...]:
-            return (fn(a[0]), *a[1:])
-
-        return pre
-
-    with hooked(
-        lambda: [
-            site_module(model, adapter, site, layer).register_forward_pre_hook(make(fn)) for layer, fn in edits.items()
-        ]
-    ):
+    with hooked(lambda: site_pre_hooks(model, adapter, site, dict(edits))):
         yield

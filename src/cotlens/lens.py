@@ -9,7 +9,7 @@ import pyarrow as pa
 import torch
 
 from cotlens import schemas
-from cotlens.models.adapters import lens_logits
+from cotlens.models.adapters import readout
 from cotlens.models.loading import Loaded
 from cotlens.parquet import arrow_to_vectors, to_table
 
@@ -25,7 +25,7 @@ def lens_batch(lm: Loaded, acts: pa.Table, chunk: int = 512) -> pa.Table:
     p_ctx, p_pri, rank, top = [], [], [], []
     for s in range(0, len(resid), chunk):
         x = torch.from_numpy(resid[s : s + chunk]).to(lm.device, dtype=next(lm.model.parameters()).dtype)
-        logp = torch.log_softmax(lens_logits(lm.model, lm.adapter, x).float(), dim=-1)
+        logp = torch.log_softmax(readout(lm.model, lm.adapter, x).float(), dim=-1)
         c = torch.from_numpy(ctx[s : s + chunk]).to(lm.device)
         q = torch.from_numpy(pri[s : s + chunk]).to(lm.device)
         lc = logp.gather(1, c[:, None]).squeeze(1)

@@ -24,8 +24,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from cotlens.hooks import edit_inputs, hooked, site_module
-from cotlens.models.adapters import Adapter, Dims, get
+from cotlens.hooks import edit_inputs, hooked, site_pre_hooks
+from cotlens.models.adapters import Adapter, Dims, readout
+from cotlens.writes import out_columns  # what a neuron writes per unit activation (post norms included)
 
 # Concept lexicon: a neuron's top tokens (lower-cased, stripped) are matched against it.
 LEXICON: dict[str, frozenset[str]] = {
@@ -42,13 +43,6 @@ LEXICON: dict[str, frozenset[str]] = {
 AMBIGUOUS = frozenset({"-", "−", "/", "x", "is", "more", "less", "left", "away", "per", "half", "each", "so", "then",
                        "since", "how", "many", "number", "total", "equal", "piles", "double", "result"})  # fmt: skip
 LABEL_THRESHOLD = 0.5  # sum of weight/rank over a concept's top-10 tokens: an unambiguous token at rank 1-2 suffices
-
-
-def out_columns(model: nn.Module, ad: Adapter, layer: int) -> torch.Tensor:
-    """[d_mlp, d_model]: row j is what neuron j writes per unit activation."""
-    mod = site_module(model, ad, "mlp", layer)
-    w = mod.weight
-    return w.t() if isinstance(mod, nn.Linear) else w  # GPT-2's Conv1D stores [d_mlp, d_model]
 
 
 class NeuronScorer:
@@ -91,10 +85,10 @@ class NeuronScorer:
         self.reset()
 
     def _hook(self, layer: int) -> Any:
-        def pre(_m: nn.Module, a: tuple[Any, ...]) -> None:
+        def pre(a: torch.Tensor) -> None:
             if self._rows is None:
                 return
-            x = a[0][:, -1].float()  # [b, d_mlp]: the position that predicts the next token
+            x = a[:, -1].float()  # [b, d_mlp]: the position that predicts the next token
             rows = self._rows
             score = x.abs() * self.norms[layer]
             top = score.topk(self.k, dim=-1).indices
@@ -107,10 +101,7 @@ class NeuronScorer:
 
     def __enter__(self) -> NeuronScorer:
         self._ctx = hooked(
-            lambda: [
-                site_module(self.model, self.ad, "mlp", li).register_forward_pre_hook(self._hook(li))
-                for li in range(self.dims.n_layers)
-            ]
+            lambda: site_pre_hooks(self.model, self.ad, "mlp", {li: self._hook(li) for li in range(self.dims.n_layers)})
         )
         self._ctx.__enter__()
         return self
@@ -140,7 +131,6 @@ def project_many(
     """Output weights of ``neurons`` [(layer, index)] through the unembedding, with and
     without the final norm: ``chunk`` neurons per matrix product, so the unembedding (the
     largest matrix of a small model) is read once per chunk rather than once per neuron."""
-    unembed, norm = get(model, ad.unembed), get(model, ad.final_norm)
     by_layer: dict[int, list[int]] = {}
     for layer, j in neurons:
         by_layer.setdefault(int(layer), []).append(int(j))
@@ -151,8 +141,9 @@ def project_many(
             part = idx[s : s + chunk]
             w = cols[torch.tensor(part, device=cols.device)]
             tops = [
-                unembed(v.to(unembed.weight.dtype)).float().topk(top, dim=-1).indices.tolist() for v in (norm(w), w)
-            ]
+                readout(model, ad, w, normed=normed).float().topk(top, dim=-1).indices.tolist()
+                for normed in (False, True)
+            ]  # with the final norm, then without it
             for k, j in enumerate(part):
                 out[(layer, j)] = Projection(*[[tokenizer.decode([i]) for i in t[k]] for t in tops])
     return out
@@ -234,10 +225,10 @@ class ActivationMeter:
     def _hook(self, layer: int) -> Any:
         ix = self.neurons[layer]
 
-        def pre(_m: nn.Module, a: tuple[Any, ...]) -> None:
+        def pre(a: torch.Tensor) -> None:
             if self._rows is None:
                 return
-            x = a[0][:, -1, ix].float()
+            x = a[:, -1, ix].float()
             self.sum[self._rows] += x.sum(-1)
             self.count[self._rows] += x.shape[-1]
             if layer == self._last:
@@ -247,10 +238,7 @@ class ActivationMeter:
 
     def __enter__(self) -> ActivationMeter:
         self._ctx = hooked(
-            lambda: [
-                site_module(self.model, self.ad, "mlp", li).register_forward_pre_hook(self._hook(li))
-                for li in self.neurons
-            ]
+            lambda: site_pre_hooks(self.model, self.ad, "mlp", {li: self._hook(li) for li in self.neurons})
         )
         self._ctx.__enter__()
         return self

@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from cotlens.hooks import BlockCalls, Capture, edit_inputs, replay
-from cotlens.models.adapters import Adapter, Dims, get, layers, lens_logits
+from cotlens.models.adapters import Adapter, Dims, get, layers, readout
 from cotlens.stats import spearman
 
 __all__ = [
@@ -77,7 +77,7 @@ class Baseline:
 
 def _last_logits(model: nn.Module, ad: Adapter, ids: torch.Tensor) -> torch.Tensor:
     h = get(model, ad.base)(input_ids=ids, use_cache=False).last_hidden_state
-    return get(model, ad.unembed)(h[:, -1]).float()
+    return readout(model, ad, h[:, -1], normed=True).float()
 
 
 def kl_to(clean_logp: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
@@ -128,7 +128,7 @@ def _suffix_hidden(model: nn.Module, ad: Adapter, ids: torch.Tensor, kv: Any, po
 
 def _suffix_forward(model: nn.Module, ad: Adapter, ids: torch.Tensor, kv: Any, pos: int) -> torch.Tensor:
     """Last-position logits of ``ids`` computed for positions pos.. only, on the prefix cache ``kv``."""
-    return get(model, ad.unembed)(_suffix_hidden(model, ad, ids, kv, pos)[:, -1]).float()
+    return readout(model, ad, _suffix_hidden(model, ad, ids, kv, pos)[:, -1], normed=True).float()
 
 
 def baseline(
@@ -152,7 +152,7 @@ def baseline(
         with BlockCalls(model, ad) as calls, Capture(model, ad, sites=("attn_heads",)) as cap:
             out = get(model, ad.base)(input_ids=x_ids, use_cache=True)
         kv = [(lay.keys, lay.values) for lay in out.past_key_values.layers]
-        corrupt_logits = get(model, ad.unembed)(out.last_hidden_state[0, -1]).float()
+        corrupt_logits = readout(model, ad, out.last_hidden_state[0, -1], normed=True).float()
         corrupt_heads = [t[0] for t in cap.out["attn_heads"] if t is not None]
         with Capture(model, ad, sites=("attn_heads",)) as cap:
             clean_logits = _suffix_forward(model, ad, c_ids, kv, start)[0]
@@ -304,8 +304,8 @@ def _sweep(
             cache = _prefix_cache(base.corrupt_kv, layer, start, len(chunk)) if start > 0 else None
             edit = {layer: _setter(base.clean_heads[layer], chunk, dims, start)}
             with edit_inputs(model, ad, "attn_heads", edit):
-                h = replay(blocks, layer, hidden, kwargs, cache=cache)
-            nkl, ld = scores(base, lens_logits(model, ad, h[:, -1]).float())
+                h = replay(blocks, layer, hidden, kwargs, cache=cache, cache_arg=ad.cache_arg)
+            nkl, ld = scores(base, readout(model, ad, h[:, -1]).float())
             for i, row in enumerate(chunk):
                 out[(layer, row)] = (float(nkl[i]), float(ld[i]))
     return out
@@ -407,5 +407,5 @@ def patch_positions(
     }  # fmt: skip
     with edit_inputs(model, ad, "attn_heads", edits):
         h = _suffix_hidden(model, ad, base.corrupt_ids, base.corrupt_kv, start, n)
-    nkl, ld = scores(base, get(model, ad.unembed)(h[:, -1]).float())
+    nkl, ld = scores(base, readout(model, ad, h[:, -1], normed=True).float())
     return [(float(a), float(b)) for a, b in zip(nkl, ld, strict=True)]

@@ -1,19 +1,34 @@
-"""The one architecture adapter table: where each family keeps its parts.
+"""Where a model keeps its parts: inferred from the module tree and one traced forward.
 
 Every method module goes through an :class:`Adapter`; nothing else in cotlens knows
-module names. Paths are relative to the ``*ForCausalLM`` model; ``layer_*`` paths are
-relative to one decoder block.
+module names. Paths are relative to the ``*ForCausalLM`` model; ``attn_out``, ``mlp_out``,
+``ffn``, ``router`` and the post norms are relative to one decoder block.
 
-- ``attn_out``: the attention output projection. Its *input* is the concatenation of
-  per-head outputs [n_heads * head_dim]; hooking it gives exact per-head outputs.
-- ``mlp_out``: the FFN down projection. Its input is the vector of FFN neurons.
-- ``router``: the MoE router of a block (None for dense families).
-- ``final_norm`` and ``unembed``: what the logit lens applies.
+- ``attn_out``: the attention output projection (Linear or Conv1D). Its *input* is the
+  concatenation of per-head outputs [n_heads * head_dim]; hooking it gives exact heads.
+- ``mlp_out``: the FFN down projection. Its input is the vector of FFN neurons (some
+  families, e.g. OPT, run it on flattened [batch * seq, d]; ``flat_ffn`` says so and the
+  hook layer restores [batch, seq, d]).
+- ``ffn``: the module whose output is the FFN's whole write (``mlp_out`` for dense FFNs,
+  the MoE block for mixtures of experts).
+- ``post_attn_norm`` / ``post_ffn_norm``: norms applied to a sublayer's output before the
+  residual add (Gemma 2/3, OLMo 2). ``residual_scale`` multiplies both writes (Granite).
+- ``final_norm`` and ``unembed``: what :func:`readout` applies, then ``logit_scale`` and
+  ``softcap`` (Cohere, Granite, Gemma 2): the one path from a hidden state to logits.
+- ``cache_arg``: the keyword under which a block takes its key/value cache.
+
+:func:`infer` finds all of these from the model itself (module tree, call order, and which
+module consumes which tensor in one short forward); ``OVERRIDES`` holds the few fields
+inference cannot find (the experts of MoE blocks), each row saying why.
+:mod:`cotlens.models.checks` then proves the result against the model's own outputs.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import inspect
+import re
+import weakref
+from dataclasses import dataclass, fields
 from typing import Any
 
 import torch
@@ -32,70 +47,65 @@ class Adapter:
     final_norm: str
     unembed: str
     router: str | None = None
+    ffn: str | None = None  # None: the FFN's write is mlp_out's output
+    post_attn_norm: str | None = None
+    post_ffn_norm: str | None = None
+    residual_scale: float = 1.0
+    logit_scale: float = 1.0
+    softcap: float | None = None
+    cache_arg: str = "past_key_values"
+    flat_ffn: bool = False
     notes: str = ""
 
+    @property
+    def ffn_module(self) -> str:
+        return self.ffn or self.mlp_out
 
-_LLAMA_LIKE = dict(
-    base="model",
-    layers="model.layers",
-    attn_out="self_attn.o_proj",
-    mlp_out="mlp.down_proj",
-    final_norm="model.norm",
-    unembed="lm_head",
-)
+    def describe(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
-ADAPTERS: dict[str, Adapter] = {
-    "llama": Adapter("llama", **_LLAMA_LIKE),
-    "mistral": Adapter("mistral", **_LLAMA_LIKE),
-    "qwen2": Adapter("qwen2", **_LLAMA_LIKE),
-    "qwen3": Adapter("qwen3", **_LLAMA_LIKE),
-    "gemma3_text": Adapter(
-        "gemma3_text",
-        **_LLAMA_LIKE,
-        notes="embeddings scaled by sqrt(d); final logit soft-capping is not applied by the lens",
-    ),
-    "gemma2": Adapter("gemma2", **_LLAMA_LIKE, notes="logit soft-capping not applied by the lens"),
-    "gpt2": Adapter(
-        "gpt2",
-        base="transformer",
-        layers="transformer.h",
-        attn_out="attn.c_proj",
-        mlp_out="mlp.c_proj",
-        final_norm="transformer.ln_f",
-        unembed="lm_head",
-    ),
-    "mixtral": Adapter("mixtral", **{**_LLAMA_LIKE, "mlp_out": "mlp.experts"}, router="mlp.gate"),
-    "qwen2_moe": Adapter("qwen2_moe", **{**_LLAMA_LIKE, "mlp_out": "mlp.experts"}, router="mlp.gate"),
-    "qwen3_moe": Adapter("qwen3_moe", **{**_LLAMA_LIKE, "mlp_out": "mlp.experts"}, router="mlp.gate"),
-    "olmoe": Adapter("olmoe", **{**_LLAMA_LIKE, "mlp_out": "mlp.experts"}, router="mlp.gate"),
-    "deepseek_v2": Adapter(
-        "deepseek_v2",
-        **{**_LLAMA_LIKE, "mlp_out": "mlp.experts"},
-        router="mlp.gate",
-        notes="first_k_dense_replace leading blocks are dense (no router); shared experts are not routed",
-    ),
-    "deepseek_v3": Adapter(
-        "deepseek_v3",
-        **{**_LLAMA_LIKE, "mlp_out": "mlp.experts"},
-        router="mlp.gate",
-        notes="sigmoid router with group-limited top-k and a score-correction bias; dense leading blocks",
-    ),
-    "granitemoe": Adapter(
-        "granitemoe",
-        **{**_LLAMA_LIKE, "mlp_out": "block_sparse_moe.output_linear"},
-        router="block_sparse_moe.router",
-    ),
+
+_MOE = {"mlp_out": "mlp.experts", "ffn": "mlp", "router": "mlp.gate"}
+_MOE_WHY = "MoE: the experts are one fused module with no single down projection; the router is named here"
+
+# Fields inference cannot find, per model_type, and why. Everything else is inferred.
+OVERRIDES: dict[str, dict[str, Any]] = {
+    "mixtral": {**_MOE, "notes": _MOE_WHY},
+    "qwen2_moe": {**_MOE, "notes": _MOE_WHY + "; the shared expert is part of the FFN write, not routed"},
+    "qwen3_moe": {**_MOE, "notes": _MOE_WHY},
+    "olmoe": {**_MOE, "notes": _MOE_WHY},
+    "deepseek_v2": {
+        **_MOE,
+        "notes": _MOE_WHY + "; first_k_dense_replace leading blocks are dense (no router); shared experts not routed",
+    },
+    "deepseek_v3": {
+        **_MOE,
+        "notes": _MOE_WHY
+        + "; sigmoid router with group-limited top-k and a score-correction bias; dense leading blocks",
+    },
+    "granitemoe": {
+        "mlp_out": "block_sparse_moe.output_linear",
+        "ffn": "block_sparse_moe",
+        "router": "block_sparse_moe.router",
+        "notes": _MOE_WHY,
+    },
 }
 
+# What inference finds on tiny random-init models of each family (tests/integration/
+# test_architectures.py asserts it). Documentation, not configuration.
+DOCUMENTED: dict[str, dict[str, Any]] = {
+    "llama": {"attn_out": "self_attn.o_proj", "mlp_out": "mlp.down_proj", "final_norm": "model.norm"},
+    "gpt2": {"attn_out": "attn.c_proj", "mlp_out": "mlp.c_proj", "final_norm": "transformer.ln_f"},
+    "gpt_neox": {"attn_out": "attention.dense", "mlp_out": "mlp.dense_4h_to_h", "cache_arg": "layer_past"},
+    "gptj": {"attn_out": "attn.out_proj", "mlp_out": "mlp.fc_out", "cache_arg": "layer_past"},
+    "opt": {"layers": "model.decoder.layers", "mlp_out": "fc2", "flat_ffn": True},
+    "falcon": {"attn_out": "self_attention.dense", "mlp_out": "mlp.dense_4h_to_h", "cache_arg": "layer_past"},
+    "phi": {"attn_out": "self_attn.dense", "mlp_out": "mlp.fc2", "final_norm": "model.final_layernorm"},
+    "gemma2": {"post_attn_norm": "post_attention_layernorm", "post_ffn_norm": "post_feedforward_layernorm"},
+    "olmo2": {"post_attn_norm": "post_attention_layernorm", "post_ffn_norm": "post_feedforward_layernorm"},
+}
 
-def adapter_for(model: nn.Module) -> Adapter:
-    mt = getattr(getattr(model, "config", None), "model_type", None)
-    if mt not in ADAPTERS:
-        raise CotlensError(
-            f"architecture {mt!r} has no adapter",
-            f"add a row to cotlens.models.adapters.ADAPTERS (known: {sorted(ADAPTERS)})",
-        )
-    return ADAPTERS[mt]
+CACHE_ARGS = ("past_key_values", "past_key_value", "layer_past")
 
 
 def get(root: nn.Module, dotted: str) -> Any:
@@ -103,6 +113,194 @@ def get(root: nn.Module, dotted: str) -> Any:
     for part in dotted.split("."):
         obj = getattr(obj, part)
     return obj
+
+
+def _is_linear(m: nn.Module) -> bool:
+    return isinstance(m, nn.Linear) or type(m).__name__ == "Conv1D"
+
+
+def _is_norm(m: nn.Module) -> bool:
+    return isinstance(m, nn.LayerNorm) or "norm" in type(m).__name__.lower()
+
+
+def _config(model: nn.Module) -> Any:
+    c = model.config
+    return getattr(c, "text_config", None) or c
+
+
+def _first_tensor(x: Any) -> torch.Tensor | None:
+    if isinstance(x, torch.Tensor):
+        return x
+    if isinstance(x, (tuple, list)) and x and isinstance(x[0], torch.Tensor):
+        return x[0]
+    return getattr(x, "last_hidden_state", None)
+
+
+def _same(a: torch.Tensor | None, b: torch.Tensor | None) -> bool:
+    return a is not None and b is not None and a.shape == b.shape and bool(torch.equal(a, b))
+
+
+def _find_layers(model: nn.Module, base: str) -> str:
+    """The longest ModuleList of one block class under the decoder stack."""
+    best: tuple[int, str] | None = None
+    for name, mod in get(model, base).named_modules():
+        if isinstance(mod, nn.ModuleList) and len(mod) and len({type(b) for b in mod}) == 1:
+            if any(_is_linear(x) for x in mod[0].modules()) and (best is None or len(mod) > best[0]):
+                best = (len(mod), f"{base}.{name}")
+    if best is None:
+        raise CotlensError(
+            f"no list of decoder blocks found under {type(model).__name__}.{base}",
+            "this is not a decoder-only transformer cotlens can read; add an OVERRIDES row with 'layers'",
+        )
+    return best[1]
+
+
+def _name_of(root: nn.Module, target: nn.Module) -> str | None:
+    return next((n for n, m in root.named_modules() if m is target), None)
+
+
+@dataclass
+class _Call:
+    name: str
+    module: nn.Module
+    inp: torch.Tensor | None
+    out: torch.Tensor | None
+
+
+def _trace(model: nn.Module, base: str, layers_path: str) -> tuple[list[_Call], list[_Call], dict[str, Any]]:
+    """One short forward recording, in call order, every module of block 0 and every module
+    outside the block list with its first input and output tensor."""
+    blocks = list(get(model, layers_path))
+    inside: list[_Call] = []
+    outside: list[_Call] = []
+    seen: dict[str, Any] = {}
+    handles = []
+    block_ids = {id(m) for b in blocks for m in b.modules()}
+    for name, mod in blocks[0].named_modules():
+        if name:
+
+            def hook(m: nn.Module, a: Any, o: Any, n: str = name) -> None:
+                inside.append(_Call(n, m, _first_tensor(a), _first_tensor(o)))
+
+            handles.append(mod.register_forward_hook(hook))
+    for name, mod in model.named_modules():
+        if name and id(mod) not in block_ids and not isinstance(mod, nn.ModuleList):
+
+            def hook_o(m: nn.Module, a: Any, o: Any, n: str = name) -> None:
+                outside.append(_Call(n, m, _first_tensor(a), _first_tensor(o)))
+
+            handles.append(mod.register_forward_hook(hook_o))
+
+    def first(m: nn.Module, a: Any, kw: dict[str, Any]) -> None:
+        seen["block0_in"] = _first_tensor(a) if a else _first_tensor(kw.get("hidden_states"))
+
+    handles.append(blocks[0].register_forward_pre_hook(first, with_kwargs=True))
+    handles.append(blocks[-1].register_forward_hook(lambda m, a, o: seen.__setitem__("last_out", _first_tensor(o))))
+    vocab = int(model.get_output_embeddings().weight.shape[0])
+    ids = (torch.arange(7) * 37 + 11) % max(vocab - 1, 1) + 1
+    dev = next(model.parameters()).device
+    try:
+        with torch.no_grad():
+            out = get(model, base)(input_ids=ids[None].to(dev), use_cache=False)
+    finally:
+        for h in handles:
+            h.remove()
+    seen["last_hidden"] = out.last_hidden_state
+    return inside, outside, seen
+
+
+def _last(calls: list[_Call], pred: Any) -> _Call | None:
+    hit = [c for c in calls if pred(c)]
+    return hit[-1] if hit else None
+
+
+def infer(model: nn.Module) -> Adapter:
+    """The adapter of ``model``: ``OVERRIDES`` where a row says so, the rest inferred."""
+    mt = getattr(getattr(model, "config", None), "model_type", None) or type(model).__name__
+    over = dict(OVERRIDES.get(str(mt), {}))
+    unembed_mod = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    if unembed_mod is None or not hasattr(unembed_mod, "weight"):
+        raise CotlensError(
+            f"model type {mt!r} has no output embedding (get_output_embeddings() is None)",
+            "cotlens reads causal LMs with an unembedding: load it with AutoModelForCausalLM",
+        )
+    base = over.get("base") or getattr(model, "base_model_prefix", "")
+    if not base or not hasattr(model, base.split(".")[0]):
+        raise CotlensError(f"model type {mt!r}: no decoder stack at base_model_prefix {base!r}", "add an OVERRIDES row")
+    layers_path = over.get("layers") or _find_layers(model, base)
+    inside, outside, seen = _trace(model, base, layers_path)
+    d_model = int(seen["block0_in"].shape[-1])
+
+    def width(c: _Call) -> int:
+        return -1 if c.out is None else int(c.out.shape[-1])
+
+    blocks0 = list(get(model, layers_path))[0]
+    attn = next(
+        (n for n, m in blocks0.named_children()
+         if re.search(r"attn|attention", n, re.I) and not _is_norm(m) and any(_is_linear(x) for x in m.modules())),
+        None,
+    )  # fmt: skip
+    if attn is None:
+        raise CotlensError(
+            f"model type {mt!r}: no attention module in {type(blocks0).__name__}", "add an OVERRIDES row"
+        )
+    under_attn = lambda c: c.name.startswith(attn + ".")  # noqa: E731
+    found: dict[str, Any] = {}
+    a = _last(inside, lambda c: under_attn(c) and _is_linear(c.module) and width(c) == d_model)
+    if a is None:
+        raise CotlensError(f"model type {mt!r}: no output projection found in {attn}", "add an OVERRIDES row")
+    found["attn_out"] = a.name
+    if "mlp_out" not in over:
+        f = _last(inside, lambda c: not under_attn(c) and _is_linear(c.module) and width(c) == d_model)
+        if f is None:
+            raise CotlensError(f"model type {mt!r}: no FFN output projection found", "add an OVERRIDES row")
+        found["mlp_out"] = f.name
+        found["flat_ffn"] = f.inp is not None and f.inp.dim() == 2
+    ffn_name = over.get("ffn") or found.get("mlp_out")
+    ffn_call = _last(inside, lambda c: c.name == ffn_name)
+    for key, src in (("post_attn_norm", a), ("post_ffn_norm", ffn_call)):
+        hit = _last(inside, lambda c, s=src: _is_norm(c.module) and s is not None and _same(c.inp, s.out))
+        found[key] = hit.name if hit else None
+    norm = _last(
+        outside, lambda c: _is_norm(c.module) and _same(c.inp, seen["last_out"]) and _same(c.out, seen["last_hidden"])
+    )  # fmt: skip
+    if norm is None:
+        raise CotlensError(
+            f"model type {mt!r}: no final norm maps the last block's output to last_hidden_state",
+            "cotlens needs final norm -> unembedding (a projection between them is not supported)",
+        )
+    found["final_norm"] = norm.name
+    found["unembed"] = _name_of(model, unembed_mod)
+    sig = inspect.signature(blocks0.forward).parameters
+    cache = next((k for k in CACHE_ARGS if k in sig), None)
+    if cache is None:
+        raise CotlensError(
+            f"model type {mt!r}: its blocks take no known cache argument ({', '.join(CACHE_ARGS)}); got {list(sig)}",
+            "add an OVERRIDES row with 'cache_arg'",
+        )
+    found["cache_arg"] = cache
+    c = _config(model)
+    found["residual_scale"] = float(getattr(c, "residual_multiplier", None) or 1.0)
+    scale = 1.0
+    if getattr(c, "logit_scale", None) is not None and str(mt).startswith("cohere"):
+        scale *= float(c.logit_scale)
+    if getattr(c, "logits_scaling", None):
+        scale /= float(c.logits_scaling)
+    found["logit_scale"] = scale
+    cap = getattr(c, "final_logit_softcapping", None)
+    found["softcap"] = float(cap) if cap else None
+    fields_ = {**found, **over, "base": base, "layers": layers_path}
+    return Adapter(family=str(mt), **fields_)
+
+
+_CACHE: weakref.WeakKeyDictionary[nn.Module, Adapter] = weakref.WeakKeyDictionary()
+
+
+def adapter_for(model: nn.Module) -> Adapter:
+    """The model's adapter, inferred once per model object."""
+    if model not in _CACHE:
+        _CACHE[model] = infer(model)
+    return _CACHE[model]
 
 
 @dataclass(frozen=True)
@@ -115,21 +313,43 @@ class Dims:
     vocab: int
 
 
-def dims(model: nn.Module) -> Dims:
-    c = model.config
-    c = getattr(c, "text_config", c)
-    n_heads = getattr(c, "num_attention_heads", None) or c.n_head
-    d_model = getattr(c, "hidden_size", None) or c.n_embd
-    head_dim = getattr(c, "head_dim", None) or d_model // n_heads
-    d_mlp = getattr(c, "intermediate_size", None) or getattr(c, "n_inner", None) or 4 * d_model
-    n_layers = getattr(c, "num_hidden_layers", None) or c.n_layer
-    return Dims(n_layers, d_model, n_heads, head_dim, d_mlp, c.vocab_size)
+def _in_out(m: nn.Module) -> tuple[int, int]:
+    w = m.weight
+    return (int(w.shape[0]), int(w.shape[1])) if type(m).__name__ == "Conv1D" else (int(w.shape[1]), int(w.shape[0]))
+
+
+def dims(model: nn.Module, ad: Adapter | None = None) -> Dims:
+    """Sizes read from module shapes; only the head count comes from the config."""
+    ad = ad or adapter_for(model)
+    c = _config(model)
+    blocks = layers(model, ad)
+    n_heads = getattr(c, "num_attention_heads", None) or getattr(c, "n_head", None) or c.num_heads
+    attn_in, d_model = _in_out(get(blocks[0], ad.attn_out))
+    if attn_in % n_heads:
+        raise CotlensError(f"{ad.family}: attention output width {attn_in} is not a multiple of {n_heads} heads")
+    if ad.router is None:
+        d_mlp = _in_out(get(blocks[0], ad.mlp_out))[0]
+    else:  # experts: the per-expert width
+        d_mlp = getattr(c, "moe_intermediate_size", None) or getattr(c, "intermediate_size", None) or 4 * d_model
+    vocab = int(get(model, ad.unembed).weight.shape[0])
+    return Dims(len(blocks), d_model, int(n_heads), attn_in // n_heads, int(d_mlp), vocab)
 
 
 def layers(model: nn.Module, ad: Adapter) -> list[nn.Module]:
     return list(get(model, ad.layers))
 
 
-def lens_logits(model: nn.Module, ad: Adapter, resid: torch.Tensor) -> torch.Tensor:
-    """Logit lens: final norm, then unembedding."""
-    return get(model, ad.unembed)(get(model, ad.final_norm)(resid))
+def readout(model: nn.Module, ad: Adapter, h: torch.Tensor, normed: bool = False, cap: bool = True) -> torch.Tensor:
+    """The one path from a hidden state to logits: final norm (unless ``normed``, as for
+    ``last_hidden_state``), unembedding, and the family's logit scale and soft-cap.
+
+    ``cap=False`` stops before the soft-cap: the linear logit space that direct logit
+    attribution decomposes (the cap is monotone per token)."""
+    x = h if normed else get(model, ad.final_norm)(h)
+    unembed = get(model, ad.unembed)
+    logits = unembed(x.to(unembed.weight.dtype))
+    if ad.logit_scale != 1.0:
+        logits = logits * ad.logit_scale
+    if cap and ad.softcap is not None:
+        logits = torch.tanh(logits / ad.softcap) * ad.softcap
+    return logits

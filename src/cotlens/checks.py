@@ -1,0 +1,241 @@
+"""Self-checks: every read-out cotlens makes is proven against the model itself.
+
+Run when a model is prepared (``prepare_model``, ``cotlens check-model PATH``), in float32
+on two short random prompts, each with the measured difference in the log and the
+manifest:
+
+| check | compares | needed by |
+|---|---|---|
+| ``resid_capture`` | captured block outputs vs ``output_hidden_states`` | every study |
+| ``lens`` | :func:`readout` of the last block output (and of ``last_hidden_state``) vs the model's logits | every study |
+| ``hook_shapes`` | hook sites carry [batch, position, ...]; an identity edit changes no logit | every study |
+| ``decomposition`` | block input + per-head writes + neuron writes + constants vs block output | DLA (heads), neuron projection and scoring |
+| ``patching`` | the patching engine (block replay through the cache argument) vs one full forward per head | activation patching |
+
+A check every study needs stops preparation with one error naming the model, the check
+and the difference. The others are recorded; the stages that need them refuse the model
+(:func:`require`).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from cotlens.errors import CotlensError
+from cotlens.hooks import BlockCalls, Capture, edit_inputs
+from cotlens.models.adapters import Adapter, Dims, adapter_for, dims, get, layers, readout
+from cotlens.writes import centres, constant, head_writes, norm_scale, out_columns
+
+TOL = 1e-4  # relative to the reference's largest magnitude, float32
+REQUIRED = ("resid_capture", "lens", "hook_shapes")
+NEEDED_BY = {
+    "resid_capture": "every study",
+    "lens": "every study",
+    "hook_shapes": "every study",
+    "decomposition": "direct logit attribution (heads) and neuron projection/scoring (neurons)",
+    "patching": "activation patching (patch)",
+}
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    diff: float  # largest absolute difference
+    scale: float  # largest magnitude of the reference: diff / scale is what TOL bounds
+    detail: str = ""
+
+    @property
+    def rel(self) -> float:
+        return self.diff / max(self.scale, 1e-12)
+
+
+def _cmp(name: str, got: torch.Tensor, want: torch.Tensor, detail: str = "", tol: float = TOL) -> Check:
+    diff = float((got.double() - want.double()).abs().max())
+    scale = float(want.double().abs().max())
+    ok = diff <= tol * max(scale, 1.0)
+    return Check(name, ok, diff, scale, detail)
+
+
+def _prompts(d: Dims, n: int = 2, t: int = 9) -> torch.Tensor:
+    g = torch.Generator().manual_seed(0)
+    return torch.randint(1, max(d.vocab - 1, 2), (n, t), generator=g)
+
+
+@torch.no_grad()
+def check_resid_and_lens(model: nn.Module, ad: Adapter, d: Dims, ids: torch.Tensor) -> list[Check]:
+    with Capture(model, ad, ["resid"]) as cap:
+        out = model(input_ids=ids, output_hidden_states=True, use_cache=False)
+    hs = out.hidden_states
+    if hs is None or len(hs) != d.n_layers + 1:
+        got = None if hs is None else len(hs)
+        return [Check("resid_capture", False, float("nan"), 0.0, f"{got} hidden states for {d.n_layers} blocks")]
+    got = torch.stack([cap.out["resid"][i] for i in range(d.n_layers - 1)] + [readout_norm(model, ad, cap)])
+    want = torch.stack(list(hs[1:]))
+    resid = _cmp("resid_capture", got, want, "block outputs (last one final-normed) vs output_hidden_states")
+    lens = _cmp("lens", readout(model, ad, cap.out["resid"][-1]), out.logits, "readout(last block output) vs logits")
+    normed = _cmp("lens", readout(model, ad, hs[-1], normed=True), out.logits)
+    if normed.diff > lens.diff:
+        lens = Check("lens", lens.ok and normed.ok, normed.diff, normed.scale, "readout(last_hidden_state) vs logits")
+    return [resid, lens]
+
+
+def readout_norm(model: nn.Module, ad: Adapter, cap: Capture) -> torch.Tensor:
+    last = cap.out["resid"][-1]
+    assert last is not None
+    return get(model, ad.final_norm)(last)
+
+
+@torch.no_grad()
+def check_hook_shapes(model: nn.Module, ad: Adapter, d: Dims, ids: torch.Tensor) -> Check:
+    sites = ["attn_heads"] + ([] if ad.router else ["mlp"])
+    with Capture(model, ad, sites) as cap:
+        ref = model(input_ids=ids, use_cache=False).logits
+    want = {"attn_heads": d.n_heads * d.head_dim, "mlp": d.d_mlp}
+    for s in sites:
+        shapes = {tuple(t.shape) for t in cap.out[s] if t is not None}
+        if shapes != {(*ids.shape, want[s])}:
+            return Check(
+                "hook_shapes", False, float("nan"), 0.0, f"{s}: got {sorted(shapes)}, want {(*ids.shape, want[s])}"
+            )
+    edits = {li: (lambda x: x.clone()) for li in range(d.n_layers)}
+    with edit_inputs(model, ad, "attn_heads", edits):
+        if not ad.router:
+            with edit_inputs(model, ad, "mlp", edits):
+                got = model(input_ids=ids, use_cache=False).logits
+        else:
+            got = model(input_ids=ids, use_cache=False).logits
+    return _cmp("hook_shapes", got, ref, f"{', '.join(sites)} are [batch, position, dim]; identity edits")
+
+
+@torch.no_grad()
+def check_decomposition(model: nn.Module, ad: Adapter, d: Dims, ids: torch.Tensor) -> Check:
+    """Block output == input + sum of head writes + attention constant + FFN write, per block.
+
+    Dense FFNs are summed neuron by neuron through :func:`cotlens.writes.out_columns`; a
+    MoE block's output is taken whole (its experts are not neurons)."""
+    blocks = layers(model, ad)
+    ffn_out: dict[int, torch.Tensor] = {}
+    handles = [
+        get(b, ad.ffn_module).register_forward_hook(
+            lambda _m, _a, o, i=i: ffn_out.__setitem__(i, o if isinstance(o, torch.Tensor) else o[0])
+        )
+        for i, b in enumerate(blocks)
+    ]  # fmt: skip
+    sites = ["resid", "attn_heads"] + ([] if ad.router else ["mlp"])
+    try:
+        with BlockCalls(model, ad) as calls, Capture(model, ad, sites) as cap:
+            model(input_ids=ids, use_cache=False)
+    finally:
+        for h in handles:
+            h.remove()
+    worst, scale = 0.0, 0.0
+    for li, block in enumerate(blocks):
+        z, out, x = cap.out["attn_heads"][li], cap.out["resid"][li], calls.inputs[li]
+        assert z is not None and out is not None
+        attn_total = get(block, ad.attn_out)(z)
+        pred = x + head_writes(model, ad, d, li, z).sum(-2) + constant(model, ad, li, "attn", attn_total)
+        f = ffn_out[li].reshape(out.shape)
+        post = None if ad.post_ffn_norm is None else get(block, ad.post_ffn_norm)
+        if ad.router is None:
+            n = cap.out["mlp"][li]
+            assert n is not None
+            s = 1.0 if post is None else norm_scale(f, centres(post))
+            pred = pred + (n @ out_columns(model, ad, li)) / s + constant(model, ad, li, "ffn", f)
+        else:
+            w = f if post is None else post(f)
+            pred = pred + w * ad.residual_scale
+        worst = max(worst, float((pred.double() - out.double()).abs().max()))
+        scale = max(scale, float((out - x).double().abs().max()))
+    ok = worst <= TOL * max(scale, 1.0)
+    what = "heads + " + ("MoE output" if ad.router else "neurons") + " + constants vs block output - input"
+    return Check("decomposition", ok, worst, scale, what)
+
+
+@torch.no_grad()
+def check_patching(model: nn.Module, ad: Adapter, d: Dims, ids: torch.Tensor) -> Check:
+    from cotlens import patching as P
+
+    clean = ids[0].tolist()
+    corrupt = clean[:4] + ids[1, 4:].tolist()
+    base = P.baseline(model, ad, d, clean, corrupt, clean[-1], corrupt[-1])
+    heads = [(li, h) for li in sorted({0, d.n_layers - 1}) for h in range(min(d.n_heads, 3))]
+    fast = P.patch_heads(model, ad, d, base, heads)
+    at = P.patch_heads_at(model, ad, d, base, [6], heads[:2])
+    worst, scale = 0.0, 0.0
+    for hd in heads:
+        ref = P.naive_patch(model, ad, d, base, hd)
+        worst = max(worst, *(abs(a - b) for a, b in zip(fast[hd], ref, strict=True)))
+        scale = max(scale, *(abs(b) for b in ref))
+    for hd in heads[:2]:
+        ref = P.naive_patch(model, ad, d, base, hd, pos=6)
+        worst = max(worst, *(abs(a - b) for a, b in zip(at[(6, *hd)], ref, strict=True)))
+    ok = worst <= TOL * max(scale, 1.0)
+    return Check("patching", ok, worst, scale, f"engine vs naive loop, {len(heads)} heads (cache arg {ad.cache_arg})")
+
+
+def run_checks(model: nn.Module, ad: Adapter | None = None, d: Dims | None = None) -> list[Check]:
+    """Every check on ``model`` (load it in float32 with eager attention)."""
+    ad = ad or adapter_for(model)
+    d = d or dims(model, ad)
+    dev = next(model.parameters()).device
+    ids = _prompts(d).to(dev)
+    out: list[Check] = []
+    for fn in (check_resid_and_lens, check_hook_shapes, check_decomposition, check_patching):
+        try:
+            got = fn(model, ad, d, ids)
+        except CotlensError:
+            raise
+        except Exception as e:  # a check that crashes is a failed check, named
+            name = fn.__name__.removeprefix("check_")
+            got = Check("resid_capture" if name == "resid_and_lens" else name, False, float("nan"), 0.0,
+                        f"raised {type(e).__name__}: {e}")  # fmt: skip
+        out += got if isinstance(got, list) else [got]
+    return out
+
+
+def summary(model_name: str, ad: Adapter, checks: list[Check], seconds: float) -> dict[str, Any]:
+    return {
+        "adapter": ad.describe(),
+        "checks": {c.name: {**asdict(c), "rel": c.rel, "needed_by": NEEDED_BY[c.name]} for c in checks},
+        "check_seconds": round(seconds, 2),
+        "model": model_name,
+    }
+
+
+def verify(model: nn.Module, name: str, log: Any = print) -> dict[str, Any]:
+    """Run every check, log each, stop on a failed check every study needs."""
+    t0 = time.perf_counter()
+    ad = adapter_for(model)
+    checks = run_checks(model, ad)
+    secs = time.perf_counter() - t0
+    for c in checks:
+        log(
+            f"check {c.name:14s} {'ok  ' if c.ok else 'FAIL'} max|diff| {c.diff:.3g} (reference {c.scale:.3g}) {c.detail}"
+        )
+    log(f"self-checks took {secs:.2f} s")
+    bad = [c for c in checks if not c.ok and c.name in REQUIRED]
+    if bad:
+        c = bad[0]
+        raise CotlensError(
+            f"model {name!r} ({ad.family}) fails the self-check {c.name!r}: max|diff| {c.diff:.3g} "
+            f"against a reference of {c.scale:.3g} ({c.detail})",
+            "cotlens cannot read this model exactly; add an OVERRIDES row in cotlens.models.adapters or report it",
+        )
+    return summary(name, ad, checks, secs)
+
+
+def require(manifest: dict[str, Any], check: str, method: str) -> None:
+    """Refuse ``method`` when the model's recorded ``check`` failed."""
+    got = manifest.get("self_checks", {}).get("checks", {}).get(check)
+    if got is not None and not got["ok"]:
+        raise CotlensError(
+            f"{method} is refused for model {manifest.get('name')!r}: its self-check {check!r} failed "
+            f"(max|diff| {got['diff']:.3g} against {got['scale']:.3g}: {got['detail']})",
+            "the numbers would be wrong on this model; run the other studies, or add an adapter override",
+        )
