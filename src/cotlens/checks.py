@@ -12,14 +12,19 @@ manifest:
 | ``decomposition`` | block input + per-head writes + neuron writes + constants vs block output | DLA (heads), neuron projection and scoring |
 | ``patching`` | the patching engine (block replay through the cache argument) vs one full forward per head | activation patching |
 
-A check every study needs stops preparation with one error naming the model, the check
-and the difference. The others are recorded; the stages that need them refuse the model
-(:func:`require`).
+The first four run when the model is prepared. A check every study needs stops
+preparation with one error naming the model, the check and the difference; a failed
+``decomposition`` is recorded and the stages that need it refuse the model
+(:func:`require`) before loading it. ``patching`` is :func:`cotlens.patching.self_check`:
+the patch stage runs it on its loaded model before any pair (it lives there so that an
+edit of the patching engine reruns only the stages that use it), and ``cotlens
+check-model`` runs all five.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -62,7 +67,12 @@ def _cmp(name: str, got: torch.Tensor, want: torch.Tensor, detail: str = "", tol
     return Check(name, ok, diff, scale, detail)
 
 
-def _prompts(d: Dims, n: int = 2, t: int = 9) -> torch.Tensor:
+def tolerance(dtype: torch.dtype) -> float:
+    """TOL in float32; half precision rounds differently along two equal paths."""
+    return TOL if dtype == torch.float32 else 3e-2
+
+
+def prompts(d: Dims, n: int = 2, t: int = 9) -> torch.Tensor:
     g = torch.Generator().manual_seed(0)
     return torch.randint(1, max(d.vocab - 1, 2), (n, t), generator=g)
 
@@ -157,42 +167,27 @@ def check_decomposition(model: nn.Module, ad: Adapter, d: Dims, ids: torch.Tenso
     return Check("decomposition", ok, worst, scale, what)
 
 
-@torch.no_grad()
-def check_patching(model: nn.Module, ad: Adapter, d: Dims, ids: torch.Tensor) -> Check:
-    from cotlens import patching as P
-
-    clean = ids[0].tolist()
-    corrupt = clean[:4] + ids[1, 4:].tolist()
-    base = P.baseline(model, ad, d, clean, corrupt, clean[-1], corrupt[-1])
-    heads = [(li, h) for li in sorted({0, d.n_layers - 1}) for h in range(min(d.n_heads, 3))]
-    fast = P.patch_heads(model, ad, d, base, heads)
-    at = P.patch_heads_at(model, ad, d, base, [6], heads[:2])
-    worst, scale = 0.0, 0.0
-    for hd in heads:
-        ref = P.naive_patch(model, ad, d, base, hd)
-        worst = max(worst, *(abs(a - b) for a, b in zip(fast[hd], ref, strict=True)))
-        scale = max(scale, *(abs(b) for b in ref))
-    for hd in heads[:2]:
-        ref = P.naive_patch(model, ad, d, base, hd, pos=6)
-        worst = max(worst, *(abs(a - b) for a, b in zip(at[(6, *hd)], ref, strict=True)))
-    ok = worst <= TOL * max(scale, 1.0)
-    return Check("patching", ok, worst, scale, f"engine vs naive loop, {len(heads)} heads (cache arg {ad.cache_arg})")
+CheckFn = Callable[[nn.Module, Adapter, Dims, torch.Tensor], "Check | list[Check]"]
+PREPARE_CHECKS: tuple[CheckFn, ...] = (check_resid_and_lens, check_hook_shapes, check_decomposition)
 
 
-def run_checks(model: nn.Module, ad: Adapter | None = None, d: Dims | None = None) -> list[Check]:
-    """Every check on ``model`` (load it in float32 with eager attention)."""
+def run_checks(
+    model: nn.Module, ad: Adapter | None = None, d: Dims | None = None, extra: Sequence[CheckFn] = ()
+) -> list[Check]:
+    """The checks of ``PREPARE_CHECKS`` (+ ``extra``, e.g. :func:`cotlens.patching.self_check`)
+    on ``model`` (load it in float32 with eager attention)."""
     ad = ad or adapter_for(model)
     d = d or dims(model, ad)
     dev = next(model.parameters()).device
-    ids = _prompts(d).to(dev)
+    ids = prompts(d).to(dev)
     out: list[Check] = []
-    for fn in (check_resid_and_lens, check_hook_shapes, check_decomposition, check_patching):
+    for fn in (*PREPARE_CHECKS, *extra):
         try:
             got = fn(model, ad, d, ids)
         except CotlensError:
             raise
         except Exception as e:  # a check that crashes is a failed check, named
-            name = fn.__name__.removeprefix("check_")
+            name = fn.__name__.removeprefix("check_").replace("self_check", "patching")
             got = Check("resid_capture" if name == "resid_and_lens" else name, False, float("nan"), 0.0,
                         f"raised {type(e).__name__}: {e}")  # fmt: skip
         out += got if isinstance(got, list) else [got]
@@ -219,15 +214,20 @@ def verify(model: nn.Module, name: str, log: Any = print) -> dict[str, Any]:
             f"check {c.name:14s} {'ok  ' if c.ok else 'FAIL'} max|diff| {c.diff:.3g} (reference {c.scale:.3g}) {c.detail}"
         )
     log(f"self-checks took {secs:.2f} s")
-    bad = [c for c in checks if not c.ok and c.name in REQUIRED]
-    if bad:
-        c = bad[0]
+    for c in checks:
+        if c.name in REQUIRED:
+            enforce(c, name, ad)
+    return summary(name, ad, checks, secs)
+
+
+def enforce(c: Check, name: str, ad: Adapter) -> None:
+    """One clear error for a failed check: the model, the check, the measured difference."""
+    if not c.ok:
         raise CotlensError(
             f"model {name!r} ({ad.family}) fails the self-check {c.name!r}: max|diff| {c.diff:.3g} "
-            f"against a reference of {c.scale:.3g} ({c.detail})",
+            f"against a reference of {c.scale:.3g} ({c.detail}); needed by {NEEDED_BY[c.name]}",
             "cotlens cannot read this model exactly; add an OVERRIDES row in cotlens.models.adapters or report it",
         )
-    return summary(name, ad, checks, secs)
 
 
 def require(manifest: dict[str, Any], check: str, method: str) -> None:
@@ -239,3 +239,18 @@ def require(manifest: dict[str, Any], check: str, method: str) -> None:
             f"(max|diff| {got['diff']:.3g} against {got['scale']:.3g}: {got['detail']})",
             "the numbers would be wrong on this model; run the other studies, or add an adapter override",
         )
+
+
+def verify_at(where: str | Any, kw: dict[str, Any], name: str, device: str = "auto") -> dict[str, Any]:
+    """Load the weights at ``where`` in float32 with eager attention and :func:`verify` them.
+
+    The ``verify`` callback of :func:`cotlens.models.prepare.prepare`; for a hub model it
+    also returns the commit the revision resolved to."""
+    from cotlens.models.loading import open_model
+
+    model, _tok, _dev = open_model(where, kw, "float32", device, "eager")
+    out = verify(model, name)
+    commit = getattr(model.config, "_commit_hash", None)
+    if kw.get("revision") and commit:
+        out["commit"] = commit
+    return out

@@ -29,6 +29,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from cotlens.checks import TOL, Check
 from cotlens.hooks import BlockCalls, Capture, edit_inputs, replay
 from cotlens.models.adapters import Adapter, Dims, get, layers, readout
 from cotlens.stats import spearman
@@ -44,6 +45,7 @@ __all__ = [
     "patch_positions",
     "scores",
     "screen",
+    "self_check",
     "spearman",
 ]
 
@@ -409,3 +411,26 @@ def patch_positions(
         h = _suffix_hidden(model, ad, base.corrupt_ids, base.corrupt_kv, start, n)
     nkl, ld = scores(base, readout(model, ad, h[:, -1], normed=True).float())
     return [(float(a), float(b)) for a, b in zip(nkl, ld, strict=True)]
+
+
+@torch.no_grad()
+def self_check(model: nn.Module, ad: Adapter, d: Dims, ids: torch.Tensor, tol: float = TOL) -> Check:
+    """The ``patching`` self-check: the engine (block replay through the family's cache
+    argument, prefix caches, batched heads) vs :func:`naive_patch` on two prompts ``ids``
+    [2, T] that differ from position 4 on, all-position and one-position patches."""
+    clean = ids[0].tolist()
+    corrupt = clean[:4] + ids[1, 4:].tolist()
+    base = baseline(model, ad, d, clean, corrupt, clean[-1], corrupt[-1])
+    heads = [(li, h) for li in sorted({0, d.n_layers - 1}) for h in range(min(d.n_heads, 3))]
+    fast = patch_heads(model, ad, d, base, heads)
+    at = patch_heads_at(model, ad, d, base, [6], heads[:2])
+    worst, scale = 0.0, 0.0
+    for hd in heads:
+        ref = naive_patch(model, ad, d, base, hd)
+        worst = max(worst, *(abs(a - b) for a, b in zip(fast[hd], ref, strict=True)))
+        scale = max(scale, *(abs(b) for b in ref))
+    for hd in heads[:2]:
+        ref = naive_patch(model, ad, d, base, hd, pos=6)
+        worst = max(worst, *(abs(a - b) for a, b in zip(at[(6, *hd)], ref, strict=True)))
+    ok = worst <= tol * max(scale, 1.0)
+    return Check("patching", ok, worst, scale, f"engine vs naive loop, {len(heads)} heads (cache arg {ad.cache_arg})")

@@ -16,6 +16,7 @@ rule prepare_model:
         mem_mb=16000,
     params:
         models=model_entry,
+        device=config["runtime"]["device"],
     script:
         "../../scripts/prepare_model.py"
 
@@ -38,5 +39,6 @@ rule train_moe:
         mem_mb=4000,
     params:
         models=model_entry,
+        device=config["runtime"]["device"],
     script:
         "../../scripts/train_moe.py"

@@ -137,7 +137,9 @@ def _first_tensor(x: Any) -> torch.Tensor | None:
 
 
 def _same(a: torch.Tensor | None, b: torch.Tensor | None) -> bool:
-    return a is not None and b is not None and a.shape == b.shape and bool(torch.equal(a, b))
+    if a is None or b is None or a.shape != b.shape or a.dtype != b.dtype:
+        return False
+    return a is b or bool(torch.allclose(a, b, rtol=0, atol=0, equal_nan=True))
 
 
 def _find_layers(model: nn.Module, base: str) -> str:

@@ -41,24 +41,61 @@ def read_manifest(model_dir: str | Path) -> dict[str, Any]:
     return dict(json.loads(f.read_text()))
 
 
-def load(model_dir: str | Path, dtype: str = "float32", device: str = "auto", attn: str = "sdpa") -> Loaded:
-    """Load model + tokenizer in eval mode. ``attn='eager'`` for exact numerical checks."""
+def open_model(
+    where: str | Path, kw: dict[str, Any], dtype: str = "float32", device: str = "auto", attn: str = "sdpa",
+    device_map: str | dict[str, Any] | None = None,
+) -> tuple[nn.Module, Any, torch.device]:  # fmt: skip
+    """Model (eval mode) and tokenizer from a directory or a hub repo (``kw``: revision).
+
+    ``device_map`` (``auto`` or {module: device}) spreads the model over the devices of a
+    node through accelerate; hooks and the patching engine then move tensors to the
+    device of the module they touch. Without it the model goes to ``device``.
+    """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    man = read_manifest(model_dir)
-    if man["source"] == "hub":
-        where: str | Path = man["repo"]
-        kw: dict[str, Any] = {"revision": man.get("revision", "main")}
-    else:
-        where = Path(model_dir) / man["path"] if not Path(man["path"]).is_absolute() else Path(man["path"])
-        check_local_dir(Path(where))
-        kw = {}
     if dtype not in DTYPES:
         raise CotlensError(f"dtype {dtype!r} is not supported", f"use one of {sorted(DTYPES)}")
-    dev = pick_device(device)
-    model = AutoModelForCausalLM.from_pretrained(where, dtype=DTYPES[dtype], attn_implementation=attn, **kw)
-    model.to(dev).eval()
-    tok = AutoTokenizer.from_pretrained(where, **kw)
+    try:
+        extra = {"device_map": device_map} if device_map else {}
+        model = AutoModelForCausalLM.from_pretrained(
+            where, dtype=DTYPES[dtype], attn_implementation=attn, **kw, **extra
+        )
+        tok = AutoTokenizer.from_pretrained(where, **kw)
+    except OSError as e:
+        if "revision" not in kw:
+            raise
+        raise CotlensError(
+            f"model {where} at revision {kw['revision']!r} could not be loaded ({str(e).splitlines()[0]})",
+            f"check models.<name>.repo/revision; offline, pre-fetch it on a machine with access: "
+            f"hf download {where} --revision {kw['revision']}",
+        ) from None
+    if device_map:
+        dev = next(model.parameters()).device  # inputs go where the embedding is
+    else:
+        dev = pick_device(device)
+        model.to(dev)
+    model.eval()
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
-    return Loaded(model, tok, adapter_for(model), dims(model), man, dev, dtype)
+    return model, tok, dev
+
+
+def where_of(model_dir: str | Path, man: dict[str, Any]) -> tuple[str | Path, dict[str, Any]]:
+    """Where the weights of a prepared model are, and the from_pretrained keywords."""
+    if man["source"] == "hub":
+        return man["repo"], {"revision": man.get("commit") or man.get("revision", "main")}
+    where = Path(model_dir) / man["path"] if not Path(man["path"]).is_absolute() else Path(man["path"])
+    check_local_dir(Path(where))
+    return where, {}
+
+
+def load(
+    model_dir: str | Path, dtype: str = "float32", device: str = "auto", attn: str = "sdpa",
+    device_map: str | dict[str, Any] | None = None,
+) -> Loaded:  # fmt: skip
+    """Load model + tokenizer in eval mode. ``attn='eager'`` for exact numerical checks."""
+    man = read_manifest(model_dir)
+    where, kw = where_of(model_dir, man)
+    model, tok, dev = open_model(where, kw, dtype, device, attn, device_map)
+    ad = adapter_for(model)
+    return Loaded(model, tok, ad, dims(model, ad), man, dev, dtype)

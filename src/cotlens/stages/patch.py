@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from cotlens import schemas
+from cotlens.checks import enforce, prompts, tolerance
 from cotlens.errors import CotlensError
 from cotlens.models.loading import load
 from cotlens.parquet import ShardWriter, read_table, to_table, write_table
-from cotlens.patching import baseline, patch_heads, patch_heads_at, patch_positions
+from cotlens.patching import baseline, patch_heads, patch_heads_at, patch_positions, self_check
 from cotlens.shards import Shards, resume_key
 from cotlens.stages.common import model_meta, set_threads
 
@@ -36,6 +37,9 @@ def run(
         raise CotlensError(f"{pairs} has no pairs", "rerun the pairs stage with more prompts")
     lm = load(model_dir, runtime["dtype"], runtime["device"], runtime.get("attn", "sdpa"))
     m, ad, d = lm.model, lm.adapter, lm.dims
+    check = self_check(m, ad, d, prompts(d).to(lm.device), tolerance(next(m.parameters()).dtype))
+    print(f"self-check patching: max|diff| {check.diff:.3g} (reference {check.scale:.3g}) {check.detail}")
+    enforce(check, str(lm.manifest.get("name")), ad)
     per = int(cfg["exact_pairs"])  # full sweeps per subtask; -1 = every pair
     seen: dict[str, int] = {}
     full_sweep = []
