@@ -26,6 +26,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -33,7 +34,7 @@ from torch import nn
 
 from cotlens.errors import CotlensError
 from cotlens.hooks import BlockCalls, Capture, edit_inputs
-from cotlens.models.adapters import Adapter, Dims, adapter_for, dims, get, layers, readout
+from cotlens.models.adapters import Adapter, Dims, adapter_for, dims, final_norm, get, layers, readout
 from cotlens.writes import centres, constant, head_writes, norm_scale, out_columns
 
 TOL = 1e-4  # relative to the reference's largest magnitude, float32
@@ -98,7 +99,7 @@ def check_resid_and_lens(model: nn.Module, ad: Adapter, d: Dims, ids: torch.Tens
 def readout_norm(model: nn.Module, ad: Adapter, cap: Capture) -> torch.Tensor:
     last = cap.out["resid"][-1]
     assert last is not None
-    return get(model, ad.final_norm)(last)
+    return final_norm(model, ad)(last)
 
 
 @torch.no_grad()
@@ -250,7 +251,10 @@ def verify_at(where: str | Any, kw: dict[str, Any], name: str, device: str = "au
 
     model, _tok, _dev = open_model(where, kw, "float32", device, "eager")
     out = verify(model, name)
-    commit = getattr(model.config, "_commit_hash", None)
-    if kw.get("revision") and commit:
-        out["commit"] = commit
+    if kw.get("revision"):
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = try_to_load_from_cache(str(where), "config.json", revision=kw["revision"])
+        if isinstance(cached, str):  # .../snapshots/<commit>/config.json
+            out["commit"] = Path(cached).parent.name
     return out

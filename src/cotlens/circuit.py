@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from cotlens.hooks import Capture, edit_inputs
-from cotlens.models.adapters import Adapter, Dims, get, readout
+from cotlens.models.adapters import Adapter, Dims, final_norm, get, readout
 from cotlens.writes import frozen_norm, head_writes
 
 Head = tuple[int, int]
@@ -35,7 +35,7 @@ def read_heads(model: nn.Module, ad: Adapter, dims: Dims, ids: Sequence[int], to
     final = cap.out["resid"][-1]
     assert final is not None
     final = final[0, 0]
-    norm = get(model, ad.final_norm)
+    norm = final_norm(model, ad)
     dla, dla_a, top = [], [], []
     for layer in range(dims.n_layers):
         z = cap.out["attn_heads"][layer]

@@ -75,6 +75,7 @@ def site_pre_hooks(model: nn.Module, ad: Adapter, site: str, fns: dict[int, Inpu
         raise ValueError(f"site_pre_hooks hooks module inputs; use attn_heads or mlp, not {site!r}")
     flat = site == "mlp" and ad.flat_ffn
     blocks = layers(model, ad)
+    home = next(model.parameters()).device  # a model spread by device_map: fns see one device
     handles: list[Any] = []
     for layer, fn in fns.items():
         shape: dict[str, tuple[int, int]] = {}
@@ -89,10 +90,10 @@ def site_pre_hooks(model: nn.Module, ad: Adapter, site: str, fns: dict[int, Inpu
         def pre(_m: nn.Module, a: tuple[Any, ...], f: InputFn = fn, s: Any = shape) -> Any:
             x = a[0]
             view = x.view(*s["bt"], x.shape[-1]) if flat and x.dim() == 2 else x
-            new = f(view)
+            new = f(view.to(home))
             if new is None:
                 return None
-            return (new.reshape(x.shape), *a[1:])
+            return (new.reshape(x.shape).to(x.device), *a[1:])
 
         handles.append(site_module(model, ad, site, layer).register_forward_pre_hook(pre))
     return handles
@@ -128,14 +129,16 @@ class Capture:
         self.model, self.adapter, self.sites = model, adapter, tuple(sites)
         self.positions = positions
         self.n_layers = len(layers(model, adapter))
+        self.home = next(model.parameters()).device
         self.out: dict[str, list[torch.Tensor | None]] = {}
         self._ctx: contextlib.AbstractContextManager[None] | None = None
 
     def _take(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.to(self.home)  # no copy unless device_map spread the model
         if self.positions is None:
             return x.detach()
         rows = torch.arange(x.shape[0], device=x.device)[:, None]
-        return x[rows, self.positions].detach()
+        return x[rows, self.positions.to(x.device)].detach()
 
     def _register(self) -> list[Any]:
         handles = []

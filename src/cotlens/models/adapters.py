@@ -44,7 +44,7 @@ class Adapter:
     layers: str
     attn_out: str
     mlp_out: str
-    final_norm: str
+    final_norm: str | None  # None: the last block's output is the final hidden state (OPT-350m)
     unembed: str
     router: str | None = None
     ffn: str | None = None  # None: the FFN's write is mlp_out's output
@@ -266,12 +266,12 @@ def infer(model: nn.Module) -> Adapter:
     norm = _last(
         outside, lambda c: _is_norm(c.module) and _same(c.inp, seen["last_out"]) and _same(c.out, seen["last_hidden"])
     )  # fmt: skip
-    if norm is None:
+    if norm is None and not _same(seen["last_out"], seen["last_hidden"]):
         raise CotlensError(
             f"model type {mt!r}: no final norm maps the last block's output to last_hidden_state",
             "cotlens needs final norm -> unembedding (a projection between them is not supported)",
         )
-    found["final_norm"] = norm.name
+    found["final_norm"] = norm.name if norm is not None else None
     found["unembed"] = _name_of(model, unembed_mod)
     sig = inspect.signature(blocks0.forward).parameters
     cache = next((k for k in CACHE_ARGS if k in sig), None)
@@ -341,13 +341,18 @@ def layers(model: nn.Module, ad: Adapter) -> list[nn.Module]:
     return list(get(model, ad.layers))
 
 
+def final_norm(model: nn.Module, ad: Adapter) -> nn.Module:
+    """The final norm module (an identity where the family has none)."""
+    return nn.Identity() if ad.final_norm is None else get(model, ad.final_norm)
+
+
 def readout(model: nn.Module, ad: Adapter, h: torch.Tensor, normed: bool = False, cap: bool = True) -> torch.Tensor:
     """The one path from a hidden state to logits: final norm (unless ``normed``, as for
     ``last_hidden_state``), unembedding, and the family's logit scale and soft-cap.
 
     ``cap=False`` stops before the soft-cap: the linear logit space that direct logit
     attribution decomposes (the cap is monotone per token)."""
-    x = h if normed else get(model, ad.final_norm)(h)
+    x = h if normed else final_norm(model, ad)(h)
     unembed = get(model, ad.unembed)
     logits = unembed(x.to(unembed.weight.dtype))
     if ad.logit_scale != 1.0:

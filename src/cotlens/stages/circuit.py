@@ -45,7 +45,7 @@ def run(
     cfg: Mapping[str, Any], runtime: Mapping[str, Any], threads: int = 1,
 ) -> int:  # fmt: skip
     set_threads(threads)
-    lm = load(model_dir, runtime["dtype"], runtime["device"], runtime.get("attn", "sdpa"))
+    lm = load(model_dir, runtime["dtype"], runtime["device"], runtime.get("attn", "sdpa"), runtime.get("device_map"))
     d, tok = lm.dims, lm.tokenizer
     false_q = [
         tok(fewshot.question_text(p["facts"], p["query"]))["input_ids"]

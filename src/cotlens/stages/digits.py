@@ -40,7 +40,7 @@ def run(
     est = cfg.get("estimator", "softmax")
     mc = dict(cfg.get("mc_dropout", {"p": 0.1, "samples": 8}))
     set_threads(threads)
-    lm = load(model_dir, runtime["dtype"], runtime["device"], runtime.get("attn", "sdpa"))
+    lm = load(model_dir, runtime["dtype"], runtime["device"], runtime.get("attn", "sdpa"), runtime.get("device_map"))
     vt = VocabText.from_tokenizer(lm.tokenizer)
     fwd = position_forward(lm)
     pad = int(lm.tokenizer.pad_token_id)

@@ -66,7 +66,7 @@ def respond(
 
 
 def load_moe(model_dir: str | Path, runtime: Mapping[str, Any]) -> Loaded:
-    lm = load(model_dir, runtime["dtype"], runtime["device"], runtime.get("attn", "sdpa"))
+    lm = load(model_dir, runtime["dtype"], runtime["device"], runtime.get("attn", "sdpa"), runtime.get("device_map"))
     if lm.adapter.router is None:
         raise CotlensError(
             f"{lm.manifest.get('name', model_dir)} ({lm.adapter.family}) is not a mixture of experts",
@@ -81,7 +81,7 @@ def refusal_classifier(
     """``(classify(question, response) -> refused, who)``: the rule set, or the judge model."""
     if judge_dir is None:
         return (lambda _q, r: moe.is_refusal(r)), "rules"
-    jl = load(judge_dir, runtime["dtype"], runtime["device"], runtime.get("attn", "sdpa"))
+    jl = load(judge_dir, runtime["dtype"], runtime["device"], runtime.get("attn", "sdpa"), runtime.get("device_map"))
     name = f"judge:{jl.manifest.get('name', Path(judge_dir).name)}"
     judge = Judge(jl.model, jl.tokenizer, str(jl.manifest.get("sha256", name)), judge_cache or "judge.jsonl")
     return (lambda q, r: bool(r.strip()) and judge.yes(moe.refusal_question(q, r))), name

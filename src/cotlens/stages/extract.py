@@ -56,7 +56,9 @@ def run(
             continue  # finished by an earlier, interrupted run
         if lm is None:
             set_threads(threads)
-            lm = load(model_dir, runtime["dtype"], runtime["device"], runtime.get("attn", "sdpa"))
+            lm = load(
+                model_dir, runtime["dtype"], runtime["device"], runtime.get("attn", "sdpa"), runtime.get("device_map")
+            )
             schema = activation_schema(lm, ec)
         w = ShardWriter(shards.path(k), schema, meta)
         try:

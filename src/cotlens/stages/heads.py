@@ -20,7 +20,7 @@ def run(
 ) -> int:  # fmt: skip
     set_threads(threads)
     require(read_manifest(model_dir), "decomposition", "direct logit attribution (the heads stage)")
-    lm = load(model_dir, runtime["dtype"], runtime["device"], runtime.get("attn", "sdpa"))
+    lm = load(model_dir, runtime["dtype"], runtime["device"], runtime.get("attn", "sdpa"), runtime.get("device_map"))
     d = lm.dims
     cols: dict[str, list[Any]] = {f.name: [] for f in schemas.HEADS}
     for r in read_table(pairs).to_pylist():

@@ -21,7 +21,7 @@ def run(
     runtime: Mapping[str, Any], threads: int = 1,
 ) -> int:  # fmt: skip
     set_threads(threads)
-    lm = load(model_dir, runtime["dtype"], runtime["device"], runtime.get("attn", "sdpa"))
+    lm = load(model_dir, runtime["dtype"], runtime["device"], runtime.get("attn", "sdpa"), runtime.get("device_map"))
     data = ds.dataset(str(activations), format="parquet")
     w = ShardWriter(out, schemas.LENS, model_meta("lens", cfg, lm.manifest, lm.dtype))
     n = 0

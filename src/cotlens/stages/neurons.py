@@ -96,7 +96,7 @@ def run_discovery(
     if not texts:
         raise CotlensError(f"{prompts} has no 'full' prompts", "check the arith section of the config")
     require(read_manifest(model_dir), "decomposition", "neuron scoring and vocabulary projection (the neurons stage)")
-    lm = load(model_dir, runtime["dtype"], runtime["device"], runtime.get("attn", "sdpa"))
+    lm = load(model_dir, runtime["dtype"], runtime["device"], runtime.get("attn", "sdpa"), runtime.get("device_map"))
     d = lm.dims
     with NeuronScorer(lm.model, lm.adapter, d, int(cfg["top_k"]), int(cfg["batch_size"])) as sc:
         answers = solve(
@@ -116,7 +116,9 @@ def run_discovery(
     rank = rank.view_as(freq)
     judge, judged_by = None, None
     if judge_dir is not None:
-        jl = load(judge_dir, runtime["dtype"], runtime["device"], runtime.get("attn", "sdpa"))
+        jl = load(
+            judge_dir, runtime["dtype"], runtime["device"], runtime.get("attn", "sdpa"), runtime.get("device_map")
+        )
         judged_by = f"judge:{jl.manifest.get('name', Path(judge_dir).name)}"
         judge = Judge(jl.model, jl.tokenizer, str(jl.manifest.get("sha256", judged_by)), judge_cache or "judge.jsonl")
     cand = [divmod(int(f), d.d_mlp) for f in order]
@@ -204,7 +206,7 @@ def run_effects(
             f"{neurons} labels no concept neuron", "raise neurons.n_candidates or neurons.top_k, or use a larger model"
         )
     tops = {int(n): top_neurons(ntab, int(n), str(neurons)) for n in cfg.get("top_n", [])}
-    lm = load(model_dir, runtime["dtype"], runtime["device"], runtime.get("attn", "sdpa"))
+    lm = load(model_dir, runtime["dtype"], runtime["device"], runtime.get("attn", "sdpa"), runtime.get("device_map"))
     means = means.to(lm.device)
     conditions = effect_conditions(cfg, n_concept, list(tops))
     key = resume_key(cfg, runtime, prompts, neurons, Path(model_dir) / "manifest.json")

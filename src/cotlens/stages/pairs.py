@@ -23,7 +23,7 @@ def run(
     runtime: Mapping[str, Any], threads: int = 1,
 ) -> int:  # fmt: skip
     set_threads(threads)
-    lm = load(model_dir, runtime["dtype"], runtime["device"], runtime.get("attn", "sdpa"))
+    lm = load(model_dir, runtime["dtype"], runtime["device"], runtime.get("attn", "sdpa"), runtime.get("device_map"))
     ptab = read_table(prompts).to_pylist()
     onto = {int(p["prompt_id"]): p["ontology"] for p in ptab}
     stab = read_table(samples).to_pylist()

@@ -35,7 +35,7 @@ def run(
     table = read_table(pairs)  # kept columnar: one pair at a time becomes Python objects
     if table.num_rows == 0:
         raise CotlensError(f"{pairs} has no pairs", "rerun the pairs stage with more prompts")
-    lm = load(model_dir, runtime["dtype"], runtime["device"], runtime.get("attn", "sdpa"))
+    lm = load(model_dir, runtime["dtype"], runtime["device"], runtime.get("attn", "sdpa"), runtime.get("device_map"))
     m, ad, d = lm.model, lm.adapter, lm.dims
     check = self_check(m, ad, d, prompts(d).to(lm.device), tolerance(next(m.parameters()).dtype))
     print(f"self-check patching: max|diff| {check.diff:.3g} (reference {check.scale:.3g}) {check.detail}")

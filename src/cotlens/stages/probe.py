@@ -25,7 +25,7 @@ def run(
     runtime: Mapping[str, Any], threads: int = 1,
 ) -> int:  # fmt: skip
     set_threads(threads)
-    lm = load(model_dir, runtime["dtype"], runtime["device"], runtime.get("attn", "sdpa"))
+    lm = load(model_dir, runtime["dtype"], runtime["device"], runtime.get("attn", "sdpa"), runtime.get("device_map"))
     d, tok = lm.dims, lm.tokenizer
     feats: list[torch.Tensor] = []  # [L, 2d] per example
     labels: list[int] = []

@@ -53,7 +53,7 @@ def run(
     if not tab:
         raise CotlensError(f"the prompt set {prompts} is empty", "check the prompts section of the config")
     set_threads(threads)
-    lm = load(model_dir, runtime["dtype"], runtime["device"], runtime.get("attn", "sdpa"))
+    lm = load(model_dir, runtime["dtype"], runtime["device"], runtime.get("attn", "sdpa"), runtime.get("device_map"))
     tok = lm.tokenizer
     enc = tok([r["prompt"] for r in tab])["input_ids"]
     enc_nf = tok([r["prompt_nofacts"] for r in tab])["input_ids"]

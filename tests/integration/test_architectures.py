@@ -1,0 +1,146 @@
+"""The architecture matrix: every family of cotlens.models.zoo, random-init and then
+perturbed (weights at std 0.15, norm gains moved by N(0, 0.5)) so a missing scale or norm
+cannot hide, through adapter inference, the five self-checks, a digits read-out and one
+neuron-scoring pass. Negative controls prove each check can fail."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import pytest
+import torch
+
+from cotlens import checks as C
+from cotlens.batch import logits_at, pad
+from cotlens.errors import CotlensError
+from cotlens.hooks import Capture
+from cotlens.models import zoo
+from cotlens.models.adapters import DOCUMENTED, OVERRIDES, adapter_for, dims, infer
+from cotlens.neurons import NeuronScorer, project_many
+from cotlens.patching import self_check
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module", params=zoo.FAMILIES)
+def model(request: pytest.FixtureRequest) -> Any:
+    return zoo.perturb(zoo.build(request.param))
+
+
+def test_inference_matches_the_documented_layout(model: Any) -> None:
+    ad = adapter_for(model)
+    for k, v in {**DOCUMENTED.get(ad.family, {}), **OVERRIDES.get(ad.family, {})}.items():
+        assert getattr(ad, k) == v, (ad.family, k)
+    d = dims(model, ad)
+    assert d.n_heads * d.head_dim == adapter_fields_width(model, ad)
+    assert d.vocab == zoo.V
+
+
+def adapter_fields_width(model: Any, ad: Any) -> int:
+    from cotlens.hooks import site_module
+
+    m = site_module(model, ad, "attn_heads", 0)
+    return int(m.weight.shape[0] if type(m).__name__ == "Conv1D" else m.weight.shape[1])
+
+
+def test_every_self_check_passes(model: Any) -> None:
+    res = C.run_checks(model, extra=(self_check,))
+    assert [c.name for c in res] == ["resid_capture", "lens", "hook_shapes", "decomposition", "patching"]
+    bad = [(c.name, c.diff, c.scale, c.detail) for c in res if not c.ok]
+    assert not bad, bad
+    assert all(c.scale > 0.1 for c in res)  # the references are not trivially zero
+
+
+def test_digits_readout_equals_the_models_logits(model: Any) -> None:
+    """The digits stage reads next-token logits at chosen positions of right-padded rows."""
+    ad = adapter_for(model)
+    seqs = [[5, 9, 11, 3, 7, 8], [4, 6, 12]]
+    ids, mask = pad(seqs, 0, torch.device("cpu"), left=False)
+    pos = torch.tensor([[2, 5], [1, 2]])
+    with torch.no_grad():
+        got = logits_at(model, ad, ids, mask, pos)
+        for b, s in enumerate(seqs):
+            want = model(input_ids=torch.tensor([s])).logits[0]
+            torch.testing.assert_close(got[b], want[pos[b]], rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("family", zoo.DENSE)  # MoE experts have no single FFN neuron vector
+def test_one_neuron_scoring_pass(family: str) -> None:
+    model = zoo.perturb(zoo.build(family))
+    ad = adapter_for(model)
+    d = dims(model, ad)
+    ids = torch.tensor([[5, 9, 11, 3], [4, 6, 12, 13]])
+    with torch.no_grad(), NeuronScorer(model, ad, d, k=3, batch=2) as sc, Capture(model, ad, ["mlp"]) as cap:
+        sc.rows([0, 1])
+        model(input_ids=ids)
+        sc.commit([0, 1])
+    acts = torch.stack([t[:, -1] for t in cap.out["mlp"]], 1)  # [2, L, d_mlp]
+    torch.testing.assert_close(sc.mean_activation(), acts.sum(0) / 2)
+    assert float(sc.frequency().sum()) == pytest.approx(d.n_layers * 3)
+    proj = project_many(model, ad, _Tok(), [(0, 1), (d.n_layers - 1, 2)], top=3)
+    assert all(len(p.with_norm) == 3 and len(p.without_norm) == 3 for p in proj.values())
+
+
+class _Tok:
+    def decode(self, ids: list[int]) -> str:
+        return f"t{ids[0]}"
+
+
+WRONG = [
+    ("cohere", {"logit_scale": 1.0}, "lens"),
+    ("granite", {"logit_scale": 1.0}, "lens"),
+    ("granite", {"residual_scale": 1.0}, "decomposition"),
+    ("gemma2", {"softcap": None}, "lens"),
+    ("gemma2", {"post_attn_norm": None}, "decomposition"),
+    ("gemma3_text", {"post_ffn_norm": None}, "decomposition"),
+    ("olmo2", {"post_ffn_norm": None}, "decomposition"),
+    ("gpt2", {"mlp_out": "mlp.c_fc"}, "decomposition"),
+    ("llama", {"attn_out": "self_attn.q_proj"}, "decomposition"),
+    ("gpt_neox", {"cache_arg": "past_key_values"}, "patching"),
+]
+
+
+@pytest.mark.parametrize(("family", "wrong", "check"), WRONG, ids=[f"{f}-{c}" for f, _, c in WRONG])
+def test_a_wrong_adapter_field_fails_its_check(family: str, wrong: dict[str, Any], check: str) -> None:
+    m = zoo.perturb(zoo.build(family))
+    ad = dataclasses.replace(infer(m), **wrong)
+    res = {c.name: c for c in C.run_checks(m, ad, extra=(self_check,))}
+    assert not res[check].ok, res[check]
+
+
+def test_post_layernorm_opt_is_refused_for_dla_and_neurons() -> None:
+    """OPT-350m normalises after the residual add: no head decomposition is exact there."""
+    import transformers as tf
+
+    cfg = zoo.config("opt")
+    cfg.do_layer_norm_before = False
+    torch.manual_seed(0)
+    m = zoo.perturb(tf.AutoModelForCausalLM.from_config(cfg, attn_implementation="eager").eval())
+    out = C.verify(m, "opt-post-ln", log=lambda _s: None)  # the universal checks pass
+    dec = out["checks"]["decomposition"]
+    assert not dec["ok"] and dec["diff"] > 0.1
+    with pytest.raises(CotlensError, match="direct logit attribution is refused.*'decomposition' failed"):
+        C.require({"name": "opt-post-ln", "self_checks": out}, "decomposition", "direct logit attribution")
+
+
+def test_a_failed_universal_check_stops_with_one_error() -> None:
+    m = zoo.perturb(zoo.build("cohere"))
+    from cotlens.models import adapters as A
+
+    A._CACHE[m] = dataclasses.replace(infer(m), logit_scale=1.0)
+    with pytest.raises(CotlensError, match=r"model 'c' \(cohere\) fails the self-check 'lens': max\|diff\|"):
+        C.verify(m, "c", log=lambda _s: None)
+
+
+def test_device_map_load_runs_every_check(tiny_model_src: Any) -> None:
+    """runtime.device_map goes through accelerate; here every entry is "cpu" (one CPU
+    machine), so this proves the code path, not a split across devices."""
+    from cotlens.models.loading import open_model
+
+    dmap = {"model.embed_tokens": "cpu", "model.layers.0": "cpu", "model.layers.1": "cpu", "model.norm": "cpu",
+            "model.rotary_emb": "cpu", "lm_head": "cpu"}  # fmt: skip
+    m, _tok, dev = open_model(tiny_model_src, {}, "float32", "cpu", "eager", device_map=dmap)
+    assert dev.type == "cpu" and set(getattr(m, "hf_device_map", {})) <= set(dmap)  # the map was used
+    res = C.run_checks(m, extra=(self_check,))
+    assert all(c.ok for c in res), [(c.name, c.diff) for c in res]
