@@ -11,4 +11,5 @@ with logged(snakemake.log[0]):
         {},
         dict(snakemake.params.runtime),
         snakemake.threads,
+        checks=snakemake.input.checks,
     )

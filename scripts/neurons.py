@@ -13,4 +13,5 @@ with logged(snakemake.log[0]):
         snakemake.threads,
         judge_dir=snakemake.input.judge[0] if snakemake.input.judge else None,
         judge_cache=snakemake.params.judge_cache,
+        checks=snakemake.input.checks,
     )

@@ -23,6 +23,7 @@ check-model`` runs all five.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -231,30 +232,36 @@ def enforce(c: Check, name: str, ad: Adapter) -> None:
         )
 
 
-def require(manifest: dict[str, Any], check: str, method: str) -> None:
-    """Refuse ``method`` when the model's recorded ``check`` failed."""
-    got = manifest.get("self_checks", {}).get("checks", {}).get(check)
+def require(report: dict[str, Any] | str | Path | None, check: str, method: str) -> None:
+    """Refuse ``method`` when the model's check report (``check_model``) says ``check`` failed."""
+    if report is None:
+        return
+    rep = report if isinstance(report, dict) else read_report(report)
+    got = rep.get("checks", {}).get(check)
     if got is not None and not got["ok"]:
         raise CotlensError(
-            f"{method} is refused for model {manifest.get('name')!r}: its self-check {check!r} failed "
+            f"{method} is refused for model {rep.get('model')!r}: its self-check {check!r} failed "
             f"(max|diff| {got['diff']:.3g} against {got['scale']:.3g}: {got['detail']})",
             "the numbers would be wrong on this model; run the other studies, or add an adapter override",
         )
 
 
-def verify_at(where: str | Any, kw: dict[str, Any], name: str, device: str = "auto") -> dict[str, Any]:
-    """Load the weights at ``where`` in float32 with eager attention and :func:`verify` them.
+def check_prepared(model_dir: str | Path, out: str | Path, device: str = "auto") -> dict[str, Any]:
+    """The ``check_model`` stage: load a prepared model in float32 with eager attention,
+    run the checks, log them and write the report atomically (none if a check every study
+    needs fails)."""
+    from cotlens.atomic import atomic_path
+    from cotlens.models.loading import load
 
-    The ``verify`` callback of :func:`cotlens.models.prepare.prepare`; for a hub model it
-    also returns the commit the revision resolved to."""
-    from cotlens.models.loading import open_model
+    lm = load(model_dir, "float32", device, "eager")
+    report = verify(lm.model, str(lm.manifest.get("name", Path(model_dir).name)))
+    report.pop("check_seconds")  # in the log and the benchmark file: the report stays byte-reproducible
+    report["manifest"] = {k: lm.manifest.get(k) for k in ("source", "revision", "commit", "sha256", "path", "repo")}
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out) as tmp:
+        tmp.write_text(json.dumps(report, indent=2, sort_keys=True, default=str))
+    return report
 
-    model, _tok, _dev = open_model(where, kw, "float32", device, "eager")
-    out = verify(model, name)
-    if kw.get("revision"):
-        from huggingface_hub import try_to_load_from_cache
 
-        cached = try_to_load_from_cache(str(where), "config.json", revision=kw["revision"])
-        if isinstance(cached, str):  # .../snapshots/<commit>/config.json
-            out["commit"] = Path(cached).parent.name
-    return out
+def read_report(path: str | Path) -> dict[str, Any]:
+    return dict(json.loads(Path(path).read_text()))

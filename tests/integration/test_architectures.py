@@ -6,6 +6,7 @@ neuron-scoring pass. Negative controls prove each check can fail."""
 from __future__ import annotations
 
 import dataclasses
+import json
 from typing import Any
 
 import pytest
@@ -121,7 +122,7 @@ def test_post_layernorm_opt_is_refused_for_dla_and_neurons() -> None:
     dec = out["checks"]["decomposition"]
     assert not dec["ok"] and dec["diff"] > 0.1
     with pytest.raises(CotlensError, match="direct logit attribution is refused.*'decomposition' failed"):
-        C.require({"name": "opt-post-ln", "self_checks": out}, "decomposition", "direct logit attribution")
+        C.require(out, "decomposition", "direct logit attribution")
 
 
 def test_a_failed_universal_check_stops_with_one_error() -> None:
@@ -144,3 +145,28 @@ def test_device_map_load_runs_every_check(tiny_model_src: Any) -> None:
     assert dev.type == "cpu" and set(getattr(m, "hf_device_map", {})) <= set(dmap)  # the map was used
     res = C.run_checks(m, extra=(self_check,))
     assert all(c.ok for c in res), [(c.name, c.diff) for c in res]
+
+
+def test_an_override_row_replaces_only_what_it_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    from cotlens.models import adapters as A
+
+    m = zoo.perturb(zoo.build("llama"))
+    monkeypatch.setitem(A.OVERRIDES, "llama", {"attn_out": "self_attn.q_proj", "notes": "a wrong row"})
+    ad = infer(m)
+    assert (ad.attn_out, ad.notes, ad.mlp_out) == ("self_attn.q_proj", "a wrong row", "mlp.down_proj")
+    assert not {c.name: c for c in C.run_checks(m, ad)}["decomposition"].ok  # the checks catch a wrong row
+
+
+def test_check_model_stage_writes_a_report_or_nothing(
+    tiny_prepared: Any, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cotlens.models import adapters as A
+
+    rep = C.check_prepared(tiny_prepared, tmp_path / "ok.json", "cpu")
+    assert json.loads((tmp_path / "ok.json").read_text()) == json.loads(json.dumps(rep, default=str))
+    assert rep["model"] == "tiny" and all(c["ok"] for c in rep["checks"].values())
+    C.require(tmp_path / "ok.json", "decomposition", "DLA")  # passes: nothing raised
+    monkeypatch.setitem(A.OVERRIDES, "llama", {"logit_scale": 2.0, "notes": "a wrong scale"})
+    with pytest.raises(CotlensError, match=r"model 'tiny' \(llama\) fails the self-check 'lens'.*every study"):
+        C.check_prepared(tiny_prepared, tmp_path / "bad.json", "cpu")
+    assert not (tmp_path / "bad.json").exists() and not list(tmp_path.glob(".tmp-*"))

@@ -20,18 +20,18 @@ REPO = "cotlens-test/tiny-llama"
 
 SCRIPT = """
 import json, sys
-from cotlens.checks import verify_at
+from cotlens.checks import check_prepared
 from cotlens.errors import CotlensError
 from cotlens.models.loading import load
 from cotlens.models.prepare import prepare
 from cotlens.models.registry import resolve
 repo, rev, out = sys.argv[1:4]
 try:
-    man = prepare(resolve("h", {"h": {"source": "hub", "repo": repo, "revision": rev}}), out,
-                  verify=lambda w, kw: verify_at(w, kw, "h", "cpu"))
+    man = prepare(resolve("h", {"h": {"source": "hub", "repo": repo, "revision": rev}}), out)
+    report = check_prepared(out, out + ".checks.json", "cpu")
     lm = load(out, "float32", "cpu", "eager")
     print(json.dumps({"commit": man.get("commit"), "family": lm.adapter.family,
-                      "checks": {k: v["ok"] for k, v in man["self_checks"]["checks"].items()}}))
+                      "checks": {k: v["ok"] for k, v in report["checks"].items()}}))
 except CotlensError as e:
     print(json.dumps({"error": str(e)}))
 """
@@ -55,7 +55,7 @@ def run(tmp_path: Path, repo: str, rev: str) -> dict[str, object]:
     assert p.returncode == 0, p.stderr[-2000:]
     got = json.loads(p.stdout.strip().splitlines()[-1])
     if "error" in got:
-        assert not out.exists()  # nothing half-written
+        assert not out.exists()  # nothing half-written: the error comes before any file
     return got
 
 
@@ -67,7 +67,7 @@ def test_hub_source_from_a_prefilled_cache(tmp_path: Path, tiny_model_src: Path)
     pinned = run(tmp_path, REPO, COMMIT)
     assert pinned["commit"] == COMMIT
     missing_rev = run(tmp_path, REPO, "v9.9")
-    assert "at revision 'v9.9' could not be loaded" in str(missing_rev["error"])
+    assert f"model {REPO} at revision 'v9.9' is neither in the Hugging Face cache" in str(missing_rev["error"])
     assert f"hf download {REPO} --revision v9.9" in str(missing_rev["error"])
     missing_repo = run(tmp_path, "nobody/no-such-model", "main")
-    assert "nobody/no-such-model at revision 'main' could not be loaded" in str(missing_repo["error"])
+    assert "nobody/no-such-model at revision 'main' is neither in" in str(missing_repo["error"])

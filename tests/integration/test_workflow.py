@@ -57,8 +57,15 @@ def edit_config(wd: Path, section: str, key: str, value: object) -> None:
 
 def test_dag_end_to_end_then_partial_reruns(workflow_copy: Path) -> None:
     wd = workflow_copy
-    assert scheduled(wd) == {"prepare_model", "prompts", *MODEL_RULES, *FIGURE_RULES, *DIGIT_RULES, *CIRCUIT_RULES}
+    assert scheduled(wd) == {
+        "prepare_model", "check_model", "prompts", *MODEL_RULES, *FIGURE_RULES, *DIGIT_RULES, *CIRCUIT_RULES
+    }  # fmt: skip
     smk(wd)
+    report = json.loads((wd / "resources" / "checks" / "tiny.json").read_text())
+    assert report["adapter"]["family"] == "llama"
+    assert {k: v["ok"] for k, v in report["checks"].items()} == dict.fromkeys(
+        ("resid_capture", "lens", "hook_shapes", "decomposition"), True
+    )  # fmt: skip
     res = wd / "results" / "prontoqa" / "tiny"
     for fig in ("accuracy", "step_accuracy", "lens_heatmap"):
         for ext in ("png", "pdf"):
@@ -113,14 +120,14 @@ def test_dag_end_to_end_then_partial_reruns(workflow_copy: Path) -> None:
     edit(wd / "src" / "cotlens" / "plotting" / "circuits.py")
     assert scheduled(wd) == {"figure_circuits"}
     smk(wd)
-    edit(wd / "src" / "cotlens" / "hooks.py")
-    assert scheduled(wd) == {"extract", "lens", "figure_lens_heatmap", *CIRCUIT_RULES - {"pairs"}}
+    edit(wd / "src" / "cotlens" / "hooks.py")  # the self-checks use hooks: they rerun, and every stage they gate
+    assert scheduled(wd) == {"check_model", *MODEL_RULES, *FIGURE_RULES, "digits", "figure_digits", *CIRCUIT_RULES}
     smk(wd)
     edit(wd / "src" / "cotlens" / "prompts" / "prontoqa.py")
     assert scheduled(wd) == {"prompts", *MODEL_RULES, *FIGURE_RULES, *CIRCUIT_RULES}
     smk(wd)
     edit(wd / "src" / "cotlens" / "models" / "loading.py")
-    assert scheduled(wd) == {*MODEL_RULES, "digits", *FIGURE_RULES, "figure_digits", *CIRCUIT_RULES}
+    assert scheduled(wd) == {"check_model", *MODEL_RULES, "digits", *FIGURE_RULES, "figure_digits", *CIRCUIT_RULES}
     smk(wd)
     assert scheduled(wd) == set()
     # the resume layer: only the sharded stages (and what reads them); restoring it reruns nothing
@@ -186,7 +193,14 @@ def test_arith_branch_is_wired_and_a_model_with_no_correct_answer_is_one_clear_e
     cfg = yaml.safe_load((wd / "config.yaml").read_text())
     cfg["studies"] = ["arith"]
     (wd / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
-    assert scheduled(wd) == {"prepare_model", "arith_prompts", "neurons", "neuron_effects", "figure_neurons"}
+    assert scheduled(wd) == {
+        "prepare_model",
+        "check_model",
+        "arith_prompts",
+        "neurons",
+        "neuron_effects",
+        "figure_neurons",
+    }
     smk(wd, "results/arith/prompts.parquet")
     prompts = read_table(wd / "results" / "arith" / "prompts.parquet").to_pandas()
     assert len(prompts) == 7 * cfg["arith"]["n_problems"] and prompts["prompt"].str.endswith("Answer:").all()
@@ -198,7 +212,15 @@ def test_arith_branch_is_wired_and_a_model_with_no_correct_answer_is_one_clear_e
     assert not (wd / "results" / "arith" / "tiny" / "neurons.parquet").exists()
 
 
-EXPERT_RULES = {"expert_prompts", "train_moe", "expert_routes", "ftri", "expert_effects", "figure_experts"}
+EXPERT_RULES = {
+    "expert_prompts",
+    "train_moe",
+    "check_model",
+    "expert_routes",
+    "ftri",
+    "expert_effects",
+    "figure_experts",
+}
 
 
 def test_experts_branch_end_to_end_and_exact_staleness(workflow_copy: Path) -> None:

@@ -7,6 +7,7 @@ rule pairs:
         prompts=f"{RES}/prompts.parquet",
         samples=f"{RES}/{{model}}/samples.parquet",
         model="resources/models/{model}",
+        checks="resources/checks/{model}.json",
     output:
         f"{RES}/{{model}}/pairs.parquet",
     log:
@@ -30,6 +31,7 @@ rule patch:
         code=code_deps("patch.py"),
         pairs=f"{RES}/{{model}}/pairs.parquet",
         model="resources/models/{model}",
+        checks="resources/checks/{model}.json",
     output:
         patching=f"{RES}/{{model}}/patching.parquet",
         pathways=f"{RES}/{{model}}/pathways.parquet",
@@ -54,6 +56,7 @@ rule heads:
         code=code_deps("heads.py"),
         pairs=f"{RES}/{{model}}/pairs.parquet",
         model="resources/models/{model}",
+        checks="resources/checks/{model}.json",
     output:
         f"{RES}/{{model}}/heads.parquet",
     log:
@@ -78,6 +81,7 @@ rule circuit:
         patching=f"{RES}/{{model}}/patching.parquet",
         prompts=f"{RES}/prompts.parquet",
         model="resources/models/{model}",
+        checks="resources/checks/{model}.json",
     output:
         f"{RES}/{{model}}/circuit.parquet",
     log:
@@ -101,6 +105,7 @@ rule probe:
         code=code_deps("probe.py"),
         prompts=f"{RES}/prompts.parquet",
         model="resources/models/{model}",
+        checks="resources/checks/{model}.json",
     output:
         f"{RES}/{{model}}/probe.parquet",
     log:

@@ -31,6 +31,7 @@ rule digits:
         code=code_deps("digits.py"),
         prompts="results/digits/prompts.parquet",
         model="resources/models/{model}",
+        checks="resources/checks/{model}.json",
     output:
         "results/digits/{model}/digits.parquet",
     log:

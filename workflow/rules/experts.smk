@@ -24,6 +24,7 @@ rule expert_routes:
         code=code_deps("expert_routes.py"),
         prompts="results/experts/prompts.parquet",
         model="resources/models/{model}",
+        checks="resources/checks/{model}.json",
         judge=expert_judge_model,
     output:
         routes="results/experts/{model}/routes.parquet",
@@ -73,6 +74,7 @@ rule expert_effects:
         prompts="results/experts/prompts.parquet",
         ftri="results/experts/{model}/ftri.parquet",
         model="resources/models/{model}",
+        checks="resources/checks/{model}.json",
         judge=expert_judge_model,
     output:
         "results/experts/{model}/runs.parquet",

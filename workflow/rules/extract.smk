@@ -3,6 +3,7 @@ rule extract:
         code=code_deps("extract.py"),
         samples=f"{RES}/{{model}}/samples.parquet",
         model="resources/models/{model}",
+        checks="resources/checks/{model}.json",
     output:
         directory(f"{RES}/{{model}}/activations"),
     log:

@@ -3,6 +3,7 @@ rule lens:
         code=code_deps("lens.py"),
         activations=f"{RES}/{{model}}/activations",
         model="resources/models/{model}",
+        checks="resources/checks/{model}.json",
     output:
         f"{RES}/{{model}}/lens.parquet",
     log:

@@ -31,6 +31,7 @@ rule neurons:
         code=code_deps("neurons.py"),
         prompts="results/arith/prompts.parquet",
         model="resources/models/{model}",
+        checks="resources/checks/{model}.json",
         judge=judge_model,
     output:
         "results/arith/{model}/neurons.parquet",
@@ -57,6 +58,7 @@ rule neuron_effects:
         prompts="results/arith/prompts.parquet",
         neurons="results/arith/{model}/neurons.parquet",
         model="resources/models/{model}",
+        checks="resources/checks/{model}.json",
     output:
         "results/arith/{model}/runs.parquet",
     log:

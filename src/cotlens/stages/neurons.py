@@ -25,7 +25,7 @@ from cotlens import schemas
 from cotlens.checks import require
 from cotlens.errors import CotlensError
 from cotlens.judge import Judge
-from cotlens.models.loading import Loaded, load, read_manifest
+from cotlens.models.loading import Loaded, load
 from cotlens.neurons import ActivationMeter, NeuronScorer, ablate, label, project_many, random_neurons
 from cotlens.parquet import read_table, to_table, write_table
 from cotlens.prompts.arith import VARIANTS, is_done, parse_answer
@@ -87,15 +87,16 @@ def _rows(rows: list[dict[str, Any]], variant: str) -> tuple[list[int], list[str
 def run_discovery(
     prompts: str | Path, model_dir: str | Path, out: str | Path, cfg: Mapping[str, Any],
     runtime: Mapping[str, Any], threads: int = 1, judge_dir: str | Path | None = None,
-    judge_cache: str | Path | None = None,
+    judge_cache: str | Path | None = None, checks: str | Path | None = None,
 ) -> int:  # fmt: skip
     """Discovery; with ``judge_dir`` the ``judge_top`` most frequent candidates are labelled
-    by that model's yes/no answers (cached in ``judge_cache``), the rest by the lexicon."""
+    by that model's multiple-choice answers (cached in ``judge_cache``), the rest by the
+    lexicon. ``checks``: the model's check report; refused if its decomposition failed."""
     set_threads(threads)
     _, texts, golds = _rows(read_table(prompts).to_pylist(), "full")
     if not texts:
         raise CotlensError(f"{prompts} has no 'full' prompts", "check the arith section of the config")
-    require(read_manifest(model_dir), "decomposition", "neuron scoring and vocabulary projection (the neurons stage)")
+    require(checks, "decomposition", "neuron scoring and vocabulary projection (the neurons stage)")
     lm = load(model_dir, runtime["dtype"], runtime["device"], runtime.get("attn", "sdpa"), runtime.get("device_map"))
     d = lm.dims
     with NeuronScorer(lm.model, lm.adapter, d, int(cfg["top_k"]), int(cfg["batch_size"])) as sc:
