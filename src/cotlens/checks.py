@@ -36,7 +36,7 @@ from torch import nn
 from cotlens.errors import CotlensError
 from cotlens.hooks import BlockCalls, Capture, edit_inputs
 from cotlens.models.adapters import Adapter, Dims, adapter_for, dims, final_norm, get, layers, readout
-from cotlens.writes import centres, constant, head_writes, norm_scale, out_columns
+from cotlens.writes import constant, head_writes, out_columns, token_scale
 
 TOL = 1e-4  # relative to the reference's largest magnitude, float32
 REQUIRED = ("resid_capture", "lens", "hook_shapes")
@@ -135,7 +135,7 @@ def check_decomposition(model: nn.Module, ad: Adapter, d: Dims, ids: torch.Tenso
     ffn_out: dict[int, torch.Tensor] = {}
     handles = [
         get(b, ad.ffn_module).register_forward_hook(
-            lambda _m, _a, o, i=i: ffn_out.__setitem__(i, o if isinstance(o, torch.Tensor) else o[0])
+            lambda _m, _a, o, i=i: ffn_out.__setitem__(i, (o if isinstance(o, torch.Tensor) else o[0]).clone())
         )
         for i, b in enumerate(blocks)
     ]  # fmt: skip
@@ -146,26 +146,35 @@ def check_decomposition(model: nn.Module, ad: Adapter, d: Dims, ids: torch.Tenso
     finally:
         for h in handles:
             h.remove()
-    worst, scale = 0.0, 0.0
+    worst, scale, ok = 0.0, 0.0, True
+
+    def compare(got: torch.Tensor, want: torch.Tensor) -> None:
+        nonlocal worst, scale, ok
+        diff = float((got.double() - want.double()).abs().max())
+        ref = float(want.double().abs().max())
+        ok = ok and diff <= TOL * max(ref, 1.0)  # each part against its own size: no error hides in a larger one
+        if diff / max(ref, 1.0) >= worst / max(scale, 1.0):
+            worst, scale = diff, ref
+
     for li, block in enumerate(blocks):
         z, out, x = cap.out["attn_heads"][li], cap.out["resid"][li], calls.inputs[li]
         assert z is not None and out is not None
-        attn_total = get(block, ad.attn_out)(z)
-        pred = x + head_writes(model, ad, d, li, z).sum(-2) + constant(model, ad, li, "attn", attn_total)
+        a = get(block, ad.attn_out)(z)
         f = ffn_out[li].reshape(out.shape)
-        post = None if ad.post_ffn_norm is None else get(block, ad.post_ffn_norm)
+        pa = None if ad.post_attn_norm is None else get(block, ad.post_attn_norm)
+        pf = None if ad.post_ffn_norm is None else get(block, ad.post_ffn_norm)
+        attn_write = (a if pa is None else pa(a)) * ad.residual_scale
+        ffn_write = (f if pf is None else pf(f)) * ad.residual_scale
+        compare(x + attn_write + ffn_write, out)  # the block is these two writes and nothing else
+        compare(head_writes(model, ad, d, li, z).sum(-2) + constant(model, ad, li, "attn", a), attn_write)
         if ad.router is None:
             n = cap.out["mlp"][li]
             assert n is not None
-            s = 1.0 if post is None else norm_scale(f, centres(post))
-            pred = pred + (n @ out_columns(model, ad, li)) / s + constant(model, ad, li, "ffn", f)
-        else:
-            w = f if post is None else post(f)
-            pred = pred + w * ad.residual_scale
-        worst = max(worst, float((pred.double() - out.double()).abs().max()))
-        scale = max(scale, float((out - x).double().abs().max()))
-    ok = worst <= TOL * max(scale, 1.0)
-    what = "heads + " + ("MoE output" if ad.router else "neurons") + " + constants vs block output - input"
+            neurons = (n @ out_columns(model, ad, li)) * token_scale(model, ad, li, f)
+            compare(neurons + constant(model, ad, li, "ffn", f), ffn_write)
+    what = "block = input + attention + FFN writes; heads sum to the attention write" + (
+        "" if ad.router else ", neurons to the FFN write"
+    )
     return Check("decomposition", ok, worst, scale, what)
 
 

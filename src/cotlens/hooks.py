@@ -136,7 +136,7 @@ class Capture:
     def _take(self, x: torch.Tensor) -> torch.Tensor:
         x = x.to(self.home)  # no copy unless device_map spread the model
         if self.positions is None:
-            return x.detach()
+            return x.detach().clone()  # a family may add to it in place later (Falcon's parallel block)
         rows = torch.arange(x.shape[0], device=x.device)[:, None]
         return x[rows, self.positions.to(x.device)].detach()
 

@@ -108,6 +108,26 @@ def out_columns(model: nn.Module, ad: Adapter, layer: int) -> torch.Tensor:
     if norm is None:
         return cols * ad.residual_scale
     with torch.no_grad():
-        unit = torch.ones(cols.shape[-1], device=cols.device, dtype=cols.dtype)
-        unit[1::2] = -1.0  # scale 1 whether or not the norm centres
-        return _through(norm, unit, cols, ad)
+        return _through(norm, _unit(cols), cols, ad)
+
+
+def _unit(like: torch.Tensor) -> torch.Tensor:
+    unit = torch.ones(like.shape[-1], device=like.device, dtype=like.dtype)
+    unit[1::2] = -1.0  # scale 1 whether or not the norm centres
+    return unit
+
+
+def token_scale(model: nn.Module, ad: Adapter, layer: int, ffn_total: torch.Tensor) -> torch.Tensor:
+    """[..., 1]: the factor that turns :func:`out_columns` (unit scale) into the writes at
+    tokens whose FFN output is ``ffn_total``: neuron j writes a_j * out_columns[j] * factor.
+
+    A norm linearised at x is one fixed linear map times a scalar of x (1/sqrt(ms(x)+eps)
+    for RMSNorm, 1/sqrt(var(x)+eps) for LayerNorm); the factor is the ratio of the two
+    maps on one probe vector, so the norm's eps is accounted for exactly."""
+    norm = _post(model, ad, layer, "ffn")
+    if norm is None:
+        return torch.ones_like(ffn_total[..., :1])
+    u = _unit(ffn_total)
+    at_unit = frozen_norm(norm, u, u[None])[0]  # [d]
+    at_tok = frozen_norm(norm, ffn_total, u.expand_as(ffn_total)[..., None, :])[..., 0, :]  # [..., d]
+    return (at_tok * at_unit).sum(-1, keepdim=True) / (at_unit * at_unit).sum().clamp_min(1e-30)

@@ -170,3 +170,22 @@ def test_check_model_stage_writes_a_report_or_nothing(
     with pytest.raises(CotlensError, match=r"model 'tiny' \(llama\) fails the self-check 'lens'.*every study"):
         C.check_prepared(tiny_prepared, tmp_path / "bad.json", "cpu")
     assert not (tmp_path / "bad.json").exists() and not list(tmp_path.glob(".tmp-*"))
+
+
+@pytest.mark.parametrize("family", ["gemma2", "gemma3_text", "olmo2"])
+def test_neuron_writes_under_a_post_norm_count_its_eps(family: str) -> None:
+    """A small FFN output (mean square near the norm's eps, as on real Gemma 3 270M tokens)
+    makes 1/rms(f) and 1/sqrt(ms(f) + eps) differ: the neuron writes must use the latter."""
+    from cotlens import writes as W
+
+    m = zoo.perturb(zoo.build(family))
+    with torch.no_grad():
+        for b in m.model.layers:
+            b.mlp.down_proj.weight.mul_(1e-3)
+    ad, d = adapter_for(m), dims(m)
+    ids = C.prompts(d)
+    assert C.check_decomposition(m, ad, d, ids).ok
+    eps_blind = lambda model, a, layer, f: 1.0 / W.norm_scale(f, W.centres(W._post(model, a, layer, "ffn")))  # noqa: E731
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(C, "token_scale", eps_blind)
+        assert not C.check_decomposition(m, ad, d, ids).ok  # the check sees the difference

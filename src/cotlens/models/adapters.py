@@ -122,11 +122,12 @@ def _config(model: nn.Module) -> Any:
 
 
 def _first_tensor(x: Any) -> torch.Tensor | None:
-    if isinstance(x, torch.Tensor):
-        return x
-    if isinstance(x, (tuple, list)) and x and isinstance(x[0], torch.Tensor):
-        return x[0]
-    return getattr(x, "last_hidden_state", None)
+    """The first tensor of a module's input or output, copied: a family may later add to
+    it in place (Falcon adds the attention output into the FFN output)."""
+    if isinstance(x, (tuple, list)) and x:
+        x = x[0]
+    t = x if isinstance(x, torch.Tensor) else getattr(x, "last_hidden_state", None)
+    return None if t is None else t.detach().clone()
 
 
 def _same(a: torch.Tensor | None, b: torch.Tensor | None) -> bool:
