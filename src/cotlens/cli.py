@@ -27,6 +27,11 @@ def _where(path: str) -> tuple[str | Path, dict[str, Any]]:
         from cotlens.models.loading import read_manifest, where_of
 
         return where_of(p, read_manifest(p))
+    if not p.is_dir():
+        raise CotlensError(f"no model directory at {p}", "give a transformers model directory, or hub:REPO[@REVISION]")
+    from cotlens.models.prepare import check_local_dir
+
+    check_local_dir(p)
     return p, {}
 
 

@@ -189,3 +189,23 @@ def test_neuron_writes_under_a_post_norm_count_its_eps(family: str) -> None:
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(C, "token_scale", eps_blind)
         assert not C.check_decomposition(m, ad, d, ids).ok  # the check sees the difference
+
+
+def test_check_model_command(tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    import transformers as tf
+
+    from cotlens.cli import main
+
+    zoo.perturb(zoo.build("gpt_neox")).save_pretrained(tmp_path / "neox")
+    assert main(["check-model", str(tmp_path / "neox"), "--json", str(tmp_path / "neox.json")]) == 0
+    out = capsys.readouterr().out
+    assert "gpt_neox" in out and out.count(" ok ") == 5 and "cache arg layer_past" in out
+    assert json.loads((tmp_path / "neox.json").read_text())["checks"]["patching"]["ok"]
+    cfg = zoo.config("opt")
+    cfg.do_layer_norm_before = False  # post-LN: the head decomposition cannot be exact
+    torch.manual_seed(0)
+    zoo.perturb(tf.AutoModelForCausalLM.from_config(cfg).eval()).save_pretrained(tmp_path / "opt")
+    assert main(["check-model", str(tmp_path / "opt")]) == 1
+    out = capsys.readouterr().out
+    assert "decomposition  FAIL" in out and "refuses the methods that need it" in out
+    assert main(["check-model", str(tmp_path / "nope")]) == 2
