@@ -57,6 +57,7 @@ bench: $(STAMP)
 	$(BIN)/pip install -q "transformer-lens==4.3.0"   # the `bench` extra: the patching comparison
 	$(BIN)/python benchmarks/bench_extract.py
 	$(BIN)/python benchmarks/bench_parquet.py
+	$(BIN)/python benchmarks/bench_checks.py $(patsubst %/manifest.json,%,$(wildcard resources/models/*/manifest.json))
 	$(BIN)/python benchmarks/bench_dryrun.py
 	cd benchmarks && HF_HUB_OFFLINE=1 ../$(BIN)/python bench_patching.py --threads 1
 	$(BIN)/python benchmarks/bench_patch_memory.py --pairs 10 100 1000
