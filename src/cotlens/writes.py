@@ -16,6 +16,8 @@ writes add up to each block's output minus its input.
 
 from __future__ import annotations
 
+import weakref
+
 import torch
 from torch import nn
 
@@ -28,12 +30,13 @@ def norm_scale(x: torch.Tensor, centre: bool) -> torch.Tensor:
     return x.pow(2).mean(-1, keepdim=True).sqrt().clamp_min(1e-30)
 
 
-_CENTRES_CACHE: dict[int, bool] = {}
+# keyed by the module itself (weakly): an id() could be reused by a later, different norm
+_CENTRES_CACHE: weakref.WeakKeyDictionary[nn.Module, bool] = weakref.WeakKeyDictionary()
 
 
 def centres(norm: nn.Module) -> bool:
     """Whether ``norm`` subtracts the mean (LayerNorm-like): measured, not read from a name."""
-    key = id(norm)
+    key = norm
     if key not in _CENTRES_CACHE:
         p = next(norm.parameters(), None)
         dev, dt = (p.device, p.dtype) if p is not None else (torch.device("cpu"), torch.float32)
