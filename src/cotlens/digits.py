@@ -139,3 +139,39 @@ def score(
     pos = torch.tensor([[pl.pos for pl in p] + [p[-1].pos] * (npos - len(p)) for p in places], dtype=torch.long)
     probs = forward(ids, mask, pos.to(device))
     return [[digit_distribution(probs[b, k], vt, pl.inside) for k, pl in enumerate(p)] for b, p in enumerate(places)]
+
+
+def with_digit(answer: str, k: int, digit: int) -> str:
+    """``answer`` with its k-th digit character (0 = most significant) replaced by ``digit``."""
+    idx = [i for i, c in enumerate(answer) if c.isdigit()]
+    i = idx[k]
+    return answer[:i] + str(digit) + answer[i + 1 :]
+
+
+def own_digits(
+    forward: Forward,
+    tok: object,
+    vt: VocabText,
+    prompts: Sequence[str],
+    answers: Sequence[str],
+    pad_id: int,
+    device: torch.device,
+) -> list[str]:
+    """The model's own higher-order digits, then the correct last digit (the paper's
+    unconditioned setting, read from the same product sequence).
+
+    Place by place, the most probable digit (among digits, from the same marginal that
+    :func:`score` reads) given the prompt and the model's own earlier digits replaces the
+    correct one; the answer keeps the correct number of digits, and its last digit stays
+    the correct one, whose probability is then read at the same place as in the
+    conditioned setting. Deterministic (no dropout): the estimator is applied afterwards.
+    """
+    cur = list(answers)
+    n = [sum(c.isdigit() for c in a) for a in answers]
+    for k in range(max(n, default=1) - 1):
+        rows = [i for i, L in enumerate(n) if k < L - 1]
+        seqs, places = zip(*(align(tok, vt, prompts[i], cur[i]) for i in rows), strict=True)
+        dists = score(forward, vt, seqs, places, pad_id, device)
+        for i, d in zip(rows, dists, strict=True):
+            cur[i] = with_digit(cur[i], k, int(np.argmax(d[k])))
+    return cur

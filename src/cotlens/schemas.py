@@ -113,13 +113,16 @@ DIGITS = pa.schema(
         ("problem_id", pa.int32()),
         ("n", pa.int8()),
         ("m", pa.int8()),
-        ("setting", pa.string()),  # full (teacher-forced product) | direct (last digit right after "=")
+        # conditioned (correct higher digits given) | unconditioned (the model's own higher digits,
+        # same product sequence) | direct (option: "a * b mod 10 =")
+        ("setting", pa.string()),
         ("place", pa.int8()),  # 0 = most significant digit of the answer
         ("n_places", pa.int8()),  # digits in the answer
-        ("digit", pa.int8()),  # the correct digit
+        ("digit", pa.int8()),  # the correct digit at this place
+        ("prefix_correct", pa.bool_()),  # every earlier digit of the scored sequence is correct
         ("p_correct", pa.float32()),  # confidence in the correct digit (mean over MC samples)
         ("p_std", pa.float32()),  # std over MC-dropout samples (0 for softmax)
-        ("argmax_digit", pa.int8()),  # the most probable digit: greedy accuracy under teacher forcing
+        ("argmax_digit", pa.int8()),  # the most probable digit given the scored prefix
     ]
 )
 

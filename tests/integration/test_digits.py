@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from cotlens.digits import VocabText, align, mc_dropout, score
+from cotlens.digits import VocabText, align, mc_dropout, own_digits, score, with_digit
 from cotlens.errors import CotlensError
 from cotlens.prompts.multiplication import MultConfig, generate, render
 
@@ -71,6 +71,22 @@ def test_merged_digits_give_the_known_probabilities(tmp_path: Path) -> None:
     # place 3: given "3": "34" among {"34", "35"}
     np.testing.assert_allclose(got, [0.7, 0.3 / 0.6, 0.8, 0.6 / 0.8], rtol=1e-6)
     assert int(np.argmax(dists[0])) == 1 and int(np.argmax(dists[1])) == 2
+
+
+def test_own_digits_follow_the_model_and_keep_the_correct_last_digit(tmp_path: Path) -> None:
+    tok = merging_tokenizer(tmp_path)
+    vt = VocabText.from_tokenizer(tok)
+    v = tok.get_vocab()
+    model = Bigram(len(tok))
+    row = torch.zeros(len(tok))
+    row[v["7"]], row[v["4"]], row[v["12"]] = 0.6, 0.1, 0.3  # digit 7 wins every place (0.6 vs 0.3 + 0)
+    model.table[:] = row
+    got = own_digits(model, tok, vt, ["3x4=", "3x3="], [" 1234", " 9"], v["<pad>"], torch.device("cpu"))
+    assert got == [" 7774", " 9"]  # a one-digit answer has no higher digit to replace
+    ids, places = align(tok, vt, "3x4=", got[0])
+    (dists,) = score(model, vt, [ids], [places], v["<pad>"], torch.device("cpu"))
+    assert dists[-1][4] == pytest.approx(0.1)  # the correct last digit, after the model's own digits
+    assert with_digit(" 1,234", 2, 9) == " 1,294"
 
 
 def test_single_digit_tokens_give_the_softmax_probability(tmp_path: Path) -> None:

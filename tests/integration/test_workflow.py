@@ -82,10 +82,11 @@ def test_dag_end_to_end_then_partial_reruns(workflow_copy: Path) -> None:
     assert samples.num_rows == read_table(wd / "results" / "prontoqa" / "prompts.parquet").num_rows
     assert not list(res.glob("*.partial")) and not list(res.rglob(".tmp-*"))
     dig = read_table(wd / "results" / "digits" / "tiny" / "digits.parquet").to_pandas()
-    assert set(dig["setting"]) == {"full", "direct"} and dig["p_correct"].between(0, 1).all()
+    assert set(dig["setting"]) == {"conditioned", "unconditioned"} and dig["p_correct"].between(0, 1).all()
     assert (dig["p_std"] > 0).any()  # MC dropout on
     for fig in ("digit_confidence", "digit_conditioning", "digit_accuracy"):
         assert (wd / "results" / "digits" / "tiny" / "figures" / f"{fig}.png").stat().st_size > 1000
+        assert (wd / "results" / "digits" / "tiny" / "figures" / f"{fig}.json").stat().st_size > 10
     pairs = read_table(res / "pairs.parquet").to_pandas()
     assert len(pairs) > 0 and (pairs["clean_ids"].map(len) == pairs["corrupt_ids"].map(len)).all()
     patching = read_table(res / "patching.parquet").to_pandas()

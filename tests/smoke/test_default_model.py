@@ -52,14 +52,27 @@ def test_default_model_end_to_end(tmp_path: Path) -> None:
     assert len(ans) >= 3
 
     # Digit confidence (Gambardella et al.) on the real tokenizer: one digit per token.
-    dcfg = {"seed": 0, "n_digits": [1, 5], "m_digits": [1, 5], "n_per_cell": 4, "n_shots": 4, "batch_size": 8}
+    dcfg = {
+        "seed": 0,
+        "n_digits": [1, 5],
+        "m_digits": [1, 5],
+        "n_per_cell": 4,
+        "n_shots": 4,
+        "batch_size": 8,
+        "estimator": "softmax",
+    }
     mult_prompts.run(dcfg, tmp_path / "mp.parquet")
     digits.run(tmp_path / "mp.parquet", model, tmp_path / "digits.parquet", dcfg, RT, 2)
     d = read_table(tmp_path / "digits.parquet").to_pandas()
     mp = read_table(tmp_path / "mp.parquet").to_pandas().set_index("problem_id")
-    full = d[d["setting"] == "full"]
+    full = d[d["setting"] == "conditioned"]
     assert (full.groupby("problem_id")["n_places"].first() == mp["product"].astype(str).str.len()).all()
     assert d["p_correct"].between(0, 1).all()
+    # the first digit has no higher digit to condition on: both settings read the same place
+    own = d[d["setting"] == "unconditioned"]
+    first = full[full["place"] == 0].set_index("problem_id")["p_correct"]
+    np.testing.assert_allclose(own[own["place"] == 0].set_index("problem_id")["p_correct"], first, rtol=1e-5)
+    assert (own[own["place"] == 0]["prefix_correct"]).all()
     # single-digit products are easy: the 1x1 first digit is mostly right
     one = full[(full["n"] == 1) & (full["m"] == 1) & (full["place"] == 0)]
     assert (one["argmax_digit"] == one["digit"]).mean() >= 0.5

@@ -63,6 +63,7 @@ rule figure_digits:
             labels={"model": "{model}", "figure": "{fig}"},
         ),
         pdf="results/digits/{model}/figures/{fig}.pdf",
+        json="results/digits/{model}/figures/{fig}.json",
     log:
         "results/logs/figures/{model}-{fig}.log",
     benchmark:

@@ -1,18 +1,33 @@
-"""Digit-confidence figures (Gambardella et al., 2024)."""
+"""Digit-confidence figures (Gambardella et al., 2024).
+
+Every number is a mean over problems with a 95% bootstrap interval over problems; each
+figure writes its numbers, n and the verdict beside it (JSON).
+
+- ``digit_confidence``: the paper's contrast, first digit vs last digit, both without any
+  correct digit given (the unconditioned setting; place 0 is the same in both settings);
+- ``digit_conditioning``: the last digit after the model's own higher digits
+  (unconditioned) vs after the correct ones (conditioned), paired per problem;
+- ``digit_accuracy``: argmax accuracy by place, conditioned on the correct higher digits.
+"""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from typing import Any
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 import seaborn as sns
 
+from cotlens.errors import CotlensError
 from cotlens.parquet import read_table
-from cotlens.plotting.base import save
+from cotlens.plotting.base import save, save_json
+from cotlens.stats import bootstrap_mean, paired_bootstrap, verdict, wilson
 
 Paths = Sequence[str | os.PathLike[str]]
+PAPER = "paper, 5x5: Llama-2-13B 0.13 -> 0.43, Mistral-7B 0.22 -> 0.55"
 
 
 def load(digits: str | os.PathLike[str]) -> pd.DataFrame:
@@ -23,65 +38,135 @@ def load(digits: str | os.PathLike[str]) -> pd.DataFrame:
     return df
 
 
-def summary(df: pd.DataFrame) -> pd.DataFrame:
-    """Per (n, m): first-digit confidence, last digit direct and conditioned."""
-    full = df[df["setting"] == "full"]
-    out = pd.DataFrame(
-        {
-            "first": full[full["first"]].groupby(["n", "m"])["p_correct"].mean(),
-            "last_conditioned": full[full["last"]].groupby(["n", "m"])["p_correct"].mean(),
-            "last_direct": df[df["setting"] == "direct"].groupby(["n", "m"])["p_correct"].mean(),
-        }
-    )
-    return out.reset_index()
+def need(df: pd.DataFrame, setting: str, figure: str) -> pd.DataFrame:
+    g = df[df["setting"] == setting]
+    if g.empty:
+        raise CotlensError(f"figure {figure} needs the {setting!r} setting", f"add {setting} to digits.settings")
+    return g
 
 
-def confidence_heatmaps(digits: str | os.PathLike[str], outputs: Paths, model: str, dpi: int = 150) -> pd.DataFrame:
-    s = summary(load(digits))
-    fig, axes = plt.subplots(1, 2, figsize=(9.5, 4), sharey=True)
-    for ax, col, title in (
-        (axes[0], "first", "first digit"),
-        (axes[1], "last_conditioned", "last digit (correct higher digits given)"),
-    ):
-        piv = s.pivot(index="n", columns="m", values=col)
-        sns.heatmap(piv, ax=ax, vmin=0, vmax=1, cmap="viridis", annot=True, fmt=".2f", cbar=ax is axes[1])
-        ax.set_title(title)
+def paired(df: pd.DataFrame, a: tuple[str, str], b: tuple[str, str]) -> pd.DataFrame:
+    """Per problem (n, m, problem_id): p_correct of reading ``a`` and of reading ``b``,
+    each a (setting, 'first'|'last') pair; only multi-digit answers (first != last)."""
+    cols = []
+    for setting, which in (a, b):
+        g = df[(df["setting"] == setting) & df[which] & (df["n_places"] > 1)]
+        cols.append(g.set_index(["n", "m", "problem_id"])["p_correct"].rename(f"{setting}_{which}"))
+    return pd.concat(cols, axis=1, join="inner").reset_index()
+
+
+def contrast(pairs: pd.DataFrame, a: str, b: str, expected: int) -> dict[str, Any]:
+    """mean(b - a) over problems with its 95% bootstrap interval and the verdict."""
+    d, lo, hi = paired_bootstrap(pairs[a], pairs[b])
+    return {a: round(float(pairs[a].mean()), 4), b: round(float(pairs[b].mean()), 4), "difference": round(d, 4),
+            "ci95": [round(lo, 4), round(hi, 4)], "n": len(pairs), "verdict": verdict(lo, hi, expected)}  # fmt: skip
+
+
+def largest_cell(df: pd.DataFrame) -> tuple[int, int]:
+    multi = df[df["n_places"] > 1]
+    if multi.empty:
+        raise CotlensError("no multi-digit product in the digits table", "use digits.n_digits/m_digits above 1")
+    cell = multi[["n", "m"]].drop_duplicates().assign(s=lambda x: x.n + x.m).sort_values(["s", "n"]).iloc[-1]
+    return int(cell["n"]), int(cell["m"])
+
+
+def cell_means(g: pd.DataFrame) -> pd.DataFrame:
+    rows = []
+    for (n, m), c in g.groupby(["n", "m"]):
+        mean, lo, hi = bootstrap_mean(c["p_correct"].to_numpy())
+        rows.append({"n": n, "m": m, "mean": mean, "lo": lo, "hi": hi, "count": len(c)})
+    return pd.DataFrame(rows)
+
+
+def confidence_heatmaps(digits: str | os.PathLike[str], outputs: Paths, model: str, dpi: int = 150) -> dict[str, Any]:
+    df = load(digits)
+    un = need(df, "unconditioned", "digit_confidence")
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2), sharey=True)
+    means = {}
+    for ax, which, title in ((axes[0], "first", "first digit"), (axes[1], "last", "last digit")):
+        s = cell_means(un[un[which]])
+        means[which] = s
+        piv = s.pivot(index="n", columns="m", values="mean")
+        sns.heatmap(piv, ax=ax, vmin=0, vmax=1, cmap="viridis", annot=True, fmt=".2f", cbar=ax is axes[1],
+                    cbar_kws={"label": "P(correct digit), mean over problems"})  # fmt: skip
+        ax.set_title(f"{title} (no correct digit given)")
         ax.set_xlabel("m (digits of b)")
     axes[0].set_ylabel("n (digits of a)")
-    fig.suptitle(f"{model}: confidence in the correct digit, a (n digits) * b (m digits)", y=1.02)
+    n, m = largest_cell(df)
+    pairs = paired(df[(df["n"] == n) & (df["m"] == m)], ("unconditioned", "first"), ("unconditioned", "last"))
+    c = contrast(pairs, "unconditioned_last", "unconditioned_first", +1)
+    per = int(un.groupby(["n", "m"])["problem_id"].nunique().min())
+    fig.suptitle(f"{model}: confidence in the correct digit, {per} problems per cell; at {n}x{m} first - last = "
+                 f"{c['difference']:+.2f} [{c['ci95'][0]:+.2f}, {c['ci95'][1]:+.2f}]: {c['verdict']}",
+                 y=1.03, fontsize=9)  # fmt: skip
     save(fig, outputs, dpi)
-    return s
+    data = {"claim": "the first digit is more confident than the last (paper: Llama-2, Mistral)",
+            "cell": f"{n}x{m}", "first_minus_last": c, "problems_per_cell": per,
+            "cells": {f"{r.n}x{r.m}": {w: round(float(means[w].set_index(['n', 'm']).loc[(r.n, r.m), 'mean']), 4)
+                                       for w in means} for r in means["first"].itertuples()}}  # fmt: skip
+    save_json(outputs, data)
+    return data
 
 
-def conditioning(digits: str | os.PathLike[str], outputs: Paths, model: str, dpi: int = 150) -> pd.DataFrame:
-    s = summary(load(digits))
-    s["cell"] = s["n"].astype(str) + "x" + s["m"].astype(str)
-    long = s.melt(
-        id_vars=["cell", "n", "m"], value_vars=["last_direct", "last_conditioned"], var_name="setting", value_name="p"
-    )
-    fig, ax = plt.subplots(figsize=(max(6, 0.35 * len(s)), 3.8))
-    sns.barplot(data=long, x="cell", y="p", hue="setting", ax=ax)
-    big = s.sort_values(["n", "m"]).iloc[-1]
-    ax.set_title(
-        f"{model}: last-digit confidence; at {big['cell']}: direct {big['last_direct']:.2f} -> "
-        f"conditioned {big['last_conditioned']:.2f} (paper, 5x5: Llama-2-13B 0.13 -> 0.43)"
-    )
-    ax.set_ylim(0, 1)
-    ax.tick_params(axis="x", rotation=90)
-    save(fig, outputs, dpi)
-    return s
-
-
-def accuracy_by_position(digits: str | os.PathLike[str], outputs: Paths, model: str, dpi: int = 150) -> pd.DataFrame:
+def conditioning(digits: str | os.PathLike[str], outputs: Paths, model: str, dpi: int = 150) -> dict[str, Any]:
     df = load(digits)
-    full = df[(df["setting"] == "full") & (df["n"] == df["m"])].copy()
-    full["cell"] = full["n"].astype(str) + "x" + full["m"].astype(str)
-    acc = full.groupby(["cell", "place"])["correct"].mean().reset_index()
-    fig, ax = plt.subplots(figsize=(6, 3.8))
-    sns.lineplot(data=acc, x="place", y="correct", hue="cell", marker="o", ax=ax)
-    ax.set_xlabel("digit place (0 = most significant)")
-    ax.set_ylabel("greedy accuracy (teacher-forced)")
-    ax.set_ylim(-0.05, 1.05)
-    ax.set_title(f"{model}: accuracy by digit position")
+    need(df, "unconditioned", "digit_conditioning")
+    need(df, "conditioned", "digit_conditioning")
+    last = df[df["last"] & (df["n_places"] > 1) & df["setting"].isin(["unconditioned", "conditioned"])]
+    rows = []
+    for (n, m, setting), g in last.groupby(["n", "m", "setting"]):
+        mean, lo, hi = bootstrap_mean(g["p_correct"].to_numpy())
+        rows.append({"cell": f"{n}x{m}", "n": n, "m": m, "setting": setting, "mean": mean, "lo": lo, "hi": hi})
+    s = pd.DataFrame(rows).sort_values(["n", "m"])
+    cells = list(dict.fromkeys(s["cell"]))
+    fig, ax = plt.subplots(figsize=(max(6, 0.4 * len(cells)), 4))
+    x = np.arange(len(cells))
+    for off, (setting, label, col) in zip((-0.2, 0.2), (("unconditioned", "own higher digits", "C1"),
+                                                        ("conditioned", "correct higher digits given", "C0")),
+                                          strict=True):  # fmt: skip
+        g = s[s["setting"] == setting].set_index("cell").reindex(cells)
+        ax.bar(x + off, g["mean"], 0.4, color=col, label=label,
+               yerr=[g["mean"] - g["lo"], g["hi"] - g["mean"]], capsize=2)  # fmt: skip
+    ax.set_xticks(x, cells, rotation=90)
+    ax.set(xlabel="a (n digits) x b (m digits)", ylabel="P(correct last digit), 95% CI", ylim=(0, 1))
+    ax.legend(fontsize=8)
+    n, m = largest_cell(df)
+    pairs = paired(df[(df["n"] == n) & (df["m"] == m)], ("unconditioned", "last"), ("conditioned", "last"))
+    c = contrast(pairs, "unconditioned_last", "conditioned_last", +1)
+    ax.set_title(f"{model}: last digit at {n}x{m}: {c['unconditioned_last']:.2f} -> {c['conditioned_last']:.2f}, "
+                 f"{c['difference']:+.2f} [{c['ci95'][0]:+.2f}, {c['ci95'][1]:+.2f}], n={c['n']}: {c['verdict']}\n"
+                 f"({PAPER})", fontsize=9)  # fmt: skip
     save(fig, outputs, dpi)
-    return acc
+    data = {"claim": "correct higher digits raise last-digit confidence (" + PAPER + ")", "cell": f"{n}x{m}",
+            "conditioning": c,
+            "cells": {f"{r.cell} {r.setting}": [round(r.mean, 4), round(r.lo, 4), round(r.hi, 4)]
+                      for r in s.itertuples()}}  # fmt: skip
+    save_json(outputs, data)
+    return data
+
+
+def accuracy_by_position(digits: str | os.PathLike[str], outputs: Paths, model: str, dpi: int = 150) -> dict[str, Any]:
+    df = load(digits)
+    full = need(df, "conditioned", "digit_accuracy")
+    full = full[full["n"] == full["m"]].copy()
+    full["cell"] = full["n"].astype(str) + "x" + full["m"].astype(str)
+    rows = []
+    for (cell, place), g in full.groupby(["cell", "place"]):
+        lo, hi = wilson(float(g["correct"].sum()), len(g))
+        rows.append({"cell": cell, "place": int(place), "acc": float(g["correct"].mean()), "lo": lo, "hi": hi,
+                     "count": len(g)})  # fmt: skip
+    acc = pd.DataFrame(rows)
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for i, (cell, g) in enumerate(acc.groupby("cell", sort=False)):
+        ax.errorbar(g["place"] + 0.04 * i, g["acc"], yerr=[g["acc"] - g["lo"], g["hi"] - g["acc"]], marker="o",
+                    capsize=2, label=f"{cell} (n={int(g['count'].iloc[0])})")  # fmt: skip
+    ax.set_xlabel("digit place (0 = most significant)")
+    ax.set_ylabel("argmax = correct digit (95% Wilson CI)")
+    ax.set_ylim(-0.05, 1.05)
+    ax.legend(fontsize=7, title="n x m digits", title_fontsize=7)
+    ax.set_title(f"{model}: accuracy by digit place, correct higher digits given", fontsize=9)
+    save(fig, outputs, dpi)
+    data = {f"{r.cell} place {r.place}": [round(r.acc, 4), round(r.lo, 4), round(r.hi, 4), r.count]
+            for r in acc.itertuples()}  # fmt: skip
+    save_json(outputs, data)
+    return data

@@ -1,4 +1,5 @@
-"""Stage ``digits``: teacher-forced digit confidence for every problem (see cotlens.digits)."""
+"""Stage ``digits``: digit confidence for every problem, conditioned on the correct
+higher-order digits and on the model's own (see cotlens.digits)."""
 
 from __future__ import annotations
 
@@ -13,11 +14,17 @@ import torch
 
 from cotlens import schemas
 from cotlens.batch import logits_at
-from cotlens.digits import VocabText, align, mc_dropout, score
+from cotlens.digits import VocabText, align, mc_dropout, own_digits, score
 from cotlens.errors import CotlensError
 from cotlens.models.loading import Loaded, load
 from cotlens.parquet import read_table, to_table, write_table
 from cotlens.stages.common import model_meta, set_threads
+
+# conditioned: the correct higher-order digits are given (teacher forcing);
+# unconditioned: the model's own higher-order digits (cotlens.digits.own_digits), the
+# paper's baseline, read in the same product sequence; direct: "a * b mod 10 =" (an option).
+SETTINGS = ("conditioned", "unconditioned")
+KNOWN = (*SETTINGS, "direct")
 
 
 def position_forward(lm: Loaded):  # type: ignore[no-untyped-def]
@@ -37,8 +44,12 @@ def run(
     tab = read_table(prompts).to_pylist()
     if not tab:
         raise CotlensError(f"the problem set {prompts} is empty", "check the digits section of the config")
-    est = cfg.get("estimator", "softmax")
+    est = cfg.get("estimator", "mc_dropout")
     mc = dict(cfg.get("mc_dropout", {"p": 0.1, "samples": 8}))
+    settings = list(cfg.get("settings", SETTINGS))
+    bad = [s for s in settings if s not in KNOWN]
+    if bad or not settings:
+        raise CotlensError(f"digits.settings = {settings}", f"use some of {list(KNOWN)}")
     set_threads(threads)
     lm = load(model_dir, runtime["dtype"], runtime["device"], runtime.get("attn", "sdpa"), runtime.get("device_map"))
     vt = VocabText.from_tokenizer(lm.tokenizer)
@@ -53,9 +64,16 @@ def run(
         for s in range(0, len(cell), bs):
             batch = cell[s : s + bs]
             seqs, places, meta = [], [], []
-            for r in batch:
-                for setting, pkey, akey in (("full", "prompt", "answer"), ("direct", "direct_prompt", "direct_answer")):
-                    ids, pl = align(lm.tokenizer, vt, r[pkey], r[akey])
+            own = (
+                own_digits(fwd, lm.tokenizer, vt, [r["prompt"] for r in batch], [r["answer"] for r in batch], pad,
+                           lm.device)
+                if "unconditioned" in settings else [None] * len(batch)
+            )  # fmt: skip
+            for r, mine in zip(batch, own, strict=True):
+                texts = {"conditioned": (r["prompt"], r["answer"]), "unconditioned": (r["prompt"], mine),
+                         "direct": (r["direct_prompt"], r["direct_answer"])}  # fmt: skip
+                for setting in settings:
+                    ids, pl = align(lm.tokenizer, vt, *texts[setting])
                     seqs.append(ids)
                     places.append(pl)
                     meta.append((r, setting))
@@ -73,11 +91,15 @@ def run(
                 dists = [[d[None] for d in row] for row in one]
             for (r, setting), pl, dl in zip(meta, places, dists, strict=True):
                 answer_places = len(pl)
+                truth = [int(c) for c in (r["direct_answer"] if setting == "direct" else r["answer"]) if c.isdigit()]
+                written = [p.digit for p in pl]  # the digits in the scored sequence
                 for place, dist in zip(pl, dl, strict=True):
-                    pc = dist[:, place.digit]
+                    d = truth[place.index]  # unconditioned: the earlier places hold the model's own digits
+                    pc = dist[:, d]
+                    ok = written[: place.index] == truth[: place.index]
                     for k, v in (("problem_id", r["problem_id"]), ("n", r["n"]), ("m", r["m"]), ("setting", setting),
-                                 ("place", place.index), ("n_places", answer_places), ("digit", place.digit),
-                                 ("p_correct", float(pc.mean())), ("p_std", float(pc.std())),
+                                 ("place", place.index), ("n_places", answer_places), ("digit", d),
+                                 ("prefix_correct", ok), ("p_correct", float(pc.mean())), ("p_std", float(pc.std())),
                                  ("argmax_digit", int(dist.mean(0).argmax()))):  # fmt: skip
                         cols[k].append(v)
     dt = time.perf_counter() - t0

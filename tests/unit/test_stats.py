@@ -1,0 +1,33 @@
+"""The statistics that decide a figure's verdict."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cotlens.stats import bootstrap_mean, empirical_p, verdict
+
+
+def test_verdict_follows_the_interval() -> None:
+    assert verdict(0.05, 0.3) == "reproduced"
+    assert verdict(-0.3, -0.05) == "reversed"
+    assert verdict(-0.3, -0.05, expected=-1) == "reproduced"
+    assert verdict(-0.01, 0.4) == "not detected at this n"
+    assert verdict(float("nan"), 1.0) == "not detected at this n"
+
+
+def test_bootstrap_interval_covers_the_mean_and_shrinks_with_n() -> None:
+    rng = np.random.default_rng(0)
+    small, big = rng.normal(0.2, 1, 20), rng.normal(0.2, 1, 2000)
+    m, lo, hi = bootstrap_mean(small)
+    assert lo < m < hi and m == pytest.approx(small.mean())
+    _, lo2, hi2 = bootstrap_mean(big)
+    assert hi2 - lo2 < (hi - lo) / 5
+    assert verdict(lo2, hi2) == "reproduced"  # 0.2 at n = 2000 is detected
+
+
+def test_empirical_p() -> None:
+    null = np.arange(99) / 100  # 0.00 .. 0.98
+    assert empirical_p(2.0, null) == pytest.approx(1 / 100)
+    assert empirical_p(-1.0, null) == pytest.approx(1.0)
+    assert empirical_p(0.5, null) == pytest.approx((1 + 49) / 100)
