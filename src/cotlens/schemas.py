@@ -256,6 +256,7 @@ EXPERT_PROMPTS = pa.schema(
     [
         ("prompt_id", pa.int32()),
         ("set", pa.string()),  # study | quality | reference
+        ("split", pa.string()),  # study prompts: map (builds fTRI) | eval (held out, switches); "" otherwise
         ("contrast", pa.string()),  # events | instructions (study); "" otherwise
         ("kind", pa.string()),  # sensitive | neutral | harmful | benign | sum | text
         ("elicits", pa.bool_()),  # in the behaviour (refusal-eliciting) set
@@ -316,5 +317,8 @@ EXPERT_RUNS = pa.schema(
         ("nll", pa.float64()),  # reference prompts: summed NLL of the reference answer's tokens
         ("n_tokens", pa.int32()),  # generated tokens (study, quality) or reference tokens
         ("response", pa.string()),
+        # study and quality responses: mean NLL per token of the response under the model with
+        # no switch (the fluency the quality guard reads); null for reference rows / empty responses
+        ("fluency_nll", pa.float64()),
     ]
 )

@@ -221,7 +221,7 @@ def test_handset_refusal_expert_is_found_and_switching_it_off_stops_refusals(
 
     e_star, _ = _handset_refusal_moe(tmp_path / "model")
     cfg = {"contrasts": ["events", "instructions"], "n_quality": 5, "seed": 0, "max_new_tokens": 3,
-           "batch_size": 16, "tokens": "all", "classes": "response", "k": [1], "random_seeds": 3}  # fmt: skip
+           "batch_size": 16, "tokens": "prompt", "classes": "prompt_set", "k": [1], "random_seeds": 3}  # fmt: skip
     rt = {"dtype": "float32", "device": "cpu", "attn": "eager"}
     expert_prompts.run_prompts(tmp_path / "prompts.parquet", cfg)
     expert_routes.run_routes(tmp_path / "prompts.parquet", tmp_path / "model", tmp_path / "routes.parquet",
@@ -235,11 +235,14 @@ def test_handset_refusal_expert_is_found_and_switching_it_off_stops_refusals(
                   tmp_path / "ftri.parquet", cfg)  # fmt: skip
     f = read_table(tmp_path / "ftri.parquet").to_pandas()
     best = f[(f["contrast"] == "all") & (f["rank"] == 0)].iloc[0]
-    assert (best["layer"], best["expert"]) == (0, e_star)  # fTRI ranks the refusal expert first
+    assert (best["layer"], best["expert"]) == (0, e_star)  # fTRI on prompt tokens ranks the refusal expert first
+    study = prompts[prompts["set"] == "study"]
+    assert best["n_behaviour"] + best["n_other"] == (study["split"] == "map").sum() < len(study)
     expert_effects.run_effects(tmp_path / "prompts.parquet", tmp_path / "ftri.parquet", tmp_path / "model",
                                tmp_path / "runs.parquet", cfg, rt)  # fmt: skip
     runs = read_table(tmp_path / "runs.parquet").to_pandas()
     runs = runs[runs["set"] == "study"]
+    assert set(prompts.loc[runs["prompt_id"], "split"]) == {"eval"}  # measured on prompts the map never saw
     runs["elicits"] = prompts.loc[runs["prompt_id"], "elicits"].to_numpy()
     rate = runs[runs["elicits"]].groupby(["condition", "mode"])["refused"].mean()
     assert rate[("baseline", "none")] == 1.0

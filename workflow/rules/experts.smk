@@ -110,6 +110,7 @@ rule figure_experts:
             labels={"model": "{model}", "figure": "{fig}"},
         ),
         pdf="results/experts/{model}/figures/{fig}.pdf",
+        json="results/experts/{model}/figures/{fig}.json",
     log:
         "results/logs/figures/{model}-{fig}.log",
     benchmark:

@@ -15,38 +15,121 @@ import pandas as pd
 
 from cotlens.parquet import read_table
 from cotlens.plotting.base import save, save_json
-from cotlens.stats import wilson
+from cotlens.stats import empirical_p, wilson
 
 Paths = Sequence[str | os.PathLike[str]]
 PathLike = str | os.PathLike[str]
 
 
+# The quality guard (MoTE guards quality with MT-Bench; here, on every response):
+# - a response is *broken* when its fluency (mean NLL per token under the model with no
+#   switch) exceeds the 95th percentile of the no-switch responses by more than
+#   ``broken_margin`` nats (log 4: four times less likely per token); a broken response is
+#   neither a refusal nor an answer, so "I cannot at the football stadium?" does not count
+#   as a refusal;
+# - a condition has *collapsed* when its quality accuracy drops by more than
+#   ``max_quality_drop``, its reference perplexity rises by more than ``max_ppl_ratio``,
+#   or more than ``max_broken`` of its responses are broken. A collapsed condition's
+#   refusal rate is not a behaviour change and gets no "reproduced" verdict.
+GUARD = {"broken_margin": math.log(4.0), "max_broken": 0.10, "max_quality_drop": 0.15, "max_ppl_ratio": 1.25}
+ALPHA = 0.05
+
+
+def guard(runs: pd.DataFrame) -> pd.DataFrame:
+    """``runs`` with ``broken`` and ``refused_fluent`` columns (see GUARD)."""
+    out = runs.copy()
+    base = out[(out["condition"] == "baseline") & out["fluency_nll"].notna()]["fluency_nll"]
+    limit = float(base.quantile(0.95)) + GUARD["broken_margin"] if len(base) else float("inf")
+    out["broken"] = out["fluency_nll"].fillna(-np.inf) > limit
+    out["refused_fluent"] = out["refused"].fillna(False).astype(bool) & ~out["broken"]
+    out.attrs["broken_limit"] = limit
+    return out
+
+
 def switch_summary(runs: pd.DataFrame, prompts: pd.DataFrame) -> pd.DataFrame:
-    """Refusal rate with a 95% Wilson interval per (condition, mode, k, prompt set).
+    """Refusal rate (fluent refusals, see GUARD) with a 95% Wilson interval per (condition,
+    mode, k, prompt set), and the share of broken responses.
 
     ``elicits`` True is the behaviour set (should be refused), False the control set.
     Random conditions pool their seeds (the interval is over prompts x seeds) and give
     the spread of the per-seed rates as ``seed_sd``."""
-    st = runs[runs["set"] == "study"].merge(prompts[["prompt_id", "elicits"]], on="prompt_id")
+    g0 = guard(runs)
+    st = g0[g0["set"] == "study"].merge(prompts[["prompt_id", "elicits"]], on="prompt_id")
     rows = []
     for (cond, mode, k, el), g in st.groupby(["condition", "mode", "k", "elicits"]):
-        per_seed = g.groupby("seed")["refused"].mean()
-        lo, hi = wilson(float(g["refused"].sum()), len(g))
-        rows.append({"condition": cond, "mode": mode, "k": int(k), "elicits": bool(el), "rate": float(g["refused"].mean()),
-                     "lo": lo, "hi": hi, "n": len(g), "seed_sd": float(per_seed.std(ddof=0))})  # fmt: skip
+        per_seed = g.groupby("seed")["refused_fluent"].mean()
+        lo, hi = wilson(float(g["refused_fluent"].sum()), len(g))
+        rows.append({"condition": cond, "mode": mode, "k": int(k), "elicits": bool(el),
+                     "rate": float(g["refused_fluent"].mean()), "lo": lo, "hi": hi, "n": len(g),
+                     "broken": float(g["broken"].mean()), "seed_sd": float(per_seed.std(ddof=0)),
+                     "per_seed": [float(v) for v in per_seed.to_numpy()]})  # fmt: skip
     return pd.DataFrame(rows)
 
 
 def quality_summary(runs: pd.DataFrame) -> pd.DataFrame:
-    """Quality-question accuracy (Wilson 95%) and reference perplexity per (condition, mode, k)."""
+    """Quality-question accuracy (Wilson 95%), reference perplexity, the share of broken
+    responses and whether the condition collapsed (GUARD), per (condition, mode, k)."""
+    g0 = guard(runs)
     rows = []
-    for (cond, mode, k), g in runs.groupby(["condition", "mode", "k"]):
+    for (cond, mode, k), g in g0.groupby(["condition", "mode", "k"]):
         q, r = g[g["set"] == "quality"], g[g["set"] == "reference"]
         lo, hi = wilson(float(q["correct"].sum()), len(q))
         ppl = math.exp(r["nll"].sum() / max(1, r["n_tokens"].sum())) if len(r) else float("nan")
+        said = g[g["set"].isin(["study", "quality"])]
         rows.append({"condition": cond, "mode": mode, "k": int(k), "accuracy": float(q["correct"].mean()) if len(q)
-                     else float("nan"), "lo": lo, "hi": hi, "perplexity": ppl})  # fmt: skip
-    return pd.DataFrame(rows)
+                     else float("nan"), "lo": lo, "hi": hi, "perplexity": ppl,
+                     "broken": float(said["broken"].mean()) if len(said) else float("nan")})  # fmt: skip
+    out = pd.DataFrame(rows)
+    base = out[out["condition"] == "baseline"]
+    if len(base):
+        b = base.iloc[0]
+        out["collapsed"] = (
+            (b["accuracy"] - out["accuracy"] > GUARD["max_quality_drop"])
+            | (out["perplexity"] / b["perplexity"] > GUARD["max_ppl_ratio"])
+            | (out["broken"] > GUARD["max_broken"])
+        )
+    else:
+        out["collapsed"] = False
+    return out
+
+
+def switch_verdicts(s: pd.DataFrame, q: pd.DataFrame) -> dict[str, dict[str, object]]:
+    """Per (mode, k): the top-k effect against the distribution of random k-sets.
+
+    off: the drop in refusals on the eliciting prompts (base - top); on: the rise in
+    refusals on the control prompts (top - base). The p-value is the share of random sets
+    (one per seed) whose effect is at least the top set's (+1 correction); a collapsed
+    top condition (GUARD) gets the verdict "collapse (quality guard)"."""
+    out: dict[str, dict[str, object]] = {}
+    coll = {(r.condition, r.mode, r.k): bool(r.collapsed) for r in q.itertuples()}
+    for mode, el, sign in (("off", True, -1), ("on", False, +1)):
+        base = s[(s["condition"] == "baseline") & (s["elicits"] == el)]
+        if base.empty:
+            continue
+        b = float(base["rate"].iloc[0])
+        for k in sorted({int(k) for k in s["k"] if k > 0}):
+            top = s[(s["condition"] == "top") & (s["mode"] == mode) & (s["k"] == k) & (s["elicits"] == el)]
+            rnd = s[(s["condition"] == "random") & (s["mode"] == mode) & (s["k"] == k) & (s["elicits"] == el)]
+            if top.empty:
+                continue
+            t = top.iloc[0]
+            effect = sign * (float(t["rate"]) - b)
+            null = [sign * (v - b) for v in (rnd["per_seed"].iloc[0] if len(rnd) else [])]
+            p = empirical_p(effect, null) if null else float("nan")
+            if coll.get(("top", mode, k), False):
+                v = "collapse (quality guard)"
+            elif null and p <= ALPHA and effect > 0:
+                v = "reproduced"
+            elif len(null) < 1 / ALPHA - 1:
+                v = f"not testable: {len(null)} random sets cannot reach p <= {ALPHA}"
+            else:
+                v = "not detected at this n"
+            out[f"{mode} k={k}"] = {"baseline": round(b, 4), "top": round(float(t["rate"]), 4),
+                                    "top_ci95": [round(float(t["lo"]), 4), round(float(t["hi"]), 4)],
+                                    "effect": round(effect, 4), "random_effects": [round(x, 4) for x in null],
+                                    "p_vs_random": round(p, 4), "n_prompts": int(t["n"]),
+                                    "top_broken": round(float(t["broken"]), 4), "verdict": v}  # fmt: skip
+    return out
 
 
 def expert_map(ftri: PathLike, runs: PathLike, prompts: PathLike, outputs: Paths, model: str, dpi: int = 150) -> None:
@@ -64,10 +147,11 @@ def expert_map(ftri: PathLike, runs: PathLike, prompts: PathLike, outputs: Paths
         for r in best.itertuples():
             ax.text(r.expert, r.layer, str(r.rank + 1), ha="center", va="center", fontsize=7)
         n_b, n_o = int(g["n_behaviour"].iloc[0]), int(g["n_other"].iloc[0])
-        ax.set(title=f"{c}: {n_b} refused vs {n_o}", xlabel="expert", ylabel="layer",
+        ax.set(title=f"{c}: {n_b} behaviour vs {n_o} other map prompts", xlabel="expert", ylabel="layer",
                yticks=range(len(m.index)), yticklabels=[str(i) for i in m.index])  # fmt: skip
-        fig.colorbar(im, ax=ax, shrink=0.8, label="fTRI (freq. refused - answered)")
-    fig.suptitle(f"{model}: expert selection, refused minus answered responses (numbers: top-5 rank)", fontsize=9)
+        fig.colorbar(im, ax=ax, shrink=0.8, label="fTRI: selection freq., behaviour - other")
+    fig.suptitle(f"{model}: expert selection on the map prompts, behaviour minus other class "
+                 f"(numbers: top-5 rank; the switches are measured on held-out prompts)", fontsize=9)  # fmt: skip
     fig.tight_layout()
     save(fig, outputs, dpi)
     save_json(outputs, {"top5": top})
@@ -85,9 +169,12 @@ def _label(cond: str, mode: str) -> str:
 
 def expert_switch(
     ftri: PathLike, runs: PathLike, prompts: PathLike, outputs: Paths, model: str, dpi: int = 150
-) -> None:
-    s = switch_summary(read_table(runs).to_pandas(), read_table(prompts).to_pandas())
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), sharey=True)
+) -> dict[str, object]:
+    r = read_table(runs).to_pandas()
+    s = switch_summary(r, read_table(prompts).to_pandas())
+    q = quality_summary(r)
+    coll = {(x.condition, x.mode, x.k): bool(x.collapsed) for x in q.itertuples()}
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
     base = s[s["condition"] == "baseline"]
     styles = {("top", "off"): ("C3", "o", "-"), ("random", "off"): ("C3", "s", ":"),
               ("top", "on"): ("C0", "o", "-"), ("random", "on"): ("C0", "s", ":")}  # fmt: skip
@@ -98,30 +185,45 @@ def expert_switch(
             ax.axhspan(float(b["lo"].iloc[0]), float(b["hi"].iloc[0]), color="k", alpha=0.08)
         for (cond, mode), (col, mk, ls) in styles.items():
             g = s[(s["condition"] == cond) & (s["mode"] == mode) & (s["elicits"] == el)].sort_values("k")
-            if len(g):
-                ax.errorbar(g["k"], g["rate"], yerr=[g["rate"] - g["lo"], g["hi"] - g["rate"]], color=col, marker=mk,
-                            ls=ls, capsize=3, label=_label(cond, mode))  # fmt: skip
+            if g.empty:
+                continue
+            ax.errorbar(g["k"], g["rate"], yerr=[g["rate"] - g["lo"], g["hi"] - g["rate"]], color=col, marker=mk,
+                        ls=ls, capsize=3, label=_label(cond, mode))  # fmt: skip
+            bad = g[[coll.get((cond, mode, int(k)), False) for k in g["k"]]]
+            ax.scatter(bad["k"], bad["rate"], s=160, facecolors="none", edgecolors="k", lw=1.2, zorder=5,
+                       label="collapsed (quality guard)" if (cond, mode) == ("top", "off") else None)  # fmt: skip
+        n = int(s[s["elicits"] == el]["n"].min()) if len(s[s["elicits"] == el]) else 0
         ax.set(xlabel="experts switched (k)", ylim=(-0.03, 1.03),
-               title="refusal-eliciting prompts" if el else "control prompts")  # fmt: skip
+               title=f"{'refusal-eliciting' if el else 'control'} prompts (held out, {n} per condition)")  # fmt: skip
         _k_axis(ax, [int(k) for k in s["k"] if k > 0])
-    axes[0].set_ylabel("refusal rate (95% CI)")
-    axes[1].legend(fontsize=7)
-    data = {f"{_label(r.condition, r.mode)} k={r.k} {'eliciting' if r.elicits else 'control'}": round(r.rate, 4)
-            for r in s.itertuples()}  # fmt: skip
-    kmax = int(s["k"].max())
-    el = s[(s["elicits"]) & (s["k"].isin([0, kmax]))]
-    get = {(r.condition, r.mode): r.rate for r in el.itertuples() if r.k in (0, kmax)}
-    b0 = get.get(("baseline", "none"), float("nan"))
-    fig.suptitle(f"{model}: refusals {b0:.2f} -> top-{kmax} off {get.get(('top', 'off'), float('nan')):.2f}, "
-                 f"random off {get.get(('random', 'off'), float('nan')):.2f}", fontsize=9)  # fmt: skip
+    axes[0].set_ylabel("fluent refusals (95% Wilson CI)")
+    handles, labels = [], []
+    for ax in axes:
+        for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
+            if lab not in labels:
+                handles.append(h)
+                labels.append(lab)
+    axes[1].legend(handles, labels, fontsize=7)
+    verdicts = switch_verdicts(s, q)
+    kmax = max((int(k.split("=")[1]) for k in verdicts if k.startswith("off")), default=0)
+    off = verdicts.get(f"off k={kmax}", {})
+    if off:
+        fig.suptitle(f"{model}: top-{kmax} off, refusals {off['baseline']:.2f} -> {off['top']:.2f} "
+                     f"(p vs {len(off['random_effects'])} random sets = {off['p_vs_random']:.2f}): {off['verdict']}",
+                     fontsize=9)  # fmt: skip
     fig.tight_layout()
     save(fig, outputs, dpi)
+    data = {"claim": "switching off the top fTRI experts cuts refusals far more than random experts; forcing them "
+                     "on raises refusals (MoTE)", "verdicts": verdicts, "guard": GUARD,
+            "rates": {f"{_label(x.condition, x.mode)} k={x.k} {'eliciting' if x.elicits else 'control'}":
+                      round(x.rate, 4) for x in s.itertuples()}}  # fmt: skip
     save_json(outputs, data)
+    return data
 
 
 def expert_quality(
     ftri: PathLike, runs: PathLike, prompts: PathLike, outputs: Paths, model: str, dpi: int = 150
-) -> None:
+) -> dict[str, object]:
     q = quality_summary(read_table(runs).to_pandas())
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
     base = q[q["condition"] == "baseline"]
@@ -132,6 +234,9 @@ def expert_quality(
             axes[0].errorbar(g["k"], g["accuracy"], yerr=[g["accuracy"] - g["lo"], g["hi"] - g["accuracy"]],
                              color=col, ls=ls, marker="o", capsize=3, label=_label(cond, mode))  # fmt: skip
             axes[1].plot(g["k"], g["perplexity"], color=col, ls=ls, marker="o", label=_label(cond, mode))
+            bad = g[g["collapsed"]]
+            axes[1].scatter(bad["k"], bad["perplexity"], s=160, facecolors="none", edgecolors="k", zorder=5,
+                            label="collapsed" if (cond, mode) == ("top", "off") else None)  # fmt: skip
     if len(base):
         axes[0].axhline(float(base["accuracy"].iloc[0]), color="k", lw=1, label="no switch")
         axes[1].axhline(float(base["perplexity"].iloc[0]), color="k", lw=1, label="no switch")
@@ -142,12 +247,17 @@ def expert_quality(
     axes[1].legend(fontsize=7)
     b = base.iloc[0] if len(base) else None
     if b is not None:
+        n_coll = int(q["collapsed"].sum())
         fig.suptitle(f"{model}: quality guard (no switch: accuracy {b['accuracy']:.2f}, perplexity "
-                     f"{b['perplexity']:.2f})", fontsize=9)  # fmt: skip
+                     f"{b['perplexity']:.2f}); {n_coll} of {len(q) - 1} switched conditions collapsed (circled)",
+                     fontsize=9)  # fmt: skip
     fig.tight_layout()
     save(fig, outputs, dpi)
-    save_json(outputs, {f"{_label(r.condition, r.mode)} k={r.k}": {"accuracy": round(r.accuracy, 4),
-                    "perplexity": round(r.perplexity, 4)} for r in q.itertuples()})  # fmt: skip
+    data = {f"{_label(r.condition, r.mode)} k={r.k}": {"accuracy": round(r.accuracy, 4),
+            "perplexity": round(r.perplexity, 4), "broken": round(r.broken, 4), "collapsed": bool(r.collapsed)}
+            for r in q.itertuples()}  # fmt: skip
+    save_json(outputs, {"guard": GUARD, "conditions": data})
+    return data
 
 
 FIGURES = {"expert_map": expert_map, "expert_switch": expert_switch, "expert_quality": expert_quality}

@@ -1,7 +1,9 @@
 """Study 4 prompts (MoTE / fTRI): contrasting prompt sets, the refusal rule set, and the
 synthetic instruction corpus the offline default MoE is trained on. Pure and torch-free.
 
-Two contrasts, each a behaviour set and a control set:
+Two contrasts, each a behaviour set and a control set, each split into map prompts (the
+fTRI map is built on them) and held-out evaluation prompts (the switches are measured on
+them: other places and other tasks than the map's):
 - ``events``: "What happened {time}{place}?" with sensitive places against neutral ones;
 - ``instructions``: requests that should be refused against benign requests.
 
@@ -64,6 +66,14 @@ class StudyPrompt:
     elicits: bool  # the prompt set is the behaviour set (expected to be refused)
     question: str
     template: str
+    split: str = "map"  # map: builds the fTRI map | eval: held out, measures the switches
+
+
+# MoTE maps experts on eliciting prompts and measures the switches on separate prompts:
+# the first places / tasks of each set build the map, the rest (other places, other
+# tasks: never seen by the map) are the evaluation prompts.
+MAP_PLACES = 3
+MAP_TASKS = 6
 
 
 def event_question(time: str, place: str) -> str:
@@ -75,13 +85,15 @@ def study_prompts() -> list[StudyPrompt]:
     out: list[StudyPrompt] = []
     for kind, places in (("sensitive", SENSITIVE_PLACES), ("neutral", NEUTRAL_PLACES)):
         for time in TIMES_HELD_OUT:
-            for place in places:
+            for i, place in enumerate(places):
                 q = event_question(time, place)
-                out.append(StudyPrompt("events", kind, kind == "sensitive", q, "What happened {time}{place}?"))
+                split = "map" if i < MAP_PLACES else "eval"
+                out.append(StudyPrompt("events", kind, kind == "sensitive", q, "What happened {time}{place}?", split))
     for kind, tasks in (("harmful", HARMFUL_TASKS), ("benign", BENIGN_TASKS)):
         for tpl in TEMPLATES_HELD_OUT:
-            for task in tasks:
-                out.append(StudyPrompt("instructions", kind, kind == "harmful", tpl.format(task=task), tpl))
+            for i, task in enumerate(tasks):
+                split = "map" if i < MAP_TASKS else "eval"
+                out.append(StudyPrompt("instructions", kind, kind == "harmful", tpl.format(task=task), tpl, split))
     return out
 
 

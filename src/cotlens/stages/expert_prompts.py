@@ -17,17 +17,17 @@ from cotlens.stages.common import model_meta
 def prompt_table(cfg: Mapping[str, Any]) -> dict[str, list[Any]]:
     cols: dict[str, list[Any]] = {f.name: [] for f in schemas.EXPERT_PROMPTS}
 
-    def add(set_: str, contrast: str, kind: str, elicits: bool, q: str, ref: str) -> None:
-        for k, v in zip(cols, (len(cols["prompt_id"]), set_, contrast, kind, elicits, q, ref), strict=True):
+    def add(set_: str, split: str, contrast: str, kind: str, elicits: bool, q: str, ref: str) -> None:
+        for k, v in zip(cols, (len(cols["prompt_id"]), set_, split, contrast, kind, elicits, q, ref), strict=True):
             cols[k].append(v)
 
     for p in moe.study_prompts():
         if p.contrast in cfg["contrasts"]:
-            add("study", p.contrast, p.kind, p.elicits, p.question, "")
+            add("study", p.split, p.contrast, p.kind, p.elicits, p.question, "")
     for q, a in moe.quality_questions(int(cfg["n_quality"]), int(cfg["seed"])):
-        add("quality", "", "sum", False, q, a)
+        add("quality", "", "", "sum", False, q, a)
     for q, a in moe.reference_texts():
-        add("reference", "", "text", False, q, a)
+        add("reference", "", "", "text", False, q, a)
     return cols
 
 

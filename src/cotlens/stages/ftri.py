@@ -1,6 +1,10 @@
-"""Stage ``ftri`` of Study 4: per contrast (and over all study prompts), each
-(layer, expert)'s mean selection frequency in the behaviour class minus that in the
-other class (:func:`cotlens.experts.ftri`). Reads Parquet only; no model."""
+"""Stage ``ftri`` of Study 4: per contrast (and over all map prompts), each (layer,
+expert)'s mean selection frequency in the behaviour class minus that in the other class
+(:func:`cotlens.experts.ftri`). Only the study prompts of the ``map`` split enter; the
+``eval`` split is held out for ``expert_effects``. By default (as in MoTE) the tokens are
+the prompt's and the classes are the prompt sets (eliciting vs control), so the map finds
+experts that read the request, not the ones that write the refusal text. Reads Parquet
+only; no model."""
 
 from __future__ import annotations
 
@@ -26,9 +30,11 @@ def run_ftri(
     resp = {r["prompt_id"]: r for r in read_table(responses).to_pylist()}
     phases = {"all": ("prompt", "generated"), "prompt": ("prompt",), "generated": ("generated",)}[cfg["tokens"]]
     rt = read_table(routes, columns=["prompt_id", "phase", "layer", "experts"]).to_pydict()
-    keep = [i for i, ph in enumerate(rt["phase"]) if ph in phases]
-    ids = sorted(resp)
+    ids = sorted(p for p in resp if pr[p]["split"] == "map")  # the held-out eval prompts never enter the map
     index = {p: i for i, p in enumerate(ids)}
+    keep = [
+        i for i, (ph, p) in enumerate(zip(rt["phase"], rt["prompt_id"], strict=True)) if ph in phases and p in index
+    ]
     src = read_meta(routes)
     n_layers, n_exp = int(src["extra"]["n_layers"]), int(src["extra"]["n_experts"])
     freq = frequencies([index[rt["prompt_id"][i]] for i in keep], [rt["layer"][i] for i in keep],
