@@ -188,12 +188,13 @@ HEADS = pa.schema(
 
 CIRCUIT = pa.schema(
     [
-        ("k", pa.int32()),  # heads kept (top-k by mean exact patching score)
+        ("k", pa.int32()),  # heads kept (top-k by mean exact patching score, of the pair's subtask by default)
         ("pair_id", pa.int32()),
         ("subtask", pa.string()),
         ("agree", pa.bool_()),  # argmax with only the circuit equals the clean argmax
         ("p_clean_tok", pa.float32()),  # probability of the clean token with only the circuit
         ("random", pa.bool_()),  # k random heads instead of the top-k (control)
+        ("draw", pa.int16()),  # which random draw (-1: the top-k circuit)
     ]
 )
 

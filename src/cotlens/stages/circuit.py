@@ -1,5 +1,7 @@
 """Stage ``circuit``: sufficiency of the top-k heads (the rest mean-ablated with their mean
-output on false-ontology questions), against k random heads."""
+output on false-ontology questions), against several draws of k random heads. By default
+each subtask has its own circuit, ranked on its own pairs (Dutta et al.);
+``circuit.circuits: pooled`` ranks once over all pairs."""
 
 from __future__ import annotations
 
@@ -19,13 +21,18 @@ from cotlens.prompts import fewshot
 from cotlens.stages.common import model_meta, set_threads
 
 
-def head_ranking(patching: str | Path, n_layers: int, n_heads: int) -> list[tuple[int, int]]:
-    """Heads by mean exact all-position patching score over the fully swept pairs.
+def head_ranking(
+    patching: str | Path, n_layers: int, n_heads: int, pair_ids: set[int] | None = None
+) -> list[tuple[int, int]]:
+    """Heads by mean exact all-position patching score over the fully swept pairs (of
+    ``pair_ids`` when given: one subtask's circuit).
 
     Where no pair was fully swept (``exact_pairs: 0``): the heads patched exactly (each
     pair's screen top-K) by their mean exact score, then the rest by the screen."""
     df = read_table(patching).to_pandas()
     df = df[df["pos"] == -1]
+    if pair_ids is not None:
+        df = df[df["pair_id"].isin(pair_ids)]
     exact = df[df["method"] == "exact"]
     full = exact.groupby("pair_id").size()
     swept = full[full == n_layers * n_heads].index
@@ -58,22 +65,34 @@ def run(
             'add "false" to prompts.ontologies',
         )
     means = mean_head_outputs(lm.model, lm.adapter, d, false_q)
-    ranking = head_ranking(patching, d.n_layers, d.n_heads)
-    all_heads = [(la, h) for la in range(d.n_layers) for h in range(d.n_heads)]
     rows = read_table(pairs).to_pylist()
+    # Dutta et al.: one circuit per subtask, ranked on that subtask's pairs
+    by_sub = {s: {r["pair_id"] for r in rows if r["subtask"] == s} for s in sorted({r["subtask"] for r in rows})}
+    if cfg.get("circuits", "subtask") == "subtask":
+        ranking = {s: head_ranking(patching, d.n_layers, d.n_heads, ids) for s, ids in by_sub.items()}
+    else:
+        one = head_ranking(patching, d.n_layers, d.n_heads)
+        ranking = {s: one for s in by_sub}
+    all_heads = [(la, h) for la in range(d.n_layers) for h in range(d.n_heads)]
+    draws = int(cfg.get("random_draws", 10))
     cols: dict[str, list[Any]] = {f.name: [] for f in schemas.CIRCUIT}
     for k in sorted({min(int(k), len(all_heads)) for k in cfg["sufficiency_k"]}):
         rng = random.Random(f"{cfg['seed']}|{k}")
-        for is_random, keep in ((False, set(ranking[:k])), (True, set(rng.sample(all_heads, k)))):
+        # k = 0 and k = all heads have one possible set: no random draws to make
+        sets = [(-1, None)] + [
+            (i, set(rng.sample(all_heads, k))) for i in range(draws if 0 < k < len(all_heads) else 0)
+        ]
+        for draw, rnd in sets:
             for r in rows:
+                keep = set(ranking[r["subtask"]][:k]) if rnd is None else rnd
                 logits = circuit_logits(lm.model, lm.adapter, d, r["clean_ids"], keep, means)
                 p = torch.softmax(logits, -1)[r["clean_tok"]]
                 for key, v in (
                     ("k", k), ("pair_id", r["pair_id"]), ("subtask", r["subtask"]),
                     ("agree", int(logits.argmax()) == r["clean_tok"]), ("p_clean_tok", float(p)),
-                    ("random", is_random),
+                    ("random", rnd is not None), ("draw", draw),
                 ):  # fmt: skip
                     cols[key].append(v)
-        print(f"circuit k={k} done", flush=True)
+        print(f"circuit k={k} done ({len(sets) - 1} random draws)", flush=True)
     write_table(to_table(cols, schemas.CIRCUIT), out, model_meta("circuit", cfg, lm.manifest, lm.dtype))
     return len(cols["k"])

@@ -1,0 +1,51 @@
+"""Study 1 figures: the rift detector has a null, and sufficiency is judged against
+several random head sets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from cotlens import schemas
+from cotlens.parquet import RunMeta, to_table, write_table
+from cotlens.plotting.circuits import rift_test, sufficiency
+
+
+def test_a_step_in_depth_is_a_rift_and_noise_is_not() -> None:
+    rng = np.random.default_rng(0)
+    step = np.r_[np.full(15, 0.2), np.full(15, 0.7)] + rng.normal(0, 0.03, 30)
+    t = rift_test(step.tolist())
+    assert t["verdict"] == "reproduced" and t["rift_layer"] == 15 and t["p_vs_shuffled_layers"] <= 0.01
+    noise = 0.3 + rng.normal(0, 0.03, 30)
+    noise[28] = 0.6  # one spike near the top: the detector alone would call it a rift
+    t = rift_test(noise.tolist())
+    assert t["verdict"] == "not detected at this n" and t["p_vs_shuffled_layers"] > 0.05
+
+
+def circuit_table(path: Path, top_rate: float, random_rate: float, pairs: int = 30) -> Path:
+    rng = np.random.default_rng(1)
+    cols: dict[str, list] = {f.name: [] for f in schemas.CIRCUIT}
+    for k in (0, 8, 32):
+        for draw in [-1, *range(10)]:
+            rate = (top_rate if draw < 0 else random_rate) if k else 0.0
+            if k == 0 and draw >= 0:
+                continue
+            for pid in range(pairs):
+                a = bool(rng.random() < rate)
+                for key, v in (("k", k), ("pair_id", pid), ("subtask", "copy"), ("agree", a), ("p_clean_tok", 0.5),
+                               ("random", draw >= 0), ("draw", draw)):  # fmt: skip
+                    cols[key].append(v)
+    write_table(to_table(cols, schemas.CIRCUIT), path, RunMeta("circuit", "x"))
+    return path
+
+
+def test_sufficiency_verdicts(tmp_path: Path) -> None:
+    good = circuit_table(tmp_path / "good.parquet", 0.9, 0.2)
+    out = sufficiency({"circuit": str(good)}, [tmp_path / "g.png"], "m")
+    assert out["smallest_k_beating_random"] == 8
+    assert out["per_k"][8]["verdict"] == "reproduced" and out["per_k"][8]["draws"] == 10
+    same = circuit_table(tmp_path / "same.parquet", 0.5, 0.5)
+    out = sufficiency({"circuit": str(same)}, [tmp_path / "s.png"], "m")
+    assert out["smallest_k_beating_random"] is None
+    assert out["per_k"][32]["verdict"] == "not detected at this n"
