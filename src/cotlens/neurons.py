@@ -10,8 +10,9 @@ residual stream. Methods, all through the hook layer (weights are never edited):
   a_j (for mean ablation and for activation levels).
 - :func:`project_many` / :func:`project`: w_j (with and without the final norm) through the
   unembedding -> its top tokens, a chunk of neurons per matrix product.
-- :func:`label`: a deterministic concept lexicon over those tokens.
-- :func:`ablate`: zero the given neurons, or set them to their mean activation.
+- :func:`label`: a deterministic concept lexicon over those tokens (>= 2 concept tokens).
+- :func:`ablate`: Gaussian noise on the neurons' value vectors (Rai & Yao), or zero them,
+  or set them to their mean activation.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import torch
 from torch import nn
 
 from cotlens.hooks import edit_inputs, hooked, site_pre_hooks
-from cotlens.models.adapters import Adapter, Dims, readout
+from cotlens.models.adapters import Adapter, Dims, get, layers, readout
 from cotlens.writes import out_columns  # what a neuron writes per unit activation (post norms included)
 
 # Concept lexicon: a neuron's top tokens (lower-cased, stripped) are matched against it.
@@ -158,29 +159,76 @@ def _norm_token(t: str) -> str:
     return t.replace("Ġ", "").replace("▁", "").strip().lower()
 
 
-def label(tokens: Sequence[str], threshold: float = LABEL_THRESHOLD) -> str | None:
+def label(tokens: Sequence[str], threshold: float = LABEL_THRESHOLD, min_tokens: int = 2) -> str | None:
     """The concept whose lexicon covers the top tokens best (sum of weight/rank), or None.
 
-    A token counts once per rank it holds; ambiguous tokens (``AMBIGUOUS``) weigh 1/4."""
+    A token counts once per rank it holds; ambiguous tokens (``AMBIGUOUS``) weigh 1/4.
+    Rai & Yao keep a neuron only when at least two of its top tokens express the concept:
+    a concept needs ``min_tokens`` matching tokens among the top 10, and the score."""
     best, best_score = None, 0.0
     for concept, words in LEXICON.items():
         hits = [(r, _norm_token(t)) for r, t in enumerate(tokens[:10]) if _norm_token(t) in words]
+        if len(hits) < min_tokens:
+            continue
         score = sum((0.25 if w in AMBIGUOUS else 1.0) / (r + 1) for r, w in hits)
         if score > best_score:
             best, best_score = concept, score
     return best if best_score >= threshold else None
 
 
+ABLATIONS = ("noise", "zero", "mean")
+
+
+@contextlib.contextmanager
+def value_noise(
+    model: nn.Module, ad: Adapter, neurons: Mapping[int, Sequence[int]], scale: float, seed: int
+) -> Iterator[None]:
+    """Gaussian noise on the value vectors of ``neurons`` (see :func:`ablate`)."""
+    gen = torch.Generator().manual_seed(int(seed))
+    blocks = layers(model, ad)
+    handles = []
+    try:
+        for layer in sorted(neurons):
+            idx = list(neurons[layer])
+            if not idx:
+                continue
+            down = get(blocks[layer], ad.mlp_out)
+            w = down.weight  # [d_model, d_mlp] (Linear) or [d_mlp, d_model] (Conv1D)
+            cols = (w.t() if isinstance(down, nn.Linear) else w)[idx].detach().float().cpu()  # [n, d_model]
+            rms = cols.pow(2).mean(-1, keepdim=True).sqrt()
+            e = (torch.randn(cols.shape, generator=gen) * scale * rms).to(w.device, w.dtype)
+            ix = torch.tensor(idx, device=w.device)
+
+            def hook(_m: nn.Module, args: Any, out: torch.Tensor, ix: torch.Tensor = ix, e: torch.Tensor = e) -> Any:
+                return out + args[0][..., ix].to(e.dtype) @ e
+
+            handles.append(down.register_forward_hook(hook))
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+
+
 @contextlib.contextmanager
 def ablate(
     model: nn.Module, ad: Adapter, neurons: Mapping[int, Sequence[int]], mode: str = "zero",
-    means: torch.Tensor | None = None,
+    means: torch.Tensor | None = None, noise_scale: float = 1.0, seed: int = 0,
 ) -> Iterator[None]:  # fmt: skip
-    """Zero ``neurons`` ({layer: indices}) or set them to ``means`` [L, d_mlp], through hooks."""
-    if mode not in ("zero", "mean"):
-        raise ValueError(f"ablation mode must be zero or mean, got {mode!r}")
+    """Ablate ``neurons`` ({layer: indices}) through hooks, weights untouched:
+
+    - ``zero``: their activations set to 0; ``mean``: to ``means`` [L, d_mlp];
+    - ``noise`` (Rai & Yao): Gaussian noise added to their value vectors (the columns of
+      the down projection), ``w_j + e_j`` with ``e_j ~ N(0, (noise_scale * rms(w_j))^2 I)``,
+      drawn once from ``seed``; applied as ``out + a[..., idx] @ E`` on the down
+      projection's output, which equals the forward with the perturbed weights."""
+    if mode not in ABLATIONS:
+        raise ValueError(f"ablation mode must be one of {ABLATIONS}, got {mode!r}")
     if mode == "mean" and means is None:
         raise ValueError("mean ablation needs the neurons' mean activations")
+    if mode == "noise":
+        with value_noise(model, ad, neurons, noise_scale, seed):
+            yield
+        return
     dev = next(model.parameters()).device
 
     def make(layer: int, idx: Sequence[int]) -> Any:
@@ -208,7 +256,8 @@ def random_neurons(dims: Dims, n: int, gen: torch.Generator) -> dict[int, list[i
 
 
 class ActivationMeter:
-    """Mean activation of a neuron set at the generated tokens, per original row."""
+    """Per original row, at the generated tokens: the mean activation of a neuron set and
+    (Rai & Yao's activation level) the mean number of its neurons that are activated (> 0)."""
 
     def __init__(self, model: nn.Module, ad: Adapter, neurons: Mapping[int, Sequence[int]], batch: int) -> None:
         self.model, self.ad = model, ad
@@ -216,6 +265,8 @@ class ActivationMeter:
         self.neurons = {li: torch.tensor(list(ix), device=dev) for li, ix in neurons.items() if len(ix)}
         self.sum = torch.zeros(batch, device=dev)
         self.count = torch.zeros(batch, device=dev)
+        self.active = torch.zeros(batch, device=dev)
+        self.steps = torch.zeros(batch, device=dev)
         self._rows: torch.Tensor | None = None
         self._last = max(self.neurons) if self.neurons else -1
 
@@ -231,7 +282,9 @@ class ActivationMeter:
             x = a[:, -1, ix].float()
             self.sum[self._rows] += x.sum(-1)
             self.count[self._rows] += x.shape[-1]
+            self.active[self._rows] += (x > 0).float().sum(-1)
             if layer == self._last:
+                self.steps[self._rows] += 1
                 self._rows = None
 
         return pre
@@ -246,9 +299,10 @@ class ActivationMeter:
     def __exit__(self, *exc: object) -> None:
         self._ctx.__exit__(*exc)
 
-    def take(self, n: int) -> list[float]:
-        """Per-row means of the first ``n`` rows, then reset."""
-        out = (self.sum[:n] / self.count[:n].clamp(min=1)).tolist()
-        self.sum.zero_()
-        self.count.zero_()
-        return out
+    def take(self, n: int) -> list[tuple[float, float]]:
+        """Per row of the first ``n``: (mean activation, mean activated neurons per token), then reset."""
+        mean = (self.sum[:n] / self.count[:n].clamp(min=1)).tolist()
+        level = (self.active[:n] / self.steps[:n].clamp(min=1)).tolist()
+        for t in (self.sum, self.count, self.active, self.steps):
+            t.zero_()
+        return list(zip(mean, level, strict=True))

@@ -241,13 +241,15 @@ ARITH_RUNS = pa.schema(
     [
         ("condition", pa.string()),  # variant | concept | top (the top-n scored neurons) | random
         ("variant", pa.string()),
-        ("mode", pa.string()),  # none | zero | mean
+        ("mode", pa.string()),  # none | noise (Gaussian noise on value vectors) | zero | mean
         ("seed", pa.int32()),  # random-neuron draw (-1 otherwise)
         ("n_ablated", pa.int32()),  # size of the ablated set (random sets match a concept or top set)
         ("problem_id", pa.int32()),
         ("pred", pa.int64()),  # parsed answer, null if none
         ("correct", pa.bool_()),
         ("concept_act", pa.float32()),  # mean activation of the concept neurons at the generated tokens
+        # Rai & Yao's activation level: concept neurons activated (> 0) per generated token, mean
+        ("concept_active", pa.float32()),
         ("n_tokens", pa.int32()),
         ("text", pa.string()),
     ]

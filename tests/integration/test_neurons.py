@@ -40,7 +40,11 @@ def plus_model(tmp_path_factory: pytest.TempPathFactory, device: str):  # type: 
         mlp.gate_proj.weight[NEURON] = 20.0 * trig
         mlp.up_proj.weight[NEURON] = 20.0 * trig
         u = get(m, ad.unembed).weight[plus]
-        mlp.down_proj.weight[:, NEURON] = 1.0 * u / u.norm()
+        # a second "add" token, so the neuron passes Rai & Yao's >= 2 concept-token filter
+        vocab = tok.get_vocab()
+        word = next(w for w in ("Ġplus", "Ġsum", "Ġadd", "Ġtotal", "Ġmore", "more") if w in vocab)
+        u2 = get(m, ad.unembed).weight[vocab[word]]
+        mlp.down_proj.weight[:, NEURON] = u / u.norm() + 0.8 * u2 / u2.norm()
     return m.to(device), tok, ad, d, plus, digits
 
 
@@ -76,7 +80,8 @@ def test_discovery_finds_labels_and_ablation_removes_the_plus_neuron(plus_model)
 
     proj = N.project(m, ad, tok, LAYER, NEURON)
     assert proj.with_norm[0] == "+" and proj.without_norm[0] == "+"
-    assert N.label(proj.with_norm) == "add"
+    assert N.label(proj.without_norm) == "add"  # two add tokens on top
+    assert N.label(proj.without_norm, min_tokens=3) is None
 
     # ablation through hooks: zero removes "+", random neurons do not; weights untouched
     before = layers(m, ad)[LAYER].mlp.down_proj.weight.clone()
@@ -109,6 +114,31 @@ def test_mean_ablation_sets_the_mean(plus_model) -> None:  # type: ignore[no-unt
             pass
 
 
+def test_noise_ablation_equals_the_forward_with_noisy_value_vectors(plus_model) -> None:  # type: ignore[no-untyped-def]
+    import copy
+
+    m, tok, ad, d, plus, digits = plus_model
+    ids = torch.tensor(_digit_prompts(tok, digits, 4), device=next(m.parameters()).device)
+    chosen = {0: [3, 90], LAYER: [NEURON, 5]}
+    edited = copy.deepcopy(m)
+    gen = torch.Generator().manual_seed(7)
+    with torch.no_grad():
+        for layer in sorted(chosen):  # the documented noise: N(0, (scale * rms(w_j))^2) per value vector
+            w = layers(edited, ad)[layer].mlp.down_proj.weight  # [d_model, d_mlp]
+            cols = w[:, chosen[layer]].t().float().cpu()
+            e = torch.randn(cols.shape, generator=gen) * 2.0 * cols.pow(2).mean(-1, keepdim=True).sqrt()
+            w[:, chosen[layer]] += e.t().to(w.device, w.dtype)
+        want = edited(input_ids=ids).logits
+        with N.ablate(m, ad, chosen, "noise", noise_scale=2.0, seed=7):
+            got = m(input_ids=ids).logits
+        base = m(input_ids=ids).logits
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+    assert (got - base).abs().max() > 1e-2  # the noise changes the output; hooks are removed afterwards
+    with pytest.raises(ValueError, match="ablation mode"):
+        with N.ablate(m, ad, chosen, "gaussian"):
+            pass
+
+
 def test_random_neurons_cover_all_layers(tmp_path: Path) -> None:
     from cotlens.models.adapters import Dims
 
@@ -120,12 +150,15 @@ def test_random_neurons_cover_all_layers(tmp_path: Path) -> None:
 
 
 def test_lexicon_labels() -> None:
-    assert N.label(["+", "a", "b"]) == "add"
-    assert N.label([" a", " times", " b"]) == "mul"  # rank 2 alone: 1/2
-    assert N.label(["-", ",", "."]) is None  # a hyphen alone is not "sub"
+    assert N.label(["+", "a", "b"]) is None  # one concept token: Rai & Yao need two
+    assert N.label(["+", "a", "b"], min_tokens=1) == "add"
+    assert N.label(["+", " plus", "b"]) == "add"
+    assert N.label([" a", " times", " b", " product"]) == "mul"
+    assert N.label([" a", " times", " b"], min_tokens=1) == "mul"  # rank 2 alone: 1/2
+    assert N.label(["-", ",", "."], min_tokens=1) is None  # a hyphen alone is not "sub"
     assert N.label(["-", "a", " minus"]) == "sub"
     assert N.label([" therefore", " so"]) == "connective"
-    assert N.label(["a", "b", "c", "+"]) is None  # rank 4 alone is too weak
+    assert N.label(["a", "b", "c", "+", " sum"]) is None  # ranks 4 and 5 are too weak
 
 
 def test_judge_answers_are_cached(plus_model, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -14,7 +14,7 @@ import pandas as pd
 
 from cotlens.parquet import read_table
 from cotlens.plotting.base import save, save_json
-from cotlens.stats import paired_bootstrap, wilson
+from cotlens.stats import paired_bootstrap, verdict, wilson
 
 Paths = Sequence[str | os.PathLike[str]]
 
@@ -80,13 +80,14 @@ def ablation(runs: str | os.PathLike[str], neurons: str | os.PathLike[str], outp
 def variant_summary(runs: pd.DataFrame) -> pd.DataFrame:
     v = runs[runs["condition"] == "variant"]
     return v.groupby("variant", sort=False).agg(
-        acc=("correct", "mean"), act=("concept_act", "mean"), n=("correct", "size")
+        acc=("correct", "mean"), act=("concept_active", "mean"), mean_act=("concept_act", "mean"), n=("correct", "size")
     )
 
 
 # The paper's four findings about CoT variants (Rai & Yao 2024, section 5), as
-# (name, variants, expected): "hurts" holds when the paired 95% interval of the accuracy
-# change lies below 0; "barely matters" holds when the change is within +-BARELY.
+# (name, variants, expected): "hurts" is reproduced when the paired 95% interval of the
+# accuracy change lies below 0; "barely matters" when the whole interval lies within
+# +-BARELY (an equivalence test, not a point estimate). Otherwise: not detected at this n.
 PHENOMENA = (
     ("formula removed hurts", ("text_only",), "hurts"),
     ("text removed hurts", ("formula_only",), "hurts"),
@@ -109,9 +110,12 @@ def phenomena(runs: pd.DataFrame) -> list[dict[str, object]]:
             continue
         other = v[have].astype(float).mean(axis=1)  # one operator: the mean of + only and x only, per problem
         delta, lo, hi = paired_bootstrap(v["full"].astype(float).to_numpy(), other.to_numpy())
-        holds = hi < 0 if expected == "hurts" else abs(delta) <= BARELY
+        if expected == "hurts":
+            v_ = verdict(lo, hi, expected=-1)
+        else:
+            v_ = "reproduced" if -BARELY <= lo and hi <= BARELY else "not detected at this n"
         out.append({"finding": name, "variants": have, "delta": round(delta, 3), "ci95": [round(lo, 3), round(hi, 3)],
-                    "holds": bool(holds)})  # fmt: skip
+                    "n": int(len(other)), "verdict": v_, "holds": v_ == "reproduced"})  # fmt: skip
     return out
 
 
@@ -119,27 +123,37 @@ def activation_accuracy(runs: str | os.PathLike[str], neurons: str | os.PathLike
                         dpi: int = 150) -> pd.DataFrame:  # fmt: skip
     df = read_table(runs).to_pandas()
     s = variant_summary(df)
-    r = float(np.corrcoef(s["act"], s["acc"])[0, 1]) if len(s) > 2 and s["acc"].std() > 0 else float("nan")
+    r = float(np.corrcoef(s["act"], s["acc"])[0, 1]) if len(s) > 2 and s["acc"].std() > 0 and s["act"].std() > 0 \
+        else float("nan")  # fmt: skip
+    # Fisher interval of r over the variants (n = number of variants; needs n >= 4)
+    se = 1 / np.sqrt(len(s) - 3) if len(s) > 3 else float("nan")
+    r_lo, r_hi = (float(np.tanh(np.arctanh(np.clip(r, -0.999, 0.999)) + z * se)) for z in (-1.96, 1.96))
+    r_verdict = verdict(r_lo, r_hi)
     found = phenomena(df)
     fig, ax = plt.subplots(figsize=(5.6, 4.6))
     ax.scatter(s["act"], s["acc"])
     for name, row in s.iterrows():
         ax.annotate(str(name), (row["act"], row["acc"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
-    ax.set_xlabel("concept neurons' mean activation at generated tokens")
-    ax.set_ylabel("accuracy")
-    ax.set_title(f"{model}: activation vs accuracy across CoT variants (Pearson r = {r:.2f})", fontsize=9)
+    ax.set_xlabel("activation level: concept neurons active (> 0) per generated token")
+    ax.set_ylabel(f"accuracy (n={int(s['n'].max())} problems per variant)")
+    ax.set_title(f"{model}: activation level vs accuracy across {len(s)} CoT variants\nPearson r = {r:.2f} "
+                 f"[{r_lo:.2f}, {r_hi:.2f}]: {r_verdict}", fontsize=9)  # fmt: skip
     # the paper's four findings next to this run's paired changes from full
-    lines = [f"{f['finding']}: {f['delta']:+.2f} [{f['ci95'][0]:+.2f}, {f['ci95'][1]:+.2f}] "
-             f"{'holds' if f['holds'] else 'does not hold'}" for f in found]  # fmt: skip
+    lines = [f"{f['finding']}: {f['delta']:+.2f} [{f['ci95'][0]:+.2f}, {f['ci95'][1]:+.2f}] {f['verdict']}"
+             for f in found]  # fmt: skip
     if lines:
         fig.subplots_adjust(bottom=0.12 + 0.045 * len(lines))
         fig.text(0.02, 0.01, "paper vs this run (accuracy change from full, 95% CI):\n" + "\n".join(lines), fontsize=7)
     save(fig, outputs, dpi)
     full = s.loc["full", "acc"] if "full" in s.index else float("nan")
     delta = {k: round(float(s.loc[k, "acc"] - full), 3) for k in s.index if k != "full"}
-    save_json(outputs, {"pearson_r": None if np.isnan(r) else round(r, 3), "accuracy_minus_full": delta,
+    save_json(outputs, {"pearson_r": None if np.isnan(r) else round(r, 3),
+                        "pearson_ci95": [round(r_lo, 3), round(r_hi, 3)], "verdict": r_verdict,
+                        "claim": "activation level tracks accuracy across CoT variants (Rai & Yao)",
+                        "accuracy_minus_full": delta,
                     "accuracy": {k: round(float(v), 3) for k, v in s["acc"].items()},
-                    "activation": {k: round(float(v), 4) for k, v in s["act"].items()},
+                    "activation_level": {k: round(float(v), 4) for k, v in s["act"].items()},
+                    "mean_activation": {k: round(float(v), 4) for k, v in s["mean_act"].items()},
                     "n_problems": int(s["n"].max()), "phenomena": found})  # fmt: skip
     return s
 
@@ -165,6 +179,6 @@ def concepts(runs: str | os.PathLike[str], neurons: str | os.PathLike[str], outp
     top = lab.sort_values("rank").head(8)
     save_json(outputs, {"candidates": len(cand), "concept_neurons": len(lab),
                     "by_concept": {str(k): int(v) for k, v in lab["concept"].value_counts().items()},
-                    "examples": [f"L{r.layer}N{r.neuron} {r.concept}: {' '.join(r.top_tokens[:5])}"
+                    "examples": [f"L{r.layer}N{r.neuron} {r.concept}: {' '.join(r.top_tokens_raw[:5])}"
                                  for r in top.itertuples()]})  # fmt: skip
     return table

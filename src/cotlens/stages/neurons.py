@@ -5,7 +5,8 @@ forwards (:class:`cotlens.neurons.NeuronScorer`); only correctly answered proble
 count. The ``n_candidates`` most frequent top-k neurons are projected to the vocabulary
 and labelled with the concept lexicon.
 
-``neuron_effects``: accuracy with the concept neurons ablated (zero / mean) against the
+``neuron_effects``: accuracy with the concept neurons ablated (Gaussian noise on their
+value vectors, as Rai & Yao; or zero / mean) against the
 same number of random neurons (all layers, all neurons; several seeds), the same for the
 ``top_n`` best-ranked candidates of any concept, and accuracy with the concept neurons'
 mean activation for every prompt variant. Resumable: one shard per condition
@@ -37,7 +38,7 @@ from cotlens.stages.common import model_meta, set_threads
 class Condition(NamedTuple):
     condition: str  # variant | concept | top | random
     variant: str
-    mode: str  # none | zero | mean
+    mode: str  # none | noise | zero | mean
     seed: int  # random draw, -1 otherwise
     n_ablated: int
 
@@ -124,17 +125,22 @@ def run_discovery(
         judge = Judge(jl.model, jl.tokenizer, str(jl.manifest.get("sha256", judged_by)), judge_cache or "judge.jsonl")
     cand = [divmod(int(f), d.d_mlp) for f in order]
     projections = project_many(lm.model, lm.adapter, lm.tokenizer, cand)
+    # Rai & Yao: neurons of layer >= min_layer, value vectors projected without the final
+    # norm (their code), and at least two of the top tokens expressing the concept
+    min_layer, min_tokens = int(cfg.get("min_layer", 6)), int(cfg.get("min_concept_tokens", 2))
+    raw = cfg.get("projection", "raw") == "raw"
     cols: dict[str, list[Any]] = {f.name: [] for f in schemas.NEURONS}
     for layer in range(d.n_layers):
         for j in range(d.d_mlp):
             r = int(rank[layer, j])
             proj = projections.get((layer, j))
             concept, lexicon, by = None, None, None
-            if proj is not None:
-                concept = lexicon = label(proj.with_norm) or label(proj.without_norm)
+            if proj is not None and layer >= min_layer:
+                tokens = proj.without_norm if raw else proj.with_norm
+                concept = lexicon = label(tokens, min_tokens=min_tokens)
                 by = "lexicon"
                 if judge is not None and r < int(cfg.get("judge_top", 0)):
-                    concept, by = judge.label(proj.with_norm), judged_by
+                    concept, by = judge.label(tokens), judged_by
             row = {"layer": layer, "neuron": j, "freq": float(freq[layer, j]), "mean_act": float(mean[layer, j]),
                    "rank": r, "top_tokens": proj.with_norm if proj else [],
                    "top_tokens_raw": proj.without_norm if proj else [], "concept": concept,
@@ -213,8 +219,8 @@ def run_effects(
     key = resume_key(cfg, runtime, prompts, neurons, Path(model_dir) / "manifest.json")
     shards = Shards(out, "neuron_effects", model_meta("neuron_effects", key, lm.manifest, lm.dtype), len(conditions))
 
-    def measured(texts: list[str], golds: list[int]) -> tuple[list[Answer], list[float]]:
-        acts: list[float] = []
+    def measured(texts: list[str], golds: list[int]) -> tuple[list[Answer], list[tuple[float, float]]]:
+        acts: list[tuple[float, float]] = []
         with ActivationMeter(lm.model, lm.adapter, chosen, int(cfg["batch_size"])) as meter:
             answers = solve(
                 lm, texts, golds, cfg, on_step=meter.rows, after_batch=lambda b: acts.extend(meter.take(len(b)))
@@ -234,12 +240,12 @@ def run_effects(
                 which = tops[n_abl]
             else:  # the first n of the seed's permutation: smaller random sets nest in larger ones
                 which = random_neurons(lm.dims, n_abl, torch.Generator().manual_seed(seed))
-            with ablate(lm.model, lm.adapter, which, mode, means):
+            with ablate(lm.model, lm.adapter, which, mode, means, float(cfg.get("noise_scale", 1.0)), seed + 1):
                 answers, acts = measured(texts, golds)
         cols: dict[str, list[Any]] = {f.name: [] for f in schemas.ARITH_RUNS}
-        for pid, a, act in zip(ids, answers, acts, strict=True):
+        for pid, a, (act, level) in zip(ids, answers, acts, strict=True):
             row = {"condition": condition, "variant": variant, "mode": mode, "seed": seed, "n_ablated": n_abl,
-                   "problem_id": pid, "pred": a.pred, "correct": a.correct, "concept_act": act,
+                   "problem_id": pid, "pred": a.pred, "correct": a.correct, "concept_act": act, "concept_active": level,
                    "n_tokens": a.n_tokens, "text": a.text}  # fmt: skip
             for c, v in row.items():
                 cols[c].append(v)
