@@ -2,7 +2,9 @@
 
 For each word of the model's own CoT that is an entity, a concept or a property:
 
-- the *clean* prompt is the test question (0-shot) plus the CoT prefix before the word;
+- the *clean* prompt is the few-shot exemplars and the test question (Dutta et al.; or
+  the question alone, ``circuits.pairs.context: question``) plus the CoT prefix before
+  the word;
 - the *corrupt* prompt replaces the most recent earlier occurrence of that word (in the
   CoT prefix if it occurs there, otherwise in the question) with another word of the
   same type, with the same article ("a"/"an") and the same token length, so the two
@@ -116,9 +118,18 @@ def _next_token(tok: Any, prefix: str, cont: str, prefix_ids: Sequence[int]) -> 
 
 
 def make_pair(
-    tok: Any, question: str, completion: str, target: Target, rng: random.Random, max_tries: int = 24
-) -> tuple[str, str, str, list[int], list[int], int, int, int] | None:
-    """(replacement, corrupted_in, sep, clean_ids, corrupt_ids, clean_tok, corrupt_tok, corrupt_pos) or None."""
+    tok: Any, question: str, completion: str, target: Target, rng: random.Random, max_tries: int = 24,
+    context: str = "",
+) -> tuple[str, str, str, list[int], list[int], int, int, int] | None:  # fmt: skip
+    """(replacement, corrupted_in, sep, clean_ids, corrupt_ids, clean_tok, corrupt_tok, corrupt_pos) or None.
+
+    ``context`` (the few-shot exemplars) precedes the question in both prompts and is
+    never corrupted: a replacement is searched in the CoT prefix, then in the question."""
+    if context:
+        made = make_pair(tok, context + question, completion, target, rng, max_tries)
+        if made is None or (made[1] == "question" and not _in_question(made, tok, context)):
+            return None
+        return made
     start = target.start
     sep = " " if start > 0 and completion[start - 1] == " " else ""
     cot_prefix = completion[: start - len(sep)]
@@ -163,6 +174,11 @@ def make_pair(
     return None
 
 
+def _in_question(made: tuple[Any, ...], tok: Any, context: str) -> bool:
+    """The corrupted position lies after the few-shot context."""
+    return int(made[7]) >= len(_ids(tok, context))
+
+
 def gold_samples(prompts: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """The gold chains as if a model had written them (``circuits.pairs.cot: gold``)."""
     out = []
@@ -176,14 +192,26 @@ def gold_samples(prompts: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def build_pairs(
-    tok: Any, prompts: Sequence[dict[str, Any]], samples: Sequence[dict[str, Any]], seed: int = 0
-) -> Iterator[Pair]:
-    """Every candidate pair of every sample, over the correct prefix of its CoT."""
+    tok: Any, prompts: Sequence[dict[str, Any]], samples: Sequence[dict[str, Any]], seed: int = 0,
+    context: str = "question",
+) -> Iterator[Pair]:  # fmt: skip
+    """Every candidate pair of every sample, over the correct prefix of its CoT.
+
+    ``context``: ``fewshot`` puts the prompt's few-shot exemplars (the prompt the model
+    wrote its CoT after, as in Dutta et al.) before the question in both prompts;
+    ``question`` uses the test question alone (0-shot)."""
+    if context not in ("fewshot", "question"):
+        raise ValueError(f"pairs context must be fewshot or question, got {context!r}")
     by_id = {int(p["prompt_id"]): p for p in prompts}
     for s in samples:
         p = by_id[int(s["prompt_id"])]
         question = fewshot.question_text(p["facts"], p["query"])
-        q_ids = _ids(tok, question)
+        shots = ""
+        if context == "fewshot":
+            if not p["prompt"].endswith(question):
+                raise ValueError(f"prompt {p['prompt_id']} does not end with its question")
+            shots = p["prompt"][: len(p["prompt"]) - len(question)]
+        q_ids = _ids(tok, shots + question)
         completion = s["completion"]
         pos = 0
         for k, (step, ok) in enumerate(zip(s["steps"], s["step_correct"], strict=True)):
@@ -195,7 +223,7 @@ def build_pairs(
             pos = step_start + len(step)
             for t in step_targets(step, step_start, k):
                 rng = random.Random(f"{seed}|{s['prompt_id']}|{s['sample_idx']}|{k}|{t.start}")
-                made = make_pair(tok, question, completion, t, rng)
+                made = make_pair(tok, question, completion, t, rng, context=shots)
                 if made is None:
                     continue
                 cand, where, _sep, c_ids, x_ids, c_tok, x_tok, cpos = made

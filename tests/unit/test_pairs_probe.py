@@ -61,6 +61,29 @@ def test_pairs_align_and_corrupt_the_latest_occurrence(tok) -> None:  # type: ig
     assert all(p.corrupt_pos >= p.question_len for p in cot)
 
 
+def test_fewshot_pairs_keep_the_exemplars_and_never_corrupt_them(tok) -> None:  # type: ignore[no-untyped-def]
+    rows = []
+    for i, (ex, shots) in enumerate(
+        generate(GeneratorConfig(n_per_cell=2, n_shots=2, hops=(2, 3), ontologies=("fictional",)))
+    ):
+        rows.append({"prompt_id": i, "facts": list(ex.facts), "query": ex.query, "gold_cot": list(ex.gold_cot),
+                     "label": ex.label, "prompt": fewshot.prompt(ex, shots)})  # fmt: skip
+    zero = list(build_pairs(tok, rows, gold_samples(rows)))
+    few = list(build_pairs(tok, rows, gold_samples(rows), context="fewshot"))
+    assert few and len(few) <= len(zero) + 5
+    by = {r["prompt_id"]: r for r in rows}
+    for p in few:
+        shots = by[p.prompt_id]["prompt"][
+            : -len(fewshot.question_text(by[p.prompt_id]["facts"], by[p.prompt_id]["query"]))
+        ]
+        n_ctx = len(tok(shots, add_special_tokens=False)["input_ids"])
+        assert len(p.clean_ids) > n_ctx and p.corrupt_pos >= n_ctx - 1  # the exemplars are identical in both
+        assert tok.decode(p.clean_ids).startswith(shots.strip()[:40]) or shots.strip()[:40] in tok.decode(p.clean_ids)
+        assert p.question_len > n_ctx - 1
+    with pytest.raises(ValueError, match="fewshot or question"):
+        list(build_pairs(tok, rows, gold_samples(rows), context="two-shot"))
+
+
 def test_make_pair_prefers_the_cot_prefix(tok) -> None:  # type: ignore[no-untyped-def]
     q = fewshot.question_text(["Wren is a wumpus.", "Every wumpus is a tumpus."], "Wren is a tumpus")
     completion = "Wren is a wumpus. Every wumpus is a tumpus. Wren is a tumpus."

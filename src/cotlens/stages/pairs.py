@@ -31,7 +31,7 @@ def run(
     if cfg.get("cot", "model") == "gold":  # the gold chain as the CoT prefix
         stab = gold_samples(ptab)
     stab = [s for s in stab if onto[int(s["prompt_id"])] in wanted]
-    cands = list(build_pairs(lm.tokenizer, ptab, stab, int(cfg["seed"])))
+    cands = list(build_pairs(lm.tokenizer, ptab, stab, int(cfg["seed"]), str(cfg.get("context", "question"))))
     pad_id = int(lm.tokenizer.pad_token_id)
     kept: list[tuple[Any, float, float, float, float]] = []
     bs = int(cfg.get("batch_size", 16))
