@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -23,6 +24,26 @@ class HeadReading:
     dla_answer: torch.Tensor  # [L, H] logit[a] alone
     top_token: torch.Tensor  # [L, H] logit-lens argmax of each head's write
     final_resid: torch.Tensor  # [d]
+    attn_answer: torch.Tensor  # [L, H] attention from the last position to the prompt positions holding a
+
+
+# Words that occur in every prompt whatever its content: a head whose lens reads one of
+# them says nothing about where information comes from (not "context", not "prior").
+FUNCTION_WORDS = frozenset(
+    "the and not every each are was were for with that this from have has its all any some one two "
+    "true false what who which where when there their then than also but into onto".split()
+)
+
+
+def content_tokens(tokenizer: Any, vocab: int) -> set[int]:
+    """Token ids that decode to a content word: >= 3 letters, not a function word."""
+    out = set()
+    texts = tokenizer.batch_decode([[i] for i in range(min(vocab, len(tokenizer)))])
+    for i, t in enumerate(texts):
+        w = t.strip()
+        if len(w) >= 3 and w.isalpha() and w.lower() not in FUNCTION_WORDS:
+            out.add(i)
+    return out
 
 
 @torch.no_grad()
@@ -31,7 +52,11 @@ def read_heads(model: nn.Module, ad: Adapter, dims: Dims, ids: Sequence[int], to
     dev = next(model.parameters()).device
     x = torch.tensor([list(ids)], device=dev)
     with Capture(model, ad, sites=("resid", "attn_heads"), positions=torch.tensor([[len(ids) - 1]], device=dev)) as cap:
-        get(model, ad.base)(input_ids=x, use_cache=False)
+        out = get(model, ad.base)(input_ids=x, use_cache=False, output_attentions=True)
+    where = x[0, :-1] == tok_a  # the answer token's occurrences in the prompt (not the last position)
+    if out.attentions is None or any(a is None for a in out.attentions):
+        raise ValueError("read_heads needs attention weights: load the model with attn='eager'")
+    attn = torch.stack([a[0, :, -1, :-1][:, where].sum(-1) for a in out.attentions]).float()  # [L, H]
     final = cap.out["resid"][-1]
     assert final is not None
     final = final[0, 0]
@@ -46,7 +71,7 @@ def read_heads(model: nn.Module, ad: Adapter, dims: Dims, ids: Sequence[int], to
         dla.append(logits[:, tok_a] - logits[:, tok_b])
         dla_a.append(logits[:, tok_a])
         top.append(readout(model, ad, w).argmax(-1))  # the logit lens applied to the head's write
-    return HeadReading(torch.stack(dla), torch.stack(dla_a), torch.stack(top), final)
+    return HeadReading(torch.stack(dla), torch.stack(dla_a), torch.stack(top), final, attn)
 
 
 @torch.no_grad()

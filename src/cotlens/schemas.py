@@ -182,7 +182,14 @@ HEADS = pa.schema(
         ("dla", pa.float32()),  # direct logit attribution to clean_tok - corrupt_tok (frozen final norm)
         ("dla_answer", pa.float32()),  # direct logit attribution to clean_tok alone
         ("top_token", pa.int32()),  # logit-lens argmax of the head's write at the last position
-        ("in_context", pa.bool_()),  # top_token occurs in the prompt ("context"), else "prior"
+        ("in_context", pa.bool_()),  # top_token occurs in the prompt
+        # context: a content word of the prompt | prior: a content word not in the prompt |
+        # function: punctuation, a number, a short or a function word (not counted by the rift)
+        ("top_kind", pa.string()),
+        ("context_chance", pa.float32()),  # share of the vocabulary's content tokens that are in the prompt
+        # attention of the head from the last position to the prompt positions that hold the
+        # answer token (clean_tok): the paper's evidence that answer-writing heads copy it
+        ("attn_answer", pa.float32()),
     ]
 )
 

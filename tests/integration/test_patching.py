@@ -133,6 +133,11 @@ def test_one_known_head_carries_the_answer(device: str) -> None:
     reading = C.read_heads(m, ad, d, clean, 3, 5)
     assert int(reading.dla.flatten().argmax()) == 1 * d.n_heads + 2
     assert int(reading.top_token[1, 2]) == 3  # its logit-lens top token is the copied one: "context"
+    # attention evidence: q = k = 0 gives uniform attention, so every head puts exactly 1/8
+    # on the one earlier position holding the answer token, and 2/8 when it occurs twice
+    torch.testing.assert_close(reading.attn_answer, torch.full_like(reading.attn_answer, 1 / 8))
+    twice = C.read_heads(m, ad, d, [3, 20, 21, 3, 23, 24, 25, 26], 3, 5)
+    torch.testing.assert_close(twice.attn_answer, torch.full_like(twice.attn_answer, 2 / 8))
 
 
 def test_clean_run_on_the_corrupt_prefix_cache_is_the_clean_run(setup) -> None:  # type: ignore[no-untyped-def]

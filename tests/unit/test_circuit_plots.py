@@ -49,3 +49,36 @@ def test_sufficiency_verdicts(tmp_path: Path) -> None:
     out = sufficiency({"circuit": str(same)}, [tmp_path / "s.png"], "m")
     assert out["smallest_k_beating_random"] is None
     assert out["per_k"][32]["verdict"] == "not detected at this n"
+
+
+def heads_table(path: Path, step: bool) -> Path:
+    """8 layers x 4 heads x 12 pairs. With ``step``, content readings are in the prompt from
+    layer 4 on; every fourth reading is a function word (ignored). Head (6, 1) writes the
+    answer and attends to it."""
+    rng = np.random.default_rng(2)
+    cols: dict[str, list] = {f.name: [] for f in schemas.HEADS}
+    for pid in range(12):
+        for layer in range(8):
+            for h in range(4):
+                p_ctx = (0.8 if layer >= 4 else 0.15) if step else 0.4
+                kind = "function" if (layer + h + pid) % 4 == 0 else ("context" if rng.random() < p_ctx else "prior")
+                star = (layer, h) == (6, 1)
+                row = {"pair_id": pid, "layer": layer, "head": h, "dla": (3.0 if star else 0.0) + rng.normal(0, 0.2),
+                       "dla_answer": 0.0, "top_token": 5, "in_context": kind != "prior", "top_kind": kind,
+                       "context_chance": 0.01, "attn_answer": (0.7 if star else 0.05) + rng.uniform(0, 0.02)}  # fmt: skip
+                for k, v in row.items():
+                    cols[k].append(v)
+    write_table(to_table(cols, schemas.HEADS), path, RunMeta("heads", "x"))
+    return path
+
+
+def test_rift_and_answer_heads_figures(tmp_path: Path) -> None:
+    from cotlens.plotting.circuits import answer_heads, rift
+
+    t = heads_table(tmp_path / "h.parquet", step=True)
+    r = rift({"heads": str(t)}, [tmp_path / "r.png"], "m")
+    assert r["verdict"] == "reproduced" and r["rift_layer"] == 4 and r["function_share"] == 0.25
+    flat = heads_table(tmp_path / "f.parquet", step=False)
+    assert rift({"heads": str(flat)}, [tmp_path / "f.png"], "m")["verdict"] == "not detected at this n"
+    a = answer_heads({"heads": str(t)}, [tmp_path / "a.png"], "m")
+    assert a["top"][0] == "L6H1" and a["late_verdict"] == "reproduced" and a["attn_top5"] > a["attn_all"]

@@ -186,46 +186,91 @@ def rift_test(frac: Sequence[float], n_perm: int = 999, seed: int = 0) -> dict[s
 
 
 def rift(inputs: Inputs, outputs: Paths, model: str, dpi: int = 150) -> dict[str, Any]:
+    """Per layer, the share of heads whose logit-lens top token is a content word of the
+    prompt ("context") among those reading a content word at all (function words,
+    punctuation and numbers are left out: every prompt has them). The chance line is the
+    share of the vocabulary's content tokens that are in the prompt."""
     h = read_table(inputs["heads"]).to_pandas()
-    frac = h.groupby("layer")["in_context"].mean()
-    per_layer_n = int(h.groupby("layer").size().min())
-    test = rift_test(frac.tolist())
+    content = h[h["top_kind"] != "function"]
+    layers = sorted(h["layer"].unique())
+    frac = content.groupby("layer")["top_kind"].apply(lambda k: float((k == "context").mean())).reindex(layers)
+    counts = content.groupby("layer").size().reindex(layers, fill_value=0)
+    test = rift_test(frac.fillna(0.0).tolist())
     s = test["rift_layer"]
+    chance = float(h["context_chance"].mean())
     fig, ax = plt.subplots(figsize=(6.5, 4))
-    lo, hi = zip(*(wilson(float(g["in_context"].sum()), len(g)) for _, g in h.groupby("layer")), strict=True)
-    ax.plot(frac.index, frac.values, marker="o", label="heads x prompts per layer (95% Wilson CI)")
+    lo, hi = zip(*(wilson(float(f * n), int(n)) if n else (0.0, 0.0) for f, n in zip(frac.fillna(0), counts,
+                                                                                       strict=True)), strict=True)  # fmt: skip
+    ax.plot(frac.index, frac.values, marker="o", label="share of content readings in the prompt (95% Wilson CI)")
     ax.fill_between(frac.index, lo, hi, alpha=0.2)
+    ax.axhline(chance, color="grey", ls=":", label=f"chance: a random content token is in the prompt ({chance:.3f})")
     if test["verdict"] == "reproduced":
         ax.axvline(s - 0.5, color="crimson", ls="--", label=f"rift: block {s} of {len(frac)}")
     else:
-        ax.axvline(s - 0.5, color="grey", ls=":", label=f"best split, block {s} (not above shuffled layers)")
+        ax.axvline(s - 0.5, color="grey", ls="-.", label=f"best split, block {s} (not above shuffled layers)")
     ax.set_xlabel("layer")
-    ax.set_ylabel("share of heads whose lens top token is in the prompt")
+    ax.set_ylabel("context / (context + prior)")
     ax.set_ylim(0, 1)
     ax.legend(fontsize=7)
     ax.set_title(f"{model}: head logit lens; split gain {test['gain']:+.2f}, p vs shuffled layers "
-                 f"{test['p_vs_shuffled_layers']:.3f}: {test['verdict']} ({per_layer_n} readings per layer)",
-                 fontsize=8)  # fmt: skip
+                 f"{test['p_vs_shuffled_layers']:.3f}: {test['verdict']}\n(content readings per layer: "
+                 f"{int(counts.min())}-{int(counts.max())}; function words excluded)", fontsize=8)  # fmt: skip
     save(fig, outputs, dpi)
     return {"claim": "in-context reading rises in a step at mid-depth (Llama-2-7B: block ~16 of 32)", **test,
-            "n_layers": len(frac), "readings_per_layer": per_layer_n,
-            "context_fraction": [round(float(v), 3) for v in frac]}  # fmt: skip
+            "n_layers": len(frac), "content_readings_per_layer": [int(c) for c in counts], "chance": round(chance, 4),
+            "function_share": round(float((h["top_kind"] == "function").mean()), 4),
+            "context_fraction": [round(float(v), 3) for v in frac.fillna(float("nan"))]}  # fmt: skip
 
 
 def answer_heads(inputs: Inputs, outputs: Paths, model: str, dpi: int = 150) -> dict[str, Any]:
+    """Answer-writing heads: DLA per head, and the paper's attention evidence (the top
+    heads attend from the last position to the answer token in the prompt). The upper-half
+    share of positive DLA has a 95% bootstrap interval over pairs."""
     h = read_table(inputs["heads"]).to_pandas()
     g = _grid(h, "dla")
     top = _top(g, 5)
-    fig, ax = plt.subplots(figsize=(6, 5))
-    sns.heatmap(g, ax=ax, cmap="RdBu_r", center=0, cbar_kws={"label": "DLA: logit[answer] - logit[replacement]"})
-    ax.invert_yaxis()
-    mass = g.clip(lower=0)
-    late = float(mass.iloc[len(g) // 2 :].to_numpy().sum() / max(mass.to_numpy().sum(), 1e-12))
-    ax.set_title(
-        f"{model}: answer-writing heads, top {', '.join(top)}\n{late:.0%} of positive DLA in the upper half", fontsize=9
-    )
+    att = _grid(h, "attn_answer")
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.8))
+    lim = float(np.nanmax(np.abs(g.to_numpy()))) or 1.0
+    sns.heatmap(g, ax=axes[0], cmap="RdBu_r", center=0, vmin=-lim, vmax=lim,
+                cbar_kws={"label": "DLA: logit[answer] - logit[replacement]"})  # fmt: skip
+    axes[0].invert_yaxis()
+    n_layers = len(g)
+
+    def late_share(df: pd.DataFrame) -> float:
+        m = df.groupby(["layer", "head"])["dla"].mean().clip(lower=0)
+        tot = float(m.sum())
+        return float(m[m.index.get_level_values(0) >= n_layers // 2].sum() / tot) if tot > 0 else float("nan")
+
+    late = late_share(h)
+    pids = h["pair_id"].unique()
+    rng = np.random.default_rng(0)
+    boots = [late_share(h[h["pair_id"].isin(rng.choice(pids, len(pids)))]) for _ in range(200)]
+    lo, hi = (float(np.nanquantile(boots, q)) for q in (0.025, 0.975))
+    late_v = verdict(lo - 0.5, hi - 0.5)
+    axes[0].set_title(f"answer-writing heads, top {', '.join(top)}\n{late:.0%} of positive DLA in the upper half "
+                      f"[{lo:.0%}, {hi:.0%}]: {late_v} (n={len(pids)} pairs)", fontsize=8)  # fmt: skip
+    flat = pd.DataFrame({"dla": g.stack(), "attn": att.stack()})
+    topk = [tuple(int(x) for x in t[1:].split("H")) for t in top]
+    is_top = [i in topk for i in flat.index]
+    axes[1].scatter(flat["attn"], flat["dla"], s=8, alpha=0.5, label="heads")
+    axes[1].scatter(flat["attn"][is_top], flat["dla"][is_top], s=30, color="crimson", label="top-5 DLA")
+    rho = spearman(flat["attn"].tolist(), flat["dla"].tolist())
+    perm = [spearman(rng.permutation(flat["attn"].to_numpy()).tolist(), flat["dla"].tolist()) for _ in range(199)]
+    p = empirical_p(rho, perm) if np.isfinite(rho) else float("nan")
+    top_att, all_att = float(flat["attn"][is_top].mean()), float(flat["attn"].mean())
+    att_v = "reproduced" if p <= 0.05 and rho > 0 else "not detected at this n"
+    axes[1].set(xlabel="attention from the last position to the answer token (mean over pairs)", ylabel="DLA")
+    axes[1].legend(fontsize=7)
+    axes[1].set_title(f"attention evidence: top-5 heads {top_att:.2f} vs all {all_att:.2f}; Spearman {rho:.2f}, "
+                      f"p={p:.3f}: {att_v}", fontsize=8)  # fmt: skip
+    fig.suptitle(f"{model}: answer-writing heads", fontsize=9)
+    fig.tight_layout()
     save(fig, outputs, dpi)
-    return {"top": top, "upper_half_share": late}
+    return {"claim": "answer-writing heads sit late and attend to the answer token (Dutta et al.)", "top": top,
+            "upper_half_share": round(late, 4), "upper_half_ci95": [round(lo, 4), round(hi, 4)], "late_verdict": late_v,
+            "attn_top5": round(top_att, 4), "attn_all": round(all_att, 4), "spearman_dla_attn": round(rho, 4),
+            "p_perm": round(p, 4), "attention_verdict": att_v, "n_pairs": len(pids)}  # fmt: skip
 
 
 def probe(inputs: Inputs, outputs: Paths, model: str, dpi: int = 150) -> dict[str, Any]:
