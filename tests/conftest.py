@@ -65,7 +65,7 @@ TINY_CONFIG = {
         "pairs": {"seed": 0, "ontologies": ["fictional"], "per_subtask": 2, "min_kl": 0.0, "cot": "gold",
                   "require_correct": False},
         "patch": {"exact_pairs": 1, "top_k": 3, "screen": "eap-ig", "screen_steps": 1, "positions_last": 2, "head_batch": 3},
-        "circuit": {"seed": 0, "sufficiency_k": [0, 2, 8]},
+        "circuit": {"seed": 0, "sufficiency_k": [0, 2, 8], "random_draws": 3},
         "probe": {"seed": 0, "test_fraction": 0.5, "l2": 0.01},
     },
     "arith": {
@@ -77,7 +77,7 @@ TINY_CONFIG = {
     "experts": {
         # a 20-step MoE refuses nothing reliably: the behaviour class is the eliciting prompt set
         "models": ["tiny-moe"], "contrasts": ["events", "instructions"], "n_quality": 4, "seed": 0,
-        "max_new_tokens": 4, "batch_size": 16, "tokens": "all", "classes": "prompt_set", "judge": "", "k": [1, 2],
+        "max_new_tokens": 4, "batch_size": 16, "tokens": "prompt", "classes": "prompt_set", "judge": "", "k": [1, 2],
         "random_seeds": 2,
     },
     "digits": {
