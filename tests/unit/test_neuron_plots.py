@@ -145,6 +145,9 @@ def test_figures_render_and_write_their_numbers(tmp_path) -> None:  # type: igno
     abl = json.loads((tmp_path / "abl.json").read_text())
     assert abl["concept/zero"] == 0.9 and abl["random/zero"] == 1.0
     assert abl["top50/zero"] == 0.15 and abl["random50/zero"] == 0.95 and abl["n_problems"] == 20
+    v = abl["verdicts"]
+    assert v["top 50 zero - random"]["verdict"] == "reproduced" and v["top 50 zero - random"]["difference"] == -0.8
+    assert v["concept 4 zero - random"]["verdict"] == "not detected at this n"  # 0.9 vs 1.0 on 20 problems
     act = json.loads((tmp_path / "act.json").read_text())
     verdict = {p["finding"]: (p["delta"], p["verdict"]) for p in act["phenomena"]}
     # one loss in 20 is not enough to show that wrong results "barely matter" (+-0.1)

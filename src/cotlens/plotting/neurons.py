@@ -39,6 +39,27 @@ def ablation_summary(runs: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def ablation_verdicts(runs: pd.DataFrame) -> dict[str, dict[str, object]]:
+    """Per (ablated set, mode): accuracy with the set ablated minus the mean accuracy with
+    as many random neurons ablated (over seeds), paired by problem, seeded bootstrap 95%
+    interval; the paper's claim is a negative difference."""
+    full = runs[(runs["variant"] == "full") & (runs["condition"] != "variant")]
+    out: dict[str, dict[str, object]] = {}
+    for (cond, mode, n), g in full[full["condition"].isin(["concept", "top"])].groupby(["condition", "mode",
+                                                                                       "n_ablated"]):  # fmt: skip
+        rnd = full[(full["condition"] == "random") & (full["mode"] == mode) & (full["n_ablated"] == n)]
+        if rnd.empty:
+            continue
+        r = rnd.groupby("problem_id")["correct"].mean()
+        t = g.set_index("problem_id")["correct"].astype(float)
+        both = t.index.intersection(r.index)
+        d, lo, hi = paired_bootstrap(r.loc[both].to_numpy(), t.loc[both].to_numpy())
+        key = f"{cond} {int(n)} {mode} - random"
+        out[key] = {"difference": round(d, 4), "ci95": [round(lo, 4), round(hi, 4)], "n": int(len(both)),
+                    "random_seeds": int(rnd["seed"].nunique()), "verdict": verdict(lo, hi, expected=-1)}  # fmt: skip
+    return out
+
+
 def _key(cond: str, mode: str, n: int, n_concept: int) -> str:
     """JSON key of a summary row: concept/zero, random/zero (as many as the concept set),
     top300/zero, random300/zero (the larger sets)."""
@@ -70,8 +91,15 @@ def ablation(runs: str | os.PathLike[str], neurons: str | os.PathLike[str], outp
               for n in tops for m in sorted(set(s["mode"])) if f"top{n}/{m}" in acc]  # fmt: skip
     ax.set_title(f"{model}: accuracy {acc['none/none']:.2f}; {n_abl} concept neurons ablated:\n" + "; ".join(parts)
                  + " (95% CI)", fontsize=8, wrap=True)  # fmt: skip
+    verdicts = ablation_verdicts(df)
+    if verdicts:
+        ax.text(0.01, -0.32, "; ".join(f"{k}: {v['difference']:+.2f} [{v['ci95'][0]:+.2f}, {v['ci95'][1]:+.2f}] "
+                                        f"{v['verdict']}" for k, v in verdicts.items()),
+                transform=ax.transAxes, fontsize=7, va="top", wrap=True)  # fmt: skip
     save(fig, outputs, dpi)
-    save_json(outputs, {"n_ablated": n_abl, "n_problems": int(s.loc[0, "n"]),
+    save_json(outputs, {"claim": "ablating concept neurons hurts accuracy more than ablating as many random neurons "
+                                 "(Rai & Yao)", "verdicts": verdicts,
+                        "n_ablated": n_abl, "n_problems": int(s.loc[0, "n"]),
                         **{k: round(a, 3) for k, a in acc.items()},
                         "ci95": {k: [round(lo, 3), round(hi, 3)] for k, (lo, hi) in zip(keys, s["ci"], strict=True)}})  # fmt: skip
     return s
