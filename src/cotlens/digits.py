@@ -168,10 +168,19 @@ def own_digits(
     """
     cur = list(answers)
     n = [sum(c.isdigit() for c in a) for a in answers]
-    for k in range(max(n, default=1) - 1):
-        rows = [i for i, L in enumerate(n) if k < L - 1]
+    done = [0] * len(answers)  # places before done[i] hold the model's own digit
+    while True:
+        rows = [i for i, L in enumerate(n) if done[i] < L - 1]
+        if not rows:
+            return cur
         seqs, places = zip(*(align(tok, vt, prompts[i], cur[i]) for i in rows), strict=True)
         dists = score(forward, vt, seqs, places, pad_id, device)
-        for i, d in zip(rows, dists, strict=True):
-            cur[i] = with_digit(cur[i], k, int(np.argmax(d[k])))
-    return cur
+        for i, d, pl in zip(rows, dists, places, strict=True):
+            # one forward settles every place up to the first one where the model's digit
+            # differs from the sequence's: the places after it are read again next round
+            for k in range(done[i], n[i] - 1):
+                best = int(np.argmax(d[k]))
+                done[i] = k + 1
+                if best != pl[k].digit:
+                    cur[i] = with_digit(cur[i], k, best)
+                    break

@@ -62,12 +62,17 @@ def contrast(pairs: pd.DataFrame, a: str, b: str, expected: int) -> dict[str, An
             "ci95": [round(lo, 4), round(hi, 4)], "n": len(pairs), "verdict": verdict(lo, hi, expected)}  # fmt: skip
 
 
-def largest_cell(df: pd.DataFrame) -> tuple[int, int]:
+def largest_cells(df: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """The rows of the headline cells: the cells whose n + m is the largest or one less
+    (5x5, 4x5 and 5x4 on the default grid: the large products the paper's claims are
+    about), pooled for power; and their label."""
     multi = df[df["n_places"] > 1]
     if multi.empty:
         raise CotlensError("no multi-digit product in the digits table", "use digits.n_digits/m_digits above 1")
-    cell = multi[["n", "m"]].drop_duplicates().assign(s=lambda x: x.n + x.m).sort_values(["s", "n"]).iloc[-1]
-    return int(cell["n"]), int(cell["m"])
+    size = multi["n"].astype(int) + multi["m"].astype(int)
+    keep = multi[size >= size.max() - 1]
+    cells = sorted({(int(a), int(b)) for a, b in zip(keep["n"], keep["m"], strict=True)}, reverse=True)
+    return keep, ", ".join(f"{a}x{b}" for a, b in cells)
 
 
 def cell_means(g: pd.DataFrame) -> pd.DataFrame:
@@ -92,16 +97,16 @@ def confidence_heatmaps(digits: str | os.PathLike[str], outputs: Paths, model: s
         ax.set_title(f"{title} (no correct digit given)")
         ax.set_xlabel("m (digits of b)")
     axes[0].set_ylabel("n (digits of a)")
-    n, m = largest_cell(df)
-    pairs = paired(df[(df["n"] == n) & (df["m"] == m)], ("unconditioned", "first"), ("unconditioned", "last"))
+    big, cells = largest_cells(df)
+    pairs = paired(big, ("unconditioned", "first"), ("unconditioned", "last"))
     c = contrast(pairs, "unconditioned_last", "unconditioned_first", +1)
     per = int(un.groupby(["n", "m"])["problem_id"].nunique().min())
-    fig.suptitle(f"{model}: confidence in the correct digit, {per} problems per cell; at {n}x{m} first - last = "
+    fig.suptitle(f"{model}: confidence in the correct digit, {per} problems per cell; at {cells} first - last = "
                  f"{c['difference']:+.2f} [{c['ci95'][0]:+.2f}, {c['ci95'][1]:+.2f}]: {c['verdict']}",
                  y=1.03, fontsize=9)  # fmt: skip
     save(fig, outputs, dpi)
     data = {"claim": "the first digit is more confident than the last (paper: Llama-2, Mistral)",
-            "cell": f"{n}x{m}", "first_minus_last": c, "problems_per_cell": per,
+            "cells_pooled": cells, "first_minus_last": c, "problems_per_cell": per,
             "cells": {f"{r.n}x{r.m}": {w: round(float(means[w].set_index(['n', 'm']).loc[(r.n, r.m), 'mean']), 4)
                                        for w in means} for r in means["first"].itertuples()}}  # fmt: skip
     save_json(outputs, data)
@@ -130,14 +135,14 @@ def conditioning(digits: str | os.PathLike[str], outputs: Paths, model: str, dpi
     ax.set_xticks(x, cells, rotation=90)
     ax.set(xlabel="a (n digits) x b (m digits)", ylabel="P(correct last digit), 95% CI", ylim=(0, 1))
     ax.legend(fontsize=8)
-    n, m = largest_cell(df)
-    pairs = paired(df[(df["n"] == n) & (df["m"] == m)], ("unconditioned", "last"), ("conditioned", "last"))
+    big, cells = largest_cells(df)
+    pairs = paired(big, ("unconditioned", "last"), ("conditioned", "last"))
     c = contrast(pairs, "unconditioned_last", "conditioned_last", +1)
-    ax.set_title(f"{model}: last digit at {n}x{m}: {c['unconditioned_last']:.2f} -> {c['conditioned_last']:.2f}, "
+    ax.set_title(f"{model}: last digit at {cells}: {c['unconditioned_last']:.2f} -> {c['conditioned_last']:.2f}, "
                  f"{c['difference']:+.2f} [{c['ci95'][0]:+.2f}, {c['ci95'][1]:+.2f}], n={c['n']}: {c['verdict']}\n"
                  f"({PAPER})", fontsize=9)  # fmt: skip
     save(fig, outputs, dpi)
-    data = {"claim": "correct higher digits raise last-digit confidence (" + PAPER + ")", "cell": f"{n}x{m}",
+    data = {"claim": "correct higher digits raise last-digit confidence (" + PAPER + ")", "cells_pooled": cells,
             "conditioning": c,
             "cells": {f"{r.cell} {r.setting}": [round(r.mean, 4), round(r.lo, 4), round(r.hi, 4)]
                       for r in s.itertuples()}}  # fmt: skip
