@@ -249,6 +249,14 @@ def test_experts_branch_end_to_end_and_exact_staleness(workflow_copy: Path) -> N
     assert {(c, m) for c, m in zip(runs["condition"], runs["mode"], strict=True)} == {
         ("baseline", "none"), ("top", "off"), ("top", "on"), ("random", "off"), ("random", "on")}  # fmt: skip
     assert set(runs[runs["condition"] == "random"]["seed"]) == {0, 1}
+    prompts = read_table(wd / "results" / "experts" / "prompts.parquet").to_pandas().set_index("prompt_id")
+    study = runs[runs["set"] == "study"]
+    assert set(prompts.loc[study["prompt_id"], "split"]) == {"eval"}  # the switches never see the map prompts
+    assert runs[runs["set"] != "reference"]["fluency_nll"].notna().any()
+    sw = json.loads((res / "figures" / "expert_switch.json").read_text())
+    assert {v["verdict"] for v in sw["verdicts"].values()} <= {
+        "reproduced", "not detected at this n", "collapse (quality guard)",
+        "not testable: 2 random sets cannot reach p <= 0.05"}  # fmt: skip
     for fig in ("expert_map", "expert_switch", "expert_quality"):
         assert (res / "figures" / f"{fig}.png").stat().st_size > 1000
         assert (res / "figures" / f"{fig}.json").is_file()
