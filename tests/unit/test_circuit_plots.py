@@ -21,6 +21,9 @@ def test_a_step_in_depth_is_a_rift_and_noise_is_not() -> None:
     noise[28] = 0.6  # one spike near the top: the detector alone would call it a rift
     t = rift_test(noise.tolist())
     assert t["verdict"] == "not detected at this n" and t["p_vs_shuffled_layers"] > 0.05
+    late = np.r_[np.full(27, 0.1), np.full(3, 0.6)] + rng.normal(0, 0.01, 30)  # a real step, but at the top
+    t = rift_test(late.tolist())
+    assert t["step_detected"] and t["rift_layer"] == 27 and t["verdict"].startswith("a step, but at 90%")
 
 
 def circuit_table(path: Path, top_rate: float, random_rate: float, pairs: int = 30) -> Path:
