@@ -164,12 +164,13 @@ def label(tokens: Sequence[str], threshold: float = LABEL_THRESHOLD, min_tokens:
 
     A token counts once per rank it holds; ambiguous tokens (``AMBIGUOUS``) weigh 1/4.
     Rai & Yao keep a neuron only when at least two of its top tokens express the concept:
-    a concept needs ``min_tokens`` matching tokens among the top 10, and the score."""
+    a concept needs ``min_tokens`` matching tokens among the top 10, at least one of them
+    unambiguous, and the score."""
     best, best_score = None, 0.0
     for concept, words in LEXICON.items():
         hits = [(r, _norm_token(t)) for r, t in enumerate(tokens[:10]) if _norm_token(t) in words]
-        if len(hits) < min_tokens:
-            continue
+        if len(hits) < min_tokens or all(w in AMBIGUOUS for _, w in hits):
+            continue  # two tokens, at least one unambiguous: "more more More" is not "add"
         score = sum((0.25 if w in AMBIGUOUS else 1.0) / (r + 1) for r, w in hits)
         if score > best_score:
             best, best_score = concept, score

@@ -159,6 +159,7 @@ def test_lexicon_labels() -> None:
     assert N.label(["-", "a", " minus"]) == "sub"
     assert N.label([" therefore", " so"]) == "connective"
     assert N.label(["a", "b", "c", "+", " sum"]) is None  # ranks 4 and 5 are too weak
+    assert N.label([" more", "more", " More", " MORE"]) is None  # only ambiguous tokens
 
 
 def test_judge_answers_are_cached(plus_model, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
