@@ -166,11 +166,13 @@ def sufficiency(inputs: Inputs, outputs: Paths, model: str, dpi: int = 150) -> d
     ax.legend(fontsize=7)
     tested = t.dropna(subset=["random"]) if "random" in t else t.iloc[0:0]
     wins = tested[tested["verdict"] == "reproduced"]["k"].tolist() if len(tested) else []
-    head = f"top-k beats random from k={min(wins)}" if wins else "top-k not better than random at any k at this n"
+    tested_k = [int(k) for k in tested["k"]] if len(tested) else []
+    head = (f"top-k beats random at k = {', '.join(str(int(k)) for k in wins)} of {', '.join(map(str, tested_k))}"
+            if wins else "top-k not better than random at any k at this n")  # fmt: skip
     ax.set_title(f"{model}: {head} (n={int(t['n_pairs'].max())} pairs)", fontsize=9)
     save(fig, outputs, dpi)
     out = {"claim": "a small set of heads suffices; top-k beats random k-sets (Dutta et al.)",
-           "smallest_k_beating_random": min(wins) if wins else None,
+           "smallest_k_beating_random": min(wins) if wins else None, "k_beating_random": [int(k) for k in wins],
            "per_k": {int(r["k"]): {key: (round(v, 4) if isinstance(v, float) else v) for key, v in r.items() if key != "k"
                                    and not (isinstance(v, float) and np.isnan(v))} for r in t.to_dict("records")}}  # fmt: skip
     return out
