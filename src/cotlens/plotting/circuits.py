@@ -178,11 +178,6 @@ def sufficiency(inputs: Inputs, outputs: Paths, model: str, dpi: int = 150) -> d
     return out
 
 
-def rift_layer(frac: Sequence[float]) -> int:
-    """The split s maximising mean(frac[s:]) - mean(frac[:s]): where "prior" turns to "context"."""
-    return rift_split(frac)[0]
-
-
 def rift_split(frac: Sequence[float]) -> tuple[int, float]:
     """(s, gain): the split maximising mean(frac[s:]) - mean(frac[:s]) and that gain."""
     f = np.asarray(frac, dtype=float)
