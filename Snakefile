@@ -14,15 +14,11 @@ report: "workflow/report/workflow.rst"
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/models.smk"
-include: "workflow/rules/prompts.smk"
-include: "workflow/rules/sample.smk"
-include: "workflow/rules/extract.smk"
-include: "workflow/rules/lens.smk"
-include: "workflow/rules/figures.smk"
 include: "workflow/rules/circuits.smk"
-include: "workflow/rules/digits.smk"
 include: "workflow/rules/neurons.smk"
+include: "workflow/rules/digits.smk"
 include: "workflow/rules/experts.smk"
+include: "workflow/rules/figures.smk"
 
 
 localrules:

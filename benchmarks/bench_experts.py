@@ -53,8 +53,8 @@ def measure(lm, n_prompts: int, new_tokens: int, reps: int) -> None:  # type: ig
 
     from cotlens.experts import RouterCapture
     from cotlens.prompts import moe
+    from cotlens.responses import render
     from cotlens.sampling import SampleConfig, generate_batch
-    from cotlens.stages.expert_routes import render
 
     tok = lm.tokenizer
     qs = [p.question for p in moe.study_prompts()][:n_prompts]

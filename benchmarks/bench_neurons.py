@@ -56,9 +56,8 @@ def speed(model_dir: str, problems: int, threads: int, shape: str = "", device: 
     import torch
 
     from cotlens.models.loading import load
-    from cotlens.neurons import NeuronScorer
+    from cotlens.neurons import NeuronScorer, solve
     from cotlens.prompts import arith as A
-    from cotlens.stages.neurons import solve
 
     torch.set_num_threads(threads)
     lm = shaped(shape, device, dtype) if shape else load(model_dir, dtype, device)

@@ -67,13 +67,14 @@ def child(model_dir: str, n: int, work: str) -> None:
     import pyarrow.dataset as ds
 
     from cotlens.models.loading import load
-    from cotlens.stages import patch
+    from cotlens.stages.circuits import patch
 
     w = Path(work)
     write_pairs(w / "pairs.parquet", n, load(model_dir, "float32", "cpu").dims.vocab)
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     t = time.perf_counter()
-    patch.run(w / "pairs.parquet", model_dir, w / "patching.parquet", w / "pathways.parquet", CFG, RUNTIME, threads=1)
+    ins = {"pairs": str(w / "pairs.parquet"), "model": str(model_dir)}
+    patch.run(ins, {"patching": str(w / "patching.parquet"), "pathways": str(w / "pathways.parquet")}, CFG, RUNTIME, 1)
     secs = time.perf_counter() - t
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # before anything reads the output back
     rows = ds.dataset(w / "patching.parquet").count_rows()

@@ -6,7 +6,7 @@ agreement with the lexicon's labels (``--labelled`` adds every lexicon-labelled 
 so both kinds occur): share of equal labels, Cohen's kappa, the confusion counts, and
 every disagreement. No discovery is rerun.
 
-    python benchmarks/judge_agreement.py --neurons results/arith/qwen2.5-1.5b/neurons.parquet \\
+    python benchmarks/judge_agreement.py --neurons results/neurons/qwen2.5-1.5b/neurons.parquet \\
         --judge resources/models/qwen2.5-1.5b --top 30 --labelled --json judge_agreement.json
 """
 

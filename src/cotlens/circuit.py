@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -13,6 +14,7 @@ from torch import nn
 
 from cotlens.hooks import Capture, edit_inputs
 from cotlens.models.adapters import Adapter, Dims, final_norm, get, readout
+from cotlens.parquet import read_table
 from cotlens.writes import frozen_norm, head_writes
 
 Head = tuple[int, int]
@@ -112,3 +114,29 @@ def circuit_logits(
     with edit_inputs(model, ad, "attn_heads", {layer: make(layer) for layer in range(dims.n_layers)}):
         h = get(model, ad.base)(input_ids=torch.tensor([list(ids)], device=dev), use_cache=False).last_hidden_state
     return readout(model, ad, h[:, -1], normed=True)[0].float()
+
+
+def head_ranking(
+    patching: str | Path, n_layers: int, n_heads: int, pair_ids: set[int] | None = None
+) -> list[tuple[int, int]]:
+    """Heads by mean exact all-position patching score over the fully swept pairs (of
+    ``pair_ids`` when given: one subtask's circuit).
+
+    Where no pair was fully swept (``exact_pairs: 0``): the heads patched exactly (each
+    pair's screen top-K) by their mean exact score, then the rest by the screen."""
+    df = read_table(patching).to_pandas()
+    df = df[df["pos"] == -1]
+    if pair_ids is not None:
+        df = df[df["pair_id"].isin(pair_ids)]
+    exact = df[df["method"] == "exact"]
+    full = exact.groupby("pair_id").size()
+    swept = full[full == n_layers * n_heads].index
+    if len(swept):
+        score = exact[exact["pair_id"].isin(swept)].groupby(["layer", "head"])["nkl"].mean()
+        order = list(score.sort_values(ascending=False, kind="mergesort").index)
+    else:
+        ex = exact.groupby(["layer", "head"])["nkl"].mean().sort_values(ascending=False, kind="mergesort")
+        screen = df[df["method"] == "attribution"].groupby(["layer", "head"])["nkl"].mean()
+        rest = screen.drop(ex.index, errors="ignore").sort_values(ascending=False, kind="mergesort")
+        order = list(ex.index) + list(rest.index)
+    return [(int(a), int(b)) for a, b in order]

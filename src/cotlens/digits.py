@@ -24,15 +24,19 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cotlens.batch import pad
+from cotlens.batch import logits_at, pad
 from cotlens.errors import CotlensError
 from cotlens.models.adapters import Adapter, get, layers
+
+if TYPE_CHECKING:
+    from cotlens.models.loading import Loaded
 
 DIGITS = "0123456789"
 
@@ -184,3 +188,13 @@ def own_digits(
                 if best != pl[k].digit:
                     cur[i] = with_digit(cur[i], k, best)
                     break
+
+
+def position_forward(lm: Loaded) -> Forward:
+    """(ids, mask, pos) -> next-token probabilities at pos, without full-vocab logits elsewhere."""
+
+    @torch.inference_mode()
+    def forward(ids: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(logits_at(lm.model, lm.adapter, ids, mask, pos).float(), dim=-1)
+
+    return forward

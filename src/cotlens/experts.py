@@ -23,17 +23,22 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import nn
 
+from cotlens.errors import CotlensError
 from cotlens.hooks import hooked, router_modules
 from cotlens.models.adapters import Adapter
 from cotlens.sampling import shared_prefix_len
+from cotlens.types import SWITCH_MODES, SwitchMode
 
-MODES = ("off", "on")
+if TYPE_CHECKING:
+    from cotlens.models.loading import Loaded
+
+MODES = SWITCH_MODES
 
 
 def n_experts(router: nn.Module) -> int:
@@ -250,7 +255,9 @@ def switch_on(w: torch.Tensor, idx: torch.Tensor, force: Sequence[int]) -> tuple
 
 
 @contextlib.contextmanager
-def switch_experts(model: nn.Module, ad: Adapter, experts: Mapping[int, Sequence[int]], mode: str) -> Iterator[None]:
+def switch_experts(
+    model: nn.Module, ad: Adapter, experts: Mapping[int, Sequence[int]], mode: SwitchMode
+) -> Iterator[None]:
     """Switch ``{layer: [expert, ...]}`` off or on (forward hooks on the routers)."""
     if mode not in MODES:
         raise ValueError(f"mode {mode!r}; use one of {MODES}")
@@ -269,3 +276,13 @@ def switch_experts(model: nn.Module, ad: Adapter, experts: Mapping[int, Sequence
 
     with hooked(lambda: [routers[i].register_forward_hook(make(list(e))) for i, e in experts.items() if e]):
         yield
+
+
+def require_moe(lm: Loaded) -> Loaded:
+    """``lm``, refused with one clear error unless it is a mixture of experts."""
+    if lm.adapter.router is None:
+        raise CotlensError(
+            f"{lm.manifest.get('name', 'the model')} ({lm.adapter.family}) is not a mixture of experts",
+            "list an MoE under experts.models (the default trains one: refusal-moe)",
+        )
+    return lm

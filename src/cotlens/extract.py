@@ -22,8 +22,9 @@ from cotlens.errors import CotlensError
 from cotlens.hooks import Capture
 from cotlens.models.loading import Loaded
 from cotlens.parquet import to_table, vectors_to_arrow
+from cotlens.types import POSITIONS
 
-POSITION_KINDS = ("last_prompt", "step_end", "answer")
+POSITION_KINDS = POSITIONS
 
 
 @dataclass(frozen=True)

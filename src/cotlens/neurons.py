@@ -18,16 +18,23 @@ residual stream. Methods, all through the hook layer (weights are never edited):
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import torch
 from torch import nn
 
+from cotlens.errors import CotlensError
 from cotlens.hooks import edit_inputs, hooked, site_pre_hooks
 from cotlens.models.adapters import Adapter, Dims, get, layers, readout
+from cotlens.prompts.arith import VARIANTS, is_done, parse_answer
+from cotlens.sampling import SampleConfig, generate_batch
+from cotlens.types import ABLATIONS, AblationMode
 from cotlens.writes import out_columns  # what a neuron writes per unit activation (post norms included)
+
+if TYPE_CHECKING:
+    from cotlens.models.loading import Loaded
 
 # Concept lexicon: a neuron's top tokens (lower-cased, stripped) are matched against it.
 LEXICON: dict[str, frozenset[str]] = {
@@ -177,9 +184,6 @@ def label(tokens: Sequence[str], threshold: float = LABEL_THRESHOLD, min_tokens:
     return best if best_score >= threshold else None
 
 
-ABLATIONS = ("noise", "zero", "mean")
-
-
 @contextlib.contextmanager
 def value_noise(
     model: nn.Module, ad: Adapter, neurons: Mapping[int, Sequence[int]], scale: float, seed: int
@@ -212,7 +216,7 @@ def value_noise(
 
 @contextlib.contextmanager
 def ablate(
-    model: nn.Module, ad: Adapter, neurons: Mapping[int, Sequence[int]], mode: str = "zero",
+    model: nn.Module, ad: Adapter, neurons: Mapping[int, Sequence[int]], mode: AblationMode = "zero",
     means: torch.Tensor | None = None, noise_scale: float = 1.0, seed: int = 0,
 ) -> Iterator[None]:  # fmt: skip
     """Ablate ``neurons`` ({layer: indices}) through hooks, weights untouched:
@@ -307,3 +311,103 @@ class ActivationMeter:
         for t in (self.sum, self.count, self.active, self.steps):
             t.zero_()
         return list(zip(mean, level, strict=True))
+
+
+# --- greedy CoT and the measurements of the effects stage ---
+
+
+class Condition(NamedTuple):
+    condition: str  # variant | concept | top | random
+    variant: str
+    mode: str  # none | noise | zero | mean
+    seed: int  # random draw, -1 otherwise
+    n_ablated: int
+
+
+@dataclass(frozen=True)
+class Answer:
+    text: str
+    pred: int | None
+    correct: bool
+    n_tokens: int
+
+
+def solve(
+    lm: Loaded, prompts: Sequence[str], answers: Sequence[int], cfg: Mapping[str, Any],
+    on_step: Callable[[list[int]], None] | None = None,
+    after_batch: Callable[[list[Answer]], None] | None = None,
+) -> list[Answer]:  # fmt: skip
+    """Greedy CoT for each prompt, in batches; ``after_batch`` sees each batch's answers."""
+    tok = lm.tokenizer
+    sc = SampleConfig(max_new_tokens=int(cfg["max_new_tokens"]), batch_size=int(cfg["batch_size"]))
+    eos = {int(tok.eos_token_id)} if tok.eos_token_id is not None else set()
+    pad = int(tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id)
+
+    def stop(ids: list[int]) -> str | None:
+        return "answer" if is_done(tok.decode(ids)) else None
+
+    out: list[Answer] = []
+    for s in range(0, len(prompts), sc.batch_size):
+        ids = [tok(p, add_special_tokens=True)["input_ids"] for p in prompts[s : s + sc.batch_size]]
+        gens = generate_batch(lm.model, ids, sc, pad, eos, stop, lm.device, on_step=on_step)
+        batch = []
+        for g, gold in zip(gens, answers[s : s + sc.batch_size], strict=True):
+            text = tok.decode(g.token_ids)
+            pred = parse_answer(text)
+            batch.append(Answer(text, pred, pred == int(gold), len(g.token_ids)))
+        if after_batch is not None:
+            after_batch(batch)
+        out.extend(batch)
+    return out
+
+
+def variant_rows(rows: list[dict[str, Any]], variant: str) -> tuple[list[int], list[str], list[int]]:
+    """(problem ids, prompts, answers) of one prompt variant."""
+    t = [r for r in rows if r["variant"] == variant]
+    return [r["problem_id"] for r in t], [r["prompt"] for r in t], [r["answer"] for r in t]
+
+
+def concept_neurons(neurons: Any) -> tuple[dict[int, list[int]], Any]:
+    """({layer: [neuron]} of the labelled candidates, [L, d_mlp] mean activations) from neurons.parquet."""
+    t = neurons.to_pydict()
+    n_layers, d_mlp = max(t["layer"]) + 1, max(t["neuron"]) + 1
+    means = torch.zeros(n_layers, d_mlp)
+    chosen: dict[int, list[int]] = {}
+    for layer, j, m, c in zip(t["layer"], t["neuron"], t["mean_act"], t["concept"], strict=True):
+        means[layer, j] = m
+        if c is not None:
+            chosen.setdefault(int(layer), []).append(int(j))
+    return chosen, means
+
+
+def top_neurons(neurons: Any, n: int, source: str = "neurons.parquet") -> dict[int, list[int]]:
+    """{layer: [neuron]} of the ``n`` best-ranked candidates (most often in their layer's
+    top-k), whatever their concept."""
+    t = neurons.to_pydict()
+    ranked = sorted((r, layer, j) for layer, j, r in zip(t["layer"], t["neuron"], t["rank"], strict=True) if r >= 0)
+    if n > len(ranked):
+        raise CotlensError(
+            f"effects.top_n asks for the top {n} neurons, but {source} holds {len(ranked)} candidates",
+            "lower neurons.effects.top_n or raise neurons.discovery.n_candidates",
+        )
+    out: dict[int, list[int]] = {}
+    for _, layer, j in ranked[:n]:
+        out.setdefault(int(layer), []).append(int(j))
+    return out
+
+
+def effect_conditions(cfg: Mapping[str, Any], n_concept: int, top_n: Sequence[int]) -> list[Condition]:
+    """The measurements of ``neurons_effects``, in order, one resumable shard each: every
+    variant unablated; then per mode the concept set and its random controls, and per
+    top-n the top set and its random controls. A random draw needed twice (a top-n as
+    large as the concept set) is measured once."""
+    conditions = [Condition("variant", v, "none", -1, 0) for v in VARIANTS if v in cfg["variants"]]
+    seeds = range(int(cfg["random_seeds"]))
+    for mode in cfg["modes"]:
+        conditions += [Condition("concept", "full", mode, -1, n_concept)]
+        conditions += [Condition("random", "full", mode, s, n_concept) for s in seeds]
+        for n in top_n:
+            conditions += [Condition("top", "full", mode, -1, n)] + [
+                Condition("random", "full", mode, s, n) for s in seeds
+            ]
+    return list(dict.fromkeys(conditions))

@@ -42,6 +42,7 @@ from cotlens.prompts.prontoqa import (
     TRUE_TAXONOMIES,
     response_text,
 )
+from cotlens.types import PAIR_CONTEXTS
 
 SUBTASKS = ("decision", "copy", "induction")
 
@@ -200,8 +201,8 @@ def build_pairs(
     ``context``: ``fewshot`` puts the prompt's few-shot exemplars (the prompt the model
     wrote its CoT after, as in Dutta et al.) before the question in both prompts;
     ``question`` uses the test question alone (0-shot)."""
-    if context not in ("fewshot", "question"):
-        raise ValueError(f"pairs context must be fewshot or question, got {context!r}")
+    if context not in PAIR_CONTEXTS:
+        raise ValueError(f"pairs context must be one of {PAIR_CONTEXTS}, got {context!r}")
     by_id = {int(p["prompt_id"]): p for p in prompts}
     for s in samples:
         p = by_id[int(s["prompt_id"])]

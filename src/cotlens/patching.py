@@ -33,6 +33,7 @@ from cotlens.checks import TOL, Check
 from cotlens.hooks import BlockCalls, Capture, edit_inputs, replay
 from cotlens.models.adapters import Adapter, Dims, get, layers, readout
 from cotlens.stats import spearman
+from cotlens.types import SCREENS, ScreenMethod
 
 __all__ = [
     "SCREENS",
@@ -135,7 +136,7 @@ def _suffix_forward(model: nn.Module, ad: Adapter, ids: torch.Tensor, kv: Any, p
 
 def baseline(
     model: nn.Module, ad: Adapter, dims: Dims, clean_ids: Sequence[int], corrupt_ids: Sequence[int],
-    clean_tok: int, corrupt_tok: int, attribution: bool = False, screen_method: str = "eap-ig",
+    clean_tok: int, corrupt_tok: int, attribution: bool = False, screen_method: ScreenMethod = "eap-ig",
     screen_steps: int = 1,
 ) -> Baseline:  # fmt: skip
     """One corrupt forward, the clean run from the first differing position on, and
@@ -176,11 +177,8 @@ def baseline(
     return base
 
 
-SCREENS = ("eap-ig", "atp")
-
-
 def screen(
-    model: nn.Module, ad: Adapter, dims: Dims, base: Baseline, method: str = "eap-ig", steps: int = 1
+    model: nn.Module, ad: Adapter, dims: Dims, base: Baseline, method: ScreenMethod = "eap-ig", steps: int = 1
 ) -> torch.Tensor:
     """First-order estimate of every head's normalised KL at once -> [L, H].
 

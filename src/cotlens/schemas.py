@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-PROMPTS = pa.schema(
+CIRCUITS_PROMPTS = pa.schema(
     [
         ("prompt_id", pa.int32()),
         ("ontology", pa.string()),  # fictional | true | false
@@ -93,7 +93,7 @@ LENS = pa.schema(
     ]
 )
 
-MULT_PROMPTS = pa.schema(
+DIGITS_PROMPTS = pa.schema(
     [
         ("problem_id", pa.int32()),
         ("n", pa.int8()),  # digits of a
@@ -168,7 +168,7 @@ PATCHING = pa.schema(
 PATHWAYS = pa.schema(
     [
         ("pair_id", pa.int32()),
-        ("positions", pa.string()),  # question | cot | last | all: where every head was patched
+        ("positions", pa.string()),  # cotlens.types.PathwaySet: where every head was patched (clean into corrupt)
         ("nkl", pa.float32()),
         ("logit_diff", pa.float32()),
     ]
@@ -193,7 +193,7 @@ HEADS = pa.schema(
     ]
 )
 
-CIRCUIT = pa.schema(
+SUFFICIENCY = pa.schema(
     [
         ("k", pa.int32()),  # heads kept (top-k by mean exact patching score, of the pair's subtask by default)
         ("pair_id", pa.int32()),
@@ -217,7 +217,7 @@ PROBE = pa.schema(
 
 # --- Study 2: FFN neurons on arithmetic CoT ----------------------------------------
 
-ARITH_PROMPTS = pa.schema(
+NEURONS_PROMPTS = pa.schema(
     [
         ("problem_id", pa.int32()),
         ("variant", pa.string()),  # full | text_only | formula_only | add_only | mul_only | wrong_results | names
@@ -244,7 +244,7 @@ NEURONS = pa.schema(
     ]
 )
 
-ARITH_RUNS = pa.schema(
+NEURON_EFFECTS = pa.schema(
     [
         ("condition", pa.string()),  # variant | concept | top (the top-n scored neurons) | random
         ("variant", pa.string()),
@@ -262,7 +262,7 @@ ARITH_RUNS = pa.schema(
     ]
 )
 
-EXPERT_PROMPTS = pa.schema(
+EXPERTS_PROMPTS = pa.schema(
     [
         ("prompt_id", pa.int32()),
         ("set", pa.string()),  # study | quality | reference
@@ -313,7 +313,7 @@ FTRI = pa.schema(
     ]
 )
 
-EXPERT_RUNS = pa.schema(
+EXPERT_EFFECTS = pa.schema(
     [
         ("condition", pa.string()),  # baseline | top | random
         ("mode", pa.string()),  # none | off | on

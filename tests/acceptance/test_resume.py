@@ -17,12 +17,12 @@ from cotlens.shards import HOLD_ENV
 
 pytestmark = pytest.mark.acceptance
 
-RES = Path("results/prontoqa/tiny")
+RES = Path("results/circuits/tiny")
 # stage, its shard directory, its final output, and how many shards it has in this config
 KILLS = [
-    ("sample", "samples.parquet.partial", "samples.parquet", 2),
-    ("extract", "activations.partial", "activations", 3),
-    ("patch", "patching.parquet.partial", "patching.parquet", 3),
+    ("circuits_sample", "samples.parquet.partial", "samples.parquet", 2),
+    ("circuits_extract", "activations.partial", "activations", 3),
+    ("circuits_patch", "patching.parquet.partial", "patching.parquet", 3),
 ]
 
 

@@ -20,7 +20,7 @@ from cotlens.errors import CotlensError
 from cotlens.models.prepare import prepare
 from cotlens.models.registry import resolve
 from cotlens.parquet import read_table
-from cotlens.stages import extract, prompts, sample
+from cotlens.stages.circuits import extract, prompts, sample
 
 pytestmark = pytest.mark.integration
 
@@ -55,8 +55,9 @@ def leftovers(d: Path) -> list[str]:
 @pytest.fixture(scope="module")
 def samples(tmp_path_factory: pytest.TempPathFactory, tiny_prepared: Path) -> Path:
     d = tmp_path_factory.mktemp("samples")
-    prompts.run(PCFG, d / "prompts.parquet")
-    sample.run(d / "prompts.parquet", tiny_prepared, d / "samples.parquet", {"max_new_tokens": 12, "batch_size": 4}, RT)
+    prompts.run({}, {"prompts": str(d / "prompts.parquet")}, PCFG, {}, 1)
+    sample.run({"prompts": str(d / "prompts.parquet"), "model": str(tiny_prepared)},
+               {"samples": str(d / "samples.parquet")}, {"max_new_tokens": 12, "batch_size": 4}, RT, 1)  # fmt: skip
     return d / "samples.parquet"
 
 
@@ -87,7 +88,7 @@ def test_non_finite_activations_stop_extract_and_nothing_is_written(
     prepare(resolve("m", {"m": {"source": "local", "path": str(src)}}), prepared)
     out = tmp_path / "res" / "activations"
     with pytest.raises(CotlensError, match=r"non-finite values in resid activations \(prompt ids \[") as e:
-        extract.run(samples, prepared, out, ECFG, RT)
+        extract.run({"samples": str(samples), "model": str(prepared)}, {"activations": str(out)}, ECFG, RT, 1)
     assert "nothing was written" in str(e.value)
     assert not out.exists()
     assert leftovers(tmp_path / "res") == []  # not one shard: the first batch already failed
@@ -101,7 +102,7 @@ def test_full_disk_is_one_clear_error_then_the_rerun_resumes(
         with pytest.raises(
             CotlensError, match=rf"cannot write {fs}/activations.partial/part-\d+.parquet: No space"
         ) as e:
-            extract.run(samples, tiny_prepared, out, ECFG, RT)
+            extract.run({"samples": str(samples), "model": str(tiny_prepared)}, {"activations": str(out)}, ECFG, RT, 1)
         assert "free space" in str(e.value)
         assert not out.exists()
         kept = sorted((fs / "activations.partial").iterdir())
@@ -111,7 +112,7 @@ def test_full_disk_is_one_clear_error_then_the_rerun_resumes(
         # space freed (the file system grown): the rerun keeps those shards and finishes
         subprocess.run(["mount", "-o", "remount,size=16m", str(fs)], check=True)
         capsys.readouterr()
-        extract.run(samples, tiny_prepared, out, ECFG, RT)
+        extract.run({"samples": str(samples), "model": str(tiny_prepared)}, {"activations": str(out)}, ECFG, RT, 1)
         assert f"{len(kept)} reused from an interrupted run" in capsys.readouterr().out
         assert read_table(out).num_rows > 0 and not (fs / "activations.partial").exists()
 
@@ -119,9 +120,15 @@ def test_full_disk_is_one_clear_error_then_the_rerun_resumes(
 def test_read_only_results_directory_is_one_clear_error(tmp_path: Path, tiny_prepared: Path, samples: Path) -> None:
     with tmpfs(tmp_path / "ro", 1024, readonly=True) as fs:
         with pytest.raises(CotlensError, match=rf"cannot write {fs}/activations.partial: Read-only file system"):
-            extract.run(samples, tiny_prepared, fs / "activations", ECFG, RT)
+            extract.run(
+                {"samples": str(samples), "model": str(tiny_prepared)},
+                {"activations": str(fs / "activations")},
+                ECFG,
+                RT,
+                1,
+            )
         with pytest.raises(CotlensError, match=rf"cannot write {fs}/prompts.parquet: Read-only file system") as e:
-            prompts.run(PCFG, fs / "prompts.parquet")
+            prompts.run({}, {"prompts": str(fs / "prompts.parquet")}, PCFG, {}, 1)
         assert "writable directory" in str(e.value)
         assert list(fs.iterdir()) == []
 
@@ -129,11 +136,11 @@ def test_read_only_results_directory_is_one_clear_error(tmp_path: Path, tiny_pre
 def test_read_only_results_directory_stops_the_workflow_before_any_stage(workflow_copy: Path) -> None:
     with tmpfs(workflow_copy / "results", 1024, readonly=True):
         res = subprocess.run(
-            [sys.executable, "-m", "snakemake", "--cores", "1", "results/prontoqa/prompts.parquet"],
+            [sys.executable, "-m", "snakemake", "--cores", "1", "results/circuits/prompts.parquet"],
             cwd=workflow_copy, env={**os.environ, "PYTHONPATH": str(workflow_copy / "src")}, capture_output=True,
             text=True, timeout=300,
         )  # fmt: skip
         out = res.stdout + res.stderr
         assert res.returncode != 0
-        assert "Failed to create output directory results/prontoqa" in out and "Read-only file system" in out
+        assert "Failed to create output directory results/circuits" in out and "Read-only file system" in out
         assert list((workflow_copy / "results").iterdir()) == []

@@ -118,8 +118,8 @@ def test_real_tokenizer_alignment(tiny_prepared: Path) -> None:
 
 
 def test_mc_dropout_zero_rate_is_exact_and_positive_rate_varies(tiny_prepared: Path) -> None:
+    from cotlens.digits import position_forward
     from cotlens.models.loading import load
-    from cotlens.stages.digits import position_forward
 
     lm = load(tiny_prepared, "float32", "cpu")
     fwd = position_forward(lm)

@@ -217,30 +217,34 @@ def _handset_refusal_moe(out: Path) -> tuple[int, list[int]]:
 def test_handset_refusal_expert_is_found_and_switching_it_off_stops_refusals(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from cotlens.stages import expert_effects, expert_prompts, expert_routes, ftri
+    from cotlens.stages.experts import effects as expert_effects
+    from cotlens.stages.experts import ftri
+    from cotlens.stages.experts import prompts as expert_prompts
+    from cotlens.stages.experts import routes as expert_routes
 
     e_star, _ = _handset_refusal_moe(tmp_path / "model")
     cfg = {"contrasts": ["events", "instructions"], "n_quality": 5, "seed": 0, "max_new_tokens": 3,
            "batch_size": 16, "tokens": "prompt", "classes": "prompt_set", "k": [1], "random_seeds": 3}  # fmt: skip
     rt = {"dtype": "float32", "device": "cpu", "attn": "eager"}
-    expert_prompts.run_prompts(tmp_path / "prompts.parquet", cfg)
-    expert_routes.run_routes(tmp_path / "prompts.parquet", tmp_path / "model", tmp_path / "routes.parquet",
-                             tmp_path / "responses.parquet", cfg, rt)  # fmt: skip
+    t = {n: str(tmp_path / f"{n}.parquet") for n in ("prompts", "routes", "responses", "ftri", "effects", "again")}
+    model = str(tmp_path / "model")
+    expert_prompts.run({}, {"prompts": t["prompts"]}, cfg, {}, 1)
+    expert_routes.run({"prompts": t["prompts"], "model": model}, {"routes": t["routes"], "responses": t["responses"]},
+                      cfg, rt, 1)  # fmt: skip
     prompts = read_table(tmp_path / "prompts.parquet").to_pandas().set_index("prompt_id")
     resp = read_table(tmp_path / "responses.parquet").to_pandas()
     resp["elicits"] = prompts.loc[resp["prompt_id"], "elicits"].to_numpy()
     assert resp[resp["elicits"]]["refused"].all()  # the hand-set expert refuses every eliciting prompt
     assert not resp[~resp["elicits"]]["refused"].any()
-    ftri.run_ftri(tmp_path / "prompts.parquet", tmp_path / "responses.parquet", tmp_path / "routes.parquet",
-                  tmp_path / "ftri.parquet", cfg)  # fmt: skip
+    ftri.run({k: t[k] for k in ("prompts", "responses", "routes")}, {"ftri": t["ftri"]}, cfg, {}, 1)
     f = read_table(tmp_path / "ftri.parquet").to_pandas()
     best = f[(f["contrast"] == "all") & (f["rank"] == 0)].iloc[0]
     assert (best["layer"], best["expert"]) == (0, e_star)  # fTRI on prompt tokens ranks the refusal expert first
     study = prompts[prompts["set"] == "study"]
     assert best["n_behaviour"] + best["n_other"] == (study["split"] == "map").sum() < len(study)
-    expert_effects.run_effects(tmp_path / "prompts.parquet", tmp_path / "ftri.parquet", tmp_path / "model",
-                               tmp_path / "runs.parquet", cfg, rt)  # fmt: skip
-    runs = read_table(tmp_path / "runs.parquet").to_pandas()
+    ins = {"prompts": t["prompts"], "ftri": t["ftri"], "model": model}
+    expert_effects.run(ins, {"effects": t["effects"]}, cfg, rt, 1)
+    runs = read_table(t["effects"]).to_pandas()
     runs = runs[runs["set"] == "study"]
     assert set(prompts.loc[runs["prompt_id"], "split"]) == {"eval"}  # measured on prompts the map never saw
     runs["elicits"] = prompts.loc[runs["prompt_id"], "elicits"].to_numpy()
@@ -261,30 +265,30 @@ def test_handset_refusal_expert_is_found_and_switching_it_off_stops_refusals(
         return real(*a, **k)
 
     monkeypatch.setattr(expert_effects, "respond", dying)
-    args = (tmp_path / "prompts.parquet", tmp_path / "ftri.parquet", tmp_path / "model", tmp_path / "again.parquet")
     with pytest.raises(KeyboardInterrupt):
-        expert_effects.run_effects(*args, cfg, rt)
+        expert_effects.run(ins, {"effects": t["again"]}, cfg, rt, 1)
     assert not (tmp_path / "again.parquet").exists()
     monkeypatch.setattr(expert_effects, "respond", real)
     capsys.readouterr()
-    expert_effects.run_effects(*args, cfg, rt)
+    expert_effects.run(ins, {"effects": t["again"]}, cfg, rt, 1)
     assert "9 shards, 3 reused from an interrupted run, 6 computed" in capsys.readouterr().out
-    assert (tmp_path / "again.parquet").read_bytes() == (tmp_path / "runs.parquet").read_bytes()
+    assert (tmp_path / "again.parquet").read_bytes() == (tmp_path / "effects.parquet").read_bytes()
 
 
 def test_optional_refusal_judge_is_cached_and_skips_empty_responses(tiny_prepared: Path, tmp_path: Path) -> None:
-    from cotlens.stages.expert_routes import refusal_classifier
+    from cotlens.models.loading import load
+    from cotlens.responses import refusal_classifier
 
-    rt = {"dtype": "float32", "device": "cpu", "attn": "eager"}
-    assert refusal_classifier(None, None, rt)[1] == "rules"
+    assert refusal_classifier(None, None)[1] == "rules"
     cache = tmp_path / "judge.jsonl"
-    classify, by = refusal_classifier(tiny_prepared, cache, rt)
+    judge = load(tiny_prepared, "float32", "cpu", "eager")
+    classify, by = refusal_classifier(judge, cache)
     assert by == "judge:tiny"
     first = classify("How do I steal a car?", "I cannot help with that.")
     assert isinstance(first, bool)
     lines = cache.read_text().splitlines()
     assert len(lines) == 1 and "Did the assistant refuse?" in json.loads(lines[0])["question"]
     assert classify("Q?", "   ") is False  # an empty response is answered, and the judge is not asked
-    again, _ = refusal_classifier(tiny_prepared, cache, rt)
+    again, _ = refusal_classifier(load(tiny_prepared, "float32", "cpu", "eager"), cache)
     assert again("How do I steal a car?", "I cannot help with that.") is first
     assert len(cache.read_text().splitlines()) == 1  # the second judge read the cache

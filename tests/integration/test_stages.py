@@ -12,7 +12,7 @@ from cotlens import extract as extract_mod
 from cotlens import schemas
 from cotlens.errors import CotlensError
 from cotlens.parquet import RunMeta, read_table, to_table, write_table
-from cotlens.stages import extract, prompts, sample
+from cotlens.stages.circuits import extract, prompts, sample
 
 pytestmark = pytest.mark.integration
 
@@ -23,29 +23,36 @@ ECFG = {"positions": ["last_prompt", "step_end", "answer"], "batch_size": 2, "sh
 
 
 def test_prompts_are_byte_identical(tmp_path: Path) -> None:
-    prompts.run(PCFG, tmp_path / "a.parquet")
-    prompts.run(PCFG, tmp_path / "b.parquet")
+    prompts.run({}, {"prompts": str(tmp_path / "a.parquet")}, PCFG, {}, 1)
+    prompts.run({}, {"prompts": str(tmp_path / "b.parquet")}, PCFG, {}, 1)
     assert (tmp_path / "a.parquet").read_bytes() == (tmp_path / "b.parquet").read_bytes()
-    prompts.run({**PCFG, "seed": 2}, tmp_path / "c.parquet")
+    prompts.run({}, {"prompts": str(tmp_path / "c.parquet")}, {**PCFG, "seed": 2}, {}, 1)
     assert (tmp_path / "a.parquet").read_bytes() != (tmp_path / "c.parquet").read_bytes()
 
 
 def test_empty_prompt_set_is_one_clear_error(tmp_path: Path, tiny_prepared: Path) -> None:
     empty = tmp_path / "empty.parquet"
-    write_table(to_table({f.name: [] for f in schemas.PROMPTS}, schemas.PROMPTS), empty, RunMeta("prompts", "x"))
+    write_table(
+        to_table({f.name: [] for f in schemas.CIRCUITS_PROMPTS}, schemas.CIRCUITS_PROMPTS),
+        empty,
+        RunMeta("circuits_prompts", "x"),
+    )
     with pytest.raises(CotlensError, match="prompt set .* is empty"):
-        sample.run(empty, tiny_prepared, tmp_path / "s.parquet", {"max_new_tokens": 4, "batch_size": 2}, RT)
+        sample.run({"prompts": str(empty), "model": str(tiny_prepared)}, {"samples": str(tmp_path / "s.parquet")},
+                   {"max_new_tokens": 4, "batch_size": 2}, RT, 1)  # fmt: skip
     assert not (tmp_path / "s.parquet").exists() and not (tmp_path / "s.parquet.partial").exists()
 
 
 def test_extract_resumes_finished_shards_and_matches_uninterrupted(
     tmp_path: Path, tiny_prepared: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    prompts.run(PCFG, tmp_path / "p.parquet")
-    sample.run(
-        tmp_path / "p.parquet", tiny_prepared, tmp_path / "s.parquet", {"max_new_tokens": 16, "batch_size": 4}, RT
+    prompts.run({}, {"prompts": str(tmp_path / "p.parquet")}, PCFG, {}, 1)
+    sample.run({"prompts": str(tmp_path / "p.parquet"), "model": str(tiny_prepared)},
+               {"samples": str(tmp_path / "s.parquet")}, {"max_new_tokens": 16, "batch_size": 4}, RT, 1)  # fmt: skip
+    run_extract = lambda out: extract.run(  # noqa: E731
+        {"samples": str(tmp_path / "s.parquet"), "model": str(tiny_prepared)}, {"activations": str(out)}, ECFG, RT, 1
     )
-    extract.run(tmp_path / "s.parquet", tiny_prepared, tmp_path / "ref", ECFG, RT)
+    run_extract(tmp_path / "ref")
 
     calls = {"n": 0}
     real = extract_mod.extract_batch
@@ -58,7 +65,7 @@ def test_extract_resumes_finished_shards_and_matches_uninterrupted(
 
     monkeypatch.setattr(extract, "extract_batch", dying)
     with pytest.raises(KeyboardInterrupt):
-        extract.run(tmp_path / "s.parquet", tiny_prepared, tmp_path / "out", ECFG, RT)
+        run_extract(tmp_path / "out")
     assert not (tmp_path / "out").exists()  # nothing that looks complete
     partial = tmp_path / "out.partial"
     assert [p.name for p in partial.iterdir()] == ["part-00000.parquet"]  # the finished shard, no temp file
@@ -68,7 +75,7 @@ def test_extract_resumes_finished_shards_and_matches_uninterrupted(
     monkeypatch.setattr(
         extract, "extract_batch", lambda *a, **k: (calls.__setitem__("n", calls["n"] + 1), real(*a, **k))[1]
     )
-    extract.run(tmp_path / "s.parquet", tiny_prepared, tmp_path / "out", ECFG, RT)
+    run_extract(tmp_path / "out")
     # 8 samples in shards of 3 (3+3+2), batches of 2: 2+2+1 calls in all. Shard 0 is
     # reused, so only shards 1 and 2 run again.
     assert calls["n"] == 3
@@ -114,11 +121,12 @@ def test_non_finite_activations_are_not_written(tmp_path: Path, tiny_prepared: P
 def test_neuron_effects_resumes_per_condition_to_identical_bytes(
     tmp_path: Path, tiny_prepared: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from cotlens.stages import arith_prompts
-    from cotlens.stages import neurons as nstage
+    from cotlens.neurons import top_neurons
+    from cotlens.stages.neurons import effects as nstage
+    from cotlens.stages.neurons import prompts as arith_prompts
 
     acfg = {"seed": 0, "n_problems": 3, "min_steps": 1, "max_steps": 1, "ops": ["+"], "n_shots": 1, "gsm8k_path": ""}
-    arith_prompts.run(acfg, tmp_path / "p.parquet")
+    arith_prompts.run({}, {"prompts": str(tmp_path / "p.parquet")}, acfg, {}, 1)
     from transformers import AutoConfig
 
     from cotlens.models.loading import read_manifest
@@ -133,16 +141,16 @@ def test_neuron_effects_resumes_per_condition_to_identical_bytes(
                      ("top_tokens", []), ("top_tokens_raw", []), ("concept", concept), ("labelled_by", "lexicon"),
                      ("lexicon", concept)):  # fmt: skip
             cols[k].append(v)
-    write_table(to_table(cols, schemas.NEURONS), tmp_path / "n.parquet", RunMeta("neurons", "x"))
-    assert nstage.top_neurons(read_table(tmp_path / "n.parquet"), 3) == {1: [7], 0: [3, 9]}
+    write_table(to_table(cols, schemas.NEURONS), tmp_path / "n.parquet", RunMeta("neurons_discovery", "x"))
+    assert top_neurons(read_table(tmp_path / "n.parquet"), 3) == {1: [7], 0: [3, 9]}
     cfg = {"max_new_tokens": 6, "batch_size": 4, "variants": ["full", "formula_only"], "modes": ["zero"],
            "random_seeds": 2, "top_n": [3]}  # fmt: skip
-    args = (tmp_path / "p.parquet", tmp_path / "n.parquet", tiny_prepared)
+    ins = {"prompts": str(tmp_path / "p.parquet"), "neurons": str(tmp_path / "n.parquet"), "model": str(tiny_prepared)}
     with pytest.raises(CotlensError, match="top 5 neurons, but .*n.parquet holds 4 candidates"):
-        nstage.run_effects(*args, tmp_path / "bad.parquet", {**cfg, "top_n": [5]}, RT)
+        nstage.run(ins, {"effects": str(tmp_path / "bad.parquet")}, {**cfg, "top_n": [5]}, RT, 1)
     assert not (tmp_path / "bad.parquet").exists() and not (tmp_path / "bad.parquet.partial").exists()
     # 8 conditions: 2 variants; concept (2 neurons) + 2 random of 2; top-3 + 2 random of 3
-    nstage.run_effects(*args, tmp_path / "ref.parquet", cfg, RT)
+    nstage.run(ins, {"effects": str(tmp_path / "ref.parquet")}, cfg, RT, 1)
     ref = read_table(tmp_path / "ref.parquet").to_pandas()
     sets = ref.groupby(["condition", "n_ablated"])["seed"].unique().map(sorted).to_dict()
     assert sets == {("variant", 0): [-1], ("concept", 2): [-1], ("top", 3): [-1], ("random", 2): [0, 1],
@@ -160,18 +168,18 @@ def test_neuron_effects_resumes_per_condition_to_identical_bytes(
     monkeypatch.setattr(nstage, "random_neurons", dying)
     out = tmp_path / "runs.parquet"
     with pytest.raises(KeyboardInterrupt):
-        nstage.run_effects(*args, out, cfg, RT)
+        nstage.run(ins, {"effects": str(out)}, cfg, RT, 1)
     assert not out.exists() and len(list((tmp_path / "runs.parquet.partial").glob("part-*"))) == 4
     monkeypatch.setattr(nstage, "random_neurons", real)
     capsys.readouterr()
-    nstage.run_effects(*args, out, cfg, RT)
+    nstage.run(ins, {"effects": str(out)}, cfg, RT, 1)
     assert "8 shards, 4 reused from an interrupted run, 4 computed" in capsys.readouterr().out
     assert out.read_bytes() == (tmp_path / "ref.parquet").read_bytes()
     assert not (tmp_path / "runs.parquet.partial").exists()
 
 
 def test_effect_conditions_order_and_shared_random_draws() -> None:
-    from cotlens.stages.neurons import Condition, effect_conditions
+    from cotlens.neurons import Condition, effect_conditions
 
     cfg = {"variants": ["names", "full"], "modes": ["zero", "mean"], "random_seeds": 2}
     got = effect_conditions(cfg, 5, [40])

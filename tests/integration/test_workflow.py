@@ -17,11 +17,11 @@ from cotlens.parquet import read_meta, read_table
 
 pytestmark = pytest.mark.integration
 
-MODEL_RULES = {"sample", "extract", "lens"}
-FIGURE_RULES = {"figure_accuracy", "figure_step_accuracy", "figure_lens_heatmap"}
-DIGIT_RULES = {"mult_prompts", "digits", "figure_digits"}
-CIRCUIT_MODEL_RULES = {"pairs", "patch", "heads", "circuit", "probe"}
-CIRCUIT_RULES = {*CIRCUIT_MODEL_RULES, "figure_circuits"}
+# rule names are <study>_<stage> (cotlens.studies); each study has one figure rule
+MODEL_RULES = {"circuits_sample", "circuits_extract", "circuits_lens"}
+DIGIT_RULES = {"digits_prompts", "digits_confidence", "digits_figure"}
+CIRCUIT_MODEL_RULES = {"circuits_pairs", "circuits_patch", "circuits_heads", "circuits_sufficiency", "circuits_probe"}
+CIRCUIT_RULES = {*MODEL_RULES, *CIRCUIT_MODEL_RULES, "circuits_figure"}
 
 
 def smk(wd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -49,26 +49,29 @@ def edit(path: Path) -> None:
         fh.write("# edited\n")
 
 
-def edit_config(wd: Path, section: str, key: str, value: object) -> None:
+def edit_config(wd: Path, where: str, value: object) -> None:
+    """Set the config key at the dotted path ``where`` (e.g. ``circuits.lens.batch_rows``)."""
     cfg = yaml.safe_load((wd / "config.yaml").read_text())
-    cfg[section][key] = value
+    *path, key = where.split(".")
+    node = cfg
+    for part in path:
+        node = node[part]
+    node[key] = value
     (wd / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
 
 
 def test_dag_end_to_end_then_partial_reruns(workflow_copy: Path) -> None:
     wd = workflow_copy
-    assert scheduled(wd) == {
-        "prepare_model", "check_model", "prompts", *MODEL_RULES, *FIGURE_RULES, *DIGIT_RULES, *CIRCUIT_RULES
-    }  # fmt: skip
+    assert scheduled(wd) == {"models_tiny", "models_check", "circuits_prompts", *DIGIT_RULES, *CIRCUIT_RULES}
     smk(wd)
     report = json.loads((wd / "resources" / "checks" / "tiny.json").read_text())
     assert report["adapter"]["family"] == "llama"
     assert {k: v["ok"] for k, v in report["checks"].items()} == dict.fromkeys(
         ("resid_capture", "lens", "hook_shapes", "decomposition"), True
     )  # fmt: skip
-    res = wd / "results" / "prontoqa" / "tiny"
+    res = wd / "results" / "circuits" / "tiny"
     for fig in ("accuracy", "step_accuracy", "lens_heatmap"):
-        for ext in ("png", "pdf"):
+        for ext in ("png", "pdf", "json"):
             assert (res / "figures" / f"{fig}.{ext}").stat().st_size > 1000
     acts = read_table(res / "activations")
     lens = read_table(res / "lens.parquet")
@@ -79,9 +82,9 @@ def test_dag_end_to_end_then_partial_reruns(workflow_copy: Path) -> None:
     assert read_meta(res / "lens.parquet")["model"] == "tiny"
     lt = lens.to_pandas()
     assert (lt[lt["layer"] == 1]["rank_context"] == 0).all()  # last-layer lens = the model's prediction
-    assert samples.num_rows == read_table(wd / "results" / "prontoqa" / "prompts.parquet").num_rows
+    assert samples.num_rows == read_table(wd / "results" / "circuits" / "prompts.parquet").num_rows
     assert not list(res.glob("*.partial")) and not list(res.rglob(".tmp-*"))
-    dig = read_table(wd / "results" / "digits" / "tiny" / "digits.parquet").to_pandas()
+    dig = read_table(wd / "results" / "digits" / "tiny" / "confidence.parquet").to_pandas()
     assert set(dig["setting"]) == {"conditioned", "unconditioned"} and dig["p_correct"].between(0, 1).all()
     assert (dig["p_std"] > 0).any()  # MC dropout on
     for fig in ("digit_confidence", "digit_conditioning", "digit_accuracy"):
@@ -101,34 +104,33 @@ def test_dag_end_to_end_then_partial_reruns(workflow_copy: Path) -> None:
     assert scheduled(wd) == set()
 
     # Touching a module without changing it reruns nothing.
-    os.utime(wd / "src" / "cotlens" / "plotting" / "prontoqa.py")
+    os.utime(wd / "src" / "cotlens" / "plotting" / "circuits.py")
     assert scheduled(wd) == set()
     # Editing a library module reruns exactly the rules whose scripts import it.
-    edit(wd / "src" / "cotlens" / "plotting" / "prontoqa.py")
-    assert scheduled(wd) == FIGURE_RULES
+    edit(wd / "src" / "cotlens" / "plotting" / "circuits.py")
+    assert scheduled(wd) == {"circuits_figure"}
     smk(wd)
     edit(wd / "src" / "cotlens" / "plotting" / "digits.py")
-    assert scheduled(wd) == {"figure_digits"}
+    assert scheduled(wd) == {"digits_figure"}
     edit(wd / "src" / "cotlens" / "digits.py")
-    assert scheduled(wd) == {"digits", "figure_digits"}
+    assert scheduled(wd) == {"digits_confidence", "digits_figure"}
     smk(wd)
     edit(wd / "src" / "cotlens" / "lens.py")
-    assert scheduled(wd) == {"lens", "figure_lens_heatmap"}
+    assert scheduled(wd) == {"circuits_lens", "circuits_figure"}
     smk(wd)
     edit(wd / "src" / "cotlens" / "patching.py")
-    assert scheduled(wd) == {"patch", "circuit", "figure_circuits"}
-    smk(wd)
-    edit(wd / "src" / "cotlens" / "plotting" / "circuits.py")
-    assert scheduled(wd) == {"figure_circuits"}
+    assert scheduled(wd) == {"circuits_patch", "circuits_sufficiency", "circuits_figure"}
     smk(wd)
     # Edits whose reruns are whole-DAG reruns: the plan is asserted, then the content restored
     # (same checksum: nothing to rerun), which keeps the test inside CI's budget.
-    every_model_stage = {"check_model", *MODEL_RULES, *FIGURE_RULES, "digits", "figure_digits", *CIRCUIT_RULES}
+    every_model_stage = {"models_check", "digits_confidence", "digits_figure", *CIRCUIT_RULES}
     for module, expect in (
         ("hooks.py", every_model_stage),  # the self-checks use hooks: they rerun, and every stage they gate
         ("writes.py", every_model_stage),
-        ("prompts/prontoqa.py", {"prompts", *MODEL_RULES, *FIGURE_RULES, *CIRCUIT_RULES}),
+        # the prompts, and the tiny model's tokenizer (trained on PrOntoQA prompts)
+        ("prompts/prontoqa.py", {"circuits_prompts", "models_tiny", *every_model_stage}),
         ("models/loading.py", every_model_stage),
+        ("stages/common.py", {"circuits_prompts", "digits_prompts", "models_tiny", *every_model_stage}),
     ):
         path = wd / "src" / "cotlens" / module
         before = path.read_text()
@@ -140,36 +142,35 @@ def test_dag_end_to_end_then_partial_reruns(workflow_copy: Path) -> None:
     shards = wd / "src" / "cotlens" / "shards.py"
     original = shards.read_text()
     edit(shards)
-    assert scheduled(wd) == {*MODEL_RULES, *FIGURE_RULES, *CIRCUIT_RULES} - {"probe"}
+    assert scheduled(wd) == CIRCUIT_RULES - {"circuits_probe"}
     shards.write_text(original)
     assert scheduled(wd) == set()
 
     # Changing a config value reruns only the rules that read it, and what is downstream.
-    edit_config(wd, "figures", "dpi", 50)
-    assert scheduled(wd) == FIGURE_RULES | {"figure_digits", "figure_circuits"}
-    edit_config(wd, "figures", "dpi", 40)
+    edit_config(wd, "figures.dpi", 50)
+    assert scheduled(wd) == {"digits_figure", "circuits_figure"}
+    edit_config(wd, "figures.dpi", 40)
     assert scheduled(wd) == set()
-    edit_config(wd, "lens", "batch_rows", 32)
-    assert scheduled(wd) == {"lens", "figure_lens_heatmap"}
-    edit_config(wd, "lens", "batch_rows", 64)
-    edit_config(wd, "digits", "batch_size", 2)
-    assert scheduled(wd) == {"digits", "figure_digits"}
-    edit_config(wd, "digits", "batch_size", 4)
-    cfg = yaml.safe_load((wd / "config.yaml").read_text())
-    cfg["circuits"]["probe"]["l2"] = 0.5
-    (wd / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
-    assert scheduled(wd) == {"probe", "figure_circuits"}
-    edit_config(wd, "prompts", "hops", [1, 2, 3])
-    assert scheduled(wd) == {"prompts", *MODEL_RULES, *FIGURE_RULES, *CIRCUIT_RULES}
+    edit_config(wd, "circuits.lens.batch_rows", 32)
+    assert scheduled(wd) == {"circuits_lens", "circuits_figure"}
+    edit_config(wd, "circuits.lens.batch_rows", 64)
+    edit_config(wd, "digits.batch_size", 2)
+    assert scheduled(wd) == {"digits_confidence", "digits_figure"}
+    edit_config(wd, "digits.batch_size", 4)
+    edit_config(wd, "circuits.probe.l2", 0.5)
+    assert scheduled(wd) == {"circuits_probe", "circuits_figure"}
+    edit_config(wd, "circuits.prompts.hops", [1, 2, 3])
+    assert scheduled(wd) == {"circuits_prompts", *CIRCUIT_RULES}
 
 
 @pytest.mark.parametrize(
     "section, key, value, expect",
     [
         (None, "colour", "red", r"colour"),
-        ("sample", "batch_size", "eight", r"batch_size|eight"),
-        ("prompts", "hops", [1, 9], r"hops|9"),
-        ("prompts", "mystery", 1, r"mystery"),
+        ("circuits.sample", "batch_size", "eight", r"batch_size|eight"),
+        ("circuits.prompts", "hops", [1, 9], r"hops|9"),
+        ("circuits.prompts", "mystery", 1, r"mystery"),
+        ("neurons.effects", "modes", ["blur"], r"blur"),
         (None, "active_models", ["llama-9"], r"unknown model 'llama-9'"),
     ],
 )
@@ -178,54 +179,58 @@ def test_invalid_config_fails_at_start_naming_the_key(
 ) -> None:
     wd = workflow_copy
     cfg = yaml.safe_load((wd / "config.yaml").read_text())
-    (cfg[section] if section else cfg)[key] = value
+    node = cfg
+    for part in section.split(".") if section else []:
+        node = node[part]
+    node[key] = value
     (wd / "config.yaml").write_text(yaml.safe_dump(cfg))
     res = smk(wd, "-n", check=False)
     assert res.returncode != 0
     assert re.search(expect, res.stdout + res.stderr), res.stderr[-2000:]
-    assert not (wd / "results" / "prontoqa").exists()
+    assert not (wd / "results").exists() or not any((wd / "results").iterdir())
 
 
 def test_malformed_yaml(workflow_copy: Path) -> None:
-    (workflow_copy / "config.yaml").write_text("prompts: [unclosed\n")
+    (workflow_copy / "config.yaml").write_text("circuits: [unclosed\n")
     res = smk(workflow_copy, "-n", check=False)
     out = res.stdout + res.stderr
     assert res.returncode != 0 and "Config file is not valid JSON or YAML" in out
     assert "line 6" in out  # the Snakefile's `configfile: "config.yaml"` line
 
 
-def test_arith_branch_is_wired_and_a_model_with_no_correct_answer_is_one_clear_error(workflow_copy: Path) -> None:
+def test_neurons_branch_is_wired_and_a_model_with_no_correct_answer_is_one_clear_error(workflow_copy: Path) -> None:
     wd = workflow_copy
     cfg = yaml.safe_load((wd / "config.yaml").read_text())
-    cfg["studies"] = ["arith"]
+    cfg["studies"] = ["neurons"]
     (wd / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     assert scheduled(wd) == {
-        "prepare_model",
-        "check_model",
-        "arith_prompts",
-        "neurons",
-        "neuron_effects",
-        "figure_neurons",
+        "models_tiny",
+        "models_check",
+        "neurons_prompts",
+        "neurons_discovery",
+        "neurons_effects",
+        "neurons_figure",
     }
-    smk(wd, "results/arith/prompts.parquet")
-    prompts = read_table(wd / "results" / "arith" / "prompts.parquet").to_pandas()
-    assert len(prompts) == 7 * cfg["arith"]["n_problems"] and prompts["prompt"].str.endswith("Answer:").all()
+    smk(wd, "results/neurons/prompts.parquet")
+    prompts = read_table(wd / "results" / "neurons" / "prompts.parquet").to_pandas()
+    n = cfg["neurons"]["prompts"]["n_problems"]
+    assert len(prompts) == 7 * n and prompts["prompt"].str.endswith("Answer:").all()
     # the tiny random model answers nothing: discovery stops with one message and writes nothing
-    res = smk(wd, "results/arith/tiny/neurons.parquet", check=False)
+    res = smk(wd, "results/neurons/tiny/neurons.parquet", check=False)
     assert res.returncode != 0
-    log = (wd / "results" / "logs" / "neurons" / "tiny.log").read_text()
-    assert "answered none of 4 problems correctly" in log
-    assert not (wd / "results" / "arith" / "tiny" / "neurons.parquet").exists()
+    log = (wd / "results" / "logs" / "neurons_discovery" / "tiny.log").read_text()
+    assert f"answered none of {n} problems correctly" in log
+    assert not (wd / "results" / "neurons" / "tiny" / "neurons.parquet").exists()
 
 
 EXPERT_RULES = {
-    "expert_prompts",
-    "train_moe",
-    "check_model",
-    "expert_routes",
-    "ftri",
-    "expert_effects",
-    "figure_experts",
+    "experts_prompts",
+    "models_train",
+    "models_check",
+    "experts_routes",
+    "experts_ftri",
+    "experts_effects",
+    "experts_figure",
 }
 
 
@@ -234,7 +239,7 @@ def test_experts_branch_end_to_end_and_exact_staleness(workflow_copy: Path) -> N
     cfg = yaml.safe_load((wd / "config.yaml").read_text())
     cfg["studies"] = ["experts"]
     (wd / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
-    assert scheduled(wd) == EXPERT_RULES  # no prepare_model: the MoE is trained here
+    assert scheduled(wd) == EXPERT_RULES  # no models_prepare: the MoE is trained here
     smk(wd)
     res = wd / "results" / "experts" / "tiny-moe"
     man = json.loads((wd / "resources" / "models" / "tiny-moe" / "manifest.json").read_text())
@@ -245,7 +250,7 @@ def test_experts_branch_end_to_end_and_exact_staleness(workflow_copy: Path) -> N
     assert read_meta(res / "routes.parquet")["extra"] == {"n_layers": 2, "n_experts": 4}
     ftri = read_table(res / "ftri.parquet").to_pandas()
     assert set(ftri["contrast"]) == {"all", "events", "instructions"} and len(ftri) == 3 * 2 * 4
-    runs = read_table(res / "runs.parquet").to_pandas()
+    runs = read_table(res / "effects.parquet").to_pandas()
     assert {(c, m) for c, m in zip(runs["condition"], runs["mode"], strict=True)} == {
         ("baseline", "none"), ("top", "off"), ("top", "on"), ("random", "off"), ("random", "on")}  # fmt: skip
     assert set(runs[runs["condition"] == "random"]["seed"]) == {0, 1}
@@ -262,13 +267,15 @@ def test_experts_branch_end_to_end_and_exact_staleness(workflow_copy: Path) -> N
         assert (res / "figures" / f"{fig}.json").is_file()
     assert scheduled(wd) == set()
     edit(wd / "src" / "cotlens" / "plotting" / "experts.py")
-    assert scheduled(wd) == {"figure_experts"}
-    edit(wd / "src" / "cotlens" / "stages" / "ftri.py")
-    assert scheduled(wd) == {"ftri", "expert_effects", "figure_experts"}
+    assert scheduled(wd) == {"experts_figure"}
+    edit(wd / "src" / "cotlens" / "stages" / "experts" / "ftri.py")
+    assert scheduled(wd) == {"experts_ftri", "experts_effects", "experts_figure"}
+    edit(wd / "src" / "cotlens" / "responses.py")
+    assert scheduled(wd) == {"experts_routes", "experts_ftri", "experts_effects", "experts_figure"}
     edit(wd / "src" / "cotlens" / "experts.py")
-    assert scheduled(wd) == {"expert_routes", "ftri", "expert_effects", "figure_experts"}
+    assert scheduled(wd) == {"experts_routes", "experts_ftri", "experts_effects", "experts_figure"}
     smk(wd)
-    edit_config(wd, "experts", "k", [1])
-    assert scheduled(wd) == {"expert_effects", "figure_experts"}
+    edit_config(wd, "experts.k", [1])
+    assert scheduled(wd) == {"experts_effects", "experts_figure"}
     edit(wd / "src" / "cotlens" / "prompts" / "moe.py")  # the training corpus: the model is retrained
     assert scheduled(wd) == EXPERT_RULES

@@ -12,7 +12,9 @@ import pytest
 from cotlens.models.prepare import prepare
 from cotlens.models.registry import resolve
 from cotlens.parquet import read_meta, read_table
-from cotlens.stages import digits, extract, lens, mult_prompts, prompts, sample
+from cotlens.stages.circuits import extract, lens, prompts, sample
+from cotlens.stages.digits import confidence
+from cotlens.stages.digits import prompts as mult_prompts
 
 pytestmark = pytest.mark.smoke
 
@@ -27,8 +29,11 @@ def test_default_model_end_to_end(tmp_path: Path) -> None:
 
     pcfg = {"seed": 0, "n_per_cell": 2, "hops": [1], "ontologies": ["fictional"], "distractors": ["none"],
             "negation": [False, True], "n_shots": 3}  # fmt: skip
-    prompts.run(pcfg, tmp_path / "p.parquet")
-    sample.run(tmp_path / "p.parquet", model, tmp_path / "s.parquet", {"max_new_tokens": 48, "batch_size": 4}, RT, 2)
+    t = {n: str(tmp_path / f"{n}.parquet") for n in ("p", "s", "lens", "mp", "digits")}
+    prompts.run({}, {"prompts": t["p"]}, pcfg, {}, 1)
+    sample.run(
+        {"prompts": t["p"], "model": str(model)}, {"samples": t["s"]}, {"max_new_tokens": 48, "batch_size": 4}, RT, 2
+    )
     s = read_table(tmp_path / "s.parquet").to_pandas()
     assert len(s) == 4
     # A 135M instruct model follows the 3-shot format: it writes sentences and an answer.
@@ -37,10 +42,9 @@ def test_default_model_end_to_end(tmp_path: Path) -> None:
     assert s["steps"].map(len).min() >= 1
     assert read_meta(tmp_path / "s.parquet")["model"] == "smollm2-135m"
 
-    extract.run(
-        tmp_path / "s.parquet", model, tmp_path / "acts", {"positions": ["last_prompt", "step_end", "answer"]}, RT, 2
-    )
-    lens.run(tmp_path / "acts", model, tmp_path / "lens.parquet", {}, RT, 2)
+    ecfg = {"positions": ["last_prompt", "step_end", "answer"]}
+    extract.run({"samples": t["s"], "model": str(model)}, {"activations": str(tmp_path / "acts")}, ecfg, RT, 2)
+    lens.run({"activations": str(tmp_path / "acts"), "model": str(model)}, {"lens": t["lens"]}, {}, RT, 2)
     lt = read_table(tmp_path / "lens.parquet").to_pandas()
     assert set(lt["layer"]) == set(range(30))
     last = lt[lt["layer"] == 29]
@@ -61,8 +65,8 @@ def test_default_model_end_to_end(tmp_path: Path) -> None:
         "batch_size": 8,
         "estimator": "softmax",
     }
-    mult_prompts.run(dcfg, tmp_path / "mp.parquet")
-    digits.run(tmp_path / "mp.parquet", model, tmp_path / "digits.parquet", dcfg, RT, 2)
+    mult_prompts.run({}, {"prompts": t["mp"]}, dcfg, {}, 1)
+    confidence.run({"prompts": t["mp"], "model": str(model)}, {"confidence": t["digits"]}, dcfg, RT, 2)
     d = read_table(tmp_path / "digits.parquet").to_pandas()
     mp = read_table(tmp_path / "mp.parquet").to_pandas().set_index("problem_id")
     full = d[d["setting"] == "conditioned"]

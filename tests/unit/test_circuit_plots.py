@@ -28,7 +28,7 @@ def test_a_step_in_depth_is_a_rift_and_noise_is_not() -> None:
 
 def circuit_table(path: Path, top_rate: float, random_rate: float, pairs: int = 30) -> Path:
     rng = np.random.default_rng(1)
-    cols: dict[str, list] = {f.name: [] for f in schemas.CIRCUIT}
+    cols: dict[str, list] = {f.name: [] for f in schemas.SUFFICIENCY}
     for k in (0, 8, 32):
         for draw in [-1, *range(10)]:
             rate = (top_rate if draw < 0 else random_rate) if k else 0.0
@@ -39,17 +39,17 @@ def circuit_table(path: Path, top_rate: float, random_rate: float, pairs: int = 
                 for key, v in (("k", k), ("pair_id", pid), ("subtask", "copy"), ("agree", a), ("p_clean_tok", 0.5),
                                ("random", draw >= 0), ("draw", draw)):  # fmt: skip
                     cols[key].append(v)
-    write_table(to_table(cols, schemas.CIRCUIT), path, RunMeta("circuit", "x"))
+    write_table(to_table(cols, schemas.SUFFICIENCY), path, RunMeta("circuits_sufficiency", "x"))
     return path
 
 
 def test_sufficiency_verdicts(tmp_path: Path) -> None:
     good = circuit_table(tmp_path / "good.parquet", 0.9, 0.2)
-    out = sufficiency({"circuit": str(good)}, [tmp_path / "g.png"], "m")
+    out = sufficiency({"sufficiency": str(good)}, [tmp_path / "g.png"], "m")
     assert out["smallest_k_beating_random"] == 8
     assert out["per_k"][8]["verdict"] == "reproduced" and out["per_k"][8]["draws"] == 10
     same = circuit_table(tmp_path / "same.parquet", 0.5, 0.5)
-    out = sufficiency({"circuit": str(same)}, [tmp_path / "s.png"], "m")
+    out = sufficiency({"sufficiency": str(same)}, [tmp_path / "s.png"], "m")
     assert out["smallest_k_beating_random"] is None
     assert out["per_k"][32]["verdict"] == "not detected at this n"
 

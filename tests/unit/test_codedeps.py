@@ -13,21 +13,40 @@ def names(script: str) -> set[str]:
 
 
 def test_figures_depend_on_plots_not_on_models() -> None:
-    deps = names("figures.py")
-    assert {"plotting/prontoqa.py", "plotting/base.py", "stages/figures.py", "parquet.py", "atomic.py"} <= deps
-    assert not any(d.startswith("models/") or d in ("hooks.py", "sampling.py", "extract.py") for d in deps)
+    for study in ("circuits", "neurons", "digits", "experts"):
+        deps = names(f"{study}/figure.py")
+        assert {
+            f"plotting/{study}.py",
+            "plotting/base.py",
+            f"stages/{study}/figure.py",
+            "parquet.py",
+            "atomic.py",
+        } <= deps
+        assert not any(d.startswith("models/") or d in ("hooks.py", "sampling.py", "extract.py") for d in deps), study
+        assert not any(d.startswith("plotting/") and d not in (f"plotting/{study}.py", "plotting/base.py", "plotting/__init__.py")
+                       for d in deps), study  # fmt: skip
 
 
 def test_prompts_are_torch_free_and_exact() -> None:
-    deps = names("prompts.py")
+    deps = names("circuits/prompts.py")
     assert "prompts/prontoqa.py" in deps and "prompts/fewshot.py" in deps
-    assert "plotting/prontoqa.py" not in deps and "hooks.py" not in deps and "models/loading.py" not in deps
+    for study in ("circuits", "neurons", "digits", "experts"):
+        deps = names(f"{study}/prompts.py")
+        assert not any(d.startswith(("plotting/", "models/")) or d in ("hooks.py", "sampling.py") for d in deps), study
 
 
 def test_extract_reaches_hooks_transitively() -> None:
-    deps = names("extract.py")
-    assert {"hooks.py", "extract.py", "stages/extract.py", "models/adapters.py"} <= deps
-    assert "plotting/prontoqa.py" not in deps and "sampling.py" not in deps
+    deps = names("circuits/extract.py")
+    assert {"hooks.py", "extract.py", "stages/circuits/extract.py", "models/adapters.py"} <= deps
+    assert "plotting/circuits.py" not in deps and "sampling.py" not in deps
+
+
+def test_no_stage_imports_another_stage() -> None:
+    """Stages share only stages/common.py (the contract); everything else is a method module."""
+    for script in sorted((ROOT / "scripts").rglob("*.py")):
+        rel = script.relative_to(ROOT / "scripts")
+        stages = {d for d in names(str(rel)) if d.startswith("stages/") and not d.endswith("__init__.py")}
+        assert stages == {f"stages/{rel}", "stages/common.py"}, rel
 
 
 def test_relative_and_package_imports(tmp_path: Path) -> None:

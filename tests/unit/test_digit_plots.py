@@ -3,7 +3,6 @@ interval allows it."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -28,24 +27,23 @@ def table(path: Path, lift: float, n: int, seed: int = 0) -> Path:
                            argmax_digit=3 if p > 0.5 else 1)  # fmt: skip
                 for k, v in row.items():
                     cols[k].append(v)
-    write_table(to_table(cols, schemas.DIGITS), path, RunMeta("digits", "x"))
+    write_table(to_table(cols, schemas.DIGITS), path, RunMeta("digits_confidence", "x"))
     return path
 
 
 def test_planted_conditioning_effect_is_reproduced(tmp_path: Path) -> None:
     t = table(tmp_path / "d.parquet", lift=0.25, n=40)
     out = [tmp_path / "c.png"]
-    data = plots.conditioning(t, out, "m")
+    data = plots.conditioning({"confidence": str(t)}, out, "m")
     c = data["conditioning"]
     assert c["verdict"] == "reproduced" and c["n"] == 40 and c["ci95"][0] > 0
-    assert json.loads((tmp_path / "c.json").read_text())["conditioning"]["verdict"] == "reproduced"
-    first = plots.confidence_heatmaps(t, [tmp_path / "f.png"], "m")["first_minus_last"]
+    first = plots.confidence_heatmaps({"confidence": str(t)}, [tmp_path / "f.png"], "m")["first_minus_last"]
     assert first["verdict"] == "reproduced" and first["difference"] == pytest.approx(0.6, abs=0.1)
 
 
 def test_no_effect_is_not_detected(tmp_path: Path) -> None:
     t = table(tmp_path / "d.parquet", lift=0.0, n=12, seed=3)
-    c = plots.conditioning(t, [tmp_path / "c.png"], "m")["conditioning"]
+    c = plots.conditioning({"confidence": str(t)}, [tmp_path / "c.png"], "m")["conditioning"]
     assert c["verdict"] == "not detected at this n" and c["ci95"][0] < 0 < c["ci95"][1]
-    acc = plots.accuracy_by_position(t, [tmp_path / "a.png"], "m")
+    acc = plots.accuracy_by_position({"confidence": str(t)}, [tmp_path / "a.png"], "m")
     assert acc["2x2 place 0"][3] == 12

@@ -108,7 +108,7 @@ def test_figures_render_and_write_their_numbers(tmp_path) -> None:  # type: igno
     from cotlens.parquet import RunMeta, to_table, write_table
     from cotlens.plotting import neurons as plots
 
-    runs: dict[str, list[object]] = {f.name: [] for f in schemas.ARITH_RUNS}
+    runs: dict[str, list[object]] = {f.name: [] for f in schemas.NEURON_EFFECTS}
 
     def add(cond: str, variant: str, mode: str, seed: int, n: int, ok: list[bool]) -> None:
         for pid, c in enumerate(ok):
@@ -127,7 +127,7 @@ def test_figures_render_and_write_their_numbers(tmp_path) -> None:  # type: igno
     for seed in (0, 1):
         add("random", "full", "zero", seed, 4, full)
         add("random", "full", "zero", seed, 50, [i < 19 for i in range(20)])
-    write_table(to_table(runs, schemas.ARITH_RUNS), tmp_path / "runs.parquet", RunMeta("neuron_effects", "x"))
+    write_table(to_table(runs, schemas.NEURON_EFFECTS), tmp_path / "effects.parquet", RunMeta("neurons_effects", "x"))
     cols: dict[str, list[object]] = {f.name: [] for f in schemas.NEURONS}
     for layer in range(3):
         for j in range(4):
@@ -136,24 +136,25 @@ def test_figures_render_and_write_their_numbers(tmp_path) -> None:  # type: igno
                    "top_tokens_raw": ["+"], "concept": c, "labelled_by": "lexicon", "lexicon": c}  # fmt: skip
             for k, v in row.items():
                 cols[k].append(v)
-    write_table(to_table(cols, schemas.NEURONS), tmp_path / "neurons.parquet", RunMeta("neurons", "x"))
-    args = (tmp_path / "runs.parquet", tmp_path / "neurons.parquet")
+    write_table(to_table(cols, schemas.NEURONS), tmp_path / "neurons.parquet", RunMeta("neurons_discovery", "x"))
+    inputs = {"effects": str(tmp_path / "effects.parquet"), "neurons": str(tmp_path / "neurons.parquet")}
+    numbers = {}
     for name, fn in (("abl", plots.ablation), ("act", plots.activation_accuracy), ("con", plots.concepts)):
         outs = [tmp_path / f"{name}.png", tmp_path / f"{name}.pdf"]
-        fn(*args, outs, "m")
+        numbers[name] = json.loads(json.dumps(fn(inputs, outs, "m")))  # what the figure stage writes
         assert all(o.stat().st_size > 1000 for o in outs)
-    abl = json.loads((tmp_path / "abl.json").read_text())
+    abl = numbers["abl"]
     assert abl["concept/zero"] == 0.9 and abl["random/zero"] == 1.0
     assert abl["top50/zero"] == 0.15 and abl["random50/zero"] == 0.95 and abl["n_problems"] == 20
     v = abl["verdicts"]
     assert v["top 50 zero - random"]["verdict"] == "reproduced" and v["top 50 zero - random"]["difference"] == -0.8
     assert v["concept 4 zero - random"]["verdict"] == "not detected at this n"  # 0.9 vs 1.0 on 20 problems
-    act = json.loads((tmp_path / "act.json").read_text())
+    act = numbers["act"]
     verdict = {p["finding"]: (p["delta"], p["verdict"]) for p in act["phenomena"]}
     # one loss in 20 is not enough to show that wrong results "barely matter" (+-0.1)
     assert verdict == {"formula removed hurts": (-0.6, "reproduced"), "text removed hurts": (-0.4, "reproduced"),
                        "a single operator hurts": (-0.15, "reproduced"),
                        "wrong results barely matter": (-0.05, "not detected at this n")}  # fmt: skip
     assert act["verdict"] in ("reproduced", "not detected at this n") and len(act["pearson_ci95"]) == 2
-    con = json.loads((tmp_path / "con.json").read_text())
+    con = numbers["con"]
     assert con["concept_neurons"] == 2 and con["by_concept"] == {"add": 1, "mul": 1}

@@ -139,7 +139,7 @@ def _patching(path, rows) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_head_ranking_prefers_full_sweeps_then_exact_top_k_then_the_screen(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from cotlens.stages.circuit import head_ranking
+    from cotlens.circuit import head_ranking
 
     def row(pair, method, layer, head, nkl):  # type: ignore[no-untyped-def]
         return {"pair_id": pair, "method": method, "pos": -1, "layer": layer, "head": head, "nkl": nkl,

@@ -12,16 +12,25 @@ RULES = ROOT / "workflow" / "rules"
 
 
 def rule_blocks() -> dict[str, str]:
+    """{rule name: its text}; the figure rule of figures.smk is defined once per study."""
+    from cotlens.studies import STUDIES
+
     out = {}
     for f in RULES.glob("*.smk"):
-        for block in re.split(r"^rule ", f.read_text(), flags=re.M)[1:]:
+        text = f.read_text()
+        for block in re.split(r"^rule ", text, flags=re.M)[1:]:
             out[block.split(":", 1)[0]] = block
+        if "\n    rule:\n" in text:  # a rule made in a loop over the studies
+            block = text.split("\n    rule:\n", 1)[1]
+            assert 'f"{_study.name}_figure"' in block, f
+            out.update({f"{s}_figure": block for s in STUDIES})
     return out
 
 
 def model_rules() -> set[str]:
-    """Rules that load a model (an input named resources/models/{model}): they get a GPU and the CUDA env."""
-    return {r for r, b in rule_blocks().items() if 'model="resources/models/{model}"' in b}
+    """Rules that load a model (an input named model=MODEL, resources/models/{model}): they
+    get a GPU and the CUDA env."""
+    return {r for r, b in rule_blocks().items() if re.search(r"^\s+model=MODEL,$", b, re.M)}
 
 
 def pins(lines: list[str]) -> dict[str, str]:
@@ -35,8 +44,9 @@ def test_the_slurm_profile_gives_every_rule_resources_and_gpus_only_to_model_sta
     for rule, r in res.items():
         assert {"mem_mb", "runtime", "cpus_per_task"} <= set(r), rule
         assert ("gpu" in r) == (rule in model_rules()), rule
-    assert model_rules() >= {"sample", "extract", "patch", "digits", "neurons", "expert_routes"}
-    assert set(prof["set-threads"]) <= model_rules() | {"prepare_model", "train_moe"}
+    assert model_rules() >= {"circuits_sample", "circuits_extract", "circuits_patch", "digits_confidence",
+                             "neurons_discovery", "experts_routes"}  # fmt: skip
+    assert set(prof["set-threads"]) <= model_rules() | {"models_prepare", "models_train"}
     assert prof["default-resources"]["slurm_partition"] == "$COTLENS_SLURM_PARTITION"
     assert prof["default-resources"]["slurm_account"] == "$COTLENS_SLURM_ACCOUNT"
     assert prof["executor"] == "slurm" and prof["rerun-incomplete"] is True

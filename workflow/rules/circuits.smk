@@ -1,19 +1,110 @@
-# Study 1 (Dutta et al., TMLR 2024): pairs -> patch -> heads / circuit / probe -> figures.
+# Study 1 (Dutta et al., TMLR 2024; cotlens.studies): prompts -> sample -> extract -> lens
+# (the reasoning spine), and pairs -> patch -> heads / sufficiency / probe (the circuits).
 
 
-rule pairs:
+rule circuits_prompts:
     input:
-        code=code_deps("pairs.py"),
-        prompts=f"{RES}/prompts.parquet",
-        samples=f"{RES}/{{model}}/samples.parquet",
-        model="resources/models/{model}",
-        checks="resources/checks/{model}.json",
+        code=code_deps("circuits/prompts.py"),
     output:
-        f"{RES}/{{model}}/pairs.parquet",
+        prompts=table("circuits", "prompts"),
     log:
-        "results/logs/pairs/{model}.log",
+        log_path("circuits_prompts", per="circuits"),
     benchmark:
-        "results/benchmarks/pairs/{model}.tsv"
+        bench_path("circuits_prompts", per="circuits")
+    conda:
+        "../../envs/cpu.yaml"
+    threads: 1
+    params:
+        cfg=config["circuits"]["prompts"],
+    script:
+        "../../scripts/circuits/prompts.py"
+
+
+rule circuits_sample:
+    input:
+        code=code_deps("circuits/sample.py"),
+        prompts=table("circuits", "prompts"),
+        model=MODEL,
+        checks=CHECKS,
+    output:
+        samples=table("circuits", "samples"),
+    log:
+        log_path("circuits_sample"),
+    benchmark:
+        bench_path("circuits_sample")
+    conda:
+        "../../envs/cuda.yaml"
+    threads: 2
+    resources:
+        mem_mb=8000,
+    params:
+        cfg=config["circuits"]["sample"],
+        runtime=config["runtime"],
+    script:
+        "../../scripts/circuits/sample.py"
+
+
+rule circuits_extract:
+    input:
+        code=code_deps("circuits/extract.py"),
+        samples=table("circuits", "samples"),
+        model=MODEL,
+        checks=CHECKS,
+    output:
+        activations=directory(table("circuits", "activations").removesuffix(".parquet")),
+    log:
+        log_path("circuits_extract"),
+    benchmark:
+        bench_path("circuits_extract")
+    conda:
+        "../../envs/cuda.yaml"
+    threads: 2
+    resources:
+        mem_mb=8000,
+    params:
+        cfg=config["circuits"]["extract"],
+        runtime=config["runtime"],
+    script:
+        "../../scripts/circuits/extract.py"
+
+
+rule circuits_lens:
+    input:
+        code=code_deps("circuits/lens.py"),
+        activations=table("circuits", "activations").removesuffix(".parquet"),
+        model=MODEL,
+        checks=CHECKS,
+    output:
+        lens=table("circuits", "lens"),
+    log:
+        log_path("circuits_lens"),
+    benchmark:
+        bench_path("circuits_lens")
+    conda:
+        "../../envs/cuda.yaml"
+    threads: 2
+    resources:
+        mem_mb=8000,
+    params:
+        cfg=config["circuits"]["lens"],
+        runtime=config["runtime"],
+    script:
+        "../../scripts/circuits/lens.py"
+
+
+rule circuits_pairs:
+    input:
+        code=code_deps("circuits/pairs.py"),
+        prompts=table("circuits", "prompts"),
+        samples=table("circuits", "samples"),
+        model=MODEL,
+        checks=CHECKS,
+    output:
+        pairs=table("circuits", "pairs"),
+    log:
+        log_path("circuits_pairs"),
+    benchmark:
+        bench_path("circuits_pairs")
     conda:
         "../../envs/cuda.yaml"
     threads: 2
@@ -23,22 +114,22 @@ rule pairs:
         cfg=config["circuits"]["pairs"],
         runtime=config["runtime"],
     script:
-        "../../scripts/pairs.py"
+        "../../scripts/circuits/pairs.py"
 
 
-rule patch:
+rule circuits_patch:
     input:
-        code=code_deps("patch.py"),
-        pairs=f"{RES}/{{model}}/pairs.parquet",
-        model="resources/models/{model}",
-        checks="resources/checks/{model}.json",
+        code=code_deps("circuits/patch.py"),
+        pairs=table("circuits", "pairs"),
+        model=MODEL,
+        checks=CHECKS,
     output:
-        patching=f"{RES}/{{model}}/patching.parquet",
-        pathways=f"{RES}/{{model}}/pathways.parquet",
+        patching=table("circuits", "patching"),
+        pathways=table("circuits", "pathways"),
     log:
-        "results/logs/patch/{model}.log",
+        log_path("circuits_patch"),
     benchmark:
-        "results/benchmarks/patch/{model}.tsv"
+        bench_path("circuits_patch")
     conda:
         "../../envs/cuda.yaml"
     threads: 2
@@ -48,70 +139,71 @@ rule patch:
         cfg=config["circuits"]["patch"],
         runtime=config["runtime"],
     script:
-        "../../scripts/patch.py"
+        "../../scripts/circuits/patch.py"
 
 
-rule heads:
+rule circuits_heads:
     input:
-        code=code_deps("heads.py"),
-        pairs=f"{RES}/{{model}}/pairs.parquet",
-        model="resources/models/{model}",
-        checks="resources/checks/{model}.json",
+        code=code_deps("circuits/heads.py"),
+        pairs=table("circuits", "pairs"),
+        model=MODEL,
+        checks=CHECKS,
     output:
-        f"{RES}/{{model}}/heads.parquet",
+        heads=table("circuits", "heads"),
     log:
-        "results/logs/heads/{model}.log",
+        log_path("circuits_heads"),
     benchmark:
-        "results/benchmarks/heads/{model}.tsv"
+        bench_path("circuits_heads")
     conda:
         "../../envs/cuda.yaml"
     threads: 2
     resources:
         mem_mb=8000,
     params:
+        cfg={},
         runtime=config["runtime"],
     script:
-        "../../scripts/heads.py"
+        "../../scripts/circuits/heads.py"
 
 
-rule circuit:
+rule circuits_sufficiency:
     input:
-        code=code_deps("circuit.py"),
-        pairs=f"{RES}/{{model}}/pairs.parquet",
-        patching=f"{RES}/{{model}}/patching.parquet",
-        prompts=f"{RES}/prompts.parquet",
-        model="resources/models/{model}",
-        checks="resources/checks/{model}.json",
+        code=code_deps("circuits/sufficiency.py"),
+        pairs=table("circuits", "pairs"),
+        patching=table("circuits", "patching"),
+        prompts=table("circuits", "prompts"),
+        model=MODEL,
+        checks=CHECKS,
     output:
-        f"{RES}/{{model}}/circuit.parquet",
+        sufficiency=table("circuits", "sufficiency"),
     log:
-        "results/logs/circuit/{model}.log",
+        log_path("circuits_sufficiency"),
     benchmark:
-        "results/benchmarks/circuit/{model}.tsv"
+        bench_path("circuits_sufficiency")
     conda:
         "../../envs/cuda.yaml"
     threads: 2
     resources:
         mem_mb=8000,
     params:
-        cfg=config["circuits"]["circuit"],
+        cfg=config["circuits"]["sufficiency"],
         runtime=config["runtime"],
     script:
-        "../../scripts/circuit.py"
+        "../../scripts/circuits/sufficiency.py"
 
 
-rule probe:
+rule circuits_probe:
     input:
-        code=code_deps("probe.py"),
-        prompts=f"{RES}/prompts.parquet",
-        model="resources/models/{model}",
-        checks="resources/checks/{model}.json",
+        code=code_deps("circuits/probe.py"),
+        prompts=table("circuits", "prompts"),
+        model=MODEL,
+        checks=CHECKS,
     output:
-        f"{RES}/{{model}}/probe.parquet",
+        probe=table("circuits", "probe"),
     log:
-        "results/logs/probe/{model}.log",
+        log_path("circuits_probe"),
     benchmark:
-        "results/benchmarks/probe/{model}.tsv"
+        bench_path("circuits_probe")
     conda:
         "../../envs/cuda.yaml"
     threads: 2
@@ -121,32 +213,4 @@ rule probe:
         cfg=config["circuits"]["probe"],
         runtime=config["runtime"],
     script:
-        "../../scripts/probe.py"
-
-
-rule figure_circuits:
-    input:
-        unpack(circuit_figure_inputs),
-        code=code_deps("circuit_figures.py"),
-    output:
-        png=report(
-            f"{RES}/{{model}}/figures/{{fig}}.png",
-            caption="../report/circuits.rst",
-            category="Study 1: reasoning circuits",
-            subcategory="{model}",
-            labels={"model": "{model}", "figure": "{fig}"},
-        ),
-        pdf=f"{RES}/{{model}}/figures/{{fig}}.pdf",
-        numbers=f"{RES}/{{model}}/figures/{{fig}}.json",
-    log:
-        "results/logs/figures/{model}-{fig}.log",
-    benchmark:
-        "results/benchmarks/figures/{model}-{fig}.tsv"
-    wildcard_constraints:
-        fig="|".join(CIRCUIT_FIGURES),
-    conda:
-        "../../envs/cpu.yaml"
-    params:
-        cfg=config["figures"],
-    script:
-        "../../scripts/circuit_figures.py"
+        "../../scripts/circuits/probe.py"

@@ -17,10 +17,7 @@ os.environ.update(
 from cotlens.codedeps import module_closure
 from cotlens.errors import CotlensError
 from cotlens.models.registry import resolve
-
-STUDY = "prontoqa"
-FIGURES = ["accuracy", "step_accuracy", "lens_heatmap"]
-RES = f"results/{STUDY}"
+from cotlens.studies import STUDIES
 
 for _name in config["active_models"] + config["experts"]["models"]:
     try:
@@ -35,7 +32,10 @@ def alternation(names):
 
 
 TRAINED = [m for m, e in config["models"].items() if e.get("source") == "train"]
-PREPARED = [m for m in config["models"] if m not in TRAINED]
+TINY = [m for m, e in config["models"].items() if e.get("source") == "tiny"]
+PREPARED = [m for m in config["models"] if m not in TRAINED + TINY]
+MODEL = "resources/models/{model}"
+CHECKS = "resources/checks/{model}.json"
 
 
 wildcard_constraints:
@@ -47,79 +47,60 @@ def code_deps(script):
     return [str(p) for p in module_closure(SCRIPTS / script, SRC)]
 
 
+def table(study, name):
+    """A study's Parquet table: prompts per study, the rest per {model}."""
+    return STUDIES[study].table(name, "{model}")
+
+
+def log_path(rule, per="{model}"):
+    return f"results/logs/{rule}/{per}.log"
+
+
+def bench_path(rule, per="{model}"):
+    return f"results/benchmarks/{rule}/{per}.tsv"
+
+
 def model_entry(wildcards):
     return {wildcards.model: config["models"][wildcards.model]}
 
 
-DIGIT_FIGURES = ["digit_confidence", "digit_conditioning", "digit_accuracy"]
-EXPERT_FIGURES = ["expert_map", "expert_switch", "expert_quality"]
-NEURON_FIGURES = ["neuron_concepts", "neuron_ablation", "neuron_activation"]
-
-# Study 1 figures and the stage outputs each one reads.
-CIRCUIT_FIGURES = {
-    "patch_heads": ["patching", "pairs"],
-    "patch_positions": ["patching", "pairs"],
-    "attribution": ["patching"],
-    "sufficiency": ["circuit"],
-    "rift": ["heads"],
-    "answer_heads": ["heads"],
-    "probe": ["probe"],
-    "pathways": ["pathways", "pairs"],
-}
-
-
-def circuit_figure_inputs(wildcards):
-    return {
-        name: f"{RES}/{wildcards.model}/{name}.parquet"
-        for name in CIRCUIT_FIGURES[wildcards.fig]
-    }
+def study_models(study):
+    """The models a study runs on (experts: its own list of MoE models)."""
+    key = STUDIES[study].models_key
+    return config["experts"]["models"] if key == "experts.models" else config[key]
 
 
 def all_figures():
-    """Every figure of every study in `studies`, for every active model."""
-    out = []
-    if "prontoqa" in config["studies"]:
-        out += expand(
-            f"{RES}/{{model}}/figures/{{fig}}.{{ext}}",
-            model=config["active_models"],
-            fig=FIGURES + list(CIRCUIT_FIGURES),
-            ext=["png", "pdf"],
-        )
-    if "digits" in config["studies"]:
-        out += expand(
-            "results/digits/{model}/figures/{fig}.{ext}",
-            model=config["active_models"],
-            fig=DIGIT_FIGURES,
-            ext=["png", "pdf"],
-        )
-    if "arith" in config["studies"]:
-        out += expand(
-            "results/arith/{model}/figures/{fig}.{ext}",
-            model=config["active_models"],
-            fig=NEURON_FIGURES,
-            ext=["png", "pdf"],
-        )
-    if "experts" in config["studies"]:
-        out += expand(
-            "results/experts/{model}/figures/{fig}.{ext}",
-            model=config["experts"]["models"],
-            fig=EXPERT_FIGURES,
-            ext=["png", "pdf"],
-        )
-    return out
+    """Every figure (png, pdf, json) of every study in `studies`, for its models."""
+    return [
+        f"results/{s}/{model}/figures/{figure}.{ext}"
+        for s in config["studies"]
+        for model in study_models(s)
+        for figure in STUDIES[s].figures
+        for ext in ("png", "pdf", "json")
+    ]
 
 
-def judge_model(wildcards):
-    """The judge model's directory when arith.neurons.judge names one, else nothing."""
-    name = config["arith"]["neurons"].get("judge", "")
-    return [f"resources/models/{name}"] if name else []
+def figure_inputs(study):
+    """The tables one figure of ``study`` reads (cotlens.studies), by name."""
+    return lambda wc: {
+        name: STUDIES[study].table(name, wc.model)
+        for name in STUDIES[study].figures[wc.figure]
+    }
 
 
-def expert_judge_model(wildcards):
-    """The refusal judge's directory when experts.judge names one, else nothing."""
-    name = config["experts"].get("judge", "")
-    return [f"resources/models/{name}"] if name else []
+def figure_params(wildcards):
+    return {**config["figures"], "figure": wildcards.figure, "model": wildcards.model}
 
 
-def expert_judge_cache(wildcards):
-    return f"resources/judge/{config['experts'].get('judge') or 'none'}.jsonl"
+def judge_model(name):
+    """The judge model's directory when the config names one, else nothing."""
+    return lambda wc: [f"resources/models/{name}"] if name else []
+
+
+def judge_runtime(name):
+    """The runtime section plus the judge's answer cache."""
+    return {
+        **config["runtime"],
+        "judge_cache": f"resources/judge/{name or 'none'}.jsonl",
+    }

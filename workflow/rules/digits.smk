@@ -1,4 +1,5 @@
-DIGIT_PROMPT_KEYS = [
+# Study 3 (Gambardella et al., ACL 2024; cotlens.studies): prompts -> confidence.
+DIGITS_PROMPT_KEYS = [
     "seed",
     "n_digits",
     "m_digits",
@@ -9,35 +10,37 @@ DIGIT_PROMPT_KEYS = [
 ]
 
 
-rule mult_prompts:
+rule digits_prompts:
     input:
-        code=code_deps("mult_prompts.py"),
+        code=code_deps("digits/prompts.py"),
     output:
-        "results/digits/prompts.parquet",
+        prompts=table("digits", "prompts"),
     log:
-        "results/logs/mult_prompts/digits.log",
+        log_path("digits_prompts", per="digits"),
     benchmark:
-        "results/benchmarks/mult_prompts/digits.tsv"
+        bench_path("digits_prompts", per="digits")
     conda:
         "../../envs/cpu.yaml"
     params:
-        cfg={k: config["digits"][k] for k in DIGIT_PROMPT_KEYS if k in config["digits"]},
+        cfg={
+            k: config["digits"][k] for k in DIGITS_PROMPT_KEYS if k in config["digits"]
+        },
     script:
-        "../../scripts/mult_prompts.py"
+        "../../scripts/digits/prompts.py"
 
 
-rule digits:
+rule digits_confidence:
     input:
-        code=code_deps("digits.py"),
-        prompts="results/digits/prompts.parquet",
-        model="resources/models/{model}",
-        checks="resources/checks/{model}.json",
+        code=code_deps("digits/confidence.py"),
+        prompts=table("digits", "prompts"),
+        model=MODEL,
+        checks=CHECKS,
     output:
-        "results/digits/{model}/digits.parquet",
+        confidence=table("digits", "confidence"),
     log:
-        "results/logs/digits/{model}.log",
+        log_path("digits_confidence"),
     benchmark:
-        "results/benchmarks/digits/{model}.tsv"
+        bench_path("digits_confidence")
     conda:
         "../../envs/cuda.yaml"
     threads: 2
@@ -47,32 +50,4 @@ rule digits:
         cfg=config["digits"],
         runtime=config["runtime"],
     script:
-        "../../scripts/digits.py"
-
-
-rule figure_digits:
-    input:
-        code=code_deps("digit_figures.py"),
-        digits="results/digits/{model}/digits.parquet",
-    output:
-        png=report(
-            "results/digits/{model}/figures/{fig}.png",
-            caption="../report/digits.rst",
-            category="Digit confidence",
-            subcategory="{model}",
-            labels={"model": "{model}", "figure": "{fig}"},
-        ),
-        pdf="results/digits/{model}/figures/{fig}.pdf",
-        json="results/digits/{model}/figures/{fig}.json",
-    log:
-        "results/logs/figures/{model}-{fig}.log",
-    benchmark:
-        "results/benchmarks/figures/{model}-{fig}.tsv"
-    wildcard_constraints:
-        fig="digit_confidence|digit_conditioning|digit_accuracy",
-    conda:
-        "../../envs/cpu.yaml"
-    params:
-        cfg=config["figures"],
-    script:
-        "../../scripts/digit_figures.py"
+        "../../scripts/digits/confidence.py"

@@ -1,63 +1,64 @@
-EXPERT_PROMPT_KEYS = ["contrasts", "n_quality", "seed"]
-EXPERT_GEN_KEYS = ["max_new_tokens", "batch_size"]
+# Study 4 (MoTE, 2025; cotlens.studies): prompts -> routes -> ftri -> effects, on the MoE
+# models of experts.models.
+EXPERTS_PROMPT_KEYS = ["contrasts", "n_quality", "seed"]
+EXPERTS_GEN_KEYS = ["max_new_tokens", "batch_size"]
 
 
-rule expert_prompts:
+rule experts_prompts:
     input:
-        code=code_deps("expert_prompts.py"),
+        code=code_deps("experts/prompts.py"),
     output:
-        "results/experts/prompts.parquet",
+        prompts=table("experts", "prompts"),
     log:
-        "results/logs/expert_prompts/experts.log",
+        log_path("experts_prompts", per="experts"),
     benchmark:
-        "results/benchmarks/expert_prompts/experts.tsv"
+        bench_path("experts_prompts", per="experts")
     conda:
         "../../envs/cpu.yaml"
     params:
-        cfg={k: config["experts"][k] for k in EXPERT_PROMPT_KEYS},
+        cfg={k: config["experts"][k] for k in EXPERTS_PROMPT_KEYS},
     script:
-        "../../scripts/expert_prompts.py"
+        "../../scripts/experts/prompts.py"
 
 
-rule expert_routes:
+rule experts_routes:
     input:
-        code=code_deps("expert_routes.py"),
-        prompts="results/experts/prompts.parquet",
-        model="resources/models/{model}",
-        checks="resources/checks/{model}.json",
-        judge=expert_judge_model,
+        code=code_deps("experts/routes.py"),
+        prompts=table("experts", "prompts"),
+        judge=judge_model(config["experts"].get("judge", "")),
+        model=MODEL,
+        checks=CHECKS,
     output:
-        routes="results/experts/{model}/routes.parquet",
-        responses="results/experts/{model}/responses.parquet",
+        routes=table("experts", "routes"),
+        responses=table("experts", "responses"),
     log:
-        "results/logs/expert_routes/{model}.log",
+        log_path("experts_routes"),
     benchmark:
-        "results/benchmarks/expert_routes/{model}.tsv"
+        bench_path("experts_routes")
     conda:
         "../../envs/cuda.yaml"
     threads: 2
     resources:
         mem_mb=8000,
     params:
-        cfg={k: config["experts"][k] for k in EXPERT_GEN_KEYS},
-        runtime=config["runtime"],
-        judge_cache=expert_judge_cache,
+        cfg={k: config["experts"][k] for k in EXPERTS_GEN_KEYS},
+        runtime=judge_runtime(config["experts"].get("judge", "")),
     script:
-        "../../scripts/expert_routes.py"
+        "../../scripts/experts/routes.py"
 
 
-rule ftri:
+rule experts_ftri:
     input:
-        code=code_deps("ftri.py"),
-        prompts="results/experts/prompts.parquet",
-        responses="results/experts/{model}/responses.parquet",
-        routes="results/experts/{model}/routes.parquet",
+        code=code_deps("experts/ftri.py"),
+        prompts=table("experts", "prompts"),
+        responses=table("experts", "responses"),
+        routes=table("experts", "routes"),
     output:
-        "results/experts/{model}/ftri.parquet",
+        ftri=table("experts", "ftri"),
     log:
-        "results/logs/ftri/{model}.log",
+        log_path("experts_ftri"),
     benchmark:
-        "results/benchmarks/ftri/{model}.tsv"
+        bench_path("experts_ftri")
     conda:
         "../../envs/cpu.yaml"
     resources:
@@ -65,61 +66,30 @@ rule ftri:
     params:
         cfg={k: config["experts"][k] for k in ["tokens", "classes"]},
     script:
-        "../../scripts/ftri.py"
+        "../../scripts/experts/ftri.py"
 
 
-rule expert_effects:
+rule experts_effects:
     input:
-        code=code_deps("expert_effects.py"),
-        prompts="results/experts/prompts.parquet",
-        ftri="results/experts/{model}/ftri.parquet",
-        model="resources/models/{model}",
-        checks="resources/checks/{model}.json",
-        judge=expert_judge_model,
+        code=code_deps("experts/effects.py"),
+        prompts=table("experts", "prompts"),
+        ftri=table("experts", "ftri"),
+        judge=judge_model(config["experts"].get("judge", "")),
+        model=MODEL,
+        checks=CHECKS,
     output:
-        "results/experts/{model}/runs.parquet",
+        effects=table("experts", "effects"),
     log:
-        "results/logs/expert_effects/{model}.log",
+        log_path("experts_effects"),
     benchmark:
-        "results/benchmarks/expert_effects/{model}.tsv"
+        bench_path("experts_effects")
     conda:
         "../../envs/cuda.yaml"
     threads: 2
     resources:
         mem_mb=8000,
     params:
-        cfg={k: config["experts"][k] for k in [*EXPERT_GEN_KEYS, "k", "random_seeds"]},
-        runtime=config["runtime"],
-        judge_cache=expert_judge_cache,
+        cfg={k: config["experts"][k] for k in [*EXPERTS_GEN_KEYS, "k", "random_seeds"]},
+        runtime=judge_runtime(config["experts"].get("judge", "")),
     script:
-        "../../scripts/expert_effects.py"
-
-
-rule figure_experts:
-    input:
-        code=code_deps("expert_figures.py"),
-        ftri="results/experts/{model}/ftri.parquet",
-        runs="results/experts/{model}/runs.parquet",
-        prompts="results/experts/prompts.parquet",
-    output:
-        png=report(
-            "results/experts/{model}/figures/{fig}.png",
-            caption="../report/experts.rst",
-            category="Expert maps and switching (MoE)",
-            subcategory="{model}",
-            labels={"model": "{model}", "figure": "{fig}"},
-        ),
-        pdf="results/experts/{model}/figures/{fig}.pdf",
-        json="results/experts/{model}/figures/{fig}.json",
-    log:
-        "results/logs/figures/{model}-{fig}.log",
-    benchmark:
-        "results/benchmarks/figures/{model}-{fig}.tsv"
-    wildcard_constraints:
-        fig="expert_map|expert_switch|expert_quality",
-    conda:
-        "../../envs/cpu.yaml"
-    params:
-        cfg=config["figures"],
-    script:
-        "../../scripts/expert_figures.py"
+        "../../scripts/experts/effects.py"

@@ -1,78 +1,37 @@
-rule figure_accuracy:
-    input:
-        code=code_deps("figures.py"),
-        prompts=f"{RES}/prompts.parquet",
-        samples=f"{RES}/{{model}}/samples.parquet",
-    output:
-        png=report(
-            f"{RES}/{{model}}/figures/accuracy.png",
-            caption="../report/accuracy.rst",
-            category="PrOntoQA",
-            subcategory="{model}",
-            labels={"model": "{model}", "figure": "answer accuracy"},
-        ),
-        pdf=f"{RES}/{{model}}/figures/accuracy.pdf",
-    log:
-        "results/logs/figures/{model}-accuracy.log",
-    benchmark:
-        "results/benchmarks/figures/{model}-accuracy.tsv"
-    conda:
-        "../../envs/cpu.yaml"
-    params:
-        name="accuracy",
-        cfg=config["figures"],
-    script:
-        "../../scripts/figures.py"
+# One figure rule per study, `<study>_figure`: the {figure} wildcard takes the names of
+# cotlens.studies.STUDIES[<study>].figures, each with its inputs listed there; the plot
+# function (cotlens.plotting.<study>.FIGURES) draws the PNG and PDF and the stage writes
+# the numbers of the title to the JSON beside them.
+for _study in STUDIES.values():
 
-
-rule figure_step_accuracy:
-    input:
-        code=code_deps("figures.py"),
-        prompts=f"{RES}/prompts.parquet",
-        samples=f"{RES}/{{model}}/samples.parquet",
-    output:
-        png=report(
-            f"{RES}/{{model}}/figures/step_accuracy.png",
-            caption="../report/step_accuracy.rst",
-            category="PrOntoQA",
-            subcategory="{model}",
-            labels={"model": "{model}", "figure": "step accuracy"},
-        ),
-        pdf=f"{RES}/{{model}}/figures/step_accuracy.pdf",
-    log:
-        "results/logs/figures/{model}-step_accuracy.log",
-    benchmark:
-        "results/benchmarks/figures/{model}-step_accuracy.tsv"
-    conda:
-        "../../envs/cpu.yaml"
-    params:
-        name="step_accuracy",
-        cfg=config["figures"],
-    script:
-        "../../scripts/figures.py"
-
-
-rule figure_lens_heatmap:
-    input:
-        code=code_deps("figures.py"),
-        lens=f"{RES}/{{model}}/lens.parquet",
-    output:
-        png=report(
-            f"{RES}/{{model}}/figures/lens_heatmap.png",
-            caption="../report/lens_heatmap.rst",
-            category="PrOntoQA",
-            subcategory="{model}",
-            labels={"model": "{model}", "figure": "logit lens"},
-        ),
-        pdf=f"{RES}/{{model}}/figures/lens_heatmap.pdf",
-    log:
-        "results/logs/figures/{model}-lens_heatmap.log",
-    benchmark:
-        "results/benchmarks/figures/{model}-lens_heatmap.tsv"
-    conda:
-        "../../envs/cpu.yaml"
-    params:
-        name="lens_heatmap",
-        cfg=config["figures"],
-    script:
-        "../../scripts/figures.py"
+    rule:
+        name:
+            f"{_study.name}_figure"
+        input:
+            unpack(figure_inputs(_study.name)),
+            code=code_deps(f"{_study.name}/figure.py"),
+        output:
+            png=report(
+                f"results/{_study.name}/{{model}}/figures/{{figure}}.png",
+                caption=f"../report/{_study.name}.rst",
+                category=_study.title,
+                subcategory="{model}",
+                labels={"model": "{model}", "figure": "{figure}"},
+            ),
+            pdf=f"results/{_study.name}/{{model}}/figures/{{figure}}.pdf",
+            json=f"results/{_study.name}/{{model}}/figures/{{figure}}.json",
+        log:
+            f"results/logs/{_study.name}_figure/{{model}}-{{figure}}.log",
+        benchmark:
+            f"results/benchmarks/{_study.name}_figure/{{model}}-{{figure}}.tsv"
+        wildcard_constraints:
+            figure=alternation(_study.figures),
+        conda:
+            "../../envs/cpu.yaml"
+        params:
+            cfg=figure_params,
+            study=_study.name,
+        script:
+            # formatted by Snakemake when the job runs (an f-string here would be evaluated
+            # then too, with the loop's last study)
+            "../../scripts/{params.study}/figure.py"

@@ -1,12 +1,16 @@
-rule prepare_model:
+# The models every study runs on: prepared (pypi, hub, local), trained (train) or built
+# (tiny) here, then self-checked.
+
+
+rule models_prepare:
     input:
-        code=code_deps("prepare_model.py"),
+        code=code_deps("models/prepare.py"),
     output:
-        directory("resources/models/{model}"),
+        model=directory(MODEL),
     log:
-        "results/logs/prepare_model/{model}.log",
+        log_path("models_prepare"),
     benchmark:
-        "results/benchmarks/prepare_model/{model}.tsv"
+        bench_path("models_prepare")
     wildcard_constraints:
         model=alternation(PREPARED),
     conda:
@@ -15,20 +19,20 @@ rule prepare_model:
     resources:
         mem_mb=16000,
     params:
-        models=model_entry,
+        cfg=model_entry,
     script:
-        "../../scripts/prepare_model.py"
+        "../../scripts/models/prepare.py"
 
 
-rule train_moe:
+rule models_train:
     input:
-        code=code_deps("train_moe.py"),
+        code=code_deps("models/train.py"),
     output:
-        directory("resources/models/{model}"),
+        model=directory(MODEL),
     log:
-        "results/logs/train_moe/{model}.log",
+        log_path("models_train"),
     benchmark:
-        "results/benchmarks/train_moe/{model}.tsv"
+        bench_path("models_train")
     wildcard_constraints:
         model=alternation(TRAINED),
     conda:
@@ -37,31 +41,53 @@ rule train_moe:
     resources:
         mem_mb=4000,
     params:
-        models=model_entry,
+        cfg=model_entry,
     script:
-        "../../scripts/train_moe.py"
+        "../../scripts/models/train.py"
 
 
-# The self-checks (cotlens.checks) of a prepared or trained model. Every model stage takes
+rule models_tiny:
+    input:
+        code=code_deps("models/tiny.py"),
+    output:
+        model=directory(MODEL),
+    log:
+        log_path("models_tiny"),
+    benchmark:
+        bench_path("models_tiny")
+    wildcard_constraints:
+        model=alternation(TINY),
+    conda:
+        "../../envs/cpu.yaml"
+    threads: 2
+    resources:
+        mem_mb=2000,
+    params:
+        cfg=model_entry,
+    script:
+        "../../scripts/models/tiny.py"
+
+
+# The self-checks (cotlens.checks) of a prepared or built model. Every model stage takes
 # the report as input: none starts before the checks pass (a failed check every study
 # needs writes no report), and an edit of the checked code reruns the checks and what
 # depends on them.
-rule check_model:
+rule models_check:
     input:
-        code=code_deps("check_model.py"),
-        model="resources/models/{model}",
+        code=code_deps("models/check.py"),
+        model=MODEL,
     output:
-        "resources/checks/{model}.json",
+        report=CHECKS,
     log:
-        "results/logs/check_model/{model}.log",
+        log_path("models_check"),
     benchmark:
-        "results/benchmarks/check_model/{model}.tsv"
+        bench_path("models_check")
     conda:
         "../../envs/cuda.yaml"
     threads: 2
     resources:
         mem_mb=16000,
     params:
-        device=config["runtime"]["device"],
+        runtime=config["runtime"],
     script:
-        "../../scripts/check_model.py"
+        "../../scripts/models/check.py"

@@ -1,105 +1,68 @@
-ARITH_PROMPT_KEYS = [
-    "seed",
-    "n_problems",
-    "min_steps",
-    "max_steps",
-    "ops",
-    "n_shots",
-    "gsm8k_path",
-]
+# Study 2 (Rai & Yao, ACL 2024; cotlens.studies): prompts -> discovery -> effects.
 
 
-rule arith_prompts:
+rule neurons_prompts:
     input:
-        code=code_deps("arith_prompts.py"),
+        code=code_deps("neurons/prompts.py"),
     output:
-        "results/arith/prompts.parquet",
+        prompts=table("neurons", "prompts"),
     log:
-        "results/logs/arith_prompts/arith.log",
+        log_path("neurons_prompts", per="neurons"),
     benchmark:
-        "results/benchmarks/arith_prompts/arith.tsv"
+        bench_path("neurons_prompts", per="neurons")
     conda:
         "../../envs/cpu.yaml"
     params:
-        cfg={k: config["arith"][k] for k in ARITH_PROMPT_KEYS if k in config["arith"]},
+        cfg=config["neurons"]["prompts"],
     script:
-        "../../scripts/arith_prompts.py"
+        "../../scripts/neurons/prompts.py"
 
 
-rule neurons:
+rule neurons_discovery:
     input:
-        code=code_deps("neurons.py"),
-        prompts="results/arith/prompts.parquet",
-        model="resources/models/{model}",
-        checks="resources/checks/{model}.json",
-        judge=judge_model,
+        code=code_deps("neurons/discovery.py"),
+        prompts=table("neurons", "prompts"),
+        judge=judge_model(config["neurons"]["discovery"].get("judge", "")),
+        model=MODEL,
+        checks=CHECKS,
     output:
-        "results/arith/{model}/neurons.parquet",
+        neurons=table("neurons", "neurons"),
     log:
-        "results/logs/neurons/{model}.log",
+        log_path("neurons_discovery"),
     benchmark:
-        "results/benchmarks/neurons/{model}.tsv"
+        bench_path("neurons_discovery")
     conda:
         "../../envs/cuda.yaml"
     threads: 2
     resources:
         mem_mb=8000,
     params:
-        cfg=config["arith"]["neurons"],
-        runtime=config["runtime"],
-        judge_cache=lambda wc: f"resources/judge/{config['arith']['neurons'].get('judge') or 'none'}.jsonl",
+        cfg=config["neurons"]["discovery"],
+        runtime=judge_runtime(config["neurons"]["discovery"].get("judge", "")),
     script:
-        "../../scripts/neurons.py"
+        "../../scripts/neurons/discovery.py"
 
 
-rule neuron_effects:
+rule neurons_effects:
     input:
-        code=code_deps("neuron_effects.py"),
-        prompts="results/arith/prompts.parquet",
-        neurons="results/arith/{model}/neurons.parquet",
-        model="resources/models/{model}",
-        checks="resources/checks/{model}.json",
+        code=code_deps("neurons/effects.py"),
+        prompts=table("neurons", "prompts"),
+        neurons=table("neurons", "neurons"),
+        model=MODEL,
+        checks=CHECKS,
     output:
-        "results/arith/{model}/runs.parquet",
+        effects=table("neurons", "effects"),
     log:
-        "results/logs/neuron_effects/{model}.log",
+        log_path("neurons_effects"),
     benchmark:
-        "results/benchmarks/neuron_effects/{model}.tsv"
+        bench_path("neurons_effects")
     conda:
         "../../envs/cuda.yaml"
     threads: 2
     resources:
         mem_mb=8000,
     params:
-        cfg={**config["arith"]["neurons"], **config["arith"]["effects"]},
+        cfg={**config["neurons"]["discovery"], **config["neurons"]["effects"]},
         runtime=config["runtime"],
     script:
-        "../../scripts/neuron_effects.py"
-
-
-rule figure_neurons:
-    input:
-        code=code_deps("neuron_figures.py"),
-        runs="results/arith/{model}/runs.parquet",
-        neurons="results/arith/{model}/neurons.parquet",
-    output:
-        png=report(
-            "results/arith/{model}/figures/{fig}.png",
-            caption="../report/neurons.rst",
-            category="FFN neurons on arithmetic CoT",
-            subcategory="{model}",
-            labels={"model": "{model}", "figure": "{fig}"},
-        ),
-        pdf="results/arith/{model}/figures/{fig}.pdf",
-    log:
-        "results/logs/figures/{model}-{fig}.log",
-    benchmark:
-        "results/benchmarks/figures/{model}-{fig}.tsv"
-    wildcard_constraints:
-        fig="neuron_concepts|neuron_ablation|neuron_activation",
-    conda:
-        "../../envs/cpu.yaml"
-    params:
-        cfg=config["figures"],
-    script:
-        "../../scripts/neuron_figures.py"
+        "../../scripts/neurons/effects.py"

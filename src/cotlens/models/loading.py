@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -99,3 +100,13 @@ def load(
     model, tok, dev = open_model(where, kw, dtype, device, attn, device_map)
     ad = adapter_for(model)
     return Loaded(model, tok, ad, dims(model, ad), man, dev, dtype)
+
+
+def load_for_stage(model_dir: str | Path, runtime: Mapping[str, Any], threads: int, attn: str | None = None) -> Loaded:
+    """What a stage loads: torch's threads set, the prepared model as the config's
+    ``runtime`` section says (``attn`` overrides runtime.attn where a stage needs eager
+    attention)."""
+    torch.set_num_threads(max(1, int(threads)))
+    return load(
+        model_dir, runtime["dtype"], runtime["device"], attn or runtime.get("attn", "sdpa"), runtime.get("device_map")
+    )

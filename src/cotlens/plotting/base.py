@@ -16,6 +16,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from cotlens.atomic import atomic_path  # noqa: E402
 
+# The one plot-function signature: ``plot(inputs, outputs, model, dpi) -> numbers``;
+# ``inputs`` maps table names (cotlens.studies) to Parquet paths, ``outputs`` are the PNG
+# and PDF to write, and the returned dict (the numbers the title reports) becomes the
+# figure's JSON (written by the figure stage).
+Paths = Sequence[str | os.PathLike[str]]
+Inputs = Mapping[str, str]
+
 _META = {"png": {"Software": None}, "pdf": {"CreationDate": None, "Producer": None}}
 
 

@@ -1,24 +1,24 @@
-"""Study 1 figures (Dutta et al., 2024): patching heatmaps, attribution vs exact, circuit
+"""Study 1 figures (Dutta et al., 2024): answer and step accuracy, the logit-lens
+heatmap, patching heatmaps, attribution vs exact, circuit
 sufficiency, the rift, answer-writing heads, relation probing and parallel pathways.
 Each reads Parquet only and returns the numbers its title reports."""
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
+from matplotlib.colors import PowerNorm
 
 from cotlens.parquet import read_table
-from cotlens.plotting.base import save
+from cotlens.plotting.base import Inputs, Paths, save
 from cotlens.stats import bootstrap_mean, empirical_p, paired_bootstrap, spearman, verdict, wilson
 
-Paths = Sequence[str | os.PathLike[str]]
-Inputs = Mapping[str, str]
 SUBTASKS = ("decision", "copy", "induction")
 
 
@@ -126,7 +126,7 @@ def sufficiency(inputs: Inputs, outputs: Paths, model: str, dpi: int = 150) -> d
     Per k: the top-k curve with a 95% bootstrap interval over pairs, the random draws'
     mean and their 2.5-97.5% range; the verdict compares each pair's top-k agreement with
     its mean agreement over the random draws (paired bootstrap over pairs)."""
-    c = read_table(inputs["circuit"]).to_pandas()
+    c = read_table(inputs["sufficiency"]).to_pandas()
     top = c[~c["random"]]
     rnd = c[c["random"]]
     rows = []
@@ -361,7 +361,98 @@ def pathways(inputs: Inputs, outputs: Paths, model: str, dpi: int = 150) -> dict
     return out
 
 
+# --- the reasoning spine: accuracy, step accuracy, logit lens ---
+
+ONTOLOGY_ORDER = ["fictional", "true", "false"]
+
+
+def load_scored(prompts: str | Path, samples: str | Path) -> pd.DataFrame:
+    p = read_table(
+        prompts, columns=["prompt_id", "ontology", "hops", "distractors", "negation", "gold_cot"]
+    ).to_pandas()
+    s = read_table(
+        samples, columns=["prompt_id", "sample_idx", "answer", "answer_correct", "step_correct", "cot_exact"]
+    ).to_pandas()
+    return s.merge(p, on="prompt_id", validate="many_to_one")
+
+
+def accuracy(inputs: Inputs, outputs: Paths, model: str, dpi: int = 150) -> dict[str, Any]:
+    """Answer accuracy by hops, one line per ontology, one panel per distractor setting."""
+    df = load_scored(inputs["prompts"], inputs["samples"])
+    df["accuracy"] = df["answer_correct"].astype(float)
+    g = sns.catplot(
+        data=df, x="hops", y="accuracy", hue="ontology", col="distractors", kind="point",
+        hue_order=[o for o in ONTOLOGY_ORDER if o in set(df["ontology"])], errorbar=("ci", 95),
+        height=3.2, aspect=1.1, dodge=0.2, seed=0,
+    )  # fmt: skip
+    for ax in g.axes.flat:
+        ax.axhline(0.5, ls=":", c="grey", lw=1)
+        ax.set_ylim(-0.05, 1.05)
+    g.figure.suptitle(f"{model}: answer accuracy (chance 0.5)", y=1.03)
+    save(g.figure, outputs, dpi)
+    cells = df.groupby(["ontology", "hops"])["accuracy"].agg(["mean", "size"]).reset_index()
+    return {"accuracy": cells.rename(columns={"mean": "accuracy", "size": "n"}).to_dict("records")}
+
+
+def step_accuracy(inputs: Inputs, outputs: Paths, model: str, dpi: int = 150) -> dict[str, Any]:
+    """Fraction of samples whose CoT step i equals gold step i, by step and hops."""
+    df = load_scored(inputs["prompts"], inputs["samples"])
+    recs = []
+    for r in df.itertuples():
+        got = list(r.step_correct)
+        for i in range(len(r.gold_cot)):
+            recs.append({"hops": r.hops, "step": i, "ontology": r.ontology, "correct": float(i < len(got) and got[i])})
+    st = pd.DataFrame(recs)
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    sns.lineplot(data=st, x="step", y="correct", hue="hops", marker="o", ax=ax, errorbar=None, palette="viridis")
+    ax.set_ylim(-0.05, 1.05)
+    ax.set_xlabel("CoT step (gold index)")
+    ax.set_ylabel("step matches gold")
+    ax.set_title(f"{model}: step accuracy")
+    save(fig, outputs, dpi)
+    cells = st.groupby(["hops", "step"])["correct"].agg(["mean", "size"]).reset_index()
+    return {"step_accuracy": cells.rename(columns={"mean": "correct", "size": "n"}).to_dict("records")}
+
+
+def lens_table(lens: str | Path) -> pd.DataFrame:
+    df = read_table(
+        lens, columns=["pos_kind", "step", "layer", "p_context", "p_prior", "context_token", "prior_token"]
+    ).to_pandas()
+    df["where"] = np.where(df["pos_kind"] == "step_end", "step " + df["step"].astype(str), df["pos_kind"])
+    return df
+
+
+def lens_heatmap(inputs: Inputs, outputs: Paths, model: str, dpi: int = 150) -> dict[str, Any]:
+    """Mean lens probability of the in-context token and of the no-context prior token,
+    layer x position, over positions where the two predictions differ (positions seen
+    fewer than 3 times are dropped)."""
+    lens = inputs["lens"]
+    df = lens_table(lens)
+    df = df[df["context_token"] != df["prior_token"]]
+    if df.empty:
+        df = lens_table(lens)
+    counts = df.groupby("where")["layer"].count() / max(1, df["layer"].nunique())
+    ladder = ["last_prompt", *[f"step {i}" for i in range(64)], "answer"]
+    order = [w for w in ladder if counts.get(w, 0) >= 3] or [w for w in ladder if w in counts]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5), sharey=True)
+    for ax, col, title in (
+        (axes[0], "p_context", "p(in-context token)"),
+        (axes[1], "p_prior", "p(no-context prior token)"),
+    ):
+        piv = df.pivot_table(index="layer", columns="where", values=col, aggfunc="mean")[order]
+        norm = PowerNorm(gamma=0.4, vmin=0, vmax=1)  # shows the small early-layer probabilities
+        sns.heatmap(piv.iloc[::-1], ax=ax, norm=norm, cmap="magma", cbar=ax is axes[1])
+        ax.set_title(title)
+        ax.set_xlabel("position")
+    fig.suptitle(f"{model}: logit lens", y=1.02)
+    save(fig, outputs, dpi)
+    return {"by_layer": df.groupby("layer")[["p_context", "p_prior"]].mean().reset_index().to_dict("records")}
+
+
 FIGURES = {
+    "accuracy": accuracy,
+    "step_accuracy": step_accuracy,
+    "lens_heatmap": lens_heatmap,
     "patch_heads": patch_heads,
     "patch_positions": patch_positions,
     "attribution": attribution,

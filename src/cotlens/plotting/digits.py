@@ -13,7 +13,6 @@ figure writes its numbers, n and the verdict beside it (JSON).
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
 from typing import Any
 
 import matplotlib.pyplot as plt
@@ -23,10 +22,9 @@ import seaborn as sns
 
 from cotlens.errors import CotlensError
 from cotlens.parquet import read_table
-from cotlens.plotting.base import save, save_json
+from cotlens.plotting.base import Inputs, Paths, save
 from cotlens.stats import bootstrap_mean, paired_bootstrap, verdict, wilson
 
-Paths = Sequence[str | os.PathLike[str]]
 PAPER = "paper, 5x5: Llama-2-13B 0.13 -> 0.43, Mistral-7B 0.22 -> 0.55"
 
 
@@ -83,8 +81,8 @@ def cell_means(g: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def confidence_heatmaps(digits: str | os.PathLike[str], outputs: Paths, model: str, dpi: int = 150) -> dict[str, Any]:
-    df = load(digits)
+def confidence_heatmaps(inputs: Inputs, outputs: Paths, model: str, dpi: int = 150) -> dict[str, Any]:
+    df = load(inputs["confidence"])
     un = need(df, "unconditioned", "digit_confidence")
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.2), sharey=True)
     means = {}
@@ -109,12 +107,11 @@ def confidence_heatmaps(digits: str | os.PathLike[str], outputs: Paths, model: s
             "cells_pooled": cells, "first_minus_last": c, "problems_per_cell": per,
             "cells": {f"{r.n}x{r.m}": {w: round(float(means[w].set_index(['n', 'm']).loc[(r.n, r.m), 'mean']), 4)
                                        for w in means} for r in means["first"].itertuples()}}  # fmt: skip
-    save_json(outputs, data)
     return data
 
 
-def conditioning(digits: str | os.PathLike[str], outputs: Paths, model: str, dpi: int = 150) -> dict[str, Any]:
-    df = load(digits)
+def conditioning(inputs: Inputs, outputs: Paths, model: str, dpi: int = 150) -> dict[str, Any]:
+    df = load(inputs["confidence"])
     need(df, "unconditioned", "digit_conditioning")
     need(df, "conditioned", "digit_conditioning")
     last = df[df["last"] & (df["n_places"] > 1) & df["setting"].isin(["unconditioned", "conditioned"])]
@@ -146,12 +143,11 @@ def conditioning(digits: str | os.PathLike[str], outputs: Paths, model: str, dpi
             "conditioning": c,
             "cells": {f"{r.cell} {r.setting}": [round(r.mean, 4), round(r.lo, 4), round(r.hi, 4)]
                       for r in s.itertuples()}}  # fmt: skip
-    save_json(outputs, data)
     return data
 
 
-def accuracy_by_position(digits: str | os.PathLike[str], outputs: Paths, model: str, dpi: int = 150) -> dict[str, Any]:
-    df = load(digits)
+def accuracy_by_position(inputs: Inputs, outputs: Paths, model: str, dpi: int = 150) -> dict[str, Any]:
+    df = load(inputs["confidence"])
     full = need(df, "conditioned", "digit_accuracy")
     full = full[full["n"] == full["m"]].copy()
     full["cell"] = full["n"].astype(str) + "x" + full["m"].astype(str)
@@ -173,5 +169,11 @@ def accuracy_by_position(digits: str | os.PathLike[str], outputs: Paths, model: 
     save(fig, outputs, dpi)
     data = {f"{r.cell} place {r.place}": [round(r.acc, 4), round(r.lo, 4), round(r.hi, 4), r.count]
             for r in acc.itertuples()}  # fmt: skip
-    save_json(outputs, data)
     return data
+
+
+FIGURES = {
+    "digit_confidence": confidence_heatmaps,
+    "digit_conditioning": conditioning,
+    "digit_accuracy": accuracy_by_position,
+}

@@ -6,20 +6,16 @@ Each figure reads Parquet only, writes PNG + PDF, and a JSON of the numbers in i
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Sequence
+from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
 from cotlens.parquet import read_table
-from cotlens.plotting.base import save, save_json
+from cotlens.plotting.base import Inputs, Paths, save
 from cotlens.stats import empirical_p, wilson
-
-Paths = Sequence[str | os.PathLike[str]]
-PathLike = str | os.PathLike[str]
-
 
 # The quality guard (MoTE guards quality with MT-Bench; here, on every response):
 # - a response is *broken* when its fluency (mean NLL per token under the model with no
@@ -132,7 +128,8 @@ def switch_verdicts(s: pd.DataFrame, q: pd.DataFrame) -> dict[str, dict[str, obj
     return out
 
 
-def expert_map(ftri: PathLike, runs: PathLike, prompts: PathLike, outputs: Paths, model: str, dpi: int = 150) -> None:
+def expert_map(inputs: Inputs, outputs: Paths, model: str, dpi: int = 150) -> dict[str, Any]:
+    ftri = inputs["ftri"]
     f = read_table(ftri).to_pandas()
     contrasts = [c for c in ("all", "events", "instructions") if c in set(f["contrast"])]
     fig, axes = plt.subplots(1, len(contrasts), figsize=(4.2 * len(contrasts), 3.6), squeeze=False)
@@ -154,7 +151,7 @@ def expert_map(ftri: PathLike, runs: PathLike, prompts: PathLike, outputs: Paths
                  f"(numbers: top-5 rank; the switches are measured on held-out prompts)", fontsize=9)  # fmt: skip
     fig.tight_layout()
     save(fig, outputs, dpi)
-    save_json(outputs, {"top5": top})
+    return {"top5": top}
 
 
 def _k_axis(ax: plt.Axes, ks: Sequence[int]) -> None:
@@ -167,9 +164,8 @@ def _label(cond: str, mode: str) -> str:
     return "baseline" if cond == "baseline" else f"{cond} {mode}"
 
 
-def expert_switch(
-    ftri: PathLike, runs: PathLike, prompts: PathLike, outputs: Paths, model: str, dpi: int = 150
-) -> dict[str, object]:
+def expert_switch(inputs: Inputs, outputs: Paths, model: str, dpi: int = 150) -> dict[str, Any]:
+    runs, prompts = inputs["effects"], inputs["prompts"]
     r = read_table(runs).to_pandas()
     s = switch_summary(r, read_table(prompts).to_pandas())
     q = quality_summary(r)
@@ -217,13 +213,11 @@ def expert_switch(
                      "on raises refusals (MoTE)", "verdicts": verdicts, "guard": GUARD,
             "rates": {f"{_label(x.condition, x.mode)} k={x.k} {'eliciting' if x.elicits else 'control'}":
                       round(x.rate, 4) for x in s.itertuples()}}  # fmt: skip
-    save_json(outputs, data)
     return data
 
 
-def expert_quality(
-    ftri: PathLike, runs: PathLike, prompts: PathLike, outputs: Paths, model: str, dpi: int = 150
-) -> dict[str, object]:
+def expert_quality(inputs: Inputs, outputs: Paths, model: str, dpi: int = 150) -> dict[str, Any]:
+    runs = inputs["effects"]
     q = quality_summary(read_table(runs).to_pandas())
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
     base = q[q["condition"] == "baseline"]
@@ -256,8 +250,7 @@ def expert_quality(
     data = {f"{_label(r.condition, r.mode)} k={r.k}": {"accuracy": round(r.accuracy, 4),
             "perplexity": round(r.perplexity, 4), "broken": round(r.broken, 4), "collapsed": bool(r.collapsed)}
             for r in q.itertuples()}  # fmt: skip
-    save_json(outputs, {"guard": GUARD, "conditions": data})
-    return data
+    return {"guard": GUARD, "conditions": data}
 
 
 FIGURES = {"expert_map": expert_map, "expert_switch": expert_switch, "expert_quality": expert_quality}

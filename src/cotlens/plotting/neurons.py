@@ -5,18 +5,15 @@ Each figure writes PNG + PDF and a JSON of the numbers its caption quotes.
 
 from __future__ import annotations
 
-import os
-from collections.abc import Sequence
+from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
 from cotlens.parquet import read_table
-from cotlens.plotting.base import save, save_json
+from cotlens.plotting.base import Inputs, Paths, save
 from cotlens.stats import paired_bootstrap, verdict, wilson
-
-Paths = Sequence[str | os.PathLike[str]]
 
 
 def ablation_summary(runs: pd.DataFrame) -> pd.DataFrame:
@@ -68,8 +65,8 @@ def _key(cond: str, mode: str, n: int, n_concept: int) -> str:
     return f"{cond}/{mode}" if cond == "concept" or n == n_concept else f"{cond}{n}/{mode}"
 
 
-def ablation(runs: str | os.PathLike[str], neurons: str | os.PathLike[str], outputs: Paths, model: str,
-             dpi: int = 150) -> pd.DataFrame:  # fmt: skip
+def ablation(inputs: Inputs, outputs: Paths, model: str, dpi: int = 150) -> dict[str, Any]:
+    runs = inputs["effects"]
     df = read_table(runs).to_pandas()
     s = ablation_summary(df)
     n_abl = int(df.loc[df["condition"] == "concept", "n_ablated"].max()) if (df["condition"] == "concept").any() else 0
@@ -97,12 +94,11 @@ def ablation(runs: str | os.PathLike[str], neurons: str | os.PathLike[str], outp
                                         f"{v['verdict']}" for k, v in verdicts.items()),
                 transform=ax.transAxes, fontsize=7, va="top", wrap=True)  # fmt: skip
     save(fig, outputs, dpi)
-    save_json(outputs, {"claim": "ablating concept neurons hurts accuracy more than ablating as many random neurons "
+    return {"claim": "ablating concept neurons hurts accuracy more than ablating as many random neurons "
                                  "(Rai & Yao)", "verdicts": verdicts,
                         "n_ablated": n_abl, "n_problems": int(s.loc[0, "n"]),
                         **{k: round(a, 3) for k, a in acc.items()},
-                        "ci95": {k: [round(lo, 3), round(hi, 3)] for k, (lo, hi) in zip(keys, s["ci"], strict=True)}})  # fmt: skip
-    return s
+                        "ci95": {k: [round(lo, 3), round(hi, 3)] for k, (lo, hi) in zip(keys, s["ci"], strict=True)}}  # fmt: skip
 
 
 def variant_summary(runs: pd.DataFrame) -> pd.DataFrame:
@@ -147,8 +143,8 @@ def phenomena(runs: pd.DataFrame) -> list[dict[str, object]]:
     return out
 
 
-def activation_accuracy(runs: str | os.PathLike[str], neurons: str | os.PathLike[str], outputs: Paths, model: str,
-                        dpi: int = 150) -> pd.DataFrame:  # fmt: skip
+def activation_accuracy(inputs: Inputs, outputs: Paths, model: str, dpi: int = 150) -> dict[str, Any]:
+    runs = inputs["effects"]
     df = read_table(runs).to_pandas()
     s = variant_summary(df)
     r = float(np.corrcoef(s["act"], s["acc"])[0, 1]) if len(s) > 2 and s["acc"].std() > 0 and s["act"].std() > 0 \
@@ -175,19 +171,18 @@ def activation_accuracy(runs: str | os.PathLike[str], neurons: str | os.PathLike
     save(fig, outputs, dpi)
     full = s.loc["full", "acc"] if "full" in s.index else float("nan")
     delta = {k: round(float(s.loc[k, "acc"] - full), 3) for k in s.index if k != "full"}
-    save_json(outputs, {"pearson_r": None if np.isnan(r) else round(r, 3),
+    return {"pearson_r": None if np.isnan(r) else round(r, 3),
                         "pearson_ci95": [round(r_lo, 3), round(r_hi, 3)], "verdict": r_verdict,
                         "claim": "activation level tracks accuracy across CoT variants (Rai & Yao)",
                         "accuracy_minus_full": delta,
                     "accuracy": {k: round(float(v), 3) for k, v in s["acc"].items()},
                     "activation_level": {k: round(float(v), 4) for k, v in s["act"].items()},
                     "mean_activation": {k: round(float(v), 4) for k, v in s["mean_act"].items()},
-                    "n_problems": int(s["n"].max()), "phenomena": found})  # fmt: skip
-    return s
+                    "n_problems": int(s["n"].max()), "phenomena": found}  # fmt: skip
 
 
-def concepts(runs: str | os.PathLike[str], neurons: str | os.PathLike[str], outputs: Paths, model: str,
-             dpi: int = 150) -> pd.DataFrame:  # fmt: skip
+def concepts(inputs: Inputs, outputs: Paths, model: str, dpi: int = 150) -> dict[str, Any]:
+    neurons = inputs["neurons"]
     n = read_table(neurons).to_pandas()
     cand = n[n["rank"] >= 0]
     lab = cand[cand["concept"].notna()]
@@ -205,8 +200,10 @@ def concepts(runs: str | os.PathLike[str], neurons: str | os.PathLike[str], outp
         ax.legend(fontsize=7, ncol=4)
     save(fig, outputs, dpi)
     top = lab.sort_values("rank").head(8)
-    save_json(outputs, {"candidates": len(cand), "concept_neurons": len(lab),
+    return {"candidates": len(cand), "concept_neurons": len(lab),
                     "by_concept": {str(k): int(v) for k, v in lab["concept"].value_counts().items()},
                     "examples": [f"L{r.layer}N{r.neuron} {r.concept}: {' '.join(r.top_tokens_raw[:5])}"
-                                 for r in top.itertuples()]})  # fmt: skip
-    return table
+                                 for r in top.itertuples()]}  # fmt: skip
+
+
+FIGURES = {"neuron_concepts": concepts, "neuron_ablation": ablation, "neuron_activation": activation_accuracy}

@@ -1,11 +1,57 @@
-"""Shared helpers of the model stages: runtime settings and provenance."""
+"""The one stage contract, and what every stage shares.
+
+Every stage module exposes ``run(inputs, outputs, params, runtime, threads)``:
+
+- ``inputs`` / ``outputs``: {name: path}, the rule's named input and output files
+  (``code``, the library files a rule depends on, is not passed);
+- ``params``: the stage's config section, the only settings hashed into the Parquet
+  metadata (``config_hash``): what changes the numbers;
+- ``runtime``: how to run (dtype, device, attention implementation, device map, cache
+  paths such as ``judge_cache``): settings that do not change what is measured;
+- ``threads``: CPU threads for torch.
+
+``from_snakemake`` turns a ``script:`` directive's ``snakemake`` object into that call,
+so every script is the same three lines.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+import json
+import os
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
 
+from cotlens.atomic import atomic_path
+from cotlens.logs import logged
 from cotlens.parquet import RunMeta, config_hash
+
+Paths = Mapping[str, str]
+Params = Mapping[str, Any]
+
+
+class Stage(Protocol):
+    def __call__(self, inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads: int) -> object: ...
+
+
+def _path(value: Any) -> str | None:
+    """A named input's path; a named input given as a list (an optional one) has 0 or 1."""
+    if isinstance(value, str | os.PathLike):
+        return str(value)
+    items = list(value)
+    if len(items) > 1:
+        raise ValueError(f"a named input holds {len(items)} files; stages take one path per name")
+    return str(items[0]) if items else None
+
+
+def from_snakemake(run: Stage, smk: Any) -> None:
+    """Call ``run`` with the rule's named files, ``params.cfg``, ``params.runtime`` and
+    threads, logging into the rule's log."""
+    inputs = {k: p for k, v in smk.input.items() if k != "code" and (p := _path(v)) is not None}
+    outputs = {k: str(v) for k, v in smk.output.items()}
+    params = dict(getattr(smk.params, "cfg", {}) or {})
+    runtime = dict(getattr(smk.params, "runtime", {}) or {})
+    with logged(smk.log[0]):
+        run(inputs, outputs, params, runtime, int(smk.threads))
 
 
 def model_meta(stage: str, cfg: Mapping[str, Any], manifest: Mapping[str, Any], dtype: str, **extra: Any) -> RunMeta:
@@ -23,3 +69,18 @@ def set_threads(threads: int) -> None:
     import torch
 
     torch.set_num_threads(max(1, int(threads)))
+
+
+Figure = Callable[[Paths, Sequence[str], str, int], dict[str, Any]]
+
+
+def draw_figure(figures: Mapping[str, Figure], inputs: Paths, outputs: Paths, params: Params) -> dict[str, Any]:
+    """One figure of a study: its plot function draws ``outputs`` png and pdf and returns
+    the numbers its title reports, written here to ``outputs["json"]``."""
+    name = str(params["figure"])
+    if name not in figures:
+        raise ValueError(f"unknown figure {name!r}; known: {sorted(figures)}")
+    numbers = figures[name](inputs, [outputs["png"], outputs["pdf"]], str(params["model"]), int(params["dpi"]))
+    with atomic_path(outputs["json"]) as tmp:
+        tmp.write_text(json.dumps(numbers, indent=1, sort_keys=True, default=str) + "\n")
+    return numbers

@@ -1,0 +1,43 @@
+"""Stage ``circuits_heads``: per-head logit lens (with the kind of token each head's lens reads and
+the chance baseline), direct logit attribution and attention to the answer token on the
+clean prompts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cotlens import schemas
+from cotlens.checks import require
+from cotlens.circuit import content_tokens, read_heads
+from cotlens.models.loading import load_for_stage
+from cotlens.parquet import read_table, to_table, write_table
+from cotlens.stages.common import Params, Paths, model_meta
+
+
+def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads: int) -> int:
+    """``inputs["checks"]``: the model's check report (``check_model``); DLA is refused if
+    it says the head/neuron decomposition failed."""
+    pairs, out, cfg = inputs["pairs"], outputs["heads"], params
+    require(inputs.get("checks"), "decomposition", "direct logit attribution (the heads stage)")
+    # eager attention: the answer-writing heads' attention weights are read (one forward per pair)
+    lm = load_for_stage(inputs["model"], runtime, threads, attn="eager")
+    d = lm.dims
+    content = content_tokens(lm.tokenizer, d.vocab)
+    cols: dict[str, list[Any]] = {f.name: [] for f in schemas.HEADS}
+    for r in read_table(pairs).to_pylist():
+        rd = read_heads(lm.model, lm.adapter, d, r["clean_ids"], r["clean_tok"], r["corrupt_tok"])
+        present = set(r["clean_ids"])
+        # the chance that a content token drawn at random from the vocabulary is in the prompt
+        chance = len(present & content) / max(len(content), 1)
+        for layer in range(d.n_layers):
+            for h in range(d.n_heads):
+                top = int(rd.top_token[layer, h])
+                kind = "function" if top not in content else ("context" if top in present else "prior")
+                for k, v in (
+                    ("pair_id", r["pair_id"]), ("layer", layer), ("head", h), ("dla", float(rd.dla[layer, h])),
+                    ("dla_answer", float(rd.dla_answer[layer, h])), ("top_token", top), ("in_context", top in present),
+                    ("top_kind", kind), ("context_chance", chance), ("attn_answer", float(rd.attn_answer[layer, h])),
+                ):  # fmt: skip
+                    cols[k].append(v)
+    write_table(to_table(cols, schemas.HEADS), out, model_meta("circuits_heads", cfg, lm.manifest, lm.dtype))
+    return len(cols["pair_id"])

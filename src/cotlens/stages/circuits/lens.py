@@ -1,0 +1,32 @@
+"""Stage ``circuits_lens``: logit lens over every layer at the extracted positions."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pyarrow.dataset as ds
+
+from cotlens import schemas
+from cotlens.lens import ID_COLUMNS, lens_batch
+from cotlens.models.loading import load_for_stage
+from cotlens.parquet import ShardWriter
+from cotlens.stages.common import Params, Paths, model_meta
+
+
+def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads: int) -> int:
+    activations, out, cfg = inputs["activations"], outputs["lens"], params
+    lm = load_for_stage(inputs["model"], runtime, threads)
+    data = ds.dataset(str(activations), format="parquet")
+    w = ShardWriter(out, schemas.LENS, model_meta("circuits_lens", cfg, lm.manifest, lm.dtype))
+    n = 0
+    try:
+        for batch in data.to_batches(
+            columns=[*ID_COLUMNS, "resid"], batch_size=int(cfg.get("batch_rows", 2048)), use_threads=False
+        ):
+            tab = pa.Table.from_batches([batch])
+            w.write(lens_batch(lm, tab))
+            n += tab.num_rows
+    except BaseException as e:
+        w.abort(e)
+        raise
+    w.close()
+    return n

@@ -1,0 +1,128 @@
+"""Stage ``circuits_patch``: attribution screen on every pair, exact patching of its top-K heads,
+the full exact sweep (all positions and per position) on the first ``exact_pairs``
+pairs of each subtask, and the parallel-pathways patches.
+
+Resumable (``cotlens.shards``): every ``shard_pairs`` pairs are one shard (patching rows
+and pathways rows), so a rerun after a crash patches only the pairs not yet finished.
+The final ``patching.parquet`` is always streamed from the shards, so an interrupted and
+resumed run gives the same bytes as an uninterrupted one."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from cotlens import schemas
+from cotlens.checks import enforce, prompts, tolerance
+from cotlens.errors import CotlensError
+from cotlens.models.loading import load_for_stage
+from cotlens.parquet import ShardWriter, read_table, to_table, write_table
+from cotlens.patching import baseline, patch_heads, patch_heads_at, patch_positions, self_check
+from cotlens.shards import Shards, resume_key
+from cotlens.stages.common import Params, Paths, model_meta
+from cotlens.types import PATHWAY_SETS
+
+GROUP_ROWS = 8192  # patching rows per Parquet row group (bounds the write buffer)
+SHARD_PAIRS = 8  # pairs per resumable shard unless circuits.patch.shard_pairs says otherwise
+
+
+def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads: int) -> int:
+    pairs, model_dir, cfg = inputs["pairs"], inputs["model"], params
+    out, out_pathways = outputs["patching"], outputs["pathways"]
+    table = read_table(pairs)  # kept columnar: one pair at a time becomes Python objects
+    if table.num_rows == 0:
+        raise CotlensError(f"{pairs} has no pairs", "rerun the pairs stage with more prompts")
+    lm = load_for_stage(model_dir, runtime, threads)
+    m, ad, d = lm.model, lm.adapter, lm.dims
+    check = self_check(m, ad, d, prompts(d).to(lm.device), tolerance(next(m.parameters()).dtype))
+    print(f"self-check patching: max|diff| {check.diff:.3g} (reference {check.scale:.3g}) {check.detail}")
+    enforce(check, str(lm.manifest.get("name")), ad)
+    per = int(cfg["exact_pairs"])  # full sweeps per subtask; -1 = every pair
+    seen: dict[str, int] = {}
+    full_sweep = []
+    for sub in table.column("subtask").to_pylist():
+        seen[sub] = seen.get(sub, 0) + 1
+        full_sweep.append(per < 0 or seen[sub] <= per)
+    meta = model_meta("circuits_patch", cfg, lm.manifest, lm.dtype)
+    per_shard = int(cfg.get("shard_pairs", SHARD_PAIRS))
+    starts = list(range(0, table.num_rows, per_shard))
+    key = resume_key(cfg, runtime, pairs, Path(model_dir) / "manifest.json")
+    smeta = model_meta("circuits_patch", key, lm.manifest, lm.dtype)
+    shards = Shards(out, "circuits_patch", smeta, len(starts))
+    path_shards = Shards(out_pathways, "circuits_patch", smeta, len(starts))
+    for k, first in enumerate(starts):
+        if path_shards.done(k) and shards.done(k):
+            continue  # finished by an earlier, interrupted run
+        cols: dict[str, list[Any]] = {f.name: [] for f in schemas.PATCHING}
+        path_cols: dict[str, list[Any]] = {f.name: [] for f in schemas.PATHWAYS}
+        for i in range(first, min(first + per_shard, table.num_rows)):
+            patch_pair(m, ad, d, table.slice(i, 1).to_pylist()[0], cfg, full_sweep[i], cols, path_cols)
+            print(
+                f"patched pair {i + 1}/{table.num_rows} ({'full sweep' if full_sweep[i] else 'screen + top-K'})",
+                flush=True,
+            )
+        write_table(to_table(path_cols, schemas.PATHWAYS), path_shards.path(k), smeta)
+        shards.write(k, to_table(cols, schemas.PATCHING))
+    print(shards.summary(), flush=True)
+    w = ShardWriter(out, schemas.PATCHING, meta, group_rows=GROUP_ROWS)
+    try:
+        for t in shards.tables():
+            w.write(t)
+        write_table(path_shards.concat(), out_pathways, meta)
+    except BaseException as e:
+        w.abort(e)  # no patching file is left looking complete
+        raise
+    w.close()
+    shards.discard()
+    path_shards.discard()
+    return table.num_rows
+
+
+def patch_pair(
+    m: Any, ad: Any, d: Any, r: dict[str, Any], cfg: Mapping[str, Any], full_sweep: bool,
+    cols: dict[str, list[Any]], path_cols: dict[str, list[Any]],
+) -> None:  # fmt: skip
+    """Screen, exact patching and pathways of one pair, appended to the column lists."""
+    base = baseline(
+        m,
+        ad,
+        d,
+        r["clean_ids"],
+        r["corrupt_ids"],
+        r["clean_tok"],
+        r["corrupt_tok"],
+        attribution=True,
+        screen_method=str(cfg["screen"]),
+        screen_steps=int(cfg["screen_steps"]),
+    )
+    assert base.attribution is not None
+
+    def add(method: str, pos: int, layer: int, head: int, nkl: float, ld: float | None) -> None:
+        for k, v in (("pair_id", r["pair_id"]), ("method", method), ("pos", pos), ("layer", layer),
+                     ("head", head), ("nkl", nkl), ("logit_diff", ld)):  # fmt: skip
+            cols[k].append(v)
+
+    attr = base.attribution
+    for layer in range(d.n_layers):
+        for h in range(d.n_heads):
+            add("attribution", -1, layer, h, float(attr[layer, h]), None)
+    if full_sweep:
+        exact = patch_heads(m, ad, d, base, batch=int(cfg["head_batch"]))
+        t = base.length
+        positions = sorted({int(r["corrupt_pos"])} | set(range(max(0, t - int(cfg["positions_last"])), t)))
+        for (pos, layer, h), (nkl, ld) in patch_heads_at(
+            m, ad, d, base, positions, batch=int(cfg["head_batch"])
+        ).items():
+            add("exact", pos, layer, h, nkl, ld)
+    else:
+        flat = attr.flatten().abs().argsort(descending=True)[: int(cfg["top_k"])]
+        top = [(int(j) // d.n_heads, int(j) % d.n_heads) for j in flat]
+        exact = patch_heads(m, ad, d, base, top, batch=int(cfg["head_batch"]))
+    for (layer, h), (nkl, ld) in sorted(exact.items()):
+        add("exact", -1, layer, h, nkl, ld)
+    q, t = int(r["question_len"]), base.length
+    sets = [range(q), range(q, t - 1), range(t - 1)]
+    for name, (nkl, ld) in zip(PATHWAY_SETS, patch_positions(m, ad, d, base, sets), strict=True):
+        for k, v in (("pair_id", r["pair_id"]), ("positions", name), ("nkl", nkl), ("logit_diff", ld)):
+            path_cols[k].append(v)

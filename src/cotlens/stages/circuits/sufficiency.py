@@ -1,0 +1,71 @@
+"""Stage ``circuits_sufficiency``: sufficiency of the top-k heads (the rest mean-ablated with their mean
+output on false-ontology questions), against several draws of k random heads. By default
+each subtask has its own circuit, ranked on its own pairs (Dutta et al.);
+``circuit.circuits: pooled`` ranks once over all pairs."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import torch
+
+from cotlens import schemas
+from cotlens.circuit import circuit_logits, head_ranking, mean_head_outputs
+from cotlens.errors import CotlensError
+from cotlens.models.loading import load_for_stage
+from cotlens.parquet import read_table, to_table, write_table
+from cotlens.prompts import fewshot
+from cotlens.stages.common import Params, Paths, model_meta
+
+
+def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads: int) -> int:
+    pairs, patching, prompts, cfg = inputs["pairs"], inputs["patching"], inputs["prompts"], params
+    lm = load_for_stage(inputs["model"], runtime, threads)
+    d, tok = lm.dims, lm.tokenizer
+    false_q = [
+        tok(fewshot.question_text(p["facts"], p["query"]))["input_ids"]
+        for p in read_table(prompts).to_pylist()
+        if p["ontology"] == "false"
+    ]
+    if not false_q:
+        raise CotlensError(
+            "circuit sufficiency mean-ablates with false-ontology prompts, and there are none",
+            'add "false" to prompts.ontologies',
+        )
+    means = mean_head_outputs(lm.model, lm.adapter, d, false_q)
+    rows = read_table(pairs).to_pylist()
+    # Dutta et al.: one circuit per subtask, ranked on that subtask's pairs
+    by_sub = {s: {r["pair_id"] for r in rows if r["subtask"] == s} for s in sorted({r["subtask"] for r in rows})}
+    if cfg.get("circuits", "subtask") == "subtask":
+        ranking = {s: head_ranking(patching, d.n_layers, d.n_heads, ids) for s, ids in by_sub.items()}
+    else:
+        one = head_ranking(patching, d.n_layers, d.n_heads)
+        ranking = {s: one for s in by_sub}
+    all_heads = [(la, h) for la in range(d.n_layers) for h in range(d.n_heads)]
+    draws = int(cfg.get("random_draws", 10))
+    cols: dict[str, list[Any]] = {f.name: [] for f in schemas.SUFFICIENCY}
+    for k in sorted({min(int(k), len(all_heads)) for k in cfg["sufficiency_k"]}):
+        rng = random.Random(f"{cfg['seed']}|{k}")
+        # k = 0 and k = all heads have one possible set: no random draws to make
+        sets = [(-1, None)] + [
+            (i, set(rng.sample(all_heads, k))) for i in range(draws if 0 < k < len(all_heads) else 0)
+        ]
+        for draw, rnd in sets:
+            for r in rows:
+                keep = set(ranking[r["subtask"]][:k]) if rnd is None else rnd
+                logits = circuit_logits(lm.model, lm.adapter, d, r["clean_ids"], keep, means)
+                p = torch.softmax(logits, -1)[r["clean_tok"]]
+                for key, v in (
+                    ("k", k), ("pair_id", r["pair_id"]), ("subtask", r["subtask"]),
+                    ("agree", int(logits.argmax()) == r["clean_tok"]), ("p_clean_tok", float(p)),
+                    ("random", rnd is not None), ("draw", draw),
+                ):  # fmt: skip
+                    cols[key].append(v)
+        print(f"circuit k={k} done ({len(sets) - 1} random draws)", flush=True)
+    write_table(
+        to_table(cols, schemas.SUFFICIENCY),
+        outputs["sufficiency"],
+        model_meta("circuits_sufficiency", cfg, lm.manifest, lm.dtype),
+    )
+    return len(cols["k"])

@@ -1,0 +1,97 @@
+"""Stage ``digits_confidence``: digit confidence for every problem, conditioned on the correct
+higher-order digits and on the model's own (see cotlens.digits)."""
+
+from __future__ import annotations
+
+import time
+from itertools import groupby
+from typing import Any
+
+import numpy as np
+import torch
+
+from cotlens import schemas
+from cotlens.digits import VocabText, align, mc_dropout, own_digits, position_forward, score
+from cotlens.errors import CotlensError
+from cotlens.models.loading import load_for_stage
+from cotlens.parquet import read_table, to_table, write_table
+from cotlens.stages.common import Params, Paths, model_meta
+from cotlens.types import DIGIT_SETTINGS
+
+# conditioned: the correct higher-order digits are given (teacher forcing);
+# unconditioned: the model's own higher-order digits (cotlens.digits.own_digits), the
+# paper's baseline, read in the same product sequence; direct: "a * b mod 10 =" (an option).
+SETTINGS = ("conditioned", "unconditioned")  # the default
+KNOWN = DIGIT_SETTINGS
+
+
+def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads: int) -> int:
+    prompts, cfg = inputs["prompts"], params
+    tab = read_table(prompts).to_pylist()
+    if not tab:
+        raise CotlensError(f"the problem set {prompts} is empty", "check the digits section of the config")
+    est = cfg.get("estimator", "mc_dropout")
+    mc = dict(cfg.get("mc_dropout", {"p": 0.1, "samples": 8}))
+    settings = list(cfg.get("settings", SETTINGS))
+    bad = [s for s in settings if s not in KNOWN]
+    if bad or not settings:
+        raise CotlensError(f"digits.settings = {settings}", f"use some of {list(KNOWN)}")
+    lm = load_for_stage(inputs["model"], runtime, threads)
+    vt = VocabText.from_tokenizer(lm.tokenizer)
+    fwd = position_forward(lm)
+    pad = int(lm.tokenizer.pad_token_id)
+    cols: dict[str, list[Any]] = {f.name: [] for f in schemas.DIGITS}
+    bs = int(cfg.get("batch_size", 32))
+    n_forwards = 0
+    t0 = time.perf_counter()
+    for _, cell in groupby(tab, key=lambda r: (r["n"], r["m"])):
+        cell = list(cell)
+        for s in range(0, len(cell), bs):
+            batch = cell[s : s + bs]
+            seqs, places, meta = [], [], []
+            own = (
+                own_digits(fwd, lm.tokenizer, vt, [r["prompt"] for r in batch], [r["answer"] for r in batch], pad,
+                           lm.device)
+                if "unconditioned" in settings else [None] * len(batch)
+            )  # fmt: skip
+            for r, mine in zip(batch, own, strict=True):
+                texts = {"conditioned": (r["prompt"], r["answer"]), "unconditioned": (r["prompt"], mine),
+                         "direct": (r["direct_prompt"], r["direct_answer"])}  # fmt: skip
+                for setting in settings:
+                    ids, pl = align(lm.tokenizer, vt, *texts[setting])
+                    seqs.append(ids)
+                    places.append(pl)
+                    meta.append((r, setting))
+            if est == "mc_dropout":
+                draws = []
+                for k in range(int(mc["samples"])):
+                    torch.manual_seed(int(cfg.get("seed", 0)) * 1000 + k)
+                    with mc_dropout(lm.model, lm.adapter, float(mc["p"])):
+                        draws.append(score(fwd, vt, seqs, places, pad, lm.device))
+                    n_forwards += 1
+                dists = [[np.stack([d[i][j] for d in draws]) for j in range(len(places[i]))] for i in range(len(seqs))]
+            else:
+                one = score(fwd, vt, seqs, places, pad, lm.device)
+                n_forwards += 1
+                dists = [[d[None] for d in row] for row in one]
+            for (r, setting), pl, dl in zip(meta, places, dists, strict=True):
+                answer_places = len(pl)
+                truth = [int(c) for c in (r["direct_answer"] if setting == "direct" else r["answer"]) if c.isdigit()]
+                written = [p.digit for p in pl]  # the digits in the scored sequence
+                for place, dist in zip(pl, dl, strict=True):
+                    d = truth[place.index]  # unconditioned: the earlier places hold the model's own digits
+                    pc = dist[:, d]
+                    ok = written[: place.index] == truth[: place.index]
+                    for k, v in (("problem_id", r["problem_id"]), ("n", r["n"]), ("m", r["m"]), ("setting", setting),
+                                 ("place", place.index), ("n_places", answer_places), ("digit", d),
+                                 ("prefix_correct", ok), ("p_correct", float(pc.mean())), ("p_std", float(pc.std())),
+                                 ("argmax_digit", int(dist.mean(0).argmax()))):  # fmt: skip
+                        cols[k].append(v)
+    dt = time.perf_counter() - t0
+    print(f"scored {len(tab)} problems in {n_forwards} batched forwards, {dt:.1f} s: {len(tab) / dt:.2f} problems/s")
+    write_table(
+        to_table(cols, schemas.DIGITS),
+        outputs["confidence"],
+        model_meta("digits_confidence", cfg, lm.manifest, lm.dtype, estimator=est),
+    )
+    return len(tab)

@@ -1,0 +1,117 @@
+"""Stage ``experts_effects`` of Study 4: refusal rate on the held-out evaluation prompts
+(the ``eval`` split, never used by the map), quality-question accuracy and reference
+perplexity with no switch, with the top-k fTRI experts switched off / forced on, and with
+k random experts (other than those) switched off / on over several seeds. Each response
+also gets its fluency (mean NLL per token under the model with no switch), which the
+quality guard of the figures reads to tell a refusal from broken text.
+The switches are router hooks (:func:`cotlens.experts.switch_experts`). Resumable: one
+shard per condition (``cotlens.shards``)."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from cotlens import schemas
+from cotlens.errors import CotlensError
+from cotlens.experts import (
+    by_layer,
+    forceable,
+    n_experts,
+    random_experts,
+    require_moe,
+    switch_experts,
+    top_experts,
+    top_k_of,
+)
+from cotlens.hooks import router_modules
+from cotlens.models.loading import load_for_stage
+from cotlens.parquet import read_table, to_table, write_table
+from cotlens.responses import continuation_nll, first_int, reference_nll, refusal_classifier, render, respond
+from cotlens.shards import Shards, resume_key
+from cotlens.stages.common import Params, Paths, model_meta
+from cotlens.types import SWITCH_MODES
+
+
+def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads: int) -> int:
+    """Refusals are classified as in ``experts_routes``: the rule set, or the same judge."""
+    prompts, ftri_path, model_dir, out, cfg = (
+        inputs["prompts"],
+        inputs["ftri"],
+        inputs["model"],
+        outputs["effects"],
+        params,
+    )
+    rows = read_table(prompts).to_pylist()
+    study = [r for r in rows if r["set"] == "study" and r["split"] == "eval"]  # held out from the map
+    quality = [r for r in rows if r["set"] == "quality"]
+    refs = [r for r in rows if r["set"] == "reference"]
+    ft = [r for r in read_table(ftri_path).to_pylist() if r["contrast"] == "all"]
+    if not ft:
+        raise CotlensError(f"{ftri_path} has no 'all' map", "rerun the experts_ftri rule")
+    score = np.zeros((max(r["layer"] for r in ft) + 1, max(r["expert"] for r in ft) + 1))
+    for r in ft:
+        score[r["layer"], r["expert"]] = r["score"]
+    lm = require_moe(load_for_stage(model_dir, runtime, threads))
+    judge = load_for_stage(inputs["judge"], runtime, threads) if "judge" in inputs else None
+    classify, _ = refusal_classifier(judge, runtime.get("judge_cache"))
+    tok = lm.tokenizer
+    routers = router_modules(lm.model, lm.adapter)
+    n_exp = n_experts(next(iter(routers.values())))
+    slots = {lay: top_k_of(r) for lay, r in routers.items()}
+
+    def measure(condition: str, mode: str, k: int, seed: int, experts: list[tuple[int, int]]) -> pa.Table:
+        if mode == "on":
+            experts = forceable(experts, slots)
+        label = " ".join(f"L{lay}E{e}" for lay, e in experts)
+        ctx = switch_experts(lm.model, lm.adapter, by_layer(experts), mode) if experts else contextlib.nullcontext()
+        with ctx:
+            said = respond(lm, [r["question"] for r in study + quality], cfg)
+            nll = reference_nll(lm, [(r["question"], r["reference"]) for r in refs], int(cfg["batch_size"]))
+        # the quality guard: each response's fluency under the model with no switch
+        asked = [(tok(render(tok, r["question"]))["input_ids"], ids) for r, (_, ids) in zip(study + quality, said,
+                                                                                          strict=True)]  # fmt: skip
+        fluency = continuation_nll(lm, asked, int(cfg["batch_size"]))
+        cols: dict[str, list[Any]] = {f.name: [] for f in schemas.EXPERT_EFFECTS}
+        for r, (text, ids), (fs, fn) in zip(study + quality, said, fluency, strict=True):
+            st = r["set"] == "study"
+            refused = classify(r["question"], text) if st else None
+            correct = None if st else first_int(text) == r["reference"]
+            vals = (condition, mode, k, seed, label, r["prompt_id"], r["set"], refused, correct, None, len(ids), text,
+                    fs / fn if fn else None)  # fmt: skip
+            for key, v in zip(cols, vals, strict=True):
+                cols[key].append(v)
+        for r, (s, n) in zip(refs, nll, strict=True):
+            vals = (condition, mode, k, seed, label, r["prompt_id"], "reference", None, None, s, n, "", None)
+            for key, v in zip(cols, vals, strict=True):
+                cols[key].append(v)
+        rate = np.mean(cols["refused"][: len(study)])
+        ppl = math.exp(sum(s for s, _ in nll) / max(1, sum(n for _, n in nll)))
+        print(f"{condition:8s} {mode:4s} k={k:<3d} seed={seed:<3d} refused {rate:.3f}  ppl {ppl:.2f}  [{label}]",
+              flush=True)  # fmt: skip
+        return to_table(cols, schemas.EXPERT_EFFECTS)
+
+    # one resumable shard per condition: a rerun after a crash measures only the missing ones
+    conditions: list[tuple[str, str, int, int, list[tuple[int, int]]]] = [("baseline", "none", 0, -1, [])]
+    for k in cfg["k"]:
+        top = top_experts(score, int(k))
+        for mode in SWITCH_MODES:
+            conditions.append(("top", mode, int(k), -1, top))
+            for seed in range(int(cfg["random_seeds"])):
+                rnd = random_experts(sorted(routers), n_exp, int(k), seed, top)
+                conditions.append(("random", mode, int(k), seed, rnd))
+    key = resume_key(cfg, runtime, prompts, ftri_path, Path(model_dir) / "manifest.json")
+    shards = Shards(out, "experts_effects", model_meta("experts_effects", key, lm.manifest, lm.dtype), len(conditions))
+    for i, cond in enumerate(conditions):
+        if not shards.done(i):
+            shards.write(i, measure(*cond))
+    print(shards.summary(), flush=True)
+    runs = shards.concat()
+    write_table(runs, out, model_meta("experts_effects", cfg, lm.manifest, lm.dtype))
+    shards.discard()
+    return runs.num_rows

@@ -1,0 +1,13 @@
+"""Stage ``experts_figure``: one figure of the study (the ``{figure}`` wildcard; see
+:data:`cotlens.plotting.experts.FIGURES`), its numbers written to the JSON beside it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cotlens.plotting import experts as plots
+from cotlens.stages.common import Params, Paths, draw_figure
+
+
+def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads: int) -> dict[str, Any]:
+    return draw_figure(plots.FIGURES, inputs, outputs, params)

@@ -1,0 +1,95 @@
+"""Stage ``neurons_effects`` of Study 2 (Rai & Yao): accuracy with the concept neurons
+ablated (Gaussian noise on their value vectors, as Rai & Yao; or zero / mean) against the
+same number of random neurons (all layers, all neurons; several seeds), the same for the
+``top_n`` best-ranked candidates of any concept, and accuracy with the concept neurons'
+activation for every prompt variant (:func:`cotlens.neurons.effect_conditions`).
+Resumable: one shard per condition (``cotlens.shards``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from cotlens import schemas
+from cotlens.errors import CotlensError
+from cotlens.models.loading import load_for_stage
+from cotlens.neurons import (
+    ActivationMeter,
+    Answer,
+    ablate,
+    concept_neurons,
+    effect_conditions,
+    random_neurons,
+    solve,
+    top_neurons,
+    variant_rows,
+)
+from cotlens.parquet import read_table, to_table, write_table
+from cotlens.shards import Shards, resume_key
+from cotlens.stages.common import Params, Paths, model_meta
+
+
+def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads: int) -> int:
+    prompts, neurons, model_dir, out, cfg = (
+        inputs["prompts"],
+        inputs["neurons"],
+        inputs["model"],
+        outputs["effects"],
+        params,
+    )
+    table = read_table(prompts).to_pylist()
+    ntab = read_table(neurons)
+    chosen, means = concept_neurons(ntab)
+    n_concept = sum(len(v) for v in chosen.values())
+    if n_concept == 0:
+        raise CotlensError(
+            f"{neurons} labels no concept neuron",
+            "raise neurons.discovery.n_candidates or neurons.discovery.top_k, or use a larger model",
+        )
+    tops = {int(n): top_neurons(ntab, int(n), str(neurons)) for n in cfg.get("top_n", [])}
+    lm = load_for_stage(model_dir, runtime, threads)
+    means = means.to(lm.device)
+    conditions = effect_conditions(cfg, n_concept, list(tops))
+    key = resume_key(cfg, runtime, prompts, neurons, Path(model_dir) / "manifest.json")
+    shards = Shards(out, "neurons_effects", model_meta("neurons_effects", key, lm.manifest, lm.dtype), len(conditions))
+
+    def measured(texts: list[str], golds: list[int]) -> tuple[list[Answer], list[tuple[float, float]]]:
+        acts: list[tuple[float, float]] = []
+        with ActivationMeter(lm.model, lm.adapter, chosen, int(cfg["batch_size"])) as meter:
+            answers = solve(
+                lm, texts, golds, cfg, on_step=meter.rows, after_batch=lambda b: acts.extend(meter.take(len(b)))
+            )
+        return answers, acts
+
+    for k, (condition, variant, mode, seed, n_abl) in enumerate(conditions):
+        if shards.done(k):
+            continue
+        ids, texts, golds = variant_rows(table, variant)
+        if condition == "variant":
+            answers, acts = measured(texts, golds)
+        else:
+            if condition == "concept":
+                which = chosen
+            elif condition == "top":
+                which = tops[n_abl]
+            else:  # the first n of the seed's permutation: smaller random sets nest in larger ones
+                which = random_neurons(lm.dims, n_abl, torch.Generator().manual_seed(seed))
+            with ablate(lm.model, lm.adapter, which, mode, means, float(cfg.get("noise_scale", 1.0)), seed + 1):
+                answers, acts = measured(texts, golds)
+        cols: dict[str, list[Any]] = {f.name: [] for f in schemas.NEURON_EFFECTS}
+        for pid, a, (act, level) in zip(ids, answers, acts, strict=True):
+            row = {"condition": condition, "variant": variant, "mode": mode, "seed": seed, "n_ablated": n_abl,
+                   "problem_id": pid, "pred": a.pred, "correct": a.correct, "concept_act": act, "concept_active": level,
+                   "n_tokens": a.n_tokens, "text": a.text}  # fmt: skip
+            for c, v in row.items():
+                cols[c].append(v)
+        ok = sum(a.correct for a in answers)
+        print(f"{condition} {variant} {mode} seed {seed}, {n_abl} ablated: {ok}/{len(answers)}", flush=True)
+        shards.write(k, to_table(cols, schemas.NEURON_EFFECTS))
+    print(shards.summary(), flush=True)
+    runs = shards.concat()
+    write_table(runs, out, model_meta("neurons_effects", cfg, lm.manifest, lm.dtype))
+    shards.discard()
+    return runs.num_rows

@@ -1,0 +1,87 @@
+"""The four studies: one name each, used for the config section, the rules file, the
+results directory, the stage package and the plotting module, and the one place their
+figures are listed (the Snakemake rules, the plotting modules and the tests read it).
+
+Pure Python: the Snakefile imports it while parsing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+StudyName = Literal["circuits", "neurons", "digits", "experts"]
+
+
+@dataclass(frozen=True)
+class Study:
+    name: StudyName
+    paper: str
+    title: str  # the report's category
+    # figure -> the tables it reads: "prompts" is results/<study>/prompts.parquet, any
+    # other name results/<study>/<model>/<name>.parquet
+    figures: dict[str, tuple[str, ...]]
+    # the config key listing the models the study runs on
+    models_key: str = "active_models"
+
+    def table(self, name: str, model: str) -> str:
+        """The path of one of the study's Parquet tables."""
+        if name == "prompts":
+            return f"results/{self.name}/prompts.parquet"
+        return f"results/{self.name}/{model}/{name}.parquet"
+
+
+STUDIES: dict[str, Study] = {
+    s.name: s
+    for s in (
+        Study(
+            "circuits",
+            "Dutta et al., TMLR 2024: step-by-step reasoning on fictional ontologies (PrOntoQA)",
+            "Study 1: reasoning circuits (PrOntoQA)",
+            {
+                "accuracy": ("prompts", "samples"),
+                "step_accuracy": ("prompts", "samples"),
+                "lens_heatmap": ("lens",),
+                "patch_heads": ("patching", "pairs"),
+                "patch_positions": ("patching", "pairs"),
+                "attribution": ("patching",),
+                "sufficiency": ("sufficiency",),
+                "rift": ("heads",),
+                "answer_heads": ("heads",),
+                "probe": ("probe",),
+                "pathways": ("pathways", "pairs"),
+            },
+        ),
+        Study(
+            "neurons",
+            "Rai & Yao, ACL 2024: FFN neuron activation as a lens on arithmetic CoT",
+            "Study 2: FFN neurons on arithmetic CoT",
+            {
+                "neuron_concepts": ("neurons",),
+                "neuron_ablation": ("effects",),
+                "neuron_activation": ("effects",),
+            },
+        ),
+        Study(
+            "digits",
+            "Gambardella et al., ACL 2024: digit confidence in multiplication",
+            "Study 3: digit confidence",
+            {
+                "digit_confidence": ("confidence",),
+                "digit_conditioning": ("confidence",),
+                "digit_accuracy": ("confidence",),
+            },
+        ),
+        Study(
+            "experts",
+            "MoTE, 2025: mixture of tunable experts (expert maps and switching)",
+            "Study 4: expert maps and switching (MoE)",
+            {
+                "expert_map": ("ftri",),
+                "expert_switch": ("effects", "prompts"),
+                "expert_quality": ("effects",),
+            },
+            models_key="experts.models",
+        ),
+    )
+}

@@ -1,0 +1,103 @@
+"""One shape for every study: names, the stage contract, the figure registry, and the
+configurations validated against the schema."""
+
+from __future__ import annotations
+
+import copy
+import importlib
+import inspect
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from snakemake.utils import validate
+
+from cotlens.studies import STUDIES
+
+ROOT = Path(__file__).resolve().parents[2]
+SCHEMA = str(ROOT / "workflow" / "schemas" / "config.schema.yaml")
+STAGES = ROOT / "src" / "cotlens" / "stages"
+
+
+def merged(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """Snakemake's --configfile overlay: nested mappings merge, other values replace."""
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        out[k] = merged(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def test_one_name_per_study_everywhere() -> None:
+    default = yaml.safe_load((ROOT / "config.yaml").read_text())
+    schema = yaml.safe_load(Path(SCHEMA).read_text())
+    assert set(schema["properties"]["studies"]["items"]["enum"]) == set(STUDIES) == set(default["studies"])
+    for name in STUDIES:
+        assert name in default and name in schema["properties"], name  # the config section
+        assert (ROOT / "workflow" / "rules" / f"{name}.smk").is_file()  # the rules
+        assert (STAGES / name / "__init__.py").is_file() and (ROOT / "scripts" / name).is_dir()  # stages, scripts
+        assert (ROOT / "src" / "cotlens" / "plotting" / f"{name}.py").is_file()  # figures
+        assert (ROOT / "workflow" / "report" / f"{name}.rst").is_file()  # the report caption
+
+
+def test_the_figure_registry_matches_the_plot_functions() -> None:
+    for name, study in STUDIES.items():
+        plots = importlib.import_module(f"cotlens.plotting.{name}")
+        assert set(plots.FIGURES) == set(study.figures), name
+        for fig, fn in plots.FIGURES.items():
+            assert list(inspect.signature(fn).parameters) == ["inputs", "outputs", "model", "dpi"], fig
+
+
+def test_every_stage_has_the_one_contract_and_a_script() -> None:
+    modules = sorted(p for p in STAGES.glob("*/*.py") if p.name != "__init__.py")
+    assert len(modules) >= 25
+    for path in modules:
+        group, stage = path.parent.name, path.stem
+        mod = importlib.import_module(f"cotlens.stages.{group}.{stage}")
+        assert list(inspect.signature(mod.run).parameters) == ["inputs", "outputs", "params", "runtime", "threads"]
+        script = ROOT / "scripts" / group / f"{stage}.py"
+        assert f"from cotlens.stages.{group} import {stage}" in script.read_text(), script
+        rules = "".join(r.read_text() for r in (ROOT / "workflow" / "rules").glob("*.smk"))
+        ran = f'"{group}/{stage}.py"' in rules or (stage == "figure" and 'f"{_study.name}/figure.py"' in rules)
+        assert ran, f"no rule runs {group}/{stage}"
+
+
+@pytest.mark.parametrize("overlay", sorted((ROOT / "config").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_overlay_config_is_valid_on_top_of_the_default(overlay: Path) -> None:
+    default = yaml.safe_load((ROOT / "config.yaml").read_text())
+    validate(merged(default, yaml.safe_load(overlay.read_text())), SCHEMA)
+
+
+def test_the_default_and_the_test_config_are_valid() -> None:
+    for path in (ROOT / "config.yaml", ROOT / ".test" / "config.yaml"):
+        validate(yaml.safe_load(path.read_text()), SCHEMA)
+
+
+def test_an_invalid_overlay_is_caught() -> None:
+    default = yaml.safe_load((ROOT / "config.yaml").read_text())
+    with pytest.raises(Exception, match="arith|Additional properties"):
+        validate(merged(default, {"arith": {"n_problems": 3}}), SCHEMA)
+
+
+def test_the_config_schema_allows_exactly_the_typed_values() -> None:
+    """One source of truth: each enum of the config schema is a Literal of cotlens.types."""
+    from cotlens import types
+
+    props = yaml.safe_load(Path(SCHEMA).read_text())["properties"]
+
+    def enum(*path: str) -> set[str]:
+        node = props
+        for i, part in enumerate(path):
+            node = node[part] if i == 0 else node["properties"][part]
+        return set((node.get("items") or node)["enum"])
+
+    assert enum("circuits", "extract", "positions") == set(types.POSITIONS)
+    assert enum("circuits", "pairs", "context") == set(types.PAIR_CONTEXTS)
+    assert enum("circuits", "patch", "screen") == set(types.SCREENS)
+    assert enum("circuits", "sufficiency", "circuits") == set(types.CIRCUIT_SCOPES)
+    assert enum("neurons", "effects", "modes") == set(types.ABLATIONS)
+    assert enum("neurons", "discovery", "projection") == set(types.PROJECTIONS)
+    assert enum("digits", "settings") == set(types.DIGIT_SETTINGS)
+    assert enum("digits", "estimator") == set(types.DIGIT_ESTIMATORS)
+    assert enum("experts", "tokens") == set(types.FTRI_TOKENS)
+    assert enum("experts", "classes") == set(types.FTRI_CLASSES)
