@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from cotlens.errors import CotlensError
-from cotlens.hooks import BlockCalls, Capture, edit_inputs
+from cotlens.hooks import BlockCalls, Capture, edit_inputs, output_hooks
 from cotlens.models.adapters import Adapter, Dims, adapter_for, dims, final_norm, get, layers, readout
 from cotlens.writes import constant, head_writes, out_columns, token_scale
 
@@ -133,19 +133,13 @@ def check_decomposition(model: nn.Module, ad: Adapter, d: Dims, ids: torch.Tenso
     MoE block's output is taken whole (its experts are not neurons)."""
     blocks = layers(model, ad)
     ffn_out: dict[int, torch.Tensor] = {}
-    handles = [
-        get(b, ad.ffn_module).register_forward_hook(
-            lambda _m, _a, o, i=i: ffn_out.__setitem__(i, (o if isinstance(o, torch.Tensor) else o[0]).clone())
-        )
+    keep_ffn = [
+        (get(b, ad.ffn_module), lambda _m, _a, o, i=i: ffn_out.__setitem__(i, (o if isinstance(o, torch.Tensor) else o[0]).clone()))
         for i, b in enumerate(blocks)
     ]  # fmt: skip
     sites = ["resid", "attn_heads"] + ([] if ad.router else ["mlp"])
-    try:
-        with BlockCalls(model, ad) as calls, Capture(model, ad, sites) as cap:
-            model(input_ids=ids, use_cache=False)
-    finally:
-        for h in handles:
-            h.remove()
+    with output_hooks(keep_ffn), BlockCalls(model, ad) as calls, Capture(model, ad, sites) as cap:
+        model(input_ids=ids, use_cache=False)
     worst, scale, ok = 0.0, 0.0, True
 
     def compare(got: torch.Tensor, want: torch.Tensor) -> None:

@@ -22,7 +22,7 @@ the adapter table) at inference, also for models trained without dropout; S pass
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -33,6 +33,7 @@ from torch import nn
 
 from cotlens.batch import logits_at, pad
 from cotlens.errors import CotlensError
+from cotlens.hooks import output_hooks
 from cotlens.models.adapters import Adapter, get, layers
 
 if TYPE_CHECKING:
@@ -108,19 +109,12 @@ def digit_distribution(probs: torch.Tensor, vt: VocabText, inside: str) -> np.nd
     return mass / denom if denom > 0 else mass
 
 
-@contextlib.contextmanager
-def mc_dropout(model: nn.Module, ad: Adapter, p: float) -> Iterator[None]:
+def mc_dropout(model: nn.Module, ad: Adapter, p: float) -> contextlib.AbstractContextManager[None]:
     """Dropout on every attention and FFN block output while active."""
-    handles = []
-    for block in layers(model, ad):
-        for path in (ad.attn_out, ad.ffn_module):
-            mod = get(block, path)
-            handles.append(mod.register_forward_hook(lambda _m, _a, o: F.dropout(o, p, training=True)))
-    try:
-        yield
-    finally:
-        for h in handles:
-            h.remove()
+    drop = lambda _m, _a, o: F.dropout(o, p, training=True)  # noqa: E731
+    return output_hooks(
+        (get(block, path), drop) for block in layers(model, ad) for path in (ad.attn_out, ad.ffn_module)
+    )
 
 
 Forward = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]

@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from cotlens.errors import CotlensError
-from cotlens.hooks import hooked, router_modules
+from cotlens.hooks import Hooked, output_hooks, router_modules
 from cotlens.models.adapters import Adapter
 from cotlens.sampling import shared_prefix_len
 from cotlens.types import SWITCH_MODES, SwitchMode
@@ -74,7 +74,7 @@ class RouteColumns:
     weights: np.ndarray  # [n, k] float32
 
 
-class RouterCapture:
+class RouterCapture(Hooked):
     """Record every router decision during :func:`cotlens.sampling.generate_batch`.
 
     Use per batch: ``begin(prompt_ids)``, pass ``on_step=cap.rows`` to ``generate_batch``,
@@ -86,11 +86,11 @@ class RouterCapture:
         self.model, self.ad = model, ad
         self.routers = router_modules(model, ad)
         self._log: list[tuple[list[int] | None, dict[int, tuple[torch.Tensor, torch.Tensor]]]] = []
-        self._handles: list[Any] = []
         self._lens: list[int] = []
         self._n_shared = 0
 
-    def __enter__(self) -> RouterCapture:
+    def _register(self) -> list[Any]:
+        handles = []
         for layer, r in self.routers.items():
 
             def hook(_m: nn.Module, _a: Any, out: Any, i: int = layer) -> None:
@@ -98,13 +98,11 @@ class RouterCapture:
                     self._log.append((None, {}))
                 self._log[-1][1][i] = (out[2].detach(), out[1].detach())
 
-            self._handles.append(r.register_forward_hook(hook))
-        return self
+            handles.append(r.register_forward_hook(hook))
+        return handles
 
-    def __exit__(self, *exc: Any) -> None:
-        for h in self._handles:
-            h.remove()
-        self._handles.clear()
+    def __enter__(self) -> RouterCapture:
+        return super().__enter__()  # type: ignore[no-any-return]
 
     def begin(self, prompts: Sequence[Sequence[int]]) -> None:
         self._log.clear()
@@ -274,7 +272,7 @@ def switch_experts(
 
         return hook
 
-    with hooked(lambda: [routers[i].register_forward_hook(make(list(e))) for i, e in experts.items() if e]):
+    with output_hooks((routers[i], make(list(e))) for i, e in experts.items() if e):
         yield
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -100,7 +100,8 @@ def site_pre_hooks(model: nn.Module, ad: Adapter, site: str, fns: dict[int, Inpu
 
 
 @contextlib.contextmanager
-def hooked(handles_fn: Callable[[], Sequence[Any]]) -> Iterator[None]:
+def hooked(handles_fn: Callable[[], Iterable[Any]]) -> Iterator[None]:
+    """Register the hooks ``handles_fn`` returns the handles of; remove them on exit."""
     handles = list(handles_fn())
     try:
         yield
@@ -109,7 +110,41 @@ def hooked(handles_fn: Callable[[], Sequence[Any]]) -> Iterator[None]:
             h.remove()
 
 
-class Capture:
+OutputHook = Callable[[nn.Module, Any, Any], Any]
+
+
+def output_hooks(hooks: Iterable[tuple[nn.Module, OutputHook]]) -> contextlib.AbstractContextManager[None]:
+    """Forward hooks ``fn(module, args, output) -> new output or None`` on modules, for the
+    duration of a ``with`` block (the hooks of dropout, noise, expert switches, ...)."""
+    pairs = list(hooks)
+    return hooked(lambda: [m.register_forward_hook(fn) for m, fn in pairs])
+
+
+class Hooked:
+    """Base of every stateful hooked context manager (captures, scorers, meters): entering
+    calls :meth:`_reset` then registers the handles :meth:`_register` returns; leaving
+    removes them, also on an exception."""
+
+    _handles: list[Any]
+
+    def _register(self) -> Iterable[Any]:
+        raise NotImplementedError
+
+    def _reset(self) -> None:
+        """Clear what a previous ``with`` block recorded (nothing by default)."""
+
+    def __enter__(self) -> Any:
+        self._reset()
+        self._handles = list(self._register())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for h in getattr(self, "_handles", []):
+            h.remove()
+        self._handles = []
+
+
+class Capture(Hooked):
     """Context manager recording ``sites`` of every layer during forwards.
 
     ``positions`` ([batch, P] long) selects token positions per row; None keeps all.
@@ -131,7 +166,6 @@ class Capture:
         self.n_layers = len(layers(model, adapter))
         self.home = next(model.parameters()).device
         self.out: dict[str, list[torch.Tensor | None]] = {}
-        self._ctx: contextlib.AbstractContextManager[None] | None = None
 
     def _take(self, x: torch.Tensor) -> torch.Tensor:
         x = x.to(self.home)  # no copy unless device_map spread the model
@@ -161,15 +195,11 @@ class Capture:
                     handles += site_pre_hooks(self.model, self.adapter, site, {layer: pre})
         return handles
 
-    def __enter__(self) -> Capture:
+    def _reset(self) -> None:
         self.out = {s: [None] * self.n_layers for s in self.sites}
-        self._ctx = hooked(self._register)
-        self._ctx.__enter__()
-        return self
 
-    def __exit__(self, *exc: Any) -> None:
-        assert self._ctx is not None
-        self._ctx.__exit__(*exc)
+    def __enter__(self) -> Capture:
+        return super().__enter__()  # type: ignore[no-any-return]
 
     def stacked(self, site: str) -> torch.Tensor:
         """[batch, P, n_layers, dim] for one site."""
@@ -179,7 +209,7 @@ class Capture:
         return torch.stack([t for t in got if t is not None], dim=2)
 
 
-class BlockCalls:
+class BlockCalls(Hooked):
     """Record what every decoder block is called with during one forward.
 
     ``inputs[l]`` is the hidden state entering block l, ``kwargs[l]`` the keyword
@@ -192,7 +222,6 @@ class BlockCalls:
         self.blocks = layers(model, adapter)
         self.inputs: list[torch.Tensor] = []
         self.kwargs: list[dict[str, Any]] = []
-        self._ctx: contextlib.AbstractContextManager[None] | None = None
 
     def _register(self) -> list[Any]:
         def pre(m: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
@@ -212,15 +241,11 @@ class BlockCalls:
 
         return [b.register_forward_pre_hook(pre, with_kwargs=True) for b in self.blocks]
 
-    def __enter__(self) -> BlockCalls:
+    def _reset(self) -> None:
         self.inputs, self.kwargs = [], []
-        self._ctx = hooked(self._register)
-        self._ctx.__enter__()
-        return self
 
-    def __exit__(self, *exc: Any) -> None:
-        assert self._ctx is not None
-        self._ctx.__exit__(*exc)
+    def __enter__(self) -> BlockCalls:
+        return super().__enter__()  # type: ignore[no-any-return]
 
 
 def replay(

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from cotlens.errors import CotlensError
-from cotlens.hooks import edit_inputs, hooked, site_pre_hooks
+from cotlens.hooks import Hooked, edit_inputs, output_hooks, site_pre_hooks
 from cotlens.models.adapters import Adapter, Dims, get, layers, readout
 from cotlens.prompts.arith import VARIANTS, is_done, parse_answer
 from cotlens.sampling import SampleConfig, generate_batch
@@ -53,7 +53,7 @@ AMBIGUOUS = frozenset({"-", "−", "/", "x", "is", "more", "less", "left", "away
 LABEL_THRESHOLD = 0.5  # sum of weight/rank over a concept's top-10 tokens: an unambiguous token at rank 1-2 suffices
 
 
-class NeuronScorer:
+class NeuronScorer(Hooked):
     """Context manager: scores every FFN neuron at each generated token, per original row.
 
     Call :meth:`rows` (e.g. as ``generate_batch(..., on_step=scorer.rows)``) before each
@@ -107,15 +107,11 @@ class NeuronScorer:
 
         return pre
 
-    def __enter__(self) -> NeuronScorer:
-        self._ctx = hooked(
-            lambda: site_pre_hooks(self.model, self.ad, "mlp", {li: self._hook(li) for li in range(self.dims.n_layers)})
-        )
-        self._ctx.__enter__()
-        return self
+    def _register(self) -> list[Any]:
+        return site_pre_hooks(self.model, self.ad, "mlp", {li: self._hook(li) for li in range(self.dims.n_layers)})
 
-    def __exit__(self, *exc: object) -> None:
-        self._ctx.__exit__(*exc)
+    def __enter__(self) -> NeuronScorer:
+        return super().__enter__()  # type: ignore[no-any-return]
 
     def frequency(self) -> torch.Tensor:
         """[L, d_mlp] fraction of committed tokens at which each neuron was in its layer's top-k."""
@@ -184,34 +180,29 @@ def label(tokens: Sequence[str], threshold: float = LABEL_THRESHOLD, min_tokens:
     return best if best_score >= threshold else None
 
 
-@contextlib.contextmanager
 def value_noise(
     model: nn.Module, ad: Adapter, neurons: Mapping[int, Sequence[int]], scale: float, seed: int
-) -> Iterator[None]:
+) -> contextlib.AbstractContextManager[None]:
     """Gaussian noise on the value vectors of ``neurons`` (see :func:`ablate`)."""
     gen = torch.Generator().manual_seed(int(seed))
     blocks = layers(model, ad)
-    handles = []
-    try:
-        for layer in sorted(neurons):
-            idx = list(neurons[layer])
-            if not idx:
-                continue
-            down = get(blocks[layer], ad.mlp_out)
-            w = down.weight  # [d_model, d_mlp] (Linear) or [d_mlp, d_model] (Conv1D)
-            cols = (w.t() if isinstance(down, nn.Linear) else w)[idx].detach().float().cpu()  # [n, d_model]
-            rms = cols.pow(2).mean(-1, keepdim=True).sqrt()
-            e = (torch.randn(cols.shape, generator=gen) * scale * rms).to(w.device, w.dtype)
-            ix = torch.tensor(idx, device=w.device)
+    hooks = []
+    for layer in sorted(neurons):
+        idx = list(neurons[layer])
+        if not idx:
+            continue
+        down = get(blocks[layer], ad.mlp_out)
+        w = down.weight  # [d_model, d_mlp] (Linear) or [d_mlp, d_model] (Conv1D)
+        cols = (w.t() if isinstance(down, nn.Linear) else w)[idx].detach().float().cpu()  # [n, d_model]
+        rms = cols.pow(2).mean(-1, keepdim=True).sqrt()
+        e = (torch.randn(cols.shape, generator=gen) * scale * rms).to(w.device, w.dtype)
+        ix = torch.tensor(idx, device=w.device)
 
-            def hook(_m: nn.Module, args: Any, out: torch.Tensor, ix: torch.Tensor = ix, e: torch.Tensor = e) -> Any:
-                return out + args[0][..., ix].to(e.dtype) @ e
+        def hook(_m: nn.Module, args: Any, out: torch.Tensor, ix: torch.Tensor = ix, e: torch.Tensor = e) -> Any:
+            return out + args[0][..., ix].to(e.dtype) @ e
 
-            handles.append(down.register_forward_hook(hook))
-        yield
-    finally:
-        for h in handles:
-            h.remove()
+        hooks.append((down, hook))
+    return output_hooks(hooks)
 
 
 @contextlib.contextmanager
@@ -260,7 +251,7 @@ def random_neurons(dims: Dims, n: int, gen: torch.Generator) -> dict[int, list[i
     return out
 
 
-class ActivationMeter:
+class ActivationMeter(Hooked):
     """Per original row, at the generated tokens: the mean activation of a neuron set and
     (Rai & Yao's activation level) the mean number of its neurons that are activated (> 0)."""
 
@@ -294,15 +285,11 @@ class ActivationMeter:
 
         return pre
 
-    def __enter__(self) -> ActivationMeter:
-        self._ctx = hooked(
-            lambda: site_pre_hooks(self.model, self.ad, "mlp", {li: self._hook(li) for li in self.neurons})
-        )
-        self._ctx.__enter__()
-        return self
+    def _register(self) -> list[Any]:
+        return site_pre_hooks(self.model, self.ad, "mlp", {li: self._hook(li) for li in self.neurons})
 
-    def __exit__(self, *exc: object) -> None:
-        self._ctx.__exit__(*exc)
+    def __enter__(self) -> ActivationMeter:
+        return super().__enter__()  # type: ignore[no-any-return]
 
     def take(self, n: int) -> list[tuple[float, float]]:
         """Per row of the first ``n``: (mean activation, mean activated neurons per token), then reset."""

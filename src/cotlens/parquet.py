@@ -118,6 +118,13 @@ def write_table(table: pa.Table, path: str | os.PathLike[str], meta: RunMeta) ->
 class ShardWriter:
     """Stream row batches into one Parquet file, atomically renamed on close.
 
+    Use it as a context manager: leaving the block normally closes the file (renamed into
+    place); an exception aborts it (the temp file is removed, nothing looks complete)::
+
+        with ShardWriter(out, schema, meta) as w:
+            for batch in batches:
+                w.write(batch)
+
     Batches are buffered until ``group_rows`` rows are waiting, then written as one
     row group: many small batches (one per pair, say) would otherwise each cost a row
     group whose footer metadata stays in memory until close. The buffer is compacted
@@ -132,6 +139,15 @@ class ShardWriter:
         self._group_rows = group_rows
         self._buffer: list[pa.Table] = []
         self._buffered = 0
+
+    def __enter__(self) -> ShardWriter:
+        return self
+
+    def __exit__(self, typ: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        if exc is None:
+            self.close()
+        else:
+            self.abort(exc)
 
     def write(self, batch: pa.Table) -> None:
         self._buffer.append(batch.replace_schema_metadata(self.schema.metadata))

@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from cotlens.checks import TOL, Check
-from cotlens.hooks import BlockCalls, Capture, edit_inputs, replay
+from cotlens.hooks import BlockCalls, Capture, edit_inputs, output_hooks, replay
 from cotlens.models.adapters import Adapter, Dims, get, layers, readout
 from cotlens.stats import spearman
 from cotlens.types import SCREENS, ScreenMethod
@@ -227,17 +227,14 @@ def screen(
     try:
         for alpha in alphas:
             mix = (e_x + alpha * (e_c - e_x)).requires_grad_(True)
-            hook = emb.register_forward_hook(lambda _m, _a, _o, m=mix: m)
-            try:
-                with (
-                    torch.enable_grad(),
-                    edit_inputs(model, ad, "attn_heads", {li: keep(li) for li in range(dims.n_layers)}),
-                ):
-                    logits = _suffix_forward(model, ad, base.corrupt_ids, base.corrupt_kv, start)
-                    kl = kl_to(base.clean_logp, logits)[0]
-                    grads = torch.autograd.grad(kl, [store[li] for li in range(dims.n_layers)])
-            finally:
-                hook.remove()
+            with (
+                output_hooks([(emb, lambda _m, _a, _o, m=mix: m)]),
+                torch.enable_grad(),
+                edit_inputs(model, ad, "attn_heads", {li: keep(li) for li in range(dims.n_layers)}),
+            ):
+                logits = _suffix_forward(model, ad, base.corrupt_ids, base.corrupt_kv, start)
+                kl = kl_to(base.clean_logp, logits)[0]
+                grads = torch.autograd.grad(kl, [store[li] for li in range(dims.n_layers)])
             for li, g in enumerate(grads):
                 total[li] -= (g[0].view_as(delta[li]) * delta[li]).sum((0, 2)) / len(alphas)
     finally:

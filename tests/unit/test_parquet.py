@@ -91,6 +91,21 @@ def test_shard_writer_abort_leaves_no_file(tmp_path: Path) -> None:
     assert read_table(tmp_path / "s.parquet").num_rows == 20
 
 
+def test_shard_writer_as_a_context_manager_closes_or_aborts(tmp_path: Path) -> None:
+    t = _acts(10)
+    with (
+        pytest.raises(RuntimeError, match="boom"),
+        ShardWriter(tmp_path / "s.parquet", t.schema, RunMeta("x", "h")) as w,
+    ):
+        w.write(t)
+        raise RuntimeError("boom")
+    assert list(tmp_path.iterdir()) == []  # aborted: no file, no temp file
+    with ShardWriter(tmp_path / "s.parquet", t.schema, RunMeta("x", "h")) as w:
+        w.write(t)
+        w.write(t)
+    assert read_table(tmp_path / "s.parquet").num_rows == 20 and len(list(tmp_path.iterdir())) == 1
+
+
 def test_shard_writer_groups_small_batches(tmp_path: Path) -> None:
     t = _acts(4)
     for group_rows, groups in ((0, 5), (10, 2)):  # 5 batches of 4 rows: 12 buffered -> one group, then 8 at close

@@ -58,14 +58,9 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
         if lm is None:
             lm = load_for_stage(model_dir, runtime, threads)
             schema = activation_schema(lm, ec)
-        w = ShardWriter(shards.path(k), schema, meta)
-        try:
+        with ShardWriter(shards.path(k), schema, meta) as w:
             for b in range(0, len(shard), ec.batch_size):
                 w.write(extract_batch(lm, shard[b : b + ec.batch_size], ec, schema))
-        except BaseException as e:
-            w.abort(e)
-            raise
-        w.close()
         shards.committed(k)
     print(shards.summary(), flush=True)
     shards.promote(out)

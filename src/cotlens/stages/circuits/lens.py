@@ -16,17 +16,12 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
     activations, out, cfg = inputs["activations"], outputs["lens"], params
     lm = load_for_stage(inputs["model"], runtime, threads)
     data = ds.dataset(str(activations), format="parquet")
-    w = ShardWriter(out, schemas.LENS, model_meta("circuits_lens", cfg, lm.manifest, lm.dtype))
     n = 0
-    try:
+    with ShardWriter(out, schemas.LENS, model_meta("circuits_lens", cfg, lm.manifest, lm.dtype)) as w:
         for batch in data.to_batches(
             columns=[*ID_COLUMNS, "resid"], batch_size=int(cfg.get("batch_rows", 2048)), use_threads=False
         ):
             tab = pa.Table.from_batches([batch])
             w.write(lens_batch(lm, tab))
             n += tab.num_rows
-    except BaseException as e:
-        w.abort(e)
-        raise
-    w.close()
     return n

@@ -65,15 +65,10 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
         write_table(to_table(path_cols, schemas.PATHWAYS), path_shards.path(k), smeta)
         shards.write(k, to_table(cols, schemas.PATCHING))
     print(shards.summary(), flush=True)
-    w = ShardWriter(out, schemas.PATCHING, meta, group_rows=GROUP_ROWS)
-    try:
-        for t in shards.tables():
+    with ShardWriter(out, schemas.PATCHING, meta, group_rows=GROUP_ROWS) as w:  # aborted on error: nothing
+        for t in shards.tables():  # is left looking complete
             w.write(t)
         write_table(path_shards.concat(), out_pathways, meta)
-    except BaseException as e:
-        w.abort(e)  # no patching file is left looking complete
-        raise
-    w.close()
     shards.discard()
     path_shards.discard()
     return table.num_rows

@@ -37,10 +37,9 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
         n_layers=lm.dims.n_layers,
         n_experts=n_experts(next(iter(router_modules(lm.model, lm.adapter).values()))),
     )
-    writer = ShardWriter(routes_out, schemas.ROUTES, meta, group_rows=65536)
     done = 0
     prompt_len: list[int] = []
-    try:
+    with ShardWriter(routes_out, schemas.ROUTES, meta, group_rows=65536) as writer:
         with RouterCapture(lm.model, lm.adapter) as cap:
 
             def dump(ids: list[list[int]], resp: list[list[int]]) -> None:
@@ -71,10 +70,6 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
             for k, v in zip(cols, vals, strict=True):
                 cols[k].append(v)
         write_table(to_table(cols, schemas.EXPERT_RESPONSES), responses_out, meta)
-    except BaseException as e:
-        writer.abort(e)
-        raise
-    writer.close()
     n_ref = sum(cols["refused"])
     print(f"{n_ref}/{len(study)} refused ({by})", flush=True)
     return n_ref
