@@ -25,7 +25,7 @@ import torch
 from _timing import median_time, sync
 
 from cotlens import patching as P
-from cotlens.models.adapters import adapter_for, dims, get
+from cotlens.models.adapters import Handle, adapter_for, dims, get
 
 
 def shapes() -> dict[str, Callable[[], torch.nn.Module]]:
@@ -130,6 +130,7 @@ def main() -> None:
 
 def bench_one(name: str, m: torch.nn.Module, a: argparse.Namespace) -> None:
     ad, d = adapter_for(m), dims(m)
+    mh = Handle(m, ad, d)
     g = torch.Generator().manual_seed(0)
     clean = torch.randint(10, d.vocab, (a.tokens,), generator=g).tolist()
     corrupt = list(clean)
@@ -139,27 +140,27 @@ def bench_one(name: str, m: torch.nn.Module, a: argparse.Namespace) -> None:
     ids = ids.to(a.device)
     with torch.no_grad():
         fwd = median_time(lambda: get(m, ad.base)(input_ids=ids, use_cache=False), reps=3, warmup=1)
-    base = P.baseline(m, ad, d, clean, corrupt, 1, 2, attribution=True)  # also the warm-up
-    t_base = median_time(lambda: P.baseline(m, ad, d, clean, corrupt, 1, 2), reps=3, warmup=0)
-    t_attr = median_time(lambda: P.baseline(m, ad, d, clean, corrupt, 1, 2, attribution=True), reps=3, warmup=0)
-    t_atp = median_time(lambda: P.screen(m, ad, d, base, method="atp"), reps=3, warmup=0)
+    base = P.baseline(mh, clean, corrupt, 1, 2, attribution=True)  # also the warm-up
+    t_base = median_time(lambda: P.baseline(mh, clean, corrupt, 1, 2), reps=3, warmup=0)
+    t_attr = median_time(lambda: P.baseline(mh, clean, corrupt, 1, 2, attribution=True), reps=3, warmup=0)
+    t_atp = median_time(lambda: P.screen(mh, base, method="atp"), reps=3, warmup=0)
     if a.screen_only:
         print(f"== {name}: {d.n_layers} layers x {d.n_heads} heads, {a.tokens} tokens, {where(a)}")
         print(f"plain forward {fwd:.3f} s; baseline {t_base / fwd:5.2f} plain forwards; with the eap-ig screen "
               f"{t_attr / fwd:5.2f}; atp screen alone {t_atp / fwd:5.2f} (first difference at {at})")  # fmt: skip
         return
-    fast, t_fast = timed(lambda: P.patch_heads(m, ad, d, base, batch=a.batch))
+    fast, t_fast = timed(lambda: P.patch_heads(mh, base, batch=a.batch))
     heads = list(fast)
-    naive, t_naive = timed(lambda: {k: P.naive_patch(m, ad, d, base, k) for k in heads})
+    naive, t_naive = timed(lambda: {k: P.naive_patch(mh, base, k) for k in heads})
     err = diff(base, fast, naive, heads)
     tl = transformer_lens_sweep(m, base) if a.transformer_lens else None
     pos = list(range(a.tokens - a.positions, a.tokens))
-    per, t_per = timed(lambda: P.patch_heads_at(m, ad, d, base, pos, batch=a.batch))
+    per, t_per = timed(lambda: P.patch_heads_at(mh, base, pos, batch=a.batch))
     sample = heads[:: max(1, len(heads) // 24)]  # naive per-position: time a sample, scale up
-    _, t_np = timed(lambda: [P.naive_patch(m, ad, d, base, k, pos=p) for k in sample for p in pos])
+    _, t_np = timed(lambda: [P.naive_patch(mh, base, k, pos=p) for k in sample for p in pos])
     t_np_all = t_np * len(heads) / len(sample)
     checked = [(p, *k) for k in sample[:4] for p in pos[:2]]
-    err_p = diff(base, per, {c: P.naive_patch(m, ad, d, base, c[1:], pos=c[0]) for c in checked}, checked)
+    err_p = diff(base, per, {c: P.naive_patch(mh, base, c[1:], pos=c[0]) for c in checked}, checked)
     print(f"== {name}: {d.n_layers} layers x {d.n_heads} heads, {a.tokens} tokens, {where(a)}")
     print(f"plain forward                     {fwd:8.3f} s")
     print(f"all heads, all positions: naive   {t_naive:8.2f} s   engine {t_fast:7.2f} s   "

@@ -35,7 +35,18 @@ from torch import nn
 
 from cotlens.errors import CotlensError
 from cotlens.hooks import BlockCalls, Capture, edit_inputs, output_hooks
-from cotlens.models.adapters import Adapter, Dims, adapter_for, dims, final_norm, get, layers, readout
+from cotlens.models.adapters import (
+    Adapter,
+    Dims,
+    Handle,
+    ModelHandle,
+    adapter_for,
+    dims,
+    final_norm,
+    get,
+    layers,
+    readout,
+)
 from cotlens.writes import constant, head_writes, out_columns, token_scale
 
 TOL = 1e-4  # relative to the reference's largest magnitude, float32
@@ -80,7 +91,8 @@ def prompts(d: Dims, n: int = 2, t: int = 9) -> torch.Tensor:
 
 
 @torch.no_grad()
-def check_resid_and_lens(model: nn.Module, ad: Adapter, d: Dims, ids: torch.Tensor) -> list[Check]:
+def check_resid_and_lens(mh: ModelHandle, ids: torch.Tensor) -> list[Check]:
+    model, ad, d = mh.model, mh.adapter, mh.dims
     with Capture(model, ad, ["resid"]) as cap:
         out = model(input_ids=ids, output_hidden_states=True, use_cache=False)
     hs = out.hidden_states
@@ -104,7 +116,8 @@ def readout_norm(model: nn.Module, ad: Adapter, cap: Capture) -> torch.Tensor:
 
 
 @torch.no_grad()
-def check_hook_shapes(model: nn.Module, ad: Adapter, d: Dims, ids: torch.Tensor) -> Check:
+def check_hook_shapes(mh: ModelHandle, ids: torch.Tensor) -> Check:
+    model, ad, d = mh.model, mh.adapter, mh.dims
     sites = ["attn_heads"] + ([] if ad.router else ["mlp"])
     with Capture(model, ad, sites) as cap:
         ref = model(input_ids=ids, use_cache=False).logits
@@ -126,11 +139,12 @@ def check_hook_shapes(model: nn.Module, ad: Adapter, d: Dims, ids: torch.Tensor)
 
 
 @torch.no_grad()
-def check_decomposition(model: nn.Module, ad: Adapter, d: Dims, ids: torch.Tensor) -> Check:
+def check_decomposition(mh: ModelHandle, ids: torch.Tensor) -> Check:
     """Block output == input + sum of head writes + attention constant + FFN write, per block.
 
     Dense FFNs are summed neuron by neuron through :func:`cotlens.writes.out_columns`; a
     MoE block's output is taken whole (its experts are not neurons)."""
+    model, ad, d = mh.model, mh.adapter, mh.dims
     blocks = layers(model, ad)
     ffn_out: dict[int, torch.Tensor] = {}
     keep_ffn = [
@@ -172,7 +186,7 @@ def check_decomposition(model: nn.Module, ad: Adapter, d: Dims, ids: torch.Tenso
     return Check("decomposition", ok, worst, scale, what)
 
 
-CheckFn = Callable[[nn.Module, Adapter, Dims, torch.Tensor], "Check | list[Check]"]
+CheckFn = Callable[[ModelHandle, torch.Tensor], "Check | list[Check]"]
 PREPARE_CHECKS: tuple[CheckFn, ...] = (check_resid_and_lens, check_hook_shapes, check_decomposition)
 
 
@@ -182,13 +196,13 @@ def run_checks(
     """The checks of ``PREPARE_CHECKS`` (+ ``extra``, e.g. :func:`cotlens.patching.self_check`)
     on ``model`` (load it in float32 with eager attention)."""
     ad = ad or adapter_for(model)
-    d = d or dims(model, ad)
+    mh = Handle(model, ad, d or dims(model, ad))
     dev = next(model.parameters()).device
-    ids = prompts(d).to(dev)
+    ids = prompts(mh.dims).to(dev)
     out: list[Check] = []
     for fn in (*PREPARE_CHECKS, *extra):
         try:
-            got = fn(model, ad, d, ids)
+            got = fn(mh, ids)
         except CotlensError:
             raise
         except Exception as e:  # a check that crashes is a failed check, named

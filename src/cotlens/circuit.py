@@ -10,10 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
 from cotlens.hooks import Capture, edit_inputs
-from cotlens.models.adapters import Adapter, Dims, final_norm, get, readout
+from cotlens.models.adapters import ModelHandle, final_norm, get, readout
 from cotlens.parquet import read_table
 from cotlens.writes import frozen_norm, head_writes
 
@@ -49,8 +48,9 @@ def content_tokens(tokenizer: Any, vocab: int) -> set[int]:
 
 
 @torch.no_grad()
-def read_heads(model: nn.Module, ad: Adapter, dims: Dims, ids: Sequence[int], tok_a: int, tok_b: int) -> HeadReading:
+def read_heads(mh: ModelHandle, ids: Sequence[int], tok_a: int, tok_b: int) -> HeadReading:
     """Per-head DLA and logit-lens top token at the last position of one prompt."""
+    model, ad, dims = mh.model, mh.adapter, mh.dims
     dev = next(model.parameters()).device
     x = torch.tensor([list(ids)], device=dev)
     with Capture(model, ad, sites=("resid", "attn_heads"), positions=torch.tensor([[len(ids) - 1]], device=dev)) as cap:
@@ -77,8 +77,9 @@ def read_heads(model: nn.Module, ad: Adapter, dims: Dims, ids: Sequence[int], to
 
 
 @torch.no_grad()
-def mean_head_outputs(model: nn.Module, ad: Adapter, dims: Dims, prompts: Sequence[Sequence[int]]) -> torch.Tensor:
+def mean_head_outputs(mh: ModelHandle, prompts: Sequence[Sequence[int]]) -> torch.Tensor:
     """[L, n_heads * head_dim]: every head's output averaged over all tokens of ``prompts``."""
+    model, ad, dims = mh.model, mh.adapter, mh.dims
     dev = next(model.parameters()).device
     total = torch.zeros(dims.n_layers, dims.n_heads * dims.head_dim, device=dev, dtype=torch.float64)
     n = 0
@@ -95,10 +96,9 @@ def mean_head_outputs(model: nn.Module, ad: Adapter, dims: Dims, prompts: Sequen
 
 
 @torch.no_grad()
-def circuit_logits(
-    model: nn.Module, ad: Adapter, dims: Dims, ids: Sequence[int], keep: set[Head], means: torch.Tensor
-) -> torch.Tensor:
+def circuit_logits(mh: ModelHandle, ids: Sequence[int], keep: set[Head], means: torch.Tensor) -> torch.Tensor:
     """Last-position logits with every head outside ``keep`` replaced by its mean output."""
+    model, ad, dims = mh.model, mh.adapter, mh.dims
     dev = next(model.parameters()).device
     drop = torch.ones(dims.n_layers, dims.n_heads, dtype=torch.bool, device=dev)
     for layer, h in keep:

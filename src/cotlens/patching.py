@@ -31,7 +31,7 @@ from torch import nn
 
 from cotlens.checks import TOL, Check
 from cotlens.hooks import BlockCalls, Capture, edit_inputs, output_hooks, replay
-from cotlens.models.adapters import Adapter, Dims, get, layers, readout
+from cotlens.models.adapters import Adapter, Dims, ModelHandle, get, layers, readout
 from cotlens.stats import spearman
 from cotlens.types import SCREENS, ScreenMethod
 
@@ -135,7 +135,7 @@ def _suffix_forward(model: nn.Module, ad: Adapter, ids: torch.Tensor, kv: Any, p
 
 
 def baseline(
-    model: nn.Module, ad: Adapter, dims: Dims, clean_ids: Sequence[int], corrupt_ids: Sequence[int],
+    mh: ModelHandle, clean_ids: Sequence[int], corrupt_ids: Sequence[int],
     clean_tok: int, corrupt_tok: int, attribution: bool = False, screen_method: ScreenMethod = "eap-ig",
     screen_steps: int = 1,
 ) -> Baseline:  # fmt: skip
@@ -145,6 +145,7 @@ def baseline(
     The corrupt forward records every block's input and call arguments and every
     layer's keys/values; the clean run reuses those keys/values for the common prefix.
     """
+    model, ad = mh.model, mh.adapter
     if len(clean_ids) != len(corrupt_ids):
         raise ValueError(f"clean and corrupt prompts differ in length ({len(clean_ids)} vs {len(corrupt_ids)})")
     dev = next(model.parameters()).device
@@ -173,13 +174,11 @@ def baseline(
         block_inputs=calls.inputs, block_kwargs=calls.kwargs, corrupt_kv=kv,
     )  # fmt: skip
     if attribution:
-        base.attribution = screen(model, ad, dims, base, method=screen_method, steps=screen_steps)
+        base.attribution = screen(mh, base, method=screen_method, steps=screen_steps)
     return base
 
 
-def screen(
-    model: nn.Module, ad: Adapter, dims: Dims, base: Baseline, method: ScreenMethod = "eap-ig", steps: int = 1
-) -> torch.Tensor:
+def screen(mh: ModelHandle, base: Baseline, method: ScreenMethod = "eap-ig", steps: int = 1) -> torch.Tensor:
     """First-order estimate of every head's normalised KL at once -> [L, H].
 
     score(l, h) = -grad . (clean - corrupt) of KL(clean || .) at head (l, h), summed
@@ -198,6 +197,7 @@ def screen(
     keys/values (exact: the prefix is the same in both prompts and in every mix).
     Weight gradients are never computed.
     """
+    model, ad, dims = mh.model, mh.adapter, mh.dims
     if method not in SCREENS:
         raise ValueError(f"unknown screen method {method!r}; known: {SCREENS}")
     if steps < 1:
@@ -280,7 +280,7 @@ Row = tuple[int, int | None]  # (head, the one position it patches, or None: eve
 
 
 def _sweep(
-    model: nn.Module, ad: Adapter, dims: Dims, base: Baseline, todo: dict[int, list[Row]], start: int, batch: int,
+    mh: ModelHandle, base: Baseline, todo: dict[int, list[Row]], start: int, batch: int,
 ) -> dict[tuple[int, Row], tuple[float, float]]:  # fmt: skip
     """Patch every row of ``todo`` ({layer: rows}), rerunning blocks l.. and positions start.. only.
 
@@ -288,6 +288,7 @@ def _sweep(
     position p > start recomputes start..p-1 unchanged (the corrupt run), which is
     exact: it only costs those positions' compute.
     """
+    model, ad, dims = mh.model, mh.adapter, mh.dims
     blocks = layers(model, ad)
     calls = _suffix_calls(model, ad, base, start) if start > 0 else None
     inputs = calls.inputs if calls is not None else base.block_inputs
@@ -317,7 +318,7 @@ def _group(heads: Iterable[Head]) -> dict[int, list[int]]:
 
 @torch.no_grad()
 def patch_heads(
-    model: nn.Module, ad: Adapter, dims: Dims, base: Baseline, heads: Iterable[Head] | None = None,
+    mh: ModelHandle, base: Baseline, heads: Iterable[Head] | None = None,
     batch: int = 64,
 ) -> dict[Head, tuple[float, float]]:  # fmt: skip
     """Exact all-position patching of ``heads`` (default: every head) -> {(l, h): (nkl, ld)}.
@@ -325,15 +326,16 @@ def patch_heads(
     Positions before :func:`first_difference` hold the same activations in both runs,
     so the patch starts there, on the corrupt run's key/value cache of the prefix.
     """
+    dims = mh.dims
     by = _group(heads) if heads is not None else {li: list(range(dims.n_heads)) for li in range(dims.n_layers)}
     todo: dict[int, list[Row]] = {li: [(h, None) for h in hs] for li, hs in by.items()}
-    res = _sweep(model, ad, dims, base, todo, first_difference(base), batch)
+    res = _sweep(mh, base, todo, first_difference(base), batch)
     return {(layer, h): v for (layer, (h, _)), v in res.items()}
 
 
 @torch.no_grad()
 def patch_heads_at(
-    model: nn.Module, ad: Adapter, dims: Dims, base: Baseline, positions: Iterable[int],
+    mh: ModelHandle, base: Baseline, positions: Iterable[int],
     heads: Iterable[Head] | None = None, batch: int = 64, positions_per_pass: int | None = None,
 ) -> dict[tuple[int, int, int], tuple[float, float]]:  # fmt: skip
     """Exact per-position patching -> {(pos, l, h): (nkl, ld)}.
@@ -347,6 +349,7 @@ def patch_heads_at(
     CPU, where compute dominates; on a GPU, where kernel launches dominate, as many
     as fit ``batch`` rows per forward.
     """
+    dims = mh.dims
     by = _group(heads) if heads is not None else {li: list(range(dims.n_heads)) for li in range(dims.n_layers)}
     ps = sorted({int(p) % base.length for p in positions})
     if positions_per_pass is None:
@@ -356,16 +359,15 @@ def patch_heads_at(
     for g in range(0, len(ps), positions_per_pass):
         group = ps[g : g + positions_per_pass]
         todo: dict[int, list[Row]] = {li: [(h, p) for p in group for h in hs] for li, hs in by.items()}
-        for (layer, (h, p)), v in _sweep(model, ad, dims, base, todo, group[0], batch).items():
+        for (layer, (h, p)), v in _sweep(mh, base, todo, group[0], batch).items():
             out[(int(p), layer, h)] = v  # type: ignore[arg-type]
     return out
 
 
 @torch.no_grad()
-def naive_patch(
-    model: nn.Module, ad: Adapter, dims: Dims, base: Baseline, head: Head, pos: int | None = None
-) -> tuple[float, float]:
+def naive_patch(mh: ModelHandle, base: Baseline, head: Head, pos: int | None = None) -> tuple[float, float]:
     """Reference: one full corrupt forward with one head patched (what TransformerLens loops)."""
+    model, ad, dims = mh.model, mh.adapter, mh.dims
     layer, h = head
     src = base.clean_heads[layer].view(base.length, dims.n_heads, dims.head_dim)
 
@@ -386,7 +388,7 @@ def naive_patch(
 
 @torch.no_grad()
 def patch_positions(
-    model: nn.Module, ad: Adapter, dims: Dims, base: Baseline, position_sets: Sequence[Sequence[int]]
+    mh: ModelHandle, base: Baseline, position_sets: Sequence[Sequence[int]]
 ) -> list[tuple[float, float]]:
     """Patch *every* head of every layer, restricted to each position set (one row each).
 
@@ -394,6 +396,7 @@ def patch_positions(
     Positions before :func:`first_difference` hold the same head outputs in both runs,
     so the forward starts there, on the corrupt run's prefix keys/values.
     """
+    model, ad, dims = mh.model, mh.adapter, mh.dims
     n, start = len(position_sets), first_difference(base)
     mask = torch.zeros(n, base.length - start, 1, dtype=torch.bool, device=base.clean_ids.device)
     for i, ps in enumerate(position_sets):
@@ -409,23 +412,24 @@ def patch_positions(
 
 
 @torch.no_grad()
-def self_check(model: nn.Module, ad: Adapter, d: Dims, ids: torch.Tensor, tol: float = TOL) -> Check:
+def self_check(mh: ModelHandle, ids: torch.Tensor, tol: float = TOL) -> Check:
     """The ``patching`` self-check: the engine (block replay through the family's cache
     argument, prefix caches, batched heads) vs :func:`naive_patch` on two prompts ``ids``
     [2, T] that differ from position 4 on, all-position and one-position patches."""
+    ad, d = mh.adapter, mh.dims
     clean = ids[0].tolist()
     corrupt = clean[:4] + ids[1, 4:].tolist()
-    base = baseline(model, ad, d, clean, corrupt, clean[-1], corrupt[-1])
+    base = baseline(mh, clean, corrupt, clean[-1], corrupt[-1])
     heads = [(li, h) for li in sorted({0, d.n_layers - 1}) for h in range(min(d.n_heads, 3))]
-    fast = patch_heads(model, ad, d, base, heads)
-    at = patch_heads_at(model, ad, d, base, [6], heads[:2])
+    fast = patch_heads(mh, base, heads)
+    at = patch_heads_at(mh, base, [6], heads[:2])
     worst, scale = 0.0, 0.0
     for hd in heads:
-        ref = naive_patch(model, ad, d, base, hd)
+        ref = naive_patch(mh, base, hd)
         worst = max(worst, *(abs(a - b) for a, b in zip(fast[hd], ref, strict=True)))
         scale = max(scale, *(abs(b) for b in ref))
     for hd in heads[:2]:
-        ref = naive_patch(model, ad, d, base, hd, pos=6)
+        ref = naive_patch(mh, base, hd, pos=6)
         worst = max(worst, *(abs(a - b) for a, b in zip(at[(6, *hd)], ref, strict=True)))
     ok = worst <= tol * max(scale, 1.0)
     return Check("patching", ok, worst, scale, f"engine vs naive loop, {len(heads)} heads (cache arg {ad.cache_arg})")

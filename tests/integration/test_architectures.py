@@ -17,7 +17,7 @@ from cotlens.batch import logits_at, pad
 from cotlens.errors import CotlensError
 from cotlens.hooks import Capture
 from cotlens.models import zoo
-from cotlens.models.adapters import DOCUMENTED, OVERRIDES, adapter_for, dims, infer
+from cotlens.models.adapters import DOCUMENTED, OVERRIDES, Handle, adapter_for, dims, infer
 from cotlens.neurons import NeuronScorer, project_many
 from cotlens.patching import self_check
 
@@ -184,11 +184,11 @@ def test_neuron_writes_under_a_post_norm_count_its_eps(family: str) -> None:
             b.mlp.down_proj.weight.mul_(1e-3)
     ad, d = adapter_for(m), dims(m)
     ids = C.prompts(d)
-    assert C.check_decomposition(m, ad, d, ids).ok
+    assert C.check_decomposition(Handle(m, ad, d), ids).ok
     eps_blind = lambda model, a, layer, f: 1.0 / W.norm_scale(f, W.centres(W._post(model, a, layer, "ffn")))  # noqa: E731
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(C, "token_scale", eps_blind)
-        assert not C.check_decomposition(m, ad, d, ids).ok  # the check sees the difference
+        assert not C.check_decomposition(Handle(m, ad, d), ids).ok  # the check sees the difference
 
 
 def test_check_model_command(tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:

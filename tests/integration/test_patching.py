@@ -8,7 +8,7 @@ import torch
 from cotlens import circuit as C
 from cotlens import patching as P
 from cotlens.models import toy
-from cotlens.models.adapters import adapter_for, dims
+from cotlens.models.adapters import Handle, adapter_for, dims
 from cotlens.models.toy import one_head_copier
 
 
@@ -38,7 +38,8 @@ def setup(request: pytest.FixtureRequest, device: str):  # type: ignore[no-untyp
     corrupt[6] = (corrupt[6] + 5) % 97
     corrupt[15] = (corrupt[15] + 11) % 97
     ad, d = adapter_for(m), dims(m)
-    base = P.baseline(m, ad, d, clean, corrupt, clean_tok=5, corrupt_tok=9, attribution=True)
+    mh = Handle(m, ad, d)
+    base = P.baseline(mh, clean, corrupt, clean_tok=5, corrupt_tok=9, attribution=True)
     return m, ad, d, base
 
 
@@ -53,34 +54,35 @@ def test_baseline_metrics_are_consistent(setup) -> None:  # type: ignore[no-unty
 
 def test_exact_all_positions_equals_naive_loop(setup) -> None:  # type: ignore[no-untyped-def]
     m, ad, d, base = setup
-    fast = P.patch_heads(m, ad, d, base, batch=3)  # chunks smaller than a layer's heads too
+    mh = Handle(m, ad, d)
+    fast = P.patch_heads(mh, base, batch=3)  # chunks smaller than a layer's heads too
     assert len(fast) == d.n_layers * d.n_heads
-    worst = max(abs(fast[k][i] - P.naive_patch(m, ad, d, base, k)[i]) for k in fast for i in (0, 1))
+    worst = max(abs(fast[k][i] - P.naive_patch(mh, base, k)[i]) for k in fast for i in (0, 1))
     assert worst < 1e-4
     assert max(abs(v[0]) for v in fast.values()) > 1e-3  # some head matters
 
 
 def test_per_position_with_cache_reuse_equals_naive(setup) -> None:  # type: ignore[no-untyped-def]
     m, ad, d, base = setup
-    fast = P.patch_heads_at(m, ad, d, base, [0, 6, 15, 23], batch=4)
+    mh = Handle(m, ad, d)
+    fast = P.patch_heads_at(mh, base, [0, 6, 15, 23], batch=4)
     assert len(fast) == 4 * d.n_layers * d.n_heads
-    worst = max(
-        abs(fast[k][i] - P.naive_patch(m, ad, d, base, (k[1], k[2]), pos=k[0])[i]) for k in fast for i in (0, 1)
-    )
+    worst = max(abs(fast[k][i] - P.naive_patch(mh, base, (k[1], k[2]), pos=k[0])[i]) for k in fast for i in (0, 1))
     assert worst < 1e-4
     # a position before both corruptions changes nothing
     assert max(abs(fast[(0, la, h)][0]) for la in range(d.n_layers) for h in range(d.n_heads)) < 1e-4
     # several positions per pass (the GPU default): rows of later positions recompute the
     # unchanged positions between; same numbers, chunks cutting across positions
-    grouped = P.patch_heads_at(m, ad, d, base, [0, 6, 15, 23], batch=5, positions_per_pass=3)
+    grouped = P.patch_heads_at(mh, base, [0, 6, 15, 23], batch=5, positions_per_pass=3)
     assert grouped.keys() == fast.keys()
     assert max(abs(grouped[k][i] - fast[k][i]) for k in fast for i in (0, 1)) < 1e-4
 
 
 def test_patching_every_position_restores_clean(setup) -> None:  # type: ignore[no-untyped-def]
     m, ad, d, base = setup
+    mh = Handle(m, ad, d)
     sets = [range(0, 10), range(10, 23), range(23), range(24)]
-    q, cot, ctx, whole = P.patch_positions(m, ad, d, base, sets)
+    q, cot, ctx, whole = P.patch_positions(mh, base, sets)
     assert whole[0] == pytest.approx(1.0, abs=1e-4)
     assert whole[1] == pytest.approx(base.ld_clean, abs=1e-3)
     # it starts at the first difference (6): same as patching the full-length run
@@ -97,12 +99,13 @@ def test_patching_every_position_restores_clean(setup) -> None:  # type: ignore[
 
 def test_mean_ablation_keeping_every_head_is_the_model(setup) -> None:  # type: ignore[no-untyped-def]
     m, ad, d, base = setup
+    mh = Handle(m, ad, d)
     ids = base.clean_ids[0].tolist()
-    means = C.mean_head_outputs(m, ad, d, [ids])
+    means = C.mean_head_outputs(mh, [ids])
     keep = {(la, h) for la in range(d.n_layers) for h in range(d.n_heads)}
     ref = m(input_ids=base.clean_ids).logits[0, -1]
-    assert torch.allclose(C.circuit_logits(m, ad, d, ids, keep, means), ref, atol=1e-4)
-    assert not torch.allclose(C.circuit_logits(m, ad, d, ids, set(), means), ref, atol=1e-2)
+    assert torch.allclose(C.circuit_logits(mh, ids, keep, means), ref, atol=1e-4)
+    assert not torch.allclose(C.circuit_logits(mh, ids, set(), means), ref, atol=1e-2)
 
 
 def test_head_writes_sum_to_the_attention_output(setup) -> None:  # type: ignore[no-untyped-def]
@@ -120,23 +123,24 @@ def test_head_writes_sum_to_the_attention_output(setup) -> None:  # type: ignore
 def test_one_known_head_carries_the_answer(device: str) -> None:
     m = one_head_copier(layer=1, head=2).to(device)
     ad, d = adapter_for(m), dims(m)
+    mh = Handle(m, ad, d)
     clean = [3, 20, 21, 22, 23, 24, 25, 26]  # token 3 is copiable (< head_dim); the rest are not
     corrupt = [5, *clean[1:]]
-    base = P.baseline(m, ad, d, clean, corrupt, clean_tok=3, corrupt_tok=5, attribution=True)
-    exact = P.patch_heads(m, ad, d, base)
+    base = P.baseline(mh, clean, corrupt, clean_tok=3, corrupt_tok=5, attribution=True)
+    exact = P.patch_heads(mh, base)
     best = max(exact, key=lambda k: exact[k][0])
     assert best == (1, 2)
     assert exact[(1, 2)][0] == pytest.approx(1.0, abs=1e-3)
     assert all(abs(v[0]) < 1e-4 for k, v in exact.items() if k != (1, 2))
     assert base.attribution is not None
     assert int(base.attribution.flatten().argmax()) == 1 * d.n_heads + 2
-    reading = C.read_heads(m, ad, d, clean, 3, 5)
+    reading = C.read_heads(mh, clean, 3, 5)
     assert int(reading.dla.flatten().argmax()) == 1 * d.n_heads + 2
     assert int(reading.top_token[1, 2]) == 3  # its logit-lens top token is the copied one: "context"
     # attention evidence: q = k = 0 gives uniform attention, so every head puts exactly 1/8
     # on the one earlier position holding the answer token, and 2/8 when it occurs twice
     torch.testing.assert_close(reading.attn_answer, torch.full_like(reading.attn_answer, 1 / 8))
-    twice = C.read_heads(m, ad, d, [3, 20, 21, 3, 23, 24, 25, 26], 3, 5)
+    twice = C.read_heads(mh, [3, 20, 21, 3, 23, 24, 25, 26], 3, 5)
     torch.testing.assert_close(twice.attn_answer, torch.full_like(twice.attn_answer, 2 / 8))
 
 
@@ -163,6 +167,7 @@ def induction(device: str):  # type: ignore[no-untyped-def]
     prev, ind = toy.head_roles(m)
     m = m.to(device)
     ad, d = adapter_for(m), dims(m)
+    mh = Handle(m, ad, d)
     gen = torch.Generator().manual_seed(123)
     exact = torch.zeros(d.n_layers, d.n_heads)
     scr = {meth: torch.zeros(d.n_layers, d.n_heads) for meth in P.SCREENS}
@@ -170,11 +175,11 @@ def induction(device: str):  # type: ignore[no-untyped-def]
     for i in range(n):
         half = 10 + i % 6
         clean, corrupt, a, b = toy.induction_pair(gen, half, k=half // 2 + 1 + i % 3, j=2 + i % 2, vocab=64)
-        base = P.baseline(m, ad, d, clean, corrupt, a, b)
-        for (layer, h), (nkl, _) in P.patch_heads(m, ad, d, base).items():
+        base = P.baseline(mh, clean, corrupt, a, b)
+        for (layer, h), (nkl, _) in P.patch_heads(mh, base).items():
             exact[layer, h] += nkl / n
         for meth in P.SCREENS:
-            scr[meth] += P.screen(m, ad, d, base, method=meth).cpu() / n
+            scr[meth] += P.screen(mh, base, method=meth).cpu() / n
     return acc, prev, ind, exact, scr
 
 

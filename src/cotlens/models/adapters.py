@@ -30,7 +30,7 @@ import inspect
 import re
 import weakref
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, NamedTuple, Protocol
 
 import torch
 from torch import nn
@@ -377,3 +377,28 @@ def readout(model: nn.Module, ad: Adapter, h: torch.Tensor, normed: bool = False
     if cap and ad.softcap is not None:
         logits = torch.tanh(logits / ad.softcap) * ad.softcap
     return logits
+
+
+class ModelHandle(Protocol):
+    """A model with its adapter and dimensions: what the method functions take first
+    (instead of a ``(model, adapter, dims)`` triple). :class:`cotlens.models.loading.Loaded`
+    is one; :func:`handle` makes one from any module."""
+
+    @property
+    def model(self) -> nn.Module: ...
+    @property
+    def adapter(self) -> Adapter: ...
+    @property
+    def dims(self) -> Dims: ...
+
+
+class Handle(NamedTuple):
+    model: nn.Module
+    adapter: Adapter
+    dims: Dims
+
+
+def handle(model: nn.Module, ad: Adapter | None = None) -> Handle:
+    """The handle of ``model`` (its adapter inferred unless given)."""
+    ad = ad or adapter_for(model)
+    return Handle(model, ad, dims(model, ad))

@@ -25,7 +25,7 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
     content = content_tokens(lm.tokenizer, d.vocab)
     cols: dict[str, list[Any]] = {f.name: [] for f in schemas.HEADS}
     for r in read_table(pairs).to_pylist():
-        rd = read_heads(lm.model, lm.adapter, d, r["clean_ids"], r["clean_tok"], r["corrupt_tok"])
+        rd = read_heads(lm, r["clean_ids"], r["clean_tok"], r["corrupt_tok"])
         present = set(r["clean_ids"])
         # the chance that a content token drawn at random from the vocabulary is in the prompt
         chance = len(present & content) / max(len(content), 1)

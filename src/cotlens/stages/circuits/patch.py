@@ -16,6 +16,7 @@ from typing import Any
 from cotlens import schemas
 from cotlens.checks import enforce, prompts, tolerance
 from cotlens.errors import CotlensError
+from cotlens.models.adapters import ModelHandle
 from cotlens.models.loading import load_for_stage
 from cotlens.parquet import ShardWriter, read_table, to_table, write_table
 from cotlens.patching import baseline, patch_heads, patch_heads_at, patch_positions, self_check
@@ -34,10 +35,9 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
     if table.num_rows == 0:
         raise CotlensError(f"{pairs} has no pairs", "rerun the pairs stage with more prompts")
     lm = load_for_stage(model_dir, runtime, threads)
-    m, ad, d = lm.model, lm.adapter, lm.dims
-    check = self_check(m, ad, d, prompts(d).to(lm.device), tolerance(next(m.parameters()).dtype))
+    check = self_check(lm, prompts(lm.dims).to(lm.device), tolerance(next(lm.model.parameters()).dtype))
     print(f"self-check patching: max|diff| {check.diff:.3g} (reference {check.scale:.3g}) {check.detail}")
-    enforce(check, str(lm.manifest.get("name")), ad)
+    enforce(check, str(lm.manifest.get("name")), lm.adapter)
     per = int(cfg["exact_pairs"])  # full sweeps per subtask; -1 = every pair
     seen: dict[str, int] = {}
     full_sweep = []
@@ -57,7 +57,7 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
         cols: dict[str, list[Any]] = {f.name: [] for f in schemas.PATCHING}
         path_cols: dict[str, list[Any]] = {f.name: [] for f in schemas.PATHWAYS}
         for i in range(first, min(first + per_shard, table.num_rows)):
-            patch_pair(m, ad, d, table.slice(i, 1).to_pylist()[0], cfg, full_sweep[i], cols, path_cols)
+            patch_pair(lm, table.slice(i, 1).to_pylist()[0], cfg, full_sweep[i], cols, path_cols)
             print(
                 f"patched pair {i + 1}/{table.num_rows} ({'full sweep' if full_sweep[i] else 'screen + top-K'})",
                 flush=True,
@@ -75,14 +75,13 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
 
 
 def patch_pair(
-    m: Any, ad: Any, d: Any, r: dict[str, Any], cfg: Mapping[str, Any], full_sweep: bool,
+    mh: ModelHandle, r: dict[str, Any], cfg: Mapping[str, Any], full_sweep: bool,
     cols: dict[str, list[Any]], path_cols: dict[str, list[Any]],
 ) -> None:  # fmt: skip
     """Screen, exact patching and pathways of one pair, appended to the column lists."""
+    d = mh.dims
     base = baseline(
-        m,
-        ad,
-        d,
+        mh,
         r["clean_ids"],
         r["corrupt_ids"],
         r["clean_tok"],
@@ -103,21 +102,19 @@ def patch_pair(
         for h in range(d.n_heads):
             add("attribution", -1, layer, h, float(attr[layer, h]), None)
     if full_sweep:
-        exact = patch_heads(m, ad, d, base, batch=int(cfg["head_batch"]))
+        exact = patch_heads(mh, base, batch=int(cfg["head_batch"]))
         t = base.length
         positions = sorted({int(r["corrupt_pos"])} | set(range(max(0, t - int(cfg["positions_last"])), t)))
-        for (pos, layer, h), (nkl, ld) in patch_heads_at(
-            m, ad, d, base, positions, batch=int(cfg["head_batch"])
-        ).items():
+        for (pos, layer, h), (nkl, ld) in patch_heads_at(mh, base, positions, batch=int(cfg["head_batch"])).items():
             add("exact", pos, layer, h, nkl, ld)
     else:
         flat = attr.flatten().abs().argsort(descending=True)[: int(cfg["top_k"])]
         top = [(int(j) // d.n_heads, int(j) % d.n_heads) for j in flat]
-        exact = patch_heads(m, ad, d, base, top, batch=int(cfg["head_batch"]))
+        exact = patch_heads(mh, base, top, batch=int(cfg["head_batch"]))
     for (layer, h), (nkl, ld) in sorted(exact.items()):
         add("exact", -1, layer, h, nkl, ld)
     q, t = int(r["question_len"]), base.length
     sets = [range(q), range(q, t - 1), range(t - 1)]
-    for name, (nkl, ld) in zip(PATHWAY_SETS, patch_positions(m, ad, d, base, sets), strict=True):
+    for name, (nkl, ld) in zip(PATHWAY_SETS, patch_positions(mh, base, sets), strict=True):
         for k, v in (("pair_id", r["pair_id"]), ("positions", name), ("nkl", nkl), ("logit_diff", ld)):
             path_cols[k].append(v)

@@ -33,7 +33,7 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
             "circuit sufficiency mean-ablates with false-ontology prompts, and there are none",
             'add "false" to prompts.ontologies',
         )
-    means = mean_head_outputs(lm.model, lm.adapter, d, false_q)
+    means = mean_head_outputs(lm, false_q)
     rows = read_table(pairs).to_pylist()
     # Dutta et al.: one circuit per subtask, ranked on that subtask's pairs
     by_sub = {s: {r["pair_id"] for r in rows if r["subtask"] == s} for s in sorted({r["subtask"] for r in rows})}
@@ -54,7 +54,7 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
         for draw, rnd in sets:
             for r in rows:
                 keep = set(ranking[r["subtask"]][:k]) if rnd is None else rnd
-                logits = circuit_logits(lm.model, lm.adapter, d, r["clean_ids"], keep, means)
+                logits = circuit_logits(lm, r["clean_ids"], keep, means)
                 p = torch.softmax(logits, -1)[r["clean_tok"]]
                 for key, v in (
                     ("k", k), ("pair_id", r["pair_id"]), ("subtask", r["subtask"]),
