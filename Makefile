@@ -47,6 +47,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check src scripts tests benchmarks
 	$(BIN)/snakefmt --check Snakefile workflow/rules
 	$(BIN)/snakemake --lint
+	$(BIN)/mypy
 
 fmt: $(STAMP)
 	$(BIN)/ruff format src scripts tests benchmarks

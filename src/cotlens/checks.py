@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -97,12 +97,13 @@ def check_resid_and_lens(mh: ModelHandle, ids: torch.Tensor) -> list[Check]:
         out = model(input_ids=ids, output_hidden_states=True, use_cache=False)
     hs = out.hidden_states
     if hs is None or len(hs) != d.n_layers + 1:
-        got = None if hs is None else len(hs)
-        return [Check("resid_capture", False, float("nan"), 0.0, f"{got} hidden states for {d.n_layers} blocks")]
-    got = torch.stack([cap.out["resid"][i] for i in range(d.n_layers - 1)] + [readout_norm(model, ad, cap)])
+        n_hs = None if hs is None else len(hs)
+        return [Check("resid_capture", False, float("nan"), 0.0, f"{n_hs} hidden states for {d.n_layers} blocks")]
+    blocks_out = [cast(torch.Tensor, t) for t in cap.out["resid"]]
+    got = torch.stack([blocks_out[i] for i in range(d.n_layers - 1)] + [readout_norm(model, ad, cap)])
     want = torch.stack(list(hs[1:]))
     resid = _cmp("resid_capture", got, want, "block outputs (last one final-normed) vs output_hidden_states")
-    lens = _cmp("lens", readout(model, ad, cap.out["resid"][-1]), out.logits, "readout(last block output) vs logits")
+    lens = _cmp("lens", readout(model, ad, blocks_out[-1]), out.logits, "readout(last block output) vs logits")
     normed = _cmp("lens", readout(model, ad, hs[-1], normed=True), out.logits)
     if normed.diff > lens.diff:
         lens = Check("lens", lens.ok and normed.ok, normed.diff, normed.scale, "readout(last_hidden_state) vs logits")

@@ -23,7 +23,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
@@ -43,11 +43,11 @@ MODES = SWITCH_MODES
 
 def n_experts(router: nn.Module) -> int:
     """Routed experts of a router (its weight is [experts, d_model] in every family)."""
-    return int(router.weight.shape[0])
+    return int(cast(torch.Tensor, router.weight).shape[0])
 
 
 def top_k_of(router: nn.Module) -> int:
-    return int(router.top_k)
+    return int(cast(Any, router).top_k)
 
 
 @dataclass(frozen=True)
@@ -102,7 +102,7 @@ class RouterCapture(Hooked):
         return handles
 
     def __enter__(self) -> RouterCapture:
-        return super().__enter__()  # type: ignore[no-any-return]
+        return super().__enter__()
 
     def begin(self, prompts: Sequence[Sequence[int]]) -> None:
         self._log.clear()

@@ -115,7 +115,7 @@ def extract_batch(lm: Loaded, rows: Sequence[SampleRow], cfg: ExtractConfig, sch
                 "nothing was written; try dtype float32 or check the model weights",
             )
         data[site] = vectors_to_arrow(arr)
-    return to_table(data, schema)  # type: ignore[arg-type]
+    return to_table(data, schema)
 
 
 def activation_schema(lm: Loaded, cfg: ExtractConfig) -> pa.Schema:

@@ -199,7 +199,7 @@ class Capture(Hooked):
         self.out = {s: [None] * self.n_layers for s in self.sites}
 
     def __enter__(self) -> Capture:
-        return super().__enter__()  # type: ignore[no-any-return]
+        return super().__enter__()
 
     def stacked(self, site: str) -> torch.Tensor:
         """[batch, P, n_layers, dim] for one site."""
@@ -245,7 +245,7 @@ class BlockCalls(Hooked):
         self.inputs, self.kwargs = [], []
 
     def __enter__(self) -> BlockCalls:
-        return super().__enter__()  # type: ignore[no-any-return]
+        return super().__enter__()
 
 
 def replay(

@@ -39,4 +39,4 @@ def lens_batch(lm: Loaded, acts: pa.Table, chunk: int = 512) -> pa.Table:
         p_context=cat(p_ctx, np.float32), p_prior=cat(p_pri, np.float32),
         rank_context=cat(rank, np.int32), top_token=cat(top, np.int32),
     )  # fmt: skip
-    return to_table(data, schemas.LENS)  # type: ignore[arg-type]
+    return to_table(data, schemas.LENS)

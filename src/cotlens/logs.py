@@ -20,5 +20,5 @@ def logged(path: str | os.PathLike[str] | None) -> Iterator[None]:
             yield
         except BaseException as e:
             print(f"{type(e).__name__}: {e}", file=fh)
-            sys.__stderr__.write(f"{type(e).__name__}: {e}\n")
+            (sys.__stderr__ or sys.stderr).write(f"{type(e).__name__}: {e}\n")
             raise

@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 import torch
 from torch import nn
@@ -111,7 +111,7 @@ class NeuronScorer(Hooked):
         return site_pre_hooks(self.model, self.ad, "mlp", {li: self._hook(li) for li in range(self.dims.n_layers)})
 
     def __enter__(self) -> NeuronScorer:
-        return super().__enter__()  # type: ignore[no-any-return]
+        return super().__enter__()
 
     def frequency(self) -> torch.Tensor:
         """[L, d_mlp] fraction of committed tokens at which each neuron was in its layer's top-k."""
@@ -289,7 +289,7 @@ class ActivationMeter(Hooked):
         return site_pre_hooks(self.model, self.ad, "mlp", {li: self._hook(li) for li in self.neurons})
 
     def __enter__(self) -> ActivationMeter:
-        return super().__enter__()  # type: ignore[no-any-return]
+        return super().__enter__()
 
     def take(self, n: int) -> list[tuple[float, float]]:
         """Per row of the first ``n``: (mean activation, mean activated neurons per token), then reset."""
@@ -306,7 +306,7 @@ class ActivationMeter(Hooked):
 class Condition(NamedTuple):
     condition: str  # variant | concept | top | random
     variant: str
-    mode: str  # none | noise | zero | mean
+    mode: AblationMode | Literal["none"]
     seed: int  # random draw, -1 otherwise
     n_ablated: int
 

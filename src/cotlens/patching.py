@@ -22,9 +22,9 @@ The engine is exact and avoids the naive one-forward-per-head loop three ways:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -161,7 +161,7 @@ def baseline(
         with Capture(model, ad, sites=("attn_heads",)) as cap:
             clean_logits = _suffix_forward(model, ad, c_ids, kv, start)[0]
         clean_heads = [
-            torch.cat([x[:start], c[0]]) for x, c in zip(corrupt_heads, cap.out["attn_heads"], strict=True)
+            torch.cat([x[:start], cast(torch.Tensor, c)[0]]) for x, c in zip(corrupt_heads, cap.out["attn_heads"], strict=True)
         ]  # fmt: skip
     clean_logp = torch.log_softmax(clean_logits, -1)
     base = Baseline(
@@ -176,6 +176,11 @@ def baseline(
     if attribution:
         base.attribution = screen(mh, base, method=screen_method, steps=screen_steps)
     return base
+
+
+def _constant(value: torch.Tensor) -> Callable[[nn.Module, Any, Any], torch.Tensor]:
+    """A forward hook whose module outputs ``value``."""
+    return lambda _m, _a, _o: value
 
 
 def screen(mh: ModelHandle, base: Baseline, method: ScreenMethod = "eap-ig", steps: int = 1) -> torch.Tensor:
@@ -204,7 +209,7 @@ def screen(mh: ModelHandle, base: Baseline, method: ScreenMethod = "eap-ig", ste
         raise ValueError(f"screen steps must be >= 1, got {steps}")
     alphas = [0.0] if method == "atp" else [(i + 0.5) / steps for i in range(steps)]
     start = first_difference(base)
-    emb = model.get_input_embeddings()
+    emb = cast(Any, model).get_input_embeddings()
     with torch.no_grad():
         e_x, e_c = emb(base.corrupt_ids[:, start:]), emb(base.clean_ids[:, start:])
     delta = [
@@ -228,7 +233,7 @@ def screen(mh: ModelHandle, base: Baseline, method: ScreenMethod = "eap-ig", ste
         for alpha in alphas:
             mix = (e_x + alpha * (e_c - e_x)).requires_grad_(True)
             with (
-                output_hooks([(emb, lambda _m, _a, _o, m=mix: m)]),
+                output_hooks([(emb, _constant(mix))]),
                 torch.enable_grad(),
                 edit_inputs(model, ad, "attn_heads", {li: keep(li) for li in range(dims.n_layers)}),
             ):
@@ -401,10 +406,11 @@ def patch_positions(
     mask = torch.zeros(n, base.length - start, 1, dtype=torch.bool, device=base.clean_ids.device)
     for i, ps in enumerate(position_sets):
         mask[i, [p - start for p in ps if p >= start]] = True
-    edits = {
-        li: (lambda x, c=base.clean_heads[li][start:]: torch.where(mask, c[None].to(x.dtype), x))
-        for li in range(dims.n_layers)
-    }  # fmt: skip
+
+    def clean_where_masked(c: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+        return lambda x: torch.where(mask, c[None].to(x.dtype), x)
+
+    edits = {li: clean_where_masked(base.clean_heads[li][start:]) for li in range(dims.n_layers)}
     with edit_inputs(model, ad, "attn_heads", edits):
         h = _suffix_hidden(model, ad, base.corrupt_ids, base.corrupt_kv, start, n)
     nkl, ld = scores(base, readout(model, ad, h[:, -1], normed=True).float())

@@ -42,7 +42,7 @@ def wilson(k: float, n: float, z: float = 1.96) -> tuple[float, float]:
 
 
 def paired_bootstrap(
-    a: Sequence[float], b: Sequence[float], n_boot: int = 2000, seed: int = 0
+    a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray, n_boot: int = 2000, seed: int = 0
 ) -> tuple[float, float, float]:
     """mean(b - a) and its 95% percentile interval, resampling the pairs (seeded)."""
     d = np.asarray(b, dtype=float) - np.asarray(a, dtype=float)
@@ -63,7 +63,7 @@ def cohen_kappa(a: Sequence[str], b: Sequence[str]) -> float:
     return 1.0 if pe == 1.0 else (po - pe) / (1 - pe)
 
 
-def bootstrap_mean(x: Sequence[float], n_boot: int = 2000, seed: int = 0) -> tuple[float, float, float]:
+def bootstrap_mean(x: Sequence[float] | np.ndarray, n_boot: int = 2000, seed: int = 0) -> tuple[float, float, float]:
     """mean(x) and its 95% percentile interval, resampling the items (seeded)."""
     return paired_bootstrap(np.zeros(len(x)), x, n_boot, seed)
 

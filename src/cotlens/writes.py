@@ -17,6 +17,7 @@ writes add up to each block's output minus its input.
 from __future__ import annotations
 
 import weakref
+from typing import cast
 
 import torch
 from torch import nn
@@ -105,7 +106,7 @@ def out_columns(model: nn.Module, ad: Adapter, layer: int) -> torch.Tensor:
     rows are taken at unit scale, so their directions and relative sizes are exact.
     """
     mod = site_module(model, ad, "mlp", layer)
-    w = mod.weight
+    w = cast(torch.Tensor, mod.weight)
     cols = w.t() if isinstance(mod, nn.Linear) else w  # GPT-2's Conv1D stores [d_mlp, d_model]
     norm = _post(model, ad, layer, "ffn")
     if norm is None:

@@ -30,7 +30,7 @@ import inspect
 import re
 import weakref
 from dataclasses import dataclass, fields
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol, cast
 
 import torch
 from torch import nn
@@ -192,7 +192,7 @@ def _trace(model: nn.Module, base: str, layers_path: str) -> tuple[list[_Call], 
 
     handles.append(blocks[0].register_forward_pre_hook(first, with_kwargs=True))
     handles.append(blocks[-1].register_forward_hook(lambda m, a, o: seen.__setitem__("last_out", _first_tensor(o))))
-    vocab = int(model.get_output_embeddings().weight.shape[0])
+    vocab = int(cast(Any, model).get_output_embeddings().weight.shape[0])
     ids = (torch.arange(7) * 37 + 11) % max(vocab - 1, 1) + 1
     dev = next(model.parameters()).device
     try:
@@ -233,7 +233,7 @@ def infer(model: nn.Module) -> Adapter:
     """The adapter of ``model``: ``OVERRIDES`` where a row says so, the rest inferred."""
     mt = getattr(getattr(model, "config", None), "model_type", None) or type(model).__name__
     over = dict(OVERRIDES.get(str(mt), {}))
-    unembed_mod = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    unembed_mod = cast(Any, model).get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
     if unembed_mod is None or not hasattr(unembed_mod, "weight"):
         raise CotlensError(
             f"model type {mt!r} has no output embedding (get_output_embeddings() is None)",
@@ -333,7 +333,7 @@ class Dims:
 
 
 def _in_out(m: nn.Module) -> tuple[int, int]:
-    w = m.weight
+    w = cast(torch.Tensor, m.weight)
     return (int(w.shape[0]), int(w.shape[1])) if type(m).__name__ == "Conv1D" else (int(w.shape[1]), int(w.shape[0]))
 
 

@@ -6,7 +6,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -74,7 +74,7 @@ def open_model(
         dev = next(model.parameters()).device  # inputs go where the embedding is
     else:
         dev = pick_device(device)
-        model.to(dev)
+        cast(nn.Module, model).to(dev)
     model.eval()
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token

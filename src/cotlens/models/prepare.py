@@ -15,7 +15,7 @@ import json
 import re
 from importlib import metadata as md
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from cotlens.atomic import atomic_dir
 from cotlens.errors import CotlensError
@@ -87,7 +87,7 @@ def convert_gguf(gguf: Path, out: Path) -> dict[str, Any]:
             "the file is corrupt or truncated; reinstall the package or re-download the file",
         ) from e
     # The weights are dense after loading; drop the quantizer so save_pretrained accepts them.
-    model.hf_quantizer = None
+    cast(Any, model).hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     model.save_pretrained(out)

@@ -11,6 +11,8 @@
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 import torch
 from torch import nn
 
@@ -32,7 +34,7 @@ def attn_only_llama(vocab: int = 64, d_model: int = 64, layers: int = 2, heads: 
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(seed)
-    cfg = LlamaConfig(
+    cfg = LlamaConfig(  # type: ignore[call-arg]  # attn_implementation: a PretrainedConfig kwarg
         vocab_size=vocab, hidden_size=d_model, intermediate_size=4, num_hidden_layers=layers,
         num_attention_heads=heads, num_key_value_heads=heads, max_position_embeddings=256,
         tie_word_embeddings=False, attn_implementation="eager",
@@ -64,7 +66,7 @@ def train_induction(
     rotary model can attend to "the position ``half`` back" and never needs the
     previous-token/induction circuit.
     """
-    vocab = model.config.vocab_size
+    vocab = int(cast(Any, model).config.vocab_size)
     gen = torch.Generator().manual_seed(seed)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
@@ -94,7 +96,7 @@ def head_roles(
     attention from a second-half token to the token after its first occurrence.
     These identify the mechanism without any patching, so they can judge it.
     """
-    vocab = vocab or model.config.vocab_size
+    vocab = vocab or int(cast(Any, model).config.vocab_size)
     x = repeated_batch(torch.Generator().manual_seed(seed), batch, half, vocab)
     att = model(input_ids=x, output_attentions=True).attentions  # per layer [B, H, T, T]
     t = x.shape[1]
@@ -129,7 +131,7 @@ def one_head_copier(vocab: int = 32, layers: int = 2, heads: int = 4, layer: int
 
     d = vocab  # one residual dimension per token keeps the mechanism readable
     hd = d // heads
-    cfg = LlamaConfig(
+    cfg = LlamaConfig(  # type: ignore[call-arg]  # attn_implementation: a PretrainedConfig kwarg
         vocab_size=vocab, hidden_size=d, intermediate_size=4, num_hidden_layers=layers, num_attention_heads=heads,
         num_key_value_heads=heads, head_dim=hd, max_position_embeddings=128, tie_word_embeddings=False,
         attn_implementation="eager",

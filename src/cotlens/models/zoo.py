@@ -15,9 +15,9 @@ import torch
 from torch import nn
 
 V = 128
-_C = dict(vocab_size=V, hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
+_C: dict[str, Any] = dict(vocab_size=V, hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
           max_position_embeddings=256, pad_token_id=0, bos_token_id=1, eos_token_id=2, tie_word_embeddings=False)  # fmt: skip
-_SPECIAL = dict(pad_token_id=0, bos_token_id=1, eos_token_id=2)
+_SPECIAL: dict[str, Any] = dict(pad_token_id=0, bos_token_id=1, eos_token_id=2)
 
 DENSE = ("llama", "mistral", "qwen2", "qwen3", "gemma2", "gemma3_text", "gpt2", "gpt_neox", "gptj", "opt",
          "falcon", "phi", "phi3", "stablelm", "olmo2", "cohere", "granite")  # fmt: skip
@@ -28,10 +28,10 @@ FAMILIES = DENSE + MOE
 def config(family: str) -> Any:
     import transformers as tf
 
-    c = dict(_C)
-    moe = dict(vocab_size=V, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+    c: dict[str, Any] = dict(_C)
+    moe: dict[str, Any] = dict(vocab_size=V, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
                max_position_embeddings=128, num_experts_per_tok=2, tie_word_embeddings=False, **_SPECIAL)  # fmt: skip
-    ds = dict(n_routed_experts=8, moe_intermediate_size=16, intermediate_size=16, n_shared_experts=1,
+    ds: dict[str, Any] = dict(n_routed_experts=8, moe_intermediate_size=16, intermediate_size=16, n_shared_experts=1,
               first_k_dense_replace=1, kv_lora_rank=16, q_lora_rank=None, qk_rope_head_dim=8, qk_nope_head_dim=8,
               v_head_dim=8, n_group=1, topk_group=1, **{**moe, "num_hidden_layers": 3, "num_key_value_heads": 4})  # fmt: skip
     table: dict[str, Any] = {
@@ -59,7 +59,7 @@ def config(family: str) -> Any:
         "qwen2_moe": lambda: tf.Qwen2MoeConfig(num_experts=8, moe_intermediate_size=16, shared_expert_intermediate_size=16,
                                                intermediate_size=16, norm_topk_prob=True, **moe),
         "qwen3_moe": lambda: tf.Qwen3MoeConfig(num_experts=8, moe_intermediate_size=16, intermediate_size=16,
-                                               head_dim=8, **moe),
+                                               **{**moe, "head_dim": 8}),
         "olmoe": lambda: tf.OlmoeConfig(num_experts=8, intermediate_size=16, **moe),
         "granitemoe": lambda: tf.GraniteMoeConfig(num_local_experts=8, intermediate_size=16, residual_multiplier=0.5,
                                                   logits_scaling=2.0, **moe),

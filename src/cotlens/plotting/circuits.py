@@ -134,7 +134,14 @@ def sufficiency(inputs: Inputs, outputs: Paths, model: str, dpi: int = 150) -> d
         mean, lo, hi = bootstrap_mean(g["agree"].astype(float).to_numpy())
         r = rnd[rnd["k"] == k]
         per_draw = r.groupby("draw")["agree"].mean().to_numpy() if len(r) else np.zeros(0)
-        row = {"k": int(k), "top": mean, "top_lo": lo, "top_hi": hi, "n_pairs": len(g), "draws": len(per_draw)}
+        row: dict[str, Any] = {
+            "k": int(k),
+            "top": mean,
+            "top_lo": lo,
+            "top_hi": hi,
+            "n_pairs": len(g),
+            "draws": len(per_draw),
+        }
         if len(per_draw):
             per_pair = r.groupby("pair_id")["agree"].mean()
             t = g.set_index("pair_id")["agree"].astype(float)
@@ -178,7 +185,7 @@ def sufficiency(inputs: Inputs, outputs: Paths, model: str, dpi: int = 150) -> d
     return out
 
 
-def rift_split(frac: Sequence[float]) -> tuple[int, float]:
+def rift_split(frac: Sequence[float] | np.ndarray) -> tuple[int, float]:
     """(s, gain): the split maximising mean(frac[s:]) - mean(frac[:s]) and that gain."""
     f = np.asarray(frac, dtype=float)
     best, where = -np.inf, len(f) // 2
@@ -336,7 +343,8 @@ def pathways(inputs: Inputs, outputs: Paths, model: str, dpi: int = 150) -> dict
     }
     width = 0.8 / max(1, len(order))
     for i, pos in enumerate(order):
-        means, errs = [], [[], []]
+        means: list[float] = []
+        errs: list[list[float]] = [[], []]
         for s in subs:
             v = q[(q["subtask"] == s) & (q["positions"] == pos)]["nkl"].to_numpy()
             m, lo, hi = bootstrap_mean(v)

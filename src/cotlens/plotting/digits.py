@@ -132,14 +132,14 @@ def conditioning(inputs: Inputs, outputs: Paths, model: str, dpi: int = 150) -> 
     ax.set_xticks(x, cells, rotation=90)
     ax.set(xlabel="a (n digits) x b (m digits)", ylabel="P(correct last digit), 95% CI", ylim=(0, 1))
     ax.legend(fontsize=8)
-    big, cells = largest_cells(df)
+    big, pooled = largest_cells(df)
     pairs = paired(big, ("unconditioned", "last"), ("conditioned", "last"))
     c = contrast(pairs, "unconditioned_last", "conditioned_last", +1)
-    ax.set_title(f"{model}: last digit at {cells}: {c['unconditioned_last']:.2f} -> {c['conditioned_last']:.2f}, "
+    ax.set_title(f"{model}: last digit at {pooled}: {c['unconditioned_last']:.2f} -> {c['conditioned_last']:.2f}, "
                  f"{c['difference']:+.2f} [{c['ci95'][0]:+.2f}, {c['ci95'][1]:+.2f}], n={c['n']}: {c['verdict']}\n"
                  f"({PAPER})", fontsize=9)  # fmt: skip
     save(fig, outputs, dpi)
-    data = {"claim": "correct higher digits raise last-digit confidence (" + PAPER + ")", "cells_pooled": cells,
+    data = {"claim": "correct higher digits raise last-digit confidence (" + PAPER + ")", "cells_pooled": pooled,
             "conditioning": c,
             "cells": {f"{r.cell} {r.setting}": [round(r.mean, 4), round(r.lo, 4), round(r.hi, 4)]
                       for r in s.itertuples()}}  # fmt: skip

@@ -89,14 +89,14 @@ def quality_summary(runs: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def switch_verdicts(s: pd.DataFrame, q: pd.DataFrame) -> dict[str, dict[str, object]]:
+def switch_verdicts(s: pd.DataFrame, q: pd.DataFrame) -> dict[str, dict[str, Any]]:
     """Per (mode, k): the top-k effect against the distribution of random k-sets.
 
     off: the drop in refusals on the eliciting prompts (base - top); on: the rise in
     refusals on the control prompts (top - base). The p-value is the share of random sets
     (one per seed) whose effect is at least the top set's (+1 correction); a collapsed
     top condition (GUARD) gets the verdict "collapse (quality guard)"."""
-    out: dict[str, dict[str, object]] = {}
+    out: dict[str, dict[str, Any]] = {}
     coll = {(r.condition, r.mode, r.k): bool(r.collapsed) for r in q.itertuples()}
     for mode, el, sign in (("off", True, -1), ("on", False, +1)):
         base = s[(s["condition"] == "baseline") & (s["elicits"] == el)]

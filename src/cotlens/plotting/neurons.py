@@ -36,12 +36,12 @@ def ablation_summary(runs: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def ablation_verdicts(runs: pd.DataFrame) -> dict[str, dict[str, object]]:
+def ablation_verdicts(runs: pd.DataFrame) -> dict[str, dict[str, Any]]:
     """Per (ablated set, mode): accuracy with the set ablated minus the mean accuracy with
     as many random neurons ablated (over seeds), paired by problem, seeded bootstrap 95%
     interval; the paper's claim is a negative difference."""
     full = runs[(runs["variant"] == "full") & (runs["condition"] != "variant")]
-    out: dict[str, dict[str, object]] = {}
+    out: dict[str, dict[str, Any]] = {}
     for (cond, mode, n), g in full[full["condition"].isin(["concept", "top"])].groupby(["condition", "mode",
                                                                                        "n_ablated"]):  # fmt: skip
         rnd = full[(full["condition"] == "random") & (full["mode"] == mode) & (full["n_ablated"] == n)]
@@ -121,11 +121,11 @@ PHENOMENA = (
 BARELY = 0.1
 
 
-def phenomena(runs: pd.DataFrame) -> list[dict[str, object]]:
+def phenomena(runs: pd.DataFrame) -> list[dict[str, Any]]:
     """Accuracy change from ``full`` per finding, paired by problem (bootstrap 95% CI), and
     whether the paper's finding holds on this run."""
     v = runs[runs["condition"] == "variant"].pivot_table(index="problem_id", columns="variant", values="correct")
-    out: list[dict[str, object]] = []
+    out: list[dict[str, Any]] = []
     if "full" not in v.columns:
         return out
     for name, variants, expected in PHENOMENA:

@@ -209,7 +209,7 @@ def is_done(text: str) -> bool:
     if QUESTION.strip() in text or "\n\n" in text:
         return True
     m = ANSWER_RE.search(text)
-    return bool(m) and m.end() < len(text.rstrip())
+    return m is not None and m.end() < len(text.rstrip())
 
 
 def load_gsm8k(path: str | Path, limit: int | None = None) -> list[WordProblem]:

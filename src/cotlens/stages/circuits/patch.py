@@ -87,7 +87,7 @@ def patch_pair(
         r["clean_tok"],
         r["corrupt_tok"],
         attribution=True,
-        screen_method=str(cfg["screen"]),
+        screen_method=cfg["screen"],  # validated by the config schema: a ScreenMethod
         screen_steps=int(cfg["screen_steps"]),
     )
     assert base.attribution is not None

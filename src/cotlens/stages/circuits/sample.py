@@ -92,7 +92,7 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
         parsed = parsing.parse_response(text)
         step_tok, ans_tok = locate(tok, g.token_ids, parsed)
         correct = parsing.score_steps(parsed.steps, row["gold_cot"])
-        for k, v in (
+        for col, v in (
             ("prompt_id", row["prompt_id"]), ("sample_idx", s), ("prompt_token_ids", enc[i]),
             ("prompt_nofacts_token_ids", enc_nf[i]), ("token_ids", g.token_ids),
             ("completion", text), ("stop_reason", g.stop_reason), ("answer", parsed.answer),
@@ -100,7 +100,7 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
             ("step_correct", correct), ("step_end_token", step_tok), ("answer_token", ans_tok),
             ("cot_exact", list(parsed.steps) == list(row["gold_cot"])),
         ):  # fmt: skip
-            cols[k].append(v)
+            cols[col].append(v)
     meta = model_meta("circuits_sample", cfg, lm.manifest, lm.dtype)
     write_table(to_table(cols, schemas.SAMPLES), out, meta)
     shards.discard()

@@ -44,8 +44,8 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
     bs = int(cfg.get("batch_size", 32))
     n_forwards = 0
     t0 = time.perf_counter()
-    for _, cell in groupby(tab, key=lambda r: (r["n"], r["m"])):
-        cell = list(cell)
+    for _, group in groupby(tab, key=lambda r: (r["n"], r["m"])):
+        cell = list(group)
         for s in range(0, len(cell), bs):
             batch = cell[s : s + bs]
             seqs, places, meta = [], [], []
@@ -82,11 +82,11 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
                     d = truth[place.index]  # unconditioned: the earlier places hold the model's own digits
                     pc = dist[:, d]
                     ok = written[: place.index] == truth[: place.index]
-                    for k, v in (("problem_id", r["problem_id"]), ("n", r["n"]), ("m", r["m"]), ("setting", setting),
+                    for col, v in (("problem_id", r["problem_id"]), ("n", r["n"]), ("m", r["m"]), ("setting", setting),
                                  ("place", place.index), ("n_places", answer_places), ("digit", d),
                                  ("prefix_correct", ok), ("p_correct", float(pc.mean())), ("p_std", float(pc.std())),
                                  ("argmax_digit", int(dist.mean(0).argmax()))):  # fmt: skip
-                        cols[k].append(v)
+                        cols[col].append(v)
     dt = time.perf_counter() - t0
     print(f"scored {len(tab)} problems in {n_forwards} batched forwards, {dt:.1f} s: {len(tab) / dt:.2f} problems/s")
     write_table(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
@@ -35,7 +35,7 @@ from cotlens.parquet import read_table, to_table, write_table
 from cotlens.responses import continuation_nll, first_int, reference_nll, refusal_classifier, render, respond
 from cotlens.shards import Shards, resume_key
 from cotlens.stages.common import Params, Paths, model_meta
-from cotlens.types import SWITCH_MODES
+from cotlens.types import SWITCH_MODES, SwitchMode
 
 
 def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads: int) -> int:
@@ -65,11 +65,15 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
     n_exp = n_experts(next(iter(routers.values())))
     slots = {lay: top_k_of(r) for lay, r in routers.items()}
 
-    def measure(condition: str, mode: str, k: int, seed: int, experts: list[tuple[int, int]]) -> pa.Table:
+    def measure(
+        condition: str, mode: SwitchMode | Literal["none"], k: int, seed: int, experts: list[tuple[int, int]]
+    ) -> pa.Table:
         if mode == "on":
             experts = forceable(experts, slots)
         label = " ".join(f"L{lay}E{e}" for lay, e in experts)
-        ctx = switch_experts(lm.model, lm.adapter, by_layer(experts), mode) if experts else contextlib.nullcontext()
+        ctx: contextlib.AbstractContextManager[None] = contextlib.nullcontext()  # the baseline switches nothing
+        if experts and mode != "none":
+            ctx = switch_experts(lm.model, lm.adapter, by_layer(experts), mode)
         with ctx:
             said = respond(lm, [r["question"] for r in study + quality], cfg)
             nll = reference_nll(lm, [(r["question"], r["reference"]) for r in refs], int(cfg["batch_size"]))
@@ -87,8 +91,8 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
             for key, v in zip(cols, vals, strict=True):
                 cols[key].append(v)
         for r, (s, n) in zip(refs, nll, strict=True):
-            vals = (condition, mode, k, seed, label, r["prompt_id"], "reference", None, None, s, n, "", None)
-            for key, v in zip(cols, vals, strict=True):
+            ref_vals = (condition, mode, k, seed, label, r["prompt_id"], "reference", None, None, s, n, "", None)
+            for key, v in zip(cols, ref_vals, strict=True):
                 cols[key].append(v)
         rate = np.mean(cols["refused"][: len(study)])
         ppl = math.exp(sum(s for s, _ in nll) / max(1, sum(n for _, n in nll)))
@@ -97,7 +101,9 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
         return to_table(cols, schemas.EXPERT_EFFECTS)
 
     # one resumable shard per condition: a rerun after a crash measures only the missing ones
-    conditions: list[tuple[str, str, int, int, list[tuple[int, int]]]] = [("baseline", "none", 0, -1, [])]
+    conditions: list[tuple[str, SwitchMode | Literal["none"], int, int, list[tuple[int, int]]]] = [
+        ("baseline", "none", 0, -1, [])
+    ]
     for k in cfg["k"]:
         top = top_experts(score, int(k))
         for mode in SWITCH_MODES:

@@ -8,7 +8,7 @@ Resumable: one shard per condition (``cotlens.shards``)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -29,6 +29,7 @@ from cotlens.neurons import (
 from cotlens.parquet import read_table, to_table, write_table
 from cotlens.shards import Shards, resume_key
 from cotlens.stages.common import Params, Paths, model_meta
+from cotlens.types import AblationMode
 
 
 def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads: int) -> int:
@@ -76,7 +77,8 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
                 which = tops[n_abl]
             else:  # the first n of the seed's permutation: smaller random sets nest in larger ones
                 which = random_neurons(lm.dims, n_abl, torch.Generator().manual_seed(seed))
-            with ablate(lm.model, lm.adapter, which, mode, means, float(cfg.get("noise_scale", 1.0)), seed + 1):
+            ablation = cast(AblationMode, mode)  # every condition but the variants ablates
+            with ablate(lm.model, lm.adapter, which, ablation, means, float(cfg.get("noise_scale", 1.0)), seed + 1):
                 answers, acts = measured(texts, golds)
         cols: dict[str, list[Any]] = {f.name: [] for f in schemas.NEURON_EFFECTS}
         for pid, a, (act, level) in zip(ids, answers, acts, strict=True):
