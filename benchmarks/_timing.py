@@ -41,6 +41,8 @@ def child_runs(script: str, model_dir: Path, sizes: list[int], tmp: Path) -> Ite
         work.mkdir()
         out = subprocess.run(
             [sys.executable, script, "--child", str(model_dir), str(n), str(work)],
-            check=True, capture_output=True, text=True,
-        ).stdout  # fmt: skip
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
         yield json.loads(out.strip().splitlines()[-1])

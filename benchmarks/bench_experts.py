@@ -18,15 +18,43 @@ import time
 from pathlib import Path
 
 SHAPES = {  # random-init shapes (CPU-sized; olmoe-1b-7b is the real OLMoE's, for a GPU)
-    "mixtral-small": ("mixtral", dict(hidden_size=256, intermediate_size=512, num_hidden_layers=8,
-                                      num_attention_heads=8, num_key_value_heads=4, num_local_experts=8,
-                                      num_experts_per_tok=2)),
-    "olmoe-small": ("olmoe", dict(hidden_size=256, intermediate_size=128, num_hidden_layers=8, num_attention_heads=8,
-                                  num_key_value_heads=8, num_experts=64, num_experts_per_tok=8)),
-    "olmoe-1b-7b": ("olmoe", dict(hidden_size=2048, intermediate_size=1024, num_hidden_layers=16,
-                                  num_attention_heads=16, num_key_value_heads=16, num_experts=64,
-                                  num_experts_per_tok=8)),
-}  # fmt: skip
+    "mixtral-small": (
+        "mixtral",
+        dict(
+            hidden_size=256,
+            intermediate_size=512,
+            num_hidden_layers=8,
+            num_attention_heads=8,
+            num_key_value_heads=4,
+            num_local_experts=8,
+            num_experts_per_tok=2,
+        ),
+    ),
+    "olmoe-small": (
+        "olmoe",
+        dict(
+            hidden_size=256,
+            intermediate_size=128,
+            num_hidden_layers=8,
+            num_attention_heads=8,
+            num_key_value_heads=8,
+            num_experts=64,
+            num_experts_per_tok=8,
+        ),
+    ),
+    "olmoe-1b-7b": (
+        "olmoe",
+        dict(
+            hidden_size=2048,
+            intermediate_size=1024,
+            num_hidden_layers=16,
+            num_attention_heads=16,
+            num_key_value_heads=16,
+            num_experts=64,
+            num_experts_per_tok=8,
+        ),
+    ),
+}
 
 
 def shaped(shape: str, device: str, dtype: str):  # type: ignore[no-untyped-def]
@@ -97,9 +125,12 @@ def measure(lm, n_prompts: int, new_tokens: int, reps: int) -> None:  # type: ig
         t_cap.append(tc)
     n_tok = sum(map(len, ref))
     a, b = statistics.median(t_plain), statistics.median(t_cap)
-    print(f"  {lm.manifest['name']}: {len(ids)} prompts x {new_tokens} new tokens, {reps} alternating reps: "
-          f"{n_tok / a:.1f} tok/s plain, {n_tok / b:.1f} tok/s with capture ({n_routes} routes); "
-          f"ratio of medians {b / a:.3f}, of minima {min(t_cap) / min(t_plain):.3f}", flush=True)  # fmt: skip
+    print(
+        f"  {lm.manifest['name']}: {len(ids)} prompts x {new_tokens} new tokens, {reps} alternating reps: "
+        f"{n_tok / a:.1f} tok/s plain, {n_tok / b:.1f} tok/s with capture ({n_routes} routes); "
+        f"ratio of medians {b / a:.3f}, of minima {min(t_cap) / min(t_plain):.3f}",
+        flush=True,
+    )
 
 
 def main() -> None:

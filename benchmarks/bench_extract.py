@@ -24,8 +24,15 @@ from cotlens.models.loading import Loaded, load
 def smol_shaped() -> Loaded:
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    cfg = LlamaConfig(vocab_size=49152, hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
-                      num_attention_heads=9, num_key_value_heads=3, tie_word_embeddings=True)  # fmt: skip
+    cfg = LlamaConfig(
+        vocab_size=49152,
+        hidden_size=576,
+        intermediate_size=1536,
+        num_hidden_layers=30,
+        num_attention_heads=9,
+        num_key_value_heads=3,
+        tie_word_embeddings=True,
+    )
     m = LlamaForCausalLM(cfg).eval()
     return Loaded(m, None, adapter_for(m), dims(m), {"name": "random-smol-shape"}, torch.device("cpu"), "float32")
 

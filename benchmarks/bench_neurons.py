@@ -25,11 +25,13 @@ from pathlib import Path
 from _timing import child_runs
 
 SHAPES = {  # random-init Llama shapes for --shape (a GPU has no prepared model to hand)
-    "smollm2-135m": dict(hidden_size=576, intermediate_size=1536, num_hidden_layers=30, num_attention_heads=9,
-                         num_key_value_heads=3),
-    "llama-2-7b": dict(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32,
-                       num_key_value_heads=32),
-}  # fmt: skip
+    "smollm2-135m": dict(
+        hidden_size=576, intermediate_size=1536, num_hidden_layers=30, num_attention_heads=9, num_key_value_heads=3
+    ),
+    "llama-2-7b": dict(
+        hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=32
+    ),
+}
 
 
 def shaped(shape: str, device: str, dtype: str):  # type: ignore[no-untyped-def]
@@ -51,8 +53,9 @@ def shaped(shape: str, device: str, dtype: str):  # type: ignore[no-untyped-def]
     return Loaded(m, tok, adapter_for(m), dims(m), {"name": shape}, torch.device(device), dtype)
 
 
-def speed(model_dir: str, problems: int, threads: int, shape: str = "", device: str = "cpu",
-          dtype: str = "float32") -> None:  # fmt: skip
+def speed(
+    model_dir: str, problems: int, threads: int, shape: str = "", device: str = "cpu", dtype: str = "float32"
+) -> None:
     import torch
 
     from cotlens.models.loading import load
@@ -84,10 +87,12 @@ def speed(model_dir: str, problems: int, threads: int, shape: str = "", device: 
     where = torch.cuda.get_device_name() if lm.device.type == "cuda" else f"cpu, {threads} thread(s)"
     name = f"{shape} shape (random init)" if shape else Path(model_dir).name
     print(f"{name}: {problems} problems, {n} generated tokens, {where}, {dtype}")
-    print(f"without scoring {n / t_plain:7.1f} tokens/s ({t_plain:.1f} s); with all "
-          f"{lm.dims.n_layers} x {lm.dims.d_mlp} neurons scored {n2 / t_scored:7.1f} tokens/s "
-          f"({t_scored:.1f} s); time per token ratio {(t_scored / n2) / (t_plain / n):.3f} (target <= 1.3); "
-          f"same generations: {same}")  # fmt: skip
+    print(
+        f"without scoring {n / t_plain:7.1f} tokens/s ({t_plain:.1f} s); with all "
+        f"{lm.dims.n_layers} x {lm.dims.d_mlp} neurons scored {n2 / t_scored:7.1f} tokens/s "
+        f"({t_scored:.1f} s); time per token ratio {(t_scored / n2) / (t_plain / n):.3f} (target <= 1.3); "
+        f"same generations: {same}"
+    )
 
 
 def child(model_dir: str, n: int, work: str) -> None:

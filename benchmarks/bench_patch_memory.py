@@ -52,12 +52,27 @@ def write_pairs(path: Path, n: int, vocab: int, length: int = 48) -> None:
         p = int(rng.integers(length // 4, length - 1))
         corrupt[p] = 3 + (corrupt[p] - 2) % (vocab - 3)
         row = {
-            "pair_id": i, "prompt_id": i, "sample_idx": 0, "ontology": "fictional", "step": 0,
-            "subtask": ("decision", "copy", "induction")[i % 3], "word": "w", "word_type": "entity",
-            "replacement": "r", "corrupted_in": "question", "clean_ids": clean, "corrupt_ids": corrupt,
-            "clean_tok": int(clean[-1]), "corrupt_tok": int(corrupt[p]), "question_len": length // 2,
-            "corrupt_pos": p, "p_clean": 0.5, "kl_clean_corrupt": 1.0, "ld_clean": 1.0, "ld_corrupt": 0.0,
-        }  # fmt: skip
+            "pair_id": i,
+            "prompt_id": i,
+            "sample_idx": 0,
+            "ontology": "fictional",
+            "step": 0,
+            "subtask": ("decision", "copy", "induction")[i % 3],
+            "word": "w",
+            "word_type": "entity",
+            "replacement": "r",
+            "corrupted_in": "question",
+            "clean_ids": clean,
+            "corrupt_ids": corrupt,
+            "clean_tok": int(clean[-1]),
+            "corrupt_tok": int(corrupt[p]),
+            "question_len": length // 2,
+            "corrupt_pos": p,
+            "p_clean": 0.5,
+            "kl_clean_corrupt": 1.0,
+            "ld_clean": 1.0,
+            "ld_corrupt": 0.0,
+        }
         for k, v in row.items():
             cols[k].append(v)
     write_table(to_table(cols, schemas.PAIRS), path, RunMeta("pairs", "bench"))

@@ -40,14 +40,23 @@ def shapes() -> dict[str, Callable[[], torch.nn.Module]]:
             GPT2Config(n_layer=12, n_head=12, n_embd=768, attn_implementation="sdpa")
         ).eval(),
         "smollm2-135m shape": lambda: llama(
-            vocab_size=49152, hidden_size=576, intermediate_size=1536, num_hidden_layers=30, num_attention_heads=9,
-            num_key_value_heads=3, tie_word_embeddings=True,
+            vocab_size=49152,
+            hidden_size=576,
+            intermediate_size=1536,
+            num_hidden_layers=30,
+            num_attention_heads=9,
+            num_key_value_heads=3,
+            tie_word_embeddings=True,
         ),
         "llama-2-7b shape": lambda: llama(
-            vocab_size=32000, hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32,
+            vocab_size=32000,
+            hidden_size=4096,
+            intermediate_size=11008,
+            num_hidden_layers=32,
+            num_attention_heads=32,
             num_key_value_heads=32,
         ),
-    }  # fmt: skip
+    }
 
 
 def transformer_lens_sweep(m: torch.nn.Module, base: P.Baseline) -> tuple[torch.Tensor, float] | None:
@@ -146,8 +155,10 @@ def bench_one(name: str, m: torch.nn.Module, a: argparse.Namespace) -> None:
     t_atp = median_time(lambda: P.screen(mh, base, method="atp"), reps=3, warmup=0)
     if a.screen_only:
         print(f"== {name}: {d.n_layers} layers x {d.n_heads} heads, {a.tokens} tokens, {where(a)}")
-        print(f"plain forward {fwd:.3f} s; baseline {t_base / fwd:5.2f} plain forwards; with the eap-ig screen "
-              f"{t_attr / fwd:5.2f}; atp screen alone {t_atp / fwd:5.2f} (first difference at {at})")  # fmt: skip
+        print(
+            f"plain forward {fwd:.3f} s; baseline {t_base / fwd:5.2f} plain forwards; with the eap-ig screen "
+            f"{t_attr / fwd:5.2f}; atp screen alone {t_atp / fwd:5.2f} (first difference at {at})"
+        )
         return
     fast, t_fast = timed(lambda: P.patch_heads(mh, base, batch=a.batch))
     heads = list(fast)
@@ -163,21 +174,31 @@ def bench_one(name: str, m: torch.nn.Module, a: argparse.Namespace) -> None:
     err_p = diff(base, per, {c: P.naive_patch(mh, base, c[1:], pos=c[0]) for c in checked}, checked)
     print(f"== {name}: {d.n_layers} layers x {d.n_heads} heads, {a.tokens} tokens, {where(a)}")
     print(f"plain forward                     {fwd:8.3f} s")
-    print(f"all heads, all positions: naive   {t_naive:8.2f} s   engine {t_fast:7.2f} s   "
-          f"speed-up {t_naive / t_fast:5.2f}x   {err}")  # fmt: skip
+    print(
+        f"all heads, all positions: naive   {t_naive:8.2f} s   engine {t_fast:7.2f} s   "
+        f"speed-up {t_naive / t_fast:5.2f}x   {err}"
+    )
     if tl is not None:
         tl_err = max(abs(float(tl[0][k]) - fast[k][0]) * base.kl_clean_corrupt for k in heads)
-        print(f"all heads, all positions: TransformerLens {tl[1]:8.2f} s   engine {t_fast:7.2f} s   "
-              f"speed-up {tl[1] / t_fast:5.2f}x   max |dKL| {tl_err:.1e}")  # fmt: skip
+        print(
+            f"all heads, all positions: TransformerLens {tl[1]:8.2f} s   engine {t_fast:7.2f} s   "
+            f"speed-up {tl[1] / t_fast:5.2f}x   max |dKL| {tl_err:.1e}"
+        )
     else:
         print("TransformerLens: not installed (pip install -e '.[bench]')")
-    print(f"per position (last {a.positions}): naive {t_np_all:8.2f} s (est.)   engine {t_per:7.2f} s   "
-          f"speed-up {t_np_all / t_per:5.1f}x   {err_p}")  # fmt: skip
-    print(f"per-position sweep / all-position sweep (engine): {t_per / t_fast:5.2f}  "
-          f"(per position: {t_per / a.positions / t_fast:5.3f})")  # fmt: skip
-    print(f"baseline (corrupt fwd + clean fwd from the first difference) {t_base / fwd:5.2f} plain forwards; "
-          f"with the eap-ig screen {t_attr / fwd:5.2f}; atp screen alone {t_atp / fwd:5.2f} "
-          f"(first difference at {at}/{a.tokens})")  # fmt: skip
+    print(
+        f"per position (last {a.positions}): naive {t_np_all:8.2f} s (est.)   engine {t_per:7.2f} s   "
+        f"speed-up {t_np_all / t_per:5.1f}x   {err_p}"
+    )
+    print(
+        f"per-position sweep / all-position sweep (engine): {t_per / t_fast:5.2f}  "
+        f"(per position: {t_per / a.positions / t_fast:5.3f})"
+    )
+    print(
+        f"baseline (corrupt fwd + clean fwd from the first difference) {t_base / fwd:5.2f} plain forwards; "
+        f"with the eap-ig screen {t_attr / fwd:5.2f}; atp screen alone {t_atp / fwd:5.2f} "
+        f"(first difference at {at}/{a.tokens})"
+    )
 
 
 if __name__ == "__main__":

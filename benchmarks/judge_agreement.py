@@ -55,10 +55,11 @@ def main() -> None:
         seconds=round(time.perf_counter() - t0, 1),
     )
     which = f"the top {a.top} candidates" + (" and every lexicon-labelled one" if a.labelled else "")
-    print(f"judge {name} on {which} ({res['n']}) of {a.neurons} ({judge.asked} questions asked, "
-          f"{res['seconds']} s)")  # fmt: skip
-    print(f"agreement {res['agree']:.2f}, Cohen's kappa {res['kappa']:.2f}; concept neurons: "
-          f"lexicon {res['lexicon_concepts']}, judge {res['judge_concepts']}")  # fmt: skip
+    print(f"judge {name} on {which} ({res['n']}) of {a.neurons} ({judge.asked} questions asked, {res['seconds']} s)")
+    print(
+        f"agreement {res['agree']:.2f}, Cohen's kappa {res['kappa']:.2f}; concept neurons: "
+        f"lexicon {res['lexicon_concepts']}, judge {res['judge_concepts']}"
+    )
     judged = sorted({j for row in res["confusion"].values() for j in row})
     print("lexicon \\ judge | " + " | ".join(judged))
     for lex, row in sorted(res["confusion"].items()):

@@ -149,9 +149,12 @@ def check_decomposition(mh: ModelHandle, ids: torch.Tensor) -> Check:
     blocks = layers(model, ad)
     ffn_out: dict[int, torch.Tensor] = {}
     keep_ffn = [
-        (get(b, ad.ffn_module), lambda _m, _a, o, i=i: ffn_out.__setitem__(i, (o if isinstance(o, torch.Tensor) else o[0]).clone()))
+        (
+            get(b, ad.ffn_module),
+            lambda _m, _a, o, i=i: ffn_out.__setitem__(i, (o if isinstance(o, torch.Tensor) else o[0]).clone()),
+        )
         for i, b in enumerate(blocks)
-    ]  # fmt: skip
+    ]
     sites = ["resid", "attn_heads"] + ([] if ad.router else ["mlp"])
     with output_hooks(keep_ffn), BlockCalls(model, ad) as calls, Capture(model, ad, sites) as cap:
         model(input_ids=ids, use_cache=False)
@@ -208,8 +211,13 @@ def run_checks(
             raise
         except Exception as e:  # a check that crashes is a failed check, named
             name = fn.__name__.removeprefix("check_").replace("self_check", "patching")
-            got = Check("resid_capture" if name == "resid_and_lens" else name, False, float("nan"), 0.0,
-                        f"raised {type(e).__name__}: {e}")  # fmt: skip
+            got = Check(
+                "resid_capture" if name == "resid_and_lens" else name,
+                False,
+                float("nan"),
+                0.0,
+                f"raised {type(e).__name__}: {e}",
+            )
         out += got if isinstance(got, list) else [got]
     return out
 

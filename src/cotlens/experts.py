@@ -158,14 +158,20 @@ class RouterCapture(Hooked):
     def routes(self) -> list[Route]:
         """The same decisions as :class:`Route` objects (convenient for small checks)."""
         c = self.columns()
-        return [Route(int(r), int(p), "generated" if g else "prompt", int(lay), e.tolist(), w.tolist())
-                for r, p, g, lay, e, w in zip(c.row, c.pos, c.generated, c.layer, c.experts, c.weights, strict=True)]  # fmt: skip
+        return [
+            Route(int(r), int(p), "generated" if g else "prompt", int(lay), e.tolist(), w.tolist())
+            for r, p, g, lay, e, w in zip(c.row, c.pos, c.generated, c.layer, c.experts, c.weights, strict=True)
+        ]
 
 
 def frequencies(
-    prompt_of: Sequence[int], layer: Sequence[int], experts: Sequence[Sequence[int]], n_prompts: int,
-    n_layers: int, n_exp: int,
-) -> np.ndarray:  # fmt: skip
+    prompt_of: Sequence[int],
+    layer: Sequence[int],
+    experts: Sequence[Sequence[int]],
+    n_prompts: int,
+    n_layers: int,
+    n_exp: int,
+) -> np.ndarray:
     """[prompt, layer, expert]: the fraction of a prompt's routed tokens in a layer that
     selected the expert (0 where the layer routed none of its tokens)."""
     hits = np.zeros((n_prompts, n_layers, n_exp), dtype=np.float64)

@@ -91,16 +91,36 @@ def extract_batch(lm: Loaded, rows: Sequence[SampleRow], cfg: ExtractConfig, sch
     prior_tok = logits_at(lm.model, lm.adapter, nf_ids, nf_mask, nf_pos).argmax(-1)
 
     n_layers = lm.dims.n_layers
-    cols: dict[str, list[int] | list[str]] = {k: [] for k in
-        ("prompt_id", "sample_idx", "pos", "pos_kind", "step", "layer", "next_token", "context_token", "prior_token")}  # fmt: skip
+    cols: dict[str, list[int] | list[str]] = {
+        k: []
+        for k in (
+            "prompt_id",
+            "sample_idx",
+            "pos",
+            "pos_kind",
+            "step",
+            "layer",
+            "next_token",
+            "context_token",
+            "prior_token",
+        )
+    }
     sel_b, sel_p = [], []
     for b, (r, s) in enumerate(zip(rows, specs, strict=True)):
         for j, (p, kind, step) in enumerate(s):
             nxt = seqs[b][p + 1] if p + 1 < len(seqs[b]) else -1
             for layer in range(n_layers):
-                for k, v in (("prompt_id", r.prompt_id), ("sample_idx", r.sample_idx), ("pos", p),
-                             ("pos_kind", kind), ("step", step), ("layer", layer), ("next_token", nxt),
-                             ("context_token", int(ctx_tok[b, j])), ("prior_token", int(prior_tok[b, j]))):  # fmt: skip
+                for k, v in (
+                    ("prompt_id", r.prompt_id),
+                    ("sample_idx", r.sample_idx),
+                    ("pos", p),
+                    ("pos_kind", kind),
+                    ("step", step),
+                    ("layer", layer),
+                    ("next_token", nxt),
+                    ("context_token", int(ctx_tok[b, j])),
+                    ("prior_token", int(prior_tok[b, j])),
+                ):
                     cols[k].append(v)  # type: ignore[arg-type]
             sel_b.append(b)
             sel_p.append(j)

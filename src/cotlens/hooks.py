@@ -249,9 +249,13 @@ class BlockCalls(Hooked):
 
 
 def replay(
-    blocks: Sequence[nn.Module], start: int, hidden: torch.Tensor, kwargs: Sequence[dict[str, Any]],
-    cache: Any = None, cache_arg: str = "past_key_values",
-) -> torch.Tensor:  # fmt: skip
+    blocks: Sequence[nn.Module],
+    start: int,
+    hidden: torch.Tensor,
+    kwargs: Sequence[dict[str, Any]],
+    cache: Any = None,
+    cache_arg: str = "past_key_values",
+) -> torch.Tensor:
     """Run blocks ``start..`` on ``hidden`` with the recorded kwargs (batch-1 tensors broadcast).
 
     ``cache`` replaces the recorded cache under the blocks' own keyword ``cache_arg``

@@ -36,7 +36,9 @@ def lens_batch(lm: Loaded, acts: pa.Table, chunk: int = 512) -> pa.Table:
     data = {k: acts.column(k) for k in ID_COLUMNS}
     cat = (lambda xs, dt: torch.cat(xs).numpy().astype(dt)) if p_ctx else (lambda xs, dt: np.zeros(0, dt))
     data.update(
-        p_context=cat(p_ctx, np.float32), p_prior=cat(p_pri, np.float32),
-        rank_context=cat(rank, np.int32), top_token=cat(top, np.int32),
-    )  # fmt: skip
+        p_context=cat(p_ctx, np.float32),
+        p_prior=cat(p_pri, np.float32),
+        rank_context=cat(rank, np.int32),
+        top_token=cat(top, np.int32),
+    )
     return to_table(data, schemas.LENS)

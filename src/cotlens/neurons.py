@@ -48,8 +48,33 @@ LEXICON: dict[str, frozenset[str]] = {
 }
 # Tokens that are mostly something else (a hyphen, a slash, "is", "more"): they count a
 # quarter, so alone they never label a neuron; an operator symbol or word counts fully.
-AMBIGUOUS = frozenset({"-", "−", "/", "x", "is", "more", "less", "left", "away", "per", "half", "each", "so", "then",
-                       "since", "how", "many", "number", "total", "equal", "piles", "double", "result"})  # fmt: skip
+AMBIGUOUS = frozenset(
+    {
+        "-",
+        "−",
+        "/",
+        "x",
+        "is",
+        "more",
+        "less",
+        "left",
+        "away",
+        "per",
+        "half",
+        "each",
+        "so",
+        "then",
+        "since",
+        "how",
+        "many",
+        "number",
+        "total",
+        "equal",
+        "piles",
+        "double",
+        "result",
+    }
+)
 LABEL_THRESHOLD = 0.5  # sum of weight/rank over a concept's top-10 tokens: an unambiguous token at rank 1-2 suffices
 
 
@@ -129,9 +154,13 @@ class Projection:
 
 @torch.no_grad()
 def project_many(
-    model: nn.Module, ad: Adapter, tokenizer: Any, neurons: Sequence[tuple[int, int]], top: int = 10,
+    model: nn.Module,
+    ad: Adapter,
+    tokenizer: Any,
+    neurons: Sequence[tuple[int, int]],
+    top: int = 10,
     chunk: int = 256,
-) -> dict[tuple[int, int], Projection]:  # fmt: skip
+) -> dict[tuple[int, int], Projection]:
     """Output weights of ``neurons`` [(layer, index)] through the unembedding, with and
     without the final norm: ``chunk`` neurons per matrix product, so the unembedding (the
     largest matrix of a small model) is read once per chunk rather than once per neuron."""
@@ -207,9 +236,14 @@ def value_noise(
 
 @contextlib.contextmanager
 def ablate(
-    model: nn.Module, ad: Adapter, neurons: Mapping[int, Sequence[int]], mode: AblationMode = "zero",
-    means: torch.Tensor | None = None, noise_scale: float = 1.0, seed: int = 0,
-) -> Iterator[None]:  # fmt: skip
+    model: nn.Module,
+    ad: Adapter,
+    neurons: Mapping[int, Sequence[int]],
+    mode: AblationMode = "zero",
+    means: torch.Tensor | None = None,
+    noise_scale: float = 1.0,
+    seed: int = 0,
+) -> Iterator[None]:
     """Ablate ``neurons`` ({layer: indices}) through hooks, weights untouched:
 
     - ``zero``: their activations set to 0; ``mean``: to ``means`` [L, d_mlp];
@@ -320,10 +354,13 @@ class Answer:
 
 
 def solve(
-    lm: Loaded, prompts: Sequence[str], answers: Sequence[int], cfg: Mapping[str, Any],
+    lm: Loaded,
+    prompts: Sequence[str],
+    answers: Sequence[int],
+    cfg: Mapping[str, Any],
     on_step: Callable[[list[int]], None] | None = None,
     after_batch: Callable[[list[Answer]], None] | None = None,
-) -> list[Answer]:  # fmt: skip
+) -> list[Answer]:
     """Greedy CoT for each prompt, in batches; ``after_batch`` sees each batch's answers."""
     tok = lm.tokenizer
     sc = SampleConfig(max_new_tokens=int(cfg["max_new_tokens"]), batch_size=int(cfg["batch_size"]))

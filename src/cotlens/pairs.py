@@ -119,9 +119,14 @@ def _next_token(tok: Any, prefix: str, cont: str, prefix_ids: Sequence[int]) -> 
 
 
 def make_pair(
-    tok: Any, question: str, completion: str, target: Target, rng: random.Random, max_tries: int = 24,
+    tok: Any,
+    question: str,
+    completion: str,
+    target: Target,
+    rng: random.Random,
+    max_tries: int = 24,
     context: str = "",
-) -> tuple[str, str, str, list[int], list[int], int, int, int] | None:  # fmt: skip
+) -> tuple[str, str, str, list[int], list[int], int, int, int] | None:
     """(replacement, corrupted_in, sep, clean_ids, corrupt_ids, clean_tok, corrupt_tok, corrupt_pos) or None.
 
     ``context`` (the few-shot exemplars) precedes the question in both prompts and is
@@ -156,9 +161,10 @@ def make_pair(
     wtype = _TYPE_OF[target.word]
     vowel = target.word[0] in "aeiou"
     pool = [
-        w for w in WORD_TYPES[wtype]
+        w
+        for w in WORD_TYPES[wtype]
         if w != target.word and (w[0] in "aeiou") == vowel and not _present(w, question + completion)
-    ]  # fmt: skip
+    ]
     rng.shuffle(pool)
     for cand in pool[:max_tries]:
         corrupt_text = clean_text[:offset] + cand + clean_text[offset + len(target.word) :]
@@ -186,16 +192,24 @@ def gold_samples(prompts: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     for p in prompts:
         text = response_text(p["gold_cot"], p["label"])
         out.append(
-            {"prompt_id": p["prompt_id"], "sample_idx": 0, "completion": text, "steps": list(p["gold_cot"]),
-             "step_correct": [True] * len(p["gold_cot"])}
-        )  # fmt: skip
+            {
+                "prompt_id": p["prompt_id"],
+                "sample_idx": 0,
+                "completion": text,
+                "steps": list(p["gold_cot"]),
+                "step_correct": [True] * len(p["gold_cot"]),
+            }
+        )
     return out
 
 
 def build_pairs(
-    tok: Any, prompts: Sequence[dict[str, Any]], samples: Sequence[dict[str, Any]], seed: int = 0,
+    tok: Any,
+    prompts: Sequence[dict[str, Any]],
+    samples: Sequence[dict[str, Any]],
+    seed: int = 0,
     context: str = "question",
-) -> Iterator[Pair]:  # fmt: skip
+) -> Iterator[Pair]:
     """Every candidate pair of every sample, over the correct prefix of its CoT.
 
     ``context``: ``fewshot`` puts the prompt's few-shot exemplars (the prompt the model
@@ -231,11 +245,21 @@ def build_pairs(
                 if c_ids[: len(q_ids)] != q_ids:
                     continue
                 yield Pair(
-                    prompt_id=int(s["prompt_id"]), sample_idx=int(s["sample_idx"]), step=k, subtask=t.subtask,
-                    word=t.word, word_type=_TYPE_OF[t.word], replacement=cand, corrupted_in=where,
-                    clean_ids=tuple(c_ids), corrupt_ids=tuple(x_ids), clean_tok=c_tok, corrupt_tok=x_tok,
-                    question_len=len(q_ids), corrupt_pos=cpos,
-                )  # fmt: skip
+                    prompt_id=int(s["prompt_id"]),
+                    sample_idx=int(s["sample_idx"]),
+                    step=k,
+                    subtask=t.subtask,
+                    word=t.word,
+                    word_type=_TYPE_OF[t.word],
+                    replacement=cand,
+                    corrupted_in=where,
+                    clean_ids=tuple(c_ids),
+                    corrupt_ids=tuple(x_ids),
+                    clean_tok=c_tok,
+                    corrupt_tok=x_tok,
+                    question_len=len(q_ids),
+                    corrupt_pos=cpos,
+                )
 
 
 def balance(pairs: Sequence[Pair], per_subtask: int, seed: int = 0) -> list[Pair]:

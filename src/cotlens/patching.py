@@ -135,10 +135,15 @@ def _suffix_forward(model: nn.Module, ad: Adapter, ids: torch.Tensor, kv: Any, p
 
 
 def baseline(
-    mh: ModelHandle, clean_ids: Sequence[int], corrupt_ids: Sequence[int],
-    clean_tok: int, corrupt_tok: int, attribution: bool = False, screen_method: ScreenMethod = "eap-ig",
+    mh: ModelHandle,
+    clean_ids: Sequence[int],
+    corrupt_ids: Sequence[int],
+    clean_tok: int,
+    corrupt_tok: int,
+    attribution: bool = False,
+    screen_method: ScreenMethod = "eap-ig",
     screen_steps: int = 1,
-) -> Baseline:  # fmt: skip
+) -> Baseline:
     """One corrupt forward, the clean run from the first differing position on, and
     (with ``attribution``) the all-heads gradient screen of :func:`screen`.
 
@@ -161,18 +166,26 @@ def baseline(
         with Capture(model, ad, sites=("attn_heads",)) as cap:
             clean_logits = _suffix_forward(model, ad, c_ids, kv, start)[0]
         clean_heads = [
-            torch.cat([x[:start], cast(torch.Tensor, c)[0]]) for x, c in zip(corrupt_heads, cap.out["attn_heads"], strict=True)
-        ]  # fmt: skip
+            torch.cat([x[:start], cast(torch.Tensor, c)[0]])
+            for x, c in zip(corrupt_heads, cap.out["attn_heads"], strict=True)
+        ]
     clean_logp = torch.log_softmax(clean_logits, -1)
     base = Baseline(
-        clean_ids=c_ids, corrupt_ids=x_ids, clean_tok=int(clean_tok), corrupt_tok=int(corrupt_tok),
-        clean_logp=clean_logp, corrupt_logp=torch.log_softmax(corrupt_logits, -1),
+        clean_ids=c_ids,
+        corrupt_ids=x_ids,
+        clean_tok=int(clean_tok),
+        corrupt_tok=int(corrupt_tok),
+        clean_logp=clean_logp,
+        corrupt_logp=torch.log_softmax(corrupt_logits, -1),
         kl_clean_corrupt=float(kl_to(clean_logp, corrupt_logits[None])[0]),
         ld_clean=float(clean_logits[clean_tok] - clean_logits[corrupt_tok]),
         ld_corrupt=float(corrupt_logits[clean_tok] - corrupt_logits[corrupt_tok]),
-        clean_heads=clean_heads, corrupt_heads=corrupt_heads,
-        block_inputs=calls.inputs, block_kwargs=calls.kwargs, corrupt_kv=kv,
-    )  # fmt: skip
+        clean_heads=clean_heads,
+        corrupt_heads=corrupt_heads,
+        block_inputs=calls.inputs,
+        block_kwargs=calls.kwargs,
+        corrupt_kv=kv,
+    )
     if attribution:
         base.attribution = screen(mh, base, method=screen_method, steps=screen_steps)
     return base
@@ -285,8 +298,12 @@ Row = tuple[int, int | None]  # (head, the one position it patches, or None: eve
 
 
 def _sweep(
-    mh: ModelHandle, base: Baseline, todo: dict[int, list[Row]], start: int, batch: int,
-) -> dict[tuple[int, Row], tuple[float, float]]:  # fmt: skip
+    mh: ModelHandle,
+    base: Baseline,
+    todo: dict[int, list[Row]],
+    start: int,
+    batch: int,
+) -> dict[tuple[int, Row], tuple[float, float]]:
     """Patch every row of ``todo`` ({layer: rows}), rerunning blocks l.. and positions start.. only.
 
     Rows of one layer share forwards, ``batch`` rows at a time. A row that patches one
@@ -323,9 +340,11 @@ def _group(heads: Iterable[Head]) -> dict[int, list[int]]:
 
 @torch.no_grad()
 def patch_heads(
-    mh: ModelHandle, base: Baseline, heads: Iterable[Head] | None = None,
+    mh: ModelHandle,
+    base: Baseline,
+    heads: Iterable[Head] | None = None,
     batch: int = 64,
-) -> dict[Head, tuple[float, float]]:  # fmt: skip
+) -> dict[Head, tuple[float, float]]:
     """Exact all-position patching of ``heads`` (default: every head) -> {(l, h): (nkl, ld)}.
 
     Positions before :func:`first_difference` hold the same activations in both runs,
@@ -340,9 +359,13 @@ def patch_heads(
 
 @torch.no_grad()
 def patch_heads_at(
-    mh: ModelHandle, base: Baseline, positions: Iterable[int],
-    heads: Iterable[Head] | None = None, batch: int = 64, positions_per_pass: int | None = None,
-) -> dict[tuple[int, int, int], tuple[float, float]]:  # fmt: skip
+    mh: ModelHandle,
+    base: Baseline,
+    positions: Iterable[int],
+    heads: Iterable[Head] | None = None,
+    batch: int = 64,
+    positions_per_pass: int | None = None,
+) -> dict[tuple[int, int, int], tuple[float, float]]:
     """Exact per-position patching -> {(pos, l, h): (nkl, ld)}.
 
     For position p the forward restarts at block l *and* at position p: positions

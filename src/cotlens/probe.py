@@ -51,10 +51,7 @@ def relation_examples(prompt_id: int, question: str, seed: int = 0) -> list[Rela
         sa, sb = _first_span(a, question), _first_span(b, question)
         if sa and sb:
             out.append(RelationExample(prompt_id, sa, sb, lab))
-    unrelated = [
-        (a, b) for a in words for b in words
-        if a != b and (a, b) not in rules and (b, a) not in rules
-    ]  # fmt: skip
+    unrelated = [(a, b) for a in words for b in words if a != b and (a, b) not in rules and (b, a) not in rules]
     rng = random.Random(f"{seed}|{prompt_id}")
     n_rel = sum(1 for e in out if e.label == 0)
     for a, b in rng.sample(unrelated, min(len(unrelated), max(1, n_rel))):
@@ -74,9 +71,13 @@ def token_at_char_end(offsets: Sequence[tuple[int, int]], span: tuple[int, int])
 
 
 def fit_probe(
-    x_train: torch.Tensor, y_train: torch.Tensor, x_test: torch.Tensor, y_test: torch.Tensor,
-    l2: float = 1e-3, steps: int = 200,
-) -> tuple[float, float]:  # fmt: skip
+    x_train: torch.Tensor,
+    y_train: torch.Tensor,
+    x_test: torch.Tensor,
+    y_test: torch.Tensor,
+    l2: float = 1e-3,
+    steps: int = 200,
+) -> tuple[float, float]:
     """Multinomial logistic regression (standardised features, L2, LBFGS) -> (train acc, test acc)."""
     mu, sd = x_train.mean(0), x_train.std(0).clamp_min(1e-6)
     xt, xs = (x_train - mu) / sd, (x_test - mu) / sd

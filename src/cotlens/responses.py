@@ -25,16 +25,19 @@ if TYPE_CHECKING:
 def render(tok: Any, question: str) -> str:
     """A chat model's own template when it has one, else the plain ``Q: ...\\nA:`` format."""
     if getattr(tok, "chat_template", None):
-        return str(tok.apply_chat_template([{"role": "user", "content": question}], tokenize=False,
-                                           add_generation_prompt=True))  # fmt: skip
+        return str(
+            tok.apply_chat_template([{"role": "user", "content": question}], tokenize=False, add_generation_prompt=True)
+        )
     return moe.format_prompt(question)
 
 
 def respond(
-    lm: Loaded, questions: Sequence[str], cfg: Mapping[str, Any],
+    lm: Loaded,
+    questions: Sequence[str],
+    cfg: Mapping[str, Any],
     capture: RouterCapture | None = None,
     after_batch: Callable[[list[list[int]], list[list[int]]], None] | None = None,
-) -> list[tuple[str, list[int]]]:  # fmt: skip
+) -> list[tuple[str, list[int]]]:
     """Greedy responses (text, token ids), stopping at a newline for plain-format models.
     ``after_batch(prompt_ids, response_ids)`` sees each batch."""
     tok = lm.tokenizer
@@ -51,8 +54,9 @@ def respond(
         ids = [tok(render(tok, q))["input_ids"] for q in questions[s : s + sc.batch_size]]
         if capture is not None:
             capture.begin(ids)
-        gens = generate_batch(lm.model, ids, sc, pad, eos, stop, lm.device,
-                              on_step=capture.rows if capture is not None else None)  # fmt: skip
+        gens = generate_batch(
+            lm.model, ids, sc, pad, eos, stop, lm.device, on_step=capture.rows if capture is not None else None
+        )
         resp = [g.token_ids for g in gens]
         if after_batch is not None:
             after_batch(ids, resp)

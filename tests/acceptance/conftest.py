@@ -12,8 +12,9 @@ from dag import accept_overrides, digests, smk
 
 
 @pytest.fixture(scope="session")
-def reference(tmp_path_factory: pytest.TempPathFactory, make_workflow: Callable[..., Path],
-              tiny_config: dict[str, Any]) -> dict[str, str]:  # fmt: skip
+def reference(
+    tmp_path_factory: pytest.TempPathFactory, make_workflow: Callable[..., Path], tiny_config: dict[str, Any]
+) -> dict[str, str]:
     """Digests of one uninterrupted local run of the acceptance DAG."""
     wd = make_workflow(tmp_path_factory.mktemp("reference"), **accept_overrides(tiny_config))
     smk(wd, "--cores", "2")

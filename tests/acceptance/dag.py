@@ -26,9 +26,13 @@ def snakemake_cmd(wd: Path, *args: str) -> list[str]:
 def smk(wd: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 900) -> str:
     """Run Snakemake in ``wd``; its output, or an AssertionError with the tail of it."""
     res = subprocess.run(
-        snakemake_cmd(wd, *args), cwd=wd, env={**os.environ, **(env or {})}, capture_output=True, text=True,
+        snakemake_cmd(wd, *args),
+        cwd=wd,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
         timeout=timeout,
-    )  # fmt: skip
+    )
     if res.returncode != 0:
         raise AssertionError(f"snakemake {args} failed:\n{res.stdout[-4000:]}\n{res.stderr[-6000:]}")
     return res.stdout + res.stderr

@@ -128,10 +128,21 @@ def _start_munge(d: Path) -> None:
     d.chmod(0o755)  # munged insists that its socket directory is searchable by all
     key.chmod(0o600)
     res = subprocess.run(
-        ["runuser", "-u", "munge", "--", "/usr/sbin/munged", f"--socket={d}/socket", f"--key-file={key}",
-         f"--pid-file={d}/munged.pid", f"--log-file={d}/munged.log", f"--seed-file={d}/seed"],
-        capture_output=True, text=True,
-    )  # fmt: skip
+        [
+            "runuser",
+            "-u",
+            "munge",
+            "--",
+            "/usr/sbin/munged",
+            f"--socket={d}/socket",
+            f"--key-file={key}",
+            f"--pid-file={d}/munged.pid",
+            f"--log-file={d}/munged.log",
+            f"--seed-file={d}/seed",
+        ],
+        capture_output=True,
+        text=True,
+    )
     if res.returncode != 0:
         raise RuntimeError(f"munged did not start: {res.stderr.strip()}")
 

@@ -31,9 +31,14 @@ def run_until_held(wd: Path, stage: str, target: Path, marker: Path, timeout: fl
     then SIGKILL Snakemake and everything it started (its whole session)."""
     env = {**os.environ, HOLD_ENV: f"{stage}:1:{marker}"}
     proc = subprocess.Popen(
-        snakemake_cmd(wd, "--cores", "2", "--rerun-incomplete", str(target)), cwd=wd, env=env, start_new_session=True,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
+        snakemake_cmd(wd, "--cores", "2", "--rerun-incomplete", str(target)),
+        cwd=wd,
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     deadline = time.monotonic() + timeout
     while not marker.exists():
         if proc.poll() is not None:

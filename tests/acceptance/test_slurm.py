@@ -31,9 +31,19 @@ def fitted_profile(prof: dict[str, Any], cpus: int, logdir: Path) -> dict[str, A
         for rule, r in prof["set-resources"].items()
     }  # the gpu entries are dropped: the test node has none
     p["set-threads"] = {rule: min(cpus, t) for rule, t in prof["set-threads"].items()}
-    p.update({"slurm-no-account": True, "slurm-status-command": "squeue", "slurm-logdir": str(logdir),
-              "slurm-init-seconds-before-status-checks": 1, "seconds-between-status-checks": 2,
-              "slurm-keep-successful-logs": True, "retries": 0, "keep-going": False, "jobs": 4})  # fmt: skip
+    p.update(
+        {
+            "slurm-no-account": True,
+            "slurm-status-command": "squeue",
+            "slurm-logdir": str(logdir),
+            "slurm-init-seconds-before-status-checks": 1,
+            "seconds-between-status-checks": 2,
+            "slurm-keep-successful-logs": True,
+            "retries": 0,
+            "keep-going": False,
+            "jobs": 4,
+        }
+    )
     p.pop("slurm-requeue", None)
     return p
 

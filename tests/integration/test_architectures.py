@@ -139,8 +139,14 @@ def test_device_map_load_runs_every_check(tiny_model_src: Any) -> None:
     machine), so this proves the code path, not a split across devices."""
     from cotlens.models.loading import open_model
 
-    dmap = {"model.embed_tokens": "cpu", "model.layers.0": "cpu", "model.layers.1": "cpu", "model.norm": "cpu",
-            "model.rotary_emb": "cpu", "lm_head": "cpu"}  # fmt: skip
+    dmap = {
+        "model.embed_tokens": "cpu",
+        "model.layers.0": "cpu",
+        "model.layers.1": "cpu",
+        "model.norm": "cpu",
+        "model.rotary_emb": "cpu",
+        "lm_head": "cpu",
+    }
     m, _tok, dev = open_model(tiny_model_src, {}, "float32", "cpu", "eager", device_map=dmap)
     assert dev.type == "cpu" and set(getattr(m, "hf_device_map", {})) <= set(dmap)  # the map was used
     res = C.run_checks(m, extra=(self_check,))

@@ -24,8 +24,15 @@ from cotlens.stages.circuits import extract, prompts, sample
 
 pytestmark = pytest.mark.integration
 
-PCFG = {"seed": 1, "n_per_cell": 1, "hops": [1, 2, 3], "ontologies": ["fictional"], "distractors": ["none", "relevant"],
-        "negation": [False, True], "n_shots": 1}  # fmt: skip
+PCFG = {
+    "seed": 1,
+    "n_per_cell": 1,
+    "hops": [1, 2, 3],
+    "ontologies": ["fictional"],
+    "distractors": ["none", "relevant"],
+    "negation": [False, True],
+    "n_shots": 1,
+}
 RT = {"dtype": "float32", "device": "cpu", "attn": "sdpa"}
 SMALL_KB = 24  # room for some of the tiny model's activation shards, not all
 ECFG = {"positions": ["last_prompt", "step_end", "answer"], "mlp": True, "batch_size": 2, "shard_size": 2}
@@ -56,8 +63,13 @@ def leftovers(d: Path) -> list[str]:
 def samples(tmp_path_factory: pytest.TempPathFactory, tiny_prepared: Path) -> Path:
     d = tmp_path_factory.mktemp("samples")
     prompts.run({}, {"prompts": str(d / "prompts.parquet")}, PCFG, {}, 1)
-    sample.run({"prompts": str(d / "prompts.parquet"), "model": str(tiny_prepared)},
-               {"samples": str(d / "samples.parquet")}, {"max_new_tokens": 12, "batch_size": 4}, RT, 1)  # fmt: skip
+    sample.run(
+        {"prompts": str(d / "prompts.parquet"), "model": str(tiny_prepared)},
+        {"samples": str(d / "samples.parquet")},
+        {"max_new_tokens": 12, "batch_size": 4},
+        RT,
+        1,
+    )
     return d / "samples.parquet"
 
 
@@ -137,9 +149,12 @@ def test_read_only_results_directory_stops_the_workflow_before_any_stage(workflo
     with tmpfs(workflow_copy / "results", 1024, readonly=True):
         res = subprocess.run(
             [sys.executable, "-m", "snakemake", "--cores", "1", "results/circuits/prompts.parquet"],
-            cwd=workflow_copy, env={**os.environ, "PYTHONPATH": str(workflow_copy / "src")}, capture_output=True,
-            text=True, timeout=300,
-        )  # fmt: skip
+            cwd=workflow_copy,
+            env={**os.environ, "PYTHONPATH": str(workflow_copy / "src")},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         out = res.stdout + res.stderr
         assert res.returncode != 0
         assert "Failed to create output directory results/circuits" in out and "Read-only file system" in out

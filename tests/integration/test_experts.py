@@ -26,14 +26,30 @@ def tiny_moe(family: str, seed: int = 0) -> Any:
     import transformers as tf
 
     torch.manual_seed(seed)
-    common = dict(vocab_size=V, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                  max_position_embeddings=128, num_experts_per_tok=2, pad_token_id=0, eos_token_id=1,
-                  bos_token_id=2, tie_word_embeddings=False)  # fmt: skip
+    common = dict(
+        vocab_size=V,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=128,
+        num_experts_per_tok=2,
+        pad_token_id=0,
+        eos_token_id=1,
+        bos_token_id=2,
+        tie_word_embeddings=False,
+    )
     if family == "mixtral":
         cfg = tf.MixtralConfig(num_local_experts=8, intermediate_size=16, **common)
     elif family == "qwen2_moe":
-        cfg = tf.Qwen2MoeConfig(num_experts=8, moe_intermediate_size=16, shared_expert_intermediate_size=16,
-                                intermediate_size=16, norm_topk_prob=True, **common)  # fmt: skip
+        cfg = tf.Qwen2MoeConfig(
+            num_experts=8,
+            moe_intermediate_size=16,
+            shared_expert_intermediate_size=16,
+            intermediate_size=16,
+            norm_topk_prob=True,
+            **common,
+        )
     elif family == "qwen3_moe":
         cfg = tf.Qwen3MoeConfig(num_experts=8, moe_intermediate_size=16, intermediate_size=16, head_dim=8, **common)
     elif family == "olmoe":
@@ -41,15 +57,38 @@ def tiny_moe(family: str, seed: int = 0) -> Any:
     elif family == "granitemoe":
         cfg = tf.GraniteMoeConfig(num_local_experts=8, intermediate_size=16, **common)
     elif family == "deepseek_v2":
-        cfg = tf.DeepseekV2Config(n_routed_experts=8, moe_intermediate_size=16, intermediate_size=16,
-                                  n_shared_experts=1, first_k_dense_replace=1, kv_lora_rank=16, q_lora_rank=None,
-                                  qk_rope_head_dim=8, qk_nope_head_dim=8, v_head_dim=8, n_group=1, topk_group=1,
-                                  topk_method="greedy", **{**common, "num_hidden_layers": 3, "num_key_value_heads": 4})  # fmt: skip
+        cfg = tf.DeepseekV2Config(
+            n_routed_experts=8,
+            moe_intermediate_size=16,
+            intermediate_size=16,
+            n_shared_experts=1,
+            first_k_dense_replace=1,
+            kv_lora_rank=16,
+            q_lora_rank=None,
+            qk_rope_head_dim=8,
+            qk_nope_head_dim=8,
+            v_head_dim=8,
+            n_group=1,
+            topk_group=1,
+            topk_method="greedy",
+            **{**common, "num_hidden_layers": 3, "num_key_value_heads": 4},
+        )
     elif family == "deepseek_v3":
-        cfg = tf.DeepseekV3Config(n_routed_experts=8, moe_intermediate_size=16, intermediate_size=16,
-                                  n_shared_experts=1, first_k_dense_replace=1, kv_lora_rank=16, q_lora_rank=None,
-                                  qk_rope_head_dim=8, qk_nope_head_dim=8, v_head_dim=8, n_group=1, topk_group=1,
-                                  **{**common, "num_hidden_layers": 3, "num_key_value_heads": 4})  # fmt: skip
+        cfg = tf.DeepseekV3Config(
+            n_routed_experts=8,
+            moe_intermediate_size=16,
+            intermediate_size=16,
+            n_shared_experts=1,
+            first_k_dense_replace=1,
+            kv_lora_rank=16,
+            q_lora_rank=None,
+            qk_rope_head_dim=8,
+            qk_nope_head_dim=8,
+            v_head_dim=8,
+            n_group=1,
+            topk_group=1,
+            **{**common, "num_hidden_layers": 3, "num_key_value_heads": 4},
+        )
     else:
         raise ValueError(family)
     model = tf.AutoModelForCausalLM.from_config(cfg, attn_implementation="eager").eval()
@@ -89,8 +128,16 @@ def test_capture_during_generation_equals_routing_of_the_full_sequence(family: s
     prompts = _prompts(3, 1)
     with RouterCapture(model, ad) as cap:
         cap.begin(prompts)
-        gens = generate_batch(model, prompts, SampleConfig(max_new_tokens=5), 0, set(), lambda _t: None,
-                              torch.device("cpu"), on_step=cap.rows)  # fmt: skip
+        gens = generate_batch(
+            model,
+            prompts,
+            SampleConfig(max_new_tokens=5),
+            0,
+            set(),
+            lambda _t: None,
+            torch.device("cpu"),
+            on_step=cap.rows,
+        )
         routes = cap.routes()
     for row, (p, g) in enumerate(zip(prompts, gens, strict=True)):
         seq = p + g.token_ids
@@ -179,10 +226,21 @@ def _handset_refusal_moe(out: Path) -> tuple[int, list[int]]:
     assert len(sorry) == 1
     d, e_star = 64, 5
     torch.manual_seed(0)
-    cfg = MixtralConfig(vocab_size=len(tok), hidden_size=d, intermediate_size=8, num_hidden_layers=1,
-                        num_attention_heads=4, num_key_value_heads=4, num_local_experts=8, num_experts_per_tok=2,
-                        max_position_embeddings=256, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
-                        bos_token_id=tok.bos_token_id, tie_word_embeddings=False)  # fmt: skip
+    cfg = MixtralConfig(
+        vocab_size=len(tok),
+        hidden_size=d,
+        intermediate_size=8,
+        num_hidden_layers=1,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        num_local_experts=8,
+        num_experts_per_tok=2,
+        max_position_embeddings=256,
+        pad_token_id=tok.pad_token_id,
+        eos_token_id=tok.eos_token_id,
+        bos_token_id=tok.bos_token_id,
+        tie_word_embeddings=False,
+    )
     model = MixtralForCausalLM(cfg).eval()
     v, c = torch.zeros(d), torch.zeros(d)
     v[0], c[1] = 1.0, 1.0
@@ -208,8 +266,9 @@ def _handset_refusal_moe(out: Path) -> tuple[int, list[int]]:
     weights = out / "weights"
     model.save_pretrained(weights)
     tok.save_pretrained(weights)
-    (out / "manifest.json").write_text(json.dumps({"name": "handset", "source": "local", "path": str(weights),
-                                                   "revision": "handset"}))  # fmt: skip
+    (out / "manifest.json").write_text(
+        json.dumps({"name": "handset", "source": "local", "path": str(weights), "revision": "handset"})
+    )
     return e_star, trig
 
 
@@ -223,14 +282,24 @@ def test_handset_refusal_expert_is_found_and_switching_it_off_stops_refusals(
     from cotlens.stages.experts import routes as expert_routes
 
     e_star, _ = _handset_refusal_moe(tmp_path / "model")
-    cfg = {"contrasts": ["events", "instructions"], "n_quality": 5, "seed": 0, "max_new_tokens": 3,
-           "batch_size": 16, "tokens": "prompt", "classes": "prompt_set", "k": [1], "random_seeds": 3}  # fmt: skip
+    cfg = {
+        "contrasts": ["events", "instructions"],
+        "n_quality": 5,
+        "seed": 0,
+        "max_new_tokens": 3,
+        "batch_size": 16,
+        "tokens": "prompt",
+        "classes": "prompt_set",
+        "k": [1],
+        "random_seeds": 3,
+    }
     rt = {"dtype": "float32", "device": "cpu", "attn": "eager"}
     t = {n: str(tmp_path / f"{n}.parquet") for n in ("prompts", "routes", "responses", "ftri", "effects", "again")}
     model = str(tmp_path / "model")
     expert_prompts.run({}, {"prompts": t["prompts"]}, cfg, {}, 1)
-    expert_routes.run({"prompts": t["prompts"], "model": model}, {"routes": t["routes"], "responses": t["responses"]},
-                      cfg, rt, 1)  # fmt: skip
+    expert_routes.run(
+        {"prompts": t["prompts"], "model": model}, {"routes": t["routes"], "responses": t["responses"]}, cfg, rt, 1
+    )
     prompts = read_table(tmp_path / "prompts.parquet").to_pandas().set_index("prompt_id")
     resp = read_table(tmp_path / "responses.parquet").to_pandas()
     resp["elicits"] = prompts.loc[resp["prompt_id"], "elicits"].to_numpy()

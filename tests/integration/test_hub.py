@@ -50,8 +50,9 @@ def fill_cache(hf_home: Path, model_dir: Path) -> None:
 def run(tmp_path: Path, repo: str, rev: str) -> dict[str, object]:
     env = {**os.environ, "HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     out = tmp_path / f"prepared-{abs(hash((repo, rev)))}"
-    p = subprocess.run([sys.executable, "-c", SCRIPT, repo, rev, str(out)], env=env, capture_output=True, text=True,
-                       timeout=300)  # fmt: skip
+    p = subprocess.run(
+        [sys.executable, "-c", SCRIPT, repo, rev, str(out)], env=env, capture_output=True, text=True, timeout=300
+    )
     assert p.returncode == 0, p.stderr[-2000:]
     got = json.loads(p.stdout.strip().splitlines()[-1])
     if "error" in got:

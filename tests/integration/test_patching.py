@@ -18,14 +18,28 @@ def _models() -> list[tuple[str, torch.nn.Module]]:
     torch.manual_seed(0)
     llama = LlamaForCausalLM(
         LlamaConfig(
-            vocab_size=97, hidden_size=64, intermediate_size=96, num_hidden_layers=3, num_attention_heads=4,
-            num_key_value_heads=2, initializer_range=0.3, attn_implementation="eager",
+            vocab_size=97,
+            hidden_size=64,
+            intermediate_size=96,
+            num_hidden_layers=3,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            initializer_range=0.3,
+            attn_implementation="eager",
         )
-    )  # fmt: skip
+    )
     gpt2 = GPT2LMHeadModel(
-        GPT2Config(vocab_size=97, n_embd=64, n_layer=3, n_head=4, initializer_range=0.3, attn_implementation="eager",
-                   bos_token_id=0, eos_token_id=0)
-    )  # fmt: skip
+        GPT2Config(
+            vocab_size=97,
+            n_embd=64,
+            n_layer=3,
+            n_head=4,
+            initializer_range=0.3,
+            attn_implementation="eager",
+            bos_token_id=0,
+            eos_token_id=0,
+        )
+    )
     return [("llama", llama.eval()), ("gpt2", gpt2.eval())]
 
 

@@ -16,8 +16,15 @@ from cotlens.stages.circuits import extract, prompts, sample
 
 pytestmark = pytest.mark.integration
 
-PCFG = {"seed": 1, "n_per_cell": 1, "hops": [1, 2], "ontologies": ["fictional"], "distractors": ["none", "relevant"],
-        "negation": [False, True], "n_shots": 1}  # fmt: skip
+PCFG = {
+    "seed": 1,
+    "n_per_cell": 1,
+    "hops": [1, 2],
+    "ontologies": ["fictional"],
+    "distractors": ["none", "relevant"],
+    "negation": [False, True],
+    "n_shots": 1,
+}
 RT = {"dtype": "float32", "device": os.environ.get("COTLENS_TEST_DEVICE", "cpu"), "attn": "sdpa"}
 ECFG = {"positions": ["last_prompt", "step_end", "answer"], "batch_size": 2, "shard_size": 3}
 
@@ -38,8 +45,13 @@ def test_empty_prompt_set_is_one_clear_error(tmp_path: Path, tiny_prepared: Path
         RunMeta("circuits_prompts", "x"),
     )
     with pytest.raises(CotlensError, match="prompt set .* is empty"):
-        sample.run({"prompts": str(empty), "model": str(tiny_prepared)}, {"samples": str(tmp_path / "s.parquet")},
-                   {"max_new_tokens": 4, "batch_size": 2}, RT, 1)  # fmt: skip
+        sample.run(
+            {"prompts": str(empty), "model": str(tiny_prepared)},
+            {"samples": str(tmp_path / "s.parquet")},
+            {"max_new_tokens": 4, "batch_size": 2},
+            RT,
+            1,
+        )
     assert not (tmp_path / "s.parquet").exists() and not (tmp_path / "s.parquet.partial").exists()
 
 
@@ -47,8 +59,13 @@ def test_extract_resumes_finished_shards_and_matches_uninterrupted(
     tmp_path: Path, tiny_prepared: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     prompts.run({}, {"prompts": str(tmp_path / "p.parquet")}, PCFG, {}, 1)
-    sample.run({"prompts": str(tmp_path / "p.parquet"), "model": str(tiny_prepared)},
-               {"samples": str(tmp_path / "s.parquet")}, {"max_new_tokens": 16, "batch_size": 4}, RT, 1)  # fmt: skip
+    sample.run(
+        {"prompts": str(tmp_path / "p.parquet"), "model": str(tiny_prepared)},
+        {"samples": str(tmp_path / "s.parquet")},
+        {"max_new_tokens": 16, "batch_size": 4},
+        RT,
+        1,
+    )
     run_extract = lambda out: extract.run(  # noqa: E731
         {"samples": str(tmp_path / "s.parquet"), "model": str(tiny_prepared)}, {"activations": str(out)}, ECFG, RT, 1
     )
@@ -137,14 +154,29 @@ def test_neuron_effects_resumes_per_condition_to_identical_bytes(
     cols: dict[str, list[object]] = {f.name: [] for f in schemas.NEURONS}
     for layer, j in ((a, b) for a in range(mc.num_hidden_layers) for b in range(mc.intermediate_size)):
         concept = labels.get((layer, j))
-        for k, v in (("layer", layer), ("neuron", j), ("freq", 0.5), ("mean_act", 0.1), ("rank", ranks.get((layer, j), -1)),
-                     ("top_tokens", []), ("top_tokens_raw", []), ("concept", concept), ("labelled_by", "lexicon"),
-                     ("lexicon", concept)):  # fmt: skip
+        for k, v in (
+            ("layer", layer),
+            ("neuron", j),
+            ("freq", 0.5),
+            ("mean_act", 0.1),
+            ("rank", ranks.get((layer, j), -1)),
+            ("top_tokens", []),
+            ("top_tokens_raw", []),
+            ("concept", concept),
+            ("labelled_by", "lexicon"),
+            ("lexicon", concept),
+        ):
             cols[k].append(v)
     write_table(to_table(cols, schemas.NEURONS), tmp_path / "n.parquet", RunMeta("neurons_discovery", "x"))
     assert top_neurons(read_table(tmp_path / "n.parquet"), 3) == {1: [7], 0: [3, 9]}
-    cfg = {"max_new_tokens": 6, "batch_size": 4, "variants": ["full", "formula_only"], "modes": ["zero"],
-           "random_seeds": 2, "top_n": [3]}  # fmt: skip
+    cfg = {
+        "max_new_tokens": 6,
+        "batch_size": 4,
+        "variants": ["full", "formula_only"],
+        "modes": ["zero"],
+        "random_seeds": 2,
+        "top_n": [3],
+    }
     ins = {"prompts": str(tmp_path / "p.parquet"), "neurons": str(tmp_path / "n.parquet"), "model": str(tiny_prepared)}
     with pytest.raises(CotlensError, match="top 5 neurons, but .*n.parquet holds 4 candidates"):
         nstage.run(ins, {"effects": str(tmp_path / "bad.parquet")}, {**cfg, "top_n": [5]}, RT, 1)
@@ -153,8 +185,13 @@ def test_neuron_effects_resumes_per_condition_to_identical_bytes(
     nstage.run(ins, {"effects": str(tmp_path / "ref.parquet")}, cfg, RT, 1)
     ref = read_table(tmp_path / "ref.parquet").to_pandas()
     sets = ref.groupby(["condition", "n_ablated"])["seed"].unique().map(sorted).to_dict()
-    assert sets == {("variant", 0): [-1], ("concept", 2): [-1], ("top", 3): [-1], ("random", 2): [0, 1],
-                    ("random", 3): [0, 1]}  # fmt: skip
+    assert sets == {
+        ("variant", 0): [-1],
+        ("concept", 2): [-1],
+        ("top", 3): [-1],
+        ("random", 2): [0, 1],
+        ("random", 3): [0, 1],
+    }
     assert len(ref) == 8 * 3
 
     real, calls = nstage.random_neurons, {"n": 0}
@@ -185,9 +222,13 @@ def test_effect_conditions_order_and_shared_random_draws() -> None:
     got = effect_conditions(cfg, 5, [40])
     assert got[:2] == [Condition("variant", "full", "none", -1, 0), Condition("variant", "names", "none", -1, 0)]
     assert [(c.condition, c.mode, c.seed, c.n_ablated) for c in got[2:8]] == [
-        ("concept", "zero", -1, 5), ("random", "zero", 0, 5), ("random", "zero", 1, 5),
-        ("top", "zero", -1, 40), ("random", "zero", 0, 40), ("random", "zero", 1, 40),
-    ]  # fmt: skip
+        ("concept", "zero", -1, 5),
+        ("random", "zero", 0, 5),
+        ("random", "zero", 1, 5),
+        ("top", "zero", -1, 40),
+        ("random", "zero", 0, 40),
+        ("random", "zero", 1, 40),
+    ]
     assert len(got) == 2 + 2 * 6
     same = effect_conditions(cfg, 5, [5])  # the top-5 set's random controls are the concept set's
     assert len(same) == 2 + 2 * 4 and len(set(same)) == len(same)

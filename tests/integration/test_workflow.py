@@ -68,7 +68,7 @@ def test_dag_end_to_end_then_partial_reruns(workflow_copy: Path) -> None:
     assert report["adapter"]["family"] == "llama"
     assert {k: v["ok"] for k, v in report["checks"].items()} == dict.fromkeys(
         ("resid_capture", "lens", "hook_shapes", "decomposition"), True
-    )  # fmt: skip
+    )
     res = wd / "results" / "circuits" / "tiny"
     for fig in ("accuracy", "step_accuracy", "lens_heatmap"):
         for ext in ("png", "pdf", "json"):
@@ -95,8 +95,16 @@ def test_dag_end_to_end_then_partial_reruns(workflow_copy: Path) -> None:
     patching = read_table(res / "patching.parquet").to_pandas()
     assert set(patching["method"]) == {"exact", "attribution"}
     assert (patching[patching["method"] == "exact"]["pos"] >= 0).any()  # per-position rows
-    for fig in ("patch_heads", "patch_positions", "attribution", "sufficiency", "rift", "answer_heads", "probe",
-                "pathways"):  # fmt: skip
+    for fig in (
+        "patch_heads",
+        "patch_positions",
+        "attribution",
+        "sufficiency",
+        "rift",
+        "answer_heads",
+        "probe",
+        "pathways",
+    ):
         assert (res / "figures" / f"{fig}.png").stat().st_size > 1000
         assert (res / "figures" / f"{fig}.json").is_file()
     smk(wd, "--report", "results/report.html")
@@ -252,7 +260,12 @@ def test_experts_branch_end_to_end_and_exact_staleness(workflow_copy: Path) -> N
     assert set(ftri["contrast"]) == {"all", "events", "instructions"} and len(ftri) == 3 * 2 * 4
     runs = read_table(res / "effects.parquet").to_pandas()
     assert {(c, m) for c, m in zip(runs["condition"], runs["mode"], strict=True)} == {
-        ("baseline", "none"), ("top", "off"), ("top", "on"), ("random", "off"), ("random", "on")}  # fmt: skip
+        ("baseline", "none"),
+        ("top", "off"),
+        ("top", "on"),
+        ("random", "off"),
+        ("random", "on"),
+    }
     assert set(runs[runs["condition"] == "random"]["seed"]) == {0, 1}
     prompts = read_table(wd / "results" / "experts" / "prompts.parquet").to_pandas().set_index("prompt_id")
     study = runs[runs["set"] == "study"]
@@ -260,8 +273,11 @@ def test_experts_branch_end_to_end_and_exact_staleness(workflow_copy: Path) -> N
     assert runs[runs["set"] != "reference"]["fluency_nll"].notna().any()
     sw = json.loads((res / "figures" / "expert_switch.json").read_text())
     assert {v["verdict"] for v in sw["verdicts"].values()} <= {
-        "reproduced", "not detected at this n", "collapse (quality guard)",
-        "not testable: 2 random sets cannot reach p <= 0.05"}  # fmt: skip
+        "reproduced",
+        "not detected at this n",
+        "collapse (quality guard)",
+        "not testable: 2 random sets cannot reach p <= 0.05",
+    }
     for fig in ("expert_map", "expert_switch", "expert_quality"):
         assert (res / "figures" / f"{fig}.png").stat().st_size > 1000
         assert (res / "figures" / f"{fig}.json").is_file()

@@ -27,8 +27,15 @@ def test_default_model_end_to_end(tmp_path: Path) -> None:
     assert man["sha256"] == "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
     assert man["model_type"] == "llama" and not (model / "smollm2-135m.gguf").exists()
 
-    pcfg = {"seed": 0, "n_per_cell": 2, "hops": [1], "ontologies": ["fictional"], "distractors": ["none"],
-            "negation": [False, True], "n_shots": 3}  # fmt: skip
+    pcfg = {
+        "seed": 0,
+        "n_per_cell": 2,
+        "hops": [1],
+        "ontologies": ["fictional"],
+        "distractors": ["none"],
+        "negation": [False, True],
+        "n_shots": 3,
+    }
     t = {n: str(tmp_path / f"{n}.parquet") for n in ("p", "s", "lens", "mp", "digits")}
     prompts.run({}, {"prompts": t["p"]}, pcfg, {}, 1)
     sample.run(

@@ -36,8 +36,15 @@ def circuit_table(path: Path, top_rate: float, random_rate: float, pairs: int = 
                 continue
             for pid in range(pairs):
                 a = bool(rng.random() < rate)
-                for key, v in (("k", k), ("pair_id", pid), ("subtask", "copy"), ("agree", a), ("p_clean_tok", 0.5),
-                               ("random", draw >= 0), ("draw", draw)):  # fmt: skip
+                for key, v in (
+                    ("k", k),
+                    ("pair_id", pid),
+                    ("subtask", "copy"),
+                    ("agree", a),
+                    ("p_clean_tok", 0.5),
+                    ("random", draw >= 0),
+                    ("draw", draw),
+                ):
                     cols[key].append(v)
     write_table(to_table(cols, schemas.SUFFICIENCY), path, RunMeta("circuits_sufficiency", "x"))
     return path
@@ -66,9 +73,18 @@ def heads_table(path: Path, step: bool) -> Path:
                 p_ctx = (0.8 if layer >= 4 else 0.15) if step else 0.4
                 kind = "function" if (layer + h + pid) % 4 == 0 else ("context" if rng.random() < p_ctx else "prior")
                 star = (layer, h) == (6, 1)
-                row = {"pair_id": pid, "layer": layer, "head": h, "dla": (3.0 if star else 0.0) + rng.normal(0, 0.2),
-                       "dla_answer": 0.0, "top_token": 5, "in_context": kind != "prior", "top_kind": kind,
-                       "context_chance": 0.01, "attn_answer": (0.7 if star else 0.05) + rng.uniform(0, 0.02)}  # fmt: skip
+                row = {
+                    "pair_id": pid,
+                    "layer": layer,
+                    "head": h,
+                    "dla": (3.0 if star else 0.0) + rng.normal(0, 0.2),
+                    "dla_answer": 0.0,
+                    "top_token": 5,
+                    "in_context": kind != "prior",
+                    "top_kind": kind,
+                    "context_chance": 0.01,
+                    "attn_answer": (0.7 if star else 0.05) + rng.uniform(0, 0.02),
+                }
                 for k, v in row.items():
                     cols[k].append(v)
     write_table(to_table(cols, schemas.HEADS), path, RunMeta("heads", "x"))

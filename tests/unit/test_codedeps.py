@@ -23,8 +23,10 @@ def test_figures_depend_on_plots_not_on_models() -> None:
             "atomic.py",
         } <= deps
         assert not any(d.startswith("models/") or d in ("hooks.py", "sampling.py", "extract.py") for d in deps), study
-        assert not any(d.startswith("plotting/") and d not in (f"plotting/{study}.py", "plotting/base.py", "plotting/__init__.py")
-                       for d in deps), study  # fmt: skip
+        assert not any(
+            d.startswith("plotting/") and d not in (f"plotting/{study}.py", "plotting/base.py", "plotting/__init__.py")
+            for d in deps
+        ), study
 
 
 def test_prompts_are_torch_free_and_exact() -> None:

@@ -22,9 +22,19 @@ def table(path: Path, lift: float, n: int, seed: int = 0) -> Path:
         noise = rng.normal(0, 0.15, 3)
         for setting, p_last in (("unconditioned", 0.2 + noise[1]), ("conditioned", 0.2 + lift + noise[2])):
             for place, p in ((0, 0.8 + noise[0]), (1, p_last)):
-                row = dict(problem_id=pid, n=2, m=2, setting=setting, place=place, n_places=2, digit=3,
-                           prefix_correct=True, p_correct=float(np.clip(p, 0, 1)), p_std=0.0,
-                           argmax_digit=3 if p > 0.5 else 1)  # fmt: skip
+                row = dict(
+                    problem_id=pid,
+                    n=2,
+                    m=2,
+                    setting=setting,
+                    place=place,
+                    n_places=2,
+                    digit=3,
+                    prefix_correct=True,
+                    p_correct=float(np.clip(p, 0, 1)),
+                    p_std=0.0,
+                    argmax_digit=3 if p > 0.5 else 1,
+                )
                 for k, v in row.items():
                     cols[k].append(v)
     write_table(to_table(cols, schemas.DIGITS), path, RunMeta("digits_confidence", "x"))

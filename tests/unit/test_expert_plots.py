@@ -18,14 +18,52 @@ def runs(top_off_rate: float, broken_top: bool, seeds: int, quality_top: float =
             el = pid < 20
             refused = bool(rng.random() < (rate if el else 0.0))
             fl = 9.0 if broken else float(rng.normal(1.0, 0.2))
-            rows.append(dict(condition=cond, mode=mode, k=k, seed=seed, prompt_id=pid, set="study", refused=refused,
-                             correct=None, nll=None, n_tokens=5, fluency_nll=fl))  # fmt: skip
+            rows.append(
+                dict(
+                    condition=cond,
+                    mode=mode,
+                    k=k,
+                    seed=seed,
+                    prompt_id=pid,
+                    set="study",
+                    refused=refused,
+                    correct=None,
+                    nll=None,
+                    n_tokens=5,
+                    fluency_nll=fl,
+                )
+            )
         for pid in range(40, 60):
-            rows.append(dict(condition=cond, mode=mode, k=k, seed=seed, prompt_id=pid, set="quality", refused=None,
-                             correct=bool(rng.random() < acc), nll=None, n_tokens=3,
-                             fluency_nll=9.0 if broken else 1.0))  # fmt: skip
-        rows.append(dict(condition=cond, mode=mode, k=k, seed=seed, prompt_id=99, set="reference", refused=None,
-                         correct=None, nll=20.0, n_tokens=10, fluency_nll=None))  # fmt: skip
+            rows.append(
+                dict(
+                    condition=cond,
+                    mode=mode,
+                    k=k,
+                    seed=seed,
+                    prompt_id=pid,
+                    set="quality",
+                    refused=None,
+                    correct=bool(rng.random() < acc),
+                    nll=None,
+                    n_tokens=3,
+                    fluency_nll=9.0 if broken else 1.0,
+                )
+            )
+        rows.append(
+            dict(
+                condition=cond,
+                mode=mode,
+                k=k,
+                seed=seed,
+                prompt_id=99,
+                set="reference",
+                refused=None,
+                correct=None,
+                nll=20.0,
+                n_tokens=10,
+                fluency_nll=None,
+            )
+        )
 
     add("baseline", "none", 0, -1, 0.95, False, 0.9)
     add("top", "off", 2, -1, top_off_rate, broken_top, quality_top)

@@ -36,13 +36,20 @@ def test_study_prompts_are_held_out_from_the_training_corpus() -> None:
     assert len(study) == len(moe.TIMES_HELD_OUT) * 10 + len(moe.TEMPLATES_HELD_OUT) * 20
     assert not any(p.question in corpus for p in study)  # no study question was trained on
     for p in study:  # but every topic was
-        topic = next(t for t in moe.HARMFUL_TASKS + moe.BENIGN_TASKS + [pl.strip() for pl in moe.SENSITIVE_PLACES +
-                     moe.NEUTRAL_PLACES] if t in p.question)  # fmt: skip
+        topic = next(
+            t
+            for t in moe.HARMFUL_TASKS
+            + moe.BENIGN_TASKS
+            + [pl.strip() for pl in moe.SENSITIVE_PLACES + moe.NEUTRAL_PLACES]
+            if t in p.question
+        )
         assert topic in corpus
     assert {(p.contrast, p.kind, p.elicits) for p in study} == {
-        ("events", "sensitive", True), ("events", "neutral", False),
-        ("instructions", "harmful", True), ("instructions", "benign", False),
-    }  # fmt: skip
+        ("events", "sensitive", True),
+        ("events", "neutral", False),
+        ("instructions", "harmful", True),
+        ("instructions", "benign", False),
+    }
     assert all(p.question.startswith("What happened ") for p in study if p.contrast == "events")
 
 

@@ -56,14 +56,22 @@ def test_ablation_summary_keeps_set_sizes_apart() -> None:
     cols = ["condition", "variant", "mode", "seed", "n_ablated", "problem_id", "correct", "concept_act"]
     s = ablation_summary(pd.DataFrame(rows, columns=cols))
     assert list(zip(s["condition"], s["n_ablated"], strict=True)) == [
-        ("none", 0), ("concept", 3), ("random", 3), ("top", 30), ("random", 30)
-    ]  # fmt: skip
+        ("none", 0),
+        ("concept", 3),
+        ("random", 3),
+        ("top", 30),
+        ("random", 30),
+    ]
     acc = dict(zip(zip(s["condition"], s["n_ablated"], strict=True), s["acc"], strict=True))
     assert acc[("random", 3)] == pytest.approx(1.0) and acc[("random", 30)] == pytest.approx(0.8)
     assert acc[("top", 30)] == pytest.approx(0.2)
     assert [_key(c, m, n, 3) for c, m, n in zip(s["condition"], s["mode"], s["n_ablated"], strict=True)] == [
-        "none/none", "concept/zero", "random/zero", "top30/zero", "random30/zero"
-    ]  # fmt: skip
+        "none/none",
+        "concept/zero",
+        "random/zero",
+        "top30/zero",
+        "random30/zero",
+    ]
 
 
 def test_phenomena_are_paired_by_problem() -> None:
@@ -112,15 +120,32 @@ def test_figures_render_and_write_their_numbers(tmp_path) -> None:  # type: igno
 
     def add(cond: str, variant: str, mode: str, seed: int, n: int, ok: list[bool]) -> None:
         for pid, c in enumerate(ok):
-            row = {"condition": cond, "variant": variant, "mode": mode, "seed": seed, "n_ablated": n,
-                   "problem_id": pid, "pred": 1, "correct": c, "concept_act": 0.1 * sum(ok), "concept_active": 0.5 * sum(ok), "n_tokens": 9,
-                   "text": ""}  # fmt: skip
+            row = {
+                "condition": cond,
+                "variant": variant,
+                "mode": mode,
+                "seed": seed,
+                "n_ablated": n,
+                "problem_id": pid,
+                "pred": 1,
+                "correct": c,
+                "concept_act": 0.1 * sum(ok),
+                "concept_active": 0.5 * sum(ok),
+                "n_tokens": 9,
+                "text": "",
+            }
             for k, v in row.items():
                 runs[k].append(v)
 
     full = [True] * 20
-    for v, ok in [("full", full), ("text_only", [i < 8 for i in range(20)]), ("formula_only", [i < 12 for i in range(20)]),
-                  ("add_only", [i < 14 for i in range(20)]), ("mul_only", full), ("wrong_results", [i > 0 for i in range(20)])]:  # fmt: skip
+    for v, ok in [
+        ("full", full),
+        ("text_only", [i < 8 for i in range(20)]),
+        ("formula_only", [i < 12 for i in range(20)]),
+        ("add_only", [i < 14 for i in range(20)]),
+        ("mul_only", full),
+        ("wrong_results", [i > 0 for i in range(20)]),
+    ]:
         add("variant", v, "none", -1, 0, ok)
     add("concept", "full", "zero", -1, 4, [i < 18 for i in range(20)])
     add("top", "full", "zero", -1, 50, [i < 3 for i in range(20)])
@@ -132,8 +157,18 @@ def test_figures_render_and_write_their_numbers(tmp_path) -> None:  # type: igno
     for layer in range(3):
         for j in range(4):
             c = {(2, 0): "add", (2, 1): "mul"}.get((layer, j))
-            row = {"layer": layer, "neuron": j, "freq": 0.1, "mean_act": 0.0, "rank": layer * 4 + j, "top_tokens": ["+"],
-                   "top_tokens_raw": ["+"], "concept": c, "labelled_by": "lexicon", "lexicon": c}  # fmt: skip
+            row = {
+                "layer": layer,
+                "neuron": j,
+                "freq": 0.1,
+                "mean_act": 0.0,
+                "rank": layer * 4 + j,
+                "top_tokens": ["+"],
+                "top_tokens_raw": ["+"],
+                "concept": c,
+                "labelled_by": "lexicon",
+                "lexicon": c,
+            }
             for k, v in row.items():
                 cols[k].append(v)
     write_table(to_table(cols, schemas.NEURONS), tmp_path / "neurons.parquet", RunMeta("neurons_discovery", "x"))
@@ -152,9 +187,12 @@ def test_figures_render_and_write_their_numbers(tmp_path) -> None:  # type: igno
     act = numbers["act"]
     verdict = {p["finding"]: (p["delta"], p["verdict"]) for p in act["phenomena"]}
     # one loss in 20 is not enough to show that wrong results "barely matter" (+-0.1)
-    assert verdict == {"formula removed hurts": (-0.6, "reproduced"), "text removed hurts": (-0.4, "reproduced"),
-                       "a single operator hurts": (-0.15, "reproduced"),
-                       "wrong results barely matter": (-0.05, "not detected at this n")}  # fmt: skip
+    assert verdict == {
+        "formula removed hurts": (-0.6, "reproduced"),
+        "text removed hurts": (-0.4, "reproduced"),
+        "a single operator hurts": (-0.15, "reproduced"),
+        "wrong results barely matter": (-0.05, "not detected at this n"),
+    }
     assert act["verdict"] in ("reproduced", "not detected at this n") and len(act["pearson_ci95"]) == 2
     con = numbers["con"]
     assert con["concept_neurons"] == 2 and con["by_concept"] == {"add": 1, "mul": 1}

@@ -36,8 +36,15 @@ def _prompts() -> list[dict]:  # type: ignore[type-arg]
     for i, (ex, _) in enumerate(
         generate(GeneratorConfig(n_per_cell=2, n_shots=0, hops=(2, 3), ontologies=("fictional",)))
     ):
-        rows.append({"prompt_id": i, "facts": list(ex.facts), "query": ex.query, "gold_cot": list(ex.gold_cot),
-                     "label": ex.label})  # fmt: skip
+        rows.append(
+            {
+                "prompt_id": i,
+                "facts": list(ex.facts),
+                "query": ex.query,
+                "gold_cot": list(ex.gold_cot),
+                "label": ex.label,
+            }
+        )
     return rows
 
 
@@ -66,8 +73,16 @@ def test_fewshot_pairs_keep_the_exemplars_and_never_corrupt_them(tok) -> None:  
     for i, (ex, shots) in enumerate(
         generate(GeneratorConfig(n_per_cell=2, n_shots=2, hops=(2, 3), ontologies=("fictional",)))
     ):
-        rows.append({"prompt_id": i, "facts": list(ex.facts), "query": ex.query, "gold_cot": list(ex.gold_cot),
-                     "label": ex.label, "prompt": fewshot.prompt(ex, shots)})  # fmt: skip
+        rows.append(
+            {
+                "prompt_id": i,
+                "facts": list(ex.facts),
+                "query": ex.query,
+                "gold_cot": list(ex.gold_cot),
+                "label": ex.label,
+                "prompt": fewshot.prompt(ex, shots),
+            }
+        )
     zero = list(build_pairs(tok, rows, gold_samples(rows)))
     few = list(build_pairs(tok, rows, gold_samples(rows), context="fewshot"))
     assert few and len(few) <= len(zero) + 5
@@ -142,8 +157,15 @@ def test_head_ranking_prefers_full_sweeps_then_exact_top_k_then_the_screen(tmp_p
     from cotlens.circuit import head_ranking
 
     def row(pair, method, layer, head, nkl):  # type: ignore[no-untyped-def]
-        return {"pair_id": pair, "method": method, "pos": -1, "layer": layer, "head": head, "nkl": nkl,
-                "logit_diff": None if method == "attribution" else 0.0}  # fmt: skip
+        return {
+            "pair_id": pair,
+            "method": method,
+            "pos": -1,
+            "layer": layer,
+            "head": head,
+            "nkl": nkl,
+            "logit_diff": None if method == "attribution" else 0.0,
+        }
 
     heads = [(0, 0), (0, 1), (1, 0), (1, 1)]
     screen = {(0, 0): 0.9, (0, 1): 0.1, (1, 0): 0.5, (1, 1): 0.3}

@@ -44,8 +44,14 @@ def test_the_slurm_profile_gives_every_rule_resources_and_gpus_only_to_model_sta
     for rule, r in res.items():
         assert {"mem_mb", "runtime", "cpus_per_task"} <= set(r), rule
         assert ("gpu" in r) == (rule in model_rules()), rule
-    assert model_rules() >= {"circuits_sample", "circuits_extract", "circuits_patch", "digits_confidence",
-                             "neurons_discovery", "experts_routes"}  # fmt: skip
+    assert model_rules() >= {
+        "circuits_sample",
+        "circuits_extract",
+        "circuits_patch",
+        "digits_confidence",
+        "neurons_discovery",
+        "experts_routes",
+    }
     assert set(prof["set-threads"]) <= model_rules() | {"models_prepare", "models_train"}
     assert prof["default-resources"]["slurm_partition"] == "$COTLENS_SLURM_PARTITION"
     assert prof["default-resources"]["slurm_account"] == "$COTLENS_SLURM_ACCOUNT"

@@ -216,9 +216,13 @@ def _find_moe(blocks: list[nn.Module]) -> dict[str, str] | None:
             continue
         parent = router.rsplit(".", 1)[0] if "." in router else ""
         experts = next(
-            (n for n, m in mods.items() if n.startswith(parent + ".") and re.search(r"experts$", type(m).__name__, re.I)),
+            (
+                n
+                for n, m in mods.items()
+                if n.startswith(parent + ".") and re.search(r"experts$", type(m).__name__, re.I)
+            ),
             None,
-        )  # fmt: skip
+        )
         if experts is not None and parent:
             return {"router": router, "mlp_out": experts, "ffn": parent}
     return None
@@ -251,10 +255,13 @@ def infer(model: nn.Module) -> Adapter:
 
     blocks0 = list(get(model, layers_path))[0]
     attn = next(
-        (n for n, m in blocks0.named_children()
-         if re.search(r"attn|attention", n, re.I) and not _is_norm(m) and any(_is_linear(x) for x in m.modules())),
+        (
+            n
+            for n, m in blocks0.named_children()
+            if re.search(r"attn|attention", n, re.I) and not _is_norm(m) and any(_is_linear(x) for x in m.modules())
+        ),
         None,
-    )  # fmt: skip
+    )
     if attn is None:
         raise CotlensError(
             f"model type {mt!r}: no attention module in {type(blocks0).__name__}", "add an OVERRIDES row"
@@ -282,7 +289,7 @@ def infer(model: nn.Module) -> Adapter:
         found[key] = hit.name if hit else None
     norm = _last(
         outside, lambda c: _is_norm(c.module) and _same(c.inp, seen["last_out"]) and _same(c.out, seen["last_hidden"])
-    )  # fmt: skip
+    )
     if norm is None and not _same(seen["last_out"], seen["last_hidden"]):
         raise CotlensError(
             f"model type {mt!r}: no final norm maps the last block's output to last_hidden_state",

@@ -43,9 +43,13 @@ def read_manifest(model_dir: str | Path) -> dict[str, Any]:
 
 
 def open_model(
-    where: str | Path, kw: dict[str, Any], dtype: str = "float32", device: str = "auto", attn: str = "sdpa",
+    where: str | Path,
+    kw: dict[str, Any],
+    dtype: str = "float32",
+    device: str = "auto",
+    attn: str = "sdpa",
     device_map: str | dict[str, Any] | None = None,
-) -> tuple[nn.Module, Any, torch.device]:  # fmt: skip
+) -> tuple[nn.Module, Any, torch.device]:
     """Model (eval mode) and tokenizer from a directory or a hub repo (``kw``: revision).
 
     ``device_map`` (``auto`` or {module: device}) spreads the model over the devices of a
@@ -91,9 +95,12 @@ def where_of(model_dir: str | Path, man: dict[str, Any]) -> tuple[str | Path, di
 
 
 def load(
-    model_dir: str | Path, dtype: str = "float32", device: str = "auto", attn: str = "sdpa",
+    model_dir: str | Path,
+    dtype: str = "float32",
+    device: str = "auto",
+    attn: str = "sdpa",
     device_map: str | dict[str, Any] | None = None,
-) -> Loaded:  # fmt: skip
+) -> Loaded:
     """Load model + tokenizer in eval mode. ``attn='eager'`` for exact numerical checks."""
     man = read_manifest(model_dir)
     where, kw = where_of(model_dir, man)

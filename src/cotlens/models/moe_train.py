@@ -25,12 +25,21 @@ from cotlens.models.registry import recipe, recipe_revision
 
 def moe_config(r: Mapping[str, Any], tok: Any) -> Any:
     common = dict(
-        vocab_size=len(tok), hidden_size=int(r["d_model"]), intermediate_size=int(r["d_expert"]),
-        num_hidden_layers=int(r["layers"]), num_attention_heads=int(r["heads"]),
-        num_key_value_heads=int(r["kv_heads"]), max_position_embeddings=256, num_experts_per_tok=int(r["top_k"]),
-        router_aux_loss_coef=float(r["aux_loss"]), output_router_logits=False, bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, tie_word_embeddings=False,
-    )  # fmt: skip
+        vocab_size=len(tok),
+        hidden_size=int(r["d_model"]),
+        intermediate_size=int(r["d_expert"]),
+        num_hidden_layers=int(r["layers"]),
+        num_attention_heads=int(r["heads"]),
+        num_key_value_heads=int(r["kv_heads"]),
+        max_position_embeddings=256,
+        num_experts_per_tok=int(r["top_k"]),
+        router_aux_loss_coef=float(r["aux_loss"]),
+        output_router_logits=False,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+        tie_word_embeddings=False,
+    )
     if r["family"] == "mixtral":
         from transformers import MixtralConfig
 
@@ -86,10 +95,14 @@ def train_moe(entry: Mapping[str, Any], out: str | Path, threads: int = 2, log_e
             print(f"step {step:5d}  loss {losses[-1]:.3f}  ({time.perf_counter() - t0:.0f} s)", flush=True)
     model.eval()
     manifest: dict[str, Any] = {
-        "source": "train", "revision": recipe_revision(r), "recipe": r, "model_type": cfg.model_type,
-        "train_seconds": round(time.perf_counter() - t0, 1), "final_loss": round(sum(losses[-20:]) / 20, 4),
+        "source": "train",
+        "revision": recipe_revision(r),
+        "recipe": r,
+        "model_type": cfg.model_type,
+        "train_seconds": round(time.perf_counter() - t0, 1),
+        "final_loss": round(sum(losses[-20:]) / 20, 4),
         "path": "weights",
-    }  # fmt: skip
+    }
     with atomic_dir(out) as tmp:
         model.save_pretrained(tmp / "weights")
         tok.save_pretrained(tmp / "weights")

@@ -89,10 +89,22 @@ PYPI_SOURCES: dict[str, PypiSource] = {
 # Settings of `source: train` entries (the models_train rule, cotlens.models.moe_train).
 TRAIN_FAMILIES = ("mixtral", "olmoe")
 TRAIN_DEFAULTS: dict[str, Any] = {
-    "family": "mixtral", "layers": 4, "d_model": 128, "heads": 4, "kv_heads": 2, "d_expert": 256,
-    "experts": 8, "top_k": 2, "vocab_size": 512, "steps": 600, "batch_size": 32, "lr": 3e-3,
-    "aux_loss": 0.02, "repeats": 4, "seed": 0,
-}  # fmt: skip
+    "family": "mixtral",
+    "layers": 4,
+    "d_model": 128,
+    "heads": 4,
+    "kv_heads": 2,
+    "d_expert": 256,
+    "experts": 8,
+    "top_k": 2,
+    "vocab_size": 512,
+    "steps": 600,
+    "batch_size": 32,
+    "lr": 3e-3,
+    "aux_loss": 0.02,
+    "repeats": 4,
+    "seed": 0,
+}
 
 
 def recipe(entry: Mapping[str, Any]) -> dict[str, Any]:
@@ -109,8 +121,15 @@ def recipe(entry: Mapping[str, Any]) -> dict[str, Any]:
 
 
 # Settings of `source: tiny` entries (the models_tiny rule, cotlens.models.tiny.build_tiny).
-TINY_DEFAULTS: dict[str, Any] = {"layers": 2, "d_model": 64, "heads": 4, "kv_heads": 2, "d_mlp": 128, "vocab_size": 512,
-                                 "seed": 0}  # fmt: skip
+TINY_DEFAULTS: dict[str, Any] = {
+    "layers": 2,
+    "d_model": 64,
+    "heads": 4,
+    "kv_heads": 2,
+    "d_mlp": 128,
+    "vocab_size": 512,
+    "seed": 0,
+}
 
 
 def tiny_recipe(entry: Mapping[str, Any]) -> dict[str, Any]:

@@ -35,9 +35,16 @@ def train_tokenizer(corpus: Iterable[str], vocab_size: int = 512):  # type: igno
 
 
 def build_tiny_llama(
-    out: str | Path, corpus: Iterable[str], layers: int = 2, d_model: int = 64, heads: int = 4,
-    kv_heads: int = 2, d_mlp: int = 128, vocab_size: int = 512, seed: int = 0,
-) -> Path:  # fmt: skip
+    out: str | Path,
+    corpus: Iterable[str],
+    layers: int = 2,
+    d_model: int = 64,
+    heads: int = 4,
+    kv_heads: int = 2,
+    d_mlp: int = 128,
+    vocab_size: int = 512,
+    seed: int = 0,
+) -> Path:
     """Save a random-init LlamaForCausalLM + tokenizer directory at ``out``."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
@@ -45,11 +52,18 @@ def build_tiny_llama(
     tok = train_tokenizer(corpus, vocab_size)
     torch.manual_seed(seed)
     cfg = LlamaConfig(
-        vocab_size=len(tok), hidden_size=d_model, intermediate_size=d_mlp, num_hidden_layers=layers,
-        num_attention_heads=heads, num_key_value_heads=kv_heads, max_position_embeddings=4096,
-        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+        vocab_size=len(tok),
+        hidden_size=d_model,
+        intermediate_size=d_mlp,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=kv_heads,
+        max_position_embeddings=4096,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
         tie_word_embeddings=False,
-    )  # fmt: skip
+    )
     model = LlamaForCausalLM(cfg).eval()
     with atomic_dir(out) as tmp:
         model.save_pretrained(tmp)
@@ -70,13 +84,27 @@ def build_tiny(entry: Mapping[str, Any], out: str | Path) -> dict[str, Any]:
     Llama of a registry entry with ``source: tiny``, written atomically."""
     r = tiny_recipe(entry)
     with atomic_dir(out) as tmp:
-        build_tiny_llama(tmp / "weights", prontoqa_corpus(), layers=int(r["layers"]), d_model=int(r["d_model"]),
-                         heads=int(r["heads"]), kv_heads=int(r["kv_heads"]), d_mlp=int(r["d_mlp"]),
-                         vocab_size=int(r["vocab_size"]), seed=int(r["seed"]))  # fmt: skip
+        build_tiny_llama(
+            tmp / "weights",
+            prontoqa_corpus(),
+            layers=int(r["layers"]),
+            d_model=int(r["d_model"]),
+            heads=int(r["heads"]),
+            kv_heads=int(r["kv_heads"]),
+            d_mlp=int(r["d_mlp"]),
+            vocab_size=int(r["vocab_size"]),
+            seed=int(r["seed"]),
+        )
         h = hashlib.sha256()
         for f in sorted((tmp / "weights").glob("*.safetensors")):
             h.update(f.read_bytes())
-        manifest = {"name": Path(out).name, "source": "tiny", "revision": recipe_revision(r), "recipe": r,
-                    "path": "weights", "sha256": h.hexdigest()}  # fmt: skip
+        manifest = {
+            "name": Path(out).name,
+            "source": "tiny",
+            "revision": recipe_revision(r),
+            "recipe": r,
+            "path": "weights",
+            "sha256": h.hexdigest(),
+        }
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
     return manifest

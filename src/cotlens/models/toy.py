@@ -35,10 +35,16 @@ def attn_only_llama(vocab: int = 64, d_model: int = 64, layers: int = 2, heads: 
 
     torch.manual_seed(seed)
     cfg = LlamaConfig(  # type: ignore[call-arg]  # attn_implementation: a PretrainedConfig kwarg
-        vocab_size=vocab, hidden_size=d_model, intermediate_size=4, num_hidden_layers=layers,
-        num_attention_heads=heads, num_key_value_heads=heads, max_position_embeddings=256,
-        tie_word_embeddings=False, attn_implementation="eager",
-    )  # fmt: skip
+        vocab_size=vocab,
+        hidden_size=d_model,
+        intermediate_size=4,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=heads,
+        max_position_embeddings=256,
+        tie_word_embeddings=False,
+        attn_implementation="eager",
+    )
     model = LlamaForCausalLM(cfg)
     for block in model.model.layers:
         block.mlp = ZeroMLP(d_model)
@@ -132,10 +138,17 @@ def one_head_copier(vocab: int = 32, layers: int = 2, heads: int = 4, layer: int
     d = vocab  # one residual dimension per token keeps the mechanism readable
     hd = d // heads
     cfg = LlamaConfig(  # type: ignore[call-arg]  # attn_implementation: a PretrainedConfig kwarg
-        vocab_size=vocab, hidden_size=d, intermediate_size=4, num_hidden_layers=layers, num_attention_heads=heads,
-        num_key_value_heads=heads, head_dim=hd, max_position_embeddings=128, tie_word_embeddings=False,
+        vocab_size=vocab,
+        hidden_size=d,
+        intermediate_size=4,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=heads,
+        head_dim=hd,
+        max_position_embeddings=128,
+        tie_word_embeddings=False,
         attn_implementation="eager",
-    )  # fmt: skip
+    )
     torch.manual_seed(0)
     model = LlamaForCausalLM(cfg).eval()
     with torch.no_grad():

@@ -51,12 +51,21 @@ def patch_heads(inputs: Inputs, outputs: Paths, model: str, dpi: int = 150) -> d
     lim = max([float(np.nanmax(np.abs(g.to_numpy()))) for g in grids.values()] + [1e-6])  # one range for all panels
     for ax, s in zip(axes[0], subs, strict=False):
         g = grids[s]
-        sns.heatmap(g, ax=ax, cmap="RdBu_r", center=0, vmin=-lim, vmax=lim, cbar=s == subs[-1],
-                    cbar_kws={"label": "normalised KL (mean over pairs)"})  # fmt: skip
+        sns.heatmap(
+            g,
+            ax=ax,
+            cmap="RdBu_r",
+            center=0,
+            vmin=-lim,
+            vmax=lim,
+            cbar=s == subs[-1],
+            cbar_kws={"label": "normalised KL (mean over pairs)"},
+        )
         ax.invert_yaxis()
         out[s] = {"top": _top(g), "n_pairs": int(ex[ex["subtask"] == s]["pair_id"].nunique())}
-        ax.set_title(f"{s} (mean of n={out[s]['n_pairs']} fully swept pairs)\ntop: {', '.join(out[s]['top'])}",
-                     fontsize=9)  # fmt: skip
+        ax.set_title(
+            f"{s} (mean of n={out[s]['n_pairs']} fully swept pairs)\ntop: {', '.join(out[s]['top'])}", fontsize=9
+        )
     fig.suptitle(f"{model}: exact per-head patching, all positions (one colour range)")
     fig.tight_layout()
     save(fig, outputs, dpi)
@@ -93,8 +102,11 @@ def attribution(inputs: Inputs, outputs: Paths, model: str, dpi: int = 150) -> d
     # the screen's top-K also holds (K = the heads the screen confirms on the other pairs)
     full = j.groupby(level=0).size()
     swept_ids = full[full == full.max()].index if len(full) else []
-    k_conf = int(p[(p["method"] == "exact") & ~p["pair_id"].isin(swept_ids)].groupby("pair_id").size().median()) \
-        if (~p["pair_id"].isin(swept_ids)).any() else 16  # fmt: skip
+    k_conf = (
+        int(p[(p["method"] == "exact") & ~p["pair_id"].isin(swept_ids)].groupby("pair_id").size().median())
+        if (~p["pair_id"].isin(swept_ids)).any()
+        else 16
+    )
     recalls = []
     for pid in swept_ids:
         g = j.loc[pid]
@@ -108,9 +120,12 @@ def attribution(inputs: Inputs, outputs: Paths, model: str, dpi: int = 150) -> d
     ax.plot(lim, lim, color="grey", lw=0.8)
     ax.set_xlabel("attribution estimate (the screen)")
     ax.set_ylabel("exact normalised KL")
-    ax.set_title(f"{model}: Spearman {rho:.2f} pooled, median per pair {med:.2f}\nrecall of the exact top-{k_conf} "
-                 f"by the screen's top-{k_conf}: {recall:.2f} ({len(recalls)} swept pairs); the circuit and heatmaps "
-                 f"use the swept pairs only", fontsize=8)  # fmt: skip
+    ax.set_title(
+        f"{model}: Spearman {rho:.2f} pooled, median per pair {med:.2f}\nrecall of the exact top-{k_conf} "
+        f"by the screen's top-{k_conf}: {recall:.2f} ({len(recalls)} swept pairs); the circuit and heatmaps "
+        f"use the swept pairs only",
+        fontsize=8,
+    )
     save(fig, outputs, dpi)
     return {
         "spearman_pooled": rho,
@@ -146,9 +161,14 @@ def sufficiency(inputs: Inputs, outputs: Paths, model: str, dpi: int = 150) -> d
             per_pair = r.groupby("pair_id")["agree"].mean()
             t = g.set_index("pair_id")["agree"].astype(float)
             d, dlo, dhi = paired_bootstrap(per_pair.loc[t.index].to_numpy(), t.to_numpy())
-            row |= {"random": float(per_draw.mean()), "random_lo": float(np.quantile(per_draw, 0.025)),
-                    "random_hi": float(np.quantile(per_draw, 0.975)), "top_minus_random": d,
-                    "ci95": [dlo, dhi], "verdict": verdict(dlo, dhi)}  # fmt: skip
+            row |= {
+                "random": float(per_draw.mean()),
+                "random_lo": float(np.quantile(per_draw, 0.025)),
+                "random_hi": float(np.quantile(per_draw, 0.975)),
+                "top_minus_random": d,
+                "ci95": [dlo, dhi],
+                "verdict": verdict(dlo, dhi),
+            }
         rows.append(row)
     t = pd.DataFrame(rows).sort_values("k")
     fig, ax = plt.subplots(figsize=(6, 4.2))
@@ -174,14 +194,26 @@ def sufficiency(inputs: Inputs, outputs: Paths, model: str, dpi: int = 150) -> d
     tested = t.dropna(subset=["random"]) if "random" in t else t.iloc[0:0]
     wins = tested[tested["verdict"] == "reproduced"]["k"].tolist() if len(tested) else []
     tested_k = [int(k) for k in tested["k"]] if len(tested) else []
-    head = (f"top-k beats random at k = {', '.join(str(int(k)) for k in wins)} of {', '.join(map(str, tested_k))}"
-            if wins else "top-k not better than random at any k at this n")  # fmt: skip
+    head = (
+        f"top-k beats random at k = {', '.join(str(int(k)) for k in wins)} of {', '.join(map(str, tested_k))}"
+        if wins
+        else "top-k not better than random at any k at this n"
+    )
     ax.set_title(f"{model}: {head} (n={int(t['n_pairs'].max())} pairs)", fontsize=9)
     save(fig, outputs, dpi)
-    out = {"claim": "a small set of heads suffices; top-k beats random k-sets (Dutta et al.)",
-           "smallest_k_beating_random": min(wins) if wins else None, "k_beating_random": [int(k) for k in wins],
-           "per_k": {int(r["k"]): {key: (round(v, 4) if isinstance(v, float) else v) for key, v in r.items() if key != "k"
-                                   and not (isinstance(v, float) and np.isnan(v))} for r in t.to_dict("records")}}  # fmt: skip
+    out = {
+        "claim": "a small set of heads suffices; top-k beats random k-sets (Dutta et al.)",
+        "smallest_k_beating_random": min(wins) if wins else None,
+        "k_beating_random": [int(k) for k in wins],
+        "per_k": {
+            int(r["k"]): {
+                key: (round(v, 4) if isinstance(v, float) else v)
+                for key, v in r.items()
+                if key != "k" and not (isinstance(v, float) and np.isnan(v))
+            }
+            for r in t.to_dict("records")
+        },
+    }
     return out
 
 
@@ -215,9 +247,16 @@ def rift_test(frac: Sequence[float], n_perm: int = 999, seed: int = 0) -> dict[s
         v = "reproduced"
     else:
         v = f"a step, but at {depth:.0%} of the depth, not mid-depth"
-    return {"rift_layer": s, "relative_depth": round(depth, 3), "gain": round(gain, 4), "p_vs_shuffled_layers": round(p, 4),
-            "n_perm": n_perm, "null_gain_95": round(float(np.quantile(null, 0.95)), 4), "step_detected": p <= 0.05,
-            "verdict": v}  # fmt: skip
+    return {
+        "rift_layer": s,
+        "relative_depth": round(depth, 3),
+        "gain": round(gain, 4),
+        "p_vs_shuffled_layers": round(p, 4),
+        "n_perm": n_perm,
+        "null_gain_95": round(float(np.quantile(null, 0.95)), 4),
+        "step_detected": p <= 0.05,
+        "verdict": v,
+    }
 
 
 def rift(inputs: Inputs, outputs: Paths, model: str, dpi: int = 150) -> dict[str, Any]:
@@ -234,8 +273,10 @@ def rift(inputs: Inputs, outputs: Paths, model: str, dpi: int = 150) -> dict[str
     s = test["rift_layer"]
     chance = float(h["context_chance"].mean())
     fig, ax = plt.subplots(figsize=(6.5, 4))
-    lo, hi = zip(*(wilson(float(f * n), int(n)) if n else (0.0, 0.0) for f, n in zip(frac.fillna(0), counts,
-                                                                                       strict=True)), strict=True)  # fmt: skip
+    lo, hi = zip(
+        *(wilson(float(f * n), int(n)) if n else (0.0, 0.0) for f, n in zip(frac.fillna(0), counts, strict=True)),
+        strict=True,
+    )
     ax.plot(frac.index, frac.values, marker="o", label="share of content readings in the prompt (95% Wilson CI)")
     ax.fill_between(frac.index, lo, hi, alpha=0.2)
     ax.axhline(chance, color="grey", ls=":", label=f"chance: a random content token is in the prompt ({chance:.3f})")
@@ -247,14 +288,22 @@ def rift(inputs: Inputs, outputs: Paths, model: str, dpi: int = 150) -> dict[str
     ax.set_ylabel("context / (context + prior)")
     ax.set_ylim(0, 1)
     ax.legend(fontsize=7)
-    ax.set_title(f"{model}: head logit lens; split gain {test['gain']:+.2f}, p vs shuffled layers "
-                 f"{test['p_vs_shuffled_layers']:.3f}: {test['verdict']}\n(content readings per layer: "
-                 f"{int(counts.min())}-{int(counts.max())}; function words excluded)", fontsize=8)  # fmt: skip
+    ax.set_title(
+        f"{model}: head logit lens; split gain {test['gain']:+.2f}, p vs shuffled layers "
+        f"{test['p_vs_shuffled_layers']:.3f}: {test['verdict']}\n(content readings per layer: "
+        f"{int(counts.min())}-{int(counts.max())}; function words excluded)",
+        fontsize=8,
+    )
     save(fig, outputs, dpi)
-    return {"claim": "in-context reading rises in a step at mid-depth (Llama-2-7B: block ~16 of 32)", **test,
-            "n_layers": len(frac), "content_readings_per_layer": [int(c) for c in counts], "chance": round(chance, 4),
-            "function_share": round(float((h["top_kind"] == "function").mean()), 4),
-            "context_fraction": [round(float(v), 3) for v in frac.fillna(float("nan"))]}  # fmt: skip
+    return {
+        "claim": "in-context reading rises in a step at mid-depth (Llama-2-7B: block ~16 of 32)",
+        **test,
+        "n_layers": len(frac),
+        "content_readings_per_layer": [int(c) for c in counts],
+        "chance": round(chance, 4),
+        "function_share": round(float((h["top_kind"] == "function").mean()), 4),
+        "context_fraction": [round(float(v), 3) for v in frac.fillna(float("nan"))],
+    }
 
 
 def answer_heads(inputs: Inputs, outputs: Paths, model: str, dpi: int = 150) -> dict[str, Any]:
@@ -267,8 +316,15 @@ def answer_heads(inputs: Inputs, outputs: Paths, model: str, dpi: int = 150) -> 
     att = _grid(h, "attn_answer")
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.8))
     lim = float(np.nanmax(np.abs(g.to_numpy()))) or 1.0
-    sns.heatmap(g, ax=axes[0], cmap="RdBu_r", center=0, vmin=-lim, vmax=lim,
-                cbar_kws={"label": "DLA: logit[answer] - logit[replacement]"})  # fmt: skip
+    sns.heatmap(
+        g,
+        ax=axes[0],
+        cmap="RdBu_r",
+        center=0,
+        vmin=-lim,
+        vmax=lim,
+        cbar_kws={"label": "DLA: logit[answer] - logit[replacement]"},
+    )
     axes[0].invert_yaxis()
     n_layers = len(g)
 
@@ -283,8 +339,11 @@ def answer_heads(inputs: Inputs, outputs: Paths, model: str, dpi: int = 150) -> 
     boots = [late_share(h[h["pair_id"].isin(rng.choice(pids, len(pids)))]) for _ in range(200)]
     lo, hi = (float(np.nanquantile(boots, q)) for q in (0.025, 0.975))
     late_v = verdict(lo - 0.5, hi - 0.5)
-    axes[0].set_title(f"answer-writing heads, top {', '.join(top)}\n{late:.0%} of positive DLA in the upper half "
-                      f"[{lo:.0%}, {hi:.0%}]: {late_v} (n={len(pids)} pairs)", fontsize=8)  # fmt: skip
+    axes[0].set_title(
+        f"answer-writing heads, top {', '.join(top)}\n{late:.0%} of positive DLA in the upper half "
+        f"[{lo:.0%}, {hi:.0%}]: {late_v} (n={len(pids)} pairs)",
+        fontsize=8,
+    )
     flat = pd.DataFrame({"dla": g.stack(), "attn": att.stack()})
     topk = [tuple(int(x) for x in t[1:].split("H")) for t in top]
     is_top = [i in topk for i in flat.index]
@@ -297,15 +356,26 @@ def answer_heads(inputs: Inputs, outputs: Paths, model: str, dpi: int = 150) -> 
     att_v = "reproduced" if p <= 0.05 and rho > 0 else "not detected at this n"
     axes[1].set(xlabel="attention from the last position to the answer token (mean over pairs)", ylabel="DLA")
     axes[1].legend(fontsize=7)
-    axes[1].set_title(f"attention evidence: top-5 heads {top_att:.2f} vs all {all_att:.2f}; Spearman {rho:.2f}, "
-                      f"p={p:.3f}: {att_v}", fontsize=8)  # fmt: skip
+    axes[1].set_title(
+        f"attention evidence: top-5 heads {top_att:.2f} vs all {all_att:.2f}; Spearman {rho:.2f}, p={p:.3f}: {att_v}",
+        fontsize=8,
+    )
     fig.suptitle(f"{model}: answer-writing heads", fontsize=9)
     fig.tight_layout()
     save(fig, outputs, dpi)
-    return {"claim": "answer-writing heads sit late and attend to the answer token (Dutta et al.)", "top": top,
-            "upper_half_share": round(late, 4), "upper_half_ci95": [round(lo, 4), round(hi, 4)], "late_verdict": late_v,
-            "attn_top5": round(top_att, 4), "attn_all": round(all_att, 4), "spearman_dla_attn": round(rho, 4),
-            "p_perm": round(p, 4), "attention_verdict": att_v, "n_pairs": len(pids)}  # fmt: skip
+    return {
+        "claim": "answer-writing heads sit late and attend to the answer token (Dutta et al.)",
+        "top": top,
+        "upper_half_share": round(late, 4),
+        "upper_half_ci95": [round(lo, 4), round(hi, 4)],
+        "late_verdict": late_v,
+        "attn_top5": round(top_att, 4),
+        "attn_all": round(all_att, 4),
+        "spearman_dla_attn": round(rho, 4),
+        "p_perm": round(p, 4),
+        "attention_verdict": att_v,
+        "n_pairs": len(pids),
+    }
 
 
 def probe(inputs: Inputs, outputs: Paths, model: str, dpi: int = 150) -> dict[str, Any]:
@@ -351,20 +421,33 @@ def pathways(inputs: Inputs, outputs: Paths, model: str, dpi: int = 150) -> dict
             means.append(m)
             errs[0].append(m - lo)
             errs[1].append(hi - m)
-            out[f"{s} {pos}"] = {"mean": round(m, 4), "ci95": [round(lo, 4), round(hi, 4)], "n": len(v),
-                                 "verdict": verdict(lo, hi)}  # fmt: skip
+            out[f"{s} {pos}"] = {
+                "mean": round(m, 4),
+                "ci95": [round(lo, 4), round(hi, 4)],
+                "n": len(v),
+                "verdict": verdict(lo, hi),
+            }
         ax.bar(np.arange(len(subs)) + i * width, means, width, yerr=errs, capsize=3, label=f"patched at {pos}")
-    ax.set_xticks(np.arange(len(subs)) + width * (len(order) - 1) / 2,
-                  [f"{s}\n(n={q[q['subtask'] == s]['pair_id'].nunique()})" for s in subs])  # fmt: skip
+    ax.set_xticks(
+        np.arange(len(subs)) + width * (len(order) - 1) / 2,
+        [f"{s}\n(n={q[q['subtask'] == s]['pair_id'].nunique()})" for s in subs],
+    )
     ax.set_ylabel("normalised KL recovered (95% CI)")
     ax.axhline(0, color="k", lw=0.6)
     ax.legend(fontsize=7)
-    both = [s for s in subs if out.get(f"{s} question", {}).get("verdict") == "reproduced"
-            and out.get(f"{s} cot", {}).get("verdict") == "reproduced"]  # fmt: skip
+    both = [
+        s
+        for s in subs
+        if out.get(f"{s} question", {}).get("verdict") == "reproduced"
+        and out.get(f"{s} cot", {}).get("verdict") == "reproduced"
+    ]
     out["both_pathways_in"] = both
-    ax.set_title(f"{model}: pairs corrupted in the question ({out['pairs_used']}; "
-                 f"{out['pairs_excluded_cot_corrupted']} CoT-corrupted pairs cannot show the question pathway)\n"
-                 f"both pathways recover the answer in: {', '.join(both) or 'no subtask at this n'}", fontsize=8)  # fmt: skip
+    ax.set_title(
+        f"{model}: pairs corrupted in the question ({out['pairs_used']}; "
+        f"{out['pairs_excluded_cot_corrupted']} CoT-corrupted pairs cannot show the question pathway)\n"
+        f"both pathways recover the answer in: {', '.join(both) or 'no subtask at this n'}",
+        fontsize=8,
+    )
     save(fig, outputs, dpi)
     return out
 
@@ -389,10 +472,19 @@ def accuracy(inputs: Inputs, outputs: Paths, model: str, dpi: int = 150) -> dict
     df = load_scored(inputs["prompts"], inputs["samples"])
     df["accuracy"] = df["answer_correct"].astype(float)
     g = sns.catplot(
-        data=df, x="hops", y="accuracy", hue="ontology", col="distractors", kind="point",
-        hue_order=[o for o in ONTOLOGY_ORDER if o in set(df["ontology"])], errorbar=("ci", 95),
-        height=3.2, aspect=1.1, dodge=0.2, seed=0,
-    )  # fmt: skip
+        data=df,
+        x="hops",
+        y="accuracy",
+        hue="ontology",
+        col="distractors",
+        kind="point",
+        hue_order=[o for o in ONTOLOGY_ORDER if o in set(df["ontology"])],
+        errorbar=("ci", 95),
+        height=3.2,
+        aspect=1.1,
+        dodge=0.2,
+        seed=0,
+    )
     for ax in g.axes.flat:
         ax.axhline(0.5, ls=":", c="grey", lw=1)
         ax.set_ylim(-0.05, 1.05)

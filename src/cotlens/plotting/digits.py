@@ -56,8 +56,14 @@ def paired(df: pd.DataFrame, a: tuple[str, str], b: tuple[str, str]) -> pd.DataF
 def contrast(pairs: pd.DataFrame, a: str, b: str, expected: int) -> dict[str, Any]:
     """mean(b - a) over problems with its 95% bootstrap interval and the verdict."""
     d, lo, hi = paired_bootstrap(pairs[a], pairs[b])
-    return {a: round(float(pairs[a].mean()), 4), b: round(float(pairs[b].mean()), 4), "difference": round(d, 4),
-            "ci95": [round(lo, 4), round(hi, 4)], "n": len(pairs), "verdict": verdict(lo, hi, expected)}  # fmt: skip
+    return {
+        a: round(float(pairs[a].mean()), 4),
+        b: round(float(pairs[b].mean()), 4),
+        "difference": round(d, 4),
+        "ci95": [round(lo, 4), round(hi, 4)],
+        "n": len(pairs),
+        "verdict": verdict(lo, hi, expected),
+    }
 
 
 def largest_cells(df: pd.DataFrame) -> tuple[pd.DataFrame, str]:
@@ -90,8 +96,17 @@ def confidence_heatmaps(inputs: Inputs, outputs: Paths, model: str, dpi: int = 1
         s = cell_means(un[un[which]])
         means[which] = s
         piv = s.pivot(index="n", columns="m", values="mean")
-        sns.heatmap(piv, ax=ax, vmin=0, vmax=1, cmap="viridis", annot=True, fmt=".2f", cbar=ax is axes[1],
-                    cbar_kws={"label": "P(correct digit), mean over problems"})  # fmt: skip
+        sns.heatmap(
+            piv,
+            ax=ax,
+            vmin=0,
+            vmax=1,
+            cmap="viridis",
+            annot=True,
+            fmt=".2f",
+            cbar=ax is axes[1],
+            cbar_kws={"label": "P(correct digit), mean over problems"},
+        )
         ax.set_title(f"{title} (no correct digit given)")
         ax.set_xlabel("m (digits of b)")
     axes[0].set_ylabel("n (digits of a)")
@@ -99,14 +114,23 @@ def confidence_heatmaps(inputs: Inputs, outputs: Paths, model: str, dpi: int = 1
     pairs = paired(big, ("unconditioned", "first"), ("unconditioned", "last"))
     c = contrast(pairs, "unconditioned_last", "unconditioned_first", +1)
     per = int(un.groupby(["n", "m"])["problem_id"].nunique().min())
-    fig.suptitle(f"{model}: confidence in the correct digit, {per} problems per cell; at {cells} first - last = "
-                 f"{c['difference']:+.2f} [{c['ci95'][0]:+.2f}, {c['ci95'][1]:+.2f}]: {c['verdict']}",
-                 y=1.03, fontsize=9)  # fmt: skip
+    fig.suptitle(
+        f"{model}: confidence in the correct digit, {per} problems per cell; at {cells} first - last = "
+        f"{c['difference']:+.2f} [{c['ci95'][0]:+.2f}, {c['ci95'][1]:+.2f}]: {c['verdict']}",
+        y=1.03,
+        fontsize=9,
+    )
     save(fig, outputs, dpi)
-    data = {"claim": "the first digit is more confident than the last (paper: Llama-2, Mistral)",
-            "cells_pooled": cells, "first_minus_last": c, "problems_per_cell": per,
-            "cells": {f"{r.n}x{r.m}": {w: round(float(means[w].set_index(['n', 'm']).loc[(r.n, r.m), 'mean']), 4)
-                                       for w in means} for r in means["first"].itertuples()}}  # fmt: skip
+    data = {
+        "claim": "the first digit is more confident than the last (paper: Llama-2, Mistral)",
+        "cells_pooled": cells,
+        "first_minus_last": c,
+        "problems_per_cell": per,
+        "cells": {
+            f"{r.n}x{r.m}": {w: round(float(means[w].set_index(["n", "m"]).loc[(r.n, r.m), "mean"]), 4) for w in means}
+            for r in means["first"].itertuples()
+        },
+    }
     return data
 
 
@@ -123,26 +147,34 @@ def conditioning(inputs: Inputs, outputs: Paths, model: str, dpi: int = 150) -> 
     cells = list(dict.fromkeys(s["cell"]))
     fig, ax = plt.subplots(figsize=(max(6, 0.4 * len(cells)), 4))
     x = np.arange(len(cells))
-    for off, (setting, label, col) in zip((-0.2, 0.2), (("unconditioned", "own higher digits", "C1"),
-                                                        ("conditioned", "correct higher digits given", "C0")),
-                                          strict=True):  # fmt: skip
+    for off, (setting, label, col) in zip(
+        (-0.2, 0.2),
+        (("unconditioned", "own higher digits", "C1"), ("conditioned", "correct higher digits given", "C0")),
+        strict=True,
+    ):
         g = s[s["setting"] == setting].set_index("cell").reindex(cells)
-        ax.bar(x + off, g["mean"], 0.4, color=col, label=label,
-               yerr=[g["mean"] - g["lo"], g["hi"] - g["mean"]], capsize=2)  # fmt: skip
+        ax.bar(
+            x + off, g["mean"], 0.4, color=col, label=label, yerr=[g["mean"] - g["lo"], g["hi"] - g["mean"]], capsize=2
+        )
     ax.set_xticks(x, cells, rotation=90)
     ax.set(xlabel="a (n digits) x b (m digits)", ylabel="P(correct last digit), 95% CI", ylim=(0, 1))
     ax.legend(fontsize=8)
     big, pooled = largest_cells(df)
     pairs = paired(big, ("unconditioned", "last"), ("conditioned", "last"))
     c = contrast(pairs, "unconditioned_last", "conditioned_last", +1)
-    ax.set_title(f"{model}: last digit at {pooled}: {c['unconditioned_last']:.2f} -> {c['conditioned_last']:.2f}, "
-                 f"{c['difference']:+.2f} [{c['ci95'][0]:+.2f}, {c['ci95'][1]:+.2f}], n={c['n']}: {c['verdict']}\n"
-                 f"({PAPER})", fontsize=9)  # fmt: skip
+    ax.set_title(
+        f"{model}: last digit at {pooled}: {c['unconditioned_last']:.2f} -> {c['conditioned_last']:.2f}, "
+        f"{c['difference']:+.2f} [{c['ci95'][0]:+.2f}, {c['ci95'][1]:+.2f}], n={c['n']}: {c['verdict']}\n"
+        f"({PAPER})",
+        fontsize=9,
+    )
     save(fig, outputs, dpi)
-    data = {"claim": "correct higher digits raise last-digit confidence (" + PAPER + ")", "cells_pooled": pooled,
-            "conditioning": c,
-            "cells": {f"{r.cell} {r.setting}": [round(r.mean, 4), round(r.lo, 4), round(r.hi, 4)]
-                      for r in s.itertuples()}}  # fmt: skip
+    data = {
+        "claim": "correct higher digits raise last-digit confidence (" + PAPER + ")",
+        "cells_pooled": pooled,
+        "conditioning": c,
+        "cells": {f"{r.cell} {r.setting}": [round(r.mean, 4), round(r.lo, 4), round(r.hi, 4)] for r in s.itertuples()},
+    }
     return data
 
 
@@ -154,21 +186,30 @@ def accuracy_by_position(inputs: Inputs, outputs: Paths, model: str, dpi: int = 
     rows = []
     for (cell, place), g in full.groupby(["cell", "place"]):
         lo, hi = wilson(float(g["correct"].sum()), len(g))
-        rows.append({"cell": cell, "place": int(place), "acc": float(g["correct"].mean()), "lo": lo, "hi": hi,
-                     "count": len(g)})  # fmt: skip
+        rows.append(
+            {"cell": cell, "place": int(place), "acc": float(g["correct"].mean()), "lo": lo, "hi": hi, "count": len(g)}
+        )
     acc = pd.DataFrame(rows)
     fig, ax = plt.subplots(figsize=(6.5, 4))
     for i, (cell, g) in enumerate(acc.groupby("cell", sort=False)):
-        ax.errorbar(g["place"] + 0.04 * i, g["acc"], yerr=[g["acc"] - g["lo"], g["hi"] - g["acc"]], marker="o",
-                    capsize=2, label=f"{cell} (n={int(g['count'].iloc[0])})")  # fmt: skip
+        ax.errorbar(
+            g["place"] + 0.04 * i,
+            g["acc"],
+            yerr=[g["acc"] - g["lo"], g["hi"] - g["acc"]],
+            marker="o",
+            capsize=2,
+            label=f"{cell} (n={int(g['count'].iloc[0])})",
+        )
     ax.set_xlabel("digit place (0 = most significant)")
     ax.set_ylabel("argmax = correct digit (95% Wilson CI)")
     ax.set_ylim(-0.05, 1.05)
     ax.legend(fontsize=7, title="n x m digits", title_fontsize=7)
     ax.set_title(f"{model}: accuracy by digit place, correct higher digits given", fontsize=9)
     save(fig, outputs, dpi)
-    data = {f"{r.cell} place {r.place}": [round(r.acc, 4), round(r.lo, 4), round(r.hi, 4), r.count]
-            for r in acc.itertuples()}  # fmt: skip
+    data = {
+        f"{r.cell} place {r.place}": [round(r.acc, 4), round(r.lo, 4), round(r.hi, 4), r.count]
+        for r in acc.itertuples()
+    }
     return data
 
 

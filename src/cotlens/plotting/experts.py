@@ -55,10 +55,21 @@ def switch_summary(runs: pd.DataFrame, prompts: pd.DataFrame) -> pd.DataFrame:
     for (cond, mode, k, el), g in st.groupby(["condition", "mode", "k", "elicits"]):
         per_seed = g.groupby("seed")["refused_fluent"].mean()
         lo, hi = wilson(float(g["refused_fluent"].sum()), len(g))
-        rows.append({"condition": cond, "mode": mode, "k": int(k), "elicits": bool(el),
-                     "rate": float(g["refused_fluent"].mean()), "lo": lo, "hi": hi, "n": len(g),
-                     "broken": float(g["broken"].mean()), "seed_sd": float(per_seed.std(ddof=0)),
-                     "per_seed": [float(v) for v in per_seed.to_numpy()]})  # fmt: skip
+        rows.append(
+            {
+                "condition": cond,
+                "mode": mode,
+                "k": int(k),
+                "elicits": bool(el),
+                "rate": float(g["refused_fluent"].mean()),
+                "lo": lo,
+                "hi": hi,
+                "n": len(g),
+                "broken": float(g["broken"].mean()),
+                "seed_sd": float(per_seed.std(ddof=0)),
+                "per_seed": [float(v) for v in per_seed.to_numpy()],
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -72,9 +83,18 @@ def quality_summary(runs: pd.DataFrame) -> pd.DataFrame:
         lo, hi = wilson(float(q["correct"].sum()), len(q))
         ppl = math.exp(r["nll"].sum() / max(1, r["n_tokens"].sum())) if len(r) else float("nan")
         said = g[g["set"].isin(["study", "quality"])]
-        rows.append({"condition": cond, "mode": mode, "k": int(k), "accuracy": float(q["correct"].mean()) if len(q)
-                     else float("nan"), "lo": lo, "hi": hi, "perplexity": ppl,
-                     "broken": float(said["broken"].mean()) if len(said) else float("nan")})  # fmt: skip
+        rows.append(
+            {
+                "condition": cond,
+                "mode": mode,
+                "k": int(k),
+                "accuracy": float(q["correct"].mean()) if len(q) else float("nan"),
+                "lo": lo,
+                "hi": hi,
+                "perplexity": ppl,
+                "broken": float(said["broken"].mean()) if len(said) else float("nan"),
+            }
+        )
     out = pd.DataFrame(rows)
     base = out[out["condition"] == "baseline"]
     if len(base):
@@ -120,11 +140,17 @@ def switch_verdicts(s: pd.DataFrame, q: pd.DataFrame) -> dict[str, dict[str, Any
                 v = f"not testable: {len(null)} random sets cannot reach p <= {ALPHA}"
             else:
                 v = "not detected at this n"
-            out[f"{mode} k={k}"] = {"baseline": round(b, 4), "top": round(float(t["rate"]), 4),
-                                    "top_ci95": [round(float(t["lo"]), 4), round(float(t["hi"]), 4)],
-                                    "effect": round(effect, 4), "random_effects": [round(x, 4) for x in null],
-                                    "p_vs_random": round(p, 4), "n_prompts": int(t["n"]),
-                                    "top_broken": round(float(t["broken"]), 4), "verdict": v}  # fmt: skip
+            out[f"{mode} k={k}"] = {
+                "baseline": round(b, 4),
+                "top": round(float(t["rate"]), 4),
+                "top_ci95": [round(float(t["lo"]), 4), round(float(t["hi"]), 4)],
+                "effect": round(effect, 4),
+                "random_effects": [round(x, 4) for x in null],
+                "p_vs_random": round(p, 4),
+                "n_prompts": int(t["n"]),
+                "top_broken": round(float(t["broken"]), 4),
+                "verdict": v,
+            }
     return out
 
 
@@ -144,11 +170,19 @@ def expert_map(inputs: Inputs, outputs: Paths, model: str, dpi: int = 150) -> di
         for r in best.itertuples():
             ax.text(r.expert, r.layer, str(r.rank + 1), ha="center", va="center", fontsize=7)
         n_b, n_o = int(g["n_behaviour"].iloc[0]), int(g["n_other"].iloc[0])
-        ax.set(title=f"{c}: {n_b} behaviour vs {n_o} other map prompts", xlabel="expert", ylabel="layer",
-               yticks=range(len(m.index)), yticklabels=[str(i) for i in m.index])  # fmt: skip
+        ax.set(
+            title=f"{c}: {n_b} behaviour vs {n_o} other map prompts",
+            xlabel="expert",
+            ylabel="layer",
+            yticks=range(len(m.index)),
+            yticklabels=[str(i) for i in m.index],
+        )
         fig.colorbar(im, ax=ax, shrink=0.8, label="fTRI: selection freq., behaviour - other")
-    fig.suptitle(f"{model}: expert selection on the map prompts, behaviour minus other class "
-                 f"(numbers: top-5 rank; the switches are measured on held-out prompts)", fontsize=9)  # fmt: skip
+    fig.suptitle(
+        f"{model}: expert selection on the map prompts, behaviour minus other class "
+        f"(numbers: top-5 rank; the switches are measured on held-out prompts)",
+        fontsize=9,
+    )
     fig.tight_layout()
     save(fig, outputs, dpi)
     return {"top5": top}
@@ -172,8 +206,12 @@ def expert_switch(inputs: Inputs, outputs: Paths, model: str, dpi: int = 150) ->
     coll = {(x.condition, x.mode, x.k): bool(x.collapsed) for x in q.itertuples()}
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
     base = s[s["condition"] == "baseline"]
-    styles = {("top", "off"): ("C3", "o", "-"), ("random", "off"): ("C3", "s", ":"),
-              ("top", "on"): ("C0", "o", "-"), ("random", "on"): ("C0", "s", ":")}  # fmt: skip
+    styles = {
+        ("top", "off"): ("C3", "o", "-"),
+        ("random", "off"): ("C3", "s", ":"),
+        ("top", "on"): ("C0", "o", "-"),
+        ("random", "on"): ("C0", "s", ":"),
+    }
     for ax, el in zip(axes, (True, False), strict=True):
         b = base[base["elicits"] == el]
         if len(b):
@@ -183,14 +221,33 @@ def expert_switch(inputs: Inputs, outputs: Paths, model: str, dpi: int = 150) ->
             g = s[(s["condition"] == cond) & (s["mode"] == mode) & (s["elicits"] == el)].sort_values("k")
             if g.empty:
                 continue
-            ax.errorbar(g["k"], g["rate"], yerr=[g["rate"] - g["lo"], g["hi"] - g["rate"]], color=col, marker=mk,
-                        ls=ls, capsize=3, label=_label(cond, mode))  # fmt: skip
+            ax.errorbar(
+                g["k"],
+                g["rate"],
+                yerr=[g["rate"] - g["lo"], g["hi"] - g["rate"]],
+                color=col,
+                marker=mk,
+                ls=ls,
+                capsize=3,
+                label=_label(cond, mode),
+            )
             bad = g[[coll.get((cond, mode, int(k)), False) for k in g["k"]]]
-            ax.scatter(bad["k"], bad["rate"], s=160, facecolors="none", edgecolors="k", lw=1.2, zorder=5,
-                       label="collapsed (quality guard)" if (cond, mode) == ("top", "off") else None)  # fmt: skip
+            ax.scatter(
+                bad["k"],
+                bad["rate"],
+                s=160,
+                facecolors="none",
+                edgecolors="k",
+                lw=1.2,
+                zorder=5,
+                label="collapsed (quality guard)" if (cond, mode) == ("top", "off") else None,
+            )
         n = int(s[s["elicits"] == el]["n"].min()) if len(s[s["elicits"] == el]) else 0
-        ax.set(xlabel="experts switched (k)", ylim=(-0.03, 1.03),
-               title=f"{'refusal-eliciting' if el else 'control'} prompts (held out, {n} per condition)")  # fmt: skip
+        ax.set(
+            xlabel="experts switched (k)",
+            ylim=(-0.03, 1.03),
+            title=f"{'refusal-eliciting' if el else 'control'} prompts (held out, {n} per condition)",
+        )
         _k_axis(ax, [int(k) for k in s["k"] if k > 0])
     axes[0].set_ylabel("fluent refusals (95% Wilson CI)")
     handles, labels = [], []
@@ -204,15 +261,23 @@ def expert_switch(inputs: Inputs, outputs: Paths, model: str, dpi: int = 150) ->
     kmax = max((int(k.split("=")[1]) for k in verdicts if k.startswith("off")), default=0)
     off = verdicts.get(f"off k={kmax}", {})
     if off:
-        fig.suptitle(f"{model}: top-{kmax} off, refusals {off['baseline']:.2f} -> {off['top']:.2f} "
-                     f"(p vs {len(off['random_effects'])} random sets = {off['p_vs_random']:.2f}): {off['verdict']}",
-                     fontsize=9)  # fmt: skip
+        fig.suptitle(
+            f"{model}: top-{kmax} off, refusals {off['baseline']:.2f} -> {off['top']:.2f} "
+            f"(p vs {len(off['random_effects'])} random sets = {off['p_vs_random']:.2f}): {off['verdict']}",
+            fontsize=9,
+        )
     fig.tight_layout()
     save(fig, outputs, dpi)
-    data = {"claim": "switching off the top fTRI experts cuts refusals far more than random experts; forcing them "
-                     "on raises refusals (MoTE)", "verdicts": verdicts, "guard": GUARD,
-            "rates": {f"{_label(x.condition, x.mode)} k={x.k} {'eliciting' if x.elicits else 'control'}":
-                      round(x.rate, 4) for x in s.itertuples()}}  # fmt: skip
+    data = {
+        "claim": "switching off the top fTRI experts cuts refusals far more than random experts; forcing them "
+        "on raises refusals (MoTE)",
+        "verdicts": verdicts,
+        "guard": GUARD,
+        "rates": {
+            f"{_label(x.condition, x.mode)} k={x.k} {'eliciting' if x.elicits else 'control'}": round(x.rate, 4)
+            for x in s.itertuples()
+        },
+    }
     return data
 
 
@@ -221,16 +286,35 @@ def expert_quality(inputs: Inputs, outputs: Paths, model: str, dpi: int = 150) -
     q = quality_summary(read_table(runs).to_pandas())
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
     base = q[q["condition"] == "baseline"]
-    for cond, mode, col, ls in (("top", "off", "C3", "-"), ("random", "off", "C3", ":"), ("top", "on", "C0", "-"),
-                                ("random", "on", "C0", ":")):  # fmt: skip
+    for cond, mode, col, ls in (
+        ("top", "off", "C3", "-"),
+        ("random", "off", "C3", ":"),
+        ("top", "on", "C0", "-"),
+        ("random", "on", "C0", ":"),
+    ):
         g = q[(q["condition"] == cond) & (q["mode"] == mode)].sort_values("k")
         if len(g):
-            axes[0].errorbar(g["k"], g["accuracy"], yerr=[g["accuracy"] - g["lo"], g["hi"] - g["accuracy"]],
-                             color=col, ls=ls, marker="o", capsize=3, label=_label(cond, mode))  # fmt: skip
+            axes[0].errorbar(
+                g["k"],
+                g["accuracy"],
+                yerr=[g["accuracy"] - g["lo"], g["hi"] - g["accuracy"]],
+                color=col,
+                ls=ls,
+                marker="o",
+                capsize=3,
+                label=_label(cond, mode),
+            )
             axes[1].plot(g["k"], g["perplexity"], color=col, ls=ls, marker="o", label=_label(cond, mode))
             bad = g[g["collapsed"]]
-            axes[1].scatter(bad["k"], bad["perplexity"], s=160, facecolors="none", edgecolors="k", zorder=5,
-                            label="collapsed" if (cond, mode) == ("top", "off") else None)  # fmt: skip
+            axes[1].scatter(
+                bad["k"],
+                bad["perplexity"],
+                s=160,
+                facecolors="none",
+                edgecolors="k",
+                zorder=5,
+                label="collapsed" if (cond, mode) == ("top", "off") else None,
+            )
     if len(base):
         axes[0].axhline(float(base["accuracy"].iloc[0]), color="k", lw=1, label="no switch")
         axes[1].axhline(float(base["perplexity"].iloc[0]), color="k", lw=1, label="no switch")
@@ -242,14 +326,22 @@ def expert_quality(inputs: Inputs, outputs: Paths, model: str, dpi: int = 150) -
     b = base.iloc[0] if len(base) else None
     if b is not None:
         n_coll = int(q["collapsed"].sum())
-        fig.suptitle(f"{model}: quality guard (no switch: accuracy {b['accuracy']:.2f}, perplexity "
-                     f"{b['perplexity']:.2f}); {n_coll} of {len(q) - 1} switched conditions collapsed (circled)",
-                     fontsize=9)  # fmt: skip
+        fig.suptitle(
+            f"{model}: quality guard (no switch: accuracy {b['accuracy']:.2f}, perplexity "
+            f"{b['perplexity']:.2f}); {n_coll} of {len(q) - 1} switched conditions collapsed (circled)",
+            fontsize=9,
+        )
     fig.tight_layout()
     save(fig, outputs, dpi)
-    data = {f"{_label(r.condition, r.mode)} k={r.k}": {"accuracy": round(r.accuracy, 4),
-            "perplexity": round(r.perplexity, 4), "broken": round(r.broken, 4), "collapsed": bool(r.collapsed)}
-            for r in q.itertuples()}  # fmt: skip
+    data = {
+        f"{_label(r.condition, r.mode)} k={r.k}": {
+            "accuracy": round(r.accuracy, 4),
+            "perplexity": round(r.perplexity, 4),
+            "broken": round(r.broken, 4),
+            "collapsed": bool(r.collapsed),
+        }
+        for r in q.itertuples()
+    }
     return {"guard": GUARD, "conditions": data}
 
 

@@ -23,16 +23,34 @@ def ablation_summary(runs: pd.DataFrame) -> pd.DataFrame:
     with the interval over problems x seeds pooled (Wilson) and the seeds' spread."""
     full = runs[runs["variant"] == "full"]
     base = full[full["condition"] == "variant"]
-    rows = [{"condition": "none", "mode": "none", "n_ablated": 0, "acc": base["correct"].mean(), "n": len(base),
-             "ci": wilson(base["correct"].sum(), len(base)), "seed_sd": 0.0}]  # fmt: skip
+    rows = [
+        {
+            "condition": "none",
+            "mode": "none",
+            "n_ablated": 0,
+            "acc": base["correct"].mean(),
+            "n": len(base),
+            "ci": wilson(base["correct"].sum(), len(base)),
+            "seed_sd": 0.0,
+        }
+    ]
     abl = full[full["condition"] != "variant"]
     order = {"concept": 0, "top": 1, "random": 2}
     for (mode, n_abl, cond), g in sorted(
         abl.groupby(["mode", "n_ablated", "condition"]), key=lambda kv: (kv[0][0], kv[0][1], order[kv[0][2]])
     ):
         per_seed = g.groupby("seed")["correct"].mean()
-        rows.append({"condition": cond, "mode": mode, "n_ablated": int(n_abl), "acc": g["correct"].mean(), "n": len(g),
-                     "ci": wilson(g["correct"].sum(), len(g)), "seed_sd": float(per_seed.std(ddof=0))})  # fmt: skip
+        rows.append(
+            {
+                "condition": cond,
+                "mode": mode,
+                "n_ablated": int(n_abl),
+                "acc": g["correct"].mean(),
+                "n": len(g),
+                "ci": wilson(g["correct"].sum(), len(g)),
+                "seed_sd": float(per_seed.std(ddof=0)),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -42,8 +60,9 @@ def ablation_verdicts(runs: pd.DataFrame) -> dict[str, dict[str, Any]]:
     interval; the paper's claim is a negative difference."""
     full = runs[(runs["variant"] == "full") & (runs["condition"] != "variant")]
     out: dict[str, dict[str, Any]] = {}
-    for (cond, mode, n), g in full[full["condition"].isin(["concept", "top"])].groupby(["condition", "mode",
-                                                                                       "n_ablated"]):  # fmt: skip
+    for (cond, mode, n), g in full[full["condition"].isin(["concept", "top"])].groupby(
+        ["condition", "mode", "n_ablated"]
+    ):
         rnd = full[(full["condition"] == "random") & (full["mode"] == mode) & (full["n_ablated"] == n)]
         if rnd.empty:
             continue
@@ -52,8 +71,13 @@ def ablation_verdicts(runs: pd.DataFrame) -> dict[str, dict[str, Any]]:
         both = t.index.intersection(r.index)
         d, lo, hi = paired_bootstrap(r.loc[both].to_numpy(), t.loc[both].to_numpy())
         key = f"{cond} {int(n)} {mode} - random"
-        out[key] = {"difference": round(d, 4), "ci95": [round(lo, 4), round(hi, 4)], "n": int(len(both)),
-                    "random_seeds": int(rnd["seed"].nunique()), "verdict": verdict(lo, hi, expected=-1)}  # fmt: skip
+        out[key] = {
+            "difference": round(d, 4),
+            "ci95": [round(lo, 4), round(hi, 4)],
+            "n": int(len(both)),
+            "random_seeds": int(rnd["seed"].nunique()),
+            "verdict": verdict(lo, hi, expected=-1),
+        }
     return out
 
 
@@ -72,8 +96,10 @@ def ablation(inputs: Inputs, outputs: Paths, model: str, dpi: int = 150) -> dict
     n_abl = int(df.loc[df["condition"] == "concept", "n_ablated"].max()) if (df["condition"] == "concept").any() else 0
     keys = [_key(c, m, n, n_abl) for c, m, n in zip(s["condition"], s["mode"], s["n_ablated"], strict=True)]
     fig, ax = plt.subplots(figsize=(max(6.0, 0.75 * len(s)), 3.8))
-    labels = ["no ablation" if c == "none" else f"{c} {n}\n{m}"
-              for c, m, n in zip(s["condition"], s["mode"], s["n_ablated"], strict=True)]  # fmt: skip
+    labels = [
+        "no ablation" if c == "none" else f"{c} {n}\n{m}"
+        for c, m, n in zip(s["condition"], s["mode"], s["n_ablated"], strict=True)
+    ]
     palette = {"none": "grey", "concept": "tab:red", "top": "tab:orange", "random": "tab:blue"}
     err = np.array([[a - lo, hi - a] for a, (lo, hi) in zip(s["acc"], s["ci"], strict=True)]).T
     ax.bar(range(len(s)), s["acc"], color=[palette[c] for c in s["condition"]], yerr=err, capsize=4)
@@ -81,24 +107,47 @@ def ablation(inputs: Inputs, outputs: Paths, model: str, dpi: int = 150) -> dict
     ax.set_ylabel("accuracy (full CoT prompts)")
     ax.set_ylim(0, 1)
     acc = dict(zip(keys, (float(a) for a in s["acc"]), strict=True))
-    parts = [f"{m} {acc.get(f'concept/{m}', float('nan')):.2f} vs random {acc.get(f'random/{m}', float('nan')):.2f}"
-             for m in sorted({m for c, m in zip(s["condition"], s["mode"], strict=True) if c == "concept"})]  # fmt: skip
+    parts = [
+        f"{m} {acc.get(f'concept/{m}', float('nan')):.2f} vs random {acc.get(f'random/{m}', float('nan')):.2f}"
+        for m in sorted({m for c, m in zip(s["condition"], s["mode"], strict=True) if c == "concept"})
+    ]
     tops = sorted({int(n) for c, n in zip(s["condition"], s["n_ablated"], strict=True) if c == "top"})
-    parts += [f"top {n} {m} {acc[f'top{n}/{m}']:.2f} vs random {acc.get(f'random{n}/{m}', float('nan')):.2f}"
-              for n in tops for m in sorted(set(s["mode"])) if f"top{n}/{m}" in acc]  # fmt: skip
-    ax.set_title(f"{model}: accuracy {acc['none/none']:.2f}; {n_abl} concept neurons ablated:\n" + "; ".join(parts)
-                 + " (95% CI)", fontsize=8, wrap=True)  # fmt: skip
+    parts += [
+        f"top {n} {m} {acc[f'top{n}/{m}']:.2f} vs random {acc.get(f'random{n}/{m}', float('nan')):.2f}"
+        for n in tops
+        for m in sorted(set(s["mode"]))
+        if f"top{n}/{m}" in acc
+    ]
+    ax.set_title(
+        f"{model}: accuracy {acc['none/none']:.2f}; {n_abl} concept neurons ablated:\n"
+        + "; ".join(parts)
+        + " (95% CI)",
+        fontsize=8,
+        wrap=True,
+    )
     verdicts = ablation_verdicts(df)
     if verdicts:
-        ax.text(0.01, -0.32, "; ".join(f"{k}: {v['difference']:+.2f} [{v['ci95'][0]:+.2f}, {v['ci95'][1]:+.2f}] "
-                                        f"{v['verdict']}" for k, v in verdicts.items()),
-                transform=ax.transAxes, fontsize=7, va="top", wrap=True)  # fmt: skip
+        ax.text(
+            0.01,
+            -0.32,
+            "; ".join(
+                f"{k}: {v['difference']:+.2f} [{v['ci95'][0]:+.2f}, {v['ci95'][1]:+.2f}] {v['verdict']}"
+                for k, v in verdicts.items()
+            ),
+            transform=ax.transAxes,
+            fontsize=7,
+            va="top",
+            wrap=True,
+        )
     save(fig, outputs, dpi)
-    return {"claim": "ablating concept neurons hurts accuracy more than ablating as many random neurons "
-                                 "(Rai & Yao)", "verdicts": verdicts,
-                        "n_ablated": n_abl, "n_problems": int(s.loc[0, "n"]),
-                        **{k: round(a, 3) for k, a in acc.items()},
-                        "ci95": {k: [round(lo, 3), round(hi, 3)] for k, (lo, hi) in zip(keys, s["ci"], strict=True)}}  # fmt: skip
+    return {
+        "claim": "ablating concept neurons hurts accuracy more than ablating as many random neurons (Rai & Yao)",
+        "verdicts": verdicts,
+        "n_ablated": n_abl,
+        "n_problems": int(s.loc[0, "n"]),
+        **{k: round(a, 3) for k, a in acc.items()},
+        "ci95": {k: [round(lo, 3), round(hi, 3)] for k, (lo, hi) in zip(keys, s["ci"], strict=True)},
+    }
 
 
 def variant_summary(runs: pd.DataFrame) -> pd.DataFrame:
@@ -138,8 +187,17 @@ def phenomena(runs: pd.DataFrame) -> list[dict[str, Any]]:
             v_ = verdict(lo, hi, expected=-1)
         else:
             v_ = "reproduced" if -BARELY <= lo and hi <= BARELY else "not detected at this n"
-        out.append({"finding": name, "variants": have, "delta": round(delta, 3), "ci95": [round(lo, 3), round(hi, 3)],
-                    "n": int(len(other)), "verdict": v_, "holds": v_ == "reproduced"})  # fmt: skip
+        out.append(
+            {
+                "finding": name,
+                "variants": have,
+                "delta": round(delta, 3),
+                "ci95": [round(lo, 3), round(hi, 3)],
+                "n": int(len(other)),
+                "verdict": v_,
+                "holds": v_ == "reproduced",
+            }
+        )
     return out
 
 
@@ -147,8 +205,11 @@ def activation_accuracy(inputs: Inputs, outputs: Paths, model: str, dpi: int = 1
     runs = inputs["effects"]
     df = read_table(runs).to_pandas()
     s = variant_summary(df)
-    r = float(np.corrcoef(s["act"], s["acc"])[0, 1]) if len(s) > 2 and s["acc"].std() > 0 and s["act"].std() > 0 \
-        else float("nan")  # fmt: skip
+    r = (
+        float(np.corrcoef(s["act"], s["acc"])[0, 1])
+        if len(s) > 2 and s["acc"].std() > 0 and s["act"].std() > 0
+        else float("nan")
+    )
     # Fisher interval of r over the variants (n = number of variants; needs n >= 4)
     se = 1 / np.sqrt(len(s) - 3) if len(s) > 3 else float("nan")
     r_lo, r_hi = (float(np.tanh(np.arctanh(np.clip(r, -0.999, 0.999)) + z * se)) for z in (-1.96, 1.96))
@@ -160,25 +221,33 @@ def activation_accuracy(inputs: Inputs, outputs: Paths, model: str, dpi: int = 1
         ax.annotate(str(name), (row["act"], row["acc"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
     ax.set_xlabel("activation level: concept neurons active (> 0) per generated token")
     ax.set_ylabel(f"accuracy (n={int(s['n'].max())} problems per variant)")
-    ax.set_title(f"{model}: activation level vs accuracy across {len(s)} CoT variants\nPearson r = {r:.2f} "
-                 f"[{r_lo:.2f}, {r_hi:.2f}]: {r_verdict}", fontsize=9)  # fmt: skip
+    ax.set_title(
+        f"{model}: activation level vs accuracy across {len(s)} CoT variants\nPearson r = {r:.2f} "
+        f"[{r_lo:.2f}, {r_hi:.2f}]: {r_verdict}",
+        fontsize=9,
+    )
     # the paper's four findings next to this run's paired changes from full
-    lines = [f"{f['finding']}: {f['delta']:+.2f} [{f['ci95'][0]:+.2f}, {f['ci95'][1]:+.2f}] {f['verdict']}"
-             for f in found]  # fmt: skip
+    lines = [
+        f"{f['finding']}: {f['delta']:+.2f} [{f['ci95'][0]:+.2f}, {f['ci95'][1]:+.2f}] {f['verdict']}" for f in found
+    ]
     if lines:
         fig.subplots_adjust(bottom=0.12 + 0.045 * len(lines))
         fig.text(0.02, 0.01, "paper vs this run (accuracy change from full, 95% CI):\n" + "\n".join(lines), fontsize=7)
     save(fig, outputs, dpi)
     full = s.loc["full", "acc"] if "full" in s.index else float("nan")
     delta = {k: round(float(s.loc[k, "acc"] - full), 3) for k in s.index if k != "full"}
-    return {"pearson_r": None if np.isnan(r) else round(r, 3),
-                        "pearson_ci95": [round(r_lo, 3), round(r_hi, 3)], "verdict": r_verdict,
-                        "claim": "activation level tracks accuracy across CoT variants (Rai & Yao)",
-                        "accuracy_minus_full": delta,
-                    "accuracy": {k: round(float(v), 3) for k, v in s["acc"].items()},
-                    "activation_level": {k: round(float(v), 4) for k, v in s["act"].items()},
-                    "mean_activation": {k: round(float(v), 4) for k, v in s["mean_act"].items()},
-                    "n_problems": int(s["n"].max()), "phenomena": found}  # fmt: skip
+    return {
+        "pearson_r": None if np.isnan(r) else round(r, 3),
+        "pearson_ci95": [round(r_lo, 3), round(r_hi, 3)],
+        "verdict": r_verdict,
+        "claim": "activation level tracks accuracy across CoT variants (Rai & Yao)",
+        "accuracy_minus_full": delta,
+        "accuracy": {k: round(float(v), 3) for k, v in s["acc"].items()},
+        "activation_level": {k: round(float(v), 4) for k, v in s["act"].items()},
+        "mean_activation": {k: round(float(v), 4) for k, v in s["mean_act"].items()},
+        "n_problems": int(s["n"].max()),
+        "phenomena": found,
+    }
 
 
 def concepts(inputs: Inputs, outputs: Paths, model: str, dpi: int = 150) -> dict[str, Any]:
@@ -200,10 +269,12 @@ def concepts(inputs: Inputs, outputs: Paths, model: str, dpi: int = 150) -> dict
         ax.legend(fontsize=7, ncol=4)
     save(fig, outputs, dpi)
     top = lab.sort_values("rank").head(8)
-    return {"candidates": len(cand), "concept_neurons": len(lab),
-                    "by_concept": {str(k): int(v) for k, v in lab["concept"].value_counts().items()},
-                    "examples": [f"L{r.layer}N{r.neuron} {r.concept}: {' '.join(r.top_tokens_raw[:5])}"
-                                 for r in top.itertuples()]}  # fmt: skip
+    return {
+        "candidates": len(cand),
+        "concept_neurons": len(lab),
+        "by_concept": {str(k): int(v) for k, v in lab["concept"].value_counts().items()},
+        "examples": [f"L{r.layer}N{r.neuron} {r.concept}: {' '.join(r.top_tokens_raw[:5])}" for r in top.itertuples()],
+    }
 
 
 FIGURES = {"neuron_concepts": concepts, "neuron_ablation": ablation, "neuron_activation": activation_accuracy}

@@ -31,14 +31,51 @@ DISTRACTORS = ("none", "relevant")
 MAX_HOPS = 5
 
 FICTIONAL_CONCEPTS = (
-    "wumpus", "yumpus", "zumpus", "dumpus", "rompus", "numpus", "tumpus", "vumpus",
-    "impus", "jompus", "gorpus", "shumpus", "lempus", "sterpus", "grimpus", "lorpus",
-    "brimpus", "lirpus", "storpus", "felpus", "quimpus", "harpus",
-)  # fmt: skip
+    "wumpus",
+    "yumpus",
+    "zumpus",
+    "dumpus",
+    "rompus",
+    "numpus",
+    "tumpus",
+    "vumpus",
+    "impus",
+    "jompus",
+    "gorpus",
+    "shumpus",
+    "lempus",
+    "sterpus",
+    "grimpus",
+    "lorpus",
+    "brimpus",
+    "lirpus",
+    "storpus",
+    "felpus",
+    "quimpus",
+    "harpus",
+)
 FICTIONAL_PROPERTIES = (
-    "bright", "dull", "kind", "mean", "small", "large", "hot", "cold", "sweet", "sour",
-    "shy", "loud", "wooden", "liquid", "happy", "sad", "red", "blue", "opaque", "fast",
-)  # fmt: skip
+    "bright",
+    "dull",
+    "kind",
+    "mean",
+    "small",
+    "large",
+    "hot",
+    "cold",
+    "sweet",
+    "sour",
+    "shy",
+    "loud",
+    "wooden",
+    "liquid",
+    "happy",
+    "sad",
+    "red",
+    "blue",
+    "opaque",
+    "fast",
+)
 ENTITIES = ("Wren", "Max", "Sally", "Polly", "Rex", "Sam", "Fae", "Stella", "Alex", "Tom")
 
 TRUE_TAXONOMIES: tuple[tuple[str, ...], ...] = (
@@ -160,9 +197,14 @@ def _chain_and_property(
 
 
 def make_example(
-    rng: random.Random, ontology: str, hops: int, distractors: str, negation: bool, label: bool,
+    rng: random.Random,
+    ontology: str,
+    hops: int,
+    distractors: str,
+    negation: bool,
+    label: bool,
     shuffle_facts: bool = True,
-) -> Example:  # fmt: skip
+) -> Example:
     """Generate one example; everything random comes from ``rng``."""
     chain, prop, positive, pool = _chain_and_property(rng, ontology, hops, negation)
     entity = rng.choice(ENTITIES)
@@ -183,10 +225,18 @@ def make_example(
     cot += [rules[-1], f"{entity} is {pred}."]
     query = f"{entity} is {pred if label else anti}"
     return Example(
-        ontology=ontology, hops=hops, distractors=distractors, negation=negation,
-        entity=entity, facts=tuple(facts), query=query, label=label, gold_cot=tuple(cot),
-        chain=tuple(chain), prop=prop,
-    )  # fmt: skip
+        ontology=ontology,
+        hops=hops,
+        distractors=distractors,
+        negation=negation,
+        entity=entity,
+        facts=tuple(facts),
+        query=query,
+        label=label,
+        gold_cot=tuple(cot),
+        chain=tuple(chain),
+        prop=prop,
+    )
 
 
 def response_text(cot: Sequence[str], label: bool) -> str:
@@ -217,7 +267,7 @@ def generate(cfg: GeneratorConfig) -> Iterator[tuple[Example, list[Example]]]:
                                 rng.random() < 0.5,
                                 j % 2 == 0,
                                 cfg.shuffle_facts,
-                            )  # fmt: skip
+                            )
                             for j in range(cfg.n_shots)
                         ]
                         yield ex, shots

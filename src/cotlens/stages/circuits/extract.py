@@ -39,7 +39,7 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
             r["token_ids"],
             r["step_end_token"],
             r["answer_token"],
-        )  # fmt: skip
+        )
         for r in read_table(samples).to_pylist()
     ]
     rows.sort(key=lambda r: (r.prompt_id, r.sample_idx))

@@ -34,10 +34,17 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
                 top = int(rd.top_token[layer, h])
                 kind = "function" if top not in content else ("context" if top in present else "prior")
                 for k, v in (
-                    ("pair_id", r["pair_id"]), ("layer", layer), ("head", h), ("dla", float(rd.dla[layer, h])),
-                    ("dla_answer", float(rd.dla_answer[layer, h])), ("top_token", top), ("in_context", top in present),
-                    ("top_kind", kind), ("context_chance", chance), ("attn_answer", float(rd.attn_answer[layer, h])),
-                ):  # fmt: skip
+                    ("pair_id", r["pair_id"]),
+                    ("layer", layer),
+                    ("head", h),
+                    ("dla", float(rd.dla[layer, h])),
+                    ("dla_answer", float(rd.dla_answer[layer, h])),
+                    ("top_token", top),
+                    ("in_context", top in present),
+                    ("top_kind", kind),
+                    ("context_chance", chance),
+                    ("attn_answer", float(rd.attn_answer[layer, h])),
+                ):
                     cols[k].append(v)
     write_table(to_table(cols, schemas.HEADS), out, model_meta("circuits_heads", cfg, lm.manifest, lm.dtype))
     return len(cols["pair_id"])

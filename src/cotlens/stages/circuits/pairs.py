@@ -59,13 +59,27 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
     for pid, p in enumerate(chosen):
         pc, kl, ld_c, ld_x = info[id(p)]
         for k, v in (
-            ("pair_id", pid), ("prompt_id", p.prompt_id), ("sample_idx", p.sample_idx),
-            ("ontology", onto[p.prompt_id]), ("step", p.step), ("subtask", p.subtask), ("word", p.word),
-            ("word_type", p.word_type), ("replacement", p.replacement), ("corrupted_in", p.corrupted_in),
-            ("clean_ids", list(p.clean_ids)), ("corrupt_ids", list(p.corrupt_ids)), ("clean_tok", p.clean_tok),
-            ("corrupt_tok", p.corrupt_tok), ("question_len", p.question_len), ("corrupt_pos", p.corrupt_pos),
-            ("p_clean", pc), ("kl_clean_corrupt", kl), ("ld_clean", ld_c), ("ld_corrupt", ld_x),
-        ):  # fmt: skip
+            ("pair_id", pid),
+            ("prompt_id", p.prompt_id),
+            ("sample_idx", p.sample_idx),
+            ("ontology", onto[p.prompt_id]),
+            ("step", p.step),
+            ("subtask", p.subtask),
+            ("word", p.word),
+            ("word_type", p.word_type),
+            ("replacement", p.replacement),
+            ("corrupted_in", p.corrupted_in),
+            ("clean_ids", list(p.clean_ids)),
+            ("corrupt_ids", list(p.corrupt_ids)),
+            ("clean_tok", p.clean_tok),
+            ("corrupt_tok", p.corrupt_tok),
+            ("question_len", p.question_len),
+            ("corrupt_pos", p.corrupt_pos),
+            ("p_clean", pc),
+            ("kl_clean_corrupt", kl),
+            ("ld_clean", ld_c),
+            ("ld_corrupt", ld_x),
+        ):
             cols[k].append(v)
     meta = model_meta("circuits_pairs", cfg, lm.manifest, lm.dtype, candidates=len(cands), kept=len(kept))
     write_table(to_table(cols, schemas.PAIRS), out, meta)

@@ -75,9 +75,13 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
 
 
 def patch_pair(
-    mh: ModelHandle, r: dict[str, Any], cfg: Mapping[str, Any], full_sweep: bool,
-    cols: dict[str, list[Any]], path_cols: dict[str, list[Any]],
-) -> None:  # fmt: skip
+    mh: ModelHandle,
+    r: dict[str, Any],
+    cfg: Mapping[str, Any],
+    full_sweep: bool,
+    cols: dict[str, list[Any]],
+    path_cols: dict[str, list[Any]],
+) -> None:
     """Screen, exact patching and pathways of one pair, appended to the column lists."""
     d = mh.dims
     base = baseline(
@@ -93,8 +97,15 @@ def patch_pair(
     assert base.attribution is not None
 
     def add(method: str, pos: int, layer: int, head: int, nkl: float, ld: float | None) -> None:
-        for k, v in (("pair_id", r["pair_id"]), ("method", method), ("pos", pos), ("layer", layer),
-                     ("head", head), ("nkl", nkl), ("logit_diff", ld)):  # fmt: skip
+        for k, v in (
+            ("pair_id", r["pair_id"]),
+            ("method", method),
+            ("pos", pos),
+            ("layer", layer),
+            ("head", head),
+            ("nkl", nkl),
+            ("logit_diff", ld),
+        ):
             cols[k].append(v)
 
     attr = base.attribution

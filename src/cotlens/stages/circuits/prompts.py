@@ -27,12 +27,19 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
     cols: dict[str, list[Any]] = {f.name: [] for f in schemas.CIRCUITS_PROMPTS}
     for i, (ex, shots) in enumerate(generate(gc)):
         for k, v in (
-            ("prompt_id", i), ("ontology", ex.ontology), ("hops", ex.hops),
-            ("distractors", ex.distractors), ("negation", ex.negation), ("entity", ex.entity),
-            ("facts", list(ex.facts)), ("query", ex.query), ("label", ex.label),
-            ("gold_cot", list(ex.gold_cot)), ("prompt", fewshot.prompt(ex, shots)),
+            ("prompt_id", i),
+            ("ontology", ex.ontology),
+            ("hops", ex.hops),
+            ("distractors", ex.distractors),
+            ("negation", ex.negation),
+            ("entity", ex.entity),
+            ("facts", list(ex.facts)),
+            ("query", ex.query),
+            ("label", ex.label),
+            ("gold_cot", list(ex.gold_cot)),
+            ("prompt", fewshot.prompt(ex, shots)),
             ("prompt_nofacts", fewshot.prompt(ex, shots, with_facts=False)),
-        ):  # fmt: skip
+        ):
             cols[k].append(v)
     if not cols["prompt_id"]:
         raise CotlensError("the prompt set is empty", "check the prompts section of the config")

@@ -78,9 +78,11 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
             lm.model, [enc[i] for i, _ in batch], sc, int(tok.pad_token_id), eos, stop, lm.device, gen
         )
         shard = {
-            "prompt_idx": [i for i, _ in batch], "sample_idx": [s for _, s in batch],
-            "token_ids": [g.token_ids for g in outs], "stop_reason": [g.stop_reason for g in outs],
-        }  # fmt: skip
+            "prompt_idx": [i for i, _ in batch],
+            "sample_idx": [s for _, s in batch],
+            "token_ids": [g.token_ids for g in outs],
+            "stop_reason": [g.stop_reason for g in outs],
+        }
         shards.write(k, to_table(shard, schemas.SAMPLE_SHARD))
         results.update(zip(batch, outs, strict=True))
     print(shards.summary(), flush=True)
@@ -93,13 +95,21 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
         step_tok, ans_tok = locate(tok, g.token_ids, parsed)
         correct = parsing.score_steps(parsed.steps, row["gold_cot"])
         for col, v in (
-            ("prompt_id", row["prompt_id"]), ("sample_idx", s), ("prompt_token_ids", enc[i]),
-            ("prompt_nofacts_token_ids", enc_nf[i]), ("token_ids", g.token_ids),
-            ("completion", text), ("stop_reason", g.stop_reason), ("answer", parsed.answer),
-            ("answer_correct", parsed.answer == str(row["label"])), ("steps", list(parsed.steps)),
-            ("step_correct", correct), ("step_end_token", step_tok), ("answer_token", ans_tok),
+            ("prompt_id", row["prompt_id"]),
+            ("sample_idx", s),
+            ("prompt_token_ids", enc[i]),
+            ("prompt_nofacts_token_ids", enc_nf[i]),
+            ("token_ids", g.token_ids),
+            ("completion", text),
+            ("stop_reason", g.stop_reason),
+            ("answer", parsed.answer),
+            ("answer_correct", parsed.answer == str(row["label"])),
+            ("steps", list(parsed.steps)),
+            ("step_correct", correct),
+            ("step_end_token", step_tok),
+            ("answer_token", ans_tok),
             ("cot_exact", list(parsed.steps) == list(row["gold_cot"])),
-        ):  # fmt: skip
+        ):
             cols[col].append(v)
     meta = model_meta("circuits_sample", cfg, lm.manifest, lm.dtype)
     write_table(to_table(cols, schemas.SAMPLES), out, meta)

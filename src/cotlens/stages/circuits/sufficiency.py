@@ -57,10 +57,14 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
                 logits = circuit_logits(lm, r["clean_ids"], keep, means)
                 p = torch.softmax(logits, -1)[r["clean_tok"]]
                 for key, v in (
-                    ("k", k), ("pair_id", r["pair_id"]), ("subtask", r["subtask"]),
-                    ("agree", int(logits.argmax()) == r["clean_tok"]), ("p_clean_tok", float(p)),
-                    ("random", rnd is not None), ("draw", draw),
-                ):  # fmt: skip
+                    ("k", k),
+                    ("pair_id", r["pair_id"]),
+                    ("subtask", r["subtask"]),
+                    ("agree", int(logits.argmax()) == r["clean_tok"]),
+                    ("p_clean_tok", float(p)),
+                    ("random", rnd is not None),
+                    ("draw", draw),
+                ):
                     cols[key].append(v)
         print(f"circuit k={k} done ({len(sets) - 1} random draws)", flush=True)
     write_table(

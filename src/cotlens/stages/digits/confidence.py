@@ -50,13 +50,18 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
             batch = cell[s : s + bs]
             seqs, places, meta = [], [], []
             own = (
-                own_digits(fwd, lm.tokenizer, vt, [r["prompt"] for r in batch], [r["answer"] for r in batch], pad,
-                           lm.device)
-                if "unconditioned" in settings else [None] * len(batch)
-            )  # fmt: skip
+                own_digits(
+                    fwd, lm.tokenizer, vt, [r["prompt"] for r in batch], [r["answer"] for r in batch], pad, lm.device
+                )
+                if "unconditioned" in settings
+                else [None] * len(batch)
+            )
             for r, mine in zip(batch, own, strict=True):
-                texts = {"conditioned": (r["prompt"], r["answer"]), "unconditioned": (r["prompt"], mine),
-                         "direct": (r["direct_prompt"], r["direct_answer"])}  # fmt: skip
+                texts = {
+                    "conditioned": (r["prompt"], r["answer"]),
+                    "unconditioned": (r["prompt"], mine),
+                    "direct": (r["direct_prompt"], r["direct_answer"]),
+                }
                 for setting in settings:
                     ids, pl = align(lm.tokenizer, vt, *texts[setting])
                     seqs.append(ids)
@@ -82,10 +87,19 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
                     d = truth[place.index]  # unconditioned: the earlier places hold the model's own digits
                     pc = dist[:, d]
                     ok = written[: place.index] == truth[: place.index]
-                    for col, v in (("problem_id", r["problem_id"]), ("n", r["n"]), ("m", r["m"]), ("setting", setting),
-                                 ("place", place.index), ("n_places", answer_places), ("digit", d),
-                                 ("prefix_correct", ok), ("p_correct", float(pc.mean())), ("p_std", float(pc.std())),
-                                 ("argmax_digit", int(dist.mean(0).argmax()))):  # fmt: skip
+                    for col, v in (
+                        ("problem_id", r["problem_id"]),
+                        ("n", r["n"]),
+                        ("m", r["m"]),
+                        ("setting", setting),
+                        ("place", place.index),
+                        ("n_places", answer_places),
+                        ("digit", d),
+                        ("prefix_correct", ok),
+                        ("p_correct", float(pc.mean())),
+                        ("p_std", float(pc.std())),
+                        ("argmax_digit", int(dist.mean(0).argmax())),
+                    ):
                         cols[col].append(v)
     dt = time.perf_counter() - t0
     print(f"scored {len(tab)} problems in {n_forwards} batched forwards, {dt:.1f} s: {len(tab) / dt:.2f} problems/s")

@@ -25,9 +25,18 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
     cfg = params
     cols: dict[str, list[Any]] = {f.name: [] for f in schemas.DIGITS_PROMPTS}
     for i, p in enumerate(generate(mult_config(cfg))):
-        for k, v in (("problem_id", i), ("n", p.n), ("m", p.m), ("a", p.a), ("b", p.b), ("product", p.product),
-                     ("prompt", p.prompt), ("answer", p.answer), ("direct_prompt", p.direct_prompt),
-                     ("direct_answer", p.direct_answer)):  # fmt: skip
+        for k, v in (
+            ("problem_id", i),
+            ("n", p.n),
+            ("m", p.m),
+            ("a", p.a),
+            ("b", p.b),
+            ("product", p.product),
+            ("prompt", p.prompt),
+            ("answer", p.answer),
+            ("direct_prompt", p.direct_prompt),
+            ("direct_answer", p.direct_answer),
+        ):
             cols[k].append(v)
     sub = {k: cfg[k] for k in PROMPT_KEYS if k in cfg}
     write_table(to_table(cols, schemas.DIGITS_PROMPTS), outputs["prompts"], RunMeta("digits_prompts", config_hash(sub)))

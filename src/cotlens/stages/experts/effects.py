@@ -78,16 +78,31 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
             said = respond(lm, [r["question"] for r in study + quality], cfg)
             nll = reference_nll(lm, [(r["question"], r["reference"]) for r in refs], int(cfg["batch_size"]))
         # the quality guard: each response's fluency under the model with no switch
-        asked = [(tok(render(tok, r["question"]))["input_ids"], ids) for r, (_, ids) in zip(study + quality, said,
-                                                                                          strict=True)]  # fmt: skip
+        asked = [
+            (tok(render(tok, r["question"]))["input_ids"], ids)
+            for r, (_, ids) in zip(study + quality, said, strict=True)
+        ]
         fluency = continuation_nll(lm, asked, int(cfg["batch_size"]))
         cols: dict[str, list[Any]] = {f.name: [] for f in schemas.EXPERT_EFFECTS}
         for r, (text, ids), (fs, fn) in zip(study + quality, said, fluency, strict=True):
             st = r["set"] == "study"
             refused = classify(r["question"], text) if st else None
             correct = None if st else first_int(text) == r["reference"]
-            vals = (condition, mode, k, seed, label, r["prompt_id"], r["set"], refused, correct, None, len(ids), text,
-                    fs / fn if fn else None)  # fmt: skip
+            vals = (
+                condition,
+                mode,
+                k,
+                seed,
+                label,
+                r["prompt_id"],
+                r["set"],
+                refused,
+                correct,
+                None,
+                len(ids),
+                text,
+                fs / fn if fn else None,
+            )
             for key, v in zip(cols, vals, strict=True):
                 cols[key].append(v)
         for r, (s, n) in zip(refs, nll, strict=True):
@@ -96,8 +111,10 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
                 cols[key].append(v)
         rate = np.mean(cols["refused"][: len(study)])
         ppl = math.exp(sum(s for s, _ in nll) / max(1, sum(n for _, n in nll)))
-        print(f"{condition:8s} {mode:4s} k={k:<3d} seed={seed:<3d} refused {rate:.3f}  ppl {ppl:.2f}  [{label}]",
-              flush=True)  # fmt: skip
+        print(
+            f"{condition:8s} {mode:4s} k={k:<3d} seed={seed:<3d} refused {rate:.3f}  ppl {ppl:.2f}  [{label}]",
+            flush=True,
+        )
         return to_table(cols, schemas.EXPERT_EFFECTS)
 
     # one resumable shard per condition: a rerun after a crash measures only the missing ones

@@ -34,8 +34,14 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
     ]
     src = read_meta(routes)
     n_layers, n_exp = int(src["extra"]["n_layers"]), int(src["extra"]["n_experts"])
-    freq = frequencies([index[rt["prompt_id"][i]] for i in keep], [rt["layer"][i] for i in keep],
-                       [rt["experts"][i] for i in keep], len(ids), n_layers, n_exp)  # fmt: skip
+    freq = frequencies(
+        [index[rt["prompt_id"][i]] for i in keep],
+        [rt["layer"][i] for i in keep],
+        [rt["experts"][i] for i in keep],
+        len(ids),
+        n_layers,
+        n_exp,
+    )
     if cfg["classes"] == "response":
         beh = np.array([bool(resp[p]["refused"]) for p in ids])
     else:
@@ -60,8 +66,17 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
         order = {le: r for r, le in enumerate(top_experts(score, score.size))}
         for lay in range(n_layers):
             for e in range(n_exp):
-                vals = (name, lay, e, float(score[lay, e]), float(fb[lay, e]), float(fo[lay, e]), order[(lay, e)],
-                        int(b.sum()), int((~b).sum()))  # fmt: skip
+                vals = (
+                    name,
+                    lay,
+                    e,
+                    float(score[lay, e]),
+                    float(fb[lay, e]),
+                    float(fo[lay, e]),
+                    order[(lay, e)],
+                    int(b.sum()),
+                    int((~b).sum()),
+                )
                 for k, v in zip(cols, vals, strict=True):
                     cols[k].append(v)
     meta = model_meta("experts_ftri", cfg, {"name": src["model"], "revision": src["revision"]}, src["dtype"])

@@ -49,14 +49,17 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
                 seqs = [a + b for a, b in zip(ids, resp, strict=True)]
                 k = c.experts.shape[1] if c.experts.ndim == 2 else 0
                 cols = {
-                    "prompt_id": pid[c.row], "pos": c.pos, "phase": np.where(c.generated, "generated", "prompt"),
+                    "prompt_id": pid[c.row],
+                    "pos": c.pos,
+                    "phase": np.where(c.generated, "generated", "prompt"),
                     "token_id": np.asarray([seqs[r][p] for r, p in zip(c.row, c.pos, strict=True)], dtype=np.int32),
                     "layer": c.layer.astype(np.int16),
                     "experts": pa.FixedSizeListArray.from_arrays(pa.array(c.experts.astype(np.int16).ravel()), k),
                     "weights": pa.FixedSizeListArray.from_arrays(pa.array(c.weights.ravel()), k),
-                }  # fmt: skip
-                writer.write(to_table({n: _arrow(v, schemas.ROUTES.field(n).type) for n, v in cols.items()},
-                                      schemas.ROUTES))  # fmt: skip
+                }
+                writer.write(
+                    to_table({n: _arrow(v, schemas.ROUTES.field(n).type) for n, v in cols.items()}, schemas.ROUTES)
+                )
                 done += len(ids)
                 prompt_len.extend(map(len, ids))
 
@@ -65,8 +68,7 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
         classify, by = refusal_classifier(judge, runtime.get("judge_cache"))
         cols: dict[str, list[Any]] = {f.name: [] for f in schemas.EXPERT_RESPONSES}
         for row, (text, ids), plen in zip(study, answers, prompt_len, strict=True):
-            vals = (row["prompt_id"], text, classify(row["question"], text), not text.strip(), by,
-                    plen, len(ids))  # fmt: skip
+            vals = (row["prompt_id"], text, classify(row["question"], text), not text.strip(), by, plen, len(ids))
             for k, v in zip(cols, vals, strict=True):
                 cols[k].append(v)
         write_table(to_table(cols, schemas.EXPERT_RESPONSES), responses_out, meta)

@@ -36,9 +36,13 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
     d = lm.dims
     with NeuronScorer(lm.model, lm.adapter, d, int(cfg["top_k"]), int(cfg["batch_size"])) as sc:
         answers = solve(
-            lm, texts, golds, cfg, on_step=sc.rows,
+            lm,
+            texts,
+            golds,
+            cfg,
+            on_step=sc.rows,
             after_batch=lambda b: sc.commit([i for i, a in enumerate(b) if a.correct]),
-        )  # fmt: skip
+        )
     n_correct = sum(a.correct for a in answers)
     if n_correct == 0:
         raise CotlensError(
@@ -73,10 +77,18 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
                 by = "lexicon"
                 if judge is not None and r < int(cfg.get("judge_top", 0)):
                     concept, by = judge.label(tokens), judged_by
-            row = {"layer": layer, "neuron": j, "freq": float(freq[layer, j]), "mean_act": float(mean[layer, j]),
-                   "rank": r, "top_tokens": proj.with_norm if proj else [],
-                   "top_tokens_raw": proj.without_norm if proj else [], "concept": concept,
-                   "labelled_by": by, "lexicon": lexicon}  # fmt: skip
+            row = {
+                "layer": layer,
+                "neuron": j,
+                "freq": float(freq[layer, j]),
+                "mean_act": float(mean[layer, j]),
+                "rank": r,
+                "top_tokens": proj.with_norm if proj else [],
+                "top_tokens_raw": proj.without_norm if proj else [],
+                "concept": concept,
+                "labelled_by": by,
+                "lexicon": lexicon,
+            }
             for k, v in row.items():
                 cols[k].append(v)
     meta = model_meta("neurons_discovery", cfg, lm.manifest, lm.dtype)

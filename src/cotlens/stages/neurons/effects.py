@@ -82,9 +82,20 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
                 answers, acts = measured(texts, golds)
         cols: dict[str, list[Any]] = {f.name: [] for f in schemas.NEURON_EFFECTS}
         for pid, a, (act, level) in zip(ids, answers, acts, strict=True):
-            row = {"condition": condition, "variant": variant, "mode": mode, "seed": seed, "n_ablated": n_abl,
-                   "problem_id": pid, "pred": a.pred, "correct": a.correct, "concept_act": act, "concept_active": level,
-                   "n_tokens": a.n_tokens, "text": a.text}  # fmt: skip
+            row = {
+                "condition": condition,
+                "variant": variant,
+                "mode": mode,
+                "seed": seed,
+                "n_ablated": n_abl,
+                "problem_id": pid,
+                "pred": a.pred,
+                "correct": a.correct,
+                "concept_act": act,
+                "concept_active": level,
+                "n_tokens": a.n_tokens,
+                "text": a.text,
+            }
             for c, v in row.items():
                 cols[c].append(v)
         ok = sum(a.correct for a in answers)

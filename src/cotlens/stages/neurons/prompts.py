@@ -29,9 +29,15 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
     for variant in VARIANTS:
         shots = variant_shots(ex, variant)
         for i, p in enumerate(problems):
-            row = {"problem_id": i, "variant": variant, "prompt": build_prompt(p.question, shots, variant),
-                   "answer": p.answer, "n_steps": len(p.steps), "ops": "".join(p.ops),
-                   "source": "gsm8k" if ac.gsm8k_path else "generated"}  # fmt: skip
+            row = {
+                "problem_id": i,
+                "variant": variant,
+                "prompt": build_prompt(p.question, shots, variant),
+                "answer": p.answer,
+                "n_steps": len(p.steps),
+                "ops": "".join(p.ops),
+                "source": "gsm8k" if ac.gsm8k_path else "generated",
+            }
             for k, v in row.items():
                 cols[k].append(v)
     sub = {k: cfg[k] for k in PROMPT_KEYS if k in cfg}
