@@ -77,7 +77,7 @@ def speed(
     plain = solve(lm, texts, golds, run)
     sync()
     t_plain = time.perf_counter() - t
-    with NeuronScorer(lm.model, lm.adapter, lm.dims, k=20, batch=8) as sc:
+    with NeuronScorer(lm, k=20, batch=8) as sc:
         t = time.perf_counter()
         scored = solve(lm, texts, golds, run, on_step=sc.rows, after_batch=lambda b: sc.commit(range(len(b))))
         sync()
@@ -111,7 +111,7 @@ def child(model_dir: str, n: int, work: str) -> None:
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     t = time.perf_counter()
     sc_cfg, pad = SampleConfig(max_new_tokens=32, batch_size=8), int(lm.tokenizer.pad_token_id)
-    with NeuronScorer(lm.model, lm.adapter, lm.dims, k=20, batch=8) as sc:
+    with NeuronScorer(lm, k=20, batch=8) as sc:
         for s in range(0, n, 8):
             ids = [lm.tokenizer(t)["input_ids"] for t in texts[s : s + 8]]
             gens = generate_batch(lm.model, ids, sc_cfg, pad, set(), lambda _: None, lm.device, on_step=sc.rows)

@@ -27,7 +27,7 @@ from torch import nn
 
 from cotlens.errors import CotlensError
 from cotlens.hooks import Hooked, edit_inputs, output_hooks, site_pre_hooks
-from cotlens.models.adapters import Adapter, Dims, get, layers, readout
+from cotlens.models.adapters import Adapter, Dims, ModelHandle, get, layers, readout
 from cotlens.prompts.arith import VARIANTS, is_done, parse_answer
 from cotlens.sampling import SampleConfig, generate_batch
 from cotlens.types import ABLATIONS, AblationMode
@@ -86,7 +86,8 @@ class NeuronScorer(Hooked):
     :meth:`commit` adds the rows that count (e.g. correct answers) to the totals.
     """
 
-    def __init__(self, model: nn.Module, ad: Adapter, dims: Dims, k: int, batch: int) -> None:
+    def __init__(self, mh: ModelHandle, k: int, batch: int) -> None:
+        model, ad, dims = mh.model, mh.adapter, mh.dims
         self.model, self.ad, self.dims, self.k = model, ad, dims, k
         dev = next(model.parameters()).device
         self.norms = [out_columns(model, ad, li).float().norm(dim=1) for li in range(dims.n_layers)]

@@ -72,7 +72,7 @@ def test_one_neuron_scoring_pass(family: str) -> None:
     ad = adapter_for(model)
     d = dims(model, ad)
     ids = torch.tensor([[5, 9, 11, 3], [4, 6, 12, 13]])
-    with torch.no_grad(), NeuronScorer(model, ad, d, k=3, batch=2) as sc, Capture(model, ad, ["mlp"]) as cap:
+    with torch.no_grad(), NeuronScorer(Handle(model, ad, d), k=3, batch=2) as sc, Capture(model, ad, ["mlp"]) as cap:
         sc.rows([0, 1])
         model(input_ids=ids)
         sc.commit([0, 1])

@@ -34,7 +34,7 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
     require(inputs.get("checks"), "decomposition", "neuron scoring and vocabulary projection (neurons_discovery)")
     lm = load_for_stage(model_dir, runtime, threads)
     d = lm.dims
-    with NeuronScorer(lm.model, lm.adapter, d, int(cfg["top_k"]), int(cfg["batch_size"])) as sc:
+    with NeuronScorer(lm, int(cfg["top_k"]), int(cfg["batch_size"])) as sc:
         answers = solve(
             lm,
             texts,
