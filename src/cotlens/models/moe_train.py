@@ -11,8 +11,6 @@ other, written atomically.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import time
 from collections.abc import Mapping
@@ -54,7 +52,7 @@ def train_moe(entry: Mapping[str, Any], out: str | Path, threads: int = 2, log_e
     import torch
     from transformers import AutoModelForCausalLM
 
-    from cotlens.models.tiny import train_tokenizer
+    from cotlens.models.tiny import train_tokenizer, write_manifest
     from cotlens.prompts.moe import training_corpus
 
     r = recipe(entry)
@@ -106,10 +104,5 @@ def train_moe(entry: Mapping[str, Any], out: str | Path, threads: int = 2, log_e
     with atomic_dir(out) as tmp:
         model.save_pretrained(tmp / "weights")
         tok.save_pretrained(tmp / "weights")
-        h = hashlib.sha256()
-        for f in sorted((tmp / "weights").glob("*.safetensors")):
-            h.update(f.read_bytes())
-        manifest["sha256"] = h.hexdigest()
-        manifest["name"] = Path(out).name
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
+        manifest = write_manifest(tmp, out, manifest)
     return manifest

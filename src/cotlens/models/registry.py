@@ -107,12 +107,17 @@ TRAIN_DEFAULTS: dict[str, Any] = {
 }
 
 
+def _settings(entry: Mapping[str, Any], defaults: Mapping[str, Any], what: str) -> dict[str, Any]:
+    """A built model's settings: ``entry`` over ``defaults`` (unknown keys are errors)."""
+    extra = set(entry) - set(defaults) - {"source"}
+    if extra:
+        raise CotlensError(f"unknown {what} settings {sorted(extra)}", f"use only {sorted(defaults)}")
+    return {**defaults, **{k: v for k, v in entry.items() if k != "source"}}
+
+
 def recipe(entry: Mapping[str, Any]) -> dict[str, Any]:
     """The registry entry's training settings over :data:`TRAIN_DEFAULTS` (unknown keys are errors)."""
-    extra = set(entry) - set(TRAIN_DEFAULTS) - {"source"}
-    if extra:
-        raise CotlensError(f"unknown train_moe settings {sorted(extra)}", f"use only {sorted(TRAIN_DEFAULTS)}")
-    r = {**TRAIN_DEFAULTS, **{k: v for k, v in entry.items() if k != "source"}}
+    r = _settings(entry, TRAIN_DEFAULTS, "train_moe")
     if r["family"] not in TRAIN_FAMILIES:
         raise CotlensError(f"train_moe family {r['family']!r} is not supported", f"use one of {list(TRAIN_FAMILIES)}")
     if not 1 <= int(r["top_k"]) <= int(r["experts"]):
@@ -134,10 +139,7 @@ TINY_DEFAULTS: dict[str, Any] = {
 
 def tiny_recipe(entry: Mapping[str, Any]) -> dict[str, Any]:
     """The entry's settings over :data:`TINY_DEFAULTS` (unknown keys are errors)."""
-    extra = set(entry) - set(TINY_DEFAULTS) - {"source"}
-    if extra:
-        raise CotlensError(f"unknown tiny model settings {sorted(extra)}", f"use only {sorted(TINY_DEFAULTS)}")
-    return {**TINY_DEFAULTS, **{k: v for k, v in entry.items() if k != "source"}}
+    return _settings(entry, TINY_DEFAULTS, "tiny model")
 
 
 def recipe_revision(r: Mapping[str, Any]) -> str:

@@ -71,6 +71,17 @@ def build_tiny_llama(
     return Path(out)
 
 
+def write_manifest(tmp: Path, out: str | Path, manifest: dict[str, Any]) -> dict[str, Any]:
+    """Finish a built model directory ``tmp`` (to become ``out``): the manifest with the
+    sha256 of its safetensors weights and its name."""
+    h = hashlib.sha256()
+    for f in sorted((tmp / "weights").glob("*.safetensors")):
+        h.update(f.read_bytes())
+    manifest = {**manifest, "sha256": h.hexdigest(), "name": Path(out).name}
+    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
+    return manifest
+
+
 def prontoqa_corpus() -> list[str]:
     """The tokenizer corpus of the tiny model: PrOntoQA prompts of 1-5 hops."""
     from cotlens.prompts import fewshot
@@ -95,16 +106,7 @@ def build_tiny(entry: Mapping[str, Any], out: str | Path) -> dict[str, Any]:
             vocab_size=int(r["vocab_size"]),
             seed=int(r["seed"]),
         )
-        h = hashlib.sha256()
-        for f in sorted((tmp / "weights").glob("*.safetensors")):
-            h.update(f.read_bytes())
-        manifest = {
-            "name": Path(out).name,
-            "source": "tiny",
-            "revision": recipe_revision(r),
-            "recipe": r,
-            "path": "weights",
-            "sha256": h.hexdigest(),
-        }
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
+        manifest = write_manifest(
+            tmp, out, {"source": "tiny", "revision": recipe_revision(r), "recipe": r, "path": "weights"}
+        )
     return manifest
