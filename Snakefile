@@ -1,11 +1,21 @@
+import sys
+
 from snakemake.utils import min_version, validate
 
 min_version("9.0")
+sys.path.insert(0, f"{workflow.basedir}/src")
+from cotlens.configcheck import check_config, check_files
+
+# Size, YAML syntax, alias bombs and cycles, key types: one clear error naming the file,
+# before anything walks the config (cotlens.configcheck).
+CONFIG_FILES = ["config.yaml", *workflow.overwrite_configfiles]
+check_files(CONFIG_FILES)
 
 
 configfile: "config.yaml"
 
 
+check_config(config, CONFIG_FILES)
 validate(config, "workflow/schemas/config.schema.yaml")
 
 

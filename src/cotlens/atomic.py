@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import glob
 import os
+import re
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -42,17 +45,65 @@ def _umask() -> int:
     return mask
 
 
+def _owner() -> str:
+    return f"{os.getpid()}@{socket.gethostname()}"
+
+
 def _tmp_sibling(path: Path, is_dir: bool) -> Path:
-    """A temp file/dir next to ``path`` with the permissions a plain open() would give."""
+    """A temp file/dir next to ``path`` with the permissions a plain open() would give,
+    named ``.tmp-<name>-<pid>@<host>-<random>`` so an orphan can be told from a live one."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    prefix = f".tmp-{path.name}-{_owner()}-"
     if is_dir:
-        tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{path.name}-", dir=path.parent))
+        tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=path.parent))
         os.chmod(tmp, 0o777 & ~_umask())
         return tmp
-    fd, name = tempfile.mkstemp(prefix=f".tmp-{path.name}-", dir=path.parent)
+    fd, name = tempfile.mkstemp(prefix=prefix, dir=path.parent)
     os.close(fd)
     os.chmod(name, 0o666 & ~_umask())
     return Path(name)
+
+
+_OWNED = re.compile(r"^(\d+)@(.+)-[a-z0-9_]+$")
+_UNOWNED = re.compile(r"^[a-z0-9_]{8}$")  # the naming before owners were recorded
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def _orphaned(rest: str) -> bool:
+    """Whether a temp named ``.tmp-<name>-<rest>`` is an orphan: written by a process of
+    this host that has ended (a kill -9, a node out of memory), or of the older naming
+    without an owner. A temp of another host is left alone (it may be live)."""
+    m = _OWNED.match(rest)
+    if m is None:
+        return bool(_UNOWNED.match(rest))
+    return m[2] == socket.gethostname() and not _alive(int(m[1]))
+
+
+def orphans(path: str | os.PathLike[str]) -> list[Path]:
+    """The ``.tmp-*`` siblings of ``path`` that no live process owns."""
+    final = Path(path)
+    head = f".tmp-{final.name}-"
+    return [p for p in final.parent.glob(glob.escape(head) + "*") if _orphaned(p.name[len(head) :])]
+
+
+def remove_orphans(path: str | os.PathLike[str]) -> list[Path]:
+    """Remove the orphaned temp siblings of ``path`` (see :func:`orphans`); returns them."""
+    gone = orphans(path)
+    for p in gone:
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
+    return gone
 
 
 @contextlib.contextmanager

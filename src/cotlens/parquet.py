@@ -54,6 +54,7 @@ class RunMeta:
     model: str | None = None
     revision: str | None = None
     dtype: str | None = None
+    fingerprint: str | None = None  # the model's content (cotlens.models.fingerprint)
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> bytes:

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from cotlens.batch import pad
+from cotlens.models.adapters import check_context
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,7 @@ def generate_batch(
     score generated tokens use it; the shared-prefix forward is not announced).
     """
     b = len(prompts)
+    check_context(model, max(map(len, prompts)) + cfg.max_new_tokens, "a prompt plus max_new_tokens")
     n_shared = shared_prefix_len(prompts)
     past = None
     if n_shared:

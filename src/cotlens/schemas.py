@@ -332,3 +332,29 @@ EXPERT_EFFECTS = pa.schema(
         ("fluency_nll", pa.float64()),
     ]
 )
+
+
+# Every table a stage reads back, by "<study>/<file stem>": its schema and the columns
+# that identify a row (checked unique on read, cotlens.provenance). The activations
+# directory's schema depends on the model; its shards are checked against their index.
+TABLES: dict[str, tuple[pa.Schema, tuple[str, ...]]] = {
+    "circuits/prompts": (CIRCUITS_PROMPTS, ("prompt_id",)),
+    "circuits/samples": (SAMPLES, ("prompt_id", "sample_idx")),
+    "circuits/lens": (LENS, ("prompt_id", "sample_idx", "pos_kind", "pos", "layer")),
+    "circuits/pairs": (PAIRS, ("pair_id",)),
+    "circuits/patching": (PATCHING, ("pair_id", "method", "pos", "layer", "head")),
+    "circuits/pathways": (PATHWAYS, ("pair_id", "positions")),
+    "circuits/heads": (HEADS, ("pair_id", "layer", "head")),
+    "circuits/sufficiency": (SUFFICIENCY, ("k", "subtask", "pair_id", "random", "draw")),
+    "circuits/probe": (PROBE, ("layer", "split")),
+    "digits/prompts": (DIGITS_PROMPTS, ("problem_id",)),
+    "digits/confidence": (DIGITS, ("problem_id", "setting", "place")),
+    "neurons/prompts": (NEURONS_PROMPTS, ("problem_id", "variant")),
+    "neurons/neurons": (NEURONS, ("layer", "neuron")),
+    "neurons/effects": (NEURON_EFFECTS, ("condition", "variant", "mode", "seed", "n_ablated", "problem_id")),
+    "experts/prompts": (EXPERTS_PROMPTS, ("prompt_id",)),
+    "experts/responses": (EXPERT_RESPONSES, ("prompt_id",)),
+    "experts/routes": (ROUTES, ("prompt_id", "phase", "pos", "layer")),
+    "experts/ftri": (FTRI, ("contrast", "layer", "expert")),
+    "experts/effects": (EXPERT_EFFECTS, ("condition", "mode", "k", "seed", "prompt_id")),
+}

@@ -25,8 +25,9 @@ from typing import Any
 
 import pyarrow as pa
 
-from cotlens.atomic import explain
+from cotlens.atomic import explain, remove_orphans
 from cotlens.parquet import RunMeta, read_meta, read_table, write_table
+from cotlens.provenance import write_index
 
 HOLD_ENV = "COTLENS_TEST_HOLD"
 HOLD_SECONDS = 600  # a hold that nobody kills ends, and the stage goes on
@@ -45,6 +46,8 @@ class Shards:
             self.dir.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise explain(e, self.dir) from e
+        for k in range(n):  # temp files of a killed run
+            remove_orphans(self.path(k))
 
     def path(self, k: int) -> Path:
         return self.dir / f"{self.prefix}-{k:05d}.parquet"
@@ -98,6 +101,7 @@ class Shards:
     def promote(self, out: str | os.PathLike[str]) -> None:
         """Make the shard directory itself the output (one rename)."""
         self.prune()
+        write_index(self.dir)  # what the readers check the directory against (cotlens.provenance)
         out = Path(out)
         if out.exists():
             shutil.rmtree(out)

@@ -18,17 +18,17 @@ class Study:
     name: StudyName
     paper: str
     title: str  # the report's category
-    # figure -> the tables it reads: "prompts" is results/<study>/prompts.parquet, any
-    # other name results/<study>/<model>/<name>.parquet
+    # figure -> the tables it reads: "prompts" is results/<run>/<study>/prompts.parquet,
+    # any other name results/<run>/<study>/<model>/<name>.parquet
     figures: dict[str, tuple[str, ...]]
     # the config key listing the models the study runs on
     models_key: str = "active_models"
 
-    def table(self, name: str, model: str) -> str:
-        """The path of one of the study's Parquet tables."""
+    def table(self, name: str, model: str, run: str = "default") -> str:
+        """The path of one of the study's Parquet tables in run ``run`` (config ``run:``)."""
         if name == "prompts":
-            return f"results/{self.name}/prompts.parquet"
-        return f"results/{self.name}/{model}/{name}.parquet"
+            return f"results/{run}/{self.name}/prompts.parquet"
+        return f"results/{run}/{self.name}/{model}/{name}.parquet"
 
 
 STUDIES: dict[str, Study] = {

@@ -16,7 +16,9 @@ os.environ.update(
 
 from cotlens.codedeps import module_closure
 from cotlens.errors import CotlensError
+from cotlens.models.fingerprint import local_fingerprint
 from cotlens.models.registry import resolve
+from cotlens.models.shape import routed_experts
 from cotlens.studies import STUDIES
 
 for _name in config["active_models"] + config["experts"]["models"]:
@@ -24,6 +26,22 @@ for _name in config["active_models"] + config["experts"]["models"]:
         resolve(_name, config["models"])
     except CotlensError as _e:
         raise ValueError(f"invalid config: {_e}") from None
+for _key, _judge in (
+    ("experts.judge", config["experts"].get("judge", "")),
+    ("neurons.discovery.judge", config["neurons"]["discovery"].get("judge", "")),
+):
+    if _judge and _judge not in config["models"]:
+        raise ValueError(
+            f"invalid config: {_key} is {_judge!r}, which is not a model of the registry "
+            f"(models: {', '.join(config['models'])}); name one of them, or leave it empty for the rule set"
+        )
+for _name in config["experts"]["models"] if "experts" in config["studies"] else []:
+    _pool = routed_experts(config["models"][_name], f"resources/models/{_name}")
+    if _pool is not None and max(config["experts"]["k"]) > _pool:
+        raise ValueError(
+            f"invalid config: experts.k asks for {max(config['experts']['k'])} experts, but {_name} "
+            f"routes to {_pool} (layers x experts); use k values up to {_pool}"
+        )
 
 
 def alternation(names):
@@ -34,6 +52,10 @@ def alternation(names):
 TRAINED = [m for m, e in config["models"].items() if e.get("source") == "train"]
 TINY = [m for m, e in config["models"].items() if e.get("source") == "tiny"]
 PREPARED = [m for m in config["models"] if m not in TRAINED + TINY]
+# Every output of this configuration lies under results/<run>/ (config `run:`), so runs
+# with other configs coexist; models and their checks in resources/ are shared.
+RUN = config["run"]
+RESULTS = f"results/{RUN}"
 MODEL = "resources/models/{model}"
 CHECKS = "resources/checks/{model}.json"
 
@@ -43,25 +65,34 @@ wildcard_constraints:
 
 
 def code_deps(script):
-    """Library files the script imports (transitively): edits to them rerun the rule."""
-    return [str(p) for p in module_closure(SCRIPTS / script, SRC)]
+    """Library files the script imports (transitively): edits to them rerun the rule.
+    Relative to the working directory, so a checkout moved or copied elsewhere with its
+    results reruns nothing (Snakemake records the set of input paths)."""
+    return [os.path.relpath(p) for p in module_closure(SCRIPTS / script, SRC)]
 
 
 def table(study, name):
     """A study's Parquet table: prompts per study, the rest per {model}."""
-    return STUDIES[study].table(name, "{model}")
+    return STUDIES[study].table(name, "{model}", RUN)
 
 
 def log_path(rule, per="{model}"):
-    return f"results/logs/{rule}/{per}.log"
+    return f"{RESULTS}/logs/{rule}/{per}.log"
 
 
 def bench_path(rule, per="{model}"):
-    return f"results/benchmarks/{rule}/{per}.tsv"
+    return f"{RESULTS}/benchmarks/{rule}/{per}.tsv"
 
 
 def model_entry(wildcards):
     return {wildcards.model: config["models"][wildcards.model]}
+
+
+def model_content(wildcards):
+    """The content fingerprint of a `local` model (cotlens.models.fingerprint; hashes
+    cached by path, size and mtime): new weights at the same path rerun models_prepare
+    and everything made from the model."""
+    return local_fingerprint(config["models"][wildcards.model])
 
 
 def study_models(study):
@@ -73,7 +104,7 @@ def study_models(study):
 def all_figures():
     """Every figure (png, pdf, json) of every study in `studies`, for its models."""
     return [
-        f"results/{s}/{model}/figures/{figure}.{ext}"
+        f"{RESULTS}/{s}/{model}/figures/{figure}.{ext}"
         for s in config["studies"]
         for model in study_models(s)
         for figure in STUDIES[s].figures
@@ -84,7 +115,7 @@ def all_figures():
 def figure_inputs(study):
     """The tables one figure of ``study`` reads (cotlens.studies), by name."""
     return lambda wc: {
-        name: STUDIES[study].table(name, wc.model)
+        name: STUDIES[study].table(name, wc.model, RUN)
         for name in STUDIES[study].figures[wc.figure]
     }
 

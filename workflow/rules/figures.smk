@@ -12,18 +12,18 @@ for _study in STUDIES.values():
             code=code_deps(f"{_study.name}/figure.py"),
         output:
             png=report(
-                f"results/{_study.name}/{{model}}/figures/{{figure}}.png",
+                f"{RESULTS}/{_study.name}/{{model}}/figures/{{figure}}.png",
                 caption=f"../report/{_study.name}.rst",
                 category=_study.title,
                 subcategory="{model}",
                 labels={"model": "{model}", "figure": "{figure}"},
             ),
-            pdf=f"results/{_study.name}/{{model}}/figures/{{figure}}.pdf",
-            json=f"results/{_study.name}/{{model}}/figures/{{figure}}.json",
+            pdf=f"{RESULTS}/{_study.name}/{{model}}/figures/{{figure}}.pdf",
+            json=f"{RESULTS}/{_study.name}/{{model}}/figures/{{figure}}.json",
         log:
-            f"results/logs/{_study.name}_figure/{{model}}-{{figure}}.log",
+            f"{RESULTS}/logs/{_study.name}_figure/{{model}}-{{figure}}.log",
         benchmark:
-            f"results/benchmarks/{_study.name}_figure/{{model}}-{{figure}}.tsv"
+            f"{RESULTS}/benchmarks/{_study.name}_figure/{{model}}-{{figure}}.tsv"
         wildcard_constraints:
             figure=alternation(_study.figures),
         conda:

@@ -20,6 +20,7 @@ rule models_prepare:
         mem_mb=16000,
     params:
         cfg=model_entry,
+        content=model_content,
     script:
         "../../scripts/models/prepare.py"
 

@@ -409,3 +409,42 @@ def handle(model: nn.Module, ad: Adapter | None = None) -> Handle:
     """The handle of ``model`` (its adapter inferred unless given)."""
     ad = ad or adapter_for(model)
     return Handle(model, ad, dims(model, ad))
+
+
+def context_length(model: nn.Module) -> int | None:
+    """The positions a model was built for (``max_position_embeddings``, ``n_positions``
+    or ``n_ctx`` of its config); None when the config names none."""
+    cfg = getattr(model, "config", None)
+    cfg = getattr(cfg, "text_config", None) or cfg
+    for key in ("max_position_embeddings", "n_positions", "n_ctx"):
+        n = getattr(cfg, key, None)
+        if isinstance(n, int) and n > 0:
+            return n
+    return None
+
+
+def check_context(model: nn.Module, length: int, what: str) -> None:
+    """Refuse a sequence longer than the model's context: learned position tables fail
+    with an IndexError, rotary models silently read garbage positions beyond it."""
+    n = context_length(model)
+    if n is not None and length > n:
+        raise CotlensError(
+            f"{what} is {length} tokens, but the model's context is {n} positions",
+            "shorten the prompts (fewer shots or facts, e.g. n_shots) or max_new_tokens, or use a longer-context model",
+        )
+
+
+def guard_context(model: nn.Module) -> None:
+    """A forward pre-hook refusing inputs longer than the context (every forward, with
+    the input length known before the first layer runs)."""
+    if context_length(model) is None:
+        return
+
+    def hook(_mod: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        if isinstance(ids, torch.Tensor) and ids.dim() == 2:
+            pos = kwargs.get("cache_position")
+            end = int(pos[-1]) + 1 if isinstance(pos, torch.Tensor) and pos.numel() else ids.shape[-1]
+            check_context(model, max(end, ids.shape[-1]), "an input")
+
+    model.register_forward_pre_hook(hook, with_kwargs=True)

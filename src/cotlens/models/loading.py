@@ -12,7 +12,8 @@ import torch
 from torch import nn
 
 from cotlens.errors import CotlensError
-from cotlens.models.adapters import Adapter, Dims, adapter_for, dims
+from cotlens.models.adapters import Adapter, Dims, adapter_for, dims, guard_context
+from cotlens.models.fingerprint import dir_content
 from cotlens.models.prepare import check_local_dir
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -30,9 +31,24 @@ class Loaded:
 
 
 def pick_device(device: str) -> torch.device:
+    """``runtime.device`` as a torch device, refused when this machine lacks it."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        dev = torch.device(device)
+    except RuntimeError as e:
+        raise CotlensError(f"runtime.device is {device!r}: {e}", "use auto, cpu, cuda or cuda:<index>") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise CotlensError(
+            f"runtime.device is {device!r}, but torch sees no CUDA device on this machine",
+            "use runtime.device: auto (or cpu), or run the stage on a GPU node (workflow/profiles/slurm)",
+        )
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise CotlensError(
+            f"runtime.device is {device!r}, but this machine has {torch.cuda.device_count()} CUDA device(s)",
+            "use runtime.device: cuda (or auto)",
+        )
+    return dev
 
 
 def read_manifest(model_dir: str | Path) -> dict[str, Any]:
@@ -91,7 +107,26 @@ def where_of(model_dir: str | Path, man: dict[str, Any]) -> tuple[str | Path, di
         return man["repo"], {"revision": man.get("commit") or man.get("revision", "main")}
     where = Path(model_dir) / man["path"] if not Path(man["path"]).is_absolute() else Path(man["path"])
     check_local_dir(Path(where))
+    if man["source"] == "local" and man.get("files"):  # the user's directory: still what was prepared?
+        now, _ = dir_content(where)
+        if now != man["fingerprint"]:
+            raise CotlensError(
+                f"the files of model {man['name']!r} in {where} changed after it was prepared "
+                f"({man['fingerprint'][:19]} then, {now[:19]} now)",
+                "rerun the workflow: Snakemake prepares the model again and reruns every stage that used it",
+            )
     return where, {}
+
+
+def check_vocab(model: nn.Module, tok: Any, name: str) -> None:
+    """Every token id the tokenizer can produce has a row in the embedding."""
+    rows = int(cast(Any, model).get_input_embeddings().weight.shape[0])
+    if len(tok) > rows:
+        raise CotlensError(
+            f"the tokenizer of model {name!r} has {len(tok)} tokens, but its embedding has {rows} rows: "
+            "token ids past the last row would index out of range",
+            "use the tokenizer files that came with these weights",
+        )
 
 
 def load(
@@ -103,8 +138,12 @@ def load(
 ) -> Loaded:
     """Load model + tokenizer in eval mode. ``attn='eager'`` for exact numerical checks."""
     man = read_manifest(model_dir)
+    if not device_map:
+        pick_device(device)  # an unavailable device is refused before the weights load
     where, kw = where_of(model_dir, man)
     model, tok, dev = open_model(where, kw, dtype, device, attn, device_map)
+    check_vocab(model, tok, str(man.get("name", where)))
+    guard_context(model)
     ad = adapter_for(model)
     return Loaded(model, tok, ad, dims(model, ad), man, dev, dtype)
 

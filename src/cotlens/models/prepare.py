@@ -5,7 +5,8 @@ once with transformers and save plain safetensors + tokenizer under ``weights/``
 local: check the directory holds a config and weights whose shapes match the config
 (or a GGUF file, converted).
 hub: record repo and revision (weights stay in the HF cache; pre-fetch on a login node).
-Each writes ``manifest.json``; the directory appears atomically.
+Each writes ``manifest.json`` with the model's content fingerprint
+(:mod:`cotlens.models.fingerprint`); the directory appears atomically.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any, cast
 
 from cotlens.atomic import atomic_dir
 from cotlens.errors import CotlensError
+from cotlens.models.fingerprint import dir_content, of_manifest
 from cotlens.models.registry import ModelSpec, PypiSource
 
 WEIGHT_GLOBS = ("*.safetensors", "pytorch_model*.bin", "model*.bin")
@@ -193,8 +195,10 @@ def prepare(spec: ModelSpec, out_dir: str | Path) -> dict[str, Any]:
                 check_local_dir(p)
                 check_weight_shapes(p)
                 manifest["path"] = str(p)
+                manifest["fingerprint"], manifest["files"] = dir_content(p)
         else:
             manifest["repo"] = spec.repo
             manifest["commit"] = hub_commit(str(spec.repo), spec.revision or "main")
+        manifest["fingerprint"] = of_manifest(manifest)
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
     return manifest

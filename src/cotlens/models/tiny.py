@@ -77,7 +77,7 @@ def write_manifest(tmp: Path, out: str | Path, manifest: dict[str, Any]) -> dict
     h = hashlib.sha256()
     for f in sorted((tmp / "weights").glob("*.safetensors")):
         h.update(f.read_bytes())
-    manifest = {**manifest, "sha256": h.hexdigest(), "name": Path(out).name}
+    manifest = {**manifest, "sha256": h.hexdigest(), "fingerprint": f"sha256:{h.hexdigest()}", "name": Path(out).name}
     (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
     return manifest
 

@@ -10,6 +10,7 @@ Two templates, each with a k-shot prefix of exemplars from the same (n, m) cell:
 from __future__ import annotations
 
 import random
+import string
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -40,6 +41,18 @@ class MultConfig:
 def split(template: str, answer: str, key: str) -> tuple[str, str]:
     """Template -> (text up to the answer field, text after it)."""
     marker = "{" + answer + "}"
+    try:
+        fields = [f for _, f, _, _ in string.Formatter().parse(template) if f is not None]
+    except ValueError as e:
+        raise CotlensError(
+            f"{key} = {template!r} is not a format string ({e})", "write literal braces as {{ and }}"
+        ) from None
+    unknown = sorted(set(fields) - {"a", "b", answer})
+    if unknown:
+        raise CotlensError(
+            f"{key} = {template!r} has the unknown field(s) {unknown}",
+            f"use only {{a}}, {{b}} and {marker} (write literal braces as {{{{ and }}}})",
+        )
     if template.count(marker) != 1 or "{a}" not in template or "{b}" not in template:
         raise CotlensError(f"{key} = {template!r}", f"it needs {{a}}, {{b}} and exactly one {marker}")
     head, tail = template.split(marker)

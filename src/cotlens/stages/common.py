@@ -21,9 +21,11 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
-from cotlens.atomic import atomic_path
+from cotlens.atomic import atomic_path, remove_orphans
 from cotlens.logs import logged
+from cotlens.models.fingerprint import of_manifest
 from cotlens.parquet import RunMeta, config_hash
+from cotlens.provenance import check_inputs
 
 Paths = Mapping[str, str]
 Params = Mapping[str, Any]
@@ -51,6 +53,10 @@ def from_snakemake(run: Stage, smk: Any) -> None:
     params = dict(getattr(smk.params, "cfg", {}) or {})
     runtime = dict(getattr(smk.params, "runtime", {}) or {})
     with logged(smk.log[0]):
+        for out in outputs.values():  # temp files a killed run left (none a live process owns)
+            for orphan in remove_orphans(out):
+                print(f"removed {orphan}, left by an interrupted run", flush=True)
+        check_inputs(inputs)  # one model, the right schemas, unique keys, complete shards
         run(inputs, outputs, params, runtime, int(smk.threads))
 
 
@@ -61,6 +67,7 @@ def model_meta(stage: str, cfg: Mapping[str, Any], manifest: Mapping[str, Any], 
         model=str(manifest.get("name")),
         revision=str(manifest.get("revision")),
         dtype=dtype,
+        fingerprint=of_manifest(manifest) if manifest.get("source") or manifest.get("fingerprint") else None,
         extra=extra,
     )
 

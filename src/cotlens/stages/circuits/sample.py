@@ -14,6 +14,7 @@ import torch
 
 from cotlens import parsing, schemas
 from cotlens.errors import CotlensError
+from cotlens.models.adapters import check_context
 from cotlens.models.loading import load_for_stage
 from cotlens.parquet import read_table, to_table, write_table
 from cotlens.sampling import Generation, SampleConfig, generate_batch
@@ -54,6 +55,10 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
     tok = lm.tokenizer
     enc = tok([r["prompt"] for r in tab])["input_ids"]
     enc_nf = tok([r["prompt_nofacts"] for r in tab])["input_ids"]
+    longest = max(range(len(enc)), key=lambda i: len(enc[i]))
+    check_context(
+        lm.model, len(enc[longest]) + sc.max_new_tokens, f"prompt {tab[longest]['prompt_id']} plus max_new_tokens"
+    )
     jobs = [(i, s) for i in range(len(tab)) for s in range(sc.n_samples)]
     jobs.sort(key=lambda j: -len(enc[j[0]]))  # similar lengths batch together
     eos = {int(tok.eos_token_id)} if tok.eos_token_id is not None else set()

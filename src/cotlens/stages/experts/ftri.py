@@ -79,6 +79,11 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
                 )
                 for k, v in zip(cols, vals, strict=True):
                     cols[k].append(v)
-    meta = model_meta("experts_ftri", cfg, {"name": src["model"], "revision": src["revision"]}, src["dtype"])
+    meta = model_meta(
+        "experts_ftri",
+        cfg,
+        {"name": src["model"], "revision": src["revision"], "fingerprint": src.get("fingerprint")},
+        src["dtype"],
+    )
     write_table(to_table(cols, schemas.FTRI), outputs["ftri"], meta)
     return len(cols["layer"])

