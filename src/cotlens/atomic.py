@@ -30,8 +30,20 @@ _FIXES = {
 }
 
 
+def _disk_full(where: Path) -> bool:
+    try:
+        return shutil.disk_usage(where if where.is_dir() else where.parent).free < (1 << 20)
+    except OSError:
+        return False
+
+
 def explain(e: BaseException, final: Path) -> BaseException:
-    """A user-facing error for an OS write failure (disk full, read-only, no permission)."""
+    """A user-facing error for an OS write failure (disk full, read-only, no permission).
+
+    A library that hides the OSError of a full disk behind another exception (matplotlib
+    raises an AttributeError from its half-closed file) is recognised by the free space."""
+    if not isinstance(e, OSError | CotlensError) and isinstance(e, Exception) and _disk_full(final):
+        e = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
     if isinstance(e, OSError) and e.errno in _FIXES:
         err = CotlensError(f"cannot write {final}: {os.strerror(e.errno)}", _FIXES[e.errno])
         err.__cause__ = e

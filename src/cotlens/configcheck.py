@@ -116,16 +116,34 @@ def check_config(config: Any, files: Sequence[str | os.PathLike[str]]) -> None:
         ) from None
 
 
+def run_name(paths: Iterable[str | os.PathLike[str]]) -> str:
+    """The ``run:`` the config files give (the last one that sets it wins), else default."""
+    import yaml
+
+    name = "default"
+    for p in map(Path, paths):
+        data = yaml.safe_load(p.read_text(encoding="utf-8")) if p.is_file() else None
+        if isinstance(data, dict) and isinstance(data.get("run"), str):
+            name = data["run"]
+    return name
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m cotlens.configcheck FILE...``: the checks above, before Snakemake's
-    command line parses the files (it reads a 36 MB file for minutes before any check)."""
+    """``python -m cotlens.configcheck [--run] FILE...``: the checks above, before
+    Snakemake's command line parses the files (it reads a 36 MB file for minutes before
+    any check); ``--run`` then prints the run name (the Makefile puts the report there)."""
     import sys
 
+    args = list(sys.argv[1:] if argv is None else argv)
+    show_run = "--run" in args
+    files = [a for a in args if a != "--run"]
     try:
-        check_files(sys.argv[1:] if argv is None else argv)
+        check_files(files)
     except CotlensError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    if show_run:
+        print(run_name(files))
     return 0
 
 

@@ -54,7 +54,7 @@ class RunMeta:
     model: str | None = None
     revision: str | None = None
     dtype: str | None = None
-    fingerprint: str | None = None  # the model's content (cotlens.models.fingerprint)
+    fingerprint: str | None = None  # the model's content (cotlens.fingerprint)
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> bytes:
@@ -136,7 +136,11 @@ class ShardWriter:
         self._ctx = atomic_path(path)
         self._tmp = self._ctx.__enter__()
         self.schema = _with_meta(schema, meta)
-        self._writer = pq.ParquetWriter(self._tmp, self.schema, **writer_options(self.schema))
+        try:
+            self._writer = pq.ParquetWriter(self._tmp, self.schema, **writer_options(self.schema))
+        except OSError as e:
+            self._ctx.__exit__(type(e), e, e.__traceback__)  # removes the temp file; raises one clear error
+            raise
         self._group_rows = group_rows
         self._buffer: list[pa.Table] = []
         self._buffered = 0

@@ -27,7 +27,7 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from cotlens.errors import CotlensError
-from cotlens.models.fingerprint import of_manifest
+from cotlens.fingerprint import of_manifest
 from cotlens.parquet import read_meta
 from cotlens.schemas import TABLES
 

@@ -44,7 +44,7 @@ def digests(wd: Path) -> dict[str, str]:
     out = {}
     for p in sorted((wd / "results").rglob("*")):
         rel = p.relative_to(wd / "results")
-        if p.is_file() and p.suffix in COMPARED and rel.parts[0] not in ("logs", "benchmarks"):
+        if p.is_file() and p.suffix in COMPARED and not {"logs", "benchmarks"} & set(rel.parts):
             out[str(rel)] = hashlib.sha256(p.read_bytes()).hexdigest()
     return out
 

@@ -4,6 +4,7 @@ the finished shards and ends with the same bytes as an uninterrupted run."""
 from __future__ import annotations
 
 import os
+import random
 import re
 import signal
 import subprocess
@@ -17,7 +18,7 @@ from cotlens.shards import HOLD_ENV
 
 pytestmark = pytest.mark.acceptance
 
-RES = Path("results/circuits/tiny")
+RES = Path("results/default/circuits/tiny")
 # stage, its shard directory, its final output, and how many shards it has in this config
 KILLS = [
     ("circuits_sample", "samples.parquet.partial", "samples.parquet", 2),
@@ -66,11 +67,30 @@ def test_kill9_in_each_long_stage_resumes_to_identical_bytes(accept_copy: Path, 
     out = smk(wd, "--cores", "2", "--rerun-incomplete")
     assert "Finished job" in out or "steps (100%) done" in out
     for stage, _, _, n in KILLS:
-        log = (wd / "results" / "logs" / stage / "tiny.log").read_text()
+        log = (wd / "results" / "default" / "logs" / stage / "tiny.log").read_text()
         m = re.search(rf"{stage}: (\d+) shards, (\d+) reused from an interrupted run, (\d+) computed", log)
         assert m, log[-2000:]
         assert (int(m[1]), int(m[2]), int(m[3])) == (n, 1, n - 1)  # the killed run's shard was not redone
     for _, partial, _, _ in KILLS:
         assert not (wd / RES / partial).exists()
     assert not list((wd / "results").rglob(".tmp-*"))
+    assert differences(digests(wd), reference) == []
+
+    # A kill at a random moment of a full rerun (the prompts forced: every stage reruns):
+    # the rerun removes whatever temp files the kill left and ends with the same bytes.
+    moment = random.uniform(0.5, 25.0)
+    print(f"killing the forced rerun after {moment:.1f} s")
+    proc = subprocess.Popen(
+        snakemake_cmd(wd, "--cores", "2", "--forcerun", "circuits_prompts", "digits_prompts"),
+        cwd=wd,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    time.sleep(moment)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=60)
+    smk(wd, "--unlock")
+    smk(wd, "--cores", "2", "--rerun-incomplete")
+    assert not list((wd / "results").rglob(".tmp-*")) and not list((wd / "resources").rglob(".tmp-*"))
     assert differences(digests(wd), reference) == []

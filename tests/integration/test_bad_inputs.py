@@ -148,7 +148,7 @@ def test_read_only_results_directory_is_one_clear_error(tmp_path: Path, tiny_pre
 def test_read_only_results_directory_stops_the_workflow_before_any_stage(workflow_copy: Path) -> None:
     with tmpfs(workflow_copy / "results", 1024, readonly=True):
         res = subprocess.run(
-            [sys.executable, "-m", "snakemake", "--cores", "1", "results/circuits/prompts.parquet"],
+            [sys.executable, "-m", "snakemake", "--cores", "1", "results/default/circuits/prompts.parquet"],
             cwd=workflow_copy,
             env={**os.environ, "PYTHONPATH": str(workflow_copy / "src")},
             capture_output=True,
@@ -157,5 +157,5 @@ def test_read_only_results_directory_stops_the_workflow_before_any_stage(workflo
         )
         out = res.stdout + res.stderr
         assert res.returncode != 0
-        assert "Failed to create output directory results/circuits" in out and "Read-only file system" in out
+        assert "Failed to create output directory results/default/circuits" in out and "Read-only file system" in out
         assert list((workflow_copy / "results").iterdir()) == []

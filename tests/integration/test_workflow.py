@@ -69,7 +69,7 @@ def test_dag_end_to_end_then_partial_reruns(workflow_copy: Path) -> None:
     assert {k: v["ok"] for k, v in report["checks"].items()} == dict.fromkeys(
         ("resid_capture", "lens", "hook_shapes", "decomposition"), True
     )
-    res = wd / "results" / "circuits" / "tiny"
+    res = wd / "results" / "default" / "circuits" / "tiny"
     for fig in ("accuracy", "step_accuracy", "lens_heatmap"):
         for ext in ("png", "pdf"):
             assert (res / "figures" / f"{fig}.{ext}").stat().st_size > 1000
@@ -83,14 +83,14 @@ def test_dag_end_to_end_then_partial_reruns(workflow_copy: Path) -> None:
     assert read_meta(res / "lens.parquet")["model"] == "tiny"
     lt = lens.to_pandas()
     assert (lt[lt["layer"] == 1]["rank_context"] == 0).all()  # last-layer lens = the model's prediction
-    assert samples.num_rows == read_table(wd / "results" / "circuits" / "prompts.parquet").num_rows
+    assert samples.num_rows == read_table(wd / "results" / "default" / "circuits" / "prompts.parquet").num_rows
     assert not list(res.glob("*.partial")) and not list(res.rglob(".tmp-*"))
-    dig = read_table(wd / "results" / "digits" / "tiny" / "confidence.parquet").to_pandas()
+    dig = read_table(wd / "results" / "default" / "digits" / "tiny" / "confidence.parquet").to_pandas()
     assert set(dig["setting"]) == {"conditioned", "unconditioned"} and dig["p_correct"].between(0, 1).all()
     assert (dig["p_std"] > 0).any()  # MC dropout on
     for fig in ("digit_confidence", "digit_conditioning", "digit_accuracy"):
-        assert (wd / "results" / "digits" / "tiny" / "figures" / f"{fig}.png").stat().st_size > 1000
-        assert (wd / "results" / "digits" / "tiny" / "figures" / f"{fig}.json").stat().st_size > 10
+        assert (wd / "results" / "default" / "digits" / "tiny" / "figures" / f"{fig}.png").stat().st_size > 1000
+        assert (wd / "results" / "default" / "digits" / "tiny" / "figures" / f"{fig}.json").stat().st_size > 10
     pairs = read_table(res / "pairs.parquet").to_pandas()
     assert len(pairs) > 0 and (pairs["clean_ids"].map(len) == pairs["corrupt_ids"].map(len)).all()
     patching = read_table(res / "patching.parquet").to_pandas()
@@ -203,8 +203,7 @@ def test_malformed_yaml(workflow_copy: Path) -> None:
     (workflow_copy / "config.yaml").write_text("circuits: [unclosed\n")
     res = smk(workflow_copy, "-n", check=False)
     out = res.stdout + res.stderr
-    assert res.returncode != 0 and "Config file is not valid JSON or YAML" in out
-    assert "line 6" in out  # the Snakefile's `configfile: "config.yaml"` line
+    assert res.returncode != 0 and "config file config.yaml is not valid YAML at line 2" in out
 
 
 def test_neurons_branch_is_wired_and_a_model_with_no_correct_answer_is_one_clear_error(workflow_copy: Path) -> None:
@@ -220,16 +219,16 @@ def test_neurons_branch_is_wired_and_a_model_with_no_correct_answer_is_one_clear
         "neurons_effects",
         "neurons_figure",
     }
-    smk(wd, "results/neurons/prompts.parquet")
-    prompts = read_table(wd / "results" / "neurons" / "prompts.parquet").to_pandas()
+    smk(wd, "results/default/neurons/prompts.parquet")
+    prompts = read_table(wd / "results" / "default" / "neurons" / "prompts.parquet").to_pandas()
     n = cfg["neurons"]["prompts"]["n_problems"]
     assert len(prompts) == 7 * n and prompts["prompt"].str.endswith("Answer:").all()
     # the tiny random model answers nothing: discovery stops with one message and writes nothing
-    res = smk(wd, "results/neurons/tiny/neurons.parquet", check=False)
+    res = smk(wd, "results/default/neurons/tiny/neurons.parquet", check=False)
     assert res.returncode != 0
-    log = (wd / "results" / "logs" / "neurons_discovery" / "tiny.log").read_text()
+    log = (wd / "results" / "default" / "logs" / "neurons_discovery" / "tiny.log").read_text()
     assert f"answered none of {n} problems correctly" in log
-    assert not (wd / "results" / "neurons" / "tiny" / "neurons.parquet").exists()
+    assert not (wd / "results" / "default" / "neurons" / "tiny" / "neurons.parquet").exists()
 
 
 EXPERT_RULES = {
@@ -250,7 +249,7 @@ def test_experts_branch_end_to_end_and_exact_staleness(workflow_copy: Path) -> N
     (wd / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     assert scheduled(wd) == EXPERT_RULES  # no models_prepare: the MoE is trained here
     smk(wd)
-    res = wd / "results" / "experts" / "tiny-moe"
+    res = wd / "results" / "default" / "experts" / "tiny-moe"
     man = json.loads((wd / "resources" / "models" / "tiny-moe" / "manifest.json").read_text())
     assert man["source"] == "train" and man["model_type"] == "olmoe" and len(man["sha256"]) == 64
     routes = read_table(res / "routes.parquet").to_pandas()
@@ -268,7 +267,7 @@ def test_experts_branch_end_to_end_and_exact_staleness(workflow_copy: Path) -> N
         ("random", "on"),
     }
     assert set(runs[runs["condition"] == "random"]["seed"]) == {0, 1}
-    prompts = read_table(wd / "results" / "experts" / "prompts.parquet").to_pandas().set_index("prompt_id")
+    prompts = read_table(wd / "results" / "default" / "experts" / "prompts.parquet").to_pandas().set_index("prompt_id")
     study = runs[runs["set"] == "study"]
     assert set(prompts.loc[study["prompt_id"], "split"]) == {"eval"}  # the switches never see the map prompts
     assert runs[runs["set"] != "reference"]["fluency_nll"].notna().any()

@@ -16,7 +16,7 @@ os.environ.update(
 
 from cotlens.codedeps import module_closure
 from cotlens.errors import CotlensError
-from cotlens.models.fingerprint import local_fingerprint
+from cotlens.fingerprint import local_fingerprint
 from cotlens.models.registry import resolve
 from cotlens.models.shape import routed_experts
 from cotlens.studies import STUDIES
@@ -35,6 +35,12 @@ for _key, _judge in (
             f"invalid config: {_key} is {_judge!r}, which is not a model of the registry "
             f"(models: {', '.join(config['models'])}); name one of them, or leave it empty for the rule set"
         )
+_gsm8k = config["neurons"]["prompts"]["gsm8k_path"]
+if "neurons" in config["studies"] and _gsm8k and not os.path.isfile(_gsm8k):
+    raise ValueError(
+        f"invalid config: neurons.prompts.gsm8k_path is {_gsm8k!r}, which is not a file; "
+        "give a GSM8K JSONL file (relative to the working directory), or leave it empty for generated problems"
+    )
 for _name in config["experts"]["models"] if "experts" in config["studies"] else []:
     _pool = routed_experts(config["models"][_name], f"resources/models/{_name}")
     if _pool is not None and max(config["experts"]["k"]) > _pool:
@@ -89,7 +95,7 @@ def model_entry(wildcards):
 
 
 def model_content(wildcards):
-    """The content fingerprint of a `local` model (cotlens.models.fingerprint; hashes
+    """The content fingerprint of a `local` model (cotlens.fingerprint; hashes
     cached by path, size and mtime): new weights at the same path rerun models_prepare
     and everything made from the model."""
     return local_fingerprint(config["models"][wildcards.model])

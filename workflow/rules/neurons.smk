@@ -4,6 +4,8 @@
 rule neurons_prompts:
     input:
         code=code_deps("neurons/prompts.py"),
+        # a GSM8K file is an input: an edit of it reruns the study
+        gsm8k=config["neurons"]["prompts"]["gsm8k_path"] or [],
     output:
         prompts=table("neurons", "prompts"),
     log:

@@ -6,7 +6,7 @@ local: check the directory holds a config and weights whose shapes match the con
 (or a GGUF file, converted).
 hub: record repo and revision (weights stay in the HF cache; pre-fetch on a login node).
 Each writes ``manifest.json`` with the model's content fingerprint
-(:mod:`cotlens.models.fingerprint`); the directory appears atomically.
+(:mod:`cotlens.fingerprint`); the directory appears atomically.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Any, cast
 
 from cotlens.atomic import atomic_dir
 from cotlens.errors import CotlensError
-from cotlens.models.fingerprint import dir_content, of_manifest
+from cotlens.fingerprint import dir_content, of_manifest
 from cotlens.models.registry import ModelSpec, PypiSource
 
 WEIGHT_GLOBS = ("*.safetensors", "pytorch_model*.bin", "model*.bin")

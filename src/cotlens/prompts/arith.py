@@ -215,20 +215,35 @@ def is_done(text: str) -> bool:
 def load_gsm8k(path: str | Path, limit: int | None = None) -> list[WordProblem]:
     """GSM8K JSONL ({"question", "answer": "... #### N"}) -> problems without step structure."""
     p = Path(path)
+    fix = 'give neurons.prompts.gsm8k_path a GSM8K JSONL file (one {"question", "answer"} object per line)'
+    if p.is_dir():
+        raise CotlensError(f"GSM8K path {p} is a directory", fix)
     if not p.is_file():
-        raise CotlensError(f"GSM8K file {p} does not exist", "give a local JSONL path in arith.gsm8k_path")
+        raise CotlensError(f"GSM8K file {p} does not exist", fix)
+    try:
+        text = p.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise CotlensError(
+            f"GSM8K file {p} is not UTF-8 text (byte {e.start}: {e.reason}): binary, or another encoding", fix
+        ) from None
     out = []
-    for ln, line in enumerate(p.read_text().splitlines(), 1):
+    for ln, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         try:
             row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise CotlensError(f"{p}:{ln} is not JSON ({e.msg})", fix) from None
+        if not isinstance(row, dict):
+            raise CotlensError(f"{p}:{ln} is a JSON {type(row).__name__}, not an object", fix)
+        try:
             n = int(str(row["answer"]).split("####")[-1].strip().replace(",", ""))
             q = str(row["question"]).strip()
-        except (ValueError, KeyError, json.JSONDecodeError) as e:
+        except (ValueError, KeyError) as e:
             raise CotlensError(
-                f"{p}:{ln} is not a GSM8K record ({e})", 'each line needs "question" and "answer" ending "#### N"'
-            ) from e
+                f"{p}:{ln} is not a GSM8K record (missing or bad {e})",
+                'each line needs "question" and "answer" ending "#### N"',
+            ) from None
         out.append(WordProblem(q, (), n))
         if limit is not None and len(out) >= limit:
             break

@@ -23,7 +23,7 @@ from typing import Any, Protocol
 
 from cotlens.atomic import atomic_path, remove_orphans
 from cotlens.logs import logged
-from cotlens.models.fingerprint import of_manifest
+from cotlens.fingerprint import of_manifest
 from cotlens.parquet import RunMeta, config_hash
 from cotlens.provenance import check_inputs
 
