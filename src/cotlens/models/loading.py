@@ -12,8 +12,8 @@ import torch
 from torch import nn
 
 from cotlens.errors import CotlensError
-from cotlens.models.adapters import Adapter, Dims, adapter_for, dims, guard_context
 from cotlens.fingerprint import dir_content
+from cotlens.models.adapters import Adapter, Dims, adapter_for, dims, guard_context
 from cotlens.models.prepare import check_local_dir
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}

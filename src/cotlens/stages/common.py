@@ -22,8 +22,8 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from cotlens.atomic import atomic_path, remove_orphans
-from cotlens.logs import logged
 from cotlens.fingerprint import of_manifest
+from cotlens.logs import logged
 from cotlens.parquet import RunMeta, config_hash
 from cotlens.provenance import check_inputs
 
