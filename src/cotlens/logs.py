@@ -29,6 +29,14 @@ class _Log(io.TextIOWrapper):
             self.failed = True
             raise explain(e, Path(self.name)) from None
 
+    def close(self) -> None:
+        try:
+            super().close()
+        except OSError as e:
+            if not self.failed:  # the first failure: say it once, clearly
+                self.failed = True
+                raise explain(e, Path(self.name)) from None
+
 
 @contextlib.contextmanager
 def logged(path: str | os.PathLike[str] | None) -> Iterator[None]:

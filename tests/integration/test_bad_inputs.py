@@ -159,3 +159,120 @@ def test_read_only_results_directory_stops_the_workflow_before_any_stage(workflo
         assert res.returncode != 0
         assert "Failed to create output directory results/default/circuits" in out and "Read-only file system" in out
         assert list((workflow_copy / "results").iterdir()) == []
+
+
+# ---- issue #18: the errors that were not yet one clear error -------------------------
+
+
+def _fill(fs: Path) -> None:
+    """Fill a small tmpfs to the last block."""
+    with contextlib.suppress(OSError), open(fs / "filler", "wb", buffering=0) as fh:
+        while True:
+            fh.write(b"x" * 1024)
+
+
+def test_full_disk_under_the_log_a_figure_and_a_streamed_table_is_one_clear_error(tmp_path: Path) -> None:
+    import matplotlib.pyplot as plt
+    import pyarrow as pa
+
+    from cotlens.logs import logged
+    from cotlens.parquet import RunMeta, ShardWriter
+    from cotlens.plotting.base import save
+
+    with tmpfs(tmp_path / "full", 64) as fs:
+        _fill(fs)
+        # the log (transformers' progress bars wrote into it: three chained OSErrors before)
+        with pytest.raises(CotlensError, match=rf"cannot write {fs}/stage.log: No space left on device") as e:
+            with logged(fs / "stage.log"):
+                for _ in range(100):
+                    print("x" * 4096)
+        assert e.value.__suppress_context__  # one error shown, not a chain of OSErrors
+        # a figure (matplotlib raised an AttributeError from its half-closed file)
+        fig = plt.figure()
+        fig.gca().plot(range(1000))
+        with pytest.raises(CotlensError, match=rf"cannot write {fs}/f.png: No space left on device"):
+            save(fig, [fs / "f.png"], dpi=300)
+        # a streamed Parquet file (a raw OSError when the writer opened it)
+        schema = pa.schema([("x", pa.int32())])
+        with pytest.raises(CotlensError, match=rf"cannot write {fs}/t.parquet: No space left on device"):
+            with ShardWriter(fs / "t.parquet", schema, RunMeta("s", "h")) as w:
+                w.write(pa.table({"x": list(range(100000))}, schema=schema))
+        assert not [p.name for p in fs.iterdir() if p.name.startswith(".tmp-")]
+
+
+def test_a_prompt_longer_than_the_context_is_refused_before_the_first_forward(
+    tmp_path: Path, tiny_model_src: Path
+) -> None:
+    import json
+
+    src = tmp_path / "short"
+    shutil.copytree(tiny_model_src, src)
+    cfg = json.loads((src / "config.json").read_text())
+    cfg["max_position_embeddings"] = 64
+    (src / "config.json").write_text(json.dumps(cfg))
+    model = tmp_path / "prepared"
+    prepare(resolve("short", {"short": {"source": "local", "path": str(src)}}), model)
+    d = tmp_path / "p"
+    prompts.run({}, {"prompts": str(d / "prompts.parquet")}, PCFG, {}, 1)
+    with pytest.raises(
+        CotlensError, match=r"prompt \d+ plus max_new_tokens is \d+ tokens, but the model's context is 64"
+    ):
+        sample.run(
+            {"prompts": str(d / "prompts.parquet"), "model": str(model)},
+            {"samples": str(d / "samples.parquet")},
+            {"max_new_tokens": 12, "batch_size": 4},
+            RT,
+            1,
+        )
+    assert not (d / "samples.parquet.partial").exists()  # refused before the shards
+    # every other forward: the model's pre-hook
+    from cotlens.models.loading import load
+
+    lm = load(model, device="cpu")
+    with pytest.raises(CotlensError, match="an input is 65 tokens, but the model's context is 64 positions"):
+        lm.model(torch.zeros((1, 65), dtype=torch.long))
+
+
+def test_a_tokenizer_larger_than_the_vocabulary_is_refused_at_load(tmp_path: Path, tiny_model_src: Path) -> None:
+    from transformers import AutoTokenizer
+
+    from cotlens.models.loading import load
+
+    src = tmp_path / "bigtok"
+    shutil.copytree(tiny_model_src, src)
+    tok = AutoTokenizer.from_pretrained(src)
+    tok.add_tokens([f"<extra{i}>" for i in range(10)])
+    tok.save_pretrained(src)
+    model = tmp_path / "prepared"
+    prepare(resolve("bigtok", {"bigtok": {"source": "local", "path": str(src)}}), model)
+    with pytest.raises(
+        CotlensError, match=r"the tokenizer of model 'bigtok' has \d+ tokens, but its embedding has \d+ rows"
+    ):
+        load(model, device="cpu")
+
+
+def test_an_unavailable_device_names_the_key_before_the_weights_load(tiny_prepared: Path) -> None:
+    from cotlens.models.loading import load, pick_device
+
+    if torch.cuda.is_available():
+        want, dev = r"this machine has \d+ CUDA device", f"cuda:{torch.cuda.device_count()}"
+    else:
+        want, dev = "torch sees no CUDA device on this machine", "cuda"
+    with pytest.raises(CotlensError, match=rf"runtime.device is '{dev}', but {want}"):
+        pick_device(dev)
+    with pytest.raises(CotlensError, match="runtime.device"):
+        load(tiny_prepared, device=dev)
+
+
+def test_a_local_model_changed_after_prepare_is_refused_at_load(tmp_path: Path, tiny_model_src: Path) -> None:
+    from cotlens.models.loading import load
+
+    src = tmp_path / "m"
+    shutil.copytree(tiny_model_src, src)
+    model = tmp_path / "prepared"
+    prepare(resolve("m", {"m": {"source": "local", "path": str(src)}}), model)
+    weights = load_file(src / "model.safetensors")
+    weights = {k: v + 0.01 for k, v in weights.items()}
+    save_file(weights, src / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(CotlensError, match=r"the files of model 'm' in .* changed after it was prepared"):
+        load(model, device="cpu")

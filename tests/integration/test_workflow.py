@@ -181,6 +181,9 @@ def test_dag_end_to_end_then_partial_reruns(workflow_copy: Path) -> None:
         ("circuits.prompts", "mystery", 1, r"mystery"),
         ("neurons.effects", "modes", ["blur"], r"blur"),
         (None, "active_models", ["llama-9"], r"unknown model 'llama-9'"),
+        ("experts", "judge", "nope", r"experts.judge is 'nope', which is not a model of the registry"),
+        (None, "active_models", ["m" * 300], r"'m{300}' is too long"),
+        (None, "run", "../elsewhere", r"'../elsewhere' does not match"),
     ],
 )
 def test_invalid_config_fails_at_start_naming_the_key(
@@ -197,6 +200,20 @@ def test_invalid_config_fails_at_start_naming_the_key(
     assert res.returncode != 0
     assert re.search(expect, res.stdout + res.stderr), res.stderr[-2000:]
     assert not (wd / "results").exists() or not any((wd / "results").iterdir())
+
+
+def test_settings_checked_against_the_model_and_files_before_any_job(workflow_copy: Path) -> None:
+    wd = workflow_copy
+    edit_config(wd, "studies", ["experts"])
+    edit_config(wd, "experts.k", [1, 64])
+    res = smk(wd, "-n", check=False)
+    assert "experts.k asks for 64 experts, but tiny-moe routes to 8 (layers x experts)" in res.stdout + res.stderr
+    edit_config(wd, "experts.k", [1])
+    edit_config(wd, "studies", ["neurons"])
+    edit_config(wd, "neurons.prompts.gsm8k_path", "gsm8k/none.jsonl")
+    res = smk(wd, "-n", check=False)
+    assert "neurons.prompts.gsm8k_path is 'gsm8k/none.jsonl', which is not a file" in res.stdout + res.stderr
+    assert not (wd / "results").exists()
 
 
 def test_malformed_yaml(workflow_copy: Path) -> None:

@@ -76,6 +76,22 @@ def test_gsm8k_loader(tmp_path: Path) -> None:
         A.load_gsm8k(f)
     with pytest.raises(CotlensError, match="does not exist"):
         A.load_gsm8k(tmp_path / "missing.jsonl")
+    # hostile files: each one error naming the file and the config key
+    with pytest.raises(CotlensError, match="is a directory") as e:
+        A.load_gsm8k(tmp_path)
+    assert "neurons.prompts.gsm8k_path" in str(e.value)
+    f.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00")
+    with pytest.raises(CotlensError, match="is not UTF-8 text .*binary, or another encoding"):
+        A.load_gsm8k(f)
+    f.write_bytes('{"question": "Caf\u00e9?", "answer": "#### 1"}\n'.encode("latin-1"))
+    with pytest.raises(CotlensError, match="is not UTF-8 text"):
+        A.load_gsm8k(f)
+    f.write_text('["Q", "#### 1"]\n')
+    with pytest.raises(CotlensError, match=r"g.jsonl:1 is a JSON list, not an object"):
+        A.load_gsm8k(f)
+    f.write_text("{not json\n")
+    with pytest.raises(CotlensError, match=r"g.jsonl:1 is not JSON"):
+        A.load_gsm8k(f)
 
 
 def test_bad_config_is_one_clear_error() -> None:
