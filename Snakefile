@@ -29,6 +29,7 @@ include: "workflow/rules/neurons.smk"
 include: "workflow/rules/digits.smk"
 include: "workflow/rules/experts.smk"
 include: "workflow/rules/figures.smk"
+include: "workflow/rules/compare.smk"
 
 
 localrules:
@@ -39,3 +40,4 @@ rule all:
     default_target: True
     input:
         all_figures(),
+        rules.compare_runs.output if config["compare"]["runs"] else [],

@@ -4,7 +4,8 @@
 stage. For each Parquet input (a file, or a directory of shards):
 
 - **one model**: the ``fingerprint`` in its metadata equals the content fingerprint of
-  the model the stage loads (``inputs["model"]``), and all inputs share one; a file made
+  the model the stage loads (``inputs["model"]``; a figure rule names it
+  ``provenance``), and all inputs share one; a file made
   from other weights (a model replaced at the same path, a file copied in from another
   model) is one :class:`CotlensError` naming both, never a silent mix;
 - **shape**: a table named in :data:`cotlens.schemas.TABLES` has exactly its schema's
@@ -32,7 +33,9 @@ from cotlens.parquet import read_meta
 from cotlens.schemas import TABLES
 
 INDEX = "_index.json"
-MODEL_INPUTS = ("model", "judge", "checks")
+# the model a stage loads ("model"), or only checks its tables against ("provenance":
+# the figure rules); neither is a table
+MODEL_INPUTS = ("model", "provenance", "judge", "checks")
 
 
 def shard_files(directory: str | os.PathLike[str]) -> list[Path]:
@@ -117,9 +120,9 @@ def _remake(path: Path, meta: Mapping[str, Any] | None) -> str:
 
 def check_inputs(inputs: Mapping[str, str]) -> None:
     """Check every Parquet input of a stage (see the module doc)."""
-    model_fp = model_dir = None
-    if "model" in inputs and (Path(inputs["model"]) / "manifest.json").is_file():
-        model_dir = inputs["model"]
+    model_fp = None
+    model_dir = inputs.get("model") or inputs.get("provenance")
+    if model_dir and (Path(model_dir) / "manifest.json").is_file():
         model_fp = of_manifest(json.loads((Path(model_dir) / "manifest.json").read_text()))
     first: tuple[str, Path] | None = None
     for name, value in inputs.items():

@@ -15,9 +15,11 @@ import yaml
 from test_workflow import scheduled, smk
 
 from cotlens.parquet import read_meta
+from cotlens.studies import STUDIES
 
 pytestmark = pytest.mark.integration
 
+DIGIT_FIGURES = tuple(STUDIES["digits"].figures)
 DIGITS = {"models_prepare", "models_check", "digits_prompts", "digits_confidence", "digits_figure"}
 
 
@@ -80,8 +82,14 @@ def test_a_local_model_is_its_content_and_runs_coexist(
     cfg = yaml.safe_load((wd / "config.yaml").read_text())
     cfg["run"] = "seed1"
     cfg["digits"]["seed"] = 1
+    cfg["compare"] = {"runs": ["default"]}  # and the view across both runs
     (wd / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
-    assert scheduled(wd) == {"digits_prompts", "digits_confidence", "digits_figure"}  # the model is shared
+    assert scheduled(wd) == {
+        "digits_prompts",
+        "digits_confidence",
+        "digits_figure",
+        "compare_runs",
+    }  # the model is shared
     smk(wd)
     assert digests(wd / "results" / "default") == before
     other = wd / "results" / "seed1" / "digits"

@@ -1,3 +1,4 @@
+import glob
 import os
 import re
 import sys
@@ -105,6 +106,23 @@ def study_models(study):
     """The models a study runs on (experts: its own list of MoE models)."""
     key = STUDIES[study].models_key
     return config["experts"]["models"] if key == "experts.models" else config[key]
+
+
+def compare_inputs(wildcards):
+    """The figure JSONs of this run (what `all` makes) and of each other run in
+    `compare.runs` (on disk: another configuration made them)."""
+    files = [f for f in all_figures() if f.endswith(".json")]
+    for run in config["compare"]["runs"]:
+        if run == RUN:
+            continue
+        found = sorted(glob.glob(f"results/{run}/*/*/figures/*.json"))
+        if not found:
+            raise ValueError(
+                f"invalid config: compare.runs names run {run!r}, which has no figures under results/{run}/; "
+                "run its configuration first (make run CONFIG=...), or remove it from compare.runs"
+            )
+        files += found
+    return {f"f{i}": f for i, f in enumerate(files)}
 
 
 def all_figures():

@@ -10,8 +10,8 @@ for _study in STUDIES.values():
         input:
             unpack(figure_inputs(_study.name)),
             code=code_deps(f"{_study.name}/figure.py"),
-            # not read by the plots: checked against the tables' fingerprints (one model)
-            model=MODEL,
+            # not loaded: the tables' fingerprints are checked against it (cotlens.provenance)
+            provenance=MODEL,
         output:
             png=report(
                 f"{RESULTS}/{_study.name}/{{model}}/figures/{{figure}}.png",

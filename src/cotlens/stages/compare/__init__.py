@@ -1,0 +1,1 @@
+"""Stages that read several runs (``results/<run>/``)."""

@@ -1,0 +1,28 @@
+# Across runs (config `compare.runs`): the figure JSONs of several runs (results/<run>/,
+# each made by its own configuration) in one table and one figure, under this run.
+
+
+rule compare_runs:
+    input:
+        unpack(compare_inputs),
+        code=code_deps("compare/runs.py"),
+    output:
+        table=f"{RESULTS}/compare/headlines.parquet",
+        png=report(
+            f"{RESULTS}/compare/headlines.png",
+            caption="../report/compare.rst",
+            category="Across runs",
+        ),
+        pdf=f"{RESULTS}/compare/headlines.pdf",
+        json=f"{RESULTS}/compare/headlines.json",
+    log:
+        f"{RESULTS}/logs/compare_runs.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/compare_runs.tsv"
+    localrule: True
+    conda:
+        "../../envs/cpu.yaml"
+    params:
+        cfg={"runs": config["compare"]["runs"], "dpi": config["figures"]["dpi"]},
+    script:
+        "../../scripts/compare/runs.py"
