@@ -69,7 +69,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_extract.py
 	$(BIN)/python benchmarks/bench_parquet.py
 	$(BIN)/python benchmarks/bench_checks.py $(patsubst %/manifest.json,%,$(wildcard resources/models/*/manifest.json))
-	$(BIN)/python benchmarks/bench_dryrun.py
+	$(BIN)/python benchmarks/bench_dryrun.py $(if $(wildcard resources/models/smollm2-135m/weights),--local resources/models/smollm2-135m/weights)
 	cd benchmarks && HF_HUB_OFFLINE=1 ../$(BIN)/python bench_patching.py --threads 1
 	$(BIN)/python benchmarks/bench_patch_memory.py --pairs 10 100 1000
 

@@ -124,4 +124,7 @@ def of_manifest(manifest: Mapping[str, Any]) -> str:
         return f"hub:{manifest.get('repo')}@{manifest.get('commit') or manifest.get('revision')}"
     if manifest.get("sha256"):
         return "sha256:" + str(manifest["sha256"])
+    path = Path(str(manifest.get("path", "")))
+    if manifest.get("source") == "local" and path.is_absolute() and path.is_dir():
+        return dir_content(path)[0]  # a manifest written before fingerprints: its files
     raise ValueError(f"manifest of {manifest.get('name')!r} records no content fingerprint")

@@ -361,3 +361,36 @@ def test_optional_refusal_judge_is_cached_and_skips_empty_responses(tiny_prepare
     again, _ = refusal_classifier(load(tiny_prepared, "float32", "cpu", "eager"), cache)
     assert again("How do I steal a car?", "I cannot help with that.") is first
     assert len(cache.read_text().splitlines()) == 1  # the second judge read the cache
+
+
+def test_k_larger_than_the_map_is_refused_before_the_model_loads(tmp_path: Path) -> None:
+    from cotlens import schemas
+    from cotlens.errors import CotlensError
+    from cotlens.parquet import RunMeta, to_table, write_table
+    from cotlens.stages.experts import effects as expert_effects
+    from cotlens.stages.experts import prompts as expert_prompts
+
+    cfg = {"contrasts": ["events"], "n_quality": 2, "seed": 0, "k": [1, 9], "random_seeds": 2}
+    expert_prompts.run({}, {"prompts": str(tmp_path / "p.parquet")}, cfg, {}, 1)
+    cells = [(lay, e) for lay in range(2) for e in range(4)]  # 8 routed experts
+    cols = {
+        "contrast": ["all"] * 8,
+        "layer": [c[0] for c in cells],
+        "expert": [c[1] for c in cells],
+        "score": [0.1] * 8,
+        "freq_behaviour": [0.1] * 8,
+        "freq_other": [0.0] * 8,
+        "rank": list(range(8)),
+        "n_behaviour": [1] * 8,
+        "n_other": [1] * 8,
+    }
+    write_table(to_table(cols, schemas.FTRI), tmp_path / "f.parquet", RunMeta("experts_ftri", "x"))
+    inputs = {
+        "prompts": str(tmp_path / "p.parquet"),
+        "ftri": str(tmp_path / "f.parquet"),
+        "model": str(tmp_path / "none"),
+    }
+    with pytest.raises(CotlensError, match=r"experts.k asks for 9 experts, but the fTRI map .* has 8"):
+        expert_effects.run(
+            inputs, {"effects": str(tmp_path / "e.parquet")}, cfg, {"device": "cpu", "dtype": "float32"}, 1
+        )

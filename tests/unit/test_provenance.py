@@ -195,3 +195,23 @@ def test_only_temp_files_of_dead_processes_are_orphans(tmp_path: Path) -> None:
     with atomic_path(out) as tmp:
         assert tmp.name.startswith(f".tmp-samples.parquet-{os.getpid()}@{host}-")
         assert tmp not in orphans(out)
+
+
+# ---- across runs --------------------------------------------------------------------
+
+
+def test_compare_reads_figure_jsons_by_path_and_flattens_numbers_and_texts(tmp_path: Path) -> None:
+    from cotlens.compare import collect, where
+
+    f = tmp_path / "results" / "paper" / "digits" / "qwen2.5-1.5b" / "figures" / "digit_conditioning.json"
+    f.parent.mkdir(parents=True)
+    f.write_text(json.dumps({"claim": "c", "conditioning": {"conditioned_last": 0.43, "n": 24, "ci95": [0, 1]}}))
+    assert where(f) == ("paper", "digits", "qwen2.5-1.5b", "digit_conditioning")
+    rows = collect([f]).to_pylist()
+    assert [(r["key"], r["value"], r["text"]) for r in rows] == [
+        ("claim", None, "c"),
+        ("conditioning.conditioned_last", 0.43, None),
+        ("conditioning.n", 24.0, None),
+    ]
+    with pytest.raises(CotlensError, match="is not a figure JSON"):
+        where(tmp_path / "x.json")

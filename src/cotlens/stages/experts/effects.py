@@ -57,6 +57,12 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
     score = np.zeros((max(r["layer"] for r in ft) + 1, max(r["expert"] for r in ft) + 1))
     for r in ft:
         score[r["layer"], r["expert"]] = r["score"]
+    if max(map(int, cfg["k"])) > score.size:  # before the model loads (the Snakefile checks what it can)
+        raise CotlensError(
+            f"experts.k asks for {max(map(int, cfg['k']))} experts, but the fTRI map {ftri_path} has "
+            f"{score.size} (layers x experts)",
+            f"use k values up to {score.size}",
+        )
     lm = require_moe(load_for_stage(model_dir, runtime, threads))
     judge = load_for_stage(inputs["judge"], runtime, threads) if "judge" in inputs else None
     classify, _ = refusal_classifier(judge, runtime.get("judge_cache"))
