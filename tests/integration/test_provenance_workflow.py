@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 import yaml
-from test_workflow import scheduled, smk
+from test_workflow import edit_config, scheduled, smk
 
 from cotlens.parquet import read_meta
 from cotlens.studies import STUDIES
@@ -79,11 +79,9 @@ def test_a_local_model_is_its_content_and_runs_coexist(
 
     # A second run with another config sits beside the first and leaves it untouched.
     before = digests(wd / "results" / "default")
-    cfg = yaml.safe_load((wd / "config.yaml").read_text())
-    cfg["run"] = "seed1"
-    cfg["digits"]["seed"] = 1
-    cfg["compare"] = {"runs": ["default"]}  # and the view across both runs
-    (wd / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    edit_config(wd, "run", "seed1")
+    edit_config(wd, "digits.seed", 1)
+    edit_config(wd, "compare", {"runs": ["default"]})  # and the view across both runs
     assert scheduled(wd) == {
         "digits_prompts",
         "digits_confidence",
