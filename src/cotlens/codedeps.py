@@ -10,6 +10,7 @@ stages whose scripts reach it.
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 PACKAGE = "cotlens"
@@ -35,6 +36,13 @@ def _parents(src: Path, dotted: str) -> list[Path]:
 
 
 def _imports(path: Path, src: Path) -> set[str]:
+    return set(_imports_cached(path, src, path.stat().st_mtime_ns))
+
+
+@functools.lru_cache(maxsize=4096)
+def _imports_cached(path: Path, src: Path, mtime_ns: int) -> frozenset[str]:
+    """The cotlens modules one file imports, parsed once per (file, mtime): the Snakefile
+    asks for ~30 closures that share most of their files."""
     tree = ast.parse(path.read_text(), filename=str(path))
     here = ".".join(path.relative_to(src).with_suffix("").parts) if path.is_relative_to(src) else ""
     if here.endswith(".__init__"):
@@ -51,7 +59,7 @@ def _imports(path: Path, src: Path) -> set[str]:
                 mod = node.module or ""
             found.add(mod)
             found.update(f"{mod}.{a.name}" for a in node.names)
-    return {m for m in found if m == PACKAGE or m.startswith(PACKAGE + ".")}
+    return frozenset(m for m in found if m == PACKAGE or m.startswith(PACKAGE + "."))
 
 
 def module_closure(script: str | Path, src: str | Path) -> list[Path]:
