@@ -72,7 +72,7 @@ def file_hashes(files: list[Path], cache: Path | None = None) -> dict[str, str]:
         key = str(Path(f).resolve())
         st = os.stat(key)
         hit = data.get(key)
-        if isinstance(hit, list) and hit[:2] == [st.st_size, st.st_mtime_ns]:
+        if isinstance(hit, list) and len(hit) == 3 and hit[:2] == [st.st_size, st.st_mtime_ns]:
             out[key] = str(hit[2])
             continue
         out[key] = sha256_file(key)

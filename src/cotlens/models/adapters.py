@@ -435,16 +435,16 @@ def check_context(model: nn.Module, length: int, what: str) -> None:
 
 
 def guard_context(model: nn.Module) -> None:
-    """A forward pre-hook refusing inputs longer than the context (every forward, with
-    the input length known before the first layer runs)."""
-    if context_length(model) is None:
+    """A forward pre-hook refusing inputs longer than the context, before the first layer
+    runs. It reads only the input's shape (no device sync): a cached decode step feeds one
+    token, and generation checks prompt + max_new_tokens up front (``generate_batch``)."""
+    n = context_length(model)
+    if n is None:
         return
 
     def hook(_mod: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         ids = kwargs.get("input_ids", args[0] if args else None)
-        if isinstance(ids, torch.Tensor) and ids.dim() == 2:
-            pos = kwargs.get("cache_position")
-            end = int(pos[-1]) + 1 if isinstance(pos, torch.Tensor) and pos.numel() else ids.shape[-1]
-            check_context(model, max(end, ids.shape[-1]), "an input")
+        if isinstance(ids, torch.Tensor) and ids.dim() == 2 and ids.shape[-1] > n:
+            check_context(model, int(ids.shape[-1]), "an input")
 
     model.register_forward_pre_hook(hook, with_kwargs=True)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from cotlens.atomic import atomic_dir
+from cotlens.fingerprint import of_manifest
 from cotlens.models.registry import recipe_revision, tiny_recipe
 
 
@@ -77,7 +78,8 @@ def write_manifest(tmp: Path, out: str | Path, manifest: dict[str, Any]) -> dict
     h = hashlib.sha256()
     for f in sorted((tmp / "weights").glob("*.safetensors")):
         h.update(f.read_bytes())
-    manifest = {**manifest, "sha256": h.hexdigest(), "fingerprint": f"sha256:{h.hexdigest()}", "name": Path(out).name}
+    manifest = {**manifest, "sha256": h.hexdigest(), "name": Path(out).name}
+    manifest["fingerprint"] = of_manifest(manifest)
     (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
     return manifest
 

@@ -67,7 +67,7 @@ def model_meta(stage: str, cfg: Mapping[str, Any], manifest: Mapping[str, Any], 
         model=str(manifest.get("name")),
         revision=str(manifest.get("revision")),
         dtype=dtype,
-        fingerprint=of_manifest(manifest) if manifest.get("source") or manifest.get("fingerprint") else None,
+        fingerprint=of_manifest(manifest),
         extra=extra,
     )
 

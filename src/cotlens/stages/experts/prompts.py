@@ -8,9 +8,9 @@ from typing import Any
 
 from cotlens import schemas
 from cotlens.errors import CotlensError
-from cotlens.parquet import to_table, write_table
+from cotlens.parquet import RunMeta, config_hash, to_table, write_table
 from cotlens.prompts import moe
-from cotlens.stages.common import Params, Paths, model_meta
+from cotlens.stages.common import Params, Paths
 
 
 def prompt_table(cfg: Mapping[str, Any]) -> dict[str, list[Any]]:
@@ -35,5 +35,7 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
     cols = prompt_table(cfg)
     if not any(s == "study" for s in cols["set"]):
         raise CotlensError("experts.contrasts selects no study prompt", f"use some of {list(moe.CONTRASTS)}")
-    write_table(to_table(cols, schemas.EXPERTS_PROMPTS), outputs["prompts"], model_meta("experts_prompts", cfg, {}, ""))
+    write_table(
+        to_table(cols, schemas.EXPERTS_PROMPTS), outputs["prompts"], RunMeta("experts_prompts", config_hash(dict(cfg)))
+    )
     return len(cols["prompt_id"])
