@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from cotlens import stats as S
 from cotlens.stats import bootstrap_mean, empirical_p, verdict
 
 
@@ -31,3 +32,13 @@ def test_empirical_p() -> None:
     assert empirical_p(2.0, null) == pytest.approx(1 / 100)
     assert empirical_p(-1.0, null) == pytest.approx(1.0)
     assert empirical_p(0.5, null) == pytest.approx((1 + 49) / 100)
+
+
+def test_ranks_average_ties_like_rankdata() -> None:
+    """Against a brute-force average rank (scipy's rankdata minus 1): ties, repeats, one value."""
+    rng = np.random.default_rng(0)
+    for x in (rng.integers(0, 5, 40).astype(float), rng.normal(size=25), np.array([3.0]), np.array([2.0, 2.0, 2.0])):
+        brute = np.array([(x < v).sum() + ((x == v).sum() - 1) / 2 for v in x])
+        np.testing.assert_array_equal(S.ranks(x), brute)
+    assert S.spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
+    assert S.spearman([1, 2, 3, 4], [4, 3, 3, 1]) == pytest.approx(-0.9486833, abs=1e-6)
