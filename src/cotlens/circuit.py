@@ -125,14 +125,13 @@ def head_ranking(
     Where no pair was fully swept (``exact_pairs: 0``): the heads patched exactly (each
     pair's screen top-K) by their mean exact score, then the rest by the screen."""
     df = read_table(patching).to_pandas()
-    df = df[df["pos"] == -1]
+    df = df[df["positions"] == "all"]
     if pair_ids is not None:
         df = df[df["pair_id"].isin(pair_ids)]
     exact = df[df["method"] == "exact"]
-    full = exact.groupby("pair_id").size()
-    swept = full[full == n_layers * n_heads].index
+    swept = exact[exact["selection"] == "all_heads"]
     if len(swept):
-        score = exact[exact["pair_id"].isin(swept)].groupby(["layer", "head"])["nkl"].mean()
+        score = swept.groupby(["layer", "head"])["nkl"].mean()
         order = list(score.sort_values(ascending=False, kind="mergesort").index)
     else:
         ex = exact.groupby(["layer", "head"])["nkl"].mean().sort_values(ascending=False, kind="mergesort")

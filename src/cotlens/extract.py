@@ -140,4 +140,4 @@ def extract_batch(lm: Loaded, rows: Sequence[SampleRow], cfg: ExtractConfig, sch
 
 def activation_schema(lm: Loaded, cfg: ExtractConfig) -> pa.Schema:
     d = lm.dims
-    return schemas.activations(d.d_model, d.n_heads * d.head_dim, d.d_mlp if cfg.mlp else None)
+    return schemas.activations(d.d_model, d.n_heads, d.head_dim, d.d_mlp if cfg.mlp else None)

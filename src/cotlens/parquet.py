@@ -56,13 +56,21 @@ class RunMeta:
     dtype: str | None = None
     fingerprint: str | None = None  # the model's content (cotlens.fingerprint)
     extra: Mapping[str, Any] = field(default_factory=dict)
+    # the stage's resolved config (what config_hash hashes), so a file says how it was made
+    config: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, stage: str, cfg: Mapping[str, Any], **kw: Any) -> RunMeta:
+        """The metadata of a stage run with config ``cfg`` (hashed and stored)."""
+        return cls(stage=stage, config_hash=config_hash(dict(cfg)), config=dict(cfg), **kw)
 
     def to_json(self) -> bytes:
         payload = asdict(self)
         payload["extra"] = dict(self.extra)
+        payload["config"] = dict(self.config)
         payload["versions"] = library_versions()
         payload["schema_version"] = SCHEMA_VERSION
-        return json.dumps(payload, sort_keys=True).encode()
+        return json.dumps(payload, sort_keys=True, default=str).encode()
 
 
 def read_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -194,6 +202,28 @@ def vectors_to_arrow(x: np.ndarray) -> pa.FixedSizeBinaryArray:
         raise ValueError(f"expected a 2-D array, got shape {x.shape}")
     n, d = x.shape
     return pa.FixedSizeBinaryArray.from_buffers(pa.binary(4 * d), n, [None, pa.py_buffer(x)])
+
+
+def read_vectors(source: str | os.PathLike[str] | pa.Table, column: str, filters: Any = None) -> np.ndarray:
+    """A vector column as a ``[rows, *shape]`` float32 array, its shape read from the
+    field metadata (``schemas.vector_field``); ``source`` is a Parquet file, a shard
+    directory or a table. E.g. ``read_vectors(acts, "attn_heads")[:, head]`` is one head.
+
+    Exported as ``cotlens.read_vectors``."""
+    t = source if isinstance(source, pa.Table) else read_table(source, filters=filters)
+    if column not in t.schema.names:
+        raise CotlensError(f"no column {column!r} (columns: {', '.join(t.schema.names)})")
+    f = t.schema.field(column)
+    md = {k.decode(): v.decode() for k, v in (f.metadata or {}).items()}
+    if not pa.types.is_fixed_size_binary(f.type) or "shape" not in md:
+        raise CotlensError(
+            f"column {column!r} is not a cotlens vector column (fixed_size_binary with dtype and shape in its metadata)",
+            "rerun the stage that wrote the file with this version of cotlens",
+        )
+    if md.get("dtype") != "float32" or md.get("byte_order", "little") != "little":
+        raise CotlensError(f"column {column!r} holds {md.get('dtype')} ({md.get('byte_order')}); only float32 is read")
+    shape = tuple(int(n) for n in json.loads(md["shape"]))
+    return arrow_to_vectors(t.column(column)).reshape(t.num_rows, *shape)
 
 
 def arrow_to_vectors(col: pa.ChunkedArray | pa.Array) -> np.ndarray:

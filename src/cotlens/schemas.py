@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pyarrow as pa
 
 CIRCUITS_PROMPTS = pa.schema(
@@ -51,28 +53,51 @@ SAMPLE_SHARD = pa.schema(
 )
 
 
-def activations(d_model: int, d_heads: int, d_mlp: int | None) -> pa.Schema:
-    """One row per (prompt, sample, position, layer); vectors are float32 bytes.
+VECTOR_DTYPE = "float32"  # little-endian, as the bytes of a fixed_size_binary column
 
-    ``resid``: residual stream after the block; ``attn_heads``: the o_proj input,
-    heads concatenated [n_heads * head_dim] (head h is slice h*head_dim:(h+1)*head_dim);
-    ``mlp``: the down-projection input (FFN neurons), present only when requested.
+
+def vector_field(name: str, shape: tuple[int, ...], meaning: str) -> pa.Field:
+    """A vector column: ``fixed_size_binary(4 * prod(shape))`` of little-endian float32,
+    its dtype, shape and meaning in the field metadata (``cotlens.read_vectors`` reads
+    them back into a ``[rows, *shape]`` array)."""
+    size = 1
+    for n in shape:
+        size *= n
+    return pa.field(
+        name,
+        pa.binary(4 * size),
+        metadata={
+            "dtype": VECTOR_DTYPE,
+            "byte_order": "little",
+            "shape": json.dumps(list(shape)),
+            "description": meaning,
+        },
+    )
+
+
+def activations(d_model: int, n_heads: int, head_dim: int, d_mlp: int | None) -> pa.Schema:
+    """One row per (prompt, sample, position, layer); vectors are float32 bytes, with their
+    dtype and shape in the field metadata.
+
+    ``resid``: residual stream after the block [d_model]; ``attn_heads``: the o_proj input
+    per head [n_heads, head_dim]; ``mlp``: the down-projection input (FFN neurons) [d_mlp],
+    present only when requested.
     """
     fields = [
-        ("prompt_id", pa.int32()),
-        ("sample_idx", pa.int16()),
-        ("pos", pa.int32()),  # absolute token index in prompt + completion
-        ("pos_kind", pa.string()),  # last_prompt | step_end | answer
-        ("step", pa.int16()),  # CoT step index, -1 for last_prompt/answer
-        ("layer", pa.int16()),
-        ("next_token", pa.int32()),  # the token that follows pos in the sequence (-1 at end)
-        ("context_token", pa.int32()),  # final-layer argmax with the facts in context
-        ("prior_token", pa.int32()),  # final-layer argmax with the facts removed
-        ("resid", pa.binary(4 * d_model)),
-        ("attn_heads", pa.binary(4 * d_heads)),
+        pa.field("prompt_id", pa.int32()),
+        pa.field("sample_idx", pa.int16()),
+        pa.field("pos", pa.int32()),  # absolute token index in prompt + completion
+        pa.field("pos_kind", pa.string()),  # last_prompt | step_end | answer
+        pa.field("step", pa.int16()),  # CoT step index, -1 for last_prompt/answer
+        pa.field("layer", pa.int16()),
+        pa.field("next_token", pa.int32()),  # the token that follows pos in the sequence (-1 at end)
+        pa.field("context_token", pa.int32()),  # final-layer argmax with the facts in context
+        pa.field("prior_token", pa.int32()),  # final-layer argmax with the facts removed
+        vector_field("resid", (d_model,), "residual stream after the block"),
+        vector_field("attn_heads", (n_heads, head_dim), "attention output per head, before o_proj"),
     ]
     if d_mlp:
-        fields.append(("mlp", pa.binary(4 * d_mlp)))
+        fields.append(vector_field("mlp", (d_mlp,), "FFN neuron activations (the down-projection input)"))
     return pa.schema(fields)
 
 
@@ -156,8 +181,18 @@ PAIRS = pa.schema(
 PATCHING = pa.schema(
     [
         ("pair_id", pa.int32()),
-        ("method", pa.string()),  # exact | attribution
-        ("pos", pa.int32()),  # patched position; -1 = all positions
+        ("subtask", pa.string()),  # decision | copy | induction (as in pairs.parquet)
+        ("method", pa.string()),  # exact | attribution (the screen's first-order estimate)
+        # the attribution screen run on this pair: "eap-ig:<steps>" | "atp"
+        ("screen", pa.string()),
+        # all_heads: every head has a row of this method on this pair (attribution rows; exact
+        # rows of a full sweep) | screen_top_k: exact rows of the screen's top-K heads only, so
+        # a per-head mean over such pairs is selection-biased (average over all_heads rows)
+        ("selection", pa.string()),
+        # all: every position patched at once | corrupt: the first position where the prompts
+        # differ | end-<k>: k positions before the last (end-0: the last, whose next token is scored)
+        ("positions", pa.string()),
+        ("pos", pa.int32()),  # the patched token index; null where positions = all
         ("layer", pa.int16()),
         ("head", pa.int16()),
         ("nkl", pa.float32()),  # normalised KL (attribution: its first-order estimate)
@@ -342,7 +377,7 @@ TABLES: dict[str, tuple[pa.Schema, tuple[str, ...]]] = {
     "circuits/samples": (SAMPLES, ("prompt_id", "sample_idx")),
     "circuits/lens": (LENS, ("prompt_id", "sample_idx", "pos_kind", "pos", "layer")),
     "circuits/pairs": (PAIRS, ("pair_id",)),
-    "circuits/patching": (PATCHING, ("pair_id", "method", "pos", "layer", "head")),
+    "circuits/patching": (PATCHING, ("pair_id", "method", "positions", "layer", "head")),
     "circuits/pathways": (PATHWAYS, ("pair_id", "positions")),
     "circuits/heads": (HEADS, ("pair_id", "layer", "head")),
     "circuits/sufficiency": (SUFFICIENCY, ("k", "subtask", "pair_id", "random", "draw")),

@@ -95,7 +95,16 @@ def test_dag_end_to_end_then_partial_reruns(workflow_copy: Path) -> None:
     assert len(pairs) > 0 and (pairs["clean_ids"].map(len) == pairs["corrupt_ids"].map(len)).all()
     patching = read_table(res / "patching.parquet").to_pandas()
     assert set(patching["method"]) == {"exact", "attribution"}
-    assert (patching[patching["method"] == "exact"]["pos"] >= 0).any()  # per-position rows
+    exact = patching[patching["method"] == "exact"]
+    assert (exact["positions"] != "all").any() and exact.loc[exact["positions"] != "all", "pos"].notna().all()
+    assert patching.loc[patching["positions"] == "all", "pos"].isna().all()  # no sentinel: null and labelled
+    assert set(patching["selection"]) == {"all_heads", "screen_top_k"}  # tiny config: some pairs screened only
+    assert (patching.loc[patching["method"] == "attribution", "selection"] == "all_heads").all()
+    by_pair = pairs.set_index("pair_id")["subtask"]
+    assert (patching["subtask"] == patching["pair_id"].map(by_pair)).all()  # no join needed
+    full = exact[(exact["selection"] == "all_heads") & (exact["positions"] == "all")].groupby("pair_id").size()
+    assert full.nunique() == 1  # a full sweep has a row for every head
+    assert patching["screen"].str.fullmatch(r"eap-ig:\d+|atp").all()
     for fig in (
         "patch_heads",
         "patch_positions",

@@ -156,11 +156,15 @@ def _patching(path, rows) -> None:  # type: ignore[no-untyped-def]
 def test_head_ranking_prefers_full_sweeps_then_exact_top_k_then_the_screen(tmp_path) -> None:  # type: ignore[no-untyped-def]
     from cotlens.circuit import head_ranking
 
-    def row(pair, method, layer, head, nkl):  # type: ignore[no-untyped-def]
+    def row(pair, method, layer, head, nkl, selection="all_heads"):  # type: ignore[no-untyped-def]
         return {
             "pair_id": pair,
+            "subtask": "copy",
             "method": method,
-            "pos": -1,
+            "screen": "eap-ig:1",
+            "selection": selection,
+            "positions": "all",
+            "pos": None,
             "layer": layer,
             "head": head,
             "nkl": nkl,
@@ -171,7 +175,7 @@ def test_head_ranking_prefers_full_sweeps_then_exact_top_k_then_the_screen(tmp_p
     screen = {(0, 0): 0.9, (0, 1): 0.1, (1, 0): 0.5, (1, 1): 0.3}
     # no pair swept: the exactly patched heads by their exact score, then the rest by the screen
     rows = [row(0, "attribution", *h, screen[h]) for h in heads]
-    rows += [row(0, "exact", 1, 1, 0.7), row(0, "exact", 0, 1, 0.2)]
+    rows += [row(0, "exact", 1, 1, 0.7, "screen_top_k"), row(0, "exact", 0, 1, 0.2, "screen_top_k")]
     _patching(tmp_path / "a.parquet", rows)
     assert head_ranking(tmp_path / "a.parquet", 2, 2) == [(1, 1), (0, 1), (0, 0), (1, 0)]
     # pair 1 fully swept: only its exact scores count

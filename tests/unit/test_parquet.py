@@ -25,7 +25,7 @@ from cotlens.parquet import (
 
 def _acts(n: int, d: int = 8, seed: int = 0) -> pa.Table:
     rng = np.random.default_rng(seed)
-    schema = schemas.activations(d, d, None)
+    schema = schemas.activations(d, 2, d // 2, None)
     data = {f.name: np.arange(n) % 7 for f in schema if f.name not in ("pos_kind", "resid", "attn_heads")}
     data["pos_kind"] = ["step_end"] * n
     data["resid"] = vectors_to_arrow(rng.standard_normal((n, d)).astype(np.float32))
@@ -57,6 +57,27 @@ def test_table_roundtrip_schema_and_meta(tmp_path: Path) -> None:
     rg = pq.ParquetFile(tmp_path / "a.parquet").metadata.row_group(0)
     stats = {rg.column(i).path_in_schema: rg.column(i).is_stats_set for i in range(rg.num_columns)}
     assert stats["prompt_id"] and not stats["resid"]
+
+
+def test_vectors_describe_themselves(tmp_path: Path) -> None:
+    """dtype and shape in the field metadata; cotlens.read_vectors gives [rows, *shape];
+    the stage's resolved config is in the file's metadata beside its hash."""
+    import cotlens
+
+    t = _acts(12)
+    write_table(t, tmp_path / "a.parquet", RunMeta.of("extract", {"layers": [1, 2], "mlp": False}))
+    f = pq.read_schema(tmp_path / "a.parquet").field("attn_heads")
+    assert f.metadata[b"dtype"] == b"float32" and f.metadata[b"shape"] == b"[2, 4]"
+    heads = cotlens.read_vectors(tmp_path / "a.parquet", "attn_heads")
+    assert heads.shape == (12, 2, 4) and heads.dtype == np.float32
+    np.testing.assert_array_equal(heads.reshape(12, 8), arrow_to_vectors(t.column("attn_heads")))
+    assert cotlens.read_vectors(t, "resid").shape == (12, 8)
+    m = read_meta(tmp_path / "a.parquet")
+    assert m["config"] == {"layers": [1, 2], "mlp": False} and m["config_hash"] == config_hash(m["config"])
+    with pytest.raises(CotlensError, match="not a cotlens vector column"):
+        cotlens.read_vectors(t, "prompt_id")
+    with pytest.raises(CotlensError, match="no column 'nope'"):
+        cotlens.read_vectors(t, "nope")
 
 
 def test_same_data_same_bytes(tmp_path: Path) -> None:

@@ -27,10 +27,9 @@ def _pairs(inputs: Inputs) -> pd.DataFrame:
 
 
 def swept(patch: pd.DataFrame) -> pd.DataFrame:
-    """Exact all-position rows of the pairs whose every head was patched."""
-    ex = patch[(patch["method"] == "exact") & (patch["pos"] == -1)]
-    n = ex.groupby("pair_id").size()
-    return ex[ex["pair_id"].isin(n[n == n.max()].index)] if len(n) else ex
+    """Exact all-position rows of the pairs whose every head was patched (a full sweep;
+    the screened pairs' top-K rows would bias a per-head mean)."""
+    return patch[(patch["method"] == "exact") & (patch["positions"] == "all") & (patch["selection"] == "all_heads")]
 
 
 def _grid(df: pd.DataFrame, value: str) -> pd.DataFrame:
@@ -43,7 +42,7 @@ def _top(grid: pd.DataFrame, n: int = 3) -> list[str]:
 
 
 def patch_heads(inputs: Inputs, outputs: Paths, model: str, dpi: int = 150) -> dict[str, Any]:
-    ex = swept(read_table(inputs["patching"]).to_pandas()).merge(_pairs(inputs)[["pair_id", "subtask"]], on="pair_id")
+    ex = swept(read_table(inputs["patching"]).to_pandas())
     subs = [s for s in SUBTASKS if (ex["subtask"] == s).any()]
     fig, axes = plt.subplots(1, max(1, len(subs)), figsize=(5.4 * max(1, len(subs)), 5), squeeze=False)
     out: dict[str, Any] = {}
@@ -74,13 +73,7 @@ def patch_heads(inputs: Inputs, outputs: Paths, model: str, dpi: int = 150) -> d
 
 def patch_positions(inputs: Inputs, outputs: Paths, model: str, dpi: int = 150) -> dict[str, Any]:
     p = read_table(inputs["patching"]).to_pandas()
-    pairs = _pairs(inputs).set_index("pair_id")
-    pp = p[(p["method"] == "exact") & (p["pos"] >= 0)].copy()
-    length = pairs["clean_ids"].map(len)
-    pp["where"] = [
-        "corrupted" if pos == pairs.at[pid, "corrupt_pos"] else f"last-{int(length[pid]) - 1 - pos}"
-        for pid, pos in zip(pp["pair_id"], pp["pos"], strict=True)
-    ]
+    pp = p[(p["method"] == "exact") & (p["positions"] != "all")].rename(columns={"positions": "where"})
     g = pp.groupby(["where", "layer"])["nkl"].max().unstack("layer")
     fig, ax = plt.subplots(figsize=(9, 3.5))
     sns.heatmap(g, ax=ax, cmap="RdBu_r", center=0, cbar_kws={"label": "max over heads of normalised KL"})
@@ -91,7 +84,7 @@ def patch_positions(inputs: Inputs, outputs: Paths, model: str, dpi: int = 150) 
 
 def attribution(inputs: Inputs, outputs: Paths, model: str, dpi: int = 150) -> dict[str, Any]:
     p = read_table(inputs["patching"]).to_pandas()
-    p = p[p["pos"] == -1]
+    p = p[p["positions"] == "all"]
     ex = p[p["method"] == "exact"].set_index(["pair_id", "layer", "head"])["nkl"]
     at = p[p["method"] == "attribution"].set_index(["pair_id", "layer", "head"])["nkl"]
     j = pd.concat({"exact": ex, "attribution": at}, axis=1).dropna()
@@ -100,13 +93,10 @@ def attribution(inputs: Inputs, outputs: Paths, model: str, dpi: int = 150) -> d
     med = float(np.nanmedian(per_pair)) if per_pair else float("nan")
     # recall of the screen: on the fully swept pairs, the share of the exact top-K heads that
     # the screen's top-K also holds (K = the heads the screen confirms on the other pairs)
-    full = j.groupby(level=0).size()
-    swept_ids = full[full == full.max()].index if len(full) else []
-    k_conf = (
-        int(p[(p["method"] == "exact") & ~p["pair_id"].isin(swept_ids)].groupby("pair_id").size().median())
-        if (~p["pair_id"].isin(swept_ids)).any()
-        else 16
-    )
+    exact = p[p["method"] == "exact"]
+    swept_ids = sorted(set(exact.loc[exact["selection"] == "all_heads", "pair_id"]))
+    screened = exact[exact["selection"] == "screen_top_k"]
+    k_conf = int(screened.groupby("pair_id").size().median()) if len(screened) else 16
     recalls = []
     for pid in swept_ids:
         g = j.loc[pid]

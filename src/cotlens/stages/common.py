@@ -24,7 +24,7 @@ from typing import Any, Protocol
 from cotlens.atomic import atomic_path, remove_orphans
 from cotlens.fingerprint import of_manifest
 from cotlens.logs import logged
-from cotlens.parquet import RunMeta, config_hash
+from cotlens.parquet import RunMeta
 from cotlens.provenance import check_inputs
 
 Paths = Mapping[str, str]
@@ -61,9 +61,9 @@ def from_snakemake(run: Stage, smk: Any) -> None:
 
 
 def model_meta(stage: str, cfg: Mapping[str, Any], manifest: Mapping[str, Any], dtype: str, **extra: Any) -> RunMeta:
-    return RunMeta(
-        stage=stage,
-        config_hash=config_hash(dict(cfg)),
+    return RunMeta.of(
+        stage,
+        cfg,
         model=str(manifest.get("name")),
         revision=str(manifest.get("revision")),
         dtype=dtype,

@@ -96,10 +96,19 @@ def patch_pair(
     )
     assert base.attribution is not None
 
-    def add(method: str, pos: int, layer: int, head: int, nkl: float, ld: float | None) -> None:
+    screen = "atp" if cfg["screen"] == "atp" else f"{cfg['screen']}:{int(cfg['screen_steps'])}"
+    t = base.length
+    corrupt_pos = int(r["corrupt_pos"])
+
+    def add(method: str, selection: str, pos: int | None, layer: int, head: int, nkl: float, ld: float | None) -> None:
+        label = "all" if pos is None else "corrupt" if pos == corrupt_pos else f"end-{t - 1 - pos}"
         for k, v in (
             ("pair_id", r["pair_id"]),
+            ("subtask", r["subtask"]),
             ("method", method),
+            ("screen", screen),
+            ("selection", selection),
+            ("positions", label),
             ("pos", pos),
             ("layer", layer),
             ("head", head),
@@ -111,20 +120,19 @@ def patch_pair(
     attr = base.attribution
     for layer in range(d.n_layers):
         for h in range(d.n_heads):
-            add("attribution", -1, layer, h, float(attr[layer, h]), None)
+            add("attribution", "all_heads", None, layer, h, float(attr[layer, h]), None)
     if full_sweep:
         exact = patch_heads(mh, base, batch=int(cfg["head_batch"]))
-        t = base.length
-        positions = sorted({int(r["corrupt_pos"])} | set(range(max(0, t - int(cfg["positions_last"])), t)))
+        positions = sorted({corrupt_pos} | set(range(max(0, t - int(cfg["positions_last"])), t)))
         for (pos, layer, h), (nkl, ld) in patch_heads_at(mh, base, positions, batch=int(cfg["head_batch"])).items():
-            add("exact", pos, layer, h, nkl, ld)
+            add("exact", "all_heads", pos, layer, h, nkl, ld)
     else:
         flat = attr.flatten().abs().argsort(descending=True)[: int(cfg["top_k"])]
         top = [(int(j) // d.n_heads, int(j) % d.n_heads) for j in flat]
         exact = patch_heads(mh, base, top, batch=int(cfg["head_batch"]))
     for (layer, h), (nkl, ld) in sorted(exact.items()):
-        add("exact", -1, layer, h, nkl, ld)
-    q, t = int(r["question_len"]), base.length
+        add("exact", "all_heads" if full_sweep else "screen_top_k", None, layer, h, nkl, ld)
+    q = int(r["question_len"])
     sets = [range(q), range(q, t - 1), range(t - 1)]
     for name, (nkl, ld) in zip(PATHWAY_SETS, patch_positions(mh, base, sets), strict=True):
         for k, v in (("pair_id", r["pair_id"]), ("positions", name), ("nkl", nkl), ("logit_diff", ld)):

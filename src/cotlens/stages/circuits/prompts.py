@@ -7,7 +7,7 @@ from typing import Any
 
 from cotlens import schemas
 from cotlens.errors import CotlensError
-from cotlens.parquet import RunMeta, config_hash, to_table, write_table
+from cotlens.parquet import RunMeta, to_table, write_table
 from cotlens.prompts import fewshot
 from cotlens.prompts.prontoqa import GeneratorConfig, generate
 from cotlens.stages.common import Params, Paths
@@ -46,6 +46,6 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
     write_table(
         to_table(cols, schemas.CIRCUITS_PROMPTS),
         outputs["prompts"],
-        RunMeta("circuits_prompts", config_hash(dict(cfg))),
+        RunMeta.of("circuits_prompts", cfg),
     )
     return len(cols["prompt_id"])

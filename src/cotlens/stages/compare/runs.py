@@ -6,14 +6,14 @@ from __future__ import annotations
 from typing import Any
 
 from cotlens.compare import collect, plot_headlines
-from cotlens.parquet import RunMeta, config_hash, write_table
+from cotlens.parquet import RunMeta, write_table
 from cotlens.plotting.base import save_json
 from cotlens.stages.common import Params, Paths
 
 
 def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads: int) -> dict[str, Any]:
     t = collect(list(inputs.values()))
-    write_table(t, outputs["table"], RunMeta("compare_runs", config_hash(dict(params)), extra={"runs": params["runs"]}))
+    write_table(t, outputs["table"], RunMeta.of("compare_runs", params, extra={"runs": params["runs"]}))
     numbers = plot_headlines(t, [outputs["png"], outputs["pdf"]], int(params["dpi"]))
     save_json([outputs["json"]], numbers)
     return numbers

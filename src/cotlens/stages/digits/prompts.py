@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from cotlens import schemas
-from cotlens.parquet import RunMeta, config_hash, to_table, write_table
+from cotlens.parquet import RunMeta, to_table, write_table
 from cotlens.prompts.multiplication import MultConfig, generate
 from cotlens.stages.common import Params, Paths
 
@@ -39,5 +39,5 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
         ):
             cols[k].append(v)
     sub = {k: cfg[k] for k in PROMPT_KEYS if k in cfg}
-    write_table(to_table(cols, schemas.DIGITS_PROMPTS), outputs["prompts"], RunMeta("digits_prompts", config_hash(sub)))
+    write_table(to_table(cols, schemas.DIGITS_PROMPTS), outputs["prompts"], RunMeta.of("digits_prompts", sub))
     return len(cols["problem_id"])

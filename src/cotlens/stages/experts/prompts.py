@@ -8,7 +8,7 @@ from typing import Any
 
 from cotlens import schemas
 from cotlens.errors import CotlensError
-from cotlens.parquet import RunMeta, config_hash, to_table, write_table
+from cotlens.parquet import RunMeta, to_table, write_table
 from cotlens.prompts import moe
 from cotlens.stages.common import Params, Paths
 
@@ -35,7 +35,5 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
     cols = prompt_table(cfg)
     if not any(s == "study" for s in cols["set"]):
         raise CotlensError("experts.contrasts selects no study prompt", f"use some of {list(moe.CONTRASTS)}")
-    write_table(
-        to_table(cols, schemas.EXPERTS_PROMPTS), outputs["prompts"], RunMeta("experts_prompts", config_hash(dict(cfg)))
-    )
+    write_table(to_table(cols, schemas.EXPERTS_PROMPTS), outputs["prompts"], RunMeta.of("experts_prompts", cfg))
     return len(cols["prompt_id"])

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from cotlens import schemas
-from cotlens.parquet import RunMeta, config_hash, to_table, write_table
+from cotlens.parquet import RunMeta, to_table, write_table
 from cotlens.prompts.arith import VARIANTS, ArithConfig, build_prompt, exemplars, generate, load_gsm8k, variant_shots
 from cotlens.stages.common import Params, Paths
 
@@ -41,7 +41,5 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
             for k, v in row.items():
                 cols[k].append(v)
     sub = {k: cfg[k] for k in PROMPT_KEYS if k in cfg}
-    write_table(
-        to_table(cols, schemas.NEURONS_PROMPTS), outputs["prompts"], RunMeta("neurons_prompts", config_hash(sub))
-    )
+    write_table(to_table(cols, schemas.NEURONS_PROMPTS), outputs["prompts"], RunMeta.of("neurons_prompts", sub))
     return len(problems)
