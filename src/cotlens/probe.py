@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +30,7 @@ class RelationExample:
     a_char: tuple[int, int]  # char span of A's first mention
     b_char: tuple[int, int]
     label: int  # index into LABELS
+    words: tuple[str, str] = ("", "")  # (A, B): the pair's type, for the control task
 
 
 def _first_span(word: str, text: str) -> tuple[int, int] | None:
@@ -50,14 +51,14 @@ def relation_examples(prompt_id: int, question: str, seed: int = 0) -> list[Rela
     for (a, b), lab in rules.items():
         sa, sb = _first_span(a, question), _first_span(b, question)
         if sa and sb:
-            out.append(RelationExample(prompt_id, sa, sb, lab))
+            out.append(RelationExample(prompt_id, sa, sb, lab, (a, b)))
     unrelated = [(a, b) for a in words for b in words if a != b and (a, b) not in rules and (b, a) not in rules]
     rng = random.Random(f"{seed}|{prompt_id}")
     n_rel = sum(1 for e in out if e.label == 0)
     for a, b in rng.sample(unrelated, min(len(unrelated), max(1, n_rel))):
         sa, sb = _first_span(a, question), _first_span(b, question)
         if sa and sb:
-            out.append(RelationExample(prompt_id, sa, sb, 2))
+            out.append(RelationExample(prompt_id, sa, sb, 2, (a, b)))
     return out
 
 
@@ -78,9 +79,17 @@ def fit_probe(
     l2: float = 1e-3,
     steps: int = 200,
 ) -> tuple[float, float]:
-    """Multinomial logistic regression (standardised features, L2, LBFGS) -> (train acc, test acc)."""
+    """Multinomial logistic regression (standardised features, L2, LBFGS) -> (train acc, test acc).
+
+    Solved in the row space of the training features: with an L2 penalty the optimal
+    weights are a combination of the training rows (w = V b, ||w|| = ||b||), so fitting b
+    on the N_train coordinates X V is the same problem, several times cheaper when the
+    features outnumber the examples (as residual streams of a few hundred pairs do)."""
     mu, sd = x_train.mean(0), x_train.std(0).clamp_min(1e-6)
     xt, xs = (x_train - mu) / sd, (x_test - mu) / sd
+    if xt.shape[0] < xt.shape[1]:
+        _, _, vh = torch.linalg.svd(xt, full_matrices=False)  # vh: [N_train, F], orthonormal rows
+        xt, xs = xt @ vh.T, xs @ vh.T
     n_cls = len(LABELS)
     w = torch.zeros(xt.shape[1], n_cls, requires_grad=True)
     b = torch.zeros(n_cls, requires_grad=True)
@@ -98,3 +107,72 @@ def fit_probe(
         acc_tr = float(((xt @ w + b).argmax(-1) == y_train).float().mean())
         acc_te = float(((xs @ w + b).argmax(-1) == y_test).float().mean()) if len(y_test) else float("nan")
     return acc_tr, acc_te
+
+
+def control_labels(types: Sequence[Hashable], labels: Sequence[int], seed: int = 0) -> list[int]:
+    """Hewitt & Liang's control task: each type (here the word pair) gets one random label,
+    drawn from the empirical label distribution, the same wherever the type occurs."""
+    rng = random.Random(f"control|{seed}")
+    pool = list(labels)
+    assigned: dict[Hashable, int] = {}
+    for t in types:
+        if t not in assigned:
+            assigned[t] = rng.choice(pool)
+    return [assigned[t] for t in types]
+
+
+def group_folds(groups: Sequence[int], k: int, seed: int = 0) -> list[set[int]]:
+    """``k`` disjoint sets of group ids (prompts) covering every group once."""
+    ids = sorted(set(groups))
+    random.Random(f"folds|{seed}").shuffle(ids)
+    k = max(2, min(k, len(ids)))
+    return [set(ids[i::k]) for i in range(k)]
+
+
+@dataclass(frozen=True)
+class LayerScores:
+    layer: int
+    task: str  # relation | control
+    train: float  # fit and scored on every selection prompt
+    cv: float  # grouped k-fold over the selection prompts (what picks the layer)
+    test: float  # the held-out prompts, never used to pick
+
+
+def probe_layers(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    y_control: torch.Tensor,
+    groups: Sequence[int],
+    test_groups: set[int],
+    folds: int = 5,
+    seed: int = 0,
+    l2: float = 1e-3,
+    layer_done: Callable[[], None] | None = None,
+) -> tuple[list[LayerScores], int]:
+    """Probe every layer of ``x`` [N, L, F] on the relation labels and on the control labels.
+    Returns the scores and the layer picked by relation cross-validation accuracy (the
+    test prompts play no part in the pick)."""
+    g = torch.tensor(list(groups))
+    test = torch.tensor([int(i) in test_groups for i in groups])
+    sel_groups = [int(i) for i in groups if int(i) not in test_groups]
+    if len(set(sel_groups)) < 2:
+        raise ValueError("cross-validation needs at least two selection prompts")
+    fold_sets = group_folds(sel_groups, folds, seed)
+    out: list[LayerScores] = []
+    for layer in range(x.shape[1]):
+        xl = x[:, layer]
+        for task, labels in (("relation", y), ("control", y_control)):
+            correct, total = 0.0, 0
+            for held in fold_sets:
+                val = torch.tensor([int(i) in held for i in g]) & ~test
+                fit = ~test & ~val
+                _, acc = fit_probe(xl[fit], labels[fit], xl[val], labels[val], l2)
+                correct += acc * int(val.sum())
+                total += int(val.sum())
+            train, acc_test = fit_probe(xl[~test], labels[~test], xl[test], labels[test], l2)
+            out.append(LayerScores(layer, task, train, correct / max(1, total), acc_test))
+        if layer_done is not None:
+            layer_done()
+    relation = [s for s in out if s.task == "relation"]
+    best = max(relation, key=lambda s: (s.cv, -s.layer)).layer  # ties: the earliest layer
+    return out, best

@@ -243,10 +243,16 @@ SUFFICIENCY = pa.schema(
 PROBE = pa.schema(
     [
         ("layer", pa.int16()),
-        ("split", pa.string()),  # train | test
+        # relation: related / negated / unrelated | control: Hewitt & Liang's control task (each
+        # word-pair type a random label, same class distribution), the floor for selectivity
+        ("task", pa.string()),
+        # train: fit and scored on the selection prompts | cv: grouped k-fold over the selection
+        # prompts (picks the layer) | test: held-out prompts, never used to pick
+        ("split", pa.string()),
         ("accuracy", pa.float32()),
-        ("majority", pa.float32()),  # accuracy of always predicting the majority class (train)
-        ("n", pa.int32()),
+        ("majority", pa.float32()),  # accuracy on this split of the training labels' majority class
+        ("n", pa.int32()),  # examples scored
+        ("selected", pa.bool_()),  # the layer picked by relation cv accuracy (same on every row of it)
     ]
 )
 
@@ -381,7 +387,7 @@ TABLES: dict[str, tuple[pa.Schema, tuple[str, ...]]] = {
     "circuits/pathways": (PATHWAYS, ("pair_id", "positions")),
     "circuits/heads": (HEADS, ("pair_id", "layer", "head")),
     "circuits/sufficiency": (SUFFICIENCY, ("k", "subtask", "pair_id", "random", "draw")),
-    "circuits/probe": (PROBE, ("layer", "split")),
+    "circuits/probe": (PROBE, ("layer", "task", "split")),
     "digits/prompts": (DIGITS_PROMPTS, ("problem_id",)),
     "digits/confidence": (DIGITS, ("problem_id", "setting", "place")),
     "neurons/prompts": (NEURONS_PROMPTS, ("problem_id", "variant")),

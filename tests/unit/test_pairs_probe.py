@@ -145,6 +145,43 @@ def test_fit_probe_learns_a_separable_problem() -> None:
     assert te < 0.7  # noise does not generalise
 
 
+def test_probe_picks_the_layer_without_the_test_prompts_and_scores_a_control() -> None:
+    """Three layers: 0 noise, 1 the relation label, 2 the word-pair identity (memorisable).
+    Cross-validation picks layer 1; the control task (one random label per pair type) is
+    learnt on layer 2 as well as the relation, so its selectivity is ~0, and layer 1's is high.
+    Changing the test prompts' labels changes no cv score and not the pick."""
+    from cotlens.probe import control_labels, group_folds, probe_layers
+
+    g = torch.Generator().manual_seed(0)
+    groups = [i // 6 for i in range(120)]  # 20 prompts of 6 pairs
+    types = [(f"w{i % 10}", f"v{i % 7}") for i in range(120)]  # 70 pair types, each in many prompts
+    y_rel = torch.randint(0, 3, (120,), generator=g)
+    y_control = torch.tensor(control_labels(types, y_rel.tolist(), seed=0))
+    assert control_labels(types, y_rel.tolist(), seed=0) == y_control.tolist()  # one label per type
+    assert len({(t, c) for t, c in zip(types, y_control.tolist(), strict=True)}) == len(set(types))
+    test_groups = {0, 1, 2, 3, 4, 5}
+    test = torch.tensor([gr in test_groups for gr in groups])
+    x = torch.randn(120, 3, 80, generator=g) * 0.1
+    x[:, 1, :3] += 3.0 * torch.nn.functional.one_hot(y_rel, 3)
+    type_id = torch.tensor([sorted(set(types)).index(t) for t in types])
+    x[:, 2, :70] += 3.0 * torch.nn.functional.one_hot(type_id, 70)  # the pair's identity
+    scores, best = probe_layers(x, y_rel, y_control, groups, test_groups, folds=4, seed=0)
+    s = {(sc.layer, sc.task): sc for sc in scores}
+    assert best == 1
+    assert s[(0, "relation")].cv < 0.6  # noise
+    # the pick and the cv scores never see the test prompts: other test labels change nothing but test
+    y_other = y_rel.clone()
+    y_other[test] = (y_rel[test] + 1) % 3
+    scores2, best2 = probe_layers(x, y_other, y_control, groups, test_groups, folds=4, seed=0)
+    assert best2 == best and [(a.cv, a.train) for a in scores2] == [(a.cv, a.train) for a in scores]
+    assert s[(1, "relation")].test > 0.9 > 0.1 > next(a.test for a in scores2 if (a.layer, a.task) == (1, "relation"))
+    assert s[(1, "relation")].test > 0.9 and s[(1, "control")].test < 0.6  # selective
+    assert s[(2, "control")].test > 0.9  # identities let the probe memorise the control task:
+    assert s[(2, "relation")].test - s[(2, "control")].test < 0.3  # a high accuracy, low selectivity
+    folds = group_folds(groups, 4)
+    assert sorted(i for f in folds for i in f) == list(range(20))  # every prompt in exactly one fold
+
+
 def _patching(path, rows) -> None:  # type: ignore[no-untyped-def]
     from cotlens import schemas
     from cotlens.parquet import RunMeta, to_table, write_table

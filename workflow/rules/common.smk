@@ -14,6 +14,9 @@ _paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
 os.environ.update(
     PYTHONPATH=os.pathsep.join([str(SRC)] + [p for p in _paths if p != str(SRC)])
 )
+# No library progress bars in the logs ("Loading weights" redrawn with \r): the stages
+# report their own progress, per batch with rate and ETA (cotlens.logs).
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 from cotlens.codedeps import module_closure
 from cotlens.errors import CotlensError

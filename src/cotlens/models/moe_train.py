@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from cotlens.atomic import atomic_dir
+from cotlens.logs import Progress
 from cotlens.models.registry import recipe, recipe_revision
 
 
@@ -72,6 +73,7 @@ def train_moe(entry: Mapping[str, Any], out: str | Path, threads: int = 2, log_e
     )
     gen = torch.Generator().manual_seed(int(r["seed"]))
     t0, losses = time.perf_counter(), []
+    prog = Progress(steps, "steps", what="training")
     for step in range(steps):
         pick = torch.randint(len(ids), (bs,), generator=gen).tolist()
         rows = [ids[i] for i in pick]
@@ -90,7 +92,8 @@ def train_moe(entry: Mapping[str, Any], out: str | Path, threads: int = 2, log_e
         opt.zero_grad(set_to_none=True)
         losses.append(float(outp.loss.detach()))
         if log_every and (step % log_every == 0 or step == steps - 1):
-            print(f"step {step:5d}  loss {losses[-1]:.3f}  ({time.perf_counter() - t0:.0f} s)", flush=True)
+            prog.update(step + 1 - prog.done, note=f"loss {losses[-1]:.3f}")
+    prog.close()
     model.eval()
     # the time goes to the log (and the rule's benchmark), not the manifest: two runs of
     # one recipe give the same bytes under resources/

@@ -52,7 +52,8 @@ def from_snakemake(run: Stage, smk: Any) -> None:
     outputs = {k: str(v) for k, v in smk.output.items()}
     params = dict(getattr(smk.params, "cfg", {}) or {})
     runtime = dict(getattr(smk.params, "runtime", {}) or {})
-    with logged(smk.log[0]):
+    job = " ".join([str(smk.rule), *(str(v) for v in smk.wildcards)])
+    with logged(smk.log[0], job):
         for out in outputs.values():  # temp files a killed run left (none a live process owns)
             for orphan in remove_orphans(out):
                 print(f"removed {orphan}, left by an interrupted run", flush=True)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from cotlens.extract import ExtractConfig, SampleRow, activation_schema, extract_batch
+from cotlens.logs import Progress
 from cotlens.models.loading import load_for_stage, read_manifest
 from cotlens.parquet import ShardWriter, read_table
 from cotlens.shards import Shards, resume_key
@@ -52,16 +53,20 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
     )
     shards = Shards(out, "circuits_extract", meta, len(work))
     lm = None
+    todo = [k for k in range(len(work)) if not shards.done(k)]  # the rest: finished by an interrupted run
+    prog = Progress(sum(-(-len(work[k]) // ec.batch_size) for k in todo), "batches")
     for k, shard in enumerate(work):
-        if shards.done(k):
-            continue  # finished by an earlier, interrupted run
+        if k not in todo:
+            continue
         if lm is None:
             lm = load_for_stage(model_dir, runtime, threads)
             schema = activation_schema(lm, ec)
         with ShardWriter(shards.path(k), schema, meta) as w:
             for b in range(0, len(shard), ec.batch_size):
                 w.write(extract_batch(lm, shard[b : b + ec.batch_size], ec, schema))
+                prog.update(note=f"shard {k + 1}/{len(work)}")
         shards.committed(k)
+    prog.close()
     print(shards.summary(), flush=True)
     shards.promote(out)
     return len(rows)

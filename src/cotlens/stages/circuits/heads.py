@@ -9,6 +9,7 @@ from typing import Any
 from cotlens import schemas
 from cotlens.checks import require
 from cotlens.circuit import content_tokens, read_heads
+from cotlens.logs import progress
 from cotlens.models.loading import load_for_stage
 from cotlens.parquet import read_table, to_table, write_table
 from cotlens.stages.common import Params, Paths, model_meta
@@ -24,7 +25,7 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
     d = lm.dims
     content = content_tokens(lm.tokenizer, d.vocab)
     cols: dict[str, list[Any]] = {f.name: [] for f in schemas.HEADS}
-    for r in read_table(pairs).to_pylist():
+    for r in progress(read_table(pairs).to_pylist(), unit="pairs"):
         rd = read_heads(lm, r["clean_ids"], r["clean_tok"], r["corrupt_tok"])
         present = set(r["clean_ids"])
         # the chance that a content token drawn at random from the vocabulary is in the prompt

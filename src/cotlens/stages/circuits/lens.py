@@ -7,6 +7,7 @@ import pyarrow.dataset as ds
 
 from cotlens import schemas
 from cotlens.lens import ID_COLUMNS, lens_batch
+from cotlens.logs import Progress
 from cotlens.models.loading import load_for_stage
 from cotlens.parquet import ShardWriter
 from cotlens.stages.common import Params, Paths, model_meta
@@ -17,11 +18,12 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
     lm = load_for_stage(inputs["model"], runtime, threads)
     data = ds.dataset(str(activations), format="parquet")
     n = 0
-    with ShardWriter(out, schemas.LENS, model_meta("circuits_lens", cfg, lm.manifest, lm.dtype)) as w:
-        for batch in data.to_batches(
-            columns=[*ID_COLUMNS, "resid"], batch_size=int(cfg.get("batch_rows", 2048)), use_threads=False
-        ):
+    batch_rows = int(cfg.get("batch_rows", 2048))
+    prog = Progress(-(-data.count_rows() // batch_rows), "batches")
+    with prog, ShardWriter(out, schemas.LENS, model_meta("circuits_lens", cfg, lm.manifest, lm.dtype)) as w:
+        for batch in data.to_batches(columns=[*ID_COLUMNS, "resid"], batch_size=batch_rows, use_threads=False):
             tab = pa.Table.from_batches([batch])
             w.write(lens_batch(lm, tab))
             n += tab.num_rows
+            prog.update(note=f"{n} rows")
     return n

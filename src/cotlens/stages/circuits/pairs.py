@@ -10,6 +10,7 @@ import torch
 from cotlens import schemas
 from cotlens.batch import logits_at, pad
 from cotlens.errors import CotlensError
+from cotlens.logs import progress
 from cotlens.models.loading import load_for_stage
 from cotlens.pairs import balance, build_pairs, gold_samples
 from cotlens.parquet import read_table, to_table, write_table
@@ -31,7 +32,7 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
     kept: list[tuple[Any, float, float, float, float]] = []
     bs = int(cfg.get("batch_size", 16))
     with torch.no_grad():
-        for b in range(0, len(cands), bs):
+        for b in progress(range(0, len(cands), bs), unit="batches", what="candidate pairs"):
             chunk = cands[b : b + bs]
             seqs = [p.clean_ids for p in chunk] + [p.corrupt_ids for p in chunk]
             ids, mask = pad(seqs, pad_id, lm.device, left=False)

@@ -16,6 +16,7 @@ from typing import Any
 from cotlens import schemas
 from cotlens.checks import enforce, prompts, tolerance
 from cotlens.errors import CotlensError
+from cotlens.logs import Progress
 from cotlens.models.adapters import ModelHandle
 from cotlens.models.loading import load_for_stage
 from cotlens.parquet import ShardWriter, read_table, to_table, write_table
@@ -51,19 +52,19 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
     smeta = model_meta("circuits_patch", key, lm.manifest, lm.dtype)
     shards = Shards(out, "circuits_patch", smeta, len(starts))
     path_shards = Shards(out_pathways, "circuits_patch", smeta, len(starts))
+    todo = [k for k in range(len(starts)) if not (path_shards.done(k) and shards.done(k))]
+    prog = Progress(sum(min(per_shard, table.num_rows - starts[k]) for k in todo), "pairs")
     for k, first in enumerate(starts):
-        if path_shards.done(k) and shards.done(k):
+        if k not in todo:
             continue  # finished by an earlier, interrupted run
         cols: dict[str, list[Any]] = {f.name: [] for f in schemas.PATCHING}
         path_cols: dict[str, list[Any]] = {f.name: [] for f in schemas.PATHWAYS}
         for i in range(first, min(first + per_shard, table.num_rows)):
             patch_pair(lm, table.slice(i, 1).to_pylist()[0], cfg, full_sweep[i], cols, path_cols)
-            print(
-                f"patched pair {i + 1}/{table.num_rows} ({'full sweep' if full_sweep[i] else 'screen + top-K'})",
-                flush=True,
-            )
+            prog.update(note=f"pair {i + 1} of {table.num_rows}: {'full sweep' if full_sweep[i] else 'screen + top-K'}")
         write_table(to_table(path_cols, schemas.PATHWAYS), path_shards.path(k), smeta)
         shards.write(k, to_table(cols, schemas.PATCHING))
+    prog.close()
     print(shards.summary(), flush=True)
     with ShardWriter(out, schemas.PATCHING, meta, group_rows=GROUP_ROWS) as w:  # aborted on error: nothing
         for t in shards.tables():  # is left looking complete

@@ -1,4 +1,6 @@
-"""Stage ``circuits_probe``: a linear relation probe per layer on question word pairs, held-out split by question."""
+"""Stage ``circuits_probe``: a linear relation probe per layer on question word pairs; the
+layer picked by grouped cross-validation on the selection prompts, the held-out prompts'
+accuracy reported at it, and a control task per layer (cotlens.probe)."""
 
 from __future__ import annotations
 
@@ -10,10 +12,11 @@ import torch
 from cotlens import schemas
 from cotlens.errors import CotlensError
 from cotlens.hooks import Capture
+from cotlens.logs import Progress, progress
 from cotlens.models.adapters import get
 from cotlens.models.loading import load_for_stage
 from cotlens.parquet import read_table, to_table, write_table
-from cotlens.probe import fit_probe, relation_examples, token_at_char_end
+from cotlens.probe import control_labels, probe_layers, relation_examples, token_at_char_end
 from cotlens.prompts import fewshot
 from cotlens.stages.common import Params, Paths, model_meta
 
@@ -21,12 +24,13 @@ from cotlens.stages.common import Params, Paths, model_meta
 def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads: int) -> int:
     prompts, cfg = inputs["prompts"], params
     lm = load_for_stage(inputs["model"], runtime, threads)
-    d, tok = lm.dims, lm.tokenizer
+    tok = lm.tokenizer
     feats: list[torch.Tensor] = []  # [L, 2d] per example
     labels: list[int] = []
     groups: list[int] = []
+    types: list[tuple[str, str]] = []
     with torch.no_grad():
-        for p in read_table(prompts).to_pylist():
+        for p in progress(read_table(prompts).to_pylist(), unit="prompts", what="features"):
             q = fewshot.question_text(p["facts"], p["query"])
             exs = relation_examples(int(p["prompt_id"]), q, int(cfg["seed"]))
             if not exs:
@@ -41,21 +45,50 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
                 feats.append(torch.cat([resid[ia], resid[ib]], dim=-1).float().cpu())
                 labels.append(e.label)
                 groups.append(e.prompt_id)
-    if len(set(groups)) < 2:
-        raise CotlensError("relation probing needs questions from at least two prompts", "use more prompts")
+                types.append(e.words)
+    if len(set(groups)) < 3:
+        raise CotlensError(
+            f"relation probing found word pairs in {len(set(groups))} prompt(s); it needs at least 3 "
+            "(two to cross-validate the layer choice, one held out)",
+            "use more prompts (circuits.prompts.n_per_cell)",
+        )
     ids = sorted(set(groups))
     random.Random(int(cfg["seed"])).shuffle(ids)
-    n_test = max(1, round(float(cfg["test_fraction"]) * len(ids)))
+    n_test = min(len(ids) - 2, max(1, round(float(cfg["test_fraction"]) * len(ids))))
     test_ids = set(ids[:n_test])
     x = torch.stack(feats)  # [N, L, 2d]
     y = torch.tensor(labels)
+    y_control = torch.tensor(control_labels(types, labels, int(cfg["seed"])))
     te = torch.tensor([g in test_ids for g in groups])
-    majority = float((y[~te] == torch.bincount(y[~te]).argmax()).float().mean())
+    torch.set_num_threads(1)  # a few hundred examples: one thread fits a probe ~2x faster than two
+    with Progress(x.shape[1], "layers", what="probes") as prog:
+        scores, best = probe_layers(
+            x,
+            y,
+            y_control,
+            groups,
+            test_ids,
+            int(cfg.get("cv_folds", 5)),
+            int(cfg["seed"]),
+            float(cfg["l2"]),
+            prog.update,
+        )
+    n_sel = int((~te).sum())
     cols: dict[str, list[Any]] = {f.name: [] for f in schemas.PROBE}
-    for layer in range(d.n_layers):
-        acc_tr, acc_te = fit_probe(x[~te, layer], y[~te], x[te, layer], y[te], float(cfg["l2"]))
-        for split, acc, n in (("train", acc_tr, int((~te).sum())), ("test", acc_te, int(te.sum()))):
-            for k, v in (("layer", layer), ("split", split), ("accuracy", acc), ("majority", majority), ("n", n)):
+    for sc in scores:
+        lab = y if sc.task == "relation" else y_control
+        top = torch.bincount(lab[~te], minlength=3).argmax()
+        for split, acc, mask in (("train", sc.train, ~te), ("cv", sc.cv, ~te), ("test", sc.test, te)):
+            row = {
+                "layer": sc.layer,
+                "task": sc.task,
+                "split": split,
+                "accuracy": acc,
+                "majority": float((lab[mask] == top).float().mean()),
+                "n": n_sel if split != "test" else int(te.sum()),
+                "selected": sc.layer == best,
+            }
+            for k, v in row.items():
                 cols[k].append(v)
     write_table(
         to_table(cols, schemas.PROBE), outputs["probe"], model_meta("circuits_probe", cfg, lm.manifest, lm.dtype)

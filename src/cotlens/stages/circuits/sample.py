@@ -14,6 +14,7 @@ import torch
 
 from cotlens import parsing, schemas
 from cotlens.errors import CotlensError
+from cotlens.logs import Progress
 from cotlens.models.adapters import check_context
 from cotlens.models.loading import load_for_stage
 from cotlens.parquet import read_table, to_table, write_table
@@ -73,10 +74,12 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
     key_cfg = resume_key(cfg, runtime, prompts, Path(model_dir) / "manifest.json")
     shards = Shards(out, "circuits_sample", model_meta("circuits_sample", key_cfg, lm.manifest, lm.dtype), len(batches))
     results: dict[tuple[int, int], Any] = {}
+    prog = Progress(len(batches), "batches")
     for k, batch in enumerate(batches):
         if shards.done(k):  # finished by an earlier, interrupted run
             for r in shards.read(k).to_pylist():
                 results[(r["prompt_idx"], r["sample_idx"])] = Generation(r["token_ids"], r["stop_reason"])
+            prog.add(-1)
             continue
         gen = torch.Generator().manual_seed(sc.seed * 1_000_003 + k)  # per batch: resumable
         outs = generate_batch(
@@ -90,6 +93,8 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
         }
         shards.write(k, to_table(shard, schemas.SAMPLE_SHARD))
         results.update(zip(batch, outs, strict=True))
+        prog.update(note=f"{len(batch)} generations")
+    prog.close()
     print(shards.summary(), flush=True)
 
     cols: dict[str, list[Any]] = {f.name: [] for f in schemas.SAMPLES}

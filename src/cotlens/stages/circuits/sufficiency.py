@@ -13,6 +13,7 @@ import torch
 from cotlens import schemas
 from cotlens.circuit import circuit_logits, head_ranking, mean_head_outputs
 from cotlens.errors import CotlensError
+from cotlens.logs import Progress
 from cotlens.models.loading import load_for_stage
 from cotlens.parquet import read_table, to_table, write_table
 from cotlens.prompts import fewshot
@@ -45,6 +46,8 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
     all_heads = [(la, h) for la in range(d.n_layers) for h in range(d.n_heads)]
     draws = int(cfg.get("random_draws", 10))
     cols: dict[str, list[Any]] = {f.name: [] for f in schemas.SUFFICIENCY}
+    ks = sorted({min(int(k), len(all_heads)) for k in cfg["sufficiency_k"]})
+    prog = Progress(sum(len(rows) * (1 + (draws if 0 < k < len(all_heads) else 0)) for k in ks), "forwards")
     for k in sorted({min(int(k), len(all_heads)) for k in cfg["sufficiency_k"]}):
         rng = random.Random(f"{cfg['seed']}|{k}")
         # k = 0 and k = all heads have one possible set: no random draws to make
@@ -66,6 +69,7 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
                     ("draw", draw),
                 ):
                     cols[key].append(v)
+            prog.update(len(rows), note=f"k={k} {'top-k' if rnd is None else f'random draw {draw}'}")
         print(f"circuit k={k} done ({len(sets) - 1} random draws)", flush=True)
     write_table(
         to_table(cols, schemas.SUFFICIENCY),

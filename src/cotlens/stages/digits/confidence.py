@@ -13,6 +13,7 @@ import torch
 from cotlens import schemas
 from cotlens.digits import VocabText, align, mc_dropout, own_digits, position_forward, score
 from cotlens.errors import CotlensError
+from cotlens.logs import Progress
 from cotlens.models.loading import load_for_stage
 from cotlens.parquet import read_table, to_table, write_table
 from cotlens.stages.common import Params, Paths, model_meta
@@ -44,8 +45,9 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
     bs = int(cfg.get("batch_size", 32))
     n_forwards = 0
     t0 = time.perf_counter()
-    for _, group in groupby(tab, key=lambda r: (r["n"], r["m"])):
-        cell = list(group)
+    cells = [list(g) for _, g in groupby(tab, key=lambda r: (r["n"], r["m"]))]
+    prog = Progress(sum(-(-len(c) // bs) for c in cells), "batches")
+    for cell in cells:
         for s in range(0, len(cell), bs):
             batch = cell[s : s + bs]
             seqs, places, meta = [], [], []
@@ -101,6 +103,8 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
                         ("argmax_digit", int(dist.mean(0).argmax())),
                     ):
                         cols[col].append(v)
+            prog.update(note=f"{batch[0]['n']}x{batch[0]['m']} digits")
+    prog.close()
     dt = time.perf_counter() - t0
     print(f"scored {len(tab)} problems in {n_forwards} batched forwards, {dt:.1f} s: {len(tab) / dt:.2f} problems/s")
     write_table(

@@ -30,6 +30,7 @@ from cotlens.experts import (
     top_k_of,
 )
 from cotlens.hooks import router_modules
+from cotlens.logs import Progress
 from cotlens.models.loading import load_for_stage
 from cotlens.parquet import read_table, to_table, write_table
 from cotlens.responses import continuation_nll, first_int, reference_nll, refusal_classifier, render, respond
@@ -136,9 +137,11 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
                 conditions.append(("random", mode, int(k), seed, rnd))
     key = resume_key(cfg, runtime, prompts, ftri_path, Path(model_dir) / "manifest.json")
     shards = Shards(out, "experts_effects", model_meta("experts_effects", key, lm.manifest, lm.dtype), len(conditions))
-    for i, cond in enumerate(conditions):
-        if not shards.done(i):
-            shards.write(i, measure(*cond))
+    todo = [i for i in range(len(conditions)) if not shards.done(i)]  # the rest: done by an interrupted run
+    with Progress(len(todo), "conditions") as prog:
+        for i in todo:
+            shards.write(i, measure(*conditions[i]))
+            prog.update(note=" ".join(map(str, conditions[i][:4])))
     print(shards.summary(), flush=True)
     runs = shards.concat()
     write_table(runs, out, model_meta("experts_effects", cfg, lm.manifest, lm.dtype))

@@ -14,6 +14,7 @@ import pyarrow as pa
 from cotlens import schemas
 from cotlens.experts import RouterCapture, n_experts, require_moe
 from cotlens.hooks import router_modules
+from cotlens.logs import Progress
 from cotlens.models.loading import load_for_stage
 from cotlens.parquet import ShardWriter, read_table, to_table, write_table
 from cotlens.responses import refusal_classifier, respond
@@ -39,6 +40,7 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
     )
     done = 0
     prompt_len: list[int] = []
+    prog = Progress(len(study), "prompts", what="responses")
     with ShardWriter(routes_out, schemas.ROUTES, meta, group_rows=65536) as writer:
         with RouterCapture(lm.model, lm.adapter) as cap:
 
@@ -62,8 +64,10 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
                 )
                 done += len(ids)
                 prompt_len.extend(map(len, ids))
+                prog.update(len(ids))
 
             answers = respond(lm, [r["question"] for r in study], cfg, capture=cap, after_batch=dump)
+            prog.close()
         judge = load_for_stage(inputs["judge"], runtime, threads) if "judge" in inputs else None
         classify, by = refusal_classifier(judge, runtime.get("judge_cache"))
         cols: dict[str, list[Any]] = {f.name: [] for f in schemas.EXPERT_RESPONSES}

@@ -15,8 +15,9 @@ from cotlens import schemas
 from cotlens.checks import require
 from cotlens.errors import CotlensError
 from cotlens.judge import Judge
+from cotlens.logs import Progress
 from cotlens.models.loading import load_for_stage
-from cotlens.neurons import NeuronScorer, label, project_many, solve, variant_rows
+from cotlens.neurons import Answer, NeuronScorer, label, project_many, solve, variant_rows
 from cotlens.parquet import read_table, to_table, write_table
 from cotlens.stages.common import Params, Paths, model_meta
 
@@ -34,15 +35,14 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
     require(inputs.get("checks"), "decomposition", "neuron scoring and vocabulary projection (neurons_discovery)")
     lm = load_for_stage(model_dir, runtime, threads)
     d = lm.dims
-    with NeuronScorer(lm, int(cfg["top_k"]), int(cfg["batch_size"])) as sc:
-        answers = solve(
-            lm,
-            texts,
-            golds,
-            cfg,
-            on_step=sc.rows,
-            after_batch=lambda b: sc.commit([i for i, a in enumerate(b) if a.correct]),
-        )
+    prog = Progress(-(-len(texts) // int(cfg["batch_size"])), "batches", what="problems")
+
+    def after_batch(b: list[Answer]) -> None:
+        sc.commit([i for i, a in enumerate(b) if a.correct])
+        prog.update(note=f"{sum(a.correct for a in b)}/{len(b)} correct")
+
+    with prog, NeuronScorer(lm, int(cfg["top_k"]), int(cfg["batch_size"])) as sc:
+        answers = solve(lm, texts, golds, cfg, on_step=sc.rows, after_batch=after_batch)
     n_correct = sum(a.correct for a in answers)
     if n_correct == 0:
         raise CotlensError(

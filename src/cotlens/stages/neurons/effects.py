@@ -14,6 +14,7 @@ import torch
 
 from cotlens import schemas
 from cotlens.errors import CotlensError
+from cotlens.logs import Progress
 from cotlens.models.loading import load_for_stage
 from cotlens.neurons import (
     ActivationMeter,
@@ -64,8 +65,10 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
             )
         return answers, acts
 
+    todo = [k for k in range(len(conditions)) if not shards.done(k)]  # the rest: done by an interrupted run
+    prog = Progress(len(todo), "conditions")
     for k, (condition, variant, mode, seed, n_abl) in enumerate(conditions):
-        if shards.done(k):
+        if k not in todo:
             continue
         ids, texts, golds = variant_rows(table, variant)
         if condition == "variant":
@@ -99,8 +102,9 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
             for c, v in row.items():
                 cols[c].append(v)
         ok = sum(a.correct for a in answers)
-        print(f"{condition} {variant} {mode} seed {seed}, {n_abl} ablated: {ok}/{len(answers)}", flush=True)
+        prog.update(note=f"{condition} {variant} {mode} seed {seed}, {n_abl} ablated: {ok}/{len(answers)} correct")
         shards.write(k, to_table(cols, schemas.NEURON_EFFECTS))
+    prog.close()
     print(shards.summary(), flush=True)
     runs = shards.concat()
     write_table(runs, out, model_meta("neurons_effects", cfg, lm.manifest, lm.dtype))
