@@ -1,3 +1,4 @@
+import os
 import sys
 
 from snakemake.utils import min_version, validate
@@ -19,7 +20,9 @@ check_config(config, CONFIG_FILES)
 validate(config, "workflow/schemas/config.schema.yaml")
 
 
-report: "workflow/report/workflow.rst"
+# The landing page: the findings summary `cotlens report` writes from the figure JSONs
+# (results/<run>/report/summary.rst, then this intro); a plain --report gets the intro.
+report: os.environ.get("COTLENS_REPORT_TEXT") or "workflow/report/workflow.rst"
 
 
 include: "workflow/rules/common.smk"

@@ -1,9 +1,19 @@
-"""``cotlens`` command line: ``cotlens check-model PATH`` runs every self-check on a model.
+"""``cotlens``: the pipeline for people who do not know Snakemake.
 
-PATH is a transformers model directory (or a prepared ``resources/models/<name>``
-directory, or ``hub:REPO[@REVISION]``). It prints one line per check with the measured
-difference and exits 1 if a check fails, so a user learns before any stage runs whether
-cotlens reads the model exactly, and which studies it would refuse.
+- ``cotlens run [--config FILE]... [--model PATH] [-n] [--verbose] [-- SNAKEMAKE ARGS]``:
+  runs the workflow (the default profile: local, 2 cores) with the console compacted
+  (``cotlens.console``), then writes the report. ``--model PATH`` adds a transformers
+  model directory as a ``local`` registry entry (an overlay written to
+  ``config/local-<name>.yaml``, run ``<name>``) and runs the studies on it.
+- ``cotlens report [--config FILE]...``: the findings summary and the HTML report of what
+  exists under ``results/<run>/`` (a partial run gets a partial report).
+- ``cotlens check-model PATH``: every self-check on a model, one line each with the
+  measured difference; exits 1 if a check fails, so a user learns before any stage runs
+  whether cotlens reads the model exactly, and which studies it would refuse. PATH is a
+  transformers model directory, a prepared ``resources/models/<name>``, or
+  ``hub:REPO[@REVISION]``.
+
+Run from the checkout (the directory holding the Snakefile).
 """
 
 from __future__ import annotations
@@ -11,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -63,15 +74,182 @@ def check_model(path: str, device: str = "cpu", out: str | None = None) -> int:
     return 1 if failed else 0
 
 
+PROFILE = "workflow/profiles/default"
+
+
+def _checkout() -> Path:
+    if not Path("Snakefile").is_file():
+        raise CotlensError(f"no Snakefile in {Path.cwd()}", "run cotlens from the cotlens checkout")
+    return Path.cwd()
+
+
+def snakemake_command(configs: Sequence[str], extra: Sequence[str] = ()) -> list[str]:
+    """The Snakemake command line of ``make run``: the default profile, the config overlays."""
+    cmd = [sys.executable, "-m", "snakemake", "--workflow-profile", PROFILE]
+    for c in configs:
+        cmd += ["--configfile", c]
+    return cmd + list(extra)
+
+
+def model_overlay(path: str, name: str | None = None, where: str | Path = "config") -> Path:
+    """A config overlay running the studies on the transformers model directory ``path``:
+    registry entry ``<name>`` (``source: local``), ``active_models: [<name>]``, ``run: <name>``."""
+    import re
+
+    import yaml
+
+    from cotlens.models.prepare import check_local_dir
+
+    p = Path(path).expanduser().resolve()
+    if not p.is_dir():
+        raise CotlensError(
+            f"--model {path}: no such directory",
+            "give a transformers model directory (config.json, weights, tokenizer)",
+        )
+    check_local_dir(p)
+    name = name or re.sub(r"[^A-Za-z0-9_.-]+", "-", p.name).strip("-.").lower() or "local"
+    overlay = {"run": name, "active_models": [name], "models": {name: {"source": "local", "path": str(p)}}}
+    out = Path(where) / f"local-{name}.yaml"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(f"# written by `cotlens run --model {path}`\n" + yaml.safe_dump(overlay, sort_keys=False))
+    return out
+
+
+def run(configs: Sequence[str], extra: Sequence[str], verbose: bool = False, report_after: bool = True) -> int:
+    """Snakemake, its console compacted unless ``verbose``, then the report."""
+    import subprocess
+
+    from cotlens.configcheck import check_files
+    from cotlens.console import run_filter
+
+    _checkout()
+    check_files(["config.yaml", *configs])
+    cmd = snakemake_command(configs, extra)
+    if verbose:
+        rc = subprocess.call(cmd)
+    else:
+        with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1) as proc:
+            assert proc.stdout is not None
+            try:
+                run_filter(proc.stdout, sys.stdout)
+            except KeyboardInterrupt:  # Snakemake got it too: let it finish its cleanup
+                proc.wait()
+            rc = proc.wait()
+    dry = any(a in ("-n", "--dry-run", "--dryrun") for a in extra)
+    if rc == 0 and report_after and not dry:
+        return report(configs)
+    return rc
+
+
+def report(configs: Sequence[str], extra: Sequence[str] = ()) -> int:
+    """The findings summary (results/<run>/summary.parquet and the landing page) and the
+    HTML report of the figures that exist, written under a temp name and renamed."""
+    import os
+    import subprocess
+
+    from cotlens.configcheck import check_files, run_name
+    from cotlens.parquet import RunMeta, to_table, write_table
+    from cotlens.summary import SUMMARY, summarise, to_rst
+
+    root = _checkout()
+    files = ["config.yaml", *configs]
+    check_files(files)
+    name = run_name(files)
+    results = Path("results") / name
+    present = sorted(
+        p.with_suffix("")
+        for p in results.glob("*/*/figures/*.json")
+        if all(p.with_suffix(e).is_file() for e in (".png", ".pdf", ".html"))
+    )
+    if not present:
+        raise CotlensError(f"no figures under {results}/ (run {name!r})", "make some first: cotlens run (or make run)")
+    expected = _expected_figures(configs)
+    absent = [p for p in expected if not Path(p).is_file()]
+    rows = summarise(results)
+    cols = {f.name: [r[f.name] for r in rows] for f in SUMMARY}
+    write_table(to_table(cols, SUMMARY), results / "summary.parquet", RunMeta.of("summary", {"run": name}))
+    page = results / "report" / "summary.rst"
+    page.parent.mkdir(parents=True, exist_ok=True)
+    intro = (root / "workflow" / "report" / "workflow.rst").read_text()
+    page.write_text(to_rst(rows, name, absent, intro))
+    targets = [str(p.with_suffix(e)) for p in present for e in (".png", ".pdf", ".json", ".html")]
+    compare = results / "compare" / "headlines.png"
+    targets += [str(compare)] if compare.is_file() else []
+    tmp = results / ".tmp-report.html"
+    env = {**os.environ, "COTLENS_REPORT_TEXT": str(page.resolve())}
+    cmd = snakemake_command(configs, ["--report", str(tmp), *extra, *targets])
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env) as proc:
+        out, _ = proc.communicate()
+    if proc.returncode != 0:
+        sys.stdout.write(out)
+        tmp.unlink(missing_ok=True)
+        return proc.returncode
+    tmp.replace(results / "report.html")
+    verdicts = ", ".join(f"{sum(r['verdict'] == v for r in rows)} {v}" for v in sorted({r["verdict"] for r in rows}))
+    print(f"report: {results / 'report.html'} ({len(present)} figures, {len(rows)} findings: {verdicts})")
+    if absent:
+        print(f"  partial: {len(absent)} figure(s) not made yet; `cotlens run` makes them")
+    return 0
+
+
+def _merged(files: Sequence[str]) -> dict[str, Any]:
+    """The config files merged as Snakemake merges --configfile overlays (nested dicts update)."""
+    import yaml
+
+    def update(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+        for k, v in b.items():
+            a[k] = update(dict(a.get(k) or {}), v) if isinstance(v, dict) and isinstance(a.get(k), dict) else v
+        return a
+
+    out: dict[str, Any] = {}
+    for f in files:
+        out = update(out, yaml.safe_load(Path(f).read_text()) or {})
+    return out
+
+
+def _expected_figures(configs: Sequence[str]) -> list[str]:
+    """The figure JSONs the configuration's `all` makes (as all_figures in common.smk)."""
+    from cotlens.studies import STUDIES
+
+    cfg = _merged(["config.yaml", *configs])
+    run_ = cfg.get("run", "default")
+    out = []
+    for s in cfg.get("studies", []):
+        key = STUDIES[s].models_key
+        models = cfg.get("experts", {}).get("models", []) if key == "experts.models" else cfg.get(key, [])
+        out += [f"results/{run_}/{s}/{m}/figures/{f}.json" for m in models for f in STUDIES[s].figures]
+    return sorted(out)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="cotlens", description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
+    rn = sub.add_parser("run", help="run the studies (Snakemake, default profile), then write the report")
+    rn.add_argument(
+        "--config", action="append", default=[], help="a config overlay (repeatable), e.g. config/paper.yaml"
+    )
+    rn.add_argument("--model", default=None, help="a transformers model directory to run the studies on")
+    rn.add_argument("--name", default=None, help="with --model: its registry name and run name")
+    rn.add_argument("-n", "--dry-run", action="store_true", help="show what would run, run nothing")
+    rn.add_argument("--verbose", action="store_true", help="Snakemake's full console (every code input)")
+    rn.add_argument("snakemake_args", nargs="*", help="after --: passed to Snakemake (e.g. -- --cores 8)")
+    rp = sub.add_parser("report", help="the findings summary and HTML report of what exists")
+    rp.add_argument("--config", action="append", default=[], help="the config overlays of the run")
     cm = sub.add_parser("check-model", help="run every self-check on a model directory")
     cm.add_argument("path", help="model directory, prepared model directory, or hub:REPO[@REVISION]")
     cm.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (default: cpu)")
     cm.add_argument("--json", dest="out", default=None, help="also write the results as JSON here")
     args = ap.parse_args(argv)
     try:
+        if args.cmd == "run":
+            configs = list(args.config)
+            if args.model:
+                configs.append(str(model_overlay(args.model, args.name)))
+                print(f"model {args.model}: registry entry and run in {configs[-1]}")
+            extra = [*(["-n"] if args.dry_run else []), *args.snakemake_args]
+            return run(configs, extra, args.verbose)
+        if args.cmd == "report":
+            return report(list(args.config))
         return check_model(args.path, args.device, args.out)
     except CotlensError as e:
         print(f"error: {e}", file=sys.stderr)

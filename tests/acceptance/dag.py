@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-COMPARED = {".parquet", ".png", ".pdf", ".json"}
+COMPARED = {".parquet", ".png", ".pdf", ".json", ".html"}
 
 
 def accept_overrides(tiny: dict[str, Any]) -> dict[str, Any]:

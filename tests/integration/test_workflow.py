@@ -33,6 +33,15 @@ def smk(wd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess
     return res
 
 
+def cotlens(wd: Path, *args: str) -> str:
+    """The cotlens command line in the workflow copy ``wd`` (its stdout)."""
+    env = {**os.environ, "PYTHONPATH": str(wd / "src")}
+    res = subprocess.run([sys.executable, "-m", "cotlens.cli", *args], cwd=wd, env=env, capture_output=True, text=True)
+    if res.returncode != 0:
+        raise AssertionError(f"cotlens {args} failed:\n{res.stdout[-4000:]}\n{res.stderr[-4000:]}")
+    return res.stdout
+
+
 def scheduled(wd: Path) -> set[str]:
     """Rules a dry run would execute (parsed from its job table), minus the target rule."""
     out = smk(wd, "-n").stdout
@@ -117,8 +126,24 @@ def test_dag_end_to_end_then_partial_reruns(workflow_copy: Path) -> None:
     ):
         assert (res / "figures" / f"{fig}.png").stat().st_size > 1000
         assert (res / "figures" / f"{fig}.json").is_file()
-    smk(wd, "--report", "results/report.html")
-    assert "lens_heatmap" in (wd / "results" / "report.html").read_text(errors="ignore")
+    # the report leads with findings: a summary row per tested claim, its verdict one of four
+    out = cotlens(wd, "report")
+    assert "report: results/default/report.html" in out
+    page = (wd / "results" / "default" / "report.html").read_text(errors="ignore")
+    assert "Findings of run" in page and "lens_heatmap" in page
+    summary = read_table(wd / "results" / "default" / "summary.parquet").to_pandas()
+    assert {"rift", "answer_heads", "digit_conditioning", "probe"} <= set(summary["figure"])
+    assert set(summary["verdict"]) <= {"reproduced", "not reproduced", "inconclusive at this n", "descriptive"}
+    tables = (res / "figures" / "patch_heads.html").read_text()
+    assert "top_heads_table" in tables and any(f"<td>{s}</td>" in tables for s in ("decision", "copy", "induction"))
+    # a partial run still gets a report, of what exists, saying what is missing
+    gone = wd / "results" / "default" / "digits" / "tiny" / "figures" / "digit_accuracy"
+    for ext in (".png", ".pdf", ".json", ".html"):
+        gone.with_suffix(ext).unlink()
+    out = cotlens(wd, "report")
+    assert "partial: 1 figure(s) not made yet" in out
+    assert "digit_accuracy.json" in (wd / "results" / "default" / "report" / "summary.rst").read_text()
+    smk(wd)
     assert scheduled(wd) == set()
 
     # Touching a module without changing it reruns nothing.

@@ -11,6 +11,7 @@ rule circuits_prompts:
         log_path("circuits_prompts", per="circuits"),
     benchmark:
         bench_path("circuits_prompts", per="circuits")
+    priority: 50
     conda:
         "../../envs/cpu.yaml"
     threads: 1
@@ -32,6 +33,8 @@ rule circuits_sample:
         log_path("circuits_sample"),
     benchmark:
         bench_path("circuits_sample")
+    # the longest chain (sample -> extract -> lens; pairs -> patch -> heads, sufficiency)
+    priority: 50
     conda:
         "../../envs/cuda.yaml"
     threads: 2
@@ -56,6 +59,7 @@ rule circuits_extract:
         log_path("circuits_extract"),
     benchmark:
         bench_path("circuits_extract")
+    priority: 45
     conda:
         "../../envs/cuda.yaml"
     threads: 2
@@ -105,6 +109,7 @@ rule circuits_pairs:
         log_path("circuits_pairs"),
     benchmark:
         bench_path("circuits_pairs")
+    priority: 45
     conda:
         "../../envs/cuda.yaml"
     threads: 2
@@ -130,6 +135,7 @@ rule circuits_patch:
         log_path("circuits_patch"),
     benchmark:
         bench_path("circuits_patch")
+    priority: 45
     conda:
         "../../envs/cuda.yaml"
     threads: 2

@@ -129,13 +129,13 @@ def compare_inputs(wildcards):
 
 
 def all_figures():
-    """Every figure (png, pdf, json) of every study in `studies`, for its models."""
+    """Every figure (png, pdf, json, html) of every study in `studies`, for its models."""
     return [
         f"{RESULTS}/{s}/{model}/figures/{figure}.{ext}"
         for s in config["studies"]
         for model in study_models(s)
         for figure in STUDIES[s].figures
-        for ext in ("png", "pdf", "json")
+        for ext in ("png", "pdf", "json", "html")
     ]
 
 

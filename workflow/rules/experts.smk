@@ -13,6 +13,7 @@ rule experts_prompts:
         log_path("experts_prompts", per="experts"),
     benchmark:
         bench_path("experts_prompts", per="experts")
+    priority: 20
     conda:
         "../../envs/cpu.yaml"
     params:
@@ -35,6 +36,7 @@ rule experts_routes:
         log_path("experts_routes"),
     benchmark:
         bench_path("experts_routes")
+    priority: 20
     conda:
         "../../envs/cuda.yaml"
     threads: 2
@@ -83,6 +85,7 @@ rule experts_effects:
         log_path("experts_effects"),
     benchmark:
         bench_path("experts_effects")
+    priority: 20
     conda:
         "../../envs/cuda.yaml"
     threads: 2

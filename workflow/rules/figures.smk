@@ -18,10 +18,18 @@ for _study in STUDIES.values():
                 caption=f"../report/{_study.name}.rst",
                 category=_study.title,
                 subcategory="{model}",
-                labels={"model": "{model}", "figure": "{figure}"},
+                labels={"model": "{model}", "figure": "{figure}", "shows": "figure"},
             ),
             pdf=f"{RESULTS}/{_study.name}/{{model}}/figures/{{figure}}.pdf",
             json=f"{RESULTS}/{_study.name}/{{model}}/figures/{{figure}}.json",
+            # the figure's numbers and tables (top heads, concept neurons, top experts)
+            html=report(
+                f"{RESULTS}/{_study.name}/{{model}}/figures/{{figure}}.html",
+                caption=f"../report/{_study.name}.rst",
+                category=_study.title,
+                subcategory="{model}",
+                labels={"model": "{model}", "figure": "{figure}", "shows": "numbers"},
+            ),
         log:
             f"{RESULTS}/logs/{_study.name}_figure/{{model}}-{{figure}}.log",
         benchmark:

@@ -13,6 +13,8 @@ rule models_prepare:
         bench_path("models_prepare")
     wildcard_constraints:
         model=alternation(PREPARED),
+    # first: three studies wait on the prepared model (Snakemake runs higher priorities first)
+    priority: 100
     conda:
         "../../envs/cpu.yaml"
     threads: 2
@@ -36,6 +38,7 @@ rule models_train:
         bench_path("models_train")
     wildcard_constraints:
         model=alternation(TRAINED),
+    priority: 60
     conda:
         "../../envs/cpu.yaml"
     threads: 2
@@ -58,6 +61,7 @@ rule models_tiny:
         bench_path("models_tiny")
     wildcard_constraints:
         model=alternation(TINY),
+    priority: 100
     conda:
         "../../envs/cpu.yaml"
     threads: 2
@@ -83,6 +87,7 @@ rule models_check:
         log_path("models_check"),
     benchmark:
         bench_path("models_check")
+    priority: 90
     conda:
         "../../envs/cuda.yaml"
     threads: 2

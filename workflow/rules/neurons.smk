@@ -12,6 +12,7 @@ rule neurons_prompts:
         log_path("neurons_prompts", per="neurons"),
     benchmark:
         bench_path("neurons_prompts", per="neurons")
+    priority: 30
     conda:
         "../../envs/cpu.yaml"
     params:
@@ -33,6 +34,7 @@ rule neurons_discovery:
         log_path("neurons_discovery"),
     benchmark:
         bench_path("neurons_discovery")
+    priority: 30
     conda:
         "../../envs/cuda.yaml"
     threads: 2
@@ -58,6 +60,7 @@ rule neurons_effects:
         log_path("neurons_effects"),
     benchmark:
         bench_path("neurons_effects")
+    priority: 30
     conda:
         "../../envs/cuda.yaml"
     threads: 2

@@ -46,6 +46,7 @@ def patch_heads(inputs: Inputs, outputs: Paths, model: str, dpi: int = 150) -> d
     subs = [s for s in SUBTASKS if (ex["subtask"] == s).any()]
     fig, axes = plt.subplots(1, max(1, len(subs)), figsize=(5.4 * max(1, len(subs)), 5), squeeze=False)
     out: dict[str, Any] = {}
+    rows: list[dict[str, Any]] = []  # the report's table: the top 10 heads per subtask (full sweeps)
     grids = {s: _grid(ex[ex["subtask"] == s], "nkl") for s in subs}
     lim = max([float(np.nanmax(np.abs(g.to_numpy()))) for g in grids.values()] + [1e-6])  # one range for all panels
     for ax, s in zip(axes[0], subs, strict=False):
@@ -62,13 +63,28 @@ def patch_heads(inputs: Inputs, outputs: Paths, model: str, dpi: int = 150) -> d
         )
         ax.invert_yaxis()
         out[s] = {"top": _top(g), "n_pairs": int(ex[ex["subtask"] == s]["pair_id"].nunique())}
+        per_head = ex[ex["subtask"] == s].groupby(["layer", "head"])["nkl"]
+        stats = pd.DataFrame({"mean": per_head.mean(), "sd": per_head.std(), "n": per_head.size()})
+        rows += [
+            {
+                "subtask": s,
+                "rank": i + 1,
+                "head": f"L{la}H{h}",
+                "mean nKL": round(float(r["mean"]), 4),
+                "sd": round(float(r["sd"]), 4) if r["n"] > 1 else None,
+                "pairs": int(r["n"]),
+            }
+            for i, ((la, h), r) in enumerate(
+                stats.sort_values("mean", ascending=False, kind="mergesort").head(10).iterrows()
+            )
+        ]
         ax.set_title(
             f"{s} (mean of n={out[s]['n_pairs']} fully swept pairs)\ntop: {', '.join(out[s]['top'])}", fontsize=9
         )
     fig.suptitle(f"{model}: exact per-head patching, all positions (one colour range)")
     fig.tight_layout()
     save(fig, outputs, dpi)
-    return out
+    return {**out, "top_heads_table": rows}
 
 
 def patch_positions(inputs: Inputs, outputs: Paths, model: str, dpi: int = 150) -> dict[str, Any]:

@@ -160,6 +160,7 @@ def expert_map(inputs: Inputs, outputs: Paths, model: str, dpi: int = 150) -> di
     contrasts = [c for c in ("all", "events", "instructions") if c in set(f["contrast"])]
     fig, axes = plt.subplots(1, len(contrasts), figsize=(4.2 * len(contrasts), 3.6), squeeze=False)
     top: dict[str, list[str]] = {}
+    rows: list[dict[str, Any]] = []  # the report's table: the top 10 experts per contrast
     for ax, c in zip(axes[0], contrasts, strict=True):
         g = f[f["contrast"] == c]
         m = g.pivot(index="layer", columns="expert", values="score").sort_index()
@@ -167,6 +168,17 @@ def expert_map(inputs: Inputs, outputs: Paths, model: str, dpi: int = 150) -> di
         im = ax.imshow(m.values, cmap="RdBu_r", vmin=-lim, vmax=lim, aspect="auto", origin="lower")
         best = g.sort_values("rank").head(5)
         top[c] = [f"L{r.layer}E{r.expert} {r.score:+.2f}" for r in best.itertuples()]
+        rows += [
+            {
+                "contrast": c,
+                "rank": int(r.rank) + 1,
+                "expert": f"L{r.layer}E{r.expert}",
+                "fTRI": round(float(r.score), 4),
+                "freq behaviour": round(float(r.freq_behaviour), 4),
+                "freq other": round(float(r.freq_other), 4),
+            }
+            for r in g.sort_values("rank").head(10).itertuples()
+        ]
         for r in best.itertuples():
             ax.text(r.expert, r.layer, str(r.rank + 1), ha="center", va="center", fontsize=7)
         n_b, n_o = int(g["n_behaviour"].iloc[0]), int(g["n_other"].iloc[0])
@@ -185,7 +197,7 @@ def expert_map(inputs: Inputs, outputs: Paths, model: str, dpi: int = 150) -> di
     )
     fig.tight_layout()
     save(fig, outputs, dpi)
-    return {"top5": top}
+    return {"top5": top, "top_experts_table": rows}
 
 
 def _k_axis(ax: plt.Axes, ks: Sequence[int]) -> None:

@@ -274,6 +274,18 @@ def concepts(inputs: Inputs, outputs: Paths, model: str, dpi: int = 150) -> dict
         "concept_neurons": len(lab),
         "by_concept": {str(k): int(v) for k, v in lab["concept"].value_counts().items()},
         "examples": [f"L{r.layer}N{r.neuron} {r.concept}: {' '.join(r.top_tokens_raw[:5])}" for r in top.itertuples()],
+        # the report's table: every concept neuron, by candidate rank
+        "concept_neuron_table": [
+            {
+                "rank": int(r.rank),
+                "neuron": f"L{r.layer}N{r.neuron}",
+                "concept": r.concept,
+                "labelled_by": r.labelled_by,
+                "freq": round(float(r.freq), 4),
+                "top tokens (final norm)": " ".join(map(str, r.top_tokens[:8])),
+            }
+            for r in lab.sort_values("rank").itertuples()
+        ],
     }
 
 

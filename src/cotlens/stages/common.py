@@ -16,12 +16,11 @@ so every script is the same three lines.
 
 from __future__ import annotations
 
-import json
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any, Protocol
 
-from cotlens.atomic import atomic_path, remove_orphans
+from cotlens.atomic import remove_orphans
 from cotlens.fingerprint import of_manifest
 from cotlens.logs import logged
 from cotlens.parquet import RunMeta
@@ -77,18 +76,3 @@ def set_threads(threads: int) -> None:
     import torch
 
     torch.set_num_threads(max(1, int(threads)))
-
-
-Figure = Callable[[Paths, Sequence[str], str, int], dict[str, Any]]
-
-
-def draw_figure(figures: Mapping[str, Figure], inputs: Paths, outputs: Paths, params: Params) -> dict[str, Any]:
-    """One figure of a study: its plot function draws ``outputs`` png and pdf and returns
-    the numbers its title reports, written here to ``outputs["json"]``."""
-    name = str(params["figure"])
-    if name not in figures:
-        raise ValueError(f"unknown figure {name!r}; known: {sorted(figures)}")
-    numbers = figures[name](inputs, [outputs["png"], outputs["pdf"]], str(params["model"]), int(params["dpi"]))
-    with atomic_path(outputs["json"]) as tmp:
-        tmp.write_text(json.dumps(numbers, indent=1, sort_keys=True, default=str) + "\n")
-    return numbers

@@ -6,7 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from cotlens.plotting import neurons as plots
-from cotlens.stages.common import Params, Paths, draw_figure
+from cotlens.stages.common import Params, Paths
+from cotlens.stages.draw import draw_figure
 
 
 def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads: int) -> dict[str, Any]:

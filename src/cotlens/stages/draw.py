@@ -1,0 +1,34 @@
+"""The figure stages' shared step: draw one figure, write its numbers (JSON) and its
+report tables (HTML). Only the figure stages import it, so editing the summary or
+the report tables reruns figures, not models."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from cotlens.atomic import atomic_path
+from cotlens.stages.common import Params, Paths
+from cotlens.summary import figure_html
+
+Figure = Callable[[Paths, Sequence[str], str, int], dict[str, Any]]
+
+
+def draw_figure(figures: Mapping[str, Figure], inputs: Paths, outputs: Paths, params: Params) -> dict[str, Any]:
+    """One figure of a study: its plot function draws ``outputs`` png and pdf and returns
+    the numbers its title reports, written here to ``outputs["json"]`` and, as tables for
+    the report, to ``outputs["html"]`` (cotlens.summary.figure_html)."""
+    name = str(params["figure"])
+    if name not in figures:
+        raise ValueError(f"unknown figure {name!r}; known: {sorted(figures)}")
+    numbers = figures[name](inputs, [outputs["png"], outputs["pdf"]], str(params["model"]), int(params["dpi"]))
+    with atomic_path(outputs["json"]) as tmp:
+        tmp.write_text(json.dumps(numbers, indent=1, sort_keys=True, default=str) + "\n")
+    if "html" in outputs:
+        study = Path(outputs["json"]).parts[-4]
+        page = figure_html(study, str(params["model"]), name, json.loads(json.dumps(numbers, default=str)))
+        with atomic_path(outputs["html"]) as tmp:
+            tmp.write_text(page)
+    return numbers
