@@ -1,4 +1,7 @@
 # cotlens: `make run` regenerates the default study figures + report; `make test` tests.
+# `make run` and `make report` call the `cotlens` command line (cotlens.cli); CONFIG adds
+# an overlay, V=1 shows Snakemake's full console (every code input of every job).
+SHELL := /bin/bash
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -22,18 +25,15 @@ $(STAMP): requirements.txt pyproject.toml
 
 install: $(STAMP)
 
-run: $(STAMP)
-	@$(RUN_OF) >/dev/null
-	$(SMK)
-	$(MAKE) --no-print-directory report
+COTLENS_CONFIG = $(if $(CONFIG),--config $(CONFIG))
 
-# Snakemake writes the report in place; it is made under a temp name and renamed, so a
-# killed run never leaves a truncated report.html
+run: $(STAMP)
+	$(BIN)/cotlens run $(COTLENS_CONFIG) $(if $(V),--verbose)
+
+# The findings summary and the report of what exists (a partial run gets a partial
+# report), written under a temp name and renamed: results/<run>/report.html
 report: $(STAMP)
-	@run=$$($(RUN_OF)) && \
-	$(SMK) --report results/$$run/.tmp-report.html && \
-	mv -f results/$$run/.tmp-report.html results/$$run/report.html && \
-	echo "report: results/$$run/report.html"
+	$(BIN)/cotlens report $(COTLENS_CONFIG)
 
 dry: $(STAMP)
 	@$(RUN_OF) >/dev/null

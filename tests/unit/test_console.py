@@ -16,6 +16,12 @@ def test_compact_counts_code_inputs_and_keeps_data() -> None:
     assert compact("Shell command: None") is None
     assert compact("    output: results/x.parquet\n") == "    output: results/x.parquet"
     assert compact("rule input: not a job line") == "rule input: not a job line"  # only the job block's field
+    reason = "    reason: Input files updated by another job: " + ", ".join(f"f{i}.png" for i in range(40))
+    assert (
+        compact(reason)
+        == "    reason: Input files updated by another job: f0.png, f1.png, f2.png, f3.png, f4.png, f5.png (+34 more)"
+    )
+    assert compact("    reason: Missing output files: a.parquet") == "    reason: Missing output files: a.parquet"
 
 
 def test_filter_passes_everything_else_in_order() -> None:
