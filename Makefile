@@ -53,14 +53,14 @@ test: $(STAMP) $(SLURM_TOOLS)
 	$(BIN)/pytest tests
 
 lint: $(STAMP)
-	$(BIN)/ruff check src scripts tests benchmarks
-	$(BIN)/ruff format --check src scripts tests benchmarks
+	$(BIN)/ruff check src scripts tests benchmarks tools
+	$(BIN)/ruff format --check src scripts tests benchmarks tools
 	$(BIN)/snakefmt --check Snakefile workflow/rules
 	$(BIN)/snakemake --lint
 	$(BIN)/mypy
 
 fmt: $(STAMP)
-	$(BIN)/ruff format src scripts tests benchmarks
+	$(BIN)/ruff format src scripts tests benchmarks tools
 	$(BIN)/ruff check --fix src scripts tests benchmarks
 	$(BIN)/snakefmt Snakefile workflow/rules
 
