@@ -229,7 +229,11 @@ FINDINGS: tuple[Finding, ...] = (
         _answer_heads,
     ),
     Finding(
-        "circuits", "sufficiency", "a small set of heads suffices; top-k beats random k", "(Llama-2-7B)", _sufficiency
+        "circuits",
+        "sufficiency",
+        "a small set of heads suffices; top-k beats random k",
+        "a few heads per subtask suffice (Llama-2-7B)",
+        _sufficiency,
     ),
     Finding(
         "circuits",
@@ -242,7 +246,7 @@ FINDINGS: tuple[Finding, ...] = (
         "circuits",
         "probe",
         "relation information is linearly readable, above a control task",
-        "(probing; Hewitt & Liang's selectivity)",
+        "no number in the paper; selectivity > 0 (Hewitt & Liang)",
         _probe,
     ),
     Finding(
@@ -284,7 +288,7 @@ FINDINGS: tuple[Finding, ...] = (
         "experts",
         "expert_switch",
         "switching off the behaviour's top experts cuts it far more than random experts",
-        "large drop vs random (MoTE, OLMoE)",
+        "top 10 experts off: refusals -52%, random little (DeepSeek-R1)",
         _switch,
     ),
 )
