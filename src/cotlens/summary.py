@@ -334,25 +334,28 @@ def to_rst(rows: Sequence[Mapping[str, str]], run: str, absent: Sequence[str], i
     lines = [title, "=" * len(title), ""]
     if rows:
         lines += [
-            "Each row: a paper's claim and its number beside this run's, with the 95% interval and a verdict "
+            "Each row: a paper's claim and its number beside this run's, with the 95% interval, n and a verdict "
             "(reproduced: the interval or permutation test shows the claimed effect; not reproduced: it shows "
             "the opposite, or the effect elsewhere; inconclusive at this n: the interval holds no effect, more "
-            "prompts may decide; descriptive: no test). The figures and their numbers are under the studies' "
-            "categories.",
-            "",
-            ".. list-table::",
-            "   :header-rows: 1",
-            "   :widths: 8 10 18 14 30 10 10 10",
+            "prompts may decide; descriptive: no test). Each figure, its caption and its numbers are under "
+            "the studies' categories (left).",
             "",
         ]
-        header = ("Study", "Model", "Claim", "Paper", "This run", "95% CI", "n", "Verdict")
-        lines.append("   * - " + header[0])
-        lines += [f"     - {h}" for h in header[1:]]
-        for r in rows:
-            study = STUDIES[r["study"]].title.split(":")[0] if r["study"] in STUDIES else r["study"]
-            cells = (study, r["model"], r["claim"], r["paper"], r["value"], r["ci95"], r["n"], f"**{r['verdict']}**")
-            lines.append(f"   * - {_esc(cells[0])}")
-            lines += [f"     - {c if i == 6 else _esc(c)}" for i, c in enumerate(cells[1:], start=1)]
+        for study in dict.fromkeys(r["study"] for r in rows):
+            head = STUDIES[study].title if study in STUDIES else study
+            lines += [head, "-" * len(head), "", ".. list-table::", "   :header-rows: 1", "   :widths: 25 20 40 15", ""]
+            lines += ["   * - Claim", "     - Paper", "     - This run", "     - Verdict"]
+            for r in (r for r in rows if r["study"] == study):
+                run_cell = (
+                    f"{r['model']}: {r['value']}" + (f"; 95% CI {r['ci95']}" if r["ci95"] else "") + f"; n = {r['n']}"
+                )
+                lines += [
+                    f"   * - {_esc(r['claim'])}",
+                    f"     - {_esc(r['paper'])}",
+                    f"     - {_esc(run_cell)}",
+                    f"     - **{_esc(r['verdict'])}**",
+                ]
+            lines.append("")
     else:
         lines += ["No figure of this run tests a claim yet (no figure JSON under results/" + _esc(run) + ")."]
     if absent:
