@@ -331,7 +331,18 @@ def _esc(text: str) -> str:
 def to_rst(rows: Sequence[Mapping[str, str]], run: str, absent: Sequence[str], intro: str) -> str:
     """The report's landing page: the findings table first, then what is missing, then ``intro``."""
     title = f"Findings of run ``{run}``"
-    lines = [title, "=" * len(title), ""]
+    # Snakemake's report centres its landing page vertically in a scrolling box, so a page
+    # taller than the window loses its top (unreachable by scrolling): centre only what fits
+    lines = [
+        ".. raw:: html",
+        "",
+        "   <style>.flex.items-center.h-screen{align-items:flex-start!important}"
+        ".flex.items-center.h-screen>*{margin-top:auto;margin-bottom:auto}</style>",
+        "",
+        title,
+        "=" * len(title),
+        "",
+    ]
     if rows:
         lines += [
             "Each row: a paper's claim and its number beside this run's, with the 95% interval, n and a verdict "
