@@ -121,6 +121,23 @@ def control_labels(types: Sequence[Hashable], labels: Sequence[int], seed: int =
     return [assigned[t] for t in types]
 
 
+def held_out(groups: Sequence[int], test_fraction: float, seed: int = 0) -> set[int]:
+    """The held-out prompts: ``test_fraction`` of them (at least one), leaving at least two
+    to cross-validate the layer choice."""
+    from cotlens.errors import CotlensError
+
+    ids = sorted(set(groups))
+    if len(ids) < 3:
+        raise CotlensError(
+            f"relation probing found word pairs in {len(ids)} prompt(s); it needs at least 3 "
+            "(two to cross-validate the layer choice, one held out)",
+            "use more prompts (circuits.prompts.n_per_cell)",
+        )
+    random.Random(seed).shuffle(ids)
+    n_test = min(len(ids) - 2, max(1, round(test_fraction * len(ids))))
+    return set(ids[:n_test])
+
+
 def group_folds(groups: Sequence[int], k: int, seed: int = 0) -> list[set[int]]:
     """``k`` disjoint sets of group ids (prompts) covering every group once."""
     ids = sorted(set(groups))

@@ -182,6 +182,17 @@ def test_probe_picks_the_layer_without_the_test_prompts_and_scores_a_control() -
     assert sorted(i for f in folds for i in f) == list(range(20))  # every prompt in exactly one fold
 
 
+def test_held_out_prompts_leave_two_to_cross_validate() -> None:
+    from cotlens.errors import CotlensError
+    from cotlens.probe import held_out
+
+    assert len(held_out([1, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10], 0.3)) == 3
+    assert len(held_out([1, 2, 3], 0.9)) == 1  # two stay for the folds
+    assert held_out(range(10), 0.3, seed=4) == held_out(range(10), 0.3, seed=4)
+    with pytest.raises(CotlensError, match=r"word pairs in 2 prompt\(s\); it needs at least 3"):
+        held_out([5, 5, 6], 0.3)
+
+
 def _patching(path, rows) -> None:  # type: ignore[no-untyped-def]
     from cotlens import schemas
     from cotlens.parquet import RunMeta, to_table, write_table

@@ -4,19 +4,17 @@ accuracy reported at it, and a control task per layer (cotlens.probe)."""
 
 from __future__ import annotations
 
-import random
 from typing import Any
 
 import torch
 
 from cotlens import schemas
-from cotlens.errors import CotlensError
 from cotlens.hooks import Capture
 from cotlens.logs import Progress, progress
 from cotlens.models.adapters import get
 from cotlens.models.loading import load_for_stage
 from cotlens.parquet import read_table, to_table, write_table
-from cotlens.probe import control_labels, probe_layers, relation_examples, token_at_char_end
+from cotlens.probe import control_labels, held_out, probe_layers, relation_examples, token_at_char_end
 from cotlens.prompts import fewshot
 from cotlens.stages.common import Params, Paths, model_meta
 
@@ -46,16 +44,7 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
                 labels.append(e.label)
                 groups.append(e.prompt_id)
                 types.append(e.words)
-    if len(set(groups)) < 3:
-        raise CotlensError(
-            f"relation probing found word pairs in {len(set(groups))} prompt(s); it needs at least 3 "
-            "(two to cross-validate the layer choice, one held out)",
-            "use more prompts (circuits.prompts.n_per_cell)",
-        )
-    ids = sorted(set(groups))
-    random.Random(int(cfg["seed"])).shuffle(ids)
-    n_test = min(len(ids) - 2, max(1, round(float(cfg["test_fraction"]) * len(ids))))
-    test_ids = set(ids[:n_test])
+    test_ids = held_out(groups, float(cfg["test_fraction"]), int(cfg["seed"]))
     x = torch.stack(feats)  # [N, L, 2d]
     y = torch.tensor(labels)
     y_control = torch.tensor(control_labels(types, labels, int(cfg["seed"])))
