@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from cotlens.atomic import write_text
 from cotlens.checks import REQUIRED, run_checks, summary
 from cotlens.errors import CotlensError
 
@@ -111,11 +112,11 @@ def model_overlay(path: str, name: str | None = None, where: str | Path = "confi
     overlay = {"run": name, "active_models": [name], "models": {name: {"source": "local", "path": str(p)}}}
     out = Path(where) / f"local-{name}.yaml"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(f"# written by `cotlens run --model {path}`\n" + yaml.safe_dump(overlay, sort_keys=False))
+    write_text(out, f"# written by `cotlens run --model {path}`\n" + yaml.safe_dump(overlay, sort_keys=False))
     return out
 
 
-def run(configs: Sequence[str], extra: Sequence[str], verbose: bool = False, report_after: bool = True) -> int:
+def run(configs: Sequence[str], extra: Sequence[str], verbose: bool = False) -> int:
     """Snakemake, its console compacted unless ``verbose``, then the report."""
     import subprocess
 
@@ -136,12 +137,12 @@ def run(configs: Sequence[str], extra: Sequence[str], verbose: bool = False, rep
                 proc.wait()
             rc = proc.wait()
     dry = any(a in ("-n", "--dry-run", "--dryrun") for a in extra)
-    if rc == 0 and report_after and not dry:
+    if rc == 0 and not dry:
         return report(configs)
     return rc
 
 
-def report(configs: Sequence[str], extra: Sequence[str] = ()) -> int:
+def report(configs: Sequence[str]) -> int:
     """The findings summary (results/<run>/summary.parquet and the landing page) and the
     HTML report of the figures that exist, written under a temp name and renamed."""
     import os
@@ -171,13 +172,13 @@ def report(configs: Sequence[str], extra: Sequence[str] = ()) -> int:
     page = results / "report" / "summary.rst"
     page.parent.mkdir(parents=True, exist_ok=True)
     intro = (root / "workflow" / "report" / "workflow.rst").read_text()
-    page.write_text(to_rst(rows, name, absent, intro))
+    write_text(page, to_rst(rows, name, absent, intro))
     targets = [str(p.with_suffix(e)) for p in present for e in (".png", ".pdf", ".json", ".html")]
     compare = results / "compare" / "headlines.png"
     targets += [str(compare)] if compare.is_file() else []
     tmp = results / ".tmp-report.html"
     env = {**os.environ, "COTLENS_REPORT_TEXT": str(page.resolve())}
-    cmd = snakemake_command(configs, ["--report", str(tmp), *extra, *targets])
+    cmd = snakemake_command(configs, ["--report", str(tmp), *targets])
     with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env) as proc:
         out, _ = proc.communicate()
     if proc.returncode != 0:
@@ -192,33 +193,18 @@ def report(configs: Sequence[str], extra: Sequence[str] = ()) -> int:
     return 0
 
 
-def _merged(files: Sequence[str]) -> dict[str, Any]:
-    """The config files merged as Snakemake merges --configfile overlays (nested dicts update)."""
-    import yaml
-
-    def update(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
-        for k, v in b.items():
-            a[k] = update(dict(a.get(k) or {}), v) if isinstance(v, dict) and isinstance(a.get(k), dict) else v
-        return a
-
-    out: dict[str, Any] = {}
-    for f in files:
-        out = update(out, yaml.safe_load(Path(f).read_text()) or {})
-    return out
-
-
 def _expected_figures(configs: Sequence[str]) -> list[str]:
-    """The figure JSONs the configuration's `all` makes (as all_figures in common.smk)."""
-    from cotlens.studies import STUDIES
+    """The figure JSONs the configuration's `all` makes: config.yaml and the overlays merged
+    as Snakemake merges --configfile (its own ``update_config``), then ``figure_paths``."""
+    import yaml
+    from snakemake.utils import update_config
 
-    cfg = _merged(["config.yaml", *configs])
-    run_ = cfg.get("run", "default")
-    out = []
-    for s in cfg.get("studies", []):
-        key = STUDIES[s].models_key
-        models = cfg.get("experts", {}).get("models", []) if key == "experts.models" else cfg.get(key, [])
-        out += [f"results/{run_}/{s}/{m}/figures/{f}.json" for m in models for f in STUDIES[s].figures]
-    return sorted(out)
+    from cotlens.studies import figure_paths
+
+    cfg: dict[str, Any] = {}
+    for f in ["config.yaml", *configs]:
+        update_config(cfg, yaml.safe_load(Path(f).read_text()) or {})
+    return figure_paths({"run": "default", **cfg}, ("json",))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -174,14 +174,13 @@ def probe_layers(
     sel_groups = [int(i) for i in groups if int(i) not in test_groups]
     if len(set(sel_groups)) < 2:
         raise ValueError("cross-validation needs at least two selection prompts")
-    fold_sets = group_folds(sel_groups, folds, seed)
+    vals = [torch.tensor([int(i) in held for i in g]) & ~test for held in group_folds(sel_groups, folds, seed)]
     out: list[LayerScores] = []
     for layer in range(x.shape[1]):
         xl = x[:, layer]
         for task, labels in (("relation", y), ("control", y_control)):
             correct, total = 0.0, 0
-            for held in fold_sets:
-                val = torch.tensor([int(i) in held for i in g]) & ~test
+            for val in vals:
                 fit = ~test & ~val
                 _, acc = fit_probe(xl[fit], labels[fit], xl[val], labels[val], l2)
                 correct += acc * int(val.sum())

@@ -7,8 +7,9 @@ Pure Python: the Snakefile imports it while parsing.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 StudyName = Literal["circuits", "neurons", "digits", "experts"]
 
@@ -85,3 +86,22 @@ STUDIES: dict[str, Study] = {
         ),
     )
 }
+
+
+def study_models(config: Mapping[str, Any], study: str) -> list[str]:
+    """The models a study runs on (experts: its own list of MoE models)."""
+    key = STUDIES[study].models_key
+    return list(config["experts"]["models"] if key == "experts.models" else config[key])
+
+
+def figure_paths(config: Mapping[str, Any], exts: tuple[str, ...] = ("png", "pdf", "json", "html")) -> list[str]:
+    """Every figure file of every study in the config's ``studies``, for its models, under
+    ``results/<run>/`` (what rule ``all`` asks for, and what ``cotlens report`` expects)."""
+    run = config["run"]
+    return [
+        f"results/{run}/{s}/{model}/figures/{figure}.{ext}"
+        for s in config["studies"]
+        for model in study_models(config, s)
+        for figure in STUDIES[s].figures
+        for ext in exts
+    ]

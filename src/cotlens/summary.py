@@ -78,6 +78,11 @@ def _ci(pair: Sequence[float] | None, fmt: str = "{:.2f}") -> str:
     return f"[{fmt.format(pair[0])}, {fmt.format(pair[1])}]" if pair else ""
 
 
+def _tested(v: Mapping[str, Any], value: str, n: str, ci: str = "ci95") -> Reading:
+    """A figure's tested effect ``v`` (its interval under ``ci``, its verdict) in words."""
+    return Reading(value, _ci(v.get(ci)), n, normalise(str(v["verdict"])))
+
+
 def _rift(d: Mapping[str, Any]) -> Reading:
     return Reading(
         f"block {d['rift_layer']} of {d['n_layers']} ({d['relative_depth']:.0%} depth), "
@@ -135,13 +140,11 @@ def _pathways(d: Mapping[str, Any]) -> Reading:
 
 
 def _probe(d: Mapping[str, Any]) -> Reading:
-    return Reading(
+    value = (
         f"layer {d['selected_layer']} (picked by cross-validation): held-out {d['test_accuracy']:.2f}, "
-        f"control {d['control_test_accuracy']:.2f}, selectivity {d['selectivity']:+.2f}",
-        _ci(d.get("test_ci95")),
-        f"{d['n_test']} held-out pairs",
-        normalise(str(d["verdict"])),
+        f"control {d['control_test_accuracy']:.2f}, selectivity {d['selectivity']:+.2f}"
     )
+    return _tested(d, value, f"{d['n_test']} held-out pairs", ci="test_ci95")
 
 
 def _concepts(d: Mapping[str, Any]) -> Reading:
@@ -159,42 +162,28 @@ def _ablation(d: Mapping[str, Any]) -> Reading:
     key = next((k for k in verdicts if k.startswith("concept") and "zero" in k), next(iter(verdicts), None))
     if key is None:
         return Reading("no ablation tested", "", "", "inconclusive at this n")
-    v = verdicts[key]
-    return Reading(
-        f"{key}: accuracy {v['difference']:+.2f}",
-        _ci(v.get("ci95")),
-        f"{v['n']} problems",
-        normalise(str(v["verdict"])),  # the figure tests the claimed sign (a drop): a rise reads "reversed"
-    )
+    v = verdicts[key]  # the figure tests the claimed sign (a drop): a rise reads "reversed"
+    return _tested(v, f"{key}: accuracy {v['difference']:+.2f}", f"{v['n']} problems")
 
 
 def _activation(d: Mapping[str, Any]) -> Reading:
-    return Reading(
-        f"Pearson r = {d['pearson_r']:+.2f} between activation level and accuracy over CoT variants",
-        _ci(d.get("pearson_ci95")),
-        f"{len(d.get('accuracy', {}))} variants x {d.get('n_problems', 0)} problems",
-        normalise(str(d["verdict"])),
-    )
+    value = f"Pearson r = {d['pearson_r']:+.2f} between activation level and accuracy over CoT variants"
+    n = f"{len(d.get('accuracy', {}))} variants x {d.get('n_problems', 0)} problems"
+    return _tested(d, value, n, ci="pearson_ci95")
 
 
 def _first_last(d: Mapping[str, Any]) -> Reading:
     v = d["first_minus_last"]
-    return Reading(
-        f"first {v['unconditioned_first']:.2f} vs last {v['unconditioned_last']:.2f} (difference {v['difference']:+.2f})",
-        _ci(v.get("ci95")),
-        f"{v['n']} problems ({d.get('cells_pooled', '')})",
-        normalise(str(v["verdict"])),
-    )
+    first, last = v["unconditioned_first"], v["unconditioned_last"]
+    value = f"first {first:.2f} vs last {last:.2f} (difference {v['difference']:+.2f})"
+    return _tested(v, value, f"{v['n']} problems ({d.get('cells_pooled', '')})")
 
 
 def _conditioning(d: Mapping[str, Any]) -> Reading:
     v = d["conditioning"]
-    return Reading(
-        f"last digit {v['unconditioned_last']:.2f} -> {v['conditioned_last']:.2f} (difference {v['difference']:+.2f})",
-        _ci(v.get("ci95")),
-        f"{v['n']} problems ({d.get('cells_pooled', '')})",
-        normalise(str(v["verdict"])),
-    )
+    alone, given = v["unconditioned_last"], v["conditioned_last"]
+    value = f"last digit {alone:.2f} -> {given:.2f} (difference {v['difference']:+.2f})"
+    return _tested(v, value, f"{v['n']} problems ({d.get('cells_pooled', '')})")
 
 
 def _switch(d: Mapping[str, Any]) -> Reading:
@@ -204,13 +193,11 @@ def _switch(d: Mapping[str, Any]) -> Reading:
         return Reading("no switch tested", "", "", "inconclusive at this n")
     v = verdicts[key]
     others = "; ".join(f"{k}: {normalise(str(x['verdict']))}" for k, x in sorted(verdicts.items()) if k != key)
-    return Reading(
+    value = (
         f"{key}: refusals {v['baseline']:.2f} -> {v['top']:.2f}, effect beyond random {v['effect']:+.2f}, "
-        f"p = {v['p_vs_random']} vs random experts" + (f" ({others})" if others else ""),
-        _ci(v.get("top_ci95")),
-        f"{v['n_prompts']} prompts",
-        normalise(str(v["verdict"])),
+        f"p = {v['p_vs_random']} vs random experts" + (f" ({others})" if others else "")
     )
+    return _tested(v, value, f"{v['n_prompts']} prompts", ci="top_ci95")
 
 
 FINDINGS: tuple[Finding, ...] = (
@@ -313,11 +300,6 @@ def summarise(results: str | os.PathLike[str]) -> list[dict[str, str]]:
             where = {"run": run, "study": study, "model": model, "figure": figure}
             rows.append({**where, "claim": f.claim, "paper": f.paper, **asdict(r)})
     return rows
-
-
-def missing(results: str | os.PathLike[str], expected: Sequence[str]) -> list[str]:
-    """The figure JSONs of ``expected`` (paths) that are not on disk."""
-    return [p for p in expected if not Path(p).exists()]
 
 
 def _esc(text: str) -> str:

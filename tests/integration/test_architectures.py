@@ -215,3 +215,46 @@ def test_check_model_command(tmp_path: Any, capsys: pytest.CaptureFixture[str]) 
     out = capsys.readouterr().out
     assert "decomposition  FAIL" in out and "refuses the methods that need it" in out
     assert main(["check-model", str(tmp_path / "nope")]) == 2
+
+
+def test_stored_vectors_read_back_as_the_models_own_activations(model: Any, tmp_path: Any) -> None:
+    """extract -> Parquet -> cotlens.read_vectors: `resid` [d_model] equals the model's own
+    hidden states, and `attn_heads` [n_heads, head_dim], put through the attention output
+    projection, equals that projection's output in the model's forward."""
+    from types import SimpleNamespace
+
+    import cotlens
+    from cotlens import extract as X
+    from cotlens.hooks import site_module
+    from cotlens.models.loading import Loaded
+    from cotlens.parquet import RunMeta, read_table, write_table
+
+    ad = adapter_for(model)
+    d = dims(model, ad)
+    lm = Loaded(model, SimpleNamespace(pad_token_id=0), ad, d, {}, torch.device("cpu"), "float32")
+    row = X.SampleRow(0, 0, [5, 9, 11, 3], [5, 9], [7, 8, 12, 6], [1], 3)
+    cfg = X.ExtractConfig()
+    write_table(
+        X.extract_batch(lm, [row], cfg, X.activation_schema(lm, cfg)), tmp_path / "a.parquet", RunMeta("t", "h")
+    )
+    t = read_table(tmp_path / "a.parquet")
+    resid = cotlens.read_vectors(tmp_path / "a.parquet", "resid")
+    heads = cotlens.read_vectors(t, "attn_heads")
+    assert resid.shape == (t.num_rows, d.d_model) and heads.shape == (t.num_rows, d.n_heads, d.head_dim)
+    ids = torch.tensor([[*row.prompt_ids, *row.token_ids]])
+    outs: dict[int, torch.Tensor] = {}
+    projs = [site_module(model, ad, "attn_heads", layer) for layer in range(d.n_layers)]
+    hooks = [p.register_forward_hook(lambda m, a, o, i=i: outs.__setitem__(i, o)) for i, p in enumerate(projs)]
+    try:
+        with torch.no_grad():
+            hs = model(ids, output_hidden_states=True).hidden_states
+    finally:
+        for h in hooks:
+            h.remove()
+    layer, pos = t.column("layer").to_pylist(), t.column("pos").to_pylist()
+    for i, (la, p) in enumerate(zip(layer, pos, strict=True)):
+        if la < d.n_layers - 1:  # HF's last hidden state may carry the final norm
+            torch.testing.assert_close(torch.from_numpy(resid[i].copy()), hs[la + 1][0, p], rtol=1e-5, atol=1e-5)
+        with torch.no_grad():
+            mine = projs[la](torch.from_numpy(heads[i].reshape(-1).copy()))
+        torch.testing.assert_close(mine, outs[la][0, p], rtol=1e-4, atol=1e-4)

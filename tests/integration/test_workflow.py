@@ -168,6 +168,9 @@ def test_dag_end_to_end_then_partial_reruns(workflow_copy: Path) -> None:
     # (same checksum: nothing to rerun), which keeps the test inside CI's budget.
     every_model_stage = {"models_check", "digits_confidence", "digits_figure", *CIRCUIT_RULES}
     for module, expect in (
+        # #19: the findings summary and figure tables rerun the figures only; the probe its stage
+        ("summary.py", {"circuits_figure", "digits_figure"}),
+        ("probe.py", {"circuits_probe", "circuits_figure"}),
         ("hooks.py", every_model_stage),  # the self-checks use hooks: they rerun, and every stage they gate
         ("writes.py", every_model_stage),
         # the prompts, and the tiny model's tokenizer (trained on PrOntoQA prompts)

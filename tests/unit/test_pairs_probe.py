@@ -145,6 +145,34 @@ def test_fit_probe_learns_a_separable_problem() -> None:
     assert te < 0.7  # noise does not generalise
 
 
+def test_fit_probe_in_the_row_space_is_the_full_problem() -> None:
+    """More features than examples: the row-space fit gives the predictions of the full
+    L2 logistic regression (solved here directly, to convergence), at a large feature scale."""
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(60, 50, generator=g) * 5.0 + 3.0  # 50 features > 40 training rows: the reduced path
+    y = torch.randint(0, 3, (60,), generator=g)
+    x[:, :3] += 40.0 * torch.nn.functional.one_hot(y, 3)
+    xtr, ytr, xte, yte = x[:40], y[:40], x[40:], y[40:]
+    tr, te = fit_probe(xtr, ytr, xte, yte, l2=0.05, steps=500)
+    mu, sd = xtr.mean(0), xtr.std(0).clamp_min(1e-6)
+    a, b = (xtr - mu) / sd, (xte - mu) / sd
+    w = torch.zeros(50, 3, requires_grad=True)
+    c = torch.zeros(3, requires_grad=True)
+    opt = torch.optim.LBFGS([w, c], max_iter=2000, tolerance_grad=1e-10, line_search_fn="strong_wolfe")
+
+    def closure():  # type: ignore[no-untyped-def]
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(a @ w + c, ytr) + 0.05 * w.pow(2).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    with torch.no_grad():
+        assert tr == float(((a @ w + c).argmax(-1) == ytr).float().mean())
+        assert te == float(((b @ w + c).argmax(-1) == yte).float().mean())
+    assert te > 0.8  # and the signal is found
+
+
 def test_probe_picks_the_layer_without_the_test_prompts_and_scores_a_control() -> None:
     """Three layers: 0 noise, 1 the relation label, 2 the word-pair identity (memorisable).
     Cross-validation picks layer 1; the control task (one random label per pair type) is

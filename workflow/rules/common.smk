@@ -23,7 +23,7 @@ from cotlens.errors import CotlensError
 from cotlens.fingerprint import local_fingerprint
 from cotlens.models.registry import resolve
 from cotlens.models.shape import routed_experts
-from cotlens.studies import STUDIES
+from cotlens.studies import STUDIES, figure_paths, study_models
 
 for _name in config["active_models"] + config["experts"]["models"]:
     try:
@@ -105,12 +105,6 @@ def model_content(wildcards):
     return local_fingerprint(config["models"][wildcards.model])
 
 
-def study_models(study):
-    """The models a study runs on (experts: its own list of MoE models)."""
-    key = STUDIES[study].models_key
-    return config["experts"]["models"] if key == "experts.models" else config[key]
-
-
 def compare_inputs(wildcards):
     """The figure JSONs of this run (what `all` makes) and of each other run in
     `compare.runs` (on disk: another configuration made them)."""
@@ -130,13 +124,7 @@ def compare_inputs(wildcards):
 
 def all_figures():
     """Every figure (png, pdf, json, html) of every study in `studies`, for its models."""
-    return [
-        f"{RESULTS}/{s}/{model}/figures/{figure}.{ext}"
-        for s in config["studies"]
-        for model in study_models(s)
-        for figure in STUDIES[s].figures
-        for ext in ("png", "pdf", "json", "html")
-    ]
+    return figure_paths(config)
 
 
 def figure_inputs(study):

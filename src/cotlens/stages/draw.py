@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from cotlens.atomic import atomic_path
+from cotlens.atomic import write_text
 from cotlens.stages.common import Params, Paths
 from cotlens.summary import figure_html
 
@@ -24,11 +24,8 @@ def draw_figure(figures: Mapping[str, Figure], inputs: Paths, outputs: Paths, pa
     if name not in figures:
         raise ValueError(f"unknown figure {name!r}; known: {sorted(figures)}")
     numbers = figures[name](inputs, [outputs["png"], outputs["pdf"]], str(params["model"]), int(params["dpi"]))
-    with atomic_path(outputs["json"]) as tmp:
-        tmp.write_text(json.dumps(numbers, indent=1, sort_keys=True, default=str) + "\n")
-    if "html" in outputs:
-        study = Path(outputs["json"]).parts[-4]
-        page = figure_html(study, str(params["model"]), name, json.loads(json.dumps(numbers, default=str)))
-        with atomic_path(outputs["html"]) as tmp:
-            tmp.write_text(page)
+    text = json.dumps(numbers, indent=1, sort_keys=True, default=str)
+    write_text(outputs["json"], text + "\n")
+    study = Path(outputs["json"]).parts[-4]  # results/<run>/<study>/<model>/figures/<figure>.json
+    write_text(outputs["html"], figure_html(study, str(params["model"]), name, json.loads(text)))
     return numbers

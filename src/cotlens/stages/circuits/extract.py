@@ -55,9 +55,8 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
     lm = None
     todo = [k for k in range(len(work)) if not shards.done(k)]  # the rest: finished by an interrupted run
     prog = Progress(sum(-(-len(work[k]) // ec.batch_size) for k in todo), "batches")
-    for k, shard in enumerate(work):
-        if k not in todo:
-            continue
+    for k in todo:
+        shard = work[k]
         if lm is None:
             lm = load_for_stage(model_dir, runtime, threads)
             schema = activation_schema(lm, ec)

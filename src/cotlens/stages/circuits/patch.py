@@ -54,9 +54,8 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
     path_shards = Shards(out_pathways, "circuits_patch", smeta, len(starts))
     todo = [k for k in range(len(starts)) if not (path_shards.done(k) and shards.done(k))]
     prog = Progress(sum(min(per_shard, table.num_rows - starts[k]) for k in todo), "pairs")
-    for k, first in enumerate(starts):
-        if k not in todo:
-            continue  # finished by an earlier, interrupted run
+    for k in todo:
+        first = starts[k]
         cols: dict[str, list[Any]] = {f.name: [] for f in schemas.PATCHING}
         path_cols: dict[str, list[Any]] = {f.name: [] for f in schemas.PATHWAYS}
         for i in range(first, min(first + per_shard, table.num_rows)):

@@ -67,9 +67,8 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
 
     todo = [k for k in range(len(conditions)) if not shards.done(k)]  # the rest: done by an interrupted run
     prog = Progress(len(todo), "conditions")
-    for k, (condition, variant, mode, seed, n_abl) in enumerate(conditions):
-        if k not in todo:
-            continue
+    for k in todo:
+        condition, variant, mode, seed, n_abl = conditions[k]
         ids, texts, golds = variant_rows(table, variant)
         if condition == "variant":
             answers, acts = measured(texts, golds)
