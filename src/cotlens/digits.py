@@ -14,9 +14,12 @@ by the teacher-forced prefix, and the probability is conditional on them:
 
 A token's text is its surface form inside a sequence: decode([anchor, v]) minus decode([anchor]).
 
-Monte Carlo dropout (the paper's estimator): dropout with rate p is applied to the output
-of every attention block and every FFN block (the ``attn_out`` and ``ffn_module`` modules of
-the adapter table) at inference, also for models trained without dropout; S passes.
+Monte Carlo dropout (the paper's estimator, an option): dropout with rate p is applied to the
+output of every attention block and every FFN block (the ``attn_out`` and ``ffn_module``
+modules of the adapter table) at inference, also for models trained without dropout; S
+passes, the paired settings of a problem under the same masks. It perturbs the model it
+measures, so the stage also stores the model's own softmax for every item and the figures
+check the estimator against it (``cotlens.plotting.digits.estimator_check``).
 """
 
 from __future__ import annotations
@@ -28,7 +31,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from cotlens.batch import logits_at, pad
@@ -109,9 +111,25 @@ def digit_distribution(probs: torch.Tensor, vt: VocabText, inside: str) -> np.nd
     return mass / denom if denom > 0 else mass
 
 
-def mc_dropout(model: nn.Module, ad: Adapter, p: float) -> contextlib.AbstractContextManager[None]:
-    """Dropout on every attention and FFN block output while active."""
-    drop = lambda _m, _a, o: F.dropout(o, p, training=True)  # noqa: E731
+def mc_dropout(
+    model: nn.Module, ad: Adapter, p: float, seed: int, groups: torch.Tensor | None = None
+) -> contextlib.AbstractContextManager[None]:
+    """Dropout with rate ``p`` on every attention and FFN block output while active.
+
+    The masks come from a generator seeded with ``seed`` (one pass = one seed), and rows of
+    the batch with the same ``groups`` id share their masks position by position: the paired
+    settings of one problem (correct vs own higher digits) see the same dropped units
+    (common random numbers), so their difference is not mask noise. ``p`` 0 is exact."""
+    gen = torch.Generator().manual_seed(int(seed))
+
+    def drop(_m: nn.Module, _a: object, o: object) -> object:
+        x = o[0] if isinstance(o, tuple) else o
+        assert isinstance(x, torch.Tensor)
+        g = groups if groups is not None else torch.arange(x.shape[0])
+        keep = torch.rand((int(g.max()) + 1, *x.shape[1:]), generator=gen) >= p
+        y = x * keep[g].to(device=x.device, dtype=x.dtype) / (1.0 - p)
+        return (y, *o[1:]) if isinstance(o, tuple) else y
+
     return output_hooks(
         (get(block, path), drop) for block in layers(model, ad) for path in (ad.attn_out, ad.ffn_module)
     )

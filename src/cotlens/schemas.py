@@ -145,9 +145,14 @@ DIGITS = pa.schema(
         ("n_places", pa.int8()),  # digits in the answer
         ("digit", pa.int8()),  # the correct digit at this place
         ("prefix_correct", pa.bool_()),  # every earlier digit of the scored sequence is correct
-        ("p_correct", pa.float32()),  # confidence in the correct digit (mean over MC samples)
+        ("p_correct", pa.float32()),  # confidence in the correct digit (the estimator's: mean over MC samples)
         ("p_std", pa.float32()),  # std over MC-dropout samples (0 for softmax)
-        ("argmax_digit", pa.int8()),  # the most probable digit given the scored prefix
+        ("argmax_digit", pa.int8()),  # the most probable digit given the scored prefix (the estimator's)
+        # the model's own softmax (one plain forward), always: what an estimator that perturbs
+        # the model is checked against (cotlens.digits.estimator_check)
+        ("p_plain", pa.float32()),
+        ("argmax_plain", pa.int8()),
+        ("p_max_plain", pa.float32()),  # the plain forward's largest digit probability (its confidence)
     ]
 )
 

@@ -46,11 +46,12 @@ STUDIES: dict[str, Study] = {
                 "patch_heads": ("patching",),
                 "patch_positions": ("patching",),
                 "attribution": ("patching",),
-                "sufficiency": ("sufficiency",),
-                "rift": ("heads",),
-                "answer_heads": ("heads",),
-                "probe": ("probe",),
-                "pathways": ("pathways", "pairs"),
+                # the tested figures also read the answers: the study's precondition (accuracy above chance)
+                "sufficiency": ("sufficiency", "pairs", "prompts", "samples"),
+                "rift": ("heads", "prompts", "samples"),
+                "answer_heads": ("heads", "prompts", "samples"),
+                "probe": ("probe", "prompts", "samples"),
+                "pathways": ("pathways", "pairs", "prompts", "samples"),
             },
         ),
         Study(

@@ -1,29 +1,66 @@
-"""Study 1 figures: the rift detector has a null, and sufficiency is judged against
-several random head sets."""
+"""Study 1 figures: the rift detector has a null and a located step, sufficiency is judged
+against several random head sets over a family of k, and a model at chance on the
+questions cannot test the claims."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from typing import Any
+
 import numpy as np
+import pyarrow as pa
 
 from cotlens import schemas
 from cotlens.parquet import RunMeta, to_table, write_table
-from cotlens.plotting.circuits import rift_test, sufficiency
+from cotlens.plotting.circuits import rift_test, rift_verdict, sufficiency
+
+
+def _default(t: pa.DataType) -> Any:
+    if pa.types.is_list(t):
+        return []
+    if pa.types.is_string(t):
+        return ""
+    if pa.types.is_boolean(t):
+        return False
+    return 0
+
+
+def write(path: Path, schema: pa.Schema, rows: list[dict[str, Any]]) -> str:
+    cols = {f.name: [r.get(f.name, _default(f.type)) for r in rows] for f in schema}
+    write_table(to_table(cols, schema), path, RunMeta("x", "x"))
+    return str(path)
+
+
+def spine(tmp: Path, accuracy: float = 0.9, pairs: int = 30, per_prompt: int = 2) -> dict[str, str]:
+    """prompts, samples (answer accuracy ``accuracy`` over 40 questions) and pairs
+    (``per_prompt`` pairs per prompt): the inputs of the study's precondition."""
+    right = round(40 * accuracy)
+    prompts = [{"prompt_id": i, "ontology": "fictional", "hops": 1, "distractors": "none"} for i in range(40)]
+    samples = [{"prompt_id": i, "answer": "True", "answer_correct": i < right} for i in range(40)]
+    prs = [{"pair_id": p, "prompt_id": p // per_prompt, "subtask": "copy"} for p in range(pairs)]
+    return {
+        "prompts": write(tmp / "prompts.parquet", schemas.CIRCUITS_PROMPTS, prompts),
+        "samples": write(tmp / "samples.parquet", schemas.SAMPLES, samples),
+        "pairs": write(tmp / "pairs.parquet", schemas.PAIRS, prs),
+    }
 
 
 def test_a_step_in_depth_is_a_rift_and_noise_is_not() -> None:
     rng = np.random.default_rng(0)
     step = np.r_[np.full(15, 0.2), np.full(15, 0.7)] + rng.normal(0, 0.03, 30)
     t = rift_test(step.tolist())
-    assert t["verdict"] == "reproduced" and t["rift_layer"] == 15 and t["p_vs_shuffled_layers"] <= 0.01
+    assert t["step_detected"] and t["rift_layer"] == 15 and t["p_vs_shuffled_layers"] <= 0.01
+    assert rift_verdict(t, (0.45, 0.55))[0] == "reproduced"
+    assert rift_verdict(t, (0.3, 0.55))[0] == "inconclusive"  # the interval straddles the band's edge
     noise = 0.3 + rng.normal(0, 0.03, 30)
     noise[28] = 0.6  # one spike near the top: the detector alone would call it a rift
     t = rift_test(noise.tolist())
-    assert t["verdict"] == "not detected at this n" and t["p_vs_shuffled_layers"] > 0.05
+    assert not t["step_detected"] and t["p_vs_shuffled_layers"] > 0.05
+    assert rift_verdict(t, (0.9, 0.95))[0] == "inconclusive"
     late = np.r_[np.full(27, 0.1), np.full(3, 0.6)] + rng.normal(0, 0.01, 30)  # a real step, but at the top
     t = rift_test(late.tolist())
-    assert t["step_detected"] and t["rift_layer"] == 27 and t["verdict"].startswith("a step, but at 90%")
+    assert t["step_detected"] and t["rift_layer"] == 27 and rift_verdict(t, (0.87, 0.93))[0] == "absent"
 
 
 def circuit_table(path: Path, top_rate: float, random_rate: float, pairs: int = 30) -> Path:
@@ -51,14 +88,21 @@ def circuit_table(path: Path, top_rate: float, random_rate: float, pairs: int = 
 
 
 def test_sufficiency_verdicts(tmp_path: Path) -> None:
+    sp = spine(tmp_path)
     good = circuit_table(tmp_path / "good.parquet", 0.9, 0.2)
-    out = sufficiency({"sufficiency": str(good)}, [tmp_path / "g.png"], "m")
-    assert out["smallest_k_beating_random"] == 8
+    out = sufficiency({"sufficiency": str(good), **sp}, [tmp_path / "g.png"], "m")
+    assert out["headline"]["verdict"] == "reproduced" and out["headline"]["n"] == "15 prompts (30 pairs)"
     assert out["per_k"][8]["verdict"] == "reproduced" and out["per_k"][8]["draws"] == 10
+    assert out["family_confidence"] == 0.975  # two k tested: Bonferroni
     same = circuit_table(tmp_path / "same.parquet", 0.5, 0.5)
-    out = sufficiency({"sufficiency": str(same)}, [tmp_path / "s.png"], "m")
-    assert out["smallest_k_beating_random"] is None
-    assert out["per_k"][32]["verdict"] == "not detected at this n"
+    out = sufficiency({"sufficiency": str(same), **sp}, [tmp_path / "s.png"], "m")
+    assert out["headline"]["verdict"] in ("absent", "inconclusive")
+    assert out["per_k"][32]["verdict"] in ("absent", "inconclusive")
+    # a model at chance on the questions cannot test it, however clear the circuit
+    chance = spine(tmp_path / "c", accuracy=0.5) if (tmp_path / "c").mkdir() is None else {}
+    out = sufficiency({"sufficiency": str(good), **chance}, [tmp_path / "c.png"], "m")
+    assert out["headline"]["verdict"] == "not testable on this model"
+    assert "answer accuracy: 20/40" in out["headline"]["reason"]
 
 
 def heads_table(path: Path, step: bool) -> Path:
@@ -94,10 +138,13 @@ def heads_table(path: Path, step: bool) -> Path:
 def test_rift_and_answer_heads_figures(tmp_path: Path) -> None:
     from cotlens.plotting.circuits import answer_heads, rift
 
+    sp = spine(tmp_path)
     t = heads_table(tmp_path / "h.parquet", step=True)
-    r = rift({"heads": str(t)}, [tmp_path / "r.png"], "m")
-    assert r["verdict"] == "reproduced" and r["rift_layer"] == 4 and r["function_share"] == 0.25
+    r = rift({"heads": str(t), **sp}, [tmp_path / "r.png"], "m")
+    assert r["rift_layer"] == 4 and r["function_share"] == 0.25 and r["step_detected"]
+    assert r["depth_ci95"][0] <= 0.5 <= r["depth_ci95"][1] and r["headline"]["verdict"] == "reproduced"
     flat = heads_table(tmp_path / "f.parquet", step=False)
-    assert rift({"heads": str(flat)}, [tmp_path / "f.png"], "m")["verdict"] == "not detected at this n"
-    a = answer_heads({"heads": str(t)}, [tmp_path / "a.png"], "m")
-    assert a["top"][0] == "L6H1" and a["late_verdict"] == "reproduced" and a["attn_top5"] > a["attn_all"]
+    assert rift({"heads": str(flat), **sp}, [tmp_path / "f.png"], "m")["headline"]["verdict"] == "inconclusive"
+    a = answer_heads({"heads": str(t), **sp}, [tmp_path / "a.png"], "m")
+    assert a["top"][0] == "L6H1" and a["late_verdict"][0] == "reproduced" and a["attn_top5"] > a["attn_all"]
+    assert a["headline"]["verdict"] in ("reproduced", "inconclusive")

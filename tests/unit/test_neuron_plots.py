@@ -193,6 +193,12 @@ def test_figures_render_and_write_their_numbers(tmp_path) -> None:  # type: igno
         "a single operator hurts": (-0.15, "reproduced"),
         "wrong results barely matter": (-0.05, "not detected at this n"),
     }
-    assert act["verdict"] in ("reproduced", "not detected at this n") and len(act["pearson_ci95"]) == 2
+    assert act["headline"]["verdict"] in ("reproduced", "inconclusive", "smaller than the paper")
+    assert len(act["pearson_ci95"]) == 2 and act["headline"]["ci95"] == act["pearson_ci95"]
+    # the ablation claim: 2 random sets are too few to judge it, whatever the numbers
+    h = abl["headline"]
+    assert h["verdict"] == "not testable on this model" and "2 random sets per ablated set (needs 20)" in h["reason"]
+    assert h["estimate"] == 0.1 and "zero-ablated" in h["value"]  # no noise mode here: the first mode
+    assert numbers["con"]["headline"]["verdict"] == "descriptive"
     con = numbers["con"]
     assert con["concept_neurons"] == 2 and con["by_concept"] == {"add": 1, "mul": 1}

@@ -11,7 +11,8 @@ from docutils.core import publish_parts
 from jinja2 import Environment
 
 from cotlens.studies import STUDIES
-from cotlens.summary import FINDINGS, VERDICTS, figure_html, normalise, summarise, to_rst
+from cotlens.summary import SUMMARY, figure_html, summarise, to_rst
+from cotlens.verdicts import CLAIMS, VERDICTS, Headline
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -40,45 +41,58 @@ def _figures(tmp: Path, study: str, model: str, figure: str, data: dict[str, obj
 
 
 def test_summary_reads_what_exists_and_the_page_leads_with_it(tmp_path: Path) -> None:
-    _figures(
-        tmp_path,
-        "digits",
-        "m",
+    cond = Headline(
         "digit_conditioning",
-        {
-            "cells_pooled": "5x5",
-            "conditioning": {
-                "unconditioned_last": 0.13,
-                "conditioned_last": 0.43,
-                "difference": 0.30,
-                "ci95": [0.2, 0.4],
-                "n": 24,
-                "verdict": "reproduced",
-            },
-        },
+        "last digit 0.13 -> 0.43, +0.30",
+        0.30,
+        (0.2, 0.4),
+        "24 problems",
+        "reproduced",
+        "why",
+        ("1x1 products: 8/8 (passed)",),
     )
-    rift = {"rift_layer": 23, "n_layers": 30, "relative_depth": 0.767, "p_vs_shuffled_layers": 0.01}
-    _figures(tmp_path, "circuits", "m", "rift", {**rift, "verdict": "a step, but at 77% of the depth, not mid-depth"})
+    rift = Headline(
+        "rift",
+        "step at block 23 of 30",
+        0.767,
+        (0.7, 0.83),
+        "30 layers",
+        "absent",
+        "outside mid-depth",
+        ("answer accuracy: 0.42 (failed)",),
+    )
+    _figures(tmp_path, "digits", "m", "digit_conditioning", {"headline": cond.to_json(), "other": 1})
+    _figures(tmp_path, "circuits", "m", "rift", {"headline": rift.to_json()})
     rows = summarise(tmp_path / "results" / "r1")
     by = {r["figure"]: r for r in rows}
     assert set(by) == {"digit_conditioning", "rift"}  # only what exists
-    assert by["digit_conditioning"]["value"] == "last digit 0.13 -> 0.43 (difference +0.30)"
-    assert by["digit_conditioning"]["ci95"] == "[0.20, 0.40]" and by["digit_conditioning"]["verdict"] == "reproduced"
-    assert by["rift"]["verdict"] == "not reproduced" and "block 23 of 30" in by["rift"]["value"]
+    assert set(rows[0]) == set(SUMMARY.names)
+    assert by["digit_conditioning"]["value"] == "last digit 0.13 -> 0.43, +0.30"
+    assert by["digit_conditioning"]["ci95"] == "[+0.2, +0.4]" and by["digit_conditioning"]["verdict"] == "reproduced"
+    assert by["digit_conditioning"]["sesoi"].startswith("0.15 (half the paper's")
+    assert by["rift"]["verdict"] == "absent" and by["rift"]["reason"] == "outside mid-depth"
     assert "block ~16 of 32" in by["rift"]["paper"]
     page = to_rst(rows, "r1", ["results/r1/digits/m/figures/digit_accuracy.json"], "The intro.\n")
     body = publish_parts(Environment().from_string(page).render(), writer="html")["body"]
     assert "System Message" not in body
     assert body.index("0.13 -&gt; 0.43") < body.index("The intro.")  # findings first
+    assert "What this model can test" in body and "answer accuracy: 0.42 (failed)" in body
     assert "Partial run: 1 figure(s)" in body and "digit_accuracy.json" in body
 
 
-def test_every_finding_names_a_figure_and_verdicts_are_four() -> None:
-    for f in FINDINGS:
-        assert f.figure in STUDIES[f.study].figures
-    assert normalise("not detected at this n") == "inconclusive at this n"
-    assert normalise("reversed") == "not reproduced" and normalise("reproduced") == "reproduced"
-    assert len(VERDICTS) == 4
+def test_a_figure_json_without_a_headline_is_refused(tmp_path: Path) -> None:
+    _figures(tmp_path, "digits", "m", "digit_conditioning", {"conditioning": {"verdict": "reproduced"}})
+    with pytest.raises(ValueError, match="no headline"):
+        summarise(tmp_path / "results" / "r1")
+
+
+def test_every_claim_names_a_figure_and_a_positive_smallest_effect() -> None:
+    for c in CLAIMS.values():
+        assert c.figure in STUDIES[c.study].figures
+        assert c.sesoi > 0 and c.sesoi_basis and c.primary
+        if c.paper_effect is not None and "half" in c.sesoi_basis:
+            assert c.sesoi == pytest.approx(c.paper_effect / 2)
+    assert len(VERDICTS) == 8
 
 
 def test_figure_html_holds_the_numbers_and_record_tables() -> None:

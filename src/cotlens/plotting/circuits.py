@@ -6,6 +6,7 @@ Each reads Parquet only and returns the numbers its title reports."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -17,13 +18,49 @@ from matplotlib.colors import PowerNorm
 
 from cotlens.parquet import read_table
 from cotlens.plotting.base import Inputs, Paths, save
-from cotlens.stats import bootstrap_mean, empirical_p, paired_bootstrap, spearman, verdict, wilson
+from cotlens.stats import bootstrap_mean, empirical_p, spearman, wilson
+from cotlens.verdicts import (
+    ABSENT,
+    ALPHA,
+    CLAIMS,
+    INCONCLUSIVE,
+    REPRODUCED,
+    Gate,
+    Headline,
+    bca,
+    family_level,
+    headline,
+    holm,
+    judge,
+    mean_ci,
+    proportion_ci,
+    t_p,
+    weakest,
+)
 
 SUBTASKS = ("decision", "copy", "induction")
 
 
 def _pairs(inputs: Inputs) -> pd.DataFrame:
     return read_table(inputs["pairs"]).to_pandas()
+
+
+def competence(inputs: Inputs) -> Gate:
+    """The model answers the PrOntoQA questions above chance (0.5): the exact 95% interval
+    of its answer accuracy (every sample; an unparsed answer is wrong) lies above 0.5."""
+    df = load_scored(inputs["prompts"], inputs["samples"])
+    k, n = int(df["answer_correct"].fillna(False).astype(bool).sum()), len(df)
+    if n == 0:
+        return Gate("answer accuracy", None, "no samples")
+    lo, hi = proportion_ci(k, n)
+    return Gate("answer accuracy", lo > 0.5, f"{k}/{n} = {k / n:.2f} [{lo:.2f}, {hi:.2f}] (chance 0.5)")
+
+
+def by_prompt(values: pd.Series, pairs: pd.DataFrame) -> pd.Series:
+    """Per-pair values averaged per prompt: pairs of one prompt are not independent, the
+    prompts are the unit of replication."""
+    pid = pairs.set_index("pair_id")["prompt_id"]
+    return values.groupby(pid.reindex(values.index).to_numpy()).mean()
 
 
 def swept(patch: pd.DataFrame) -> pd.DataFrame:
@@ -148,8 +185,11 @@ def sufficiency(inputs: Inputs, outputs: Paths, model: str, dpi: int = 150) -> d
     mean and their 2.5-97.5% range; the verdict compares each pair's top-k agreement with
     its mean agreement over the random draws (paired bootstrap over pairs)."""
     c = read_table(inputs["sufficiency"]).to_pandas()
+    pairs = _pairs(inputs)
     top = c[~c["random"]]
     rnd = c[c["random"]]
+    tested_k = sorted(int(k) for k in set(rnd["k"]) if k > 0)  # the family: every k with random draws
+    level = family_level(len(tested_k))
     rows = []
     for k, g in top.groupby("k"):
         mean, lo, hi = bootstrap_mean(g["agree"].astype(float).to_numpy())
@@ -163,17 +203,19 @@ def sufficiency(inputs: Inputs, outputs: Paths, model: str, dpi: int = 150) -> d
             "n_pairs": len(g),
             "draws": len(per_draw),
         }
-        if len(per_draw):
+        if len(per_draw) and int(k) in tested_k:
             per_pair = r.groupby("pair_id")["agree"].mean()
             t = g.set_index("pair_id")["agree"].astype(float)
-            d, dlo, dhi = paired_bootstrap(per_pair.loc[t.index].to_numpy(), t.to_numpy())
+            d = by_prompt(t - per_pair.reindex(t.index), pairs)
+            est, dlo, dhi = mean_ci(d.to_numpy(), level)
             row |= {
                 "random": float(per_draw.mean()),
                 "random_lo": float(np.quantile(per_draw, 0.025)),
                 "random_hi": float(np.quantile(per_draw, 0.975)),
-                "top_minus_random": d,
-                "ci95": [dlo, dhi],
-                "verdict": verdict(dlo, dhi),
+                "top_minus_random": est,
+                "ci_family": [dlo, dhi],
+                "n_prompts": len(d),
+                "p": t_p(d.to_numpy()),
             }
         rows.append(row)
     t = pd.DataFrame(rows).sort_values("k")
@@ -197,30 +239,49 @@ def sufficiency(inputs: Inputs, outputs: Paths, model: str, dpi: int = 150) -> d
     ax.set_ylabel("agreement with the clean argmax")
     ax.set_ylim(0, 1.02)
     ax.legend(fontsize=7)
-    tested = t.dropna(subset=["random"]) if "random" in t else t.iloc[0:0]
-    wins = tested[tested["verdict"] == "reproduced"]["k"].tolist() if len(tested) else []
-    tested_k = [int(k) for k in tested["k"]] if len(tested) else []
-    head = (
-        f"top-k beats random at k = {', '.join(str(int(k)) for k in wins)} of {', '.join(map(str, tested_k))}"
-        if wins
-        else "top-k not better than random at any k at this n"
-    )
-    ax.set_title(f"{model}: {head} (n={int(t['n_pairs'].max())} pairs)", fontsize=9)
+    h, per_k = sufficiency_headline(t, competence(inputs), level)
+    ax.set_title(h.title(model), fontsize=8, wrap=True)
     save(fig, outputs, dpi)
-    out = {
-        "claim": "a small set of heads suffices; top-k beats random k-sets (Dutta et al.)",
-        "smallest_k_beating_random": min(wins) if wins else None,
-        "k_beating_random": [int(k) for k in wins],
+    return {
+        "headline": h.to_json(),
+        "family_confidence": round(level, 4),
         "per_k": {
             int(r["k"]): {
                 key: (round(v, 4) if isinstance(v, float) else v)
                 for key, v in r.items()
                 if key != "k" and not (isinstance(v, float) and np.isnan(v))
             }
+            | per_k.get(int(r["k"]), {})
             for r in t.to_dict("records")
         },
     }
-    return out
+
+
+def sufficiency_headline(t: pd.DataFrame, gate: Gate, level: float) -> tuple[Headline, dict[int, dict[str, Any]]]:
+    """The family over the tested k: each k judged on its Bonferroni interval (simultaneous
+    95%) and Holm p; the headline is the k with the highest lower bound."""
+    claim = CLAIMS["sufficiency"]
+    tested = t.dropna(subset=["top_minus_random"]) if "top_minus_random" in t else t.iloc[0:0]
+    if tested.empty:
+        return headline(claim, "no k with random draws", float("nan"), None, "0 prompts", gates=[gate]), {}
+    adj = holm(tested["p"].tolist())
+    per_k: dict[int, dict[str, Any]] = {}
+    for (_, r), pa in zip(tested.iterrows(), adj, strict=True):
+        v, why = judge(claim, r["top_minus_random"], tuple(r["ci_family"]), p=pa, gates=[gate])
+        per_k[int(r["k"])] = {"p_holm": round(pa, 4), "verdict": v, "reason": why}
+    best = tested.assign(lo=[c[0] for c in tested["ci_family"]]).sort_values("lo").iloc[-1]
+    k = int(best["k"])
+    gaps = ", ".join(f"k={int(r.k)} {r.top_minus_random:+.2f}" for r in tested.itertuples())
+    return headline(
+        claim,
+        f"best k = {k}: top-k agreement {best['top']:.2f} vs random {best['random']:.2f} ({gaps}; "
+        f"{level:.1%} intervals over {len(tested)} k)",
+        float(best["top_minus_random"]),
+        (float(best["ci_family"][0]), float(best["ci_family"][1])),
+        f"{int(best['n_prompts'])} prompts ({int(best['n_pairs'])} pairs)",
+        p=float(per_k[k]["p_holm"]),
+        gates=[gate],
+    ), per_k
 
 
 def rift_split(frac: Sequence[float] | np.ndarray) -> tuple[int, float]:
@@ -239,30 +300,47 @@ MID = (1 / 3, 2 / 3)  # "mid-depth": the paper's rift sits at block ~16 of 32
 
 def rift_test(frac: Sequence[float], n_perm: int = 999, seed: int = 0) -> dict[str, Any]:
     """The rift and its null: the same detector on the layers in random order. A step in
-    depth gives a gain that shuffled layers rarely reach; a noise spike does not. The
-    paper's claim is a step at mid-depth: a significant step elsewhere is reported as such."""
+    depth gives a gain that shuffled layers rarely reach; a noise spike does not."""
     s, gain = rift_split(frac)
     rng = np.random.default_rng(seed)
     f = np.asarray(frac, dtype=float)
     null = [rift_split(rng.permutation(f))[1] for _ in range(n_perm)]
     p = empirical_p(gain, null)
-    depth = s / len(f)
-    if p > 0.05:
-        v = "not detected at this n"
-    elif MID[0] <= depth <= MID[1]:
-        v = "reproduced"
-    else:
-        v = f"a step, but at {depth:.0%} of the depth, not mid-depth"
     return {
         "rift_layer": s,
-        "relative_depth": round(depth, 3),
+        "relative_depth": round(s / len(f), 3),
         "gain": round(gain, 4),
         "p_vs_shuffled_layers": round(p, 4),
         "n_perm": n_perm,
         "null_gain_95": round(float(np.quantile(null, 0.95)), 4),
-        "step_detected": p <= 0.05,
-        "verdict": v,
+        "step_detected": p <= ALPHA,
     }
+
+
+def rift_location(ctx: np.ndarray, content: np.ndarray, n_boot: int = 999, seed: int = 0) -> tuple[float, float]:
+    """Percentile 95% interval of the step's relative depth, resampling pairs with
+    replacement; ``ctx`` / ``content`` are [pairs, layers] counts of in-context / content
+    readings."""
+    rng = np.random.default_rng(seed)
+    n, n_layers = ctx.shape
+    depths = []
+    for _ in range(n_boot):
+        w = np.bincount(rng.integers(0, n, n), minlength=n).astype(float)
+        c, t = w @ ctx, w @ content
+        depths.append(rift_split(np.where(t > 0, c / np.maximum(t, 1), 0.0))[0] / n_layers)
+    return float(np.quantile(depths, 0.025)), float(np.quantile(depths, 0.975))
+
+
+def rift_verdict(test: dict[str, Any], ci: tuple[float, float]) -> tuple[str, str]:
+    """A step (permutation p <= ALPHA) whose depth interval lies inside mid-depth is the
+    paper's rift; a step whose interval lies outside it means no mid-depth rift."""
+    if not test["step_detected"]:
+        return INCONCLUSIVE, f"no step above shuffled layers (p = {test['p_vs_shuffled_layers']:.3f})"
+    if MID[0] <= ci[0] and ci[1] <= MID[1]:
+        return REPRODUCED, "a step, its depth interval inside mid-depth [1/3, 2/3]"
+    if ci[0] > MID[1] or ci[1] < MID[0]:
+        return ABSENT, "a step, but its depth interval lies outside mid-depth [1/3, 2/3]"
+    return INCONCLUSIVE, "a step, its depth interval straddles the edge of mid-depth"
 
 
 def rift(inputs: Inputs, outputs: Paths, model: str, dpi: int = 150) -> dict[str, Any]:
@@ -276,6 +354,21 @@ def rift(inputs: Inputs, outputs: Paths, model: str, dpi: int = 150) -> dict[str
     frac = content.groupby("layer")["top_kind"].apply(lambda k: float((k == "context").mean())).reindex(layers)
     counts = content.groupby("layer").size().reindex(layers, fill_value=0)
     test = rift_test(frac.fillna(0.0).tolist())
+    by = content.assign(ctx=content["top_kind"] == "context").groupby(["pair_id", "layer"])
+    ctx = by["ctx"].sum().unstack("layer").reindex(columns=layers, fill_value=0).fillna(0).to_numpy(float)
+    tot = by.size().unstack("layer").reindex(columns=layers, fill_value=0).fillna(0).to_numpy(float)
+    loc = rift_location(ctx, tot)
+    gate = competence(inputs)
+    hl = headline(
+        CLAIMS["rift"],
+        f"step at block {test['rift_layer']} of {len(frac)} ({test['relative_depth']:.0%} depth), "
+        f"p = {test['p_vs_shuffled_layers']:.3f} vs shuffled layers",
+        test["relative_depth"],
+        loc,
+        f"{len(layers)} layers, {ctx.shape[0]} pairs",
+        gates=[gate],
+        verdict=None if gate.passed is False else rift_verdict(test, loc),
+    )
     s = test["rift_layer"]
     chance = float(h["context_chance"].mean())
     fig, ax = plt.subplots(figsize=(6.5, 4))
@@ -295,15 +388,15 @@ def rift(inputs: Inputs, outputs: Paths, model: str, dpi: int = 150) -> dict[str
     ax.set_ylim(0, 1)
     ax.legend(fontsize=7)
     ax.set_title(
-        f"{model}: head logit lens; split gain {test['gain']:+.2f}, p vs shuffled layers "
-        f"{test['p_vs_shuffled_layers']:.3f}: {test['verdict']}\n(content readings per layer: "
+        f"{hl.title(model)}\n(split gain {test['gain']:+.2f}; content readings per layer: "
         f"{int(counts.min())}-{int(counts.max())}; function words excluded)",
         fontsize=8,
     )
     save(fig, outputs, dpi)
     return {
-        "claim": "in-context reading rises in a step at mid-depth (Llama-2-7B: block ~16 of 32)",
+        "headline": hl.to_json(),
         **test,
+        "depth_ci95": [round(loc[0], 4), round(loc[1], 4)],
         "n_layers": len(frac),
         "content_readings_per_layer": [int(c) for c in counts],
         "chance": round(chance, 4),
@@ -334,20 +427,27 @@ def answer_heads(inputs: Inputs, outputs: Paths, model: str, dpi: int = 150) -> 
     axes[0].invert_yaxis()
     n_layers = len(g)
 
-    def late_share(df: pd.DataFrame) -> float:
-        m = df.groupby(["layer", "head"])["dla"].mean().clip(lower=0)
-        tot = float(m.sum())
-        return float(m[m.index.get_level_values(0) >= n_layers // 2].sum() / tot) if tot > 0 else float("nan")
+    # per pair x head DLA: a bootstrap resample of pairs (with replacement, duplicates kept)
+    # is a weighted mean of its rows
+    per = h.pivot_table(index="pair_id", columns=["layer", "head"], values="dla", aggfunc="mean")
+    dla = per.fillna(0.0).to_numpy(float)
+    upper = per.columns.get_level_values(0).to_numpy() >= n_layers // 2
+    pids = per.index.to_numpy()
 
-    late = late_share(h)
-    pids = h["pair_id"].unique()
+    def late_share(idx: np.ndarray) -> float:
+        m = np.clip(dla[idx].mean(0), 0, None)
+        tot = float(m.sum())
+        return float(m[upper].sum() / tot) if tot > 0 else float("nan")
+
+    late = late_share(np.arange(len(pids)))
+    lo, hi = bca(late_share, len(pids))
+    gate = competence(inputs)
+    claim = CLAIMS["answer_heads"]
+    late_v = judge(claim, late - 0.5, (lo - 0.5, hi - 0.5), gates=[gate])
     rng = np.random.default_rng(0)
-    boots = [late_share(h[h["pair_id"].isin(rng.choice(pids, len(pids)))]) for _ in range(200)]
-    lo, hi = (float(np.nanquantile(boots, q)) for q in (0.025, 0.975))
-    late_v = verdict(lo - 0.5, hi - 0.5)
     axes[0].set_title(
         f"answer-writing heads, top {', '.join(top)}\n{late:.0%} of positive DLA in the upper half "
-        f"[{lo:.0%}, {hi:.0%}]: {late_v} (n={len(pids)} pairs)",
+        f"[{lo:.0%}, {hi:.0%}]: {late_v[0]} (n={len(pids)} pairs)",
         fontsize=8,
     )
     flat = pd.DataFrame({"dla": g.stack(), "attn": att.stack()})
@@ -359,27 +459,45 @@ def answer_heads(inputs: Inputs, outputs: Paths, model: str, dpi: int = 150) -> 
     perm = [spearman(rng.permutation(flat["attn"].to_numpy()).tolist(), flat["dla"].tolist()) for _ in range(199)]
     p = empirical_p(rho, perm) if np.isfinite(rho) else float("nan")
     top_att, all_att = float(flat["attn"][is_top].mean()), float(flat["attn"].mean())
-    att_v = "reproduced" if p <= 0.05 and rho > 0 else "not detected at this n"
+    n_heads = len(flat)
+    se = 1.06 / np.sqrt(n_heads - 3) if n_heads > 3 else float("nan")  # Fieller et al. for Spearman
+    z_rho = float(np.arctanh(np.clip(rho, -0.999, 0.999)))
+    rho_ci = (float(np.tanh(z_rho - 1.96 * se)), float(np.tanh(z_rho + 1.96 * se)))
+    att_v = judge(replace(claim, sesoi=0.3), rho, rho_ci, p=p, gates=[gate])  # a medium correlation (Cohen)
     axes[1].set(xlabel="attention from the last position to the answer token (mean over pairs)", ylabel="DLA")
     axes[1].legend(fontsize=7)
     axes[1].set_title(
-        f"attention evidence: top-5 heads {top_att:.2f} vs all {all_att:.2f}; Spearman {rho:.2f}, p={p:.3f}: {att_v}",
+        f"attention evidence: top-5 heads {top_att:.2f} vs all {all_att:.2f}; Spearman {rho:.2f}, "
+        f"p={p:.3f}: {att_v[0]}",
         fontsize=8,
     )
-    fig.suptitle(f"{model}: answer-writing heads", fontsize=9)
+    both = weakest([late_v[0], att_v[0]])
+    why = late_v[1] if both == late_v[0] else att_v[1]
+    hl = headline(
+        claim,
+        f"{late:.0%} of positive DLA in the upper half; DLA vs attention to the answer Spearman {rho:+.2f} "
+        f"(p = {p:.3f}, top-5 heads {top_att:.2f} vs all {all_att:.2f})",
+        late - 0.5,
+        (lo - 0.5, hi - 0.5),
+        f"{len(pids)} pairs",
+        gates=[gate],
+        verdict=(both, f"upper half: {late_v[0]}; attention: {att_v[0]} ({why})"),
+    )
+    fig.suptitle(hl.title(model), fontsize=8)
     fig.tight_layout()
     save(fig, outputs, dpi)
     return {
-        "claim": "answer-writing heads sit late and attend to the answer token (Dutta et al.)",
+        "headline": hl.to_json(),
         "top": top,
         "upper_half_share": round(late, 4),
         "upper_half_ci95": [round(lo, 4), round(hi, 4)],
-        "late_verdict": late_v,
+        "late_verdict": list(late_v),
         "attn_top5": round(top_att, 4),
         "attn_all": round(all_att, 4),
         "spearman_dla_attn": round(rho, 4),
+        "spearman_ci95": [round(rho_ci[0], 4), round(rho_ci[1], 4)],
         "p_perm": round(p, 4),
-        "attention_verdict": att_v,
+        "attention_verdict": list(att_v),
         "n_pairs": len(pids),
     }
 
@@ -408,19 +526,27 @@ def probe(inputs: Inputs, outputs: Paths, model: str, dpi: int = 150) -> dict[st
     ax.axvline(best, color="k", lw=0.6)
     test_at = float(acc.loc[("relation", "test", best)])
     control_at = float(acc.loc[("control", "test", best)])
-    lo, hi = wilson(test_at * n_test, n_test)
+    k_test = round(test_at * n_test)
+    lo, hi = proportion_ci(k_test, n_test)
+    floor = max(maj, control_at)
+    gate = competence(inputs)
+    h = headline(
+        CLAIMS["probe"],
+        f"layer {best} (picked by cross-validation): held-out {test_at:.2f} [{lo:.2f}, {hi:.2f}], control "
+        f"{control_at:.2f}, majority {maj:.2f}; above max(control, majority) by {test_at - floor:+.2f}",
+        test_at - floor,
+        (lo - floor, hi - floor),
+        f"{n_test} held-out pairs",
+        gates=[gate],
+    )
     ax.set_ylim(0, 1.02)
     ax.set_xlabel("layer")
     ax.set_ylabel("accuracy (related / negated / unrelated)")
     ax.legend(fontsize=7)
-    ax.set_title(
-        f"{model}: relation probe, layer {best} picked by cross-validation\n"
-        f"held-out {test_at:.2f} [{lo:.2f}, {hi:.2f}], control {control_at:.2f}, selectivity {test_at - control_at:+.2f}",
-        fontsize=9,
-    )
+    ax.set_title(h.title(model), fontsize=8, wrap=True)
     save(fig, outputs, dpi)
     return {
-        "claim": "relation information is linearly readable at some layer, above a control task (Hewitt & Liang)",
+        "headline": h.to_json(),
         "selected_layer": best,
         "selected_by": "grouped cross-validation on the selection prompts",
         "cv_accuracy": round(float(acc.loc[("relation", "cv", best)]), 4),
@@ -430,7 +556,6 @@ def probe(inputs: Inputs, outputs: Paths, model: str, dpi: int = 150) -> dict[st
         "control_test_accuracy": round(control_at, 4),
         "selectivity": round(test_at - control_at, 4),
         "majority_test": round(maj, 4),
-        "verdict": verdict(lo - max(maj, control_at), hi - max(maj, control_at)),
         # the optimistic number reported before the validation split: max over layers of test
         "max_test_accuracy_any_layer": round(float(acc.loc[("relation", "test")].max()), 4),
     }
@@ -442,55 +567,69 @@ def pathways(inputs: Inputs, outputs: Paths, model: str, dpi: int = 150) -> dict
     word is in the question can show both pathways: when it is in the CoT, the question
     positions are identical in both runs and their patch is 0 by construction. Shown per
     subtask (where the word sits is tied to the subtask), mean with 95% bootstrap CI."""
-    w = read_table(inputs["pathways"]).to_pandas().merge(_pairs(inputs)[["pair_id", "subtask", "corrupted_in"]])
+    pairs = _pairs(inputs)
+    w = read_table(inputs["pathways"]).to_pandas().merge(pairs[["pair_id", "subtask", "corrupted_in"]])
     q = w[w["corrupted_in"] == "question"]
     order = [c for c in ("question", "cot", "context") if c in set(w["positions"])]
     subs = [s for s in SUBTASKS if (q["subtask"] == s).any()]
+    level = family_level(len(subs))
+    gate = competence(inputs)
+    claim = CLAIMS["pathways"]
     fig, ax = plt.subplots(figsize=(7, 4))
     out: dict[str, Any] = {
-        "claim": "the answer is read both from the question and from the CoT (Dutta et al.)",
         "pairs_used": int(q["pair_id"].nunique()),
         "pairs_excluded_cot_corrupted": int(w[w["corrupted_in"] == "cot"]["pair_id"].nunique()),
+        "family_confidence": round(level, 4),
     }
     width = 0.8 / max(1, len(order))
     for i, pos in enumerate(order):
         means: list[float] = []
         errs: list[list[float]] = [[], []]
         for s in subs:
-            v = q[(q["subtask"] == s) & (q["positions"] == pos)]["nkl"].to_numpy()
-            m, lo, hi = bootstrap_mean(v)
+            v = by_prompt(q[(q["subtask"] == s) & (q["positions"] == pos)].set_index("pair_id")["nkl"], pairs)
+            m, lo, hi = mean_ci(v.to_numpy(), level)
             means.append(m)
-            errs[0].append(m - lo)
-            errs[1].append(hi - m)
-            out[f"{s} {pos}"] = {
-                "mean": round(m, 4),
-                "ci95": [round(lo, 4), round(hi, 4)],
-                "n": len(v),
-                "verdict": verdict(lo, hi),
-            }
+            errs[0].append(m - lo if np.isfinite(lo) else 0.0)
+            errs[1].append(hi - m if np.isfinite(hi) else 0.0)
+            out[f"{s} {pos}"] = {"mean": round(m, 4), "ci_family": [round(lo, 4), round(hi, 4)], "n_prompts": len(v)}
+            if pos != "context":
+                out[f"{s} {pos}"]["verdict"] = judge(claim, m, (lo, hi), gates=[gate])[0]
         ax.bar(np.arange(len(subs)) + i * width, means, width, yerr=errs, capsize=3, label=f"patched at {pos}")
     ax.set_xticks(
         np.arange(len(subs)) + width * (len(order) - 1) / 2,
         [f"{s}\n(n={q[q['subtask'] == s]['pair_id'].nunique()})" for s in subs],
     )
-    ax.set_ylabel("normalised KL recovered (95% CI)")
+    ax.set_ylabel(f"normalised KL recovered ({level:.1%} CI over prompts)")
     ax.axhline(0, color="k", lw=0.6)
     ax.legend(fontsize=7)
-    both = [
-        s
-        for s in subs
-        if out.get(f"{s} question", {}).get("verdict") == "reproduced"
-        and out.get(f"{s} cot", {}).get("verdict") == "reproduced"
-    ]
-    out["both_pathways_in"] = both
-    ax.set_title(
-        f"{model}: pairs corrupted in the question ({out['pairs_used']}; "
-        f"{out['pairs_excluded_cot_corrupted']} CoT-corrupted pairs cannot show the question pathway)\n"
-        f"both pathways recover the answer in: {', '.join(both) or 'no subtask at this n'}",
-        fontsize=8,
-    )
+    h = pathways_headline(out, subs, gate, level)
+    ax.set_title(h.title(model), fontsize=8, wrap=True)
     save(fig, outputs, dpi)
-    return out
+    return {"headline": h.to_json(), **out}
+
+
+def pathways_headline(out: dict[str, Any], subs: Sequence[str], gate: Gate, level: float) -> Headline:
+    """Both pathways in one subtask: per subtask the weaker of the question and CoT patches
+    (an intersection: each must hold), judged on the family's Bonferroni intervals; the
+    headline is the subtask where the weaker pathway is strongest."""
+    claim = CLAIMS["pathways"]
+    cells = [(s, out[f"{s} question"], out[f"{s} cot"]) for s in subs if f"{s} question" in out and f"{s} cot" in out]
+    if not cells:
+        return headline(claim, "no subtask with both patches", float("nan"), None, "0 pairs", gates=[gate])
+    s, qv, cv = max(cells, key=lambda c: min(c[1]["ci_family"][0], c[2]["ci_family"][0]))
+    weak = qv if qv["ci_family"][0] <= cv["ci_family"][0] else cv
+    v = weakest([judge(claim, x["mean"], (x["ci_family"][0], x["ci_family"][1]), gates=[gate])[0] for x in (qv, cv)])
+    _, why = judge(claim, weak["mean"], (weak["ci_family"][0], weak["ci_family"][1]), gates=[gate])
+    return headline(
+        claim,
+        f"{s}: question pathway {qv['mean']:.2f}, CoT pathway {cv['mean']:.2f} nKL recovered "
+        f"(the weaker's {level:.1%} interval; {len(subs)} subtasks)",
+        weak["mean"],
+        (weak["ci_family"][0], weak["ci_family"][1]),
+        f"{min(qv['n_prompts'], cv['n_prompts'])} prompts",
+        gates=[gate],
+        verdict=(v, why),
+    )
 
 
 # --- the reasoning spine: accuracy, step accuracy, logit lens ---

@@ -1,7 +1,14 @@
 """Digit-confidence figures (Gambardella et al., 2024).
 
-Every number is a mean over problems with a 95% bootstrap interval over problems; each
-figure writes its numbers, n and the verdict beside it (JSON).
+Every number is a mean over problems; an effect is paired by problem with a t interval
+(cotlens.verdicts); each tested figure writes its headline (value, interval, n, verdict,
+reason, the study's preconditions) beside it (JSON) and puts it in its title.
+
+Preconditions (cotlens.verdicts.Gate), from the table itself:
+- the model multiplies single digits: plain argmax accuracy on the 1x1 products;
+- the estimator does not change the model: with MC dropout, its argmax agrees with the
+  model's own softmax on at least 90% of the items where the plain model is confident
+  (``estimator_check``). Softmax is the model itself and passes by construction.
 
 - ``digit_confidence``: the paper's contrast, first digit vs last digit, both without any
   correct digit given (the unconditioned setting; place 0 is the same in both settings);
@@ -21,11 +28,15 @@ import pandas as pd
 import seaborn as sns
 
 from cotlens.errors import CotlensError
-from cotlens.parquet import read_table
+from cotlens.parquet import read_meta, read_table
 from cotlens.plotting.base import Inputs, Paths, save
-from cotlens.stats import bootstrap_mean, paired_bootstrap, verdict, wilson
+from cotlens.stats import bootstrap_mean, wilson
+from cotlens.verdicts import CLAIMS, Gate, headline, paired_ci, proportion_ci
 
 PAPER = "paper, 5x5: Llama-2-13B 0.13 -> 0.43, Mistral-7B 0.22 -> 0.55"
+MIN_1X1_ACCURACY = 0.75  # the model multiplies single digits (declared)
+MIN_AGREEMENT = 0.90  # an estimator keeps the model's own argmax on 90% of its confident items
+CONFIDENT = 0.5  # an item where the plain model puts at least this much on one digit
 
 
 def load(digits: str | os.PathLike[str]) -> pd.DataFrame:
@@ -53,16 +64,72 @@ def paired(df: pd.DataFrame, a: tuple[str, str], b: tuple[str, str]) -> pd.DataF
     return pd.concat(cols, axis=1, join="inner").reset_index()
 
 
-def contrast(pairs: pd.DataFrame, a: str, b: str, expected: int) -> dict[str, Any]:
-    """mean(b - a) over problems with its 95% bootstrap interval and the verdict."""
-    d, lo, hi = paired_bootstrap(pairs[a], pairs[b])
+def estimator(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The estimator the table was made with: ``{"name", "p", "samples"}``."""
+    cfg = read_meta(path).get("config", {})
+    mc = dict(cfg.get("mc_dropout") or {})
+    name = str(cfg.get("estimator", "softmax"))
+    return {"name": name, **({"p": mc.get("p"), "samples": mc.get("samples")} if name == "mc_dropout" else {})}
+
+
+def estimator_check(df: pd.DataFrame, est: dict[str, Any]) -> tuple[dict[str, Any], Gate]:
+    """The estimator against the model's own softmax on the same items (every place of every
+    setting): mean |p_correct - p_plain|, argmax agreement overall and on the items where the
+    plain model is confident (max digit probability >= CONFIDENT); the gate fails below
+    MIN_AGREEMENT there."""
+    dp = (df["p_correct"] - df["p_plain"]).abs()
+    agree = df["argmax_digit"] == df["argmax_plain"]
+    conf = df["p_max_plain"] >= CONFIDENT
+    a_conf = float(agree[conf].mean()) if conf.any() else float("nan")
+    check = {
+        **est,
+        "mean_abs_dp": round(float(dp.mean()), 4),
+        "argmax_agreement": round(float(agree.mean()), 4),
+        "argmax_agreement_confident": round(a_conf, 4) if np.isfinite(a_conf) else None,
+        "confident_items": int(conf.sum()),
+        "items": len(df),
+    }
+    if est["name"] == "softmax":
+        return check, Gate("estimator", True, "the model's own softmax")
+    ok = bool(np.isfinite(a_conf) and a_conf >= MIN_AGREEMENT)
+    detail = (
+        f"MC dropout p = {est.get('p')} keeps the model's argmax on {a_conf:.0%} of {int(conf.sum())} confident "
+        f"items (needs {MIN_AGREEMENT:.0%}), mean |dp| {check['mean_abs_dp']:.3f}"
+        + ("" if ok else ": the estimator changes the model")
+    )
+    return check, Gate("estimator", ok, detail)
+
+
+def competence(df: pd.DataFrame) -> Gate:
+    """Plain argmax accuracy on the 1x1 products (every digit right, the higher ones given)."""
+    one = df[(df["n"] == 1) & (df["m"] == 1) & (df["setting"] == "conditioned")]
+    if one.empty:
+        return Gate("1x1 products", None, "no 1x1 cell in the grid")
+    solved = one.groupby("problem_id").apply(lambda g: bool((g["argmax_plain"] == g["digit"]).all()))
+    k, n = int(solved.sum()), len(solved)
+    lo, hi = proportion_ci(k, n)
+    ok = k / n >= MIN_1X1_ACCURACY
+    return Gate(
+        "1x1 products",
+        ok,
+        f"plain argmax accuracy {k}/{n} = {k / n:.2f} [{lo:.2f}, {hi:.2f}] (needs {MIN_1X1_ACCURACY:.2f})",
+    )
+
+
+def gates(df: pd.DataFrame, path: str | os.PathLike[str]) -> tuple[list[Gate], dict[str, Any]]:
+    check, g = estimator_check(df, estimator(path))
+    return [competence(df), g], check
+
+
+def contrast(pairs: pd.DataFrame, a: str, b: str) -> dict[str, Any]:
+    """mean(b - a) over problems with its 95% t interval."""
+    d, lo, hi = paired_ci(pairs[a], pairs[b])
     return {
         a: round(float(pairs[a].mean()), 4),
         b: round(float(pairs[b].mean()), 4),
         "difference": round(d, 4),
         "ci95": [round(lo, 4), round(hi, 4)],
         "n": len(pairs),
-        "verdict": verdict(lo, hi, expected),
     }
 
 
@@ -112,26 +179,40 @@ def confidence_heatmaps(inputs: Inputs, outputs: Paths, model: str, dpi: int = 1
     axes[0].set_ylabel("n (digits of a)")
     big, cells = largest_cells(df)
     pairs = paired(big, ("unconditioned", "first"), ("unconditioned", "last"))
-    c = contrast(pairs, "unconditioned_last", "unconditioned_first", +1)
+    c = contrast(pairs, "unconditioned_last", "unconditioned_first")
     per = int(un.groupby(["n", "m"])["problem_id"].nunique().min())
-    fig.suptitle(
-        f"{model}: confidence in the correct digit, {per} problems per cell; at {cells} first - last = "
-        f"{c['difference']:+.2f} [{c['ci95'][0]:+.2f}, {c['ci95'][1]:+.2f}]: {c['verdict']}",
-        y=1.03,
-        fontsize=9,
+    gs, check = gates(df, inputs["confidence"])
+    h = headline(
+        CLAIMS["digit_confidence"],
+        f"first {c['unconditioned_first']:.2f} vs last {c['unconditioned_last']:.2f} at {cells}, "
+        f"difference {c['difference']:+.2f}",
+        c["difference"],
+        (c["ci95"][0], c["ci95"][1]),
+        f"{c['n']} problems",
+        gates=gs,
     )
+    fig.suptitle(f"{h.title(model)}\n({per} problems per cell; estimator {_est(check)})", y=1.05, fontsize=9)
     save(fig, outputs, dpi)
-    data = {
-        "claim": "the first digit is more confident than the last (paper: Llama-2, Mistral)",
+    return {
+        "headline": h.to_json(),
         "cells_pooled": cells,
         "first_minus_last": c,
+        "estimator_check": check,
         "problems_per_cell": per,
         "cells": {
             f"{r.n}x{r.m}": {w: round(float(means[w].set_index(["n", "m"]).loc[(r.n, r.m), "mean"]), 4) for w in means}
             for r in means["first"].itertuples()
         },
     }
-    return data
+
+
+def _est(check: dict[str, Any]) -> str:
+    if check["name"] == "softmax":
+        return "softmax (the model's own)"
+    return (
+        f"MC dropout p = {check.get('p')}, {check.get('samples')} passes: argmax agreement with the plain model "
+        f"{check['argmax_agreement_confident']} on confident items, mean |dp| {check['mean_abs_dp']}"
+    )
 
 
 def conditioning(inputs: Inputs, outputs: Paths, model: str, dpi: int = 150) -> dict[str, Any]:
@@ -156,26 +237,31 @@ def conditioning(inputs: Inputs, outputs: Paths, model: str, dpi: int = 150) -> 
         ax.bar(
             x + off, g["mean"], 0.4, color=col, label=label, yerr=[g["mean"] - g["lo"], g["hi"] - g["mean"]], capsize=2
         )
+    ax.axhline(0.1, color="grey", ls=":", lw=1, label="chance (1 in 10 digits)")
     ax.set_xticks(x, cells, rotation=90)
     ax.set(xlabel="a (n digits) x b (m digits)", ylabel="P(correct last digit), 95% CI", ylim=(0, 1))
     ax.legend(fontsize=8)
     big, pooled = largest_cells(df)
     pairs = paired(big, ("unconditioned", "last"), ("conditioned", "last"))
-    c = contrast(pairs, "unconditioned_last", "conditioned_last", +1)
-    ax.set_title(
-        f"{model}: last digit at {pooled}: {c['unconditioned_last']:.2f} -> {c['conditioned_last']:.2f}, "
-        f"{c['difference']:+.2f} [{c['ci95'][0]:+.2f}, {c['ci95'][1]:+.2f}], n={c['n']}: {c['verdict']}\n"
-        f"({PAPER})",
-        fontsize=9,
+    c = contrast(pairs, "unconditioned_last", "conditioned_last")
+    gs, check = gates(df, inputs["confidence"])
+    h = headline(
+        CLAIMS["digit_conditioning"],
+        f"last digit at {pooled}: {c['unconditioned_last']:.2f} -> {c['conditioned_last']:.2f}, {c['difference']:+.2f}",
+        c["difference"],
+        (c["ci95"][0], c["ci95"][1]),
+        f"{c['n']} problems",
+        gates=gs,
     )
+    ax.set_title(f"{h.title(model)}\n({PAPER}; estimator {_est(check)})", fontsize=8)
     save(fig, outputs, dpi)
-    data = {
-        "claim": "correct higher digits raise last-digit confidence (" + PAPER + ")",
+    return {
+        "headline": h.to_json(),
         "cells_pooled": pooled,
         "conditioning": c,
+        "estimator_check": check,
         "cells": {f"{r.cell} {r.setting}": [round(r.mean, 4), round(r.lo, 4), round(r.hi, 4)] for r in s.itertuples()},
     }
-    return data
 
 
 def accuracy_by_position(inputs: Inputs, outputs: Paths, model: str, dpi: int = 150) -> dict[str, Any]:

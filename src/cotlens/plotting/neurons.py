@@ -14,6 +14,56 @@ import pandas as pd
 from cotlens.parquet import read_table
 from cotlens.plotting.base import Inputs, Paths, save
 from cotlens.stats import paired_bootstrap, verdict, wilson
+from cotlens.verdicts import CLAIMS, DESCRIPTIVE, Gate, Headline, headline, paired_ci, pearson_ci, proportion_ci
+
+MIN_SOLVED = 5  # a drop is measurable: losing all of 5 solved problems is p = 0.5**5 = 0.031 (exact sign test)
+MIN_RANDOM_SETS = 20  # random neuron sets per ablated set
+PRIMARY_MODE = "noise"  # the paper's ablation (Rai & Yao add noise to the value vectors)
+
+
+def competence(runs: pd.DataFrame) -> Gate:
+    """Enough problems solved on the full CoT prompt (no ablation) to measure a drop."""
+    base = runs[(runs["variant"] == "full") & (runs["condition"] == "variant")]["correct"].astype(bool)
+    if base.empty:
+        return Gate("full-prompt accuracy", None, "no full-prompt run")
+    k, n = int(base.sum()), len(base)
+    lo, hi = proportion_ci(k, n)
+    return Gate(
+        "full-prompt accuracy",
+        k >= MIN_SOLVED,
+        f"{k}/{n} problems solved [{lo:.2f}, {hi:.2f}] (needs {MIN_SOLVED} to measure a drop)",
+    )
+
+
+def ablation_headline(runs: pd.DataFrame) -> Headline:
+    """The claim's primary comparison: the concept set noise-ablated (the paper's ablation;
+    the first mode when noise was not run) against as many random neurons, paired by problem."""
+    claim = CLAIMS["neuron_ablation"]
+    full = runs[(runs["variant"] == "full") & (runs["condition"] != "variant")]
+    modes = sorted(set(full.loc[full["condition"] == "concept", "mode"]))
+    gate = competence(runs)
+    if not modes:
+        return headline(claim, "no concept set ablated", float("nan"), None, "0 problems", gates=[gate])
+    mode = PRIMARY_MODE if PRIMARY_MODE in modes else modes[0]
+    con = full[(full["condition"] == "concept") & (full["mode"] == mode)]
+    n_abl = int(con["n_ablated"].max())
+    con = con[con["n_ablated"] == n_abl].set_index("problem_id")["correct"].astype(float)
+    rnd = full[(full["condition"] == "random") & (full["mode"] == mode) & (full["n_ablated"] == n_abl)]
+    sets = int(rnd["seed"].nunique())
+    r = rnd.groupby("problem_id")["correct"].mean().reindex(con.index)
+    d, lo, hi = paired_ci(con.to_numpy(), r.to_numpy())
+    set_gate = Gate(
+        "random sets", sets >= MIN_RANDOM_SETS, f"{sets} random sets per ablated set (needs {MIN_RANDOM_SETS})"
+    )
+    return headline(
+        claim,
+        f"{n_abl} concept neurons {mode}-ablated: accuracy {con.mean():.2f} vs {r.mean():.2f} with random neurons, "
+        f"difference {d:+.2f}",
+        d,
+        (lo, hi),
+        f"{len(con)} problems",
+        gates=[gate, set_gate],
+    )
 
 
 def ablation_summary(runs: pd.DataFrame) -> pd.DataFrame:
@@ -139,9 +189,11 @@ def ablation(inputs: Inputs, outputs: Paths, model: str, dpi: int = 150) -> dict
             va="top",
             wrap=True,
         )
+    h = ablation_headline(df)
+    fig.suptitle(h.title(model), fontsize=8, y=1.08)
     save(fig, outputs, dpi)
     return {
-        "claim": "ablating concept neurons hurts accuracy more than ablating as many random neurons (Rai & Yao)",
+        "headline": h.to_json(),
         "verdicts": verdicts,
         "n_ablated": n_abl,
         "n_problems": int(s.loc[0, "n"]),
@@ -205,15 +257,15 @@ def activation_accuracy(inputs: Inputs, outputs: Paths, model: str, dpi: int = 1
     runs = inputs["effects"]
     df = read_table(runs).to_pandas()
     s = variant_summary(df)
-    r = (
-        float(np.corrcoef(s["act"], s["acc"])[0, 1])
-        if len(s) > 2 and s["acc"].std() > 0 and s["act"].std() > 0
-        else float("nan")
+    r, r_lo, r_hi = pearson_ci(s["act"].to_numpy(), s["acc"].to_numpy())
+    h = headline(
+        CLAIMS["neuron_activation"],
+        f"Pearson r = {r:+.2f} between activation level and accuracy over {len(s)} CoT variants",
+        r,
+        (r_lo, r_hi),
+        f"{len(s)} variants x {int(s['n'].max())} problems",
+        gates=[competence(df)],
     )
-    # Fisher interval of r over the variants (n = number of variants; needs n >= 4)
-    se = 1 / np.sqrt(len(s) - 3) if len(s) > 3 else float("nan")
-    r_lo, r_hi = (float(np.tanh(np.arctanh(np.clip(r, -0.999, 0.999)) + z * se)) for z in (-1.96, 1.96))
-    r_verdict = verdict(r_lo, r_hi)
     found = phenomena(df)
     fig, ax = plt.subplots(figsize=(5.6, 4.6))
     ax.scatter(s["act"], s["acc"])
@@ -221,11 +273,7 @@ def activation_accuracy(inputs: Inputs, outputs: Paths, model: str, dpi: int = 1
         ax.annotate(str(name), (row["act"], row["acc"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
     ax.set_xlabel("activation level: concept neurons active (> 0) per generated token")
     ax.set_ylabel(f"accuracy (n={int(s['n'].max())} problems per variant)")
-    ax.set_title(
-        f"{model}: activation level vs accuracy across {len(s)} CoT variants\nPearson r = {r:.2f} "
-        f"[{r_lo:.2f}, {r_hi:.2f}]: {r_verdict}",
-        fontsize=9,
-    )
+    ax.set_title(h.title(model), fontsize=8, wrap=True)
     # the paper's four findings next to this run's paired changes from full
     lines = [
         f"{f['finding']}: {f['delta']:+.2f} [{f['ci95'][0]:+.2f}, {f['ci95'][1]:+.2f}] {f['verdict']}" for f in found
@@ -237,10 +285,9 @@ def activation_accuracy(inputs: Inputs, outputs: Paths, model: str, dpi: int = 1
     full = s.loc["full", "acc"] if "full" in s.index else float("nan")
     delta = {k: round(float(s.loc[k, "acc"] - full), 3) for k in s.index if k != "full"}
     return {
+        "headline": h.to_json(),
         "pearson_r": None if np.isnan(r) else round(r, 3),
         "pearson_ci95": [round(r_lo, 3), round(r_hi, 3)],
-        "verdict": r_verdict,
-        "claim": "activation level tracks accuracy across CoT variants (Rai & Yao)",
         "accuracy_minus_full": delta,
         "accuracy": {k: round(float(v), 3) for k, v in s["acc"].items()},
         "activation_level": {k: round(float(v), 4) for k, v in s["act"].items()},
@@ -264,12 +311,22 @@ def concepts(inputs: Inputs, outputs: Paths, model: str, dpi: int = 150) -> dict
         bottom += table[c].to_numpy()
     ax.set_xlabel("layer")
     ax.set_ylabel("concept neurons")
-    ax.set_title(f"{model}: {len(lab)} of {len(cand)} candidate neurons carry a concept", fontsize=9)
+    by = ", ".join(f"{k} {v}" for k, v in sorted(lab["concept"].value_counts().items()))
+    h = headline(
+        CLAIMS["neuron_concepts"],
+        f"{len(lab)} of {len(cand)} candidate neurons carry a concept ({by or 'none'})",
+        float(len(lab)),
+        None,
+        f"{len(cand)} candidates",
+        verdict=(DESCRIPTIVE, "what was found; no test"),
+    )
+    ax.set_title(h.title(model), fontsize=9)
     if len(table.columns):
         ax.legend(fontsize=7, ncol=4)
     save(fig, outputs, dpi)
     top = lab.sort_values("rank").head(8)
     return {
+        "headline": h.to_json(),
         "candidates": len(cand),
         "concept_neurons": len(lab),
         "by_concept": {str(k): int(v) for k, v in lab["concept"].value_counts().items()},

@@ -31,8 +31,10 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
     tab = read_table(prompts).to_pylist()
     if not tab:
         raise CotlensError(f"the problem set {prompts} is empty", "check the digits section of the config")
-    est = cfg.get("estimator", "mc_dropout")
-    mc = dict(cfg.get("mc_dropout", {"p": 0.1, "samples": 8}))
+    est = cfg["estimator"]
+    mc = dict(cfg["mc_dropout"])
+    if est == "mc_dropout" and int(mc["samples"]) < 20:
+        raise CotlensError(f"digits.mc_dropout.samples = {mc['samples']}", "use at least 20 dropout passes")
     settings = list(cfg.get("settings", SETTINGS))
     bad = [s for s in settings if s not in KNOWN]
     if bad or not settings:
@@ -69,23 +71,25 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
                     seqs.append(ids)
                     places.append(pl)
                     meta.append((r, setting))
+            # the model's own softmax, always: the claims' default estimator, and what MC
+            # dropout is checked against on the same items
+            plain = score(fwd, vt, seqs, places, pad, lm.device)
+            n_forwards += 1
             if est == "mc_dropout":
+                problem = torch.tensor([batch.index(r) for r, _ in meta])  # paired settings share masks
                 draws = []
                 for k in range(int(mc["samples"])):
-                    torch.manual_seed(int(cfg.get("seed", 0)) * 1000 + k)
-                    with mc_dropout(lm.model, lm.adapter, float(mc["p"])):
+                    with mc_dropout(lm.model, lm.adapter, float(mc["p"]), int(cfg["seed"]) * 1000 + k, problem):
                         draws.append(score(fwd, vt, seqs, places, pad, lm.device))
                     n_forwards += 1
                 dists = [[np.stack([d[i][j] for d in draws]) for j in range(len(places[i]))] for i in range(len(seqs))]
             else:
-                one = score(fwd, vt, seqs, places, pad, lm.device)
-                n_forwards += 1
-                dists = [[d[None] for d in row] for row in one]
-            for (r, setting), pl, dl in zip(meta, places, dists, strict=True):
+                dists = [[d[None] for d in row] for row in plain]
+            for (r, setting), pl, dl, pn in zip(meta, places, dists, plain, strict=True):
                 answer_places = len(pl)
                 truth = [int(c) for c in (r["direct_answer"] if setting == "direct" else r["answer"]) if c.isdigit()]
                 written = [p.digit for p in pl]  # the digits in the scored sequence
-                for place, dist in zip(pl, dl, strict=True):
+                for place, dist, own_p in zip(pl, dl, pn, strict=True):
                     d = truth[place.index]  # unconditioned: the earlier places hold the model's own digits
                     pc = dist[:, d]
                     ok = written[: place.index] == truth[: place.index]
@@ -101,6 +105,9 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
                         ("p_correct", float(pc.mean())),
                         ("p_std", float(pc.std())),
                         ("argmax_digit", int(dist.mean(0).argmax())),
+                        ("p_plain", float(own_p[d])),
+                        ("argmax_plain", int(own_p.argmax())),
+                        ("p_max_plain", float(own_p.max())),
                     ):
                         cols[col].append(v)
             prog.update(note=f"{batch[0]['n']}x{batch[0]['m']} digits")
