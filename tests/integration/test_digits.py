@@ -127,17 +127,35 @@ def test_mc_dropout_zero_rate_is_exact_and_positive_rate_varies(tiny_prepared: P
     mask = torch.ones_like(ids)
     pos = torch.tensor([[10, 11], [3, 4]])
     base = fwd(ids, mask, pos)
-    with mc_dropout(lm.model, lm.adapter, 0.0):
+    with mc_dropout(lm.model, lm.adapter, 0.0, seed=0):
         torch.testing.assert_close(fwd(ids, mask, pos), base)
-    torch.manual_seed(0)
-    with mc_dropout(lm.model, lm.adapter, 0.3):
+    with mc_dropout(lm.model, lm.adapter, 0.3, seed=0):
         a = fwd(ids, mask, pos)
-    torch.manual_seed(0)
-    with mc_dropout(lm.model, lm.adapter, 0.3):
+    with mc_dropout(lm.model, lm.adapter, 0.3, seed=0):
         b = fwd(ids, mask, pos)
+    with mc_dropout(lm.model, lm.adapter, 0.3, seed=1):
+        c = fwd(ids, mask, pos)
     torch.testing.assert_close(a, b)  # seeded
-    assert not torch.allclose(a, base)
+    assert not torch.allclose(a, base) and not torch.allclose(a, c)
     torch.testing.assert_close(fwd(ids, mask, pos), base)  # hooks removed
+
+
+def test_mc_dropout_paired_rows_share_their_masks(tiny_prepared: Path) -> None:
+    """Common random numbers: two rows of one problem (same group) get the same dropout
+    masks, so the same input gives the same output; rows of other groups do not."""
+    from cotlens.digits import position_forward
+    from cotlens.models.loading import load
+
+    lm = load(tiny_prepared, "float32", "cpu")
+    fwd = position_forward(lm)
+    row = torch.randint(4, lm.dims.vocab, (1, 12))
+    ids = row.repeat(3, 1)
+    mask = torch.ones_like(ids)
+    pos = torch.tensor([[10, 11]] * 3)
+    with mc_dropout(lm.model, lm.adapter, 0.3, seed=0, groups=torch.tensor([0, 0, 1])):
+        out = fwd(ids, mask, pos)
+    torch.testing.assert_close(out[0], out[1])  # same problem: same masks
+    assert not torch.allclose(out[0], out[2])  # another problem: its own masks
 
 
 def test_multiplication_prompts() -> None:

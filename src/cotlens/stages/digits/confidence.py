@@ -32,7 +32,7 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
     if not tab:
         raise CotlensError(f"the problem set {prompts} is empty", "check the digits section of the config")
     est = cfg["estimator"]
-    mc = dict(cfg["mc_dropout"])
+    mc = dict(cfg["mc_dropout"]) if est == "mc_dropout" else {}
     if est == "mc_dropout" and int(mc["samples"]) < 20:
         raise CotlensError(f"digits.mc_dropout.samples = {mc['samples']}", "use at least 20 dropout passes")
     settings = list(cfg.get("settings", SETTINGS))
