@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from cotlens.parquet import read_meta, read_table
+from cotlens.verdicts import VERDICTS, Headline
 
 pytestmark = pytest.mark.integration
 
@@ -132,8 +133,20 @@ def test_dag_end_to_end_then_partial_reruns(workflow_copy: Path) -> None:
     page = (wd / "results" / "default" / "report.html").read_text(errors="ignore")
     assert "Findings of run" in page and "lens_heatmap" in page
     summary = read_table(wd / "results" / "default" / "summary.parquet").to_pandas()
-    assert {"rift", "answer_heads", "digit_conditioning", "probe"} <= set(summary["figure"])
-    assert set(summary["verdict"]) <= {"reproduced", "not reproduced", "inconclusive at this n", "descriptive"}
+    assert {"rift", "answer_heads", "sufficiency", "pathways", "digit_confidence", "digit_conditioning"} <= set(
+        summary["figure"]
+    )
+    assert set(summary["verdict"]) <= set(VERDICTS)
+    # one statement per tested figure: the title it drew, its JSON headline and its summary row
+    for r in summary.itertuples():
+        data = json.loads((wd / "results" / "default" / r.study / r.model / "figures" / f"{r.figure}.json").read_text())
+        h = Headline.from_json(data["headline"])
+        assert h.title(r.model) in data["drawn_titles"][0] or any(h.title(r.model) in t for t in data["drawn_titles"])
+        assert (r.value, r.ci95, r.n, r.verdict, r.reason) == (h.value, h.ci_text(), h.n, h.verdict, h.reason)
+        assert h.verdict in h.title(r.model) and (not h.ci95 or h.ci_text() in h.title(r.model))
+    # the tiny model answers PrOntoQA at chance: Study 1's claims are not testable on it
+    circ = summary[summary["study"] == "circuits"]
+    assert (circ["verdict"] == "not testable on this model").all() and circ["gates"].str.contains("answer accuracy").all()
     tables = (res / "figures" / "patch_heads.html").read_text()
     assert "top_heads_table" in tables and any(f"<td>{s}</td>" in tables for s in ("decision", "copy", "induction"))
     # a partial run still gets a report, of what exists, saying what is missing
@@ -170,6 +183,7 @@ def test_dag_end_to_end_then_partial_reruns(workflow_copy: Path) -> None:
     for module, expect in (
         # #19: the findings summary and figure tables rerun the figures only; the probe its stage
         ("summary.py", {"circuits_figure", "digits_figure"}),
+        ("verdicts.py", {"circuits_figure", "digits_figure"}),  # #27: the verdict rules rerun figures only
         ("probe.py", {"circuits_probe", "circuits_figure"}),
         ("hooks.py", every_model_stage),  # the self-checks use hooks: they rerun, and every stage they gate
         ("writes.py", every_model_stage),
@@ -326,12 +340,12 @@ def test_experts_branch_end_to_end_and_exact_staleness(workflow_copy: Path) -> N
     assert set(prompts.loc[study["prompt_id"], "split"]) == {"eval"}  # the switches never see the map prompts
     assert runs[runs["set"] != "reference"]["fluency_nll"].notna().any()
     sw = json.loads((res / "figures" / "expert_switch.json").read_text())
-    assert {v["verdict"] for v in sw["verdicts"].values()} <= {
-        "reproduced",
-        "not detected at this n",
-        "collapse (quality guard)",
-        "not testable: 2 random sets cannot reach p <= 0.05",
-    }
+    assert {v["random_sets"] for v in sw["verdicts"].values()} == {2}
+    # 2 random sets cannot give a p below 0.33: the claim is not testable, whatever the effect
+    assert sw["headline"]["verdict"] == "not testable on this model"
+    assert "2 random k-sets (0 collapsed; needs 99)" in sw["headline"]["reason"] or sw["headline"]["reason"].startswith(
+        "baseline refusal"
+    )
     for fig in ("expert_map", "expert_switch", "expert_quality"):
         assert (res / "figures" / f"{fig}.png").stat().st_size > 1000
         assert (res / "figures" / f"{fig}.json").is_file()

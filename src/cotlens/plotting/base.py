@@ -32,9 +32,19 @@ def save_json(outputs: Sequence[str | os.PathLike[str]], data: Mapping[str, Any]
         tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
 
 
-def save(fig: plt.Figure, outputs: Sequence[str | os.PathLike[str]], dpi: int = 150) -> None:
+def titles(fig: plt.Figure) -> list[str]:
+    """The titles drawn on ``fig`` (its suptitle, then each axes' title), as drawn."""
+    sup = fig.get_suptitle()
+    return [t for t in (sup, *(ax.get_title() for ax in fig.axes)) if t]
+
+
+def save(fig: plt.Figure, outputs: Sequence[str | os.PathLike[str]], dpi: int = 150) -> list[str]:
+    """Write ``fig`` to every output; returns its titles (a tested figure stores them beside
+    its headline, so a test can hold the two to one statement)."""
+    drawn = titles(fig)
     for out in outputs:
         fmt = Path(out).suffix.lstrip(".")
         with atomic_path(out) as tmp:
             fig.savefig(tmp, format=fmt, dpi=dpi, bbox_inches="tight", metadata=_META.get(fmt))
     plt.close(fig)
+    return drawn

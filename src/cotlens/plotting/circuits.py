@@ -241,9 +241,10 @@ def sufficiency(inputs: Inputs, outputs: Paths, model: str, dpi: int = 150) -> d
     ax.legend(fontsize=7)
     h, per_k = sufficiency_headline(t, competence(inputs), level)
     ax.set_title(h.title(model), fontsize=8, wrap=True)
-    save(fig, outputs, dpi)
+    drawn = save(fig, outputs, dpi)
     return {
         "headline": h.to_json(),
+        "drawn_titles": drawn,
         "family_confidence": round(level, 4),
         "per_k": {
             int(r["k"]): {
@@ -392,9 +393,10 @@ def rift(inputs: Inputs, outputs: Paths, model: str, dpi: int = 150) -> dict[str
         f"{int(counts.min())}-{int(counts.max())}; function words excluded)",
         fontsize=8,
     )
-    save(fig, outputs, dpi)
+    drawn = save(fig, outputs, dpi)
     return {
         "headline": hl.to_json(),
+        "drawn_titles": drawn,
         **test,
         "depth_ci95": [round(loc[0], 4), round(loc[1], 4)],
         "n_layers": len(frac),
@@ -485,9 +487,10 @@ def answer_heads(inputs: Inputs, outputs: Paths, model: str, dpi: int = 150) -> 
     )
     fig.suptitle(hl.title(model), fontsize=8)
     fig.tight_layout()
-    save(fig, outputs, dpi)
+    drawn = save(fig, outputs, dpi)
     return {
         "headline": hl.to_json(),
+        "drawn_titles": drawn,
         "top": top,
         "upper_half_share": round(late, 4),
         "upper_half_ci95": [round(lo, 4), round(hi, 4)],
@@ -544,9 +547,10 @@ def probe(inputs: Inputs, outputs: Paths, model: str, dpi: int = 150) -> dict[st
     ax.set_ylabel("accuracy (related / negated / unrelated)")
     ax.legend(fontsize=7)
     ax.set_title(h.title(model), fontsize=8, wrap=True)
-    save(fig, outputs, dpi)
+    drawn = save(fig, outputs, dpi)
     return {
         "headline": h.to_json(),
+        "drawn_titles": drawn,
         "selected_layer": best,
         "selected_by": "grouped cross-validation on the selection prompts",
         "cv_accuracy": round(float(acc.loc[("relation", "cv", best)]), 4),
@@ -604,8 +608,8 @@ def pathways(inputs: Inputs, outputs: Paths, model: str, dpi: int = 150) -> dict
     ax.legend(fontsize=7)
     h = pathways_headline(out, subs, gate, level)
     ax.set_title(h.title(model), fontsize=8, wrap=True)
-    save(fig, outputs, dpi)
-    return {"headline": h.to_json(), **out}
+    drawn = save(fig, outputs, dpi)
+    return {"headline": h.to_json(), "drawn_titles": drawn, **out}
 
 
 def pathways_headline(out: dict[str, Any], subs: Sequence[str], gate: Gate, level: float) -> Headline:

@@ -192,9 +192,10 @@ def confidence_heatmaps(inputs: Inputs, outputs: Paths, model: str, dpi: int = 1
         gates=gs,
     )
     fig.suptitle(f"{h.title(model)}\n({per} problems per cell; estimator {_est(check)})", y=1.05, fontsize=9)
-    save(fig, outputs, dpi)
+    drawn = save(fig, outputs, dpi)
     return {
         "headline": h.to_json(),
+        "drawn_titles": drawn,
         "cells_pooled": cells,
         "first_minus_last": c,
         "estimator_check": check,
@@ -254,9 +255,10 @@ def conditioning(inputs: Inputs, outputs: Paths, model: str, dpi: int = 150) -> 
         gates=gs,
     )
     ax.set_title(f"{h.title(model)}\n({PAPER}; estimator {_est(check)})", fontsize=8)
-    save(fig, outputs, dpi)
+    drawn = save(fig, outputs, dpi)
     return {
         "headline": h.to_json(),
+        "drawn_titles": drawn,
         "cells_pooled": pooled,
         "conditioning": c,
         "estimator_check": check,

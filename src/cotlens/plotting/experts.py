@@ -365,10 +365,11 @@ def expert_switch(inputs: Inputs, outputs: Paths, model: str, dpi: int = 150) ->
     h = switch_headline(verdicts, competence(st))
     fig.suptitle(h.title(model), fontsize=8)
     fig.tight_layout()
-    save(fig, outputs, dpi)
+    drawn = save(fig, outputs, dpi)
     assert h.verdict != COLLAPSE or any(x["top_collapsed"] for x in verdicts.values())
     return {
         "headline": h.to_json(),
+        "drawn_titles": drawn,
         "verdicts": verdicts,
         "guard": GUARD,
         "alpha": ALPHA,

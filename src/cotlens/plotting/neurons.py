@@ -191,9 +191,10 @@ def ablation(inputs: Inputs, outputs: Paths, model: str, dpi: int = 150) -> dict
         )
     h = ablation_headline(df)
     fig.suptitle(h.title(model), fontsize=8, y=1.08)
-    save(fig, outputs, dpi)
+    drawn = save(fig, outputs, dpi)
     return {
         "headline": h.to_json(),
+        "drawn_titles": drawn,
         "verdicts": verdicts,
         "n_ablated": n_abl,
         "n_problems": int(s.loc[0, "n"]),
@@ -281,11 +282,12 @@ def activation_accuracy(inputs: Inputs, outputs: Paths, model: str, dpi: int = 1
     if lines:
         fig.subplots_adjust(bottom=0.12 + 0.045 * len(lines))
         fig.text(0.02, 0.01, "paper vs this run (accuracy change from full, 95% CI):\n" + "\n".join(lines), fontsize=7)
-    save(fig, outputs, dpi)
+    drawn = save(fig, outputs, dpi)
     full = s.loc["full", "acc"] if "full" in s.index else float("nan")
     delta = {k: round(float(s.loc[k, "acc"] - full), 3) for k in s.index if k != "full"}
     return {
         "headline": h.to_json(),
+        "drawn_titles": drawn,
         "pearson_r": None if np.isnan(r) else round(r, 3),
         "pearson_ci95": [round(r_lo, 3), round(r_hi, 3)],
         "accuracy_minus_full": delta,
@@ -323,10 +325,11 @@ def concepts(inputs: Inputs, outputs: Paths, model: str, dpi: int = 150) -> dict
     ax.set_title(h.title(model), fontsize=9)
     if len(table.columns):
         ax.legend(fontsize=7, ncol=4)
-    save(fig, outputs, dpi)
+    drawn = save(fig, outputs, dpi)
     top = lab.sort_values("rank").head(8)
     return {
         "headline": h.to_json(),
+        "drawn_titles": drawn,
         "candidates": len(cand),
         "concept_neurons": len(lab),
         "by_concept": {str(k): int(v) for k, v in lab["concept"].value_counts().items()},
