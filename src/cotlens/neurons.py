@@ -161,10 +161,15 @@ def project_many(
     neurons: Sequence[tuple[int, int]],
     top: int = 10,
     chunk: int = 256,
+    signs: Mapping[tuple[int, int], float] | None = None,
 ) -> dict[tuple[int, int], Projection]:
     """Output weights of ``neurons`` [(layer, index)] through the unembedding, with and
     without the final norm: ``chunk`` neurons per matrix product, so the unembedding (the
-    largest matrix of a small model) is read once per chunk rather than once per neuron."""
+    largest matrix of a small model) is read once per chunk rather than once per neuron.
+
+    ``signs``: the sign of each neuron's activation (default +1). A neuron that fires
+    negative (gated FFNs: SwiGLU, GeGLU) writes minus its output weight, so the tokens it
+    promotes are the top of ``-w``: its projection is read from ``sign * w``."""
     by_layer: dict[int, list[int]] = {}
     for layer, j in neurons:
         by_layer.setdefault(int(layer), []).append(int(j))
@@ -174,6 +179,9 @@ def project_many(
         for s in range(0, len(idx), chunk):
             part = idx[s : s + chunk]
             w = cols[torch.tensor(part, device=cols.device)]
+            if signs is not None:
+                sg = [-1.0 if signs.get((layer, j), 1.0) < 0 else 1.0 for j in part]
+                w = w * torch.tensor(sg, device=w.device, dtype=w.dtype)[:, None]
             tops = [
                 readout(model, ad, w, normed=normed).float().topk(top, dim=-1).indices.tolist()
                 for normed in (False, True)
@@ -277,13 +285,25 @@ def ablate(
         yield
 
 
-def random_neurons(dims: Dims, n: int, gen: torch.Generator) -> dict[int, list[int]]:
-    """``n`` distinct neurons drawn uniformly from all layers and all neurons."""
-    flat = torch.randperm(dims.n_layers * dims.d_mlp, generator=gen)[:n].tolist()
+def random_like(which: Mapping[int, Sequence[int]], dims: Dims, gen: torch.Generator) -> dict[int, list[int]]:
+    """A random control matched by layer: in each layer of ``which``, as many neurons drawn
+    uniformly from that layer's other neurons (a layer's neurons differ in norm and role, so
+    an unmatched control mostly measures where the set sits)."""
     out: dict[int, list[int]] = {}
-    for f in flat:
-        out.setdefault(f // dims.d_mlp, []).append(f % dims.d_mlp)
+    for layer in sorted(which):
+        taken = set(which[layer])
+        if not taken:
+            continue
+        pool = torch.tensor([j for j in range(dims.d_mlp) if j not in taken])
+        out[layer] = pool[torch.randperm(len(pool), generator=gen)[: len(taken)]].tolist()
     return out
+
+
+def split(problem_id: int) -> str:
+    """Which problems find the concept neurons and which measure their effects: discovery
+    (even ids) and evaluation (odd ids) are disjoint, so an ablation is never scored on the
+    problems its neurons were picked on."""
+    return "discovery" if problem_id % 2 == 0 else "eval"
 
 
 class ActivationMeter(Hooked):
@@ -386,9 +406,12 @@ def solve(
     return out
 
 
-def variant_rows(rows: list[dict[str, Any]], variant: str) -> tuple[list[int], list[str], list[int]]:
-    """(problem ids, prompts, answers) of one prompt variant."""
-    t = [r for r in rows if r["variant"] == variant]
+def variant_rows(
+    rows: list[dict[str, Any]], variant: str, role: str | None = None
+) -> tuple[list[int], list[str], list[int]]:
+    """(problem ids, prompts, answers) of one prompt variant; with ``role``, only the
+    problems of that :func:`split` (discovery | eval)."""
+    t = [r for r in rows if r["variant"] == variant and (role is None or split(r["problem_id"]) == role)]
     return [r["problem_id"] for r in t], [r["prompt"] for r in t], [r["answer"] for r in t]
 
 

@@ -80,6 +80,9 @@ def test_discovery_finds_labels_and_ablation_removes_the_plus_neuron(plus_model)
 
     proj = N.project(m, ad, tok, LAYER, NEURON)
     assert proj.with_norm[0] == "+" and proj.without_norm[0] == "+"
+    # a neuron that fires negative writes minus its weight: "+" is then its least promoted token
+    neg = N.project_many(m, ad, tok, [(LAYER, NEURON)], top=len(tok), signs={(LAYER, NEURON): -0.3})
+    assert neg[(LAYER, NEURON)].without_norm[-1] == "+" and neg[(LAYER, NEURON)].without_norm[0] != "+"
     assert N.label(proj.without_norm) == "add"  # two add tokens on top
     assert N.label(proj.without_norm, min_tokens=3) is None
 
@@ -89,9 +92,8 @@ def test_discovery_finds_labels_and_ablation_removes_the_plus_neuron(plus_model)
         gone = (_next(m, prompts) == plus).float().mean()
     assert gone < 0.2
     for seed in range(3):
-        rnd = N.random_neurons(d, 1, torch.Generator().manual_seed(seed))
-        if rnd.get(LAYER) == [NEURON]:
-            continue
+        rnd = N.random_like({LAYER: [NEURON]}, d, torch.Generator().manual_seed(seed))
+        assert list(rnd) == [LAYER] and len(rnd[LAYER]) == 1 and rnd[LAYER] != [NEURON]
         with N.ablate(m, ad, rnd, "zero"):
             assert (_next(m, prompts) == plus).float().mean() > 0.9
     assert torch.equal(before, layers(m, ad)[LAYER].mlp.down_proj.weight)
@@ -139,14 +141,17 @@ def test_noise_ablation_equals_the_forward_with_noisy_value_vectors(plus_model) 
             pass
 
 
-def test_random_neurons_cover_all_layers(tmp_path: Path) -> None:
+def test_random_controls_are_matched_by_layer_and_exclude_the_set(tmp_path: Path) -> None:
     from cotlens.models.adapters import Dims
 
     d = Dims(n_layers=4, d_model=8, n_heads=2, head_dim=4, d_mlp=1000, vocab=10)
-    rnd = N.random_neurons(d, 400, torch.Generator().manual_seed(0))
-    assert sorted(rnd) == [0, 1, 2, 3]
-    assert sum(len(v) for v in rnd.values()) == 400
-    assert max(max(v) for v in rnd.values()) > 900  # the whole neuron range, not the first 1,024 of a layer
+    which = {1: [3, 4, 5], 3: list(range(990, 1000))}
+    rnd = N.random_like(which, d, torch.Generator().manual_seed(0))
+    assert sorted(rnd) == [1, 3] and len(rnd[1]) == 3 and len(rnd[3]) == 10
+    assert not set(rnd[1]) & {3, 4, 5} and not set(rnd[3]) & set(which[3])
+    assert rnd == N.random_like(which, d, torch.Generator().manual_seed(0))  # seeded
+    assert rnd != N.random_like(which, d, torch.Generator().manual_seed(1))
+    assert [N.split(i) for i in range(4)] == ["discovery", "eval", "discovery", "eval"]
 
 
 def test_lexicon_labels() -> None:

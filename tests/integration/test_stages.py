@@ -142,7 +142,7 @@ def test_neuron_effects_resumes_per_condition_to_identical_bytes(
     from cotlens.stages.neurons import effects as nstage
     from cotlens.stages.neurons import prompts as arith_prompts
 
-    acfg = {"seed": 0, "n_problems": 3, "min_steps": 1, "max_steps": 1, "ops": ["+"], "n_shots": 1, "gsm8k_path": ""}
+    acfg = {"seed": 0, "n_problems": 6, "min_steps": 1, "max_steps": 1, "ops": ["+"], "n_shots": 1, "gsm8k_path": ""}
     arith_prompts.run({}, {"prompts": str(tmp_path / "p.parquet")}, acfg, {}, 1)
     from transformers import AutoConfig
 
@@ -192,9 +192,9 @@ def test_neuron_effects_resumes_per_condition_to_identical_bytes(
         ("random", 2): [0, 1],
         ("random", 3): [0, 1],
     }
-    assert len(ref) == 8 * 3
+    assert len(ref) == 8 * 3  # the 3 evaluation problems of 6 (odd ids; the even ones find the neurons)
 
-    real, calls = nstage.random_neurons, {"n": 0}
+    real, calls = nstage.random_like, {"n": 0}
 
     def dying(*a, **k):  # type: ignore[no-untyped-def]
         calls["n"] += 1
@@ -202,12 +202,12 @@ def test_neuron_effects_resumes_per_condition_to_identical_bytes(
             raise KeyboardInterrupt("killed")
         return real(*a, **k)
 
-    monkeypatch.setattr(nstage, "random_neurons", dying)
+    monkeypatch.setattr(nstage, "random_like", dying)
     out = tmp_path / "runs.parquet"
     with pytest.raises(KeyboardInterrupt):
         nstage.run(ins, {"effects": str(out)}, cfg, RT, 1)
     assert not out.exists() and len(list((tmp_path / "runs.parquet.partial").glob("part-*"))) == 4
-    monkeypatch.setattr(nstage, "random_neurons", real)
+    monkeypatch.setattr(nstage, "random_like", real)
     capsys.readouterr()
     nstage.run(ins, {"effects": str(out)}, cfg, RT, 1)
     assert "8 shards, 4 reused from an interrupted run, 4 computed" in capsys.readouterr().out

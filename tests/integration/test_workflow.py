@@ -146,7 +146,9 @@ def test_dag_end_to_end_then_partial_reruns(workflow_copy: Path) -> None:
         assert h.verdict in h.title(r.model) and (not h.ci95 or h.ci_text() in h.title(r.model))
     # the tiny model answers PrOntoQA at chance: Study 1's claims are not testable on it
     circ = summary[summary["study"] == "circuits"]
-    assert (circ["verdict"] == "not testable on this model").all() and circ["gates"].str.contains("answer accuracy").all()
+    assert (circ["verdict"] == "not testable on this model").all() and circ["gates"].str.contains(
+        "answer accuracy"
+    ).all()
     tables = (res / "figures" / "patch_heads.html").read_text()
     assert "top_heads_table" in tables and any(f"<td>{s}</td>" in tables for s in ("decision", "copy", "induction"))
     # a partial run still gets a report, of what exists, saying what is missing
@@ -295,7 +297,7 @@ def test_neurons_branch_is_wired_and_a_model_with_no_correct_answer_is_one_clear
     res = smk(wd, "results/default/neurons/tiny/neurons.parquet", check=False)
     assert res.returncode != 0
     log = (wd / "results" / "default" / "logs" / "neurons_discovery" / "tiny.log").read_text()
-    assert f"answered none of {n} problems correctly" in log
+    assert f"answered none of {(n + 1) // 2} problems correctly" in log  # the discovery half (even ids)
     assert not (wd / "results" / "default" / "neurons" / "tiny" / "neurons.parquet").exists()
 
 

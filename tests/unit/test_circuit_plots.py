@@ -5,7 +5,6 @@ questions cannot test the claims."""
 from __future__ import annotations
 
 from pathlib import Path
-
 from typing import Any
 
 import numpy as np

@@ -1,8 +1,10 @@
 """Stage ``neurons_discovery`` of Study 2 (Rai & Yao): greedy CoT on the ``full``
-variant with every FFN neuron scored in the same forwards
+variant of the discovery problems (:func:`cotlens.neurons.split`; the effects are measured
+on the others) with every FFN neuron scored in the same forwards
 (:class:`cotlens.neurons.NeuronScorer`); only correctly answered problems count. The
 ``n_candidates`` most frequent top-k neurons are projected to the vocabulary and labelled
-with the concept lexicon (or a judge model)."""
+with the concept lexicon (or a judge model), in the direction the neuron writes: a neuron
+whose mean activation is negative promotes the tokens of minus its output weight."""
 
 from __future__ import annotations
 
@@ -29,7 +31,7 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
     decomposition failed."""
     prompts, model_dir, out, cfg = inputs["prompts"], inputs["model"], outputs["neurons"], params
     judge_dir, judge_cache = inputs.get("judge"), runtime.get("judge_cache")
-    _, texts, golds = variant_rows(read_table(prompts).to_pylist(), "full")
+    _, texts, golds = variant_rows(read_table(prompts).to_pylist(), "full", "discovery")
     if not texts:
         raise CotlensError(f"{prompts} has no 'full' prompts", "check the neurons section of the config")
     require(inputs.get("checks"), "decomposition", "neuron scoring and vocabulary projection (neurons_discovery)")
@@ -60,7 +62,8 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
         judged_by = f"judge:{jl.manifest.get('name', Path(judge_dir).name)}"
         judge = Judge(jl.model, jl.tokenizer, str(jl.manifest.get("sha256", judged_by)), judge_cache or "judge.jsonl")
     cand = [divmod(int(f), d.d_mlp) for f in order]
-    projections = project_many(lm.model, lm.adapter, lm.tokenizer, cand)
+    signs = {(la, j): float(mean[la, j]) for la, j in cand}
+    projections = project_many(lm.model, lm.adapter, lm.tokenizer, cand, signs=signs)
     # Rai & Yao: neurons of layer >= min_layer, value vectors projected without the final
     # norm (their code), and at least two of the top tokens expressing the concept
     min_layer, min_tokens = int(cfg.get("min_layer", 6)), int(cfg.get("min_concept_tokens", 2))

@@ -1,6 +1,7 @@
-"""Stage ``neurons_effects`` of Study 2 (Rai & Yao): accuracy with the concept neurons
-ablated (Gaussian noise on their value vectors, as Rai & Yao; or zero / mean) against the
-same number of random neurons (all layers, all neurons; several seeds), the same for the
+"""Stage ``neurons_effects`` of Study 2 (Rai & Yao): on the evaluation problems (disjoint
+from the discovery ones, :func:`cotlens.neurons.split`), accuracy with the concept neurons
+ablated (Gaussian noise on their value vectors, as Rai & Yao; or zero / mean) against
+random neurons matched by layer (as many in each layer; several seeds), the same for the
 ``top_n`` best-ranked candidates of any concept, and accuracy with the concept neurons'
 activation for every prompt variant (:func:`cotlens.neurons.effect_conditions`).
 Resumable: one shard per condition (``cotlens.shards``)."""
@@ -22,7 +23,7 @@ from cotlens.neurons import (
     ablate,
     concept_neurons,
     effect_conditions,
-    random_neurons,
+    random_like,
     solve,
     top_neurons,
     variant_rows,
@@ -69,7 +70,7 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
     prog = Progress(len(todo), "conditions")
     for k in todo:
         condition, variant, mode, seed, n_abl = conditions[k]
-        ids, texts, golds = variant_rows(table, variant)
+        ids, texts, golds = variant_rows(table, variant, "eval")
         if condition == "variant":
             answers, acts = measured(texts, golds)
         else:
@@ -77,8 +78,9 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
                 which = chosen
             elif condition == "top":
                 which = tops[n_abl]
-            else:  # the first n of the seed's permutation: smaller random sets nest in larger ones
-                which = random_neurons(lm.dims, n_abl, torch.Generator().manual_seed(seed))
+            else:  # matched by layer to the set it controls (the concept set, or the top-n set)
+                like = chosen if n_abl == n_concept else tops[n_abl]
+                which = random_like(like, lm.dims, torch.Generator().manual_seed(seed))
             ablation = cast(AblationMode, mode)  # every condition but the variants ablates
             with ablate(lm.model, lm.adapter, which, ablation, means, float(cfg.get("noise_scale", 1.0)), seed + 1):
                 answers, acts = measured(texts, golds)
