@@ -4,13 +4,14 @@ the rest). Everything goes through the adapter table and the hook layer."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from cotlens.errors import CotlensError
 from cotlens.hooks import Capture, edit_inputs
 from cotlens.models.adapters import ModelHandle, final_norm, get, readout
 from cotlens.parquet import read_table
@@ -139,3 +140,30 @@ def head_ranking(
         rest = screen.drop(ex.index, errors="ignore").sort_values(ascending=False, kind="mergesort")
         order = list(ex.index) + list(rest.index)
     return [(int(a), int(b)) for a, b in order]
+
+
+Ranking = list[tuple[int, int]]
+
+
+def cross_fit(
+    rows: Sequence[Mapping[str, Any]], rank: Callable[[set[int]], Ranking], per_subtask: bool, source: str = "pairs"
+) -> tuple[dict[int, int], dict[tuple[str, int], Ranking]]:
+    """Two-fold cross-fitting by prompt: ``(fold of each pair, ranking per (subtask, fold))``,
+    where the ranking used on a fold is ``rank(pair ids)`` of the *other* fold only (that
+    subtask's pairs with ``per_subtask``, else all of them; a subtask absent from the other
+    fold gets its pooled ranking). Pairs of one prompt share a fold."""
+    fold = {int(r["pair_id"]): int(r["prompt_id"]) % 2 for r in rows}
+    if len(set(fold.values())) < 2:
+        raise CotlensError(
+            f"circuit sufficiency ranks heads on one half of the prompts and scores the other, but the pairs in "
+            f"{source} come from prompts of one parity only",
+            "raise circuits.pairs.per_subtask or the number of prompts",
+        )
+    ranking: dict[tuple[str, int], Ranking] = {}
+    for f in (0, 1):
+        other = {p for p, g in fold.items() if g != f}
+        pooled = rank(other)
+        for s in sorted({str(r["subtask"]) for r in rows}):
+            ids = {int(r["pair_id"]) for r in rows if r["subtask"] == s and fold[int(r["pair_id"])] != f}
+            ranking[(s, f)] = rank(ids) if per_subtask and ids else pooled
+    return fold, ranking

@@ -147,3 +147,35 @@ def test_rift_and_answer_heads_figures(tmp_path: Path) -> None:
     a = answer_heads({"heads": str(t), **sp}, [tmp_path / "a.png"], "m")
     assert a["top"][0] == "L6H1" and a["late_verdict"][0] == "reproduced" and a["attn_top5"] > a["attn_all"]
     assert a["headline"]["verdict"] in ("reproduced", "inconclusive")
+
+
+def test_circuits_are_ranked_on_the_other_half_of_the_prompts() -> None:
+    import pytest
+
+    from cotlens.circuit import cross_fit
+    from cotlens.errors import CotlensError
+
+    rows = [
+        {"pair_id": 0, "prompt_id": 0, "subtask": "copy"},
+        {"pair_id": 1, "prompt_id": 0, "subtask": "copy"},
+        {"pair_id": 2, "prompt_id": 1, "subtask": "copy"},
+        {"pair_id": 3, "prompt_id": 2, "subtask": "decision"},
+        {"pair_id": 4, "prompt_id": 3, "subtask": "induction"},
+    ]
+    seen: list[set[int]] = []
+
+    def rank(ids: set[int]) -> list[tuple[int, int]]:
+        seen.append(set(ids))
+        return [(len(seen), 0)]
+
+    fold, ranking = cross_fit(rows, rank, per_subtask=True)
+    assert fold == {0: 0, 1: 0, 2: 1, 3: 0, 4: 1}  # pairs of one prompt share a fold
+    calls = dict(zip([("pooled", 0), ("copy", 0), ("decision", 0), ("induction", 0)], seen[:4], strict=False))
+    assert calls[("pooled", 0)] == {2, 4} and calls[("copy", 0)] == {2}  # fold 0 is ranked on fold 1 only
+    for (sub, f), r in ranking.items():
+        used = seen[r[0][0] - 1]
+        assert not used & {p for p, g in fold.items() if g == f}, (sub, f, used)  # never its own pairs
+    # decision has no pair in fold 1: fold 0's decision pairs borrow fold 1's pooled ranking
+    assert ranking[("decision", 0)] == [(1, 0)]  # the first call: fold 0's pooled ranking
+    with pytest.raises(CotlensError, match="one parity only"):
+        cross_fit([r for r in rows if r["prompt_id"] % 2 == 0], rank, per_subtask=True)

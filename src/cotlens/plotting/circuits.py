@@ -125,14 +125,29 @@ def patch_heads(inputs: Inputs, outputs: Paths, model: str, dpi: int = 150) -> d
 
 
 def patch_positions(inputs: Inputs, outputs: Paths, model: str, dpi: int = 150) -> dict[str, Any]:
+    """Per patched position and layer: the mean normalised KL over the layer's heads and the
+    fully swept pairs (n in the title); the JSON lists each position's top heads by their
+    mean over pairs, with n."""
     p = read_table(inputs["patching"]).to_pandas()
     pp = p[(p["method"] == "exact") & (p["positions"] != "all")].rename(columns={"positions": "where"})
-    g = pp.groupby(["where", "layer"])["nkl"].max().unstack("layer")
+    g = pp.groupby(["where", "layer"])["nkl"].mean().unstack("layer")
+    n_pairs = int(pp["pair_id"].nunique())
     fig, ax = plt.subplots(figsize=(9, 3.5))
-    sns.heatmap(g, ax=ax, cmap="RdBu_r", center=0, cbar_kws={"label": "max over heads of normalised KL"})
-    ax.set_title(f"{model}: per-position patching (max over heads)")
+    sns.heatmap(g, ax=ax, cmap="RdBu_r", center=0, cbar_kws={"label": "normalised KL, mean over heads and pairs"})
+    ax.set_title(f"{model}: per-position patching, mean over the layer's heads and {n_pairs} pairs")
     save(fig, outputs, dpi)
-    return {}
+    heads = pp.groupby(["where", "layer", "head"])["nkl"].agg(["mean", "count"]).reset_index()
+    top = [
+        {
+            "positions": r.where,
+            "head": f"L{r.layer}H{r.head}",
+            "mean nKL": round(float(r.mean), 4),
+            "pairs": int(r.count),
+        }
+        for _, g_ in heads.groupby("where")
+        for r in g_.sort_values("mean", ascending=False).head(3).itertuples()
+    ]
+    return {"n_pairs": n_pairs, "top_heads_per_position": top}
 
 
 def attribution(inputs: Inputs, outputs: Paths, model: str, dpi: int = 150) -> dict[str, Any]:

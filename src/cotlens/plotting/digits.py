@@ -288,6 +288,7 @@ def accuracy_by_position(inputs: Inputs, outputs: Paths, model: str, dpi: int = 
             capsize=2,
             label=f"{cell} (n={int(g['count'].iloc[0])})",
         )
+    ax.axhline(0.1, color="grey", ls=":", lw=1, label="chance (1 in 10 digits)")
     ax.set_xlabel("digit place (0 = most significant)")
     ax.set_ylabel("argmax = correct digit (95% Wilson CI)")
     ax.set_ylim(-0.05, 1.05)

@@ -1,7 +1,12 @@
 """Stage ``circuits_sufficiency``: sufficiency of the top-k heads (the rest mean-ablated with their mean
 output on false-ontology questions), against several draws of k random heads. By default
 each subtask has its own circuit, ranked on its own pairs (Dutta et al.);
-``circuit.circuits: pooled`` ranks once over all pairs."""
+``circuit.circuits: pooled`` ranks once over all pairs.
+
+Ranking and evaluation use disjoint pairs (two-fold cross-fitting by prompt: the pairs of
+even prompt ids are evaluated with the circuit ranked on the odd ones, and the other way
+round), so a circuit is never scored on the pairs that picked it; a fold without pairs of a
+subtask borrows the other fold's pooled ranking."""
 
 from __future__ import annotations
 
@@ -11,7 +16,7 @@ from typing import Any
 import torch
 
 from cotlens import schemas
-from cotlens.circuit import circuit_logits, head_ranking, mean_head_outputs
+from cotlens.circuit import circuit_logits, cross_fit, head_ranking, mean_head_outputs
 from cotlens.errors import CotlensError
 from cotlens.logs import Progress
 from cotlens.models.loading import load_for_stage
@@ -36,13 +41,8 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
         )
     means = mean_head_outputs(lm, false_q)
     rows = read_table(pairs).to_pylist()
-    # Dutta et al.: one circuit per subtask, ranked on that subtask's pairs
-    by_sub = {s: {r["pair_id"] for r in rows if r["subtask"] == s} for s in sorted({r["subtask"] for r in rows})}
-    if cfg.get("circuits", "subtask") == "subtask":
-        ranking = {s: head_ranking(patching, d.n_layers, d.n_heads, ids) for s, ids in by_sub.items()}
-    else:
-        one = head_ranking(patching, d.n_layers, d.n_heads)
-        ranking = {s: one for s in by_sub}
+    per_subtask = cfg.get("circuits", "subtask") == "subtask"
+    fold, ranking = cross_fit(rows, lambda ids: head_ranking(patching, d.n_layers, d.n_heads, ids), per_subtask, pairs)
     all_heads = [(la, h) for la in range(d.n_layers) for h in range(d.n_heads)]
     draws = int(cfg.get("random_draws", 10))
     cols: dict[str, list[Any]] = {f.name: [] for f in schemas.SUFFICIENCY}
@@ -56,7 +56,7 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
         ]
         for draw, rnd in sets:
             for r in rows:
-                keep = set(ranking[r["subtask"]][:k]) if rnd is None else rnd
+                keep = set(ranking[(r["subtask"], fold[r["pair_id"]])][:k]) if rnd is None else rnd
                 logits = circuit_logits(lm, r["clean_ids"], keep, means)
                 p = torch.softmax(logits, -1)[r["clean_tok"]]
                 for key, v in (
