@@ -62,20 +62,3 @@ def cohen_kappa(a: Sequence[str], b: Sequence[str]) -> float:
 def bootstrap_mean(x: Sequence[float] | np.ndarray, n_boot: int = 2000, seed: int = 0) -> tuple[float, float, float]:
     """mean(x) and its 95% percentile interval, resampling the items (seeded)."""
     return paired_bootstrap(np.zeros(len(x)), x, n_boot, seed)
-
-
-def verdict(lo: float, hi: float, expected: int = 1) -> str:
-    """What a 95% interval of an effect says about a claimed sign (``expected`` +1 or -1):
-    ``reproduced`` when it excludes 0 on the claimed side, ``reversed`` on the other,
-    ``not detected at this n`` when it contains 0 (or is undefined)."""
-    if not (np.isfinite(lo) and np.isfinite(hi)):
-        return "not detected at this n"
-    if lo > 0 or hi < 0:
-        return "reproduced" if (lo > 0) == (expected > 0) else "reversed"
-    return "not detected at this n"
-
-
-def empirical_p(observed: float, null: Sequence[float]) -> float:
-    """One-sided permutation p-value, P(null >= observed), with the +1 correction."""
-    a = np.asarray(null, dtype=float)
-    return float((1 + np.sum(a >= observed)) / (1 + len(a)))

@@ -99,7 +99,7 @@ def test_phenomena_are_paired_by_problem() -> None:
     # "barely matters" needs the whole interval inside +-0.1: 1 loss in 8 problems is not enough
     few = df[df["problem_id"] < 8]
     w8 = {p["finding"]: p for p in phenomena(few)}["wrong results barely matter"]
-    assert w8["verdict"] == "not detected at this n" and not w8["holds"] and w8["n"] == 8
+    assert w8["verdict"] == "inconclusive" and not w8["holds"] and w8["n"] == 8
 
 
 def test_paired_bootstrap_is_seeded_and_brackets_the_mean() -> None:
@@ -183,7 +183,7 @@ def test_figures_render_and_write_their_numbers(tmp_path) -> None:  # type: igno
     assert abl["top50/zero"] == 0.15 and abl["random50/zero"] == 0.95 and abl["n_problems"] == 20
     v = abl["verdicts"]
     assert v["top 50 zero - random"]["verdict"] == "reproduced" and v["top 50 zero - random"]["difference"] == -0.8
-    assert v["concept 4 zero - random"]["verdict"] == "not detected at this n"  # 0.9 vs 1.0 on 20 problems
+    assert v["concept 4 zero - random"]["verdict"] == "inconclusive"  # 0.9 vs 1.0 on 20 problems
     act = numbers["act"]
     verdict = {p["finding"]: (p["delta"], p["verdict"]) for p in act["phenomena"]}
     # one loss in 20 is not enough to show that wrong results "barely matter" (+-0.1)
@@ -191,7 +191,7 @@ def test_figures_render_and_write_their_numbers(tmp_path) -> None:  # type: igno
         "formula removed hurts": (-0.6, "reproduced"),
         "text removed hurts": (-0.4, "reproduced"),
         "a single operator hurts": (-0.15, "reproduced"),
-        "wrong results barely matter": (-0.05, "not detected at this n"),
+        "wrong results barely matter": (-0.05, "inconclusive"),
     }
     assert act["headline"]["verdict"] in ("reproduced", "inconclusive", "smaller than the paper")
     assert len(act["pearson_ci95"]) == 2 and act["headline"]["ci95"] == act["pearson_ci95"]

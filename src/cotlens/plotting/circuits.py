@@ -18,7 +18,7 @@ from matplotlib.colors import PowerNorm
 
 from cotlens.parquet import read_table
 from cotlens.plotting.base import Inputs, Paths, save
-from cotlens.stats import bootstrap_mean, empirical_p, spearman, wilson
+from cotlens.stats import bootstrap_mean, spearman, wilson
 from cotlens.verdicts import (
     ABSENT,
     ALPHA,
@@ -28,6 +28,7 @@ from cotlens.verdicts import (
     Gate,
     Headline,
     bca,
+    empirical_p,
     family_level,
     headline,
     holm,

@@ -5,6 +5,7 @@ Each figure writes PNG + PDF and a JSON of the numbers its caption quotes.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import matplotlib.pyplot as plt
@@ -13,8 +14,21 @@ import pandas as pd
 
 from cotlens.parquet import read_table
 from cotlens.plotting.base import Inputs, Paths, save
-from cotlens.stats import paired_bootstrap, verdict, wilson
-from cotlens.verdicts import CLAIMS, DESCRIPTIVE, Gate, Headline, headline, paired_ci, pearson_ci, proportion_ci
+from cotlens.stats import wilson
+from cotlens.verdicts import (
+    CLAIMS,
+    DESCRIPTIVE,
+    INCONCLUSIVE,
+    REPRODUCED,
+    REVERSED,
+    Gate,
+    Headline,
+    headline,
+    judge,
+    paired_ci,
+    pearson_ci,
+    proportion_ci,
+)
 
 MIN_SOLVED = 5  # a drop is measurable: losing all of 5 solved problems is p = 0.5**5 = 0.031 (exact sign test)
 MIN_RANDOM_SETS = 20  # random neuron sets per ablated set
@@ -106,8 +120,9 @@ def ablation_summary(runs: pd.DataFrame) -> pd.DataFrame:
 
 def ablation_verdicts(runs: pd.DataFrame) -> dict[str, dict[str, Any]]:
     """Per (ablated set, mode): accuracy with the set ablated minus the mean accuracy with
-    as many random neurons ablated (over seeds), paired by problem, seeded bootstrap 95%
-    interval; the paper's claim is a negative difference."""
+    as many random neurons ablated (over seeds), paired by problem, t 95% interval; the
+    paper's claim is a negative difference (the verdict without the study's gates: the
+    headline, ``ablation_headline``, is the claim's)."""
     full = runs[(runs["variant"] == "full") & (runs["condition"] != "variant")]
     out: dict[str, dict[str, Any]] = {}
     for (cond, mode, n), g in full[full["condition"].isin(["concept", "top"])].groupby(
@@ -119,14 +134,14 @@ def ablation_verdicts(runs: pd.DataFrame) -> dict[str, dict[str, Any]]:
         r = rnd.groupby("problem_id")["correct"].mean()
         t = g.set_index("problem_id")["correct"].astype(float)
         both = t.index.intersection(r.index)
-        d, lo, hi = paired_bootstrap(r.loc[both].to_numpy(), t.loc[both].to_numpy())
+        d, lo, hi = paired_ci(r.loc[both].to_numpy(), t.loc[both].to_numpy())
         key = f"{cond} {int(n)} {mode} - random"
         out[key] = {
             "difference": round(d, 4),
             "ci95": [round(lo, 4), round(hi, 4)],
             "n": int(len(both)),
             "random_seeds": int(rnd["seed"].nunique()),
-            "verdict": verdict(lo, hi, expected=-1),
+            "verdict": judge(replace(CLAIMS["neuron_ablation"], expected=-1), d, (lo, hi))[0],
         }
     return out
 
@@ -211,9 +226,10 @@ def variant_summary(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 # The paper's four findings about CoT variants (Rai & Yao 2024, section 5), as
-# (name, variants, expected): "hurts" is reproduced when the paired 95% interval of the
-# accuracy change lies below 0; "barely matters" when the whole interval lies within
-# +-BARELY (an equivalence test, not a point estimate). Otherwise: not detected at this n.
+# (name, variants, expected): "hurts" is judged as a claimed drop with the smallest effect
+# BARELY (cotlens.verdicts.judge); "barely matters" is reproduced when the whole paired
+# 95% interval lies within +-BARELY (an equivalence test, not a point estimate), reversed
+# when it lies outside, otherwise inconclusive.
 PHENOMENA = (
     ("formula removed hurts", ("text_only",), "hurts"),
     ("text removed hurts", ("formula_only",), "hurts"),
@@ -235,11 +251,15 @@ def phenomena(runs: pd.DataFrame) -> list[dict[str, Any]]:
         if not have:
             continue
         other = v[have].astype(float).mean(axis=1)  # one operator: the mean of + only and x only, per problem
-        delta, lo, hi = paired_bootstrap(v["full"].astype(float).to_numpy(), other.to_numpy())
+        delta, lo, hi = paired_ci(v["full"].astype(float).to_numpy(), other.to_numpy())
         if expected == "hurts":
-            v_ = verdict(lo, hi, expected=-1)
+            v_ = judge(replace(CLAIMS["neuron_ablation"], expected=-1, sesoi=BARELY), delta, (lo, hi))[0]
+        elif not (np.isfinite(lo) and np.isfinite(hi)):
+            v_ = INCONCLUSIVE
+        elif -BARELY < lo and hi < BARELY:
+            v_ = REPRODUCED
         else:
-            v_ = "reproduced" if -BARELY <= lo and hi <= BARELY else "not detected at this n"
+            v_ = REVERSED if lo >= BARELY or hi <= -BARELY else INCONCLUSIVE
         out.append(
             {
                 "finding": name,
