@@ -99,11 +99,12 @@ class Headline:
     gates: tuple[str, ...] = field(default_factory=tuple)  # the study's preconditions, in words
 
     def ci_text(self) -> str:
-        return f"[{self.ci95[0]:+.3g}, {self.ci95[1]:+.3g}]" if self.ci95 else ""
+        return f"[{self.ci95[0]:+.3f}, {self.ci95[1]:+.3f}]" if self.ci95 else ""
 
     def title(self, model: str) -> str:
+        """The figure's title: the value, its interval, n and the verdict, then its reason."""
         ci = f" {self.ci_text()}" if self.ci95 else ""
-        return f"{model}: {self.value}{ci}, n = {self.n}: {self.verdict}"
+        return f"{model}: {self.value}{ci}, n = {self.n}: {self.verdict}\n({self.reason})"
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
@@ -261,10 +262,14 @@ def bca(
 
 
 def holm(pvalues: Sequence[float]) -> list[float]:
-    """Holm-adjusted p-values of a family (statsmodels)."""
-    if not len(pvalues):
-        return []
-    return [float(x) for x in multipletests(list(pvalues), alpha=ALPHA, method="holm")[1]]
+    """Holm-adjusted p-values of a family (statsmodels); a NaN (an untested member) stays
+    NaN and does not count in the family."""
+    p = np.asarray(pvalues, dtype=float)
+    out = np.full(len(p), np.nan)
+    ok = np.isfinite(p)
+    if ok.any():
+        out[ok] = multipletests(p[ok], alpha=ALPHA, method="holm")[1]
+    return [float(x) for x in out]
 
 
 def family_level(m: int) -> float:

@@ -67,6 +67,8 @@ def test_best_of_four_without_correction_is_not_reproduced() -> None:
         for m in (0.23, 0, 0, 0)
     ]
     assert p[0] < 0.05 and holm(p)[0] > 0.05
+    adj = holm([0.01, float("nan"), 0.04])
+    assert adj[0] == pytest.approx(0.02) and np.isnan(adj[1]) and adj[2] == pytest.approx(0.04)
 
 
 def test_a_failed_precondition_or_a_collapse_decides_before_the_numbers() -> None:
@@ -110,5 +112,5 @@ def test_weakest_and_headline() -> None:
     assert weakest(["reproduced", "inconclusive"]) == "inconclusive"
     assert weakest(["reproduced", "not testable on this model"]) == "not testable on this model"
     h = headline(CLAIM, "0.13 -> 0.43", 0.30, (0.2, 0.4), "24 problems")
-    assert h.title("m") == "m: 0.13 -> 0.43 [+0.2, +0.4], n = 24 problems: reproduced"
+    assert h.title("m").startswith("m: 0.13 -> 0.43 [+0.200, +0.400], n = 24 problems: reproduced\n(interval")
     assert h.to_json()["ci95"] == [0.2, 0.4]
