@@ -79,6 +79,14 @@ def test_an_invalid_overlay_is_caught() -> None:
         validate(merged(default, {"arith": {"n_problems": 3}}), SCHEMA)
 
 
+def test_fewer_than_20_dropout_passes_are_refused() -> None:
+    default = yaml.safe_load((ROOT / "config.yaml").read_text())
+    with pytest.raises(Exception, match="4 is less than the minimum of 20"):
+        validate(
+            merged(default, {"digits": {"estimator": "mc_dropout", "mc_dropout": {"p": 0.1, "samples": 4}}}), SCHEMA
+        )
+
+
 def test_the_config_schema_allows_exactly_the_typed_values() -> None:
     """One source of truth: each enum of the config schema is a Literal of cotlens.types."""
     from cotlens import types

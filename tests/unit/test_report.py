@@ -68,7 +68,9 @@ def test_summary_reads_what_exists_and_the_page_leads_with_it(tmp_path: Path) ->
     assert set(by) == {"digit_conditioning", "rift"}  # only what exists
     assert set(rows[0]) == set(SUMMARY.names)
     assert by["digit_conditioning"]["value"] == "last digit 0.13 -> 0.43, +0.30"
-    assert by["digit_conditioning"]["ci95"] == "[+0.200, +0.400]" and by["digit_conditioning"]["verdict"] == "reproduced"
+    assert (
+        by["digit_conditioning"]["ci95"] == "[+0.200, +0.400]" and by["digit_conditioning"]["verdict"] == "reproduced"
+    )
     assert by["digit_conditioning"]["sesoi"].startswith("0.15 (half the paper's")
     assert by["rift"]["verdict"] == "absent" and by["rift"]["reason"] == "outside mid-depth"
     assert "block ~16 of 32" in by["rift"]["paper"]
