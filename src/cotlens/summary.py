@@ -41,7 +41,7 @@ SUMMARY = pa.schema(
         ("n", pa.string()),  # what the number is over
         ("verdict", pa.string()),  # one of cotlens.verdicts.VERDICTS
         ("reason", pa.string()),  # why this verdict
-        ("gates", pa.string()),  # the study's preconditions on this model, "; "-joined
+        ("gates", pa.string()),  # the study's preconditions on this model, one per line
     ]
 )
 
@@ -65,7 +65,7 @@ def row(run: str, study: str, model: str, h: Headline) -> dict[str, str]:
         "n": h.n,
         "verdict": h.verdict,
         "reason": h.reason,
-        "gates": "; ".join(h.gates),
+        "gates": "\n".join(h.gates),
     }
 
 
@@ -127,7 +127,7 @@ def to_rst(rows: Sequence[Mapping[str, str]], run: str, absent: Sequence[str], i
         for study in dict.fromkeys(r["study"] for r in rows):
             head = STUDIES[study].title if study in STUDIES else study
             lines += [head, "-" * len(head), ""]
-            gates = list(dict.fromkeys(g for r in rows if r["study"] == study for g in r["gates"].split("; ") if g))
+            gates = list(dict.fromkeys(g for r in rows if r["study"] == study for g in r["gates"].split("\n") if g))
             if gates:
                 lines += ["What this model can test:", ""] + [f"- {_esc(g)}" for g in gates] + [""]
             lines += [".. list-table::", "   :header-rows: 1", "   :widths: 22 18 40 20", ""]

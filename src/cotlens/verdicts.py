@@ -168,6 +168,17 @@ def judge(
     return INCONCLUSIVE, f"interval holds both 0 and an effect of {sesoi:.3g}"
 
 
+# when any one of a family's members would show the claim ("some k", "some subtask"), the
+# claim's verdict is its strongest member's, in this order: one absent member does not make
+# the claim absent while another is inconclusive
+_STRONGEST = (REPRODUCED, SMALLER, INCONCLUSIVE, ABSENT, REVERSED, COLLAPSE, NOT_TESTABLE, DESCRIPTIVE)
+
+
+def strongest_first(verdicts: Sequence[str]) -> list[int]:
+    """Indices of a family's members, the strongest verdict first (stable)."""
+    return sorted(range(len(verdicts)), key=lambda i: _STRONGEST.index(verdicts[i]))
+
+
 def weakest(verdicts: Sequence[str]) -> str:
     """The verdict of a claim that needs all its tests (an intersection: 'both pathways')."""
     return min(verdicts, key=_WEAKEST.index) if verdicts else INCONCLUSIVE

@@ -179,3 +179,40 @@ def test_circuits_are_ranked_on_the_other_half_of_the_prompts() -> None:
     assert ranking[("decision", 0)] == [(1, 0)]  # the first call: fold 0's pooled ranking
     with pytest.raises(CotlensError, match="one parity only"):
         cross_fit([r for r in rows if r["prompt_id"] % 2 == 0], rank, per_subtask=True)
+
+
+def test_a_family_is_absent_only_when_every_member_is() -> None:
+    """k=8: a degenerate [0, 0] (absent on its own); k=32: an interval holding 0 and the
+    smallest effect. "Some k suffices" is then inconclusive, not absent."""
+    import pandas as pd
+
+    from cotlens.plotting.circuits import sufficiency_headline
+    from cotlens.verdicts import Gate
+
+    t = pd.DataFrame(
+        [
+            {
+                "k": 8,
+                "top": 0.0,
+                "random": 0.0,
+                "top_minus_random": 0.0,
+                "ci_family": [0.0, 0.0],
+                "p": 1.0,
+                "n_prompts": 11,
+                "n_pairs": 18,
+            },
+            {
+                "k": 32,
+                "top": 0.3,
+                "random": 0.17,
+                "top_minus_random": 0.13,
+                "ci_family": [-0.1, 0.36],
+                "p": 0.1,
+                "n_prompts": 11,
+                "n_pairs": 18,
+            },
+        ]
+    )
+    h, per_k = sufficiency_headline(t, Gate("answer accuracy", True, "ok"), 0.975)
+    assert per_k[8]["verdict"] == "absent" and per_k[32]["verdict"] == "inconclusive"
+    assert h.verdict == "inconclusive" and h.value.startswith("best k = 32")

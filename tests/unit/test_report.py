@@ -49,7 +49,7 @@ def test_summary_reads_what_exists_and_the_page_leads_with_it(tmp_path: Path) ->
         "24 problems",
         "reproduced",
         "why",
-        ("1x1 products: 8/8 (passed)",),
+        ("1x1 products: 8/8 (passed)", "random sets: 99 (26 collapsed; needs 99) (passed)"),
     )
     rift = Headline(
         "rift",
@@ -79,6 +79,7 @@ def test_summary_reads_what_exists_and_the_page_leads_with_it(tmp_path: Path) ->
     assert "System Message" not in body
     assert body.index("0.13 -&gt; 0.43") < body.index("The intro.")  # findings first
     assert "What this model can test" in body and "answer accuracy: 0.42 (failed)" in body
+    assert "random sets: 99 (26 collapsed; needs 99) (passed)" in body  # a gate's own "; " does not split it
     assert "Partial run: 1 figure(s)" in body and "digit_accuracy.json" in body
 
 

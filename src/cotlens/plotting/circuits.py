@@ -35,6 +35,7 @@ from cotlens.verdicts import (
     judge,
     mean_ci,
     proportion_ci,
+    strongest_first,
     t_p,
     weakest,
 )
@@ -286,7 +287,12 @@ def sufficiency_headline(t: pd.DataFrame, gate: Gate, level: float) -> tuple[Hea
     for (_, r), pa in zip(tested.iterrows(), adj, strict=True):
         v, why = judge(claim, r["top_minus_random"], tuple(r["ci_family"]), p=pa, gates=[gate])
         per_k[int(r["k"])] = {"p_holm": round(pa, 4), "verdict": v, "reason": why}
-    best = tested.assign(lo=[c[0] for c in tested["ci_family"]]).sort_values("lo").iloc[-1]
+    # the family's verdict is its strongest member's (ties: the highest lower bound): any k
+    # that shows the claim shows it, and "absent" needs every k absent
+    ranked = tested.assign(
+        lo=[c[0] for c in tested["ci_family"]], v=[per_k[int(k)]["verdict"] for k in tested["k"]]
+    ).sort_values("lo", ascending=False, kind="mergesort")
+    best = ranked.iloc[strongest_first(ranked["v"].tolist())[0]]
     k = int(best["k"])
     gaps = ", ".join(f"k={int(r.k)} {r.top_minus_random:+.2f}" for r in tested.itertuples())
     return headline(
@@ -636,14 +642,21 @@ def pathways_headline(out: dict[str, Any], subs: Sequence[str], gate: Gate, leve
     cells = [(s, out[f"{s} question"], out[f"{s} cot"]) for s in subs if f"{s} question" in out and f"{s} cot" in out]
     if not cells:
         return headline(claim, "no subtask with both patches", float("nan"), None, "0 pairs", gates=[gate])
-    s, qv, cv = max(cells, key=lambda c: min(c[1]["ci_family"][0], c[2]["ci_family"][0]))
+
+    def both(c: tuple[str, dict[str, Any], dict[str, Any]]) -> str:
+        return weakest(
+            [judge(claim, x["mean"], (x["ci_family"][0], x["ci_family"][1]), gates=[gate])[0] for x in c[1:]]
+        )
+
+    cells.sort(key=lambda c: -min(c[1]["ci_family"][0], c[2]["ci_family"][0]))  # ties: the higher lower bound
+    s, qv, cv = cells[strongest_first([both(c) for c in cells])[0]]
     weak = qv if qv["ci_family"][0] <= cv["ci_family"][0] else cv
-    v = weakest([judge(claim, x["mean"], (x["ci_family"][0], x["ci_family"][1]), gates=[gate])[0] for x in (qv, cv)])
+    v = both((s, qv, cv))
     _, why = judge(claim, weak["mean"], (weak["ci_family"][0], weak["ci_family"][1]), gates=[gate])
     return headline(
         claim,
         f"{s}: question pathway {qv['mean']:.2f}, CoT pathway {cv['mean']:.2f} nKL recovered "
-        f"(the weaker's {level:.1%} interval; {len(subs)} subtasks)",
+        f"(the weaker's {level:.1%} interval; {len(subs)} subtask(s))",
         weak["mean"],
         (weak["ci_family"][0], weak["ci_family"][1]),
         f"{min(qv['n_prompts'], cv['n_prompts'])} prompts",
