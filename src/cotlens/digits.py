@@ -125,9 +125,12 @@ def mc_dropout(
     def drop(_m: nn.Module, _a: object, o: object) -> object:
         x = o[0] if isinstance(o, tuple) else o
         assert isinstance(x, torch.Tensor)
+        shape = x.shape
+        if groups is not None and x.dim() == 2 and shape[0] != len(groups):
+            x = x.view(len(groups), -1, shape[-1])  # a flat FFN (OPT): [batch * seq, d]
         g = groups if groups is not None else torch.arange(x.shape[0])
         keep = torch.rand((int(g.max()) + 1, *x.shape[1:]), generator=gen) >= p
-        y = x * keep[g].to(device=x.device, dtype=x.dtype) / (1.0 - p)
+        y = (x * keep[g].to(device=x.device, dtype=x.dtype) / (1.0 - p)).view(shape)
         return (y, *o[1:]) if isinstance(o, tuple) else y
 
     return output_hooks(

@@ -66,6 +66,27 @@ def test_digits_readout_equals_the_models_logits(model: Any) -> None:
             torch.testing.assert_close(got[b], want[pos[b]], rtol=1e-4, atol=1e-4)
 
 
+def test_mc_dropout_hooks_every_family_exactly(model: Any) -> None:
+    """Study 3's MC dropout on every family (perturbed weights): rate 0 gives the model's own
+    logits; at rate 0.3 it changes them, two copies of a row in one group (a problem's paired
+    settings) get the same masks and so the same logits, and a row of another group does not."""
+    from cotlens.digits import mc_dropout
+
+    ad = adapter_for(model)
+    row = [5, 9, 11, 3, 7, 8]
+    ids, mask = pad([row] * 3, 0, torch.device("cpu"), left=False)
+    pos = torch.tensor([[3, 5]] * 3)
+    with torch.no_grad():
+        want = model(input_ids=torch.tensor([row])).logits[0, [3, 5]]
+        with mc_dropout(model, ad, 0.0, seed=0):
+            torch.testing.assert_close(logits_at(model, ad, ids, mask, pos)[0], want, rtol=1e-4, atol=1e-4)
+        with mc_dropout(model, ad, 0.3, seed=0, groups=torch.tensor([0, 0, 1])):
+            got = logits_at(model, ad, ids, mask, pos)
+        torch.testing.assert_close(got[0], got[1])
+        assert not torch.allclose(got[0], got[2]) and not torch.allclose(got[0], want, atol=1e-3)
+        torch.testing.assert_close(logits_at(model, ad, ids, mask, pos)[0], want, rtol=1e-4, atol=1e-4)  # removed
+
+
 @pytest.mark.parametrize("family", zoo.DENSE)  # MoE experts have no single FFN neuron vector
 def test_one_neuron_scoring_pass(family: str) -> None:
     model = zoo.perturb(zoo.build(family))

@@ -52,7 +52,7 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
     for cell in cells:
         for s in range(0, len(cell), bs):
             batch = cell[s : s + bs]
-            seqs, places, meta = [], [], []
+            seqs, places, meta, problem = [], [], [], []
             own = (
                 own_digits(
                     fwd, lm.tokenizer, vt, [r["prompt"] for r in batch], [r["answer"] for r in batch], pad, lm.device
@@ -60,7 +60,7 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
                 if "unconditioned" in settings
                 else [None] * len(batch)
             )
-            for r, mine in zip(batch, own, strict=True):
+            for i, (r, mine) in enumerate(zip(batch, own, strict=True)):
                 texts = {
                     "conditioned": (r["prompt"], r["answer"]),
                     "unconditioned": (r["prompt"], mine),
@@ -71,15 +71,17 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
                     seqs.append(ids)
                     places.append(pl)
                     meta.append((r, setting))
+                    problem.append(i)  # the paired settings of a problem share their dropout masks
             # the model's own softmax, always: the claims' default estimator, and what MC
             # dropout is checked against on the same items
             plain = score(fwd, vt, seqs, places, pad, lm.device)
             n_forwards += 1
             if est == "mc_dropout":
-                problem = torch.tensor([batch.index(r) for r, _ in meta])  # paired settings share masks
                 draws = []
                 for k in range(int(mc["samples"])):
-                    with mc_dropout(lm.model, lm.adapter, float(mc["p"]), int(cfg["seed"]) * 1000 + k, problem):
+                    with mc_dropout(
+                        lm.model, lm.adapter, float(mc["p"]), int(cfg["seed"]) * 1000 + k, torch.tensor(problem)
+                    ):
                         draws.append(score(fwd, vt, seqs, places, pad, lm.device))
                     n_forwards += 1
                 dists = [[np.stack([d[i][j] for d in draws]) for j in range(len(places[i]))] for i in range(len(seqs))]
