@@ -39,7 +39,7 @@ def main() -> None:
     print("| model | resid_capture | lens | hook_shapes | decomposition | patching | seconds |")
     print("|---|---|---|---|---|---|---|")
     if not args.no_zoo:
-        for fam in zoo.FAMILIES:
+        for fam in zoo.ALL:
             print(row(fam, zoo.perturb(zoo.build(fam))), flush=True)
     for path in args.prepared:
         from cotlens.models.loading import load

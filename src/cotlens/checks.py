@@ -10,15 +10,19 @@ manifest:
 | ``lens`` | :func:`readout` of the last block output (and of ``last_hidden_state``) vs the model's logits | every study |
 | ``hook_shapes`` | hook sites carry [batch, position, ...]; an identity edit changes no logit | every study |
 | ``decomposition`` | block input + per-head writes + neuron writes + constants vs block output | DLA (heads), neuron projection and scoring |
+| ``dla`` | every part's direct logits (embedding, heads, constants, FFNs) + the logits no part owns vs the model's logits | DLA (heads) |
+| ``attention`` | ``output_attentions``: distributions, causal, zero beyond each sliding block's window | attention to the answer (heads) |
+| ``readout_padded`` | logits read at positions of right-padded rows vs each row alone | digit confidence |
+| ``ablation`` | noise and zero ablation through hooks vs the forward with edited down-projection weights | neuron ablation |
 | ``patching`` | the patching engine (block replay through the cache argument) vs one full forward per head | activation patching |
 
-The first four run when the model is prepared. A check every study needs stops
+All but ``patching`` run when the model is prepared. A check every study needs stops
 preparation with one error naming the model, the check and the difference; a failed
 ``decomposition`` is recorded and the stages that need it refuse the model
 (:func:`require`) before loading it. ``patching`` is :func:`cotlens.patching.self_check`:
 the patch stage runs it on its loaded model before any pair (it lives there so that an
 edit of the patching engine reruns only the stages that use it), and ``cotlens
-check-model`` runs all five.
+check-model`` runs them all.
 """
 
 from __future__ import annotations
@@ -41,13 +45,16 @@ from cotlens.models.adapters import (
     Handle,
     ModelHandle,
     adapter_for,
+    capped,
+    context_length,
     dims,
     final_norm,
     get,
     layers,
     readout,
+    windows,
 )
-from cotlens.writes import constant, head_writes, out_columns, token_scale
+from cotlens.writes import constant, direct_logits, head_writes, logit_constant, out_columns, token_scale
 
 TOL = 1e-4  # relative to the reference's largest magnitude, float32
 REQUIRED = ("resid_capture", "lens", "hook_shapes")
@@ -56,6 +63,10 @@ NEEDED_BY = {
     "lens": "every study",
     "hook_shapes": "every study",
     "decomposition": "direct logit attribution (heads) and neuron projection/scoring (neurons)",
+    "dla": "direct logit attribution (heads)",
+    "attention": "attention to the answer token (the heads stage)",
+    "readout_padded": "digit confidence (the digits stage reads right-padded rows)",
+    "ablation": "neuron ablation (noise, zero: the neuron effects stage)",
     "patching": "activation patching (patch)",
 }
 
@@ -85,9 +96,25 @@ def tolerance(dtype: torch.dtype) -> float:
     return TOL if dtype == torch.float32 else 3e-2
 
 
-def prompts(d: Dims, n: int = 2, t: int = 9) -> torch.Tensor:
+MIN_LENGTH = 9  # tokens: the patching check's prompts differ from position 4 and patch position 6
+MAX_LENGTH = 1024  # tokens: check-model's cap on a CPU; a stage checks at its own prompts' length
+
+
+def prompts(d: Dims, n: int = 2, t: int = MIN_LENGTH) -> torch.Tensor:
+    """``n`` random prompts of ``t`` tokens (the self-checks' inputs)."""
     g = torch.Generator().manual_seed(0)
-    return torch.randint(1, max(d.vocab - 1, 2), (n, t), generator=g)
+    return torch.randint(1, max(d.vocab - 1, 2), (n, max(int(t), MIN_LENGTH)), generator=g)
+
+
+def check_length(model: nn.Module, cap: int = MAX_LENGTH) -> int:
+    """Tokens the checks run on: longer than every attention window of the model (so a
+    window the read-outs or the patching engine get wrong shows), within its context and
+    ``cap``. A window beyond ``cap`` is checked by the stage that uses it, at its prompts'
+    length (:func:`cotlens.patching.self_check` in the patch stage)."""
+    ws = windows(model)
+    want = MIN_LENGTH if not ws else ws[-1] + 4
+    ctx = context_length(model)
+    return max(MIN_LENGTH, min(want, cap, ctx if ctx is not None else want))
 
 
 @torch.no_grad()
@@ -139,6 +166,18 @@ def check_hook_shapes(mh: ModelHandle, ids: torch.Tensor) -> Check:
     return _cmp("hook_shapes", got, ref, f"{', '.join(sites)} are [batch, position, dim]; identity edits")
 
 
+def _ffn_outputs(model: nn.Module, ad: Adapter, store: dict[int, torch.Tensor]) -> Any:
+    """Forward hooks keeping each block's whole FFN output in ``store`` (by layer)."""
+
+    def keep(i: int) -> Callable[[nn.Module, Any, Any], None]:
+        def fn(_m: nn.Module, _a: Any, o: Any) -> None:
+            store[i] = (o if isinstance(o, torch.Tensor) else o[0]).clone()
+
+        return fn
+
+    return output_hooks((get(b, ad.ffn_module), keep(i)) for i, b in enumerate(layers(model, ad)))
+
+
 @torch.no_grad()
 def check_decomposition(mh: ModelHandle, ids: torch.Tensor) -> Check:
     """Block output == input + sum of head writes + attention constant + FFN write, per block.
@@ -148,15 +187,8 @@ def check_decomposition(mh: ModelHandle, ids: torch.Tensor) -> Check:
     model, ad, d = mh.model, mh.adapter, mh.dims
     blocks = layers(model, ad)
     ffn_out: dict[int, torch.Tensor] = {}
-    keep_ffn = [
-        (
-            get(b, ad.ffn_module),
-            lambda _m, _a, o, i=i: ffn_out.__setitem__(i, (o if isinstance(o, torch.Tensor) else o[0]).clone()),
-        )
-        for i, b in enumerate(blocks)
-    ]
     sites = ["resid", "attn_heads"] + ([] if ad.router else ["mlp"])
-    with output_hooks(keep_ffn), BlockCalls(model, ad) as calls, Capture(model, ad, sites) as cap:
+    with _ffn_outputs(model, ad, ffn_out), BlockCalls(model, ad) as calls, Capture(model, ad, sites) as cap:
         model(input_ids=ids, use_cache=False)
     worst, scale, ok = 0.0, 0.0, True
 
@@ -190,8 +222,140 @@ def check_decomposition(mh: ModelHandle, ids: torch.Tensor) -> Check:
     return Check("decomposition", ok, worst, scale, what)
 
 
+@torch.no_grad()
+def check_dla(mh: ModelHandle, ids: torch.Tensor) -> Check:
+    """Direct logit attribution: at the last position, the embedding, every head's write, each
+    attention constant and each FFN write, put through :func:`cotlens.writes.direct_logits`
+    (what the heads stage reads), plus :func:`cotlens.writes.logit_constant`, sum to the
+    model's own logits (the soft-cap applied to the sum). A bias counted once per part (the
+    unembedding's, the final LayerNorm's) adds (parts - 1) times itself and fails."""
+    model, ad, d = mh.model, mh.adapter, mh.dims
+    ffn: dict[int, torch.Tensor] = {}
+    with (
+        _ffn_outputs(model, ad, ffn),
+        BlockCalls(model, ad) as calls,
+        Capture(model, ad, ["resid", "attn_heads"]) as cap,
+    ):
+        logits = model(input_ids=ids, use_cache=False).logits[:, -1]
+    final = cast(torch.Tensor, cap.out["resid"][-1])[:, -1]  # [B, d]: the last block's output
+    parts = [calls.inputs[0][:, -1, None]]  # the embedding (block 0's input)
+    for li, block in enumerate(layers(model, ad)):
+        z = cast(torch.Tensor, cap.out["attn_heads"][li])[:, -1]
+        a = get(block, ad.attn_out)(z)
+        pf = None if ad.post_ffn_norm is None else get(block, ad.post_ffn_norm)
+        f = ffn[li].reshape(*ids.shape, -1)[:, -1]
+        parts += [head_writes(model, ad, d, li, z), constant(model, ad, li, "attn", a)[:, None]]
+        parts.append(((f if pf is None else pf(f)) * ad.residual_scale)[:, None])
+    stacked = torch.cat(parts, dim=1)  # [B, K, d]
+    got = capped(ad, direct_logits(model, ad, final, stacked).sum(1) + logit_constant(model, ad, final))
+    what = f"{stacked.shape[1]} parts (embedding, {d.n_layers * d.n_heads} heads, attention constants, FFNs) vs logits"
+    return _cmp("dla", got, logits, what)
+
+
+@torch.no_grad()
+def check_readout_padded(mh: ModelHandle, ids: torch.Tensor) -> Check:
+    """Study 3's read-out: :func:`cotlens.batch.logits_at` on right-padded rows of different
+    lengths, at chosen positions, vs the model's own logits of each row alone."""
+    from cotlens.batch import logits_at, pad
+
+    model, ad = mh.model, mh.adapter
+    rows = [ids[0].tolist(), ids[1, : max(4, ids.shape[1] // 2)].tolist()]
+    padded, mask = pad(rows, 0, ids.device, left=False)
+    pos = torch.tensor([[1, len(rows[0]) - 1], [1, len(rows[1]) - 1]], device=ids.device)
+    got = logits_at(model, ad, padded, mask, pos)
+    alone = [model(input_ids=torch.tensor([r], device=ids.device)).logits[0, p] for r, p in zip(rows, pos, strict=True)]
+    what = f"logits_at on right-padded rows ({len(rows[0])} and {len(rows[1])} tokens)"
+    return _cmp("readout_padded", got, torch.stack(alone), what)
+
+
+@torch.no_grad()
+def check_ablation(mh: ModelHandle, ids: torch.Tensor) -> Check:
+    """Study 2's ablations, through hooks, vs the forward with the edited weights: noise on
+    three neurons' value vectors per layer (the columns of the down projection get the same
+    noise), and zero ablation (those columns zeroed). Weights are restored afterwards."""
+    from cotlens.neurons import ablate, noise_vectors
+
+    model, ad, d = mh.model, mh.adapter, mh.dims
+    if ad.router is not None:
+        return Check("ablation", False, float("nan"), 0.0, "a mixture of experts has no single FFN neuron vector")
+    which = {li: [0, d.d_mlp // 2, d.d_mlp - 1] for li in range(d.n_layers)}
+    worst: Check | None = None
+    for mode in ("noise", "zero"):
+        with ablate(model, ad, which, mode, noise_scale=1.0, seed=0):
+            hooked_logits = model(input_ids=ids, use_cache=False).logits
+        edits = noise_vectors(model, ad, which, 1.0, 0)
+        saved = []
+        for li, block in enumerate(layers(model, ad)):
+            down = get(block, ad.mlp_out)
+            w = down.weight
+            saved.append(w.detach().clone())
+            idx, e = edits[li]
+            cols = w.t() if isinstance(down, nn.Linear) else w  # a view: [d_mlp, d_model]
+            if mode == "noise":
+                cols[idx] += e
+            else:
+                cols[idx] = 0.0
+        try:
+            edited = model(input_ids=ids, use_cache=False).logits
+        finally:
+            for block, w0 in zip(layers(model, ad), saved, strict=True):
+                get(block, ad.mlp_out).weight.copy_(w0)
+        c = _cmp("ablation", hooked_logits, edited, f"{mode} ablation by hooks vs edited weights")
+        worst = c if worst is None or (not c.ok) or c.rel > worst.rel and worst.ok else worst
+    assert worst is not None
+    return worst
+
+
+@torch.no_grad()
+def check_attention(mh: ModelHandle, ids: torch.Tensor) -> Check:
+    """The attention weights the heads stage reads (``output_attentions`` of the decoder
+    stack, eager attention): one [batch, heads, T, T] map per block, each row a distribution
+    (at most 1 where the family has attention sinks), nothing above the diagonal, and nothing
+    beyond the window of a sliding/chunked block (``config.layer_types``)."""
+    model, ad, d = mh.model, mh.adapter, mh.dims
+    out = get(model, ad.base)(input_ids=ids, use_cache=False, output_attentions=True)
+    att = out.attentions
+    if att is None or len(att) != d.n_layers or any(a is None for a in att):
+        return Check("attention", False, float("nan"), 0.0, "no attention weights (load with eager attention)")
+    t = ids.shape[1]
+    cfg = getattr(model.config, "text_config", None) or model.config
+    kinds = list(getattr(cfg, "layer_types", None) or ["full_attention"] * d.n_layers)
+    window = windows(model)
+    i, j = torch.arange(t)[:, None], torch.arange(t)[None, :]
+    worst, bad = 0.0, []
+    blocks = layers(model, ad)
+    with_sinks = [any("sink" in n for n, _ in b.named_parameters()) for b in blocks]
+    for li, a in enumerate(att):
+        sinks = with_sinks[li]
+        if tuple(a.shape) != (ids.shape[0], d.n_heads, t, t):
+            return Check("attention", False, float("nan"), 0.0, f"block {li}: weights {tuple(a.shape)}")
+        allowed = j <= i
+        if kinds[li] == "sliding_attention" and window:
+            allowed = allowed & (i - j < window[0])
+        elif kinds[li] == "chunked_attention" and window:
+            allowed = allowed & (i // window[0] == j // window[0])
+        outside = float(a[..., ~allowed.to(a.device)].abs().max()) if (~allowed).any() else 0.0
+        rows = a.double().sum(-1)
+        off = float((rows - 1).clamp(min=0).max()) if sinks else float((rows - 1).abs().max())
+        neg = float((-a).clamp(min=0).max())
+        worst = max(worst, outside, off, neg)
+        if max(outside, off, neg) > TOL:
+            bad.append(li)
+    what = f"{d.n_layers} maps [batch, heads, {t}, {t}]: rows sum to 1 (<= 1 in {sum(with_sinks)} block(s) with sinks), causal"
+    what += f", window {window[0]} on {kinds.count('sliding_attention')} sliding block(s)" if window else ""
+    return Check("attention", not bad, worst, 1.0, what + (f"; wrong in blocks {bad}" if bad else ""))
+
+
 CheckFn = Callable[[ModelHandle, torch.Tensor], "Check | list[Check]"]
-PREPARE_CHECKS: tuple[CheckFn, ...] = (check_resid_and_lens, check_hook_shapes, check_decomposition)
+PREPARE_CHECKS: tuple[CheckFn, ...] = (
+    check_resid_and_lens,
+    check_hook_shapes,
+    check_decomposition,
+    check_dla,
+    check_attention,
+    check_readout_padded,
+    check_ablation,
+)
 
 
 def run_checks(
@@ -202,7 +366,7 @@ def run_checks(
     ad = ad or adapter_for(model)
     mh = Handle(model, ad, d or dims(model, ad))
     dev = next(model.parameters()).device
-    ids = prompts(mh.dims).to(dev)
+    ids = prompts(mh.dims, t=check_length(model)).to(dev)
     out: list[Check] = []
     for fn in (*PREPARE_CHECKS, *extra):
         try:
@@ -237,6 +401,10 @@ def verify(model: nn.Module, name: str, log: Any = print) -> dict[str, Any]:
     ad = adapter_for(model)
     checks = run_checks(model, ad)
     secs = time.perf_counter() - t0
+    ws, t = windows(model), check_length(model)
+    log(f"checks ran on {t} tokens" + (f"; attention windows {ws}" if ws else "; no attention window"))
+    if ws and ws[-1] >= t:
+        log(f"  the window {ws[-1]} is longer than {t}: the patch stage checks patching at its prompts' length")
     for c in checks:
         log(
             f"check {c.name:14s} {'ok  ' if c.ok else 'FAIL'} max|diff| {c.diff:.3g} (reference {c.scale:.3g}) {c.detail}"

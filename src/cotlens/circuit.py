@@ -15,7 +15,7 @@ from cotlens.errors import CotlensError
 from cotlens.hooks import Capture, edit_inputs
 from cotlens.models.adapters import ModelHandle, final_norm, get, readout
 from cotlens.parquet import read_table
-from cotlens.writes import frozen_norm, head_writes
+from cotlens.writes import direct_logits, head_writes
 
 Head = tuple[int, int]
 
@@ -63,17 +63,21 @@ def read_heads(mh: ModelHandle, ids: Sequence[int], tok_a: int, tok_b: int) -> H
     final = cap.out["resid"][-1]
     assert final is not None
     final = final[0, 0]
-    norm = final_norm(model, ad)
+    norm, unembed = final_norm(model, ad), get(model, ad.unembed)
     dla, dla_a, top = [], [], []
     for layer in range(dims.n_layers):
         z = cap.out["attn_heads"][layer]
         assert z is not None
         w = head_writes(model, ad, dims, layer, z[0, 0])  # [H, d]
-        # the final norm frozen at the final residual; logits before any soft-cap (linear)
-        logits = readout(model, ad, frozen_norm(norm, final, w), normed=True, cap=False).float()  # [H, V]
+        # the final norm frozen at the final residual; logits before any soft-cap (linear),
+        # without the unembedding's bias (no head owns it): checks.check_dla proves the sum
+        logits = direct_logits(model, ad, final, w).float()  # [H, V]
         dla.append(logits[:, tok_a] - logits[:, tok_b])
         dla_a.append(logits[:, tok_a])
-        top.append(readout(model, ad, w).argmax(-1))  # the logit lens applied to the head's write
+        # the logit lens of the head's write alone (normed at its own scale), without the
+        # unembedding's bias (which would pull every head towards the same tokens)
+        x = norm(w).to(unembed.weight.dtype)
+        top.append((unembed(x) - unembed(torch.zeros_like(x[:1]))).argmax(-1))
     return HeadReading(torch.stack(dla), torch.stack(dla_a), torch.stack(top), final, attn)
 
 

@@ -218,13 +218,14 @@ def label(tokens: Sequence[str], threshold: float = LABEL_THRESHOLD, min_tokens:
     return best if best_score >= threshold else None
 
 
-def value_noise(
+def noise_vectors(
     model: nn.Module, ad: Adapter, neurons: Mapping[int, Sequence[int]], scale: float, seed: int
-) -> contextlib.AbstractContextManager[None]:
-    """Gaussian noise on the value vectors of ``neurons`` (see :func:`ablate`)."""
+) -> dict[int, tuple[list[int], torch.Tensor]]:
+    """{layer: (neuron ids, E [n, d_model])}: the Gaussian noise :func:`value_noise` adds to
+    those neurons' value vectors, ``E_j ~ N(0, (scale * rms(w_j))^2 I)``, drawn from ``seed``."""
     gen = torch.Generator().manual_seed(int(seed))
     blocks = layers(model, ad)
-    hooks = []
+    out: dict[int, tuple[list[int], torch.Tensor]] = {}
     for layer in sorted(neurons):
         idx = list(neurons[layer])
         if not idx:
@@ -233,13 +234,25 @@ def value_noise(
         w = down.weight  # [d_model, d_mlp] (Linear) or [d_mlp, d_model] (Conv1D)
         cols = (w.t() if isinstance(down, nn.Linear) else w)[idx].detach().float().cpu()  # [n, d_model]
         rms = cols.pow(2).mean(-1, keepdim=True).sqrt()
-        e = (torch.randn(cols.shape, generator=gen) * scale * rms).to(w.device, w.dtype)
-        ix = torch.tensor(idx, device=w.device)
+        out[layer] = (idx, (torch.randn(cols.shape, generator=gen) * scale * rms).to(w.device, w.dtype))
+    return out
+
+
+def value_noise(
+    model: nn.Module, ad: Adapter, neurons: Mapping[int, Sequence[int]], scale: float, seed: int
+) -> contextlib.AbstractContextManager[None]:
+    """Gaussian noise on the value vectors of ``neurons`` (see :func:`ablate`), through hooks
+    on the down projections' outputs (the self-check ``ablation`` proves it equals the
+    forward with the edited weights)."""
+    blocks = layers(model, ad)
+    hooks = []
+    for layer, (idx, e) in noise_vectors(model, ad, neurons, scale, seed).items():
+        ix = torch.tensor(idx, device=e.device)
 
         def hook(_m: nn.Module, args: Any, out: torch.Tensor, ix: torch.Tensor = ix, e: torch.Tensor = e) -> Any:
             return out + args[0][..., ix].to(e.dtype) @ e
 
-        hooks.append((down, hook))
+        hooks.append((get(blocks[layer], ad.mlp_out), hook))
     return output_hooks(hooks)
 
 

@@ -10,8 +10,10 @@ run and reads the last position's next-token distribution:
 
 The engine is exact and avoids the naive one-forward-per-head loop three ways:
 1. many heads ride in one forward along the batch axis (row b patches head b);
-2. the corrupt run's block inputs and keyword arguments are recorded once
-   (:class:`cotlens.hooks.BlockCalls`), so a patch at layer l reruns blocks l.. only;
+2. the corrupt run's block inputs and keyword arguments are recorded once per sweep, at
+   the sweep's number of rows (:class:`cotlens.hooks.BlockCalls`: the masks, sliding
+   windows and ALiBi biases the model builds itself), so a patch at layer l reruns blocks
+   l.. only;
 3. a patch starting at position p (per-position mode: p; all-position mode: the first
    position where the prompts differ, since earlier positions are identical in both
    runs) reruns positions p.. only, on top of the corrupt run's key/value cache of the
@@ -68,8 +70,6 @@ class Baseline:
     ld_corrupt: float
     clean_heads: list[torch.Tensor]  # per layer [T, n_heads * head_dim]
     corrupt_heads: list[torch.Tensor]
-    block_inputs: list[torch.Tensor]  # corrupt run, per layer [1, T, d]
-    block_kwargs: list[dict[str, Any]]
     attribution: torch.Tensor | None = None  # [L, H] estimated normalised KL
     corrupt_kv: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list, repr=False)  # per layer
 
@@ -119,6 +119,15 @@ def _prefix_cache(kv: Sequence[tuple[torch.Tensor, torch.Tensor]], start: int, p
     return DynamicCache(ddp_cache_data=data)
 
 
+def _full_cache() -> Any:
+    """An empty cache whose every layer keeps every position. A model's own cache keeps only
+    the last ``sliding_window`` positions of a sliding layer; the prefix caches are cut from
+    this one at any position, and the model's masks still apply the window."""
+    from transformers import DynamicCache
+
+    return DynamicCache()
+
+
 def _suffix_hidden(model: nn.Module, ad: Adapter, ids: torch.Tensor, kv: Any, pos: int, n: int = 1) -> torch.Tensor:
     """Final hidden states of ``ids`` ([1, T]) at positions pos.. only, in ``n`` identical
     rows (for edits that differ per row), computed on the prefix cache ``kv``."""
@@ -147,8 +156,8 @@ def baseline(
     """One corrupt forward, the clean run from the first differing position on, and
     (with ``attribution``) the all-heads gradient screen of :func:`screen`.
 
-    The corrupt forward records every block's input and call arguments and every
-    layer's keys/values; the clean run reuses those keys/values for the common prefix.
+    The corrupt forward records every layer's keys/values at every position (a full
+    cache, also for sliding-window layers); the clean run reuses them for the common prefix.
     """
     model, ad = mh.model, mh.adapter
     if len(clean_ids) != len(corrupt_ids):
@@ -158,8 +167,8 @@ def baseline(
     x_ids = torch.tensor([list(corrupt_ids)], device=dev)
     start = _first_diff(c_ids, x_ids)
     with torch.no_grad():
-        with BlockCalls(model, ad) as calls, Capture(model, ad, sites=("attn_heads",)) as cap:
-            out = get(model, ad.base)(input_ids=x_ids, use_cache=True)
+        with Capture(model, ad, sites=("attn_heads",)) as cap:
+            out = get(model, ad.base)(input_ids=x_ids, use_cache=True, past_key_values=_full_cache())
         kv = [(lay.keys, lay.values) for lay in out.past_key_values.layers]
         corrupt_logits = readout(model, ad, out.last_hidden_state[0, -1], normed=True).float()
         corrupt_heads = [t[0] for t in cap.out["attn_heads"] if t is not None]
@@ -182,8 +191,6 @@ def baseline(
         ld_corrupt=float(corrupt_logits[clean_tok] - corrupt_logits[corrupt_tok]),
         clean_heads=clean_heads,
         corrupt_heads=corrupt_heads,
-        block_inputs=calls.inputs,
-        block_kwargs=calls.kwargs,
         corrupt_kv=kv,
     )
     if attribution:
@@ -287,10 +294,13 @@ def _setter(clean: torch.Tensor, rows: Sequence[tuple[int, int | None]], dims: D
     return fn
 
 
-def _suffix_calls(model: nn.Module, ad: Adapter, base: Baseline, pos: int) -> BlockCalls:
-    """Record every block's input and call arguments of the corrupt run at positions pos.. only."""
+def _suffix_calls(model: nn.Module, ad: Adapter, base: Baseline, pos: int, n: int) -> BlockCalls:
+    """Record every block's input and call arguments of the corrupt run at positions pos..,
+    in ``n`` identical rows: a replay of n rows then gets the masks and position biases the
+    model itself builds for n rows (Bloom's ALiBi is [n * heads, ...], XGLM checks the mask's
+    batch size), never a batch-1 tensor broadcast into a shape the family did not expect."""
     with BlockCalls(model, ad) as calls:
-        _suffix_hidden(model, ad, base.corrupt_ids, base.corrupt_kv, pos)  # no unembedding: only the calls
+        _suffix_hidden(model, ad, base.corrupt_ids, base.corrupt_kv, pos, n)  # no unembedding: only the calls
     return calls
 
 
@@ -312,15 +322,16 @@ def _sweep(
     """
     model, ad, dims = mh.model, mh.adapter, mh.dims
     blocks = layers(model, ad)
-    calls = _suffix_calls(model, ad, base, start) if start > 0 else None
-    inputs = calls.inputs if calls is not None else base.block_inputs
-    kwargs = calls.kwargs if calls is not None else base.block_kwargs
+    recorded: dict[int, BlockCalls] = {}  # by number of rows: at most two sizes per sweep
     out: dict[tuple[int, Row], tuple[float, float]] = {}
     for layer in sorted(todo):
         rows = todo[layer]
         for s in range(0, len(rows), batch):
             chunk = rows[s : s + batch]
-            hidden = inputs[layer].expand(len(chunk), -1, -1)
+            if len(chunk) not in recorded:
+                recorded[len(chunk)] = _suffix_calls(model, ad, base, start, len(chunk))
+            calls = recorded[len(chunk)]
+            hidden, kwargs = calls.inputs[layer], calls.kwargs
             cache = _prefix_cache(base.corrupt_kv, layer, start, len(chunk)) if start > 0 else None
             edit = {layer: _setter(base.clean_heads[layer], chunk, dims, start)}
             with edit_inputs(model, ad, "attn_heads", edit):
@@ -444,21 +455,26 @@ def patch_positions(
 def self_check(mh: ModelHandle, ids: torch.Tensor, tol: float = TOL) -> Check:
     """The ``patching`` self-check: the engine (block replay through the family's cache
     argument, prefix caches, batched heads) vs :func:`naive_patch` on two prompts ``ids``
-    [2, T] that differ from position 4 on, all-position and one-position patches."""
+    [2, T] that differ from position 4 on, all-position and one-position patches (at 6 and
+    at T - 2). Give it prompts longer than the model's attention windows (cotlens.checks
+    .check_length) or as long as the study's: a window the engine mishandles shows only then."""
     ad, d = mh.adapter, mh.dims
     clean = ids[0].tolist()
     corrupt = clean[:4] + ids[1, 4:].tolist()
     base = baseline(mh, clean, corrupt, clean[-1], corrupt[-1])
     heads = [(li, h) for li in sorted({0, d.n_layers - 1}) for h in range(min(d.n_heads, 3))]
     fast = patch_heads(mh, base, heads)
-    at = patch_heads_at(mh, base, [6], heads[:2])
+    where = sorted({6, base.length - 2})  # early, and late: past any window shorter than the prompts
+    at = patch_heads_at(mh, base, where, heads[:2])
     worst, scale = 0.0, 0.0
     for hd in heads:
         ref = naive_patch(mh, base, hd)
         worst = max(worst, *(abs(a - b) for a, b in zip(fast[hd], ref, strict=True)))
         scale = max(scale, *(abs(b) for b in ref))
-    for hd in heads[:2]:
-        ref = naive_patch(mh, base, hd, pos=6)
-        worst = max(worst, *(abs(a - b) for a, b in zip(at[(6, *hd)], ref, strict=True)))
+    for p in where:
+        for hd in heads[:2]:
+            ref = naive_patch(mh, base, hd, pos=p)
+            worst = max(worst, *(abs(a - b) for a, b in zip(at[(p, *hd)], ref, strict=True)))
     ok = worst <= tol * max(scale, 1.0)
-    return Check("patching", ok, worst, scale, f"engine vs naive loop, {len(heads)} heads (cache arg {ad.cache_arg})")
+    what = f"engine vs naive loop, {len(heads)} heads, {ids.shape[1]} tokens (cache arg {ad.cache_arg})"
+    return Check("patching", ok, worst, scale, what)

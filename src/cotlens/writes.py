@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from cotlens.hooks import site_module
-from cotlens.models.adapters import Adapter, Dims, get, layers
+from cotlens.models.adapters import Adapter, Dims, final_norm, get, layers, readout
 
 
 def norm_scale(x: torch.Tensor, centre: bool) -> torch.Tensor:
@@ -35,14 +35,15 @@ def norm_scale(x: torch.Tensor, centre: bool) -> torch.Tensor:
 _CENTRES_CACHE: weakref.WeakKeyDictionary[nn.Module, bool] = weakref.WeakKeyDictionary()
 
 
-def centres(norm: nn.Module) -> bool:
-    """Whether ``norm`` subtracts the mean (LayerNorm-like): measured, not read from a name."""
+def centres(norm: nn.Module, width: int) -> bool:
+    """Whether ``norm`` subtracts the mean (LayerNorm-like): measured on inputs of ``width``
+    (the width it normalises: a norm without parameters, as OLMo's, says it nowhere else),
+    not read from a name."""
     key = norm
     if key not in _CENTRES_CACHE:
         p = next(norm.parameters(), None)
         dev, dt = (p.device, p.dtype) if p is not None else (torch.device("cpu"), torch.float32)
-        d = int(p.shape[-1]) if p is not None else 8
-        x = torch.randn(2, d, generator=torch.Generator().manual_seed(0)).to(dev, dt)
+        x = torch.randn(2, width, generator=torch.Generator().manual_seed(0)).to(dev, dt)
         with torch.no_grad():
             _CENTRES_CACHE[key] = bool(torch.allclose(norm(x), norm(x + 3.0), atol=1e-3, rtol=1e-3))
     return _CENTRES_CACHE[key]
@@ -54,7 +55,7 @@ def frozen_norm(norm: nn.Module, total: torch.Tensor, parts: torch.Tensor) -> to
     (norm(c * w) - norm(0)) / c with c = scale(total) / scale(w): for RMSNorm and LayerNorm
     alike this is w's image under the linear map norm takes at ``total``.
     """
-    centre = centres(norm)
+    centre = centres(norm, int(total.shape[-1]))
     c = norm_scale(total, centre)[..., None, :] / norm_scale(parts, centre)
     zero = norm(torch.zeros_like(parts[..., :1, :]))
     return (norm(parts * c) - zero) / c
@@ -135,3 +136,25 @@ def token_scale(model: nn.Module, ad: Adapter, layer: int, ffn_total: torch.Tens
     at_unit = frozen_norm(norm, u, u[None])[0]  # [d]
     at_tok = frozen_norm(norm, ffn_total, u.expand_as(ffn_total)[..., None, :])[..., 0, :]  # [..., d]
     return (at_tok * at_unit).sum(-1, keepdim=True) / (at_unit * at_unit).sum().clamp_min(1e-30)
+
+
+def direct_logits(model: nn.Module, ad: Adapter, final: torch.Tensor, parts: torch.Tensor) -> torch.Tensor:
+    """[..., K, V]: what each of ``parts`` [..., K, d], the pieces of the final residual
+    ``final`` [..., d], adds to the logits before any soft-cap (direct logit attribution).
+
+    The final norm is frozen at ``final`` (:func:`frozen_norm`) and the unembedding applied
+    without its bias, times the family's logit scale: the parts' logits then sum exactly to
+    the model's, minus :func:`logit_constant`, which no part owns (the unembedding's bias
+    and the final LayerNorm's bias would otherwise be counted once per part).
+    """
+    normed = frozen_norm(final_norm(model, ad), final, parts)
+    unembed = get(model, ad.unembed)
+    x = normed.to(unembed.weight.dtype)
+    return (unembed(x) - unembed(torch.zeros_like(x[..., :1, :]))) * ad.logit_scale
+
+
+def logit_constant(model: nn.Module, ad: Adapter, final: torch.Tensor) -> torch.Tensor:
+    """[..., V]: the logits of a zero residual (final norm's bias through the unembedding,
+    plus its bias, times the logit scale, before any soft-cap): the part of the logits that
+    :func:`direct_logits` gives to no part."""
+    return readout(model, ad, torch.zeros_like(final), cap=False)

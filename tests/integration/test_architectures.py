@@ -1,7 +1,9 @@
-"""The architecture matrix: every family of cotlens.models.zoo, random-init and then
-perturbed (weights at std 0.15, norm gains moved by N(0, 0.5)) so a missing scale or norm
-cannot hide, through adapter inference, the five self-checks, a digits read-out and one
-neuron-scoring pass. Negative controls prove each check can fail."""
+"""The architecture matrix: every family of cotlens.models.zoo (zoo.ALL: the hand-written
+configs and every other decoder-only family of transformers whose tiny config builds),
+random-init and then perturbed (weights at std 0.15, norm gains moved by N(0, 0.5), biases
+N(0, 0.1)) so a missing scale, norm or bias cannot hide, through adapter inference and
+every self-check, on prompts longer than every attention window (5 tokens in the zoo).
+zoo.REFUSED families are refused in one line. Negative controls prove each check can fail."""
 
 from __future__ import annotations
 
@@ -17,16 +19,34 @@ from cotlens.batch import logits_at, pad
 from cotlens.errors import CotlensError
 from cotlens.hooks import Capture
 from cotlens.models import zoo
-from cotlens.models.adapters import DOCUMENTED, OVERRIDES, Handle, adapter_for, dims, infer
+from cotlens.models.adapters import DOCUMENTED, OVERRIDES, Handle, adapter_for, dims, infer, windows
 from cotlens.neurons import NeuronScorer, project_many
 from cotlens.patching import self_check
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module", params=zoo.FAMILIES)
+@pytest.fixture(scope="module", params=zoo.ALL)
 def model(request: pytest.FixtureRequest) -> Any:
     return zoo.perturb(zoo.build(request.param))
+
+
+@pytest.fixture(scope="module", params=zoo.FAMILIES)
+def hand_model(request: pytest.FixtureRequest) -> Any:
+    return zoo.perturb(zoo.build(request.param))
+
+
+CHECKS = [
+    "resid_capture",
+    "lens",
+    "hook_shapes",
+    "decomposition",
+    "dla",
+    "attention",
+    "readout_padded",
+    "ablation",
+    "patching",
+]
 
 
 def test_inference_matches_the_documented_layout(model: Any) -> None:
@@ -46,14 +66,47 @@ def adapter_fields_width(model: Any, ad: Any) -> int:
 
 
 def test_every_self_check_passes(model: Any) -> None:
+    """Every check passes; a mixture of experts refuses neuron ablation (no neuron vector)."""
     res = C.run_checks(model, extra=(self_check,))
-    assert [c.name for c in res] == ["resid_capture", "lens", "hook_shapes", "decomposition", "patching"]
-    bad = [(c.name, c.diff, c.scale, c.detail) for c in res if not c.ok]
+    assert [c.name for c in res] == CHECKS
+    moe = adapter_for(model).router is not None
+    bad = [(c.name, c.diff, c.scale, c.detail) for c in res if not c.ok and not (moe and c.name == "ablation")]
     assert not bad, bad
-    assert all(c.scale > 0.1 for c in res)  # the references are not trivially zero
+    assert all(c.scale > 0.1 for c in res if c.ok)  # the references are not trivially zero
+    t = C.check_length(model)
+    assert all(w < t for w in windows(model)) and f"{t} tokens" in res[-1].detail  # past every window
+    if moe:
+        assert "no single FFN neuron vector" in res[CHECKS.index("ablation")].detail
 
 
-def test_digits_readout_equals_the_models_logits(model: Any) -> None:
+@pytest.mark.parametrize("family", sorted(zoo.REFUSED))
+def test_a_hybrid_or_attention_free_family_is_refused_in_one_line(family: str) -> None:
+    """Mamba, linear-attention, convolution and recurrent blocks: refused by inference,
+    naming the first block that is not softmax attention (every block is read, not block 0)."""
+    words = zoo.REFUSED[family][0]
+    m = zoo.build(family)
+    with pytest.raises(CotlensError) as err:
+        C.run_checks(m)
+    first = str(err.value).splitlines()[0]
+    assert words in first and family in first and "not softmax attention" in first
+
+
+def test_a_parameterless_final_norm_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    """OLMo v1's LayerNorms have no parameters: whether a norm centres is measured at the
+    model's width, not at a guessed one."""
+    from cotlens import writes as W
+    from cotlens.models.adapters import final_norm
+
+    m = zoo.perturb(zoo.build("olmo"))
+    norm = final_norm(m, adapter_for(m))
+    assert next(norm.parameters(), None) is None
+    assert W.centres(norm, 64)
+    res = {c.name: c for c in C.run_checks(m)}
+    assert res["dla"].ok and res["decomposition"].ok
+
+
+def test_digits_readout_equals_the_models_logits(hand_model: Any) -> None:
+    model = hand_model
     """The digits stage reads next-token logits at chosen positions of right-padded rows."""
     ad = adapter_for(model)
     seqs = [[5, 9, 11, 3, 7, 8], [4, 6, 12]]
@@ -66,12 +119,13 @@ def test_digits_readout_equals_the_models_logits(model: Any) -> None:
             torch.testing.assert_close(got[b], want[pos[b]], rtol=1e-4, atol=1e-4)
 
 
-def test_mc_dropout_hooks_every_family_exactly(model: Any) -> None:
+def test_mc_dropout_hooks_every_family_exactly(hand_model: Any) -> None:
     """Study 3's MC dropout on every family (perturbed weights): rate 0 gives the model's own
     logits; at rate 0.3 it changes them, two copies of a row in one group (a problem's paired
     settings) get the same masks and so the same logits, and a row of another group does not."""
     from cotlens.digits import mc_dropout
 
+    model = hand_model
     ad = adapter_for(model)
     row = [5, 9, 11, 3, 7, 8]
     ids, mask = pad([row] * 3, 0, torch.device("cpu"), left=False)
@@ -131,6 +185,106 @@ def test_a_wrong_adapter_field_fails_its_check(family: str, wrong: dict[str, Any
     assert not res[check].ok, res[check]
 
 
+def _old_dla(model: Any, ad: Any, final: torch.Tensor, parts: torch.Tensor) -> torch.Tensor:
+    """DLA as it was: readout() with the unembedding's bias, once per part."""
+    from cotlens.models.adapters import final_norm, readout
+    from cotlens.writes import frozen_norm
+
+    return readout(model, ad, frozen_norm(final_norm(model, ad), final, parts), normed=True, cap=False)
+
+
+def _unfrozen_dla(model: Any, ad: Any, final: torch.Tensor, parts: torch.Tensor) -> torch.Tensor:
+    """A wrong norm: each part normalised at its own scale instead of the final residual's."""
+    from cotlens.models.adapters import final_norm, get
+
+    u = get(model, ad.unembed)
+    x = final_norm(model, ad)(parts)
+    return (u(x) - u(torch.zeros_like(x[..., :1, :]))) * ad.logit_scale
+
+
+def _noise_on_the_next_neurons(model: Any, ad: Any, neurons: Any, scale: float, seed: int) -> Any:
+    """A noise hook that perturbs the neighbours of the chosen neurons."""
+    from cotlens import neurons as N
+
+    d = dims(model, ad)
+    return N.output_hooks(
+        [
+            (
+                N.get(N.layers(model, ad)[li], ad.mlp_out),
+                lambda _m, a, o, ix=[(j + 1) % d.d_mlp for j in idx], e=e: o + a[0][..., ix] @ e,
+            )
+            for li, (idx, e) in N.noise_vectors(model, ad, neurons, scale, seed).items()
+        ]
+    )
+
+
+def _models_own_cache(model: Any) -> Any:
+    """The model's own cache: its sliding layers keep only the last window of positions."""
+    from transformers import DynamicCache
+
+    return DynamicCache(config=model.config)
+
+
+CONTROLS = [
+    ("phi", "dla", "cotlens.checks.direct_logits", _old_dla),  # an lm_head bias counted per head
+    ("codegen", "dla", "cotlens.checks.direct_logits", _old_dla),
+    ("llama", "dla", "cotlens.checks.direct_logits", _unfrozen_dla),  # a wrong norm
+    ("gpt2", "dla", "cotlens.checks.direct_logits", _unfrozen_dla),
+    ("gemma2", "attention", "cotlens.checks.windows", lambda m: [3]),  # a window the model does not have
+    ("llama", "ablation", "cotlens.neurons.value_noise", _noise_on_the_next_neurons),
+    ("gpt2", "readout_padded", "cotlens.batch.pad", lambda s, p, d, left: pad(s, p, d, left=True)),
+]
+
+
+@pytest.mark.parametrize(("family", "check", "target", "wrong"), CONTROLS, ids=[f"{f}-{c}" for f, c, _, _ in CONTROLS])
+def test_a_wrong_read_out_fails_its_check(
+    family: str, check: str, target: str, wrong: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    m = zoo.perturb(zoo.build(family))
+    assert {c.name: c for c in C.run_checks(m)}[check].ok
+    monkeypatch.setattr(target, wrong)
+    bad = {c.name: c for c in C.run_checks(m)}[check]
+    assert not bad.ok and (bad.diff > 1e-2 or "raised" in bad.detail), bad
+
+
+@pytest.mark.parametrize("family", ["mistral", "gemma2", "gemma3_text", "cohere2", "olmo3", "gpt_oss", "exaone4"])
+def test_patching_with_the_models_own_sliding_cache_fails_the_check(
+    family: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The engine used to cut its prefix caches from the model's own cache, whose sliding
+    layers keep only the last window: exact on prompts shorter than the window, wrong past
+    it. The check runs past every window (check_length), so it sees the difference."""
+    m = zoo.perturb(zoo.build(family))
+    mh = Handle(m, adapter_for(m), dims(m))
+    long = C.prompts(mh.dims, t=C.check_length(m))
+    assert self_check(mh, long).ok
+    monkeypatch.setattr("cotlens.patching._full_cache", lambda: _models_own_cache(m))
+    assert not _passes(mh, long)  # wrong numbers, or the raw tensor error the stage used to end in
+
+
+def _passes(mh: Any, ids: torch.Tensor) -> bool:
+    try:
+        return self_check(mh, ids).ok
+    except RuntimeError:
+        return False
+
+
+def test_the_patching_check_must_run_past_the_window(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A window of 12 tokens: a check on 9 tokens cannot see a mishandled window; the check
+    at check_length (16 tokens) does."""
+    import transformers as tf
+
+    cfg = zoo.config("mistral")
+    cfg.sliding_window = 12
+    torch.manual_seed(0)
+    m = zoo.perturb(tf.AutoModelForCausalLM.from_config(cfg, attn_implementation="eager").eval())
+    mh = Handle(m, adapter_for(m), dims(m))
+    monkeypatch.setattr("cotlens.patching._full_cache", lambda: _models_own_cache(m))
+    assert C.check_length(m) == 16
+    assert _passes(mh, C.prompts(mh.dims, t=9))  # blind
+    assert not _passes(mh, C.prompts(mh.dims, t=C.check_length(m)))
+
+
 def test_post_layernorm_opt_is_refused_for_dla_and_neurons() -> None:
     """OPT-350m normalises after the residual add: no head decomposition is exact there."""
     import transformers as tf
@@ -142,6 +296,7 @@ def test_post_layernorm_opt_is_refused_for_dla_and_neurons() -> None:
     out = C.verify(m, "opt-post-ln", log=lambda _s: None)  # the universal checks pass
     dec = out["checks"]["decomposition"]
     assert not dec["ok"] and dec["diff"] > 0.1
+    assert not out["checks"]["dla"]["ok"]
     with pytest.raises(CotlensError, match="direct logit attribution is refused.*'decomposition' failed"):
         C.require(out, "decomposition", "direct logit attribution")
 
@@ -212,7 +367,10 @@ def test_neuron_writes_under_a_post_norm_count_its_eps(family: str) -> None:
     ad, d = adapter_for(m), dims(m)
     ids = C.prompts(d)
     assert C.check_decomposition(Handle(m, ad, d), ids).ok
-    eps_blind = lambda model, a, layer, f: 1.0 / W.norm_scale(f, W.centres(W._post(model, a, layer, "ffn")))  # noqa: E731
+
+    def eps_blind(model: Any, a: Any, layer: int, f: torch.Tensor) -> torch.Tensor:
+        return 1.0 / W.norm_scale(f, W.centres(W._post(model, a, layer, "ffn"), f.shape[-1]))
+
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(C, "token_scale", eps_blind)
         assert not C.check_decomposition(Handle(m, ad, d), ids).ok  # the check sees the difference
@@ -226,7 +384,7 @@ def test_check_model_command(tmp_path: Any, capsys: pytest.CaptureFixture[str]) 
     zoo.perturb(zoo.build("gpt_neox")).save_pretrained(tmp_path / "neox")
     assert main(["check-model", str(tmp_path / "neox"), "--json", str(tmp_path / "neox.json")]) == 0
     out = capsys.readouterr().out
-    assert "gpt_neox" in out and out.count(" ok ") == 5 and "cache arg layer_past" in out
+    assert "gpt_neox" in out and out.count(" ok ") == len(CHECKS) and "cache arg layer_past" in out
     assert json.loads((tmp_path / "neox.json").read_text())["checks"]["patching"]["ok"]
     cfg = zoo.config("opt")
     cfg.do_layer_norm_before = False  # post-LN: the head decomposition cannot be exact
@@ -238,7 +396,7 @@ def test_check_model_command(tmp_path: Any, capsys: pytest.CaptureFixture[str]) 
     assert main(["check-model", str(tmp_path / "nope")]) == 2
 
 
-def test_stored_vectors_read_back_as_the_models_own_activations(model: Any, tmp_path: Any) -> None:
+def test_stored_vectors_read_back_as_the_models_own_activations(hand_model: Any, tmp_path: Any) -> None:
     """extract -> Parquet -> cotlens.read_vectors: `resid` [d_model] equals the model's own
     hidden states, and `attn_heads` [n_heads, head_dim], put through the attention output
     projection, equals that projection's output in the model's forward."""
@@ -250,6 +408,7 @@ def test_stored_vectors_read_back_as_the_models_own_activations(model: Any, tmp_
     from cotlens.models.loading import Loaded
     from cotlens.parquet import RunMeta, read_table, write_table
 
+    model = hand_model
     ad = adapter_for(model)
     d = dims(model, ad)
     lm = Loaded(model, SimpleNamespace(pad_token_id=0), ad, d, {}, torch.device("cpu"), "float32")

@@ -137,11 +137,14 @@ def _same(a: torch.Tensor | None, b: torch.Tensor | None) -> bool:
 
 
 def _find_layers(model: nn.Module, base: str) -> str:
-    """The longest ModuleList of one block class under the decoder stack."""
+    """The longest ModuleList of blocks (modules holding Linears) under the decoder stack.
+
+    Blocks of different classes are kept together here (a hybrid stack is one list) so that
+    :func:`_check_blocks` can name the block that is not an attention layer."""
     best: tuple[int, str] | None = None
     for name, mod in get(model, base).named_modules():
-        if isinstance(mod, nn.ModuleList) and len(mod) and len({type(b) for b in mod}) == 1:
-            if any(_is_linear(x) for x in mod[0].modules()) and (best is None or len(mod) > best[0]):
+        if isinstance(mod, nn.ModuleList) and len(mod) and all(any(_is_linear(x) for x in b.modules()) for b in mod):
+            if best is None or len(mod) > best[0]:
                 best = (len(mod), f"{base}.{name}")
     if best is None:
         raise CotlensError(
@@ -149,6 +152,102 @@ def _find_layers(model: nn.Module, base: str) -> str:
             "this is not a decoder-only transformer cotlens can read; add an OVERRIDES row with 'layers'",
         )
     return best[1]
+
+
+# layer kinds of ``config.layer_types`` that are softmax attention over (a window of) the prefix
+ATTENTION_KINDS = frozenset({"full_attention", "sliding_attention", "chunked_attention", "attention"})
+# a token mixer that is not softmax attention: no heads whose outputs and patterns cotlens reads
+_NOT_ATTENTION = frozenset("mamba mixer ssm conv delta deltanet lightning recurrent rwkv lstm retention rglru".split())
+
+
+def _words(name: str) -> set[str]:
+    """The words of a CamelCase class name, lower-cased ("GatedDeltaNet" -> gated, delta, net)."""
+    return {w.lower() for w in re.findall(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+", name)}
+
+
+def _not_attention(name: str) -> bool:
+    w = _words(name)
+    return bool(w & _NOT_ATTENTION) or {"linear", "attention"} <= w
+
+
+def _odd_module(block: nn.Module) -> str | None:
+    """The class name of a token mixer in ``block`` that is not softmax attention, if any."""
+    return next(
+        (type(m).__name__ for m in block.modules() if not _is_linear(m) and _not_attention(type(m).__name__)),
+        None,
+    )
+
+
+def _attention_child(block: nn.Module) -> str | None:
+    """The block's attention module: the first submodule (at any depth, for blocks that wrap
+    it with its norms, as DBRX's ``norm_attn_norm.attn``) named attn/attention that is not a
+    norm and holds a Linear."""
+    for n, m in block.named_modules():
+        last = n.rsplit(".", 1)[-1]
+        if (
+            n
+            and re.search(r"attn|attention", last, re.I)
+            and not _is_norm(m)
+            and any(_is_linear(x) for x in m.modules())
+        ):
+            return n
+    return None
+
+
+def _check_blocks(mt: str, model: nn.Module, blocks: list[nn.Module]) -> str:
+    """Every block must be a softmax-attention block of one kind: a hybrid stack (Mamba,
+    linear attention, convolution layers between attention layers) is refused, naming the
+    first block that is not. Returns the attention module's path in a block."""
+    kinds = getattr(_config(model), "layer_types", None)
+    if isinstance(kinds, (list, tuple)):
+        for i, k in enumerate(kinds[: len(blocks)]):
+            if str(k) not in ATTENTION_KINDS:
+                mixer = _odd_module(blocks[i]) or type(blocks[i]).__name__
+                raise CotlensError(
+                    f"model type {mt!r}: block {i} is a {k} layer ({mixer}), not softmax attention",
+                    "cotlens reads attention heads and patches them through a key/value cache; "
+                    "hybrid stacks (Mamba, linear attention, convolutions) are not supported",
+                )
+    path0 = None
+    for i, b in enumerate(blocks):
+        odd = _odd_module(b)
+        path = _attention_child(b)
+        if odd is not None or path is None:
+            what = odd or f"{type(b).__name__} without an attention module"
+            raise CotlensError(
+                f"model type {mt!r}: block {i} is a {what} layer, not softmax attention",
+                "cotlens reads attention heads and patches them through a key/value cache; "
+                "hybrid and attention-free stacks are not supported",
+            )
+        a0, ai = get(blocks[0], path0 or path), get(b, path) if path == (path0 or path) else None
+        if path0 is not None and (ai is None or type(ai) is not type(a0)):
+            raise CotlensError(
+                f"model type {mt!r}: block {i} is a {type(get(b, path)).__name__} layer, "
+                f"block 0 a {type(a0).__name__}: a stack of two kinds of attention",
+                "cotlens reads every block through one adapter; add an OVERRIDES row if both are one kind",
+            )
+        path0 = path0 or path
+    assert path0 is not None
+    return path0
+
+
+def _find_base(model: nn.Module, mt: str) -> str:
+    """The decoder stack's path: ``base_model_prefix`` where the model has it, else the
+    module ``get_decoder()`` returns (Llama 4's text model names a prefix it lacks)."""
+    base = getattr(model, "base_model_prefix", "")
+    if base and hasattr(model, base.split(".")[0]):
+        return str(base)
+    dec = getattr(model, "get_decoder", None)
+    found = _name_of(model, dec()) if callable(dec) and dec() is not model else None
+    if not found:  # the one child that is itself a model with input embeddings
+        kids = [n for n, m in model.named_children() if n and hasattr(m, "get_input_embeddings") and m is not model]
+        found = kids[0] if len(kids) == 1 else None
+    if not found:
+        raise CotlensError(
+            f"model type {mt!r}: no decoder stack (base_model_prefix {base!r} is not an attribute, get_decoder() finds none)",
+            "add an OVERRIDES row with 'base'",
+        )
+    return found
 
 
 def _name_of(root: nn.Module, target: nn.Module) -> str | None:
@@ -243,10 +342,9 @@ def infer(model: nn.Module) -> Adapter:
             f"model type {mt!r} has no output embedding (get_output_embeddings() is None)",
             "cotlens reads causal LMs with an unembedding: load it with AutoModelForCausalLM",
         )
-    base = over.get("base") or getattr(model, "base_model_prefix", "")
-    if not base or not hasattr(model, base.split(".")[0]):
-        raise CotlensError(f"model type {mt!r}: no decoder stack at base_model_prefix {base!r}", "add an OVERRIDES row")
+    base = over.get("base") or _find_base(model, str(mt))
     layers_path = over.get("layers") or _find_layers(model, base)
+    attn = _check_blocks(str(mt), model, list(get(model, layers_path)))
     inside, outside, seen = _trace(model, base, layers_path)
     d_model = int(seen["block0_in"].shape[-1])
 
@@ -254,18 +352,6 @@ def infer(model: nn.Module) -> Adapter:
         return -1 if c.out is None else int(c.out.shape[-1])
 
     blocks0 = list(get(model, layers_path))[0]
-    attn = next(
-        (
-            n
-            for n, m in blocks0.named_children()
-            if re.search(r"attn|attention", n, re.I) and not _is_norm(m) and any(_is_linear(x) for x in m.modules())
-        ),
-        None,
-    )
-    if attn is None:
-        raise CotlensError(
-            f"model type {mt!r}: no attention module in {type(blocks0).__name__}", "add an OVERRIDES row"
-        )
     under_attn = lambda c: c.name.startswith(attn + ".")  # noqa: E731
     found: dict[str, Any] = {}
     a = _last(inside, lambda c: under_attn(c) and _is_linear(c.module) and width(c) == d_model)
@@ -381,9 +467,12 @@ def readout(model: nn.Module, ad: Adapter, h: torch.Tensor, normed: bool = False
     logits = unembed(x.to(unembed.weight.dtype))
     if ad.logit_scale != 1.0:
         logits = logits * ad.logit_scale
-    if cap and ad.softcap is not None:
-        logits = torch.tanh(logits / ad.softcap) * ad.softcap
-    return logits
+    return capped(ad, logits) if cap else logits
+
+
+def capped(ad: Adapter, logits: torch.Tensor) -> torch.Tensor:
+    """The family's final soft-cap (Gemma 2/3: cap * tanh(logits / cap)); identity elsewhere."""
+    return logits if ad.softcap is None else torch.tanh(logits / ad.softcap) * ad.softcap
 
 
 class ModelHandle(Protocol):
@@ -421,6 +510,18 @@ def context_length(model: nn.Module) -> int | None:
         if isinstance(n, int) and n > 0:
             return n
     return None
+
+
+WINDOW_KEYS = ("sliding_window", "attention_chunk_size", "sliding_window_size")
+
+
+def windows(model: nn.Module) -> list[int]:
+    """The attention windows a model's config names (sliding windows, Llama 4's chunks),
+    largest last; empty when every layer attends to the whole prefix."""
+    cfg = getattr(model, "config", None)
+    cfg = getattr(cfg, "text_config", None) or cfg
+    found = {getattr(cfg, k, None) for k in WINDOW_KEYS}
+    return sorted(int(w) for w in found if isinstance(w, int) and not isinstance(w, bool) and w > 0)
 
 
 def check_context(model: nn.Module, length: int, what: str) -> None:

@@ -2,7 +2,15 @@
 
 Two layers, d_model 64 (MoE: 32), built from a config in a fraction of a second: the
 architecture test matrix (tests/integration/test_architectures.py), the self-check
-benchmark and the MoE tests use them. :func:`perturb` re-initialises the weights at a
+benchmark and the MoE tests use them.
+
+- ``FAMILIES``: hand-written configs (the families the studies' tests use);
+- ``MORE``: every other decoder-only family of transformers whose tiny config builds
+  offline, from the family's own config class with the sizes below (:func:`generic`);
+- ``REFUSED``: families cotlens refuses in one line, with the words of the refusal.
+
+Every attention window is 5 tokens, shorter than the checks' prompts, so a window the
+read-outs or the patching engine mishandle shows. :func:`perturb` re-initialises the weights at a
 larger scale and moves every norm gain away from its default, so a missing scale or norm
 in a read-out shows up (default random init, std 0.02 and unit gains, hides them).
 """
@@ -15,6 +23,7 @@ import torch
 from torch import nn
 
 V = 128
+WINDOW = 5  # tokens: every sliding window / attention chunk of the zoo
 _C: dict[str, Any] = dict(
     vocab_size=V,
     hidden_size=64,
@@ -84,12 +93,12 @@ def config(family: str) -> Any:
     )
     table: dict[str, Any] = {
         "llama": lambda: tf.LlamaConfig(num_key_value_heads=2, **c),
-        "mistral": lambda: tf.MistralConfig(num_key_value_heads=2, **c),
+        "mistral": lambda: tf.MistralConfig(num_key_value_heads=2, sliding_window=WINDOW, **c),
         "qwen2": lambda: tf.Qwen2Config(num_key_value_heads=2, **c),
         "qwen3": lambda: tf.Qwen3Config(num_key_value_heads=2, head_dim=16, **c),
-        "gemma2": lambda: tf.Gemma2Config(num_key_value_heads=2, head_dim=16, **c),
+        "gemma2": lambda: tf.Gemma2Config(num_key_value_heads=2, head_dim=16, sliding_window=WINDOW, **c),
         "gemma3_text": lambda: tf.Gemma3TextConfig(
-            num_key_value_heads=2, head_dim=16, final_logit_softcapping=20.0, **c
+            num_key_value_heads=2, head_dim=16, final_logit_softcapping=20.0, sliding_window=WINDOW, **c
         ),
         "gpt2": lambda: tf.GPT2Config(vocab_size=V, n_embd=64, n_layer=2, n_head=4, n_positions=256, **_SPECIAL),
         "gpt_neox": lambda: tf.GPTNeoXConfig(**c),
@@ -142,9 +151,100 @@ def config(family: str) -> Any:
         "deepseek_v2": lambda: tf.DeepseekV2Config(topk_method="greedy", **ds),
         "deepseek_v3": lambda: tf.DeepseekV3Config(**ds),
     }
-    if family not in table:
-        raise ValueError(f"no tiny config for {family!r}; known: {sorted(table)}")
-    return table[family]()
+    if family in table:
+        return table[family]()
+    if family in MORE or family in REFUSED:
+        return generic(family, **{**MORE.get(family, {}), **REFUSED.get(family, ("", {}))[1]})
+    raise ValueError(f"no tiny config for {family!r}; known: {sorted([*table, *MORE, *REFUSED])}")
+
+
+# the sizes :func:`generic` sets where the family's config class has the key (its own
+# name or an alias in ``attribute_map``)
+_GENERIC: dict[str, Any] = dict(
+    vocab_size=V,
+    hidden_size=64,
+    intermediate_size=96,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    head_dim=16,
+    max_position_embeddings=256,
+    tie_word_embeddings=False,
+    num_experts=4,
+    num_local_experts=4,
+    n_routed_experts=4,
+    num_experts_per_tok=2,
+    moe_intermediate_size=16,
+    n_positions=256,
+    ffn_dim=96,
+    n_inner=96,
+    **_SPECIAL,
+)
+
+
+def generic(family: str, **extra: Any) -> Any:
+    """A tiny config of ``family`` from its own config class: the sizes of ``_GENERIC`` it
+    knows, windows of ``WINDOW`` tokens where it has one, then ``extra``."""
+    from transformers import CONFIG_MAPPING
+
+    cls = CONFIG_MAPPING[family]
+    default = cls()
+    known = set(getattr(cls, "attribute_map", {}))
+    kw = {k: v for k, v in _GENERIC.items() if hasattr(default, k) or k in known}
+    for k in ("sliding_window", "attention_chunk_size"):
+        if getattr(default, k, None):
+            kw[k] = WINDOW
+    return cls(**{**kw, **extra})
+
+
+# every other decoder-only family whose tiny config builds offline (transformers 5.23),
+# with what its config needs beyond :func:`generic`'s sizes
+MORE: dict[str, dict[str, Any]] = {
+    **{
+        f: {}
+        for f in (
+            "afmoe apertus arcee aria_text biogpt bitnet bloom cohere2 cohere2_moe ctrl cwm diffllama ernie4_5 "
+            "ernie4_5_moe exaone4 exaone_moe flex_olmo flint gemma glm glm4 glm4_moe gpt-sw3 gpt_bigcode gpt_oss "
+            "granite_swa granitemoe_swa granitemoeshared helium hunyuan_v1_dense hy_v3 hyperclovax internlm3 "
+            "iquestcoder jais2 kolibri1 laguna lfm2 llama4_text mellum mimo_v2_flash minimax_m2 "
+            "minimax_m3_vl_text ministral ministral3 moshi mpt nanochat nemotron olmo olmo3 persimmon phimoe "
+            "seed_oss smollm3 solar_open starcoder2 vaultgemma xglm"
+        ).split()
+    },
+    "codegen": {"rotary_dim": 8},
+    "gpt_neo": {"attention_types": [[["global", "local"], 1]], "window_size": WINDOW},
+    "dbrx": {
+        "d_model": 64,
+        "n_heads": 4,
+        "n_layers": 2,
+        "max_seq_len": 256,
+        "attn_config": {"kv_n_heads": 2, "rope_theta": 10000.0, "clip_qkv": 8.0},
+        "ffn_config": {"ffn_hidden_size": 32, "moe_num_experts": 4, "moe_top_k": 2},
+    },
+}
+
+# families refused in one line: (the words the refusal must contain, config extras)
+REFUSED: dict[str, tuple[str, dict[str, Any]]] = {
+    "mamba": ("block 0 is a", {}),
+    "falcon_mamba": ("block 0 is a", {}),
+    "jamba": ("block 0 is a", {}),
+    "bamba": ("block 0 is a", {}),
+    "falcon_h1": ("block 0 is a hybrid layer", {}),
+    "minimax": ("block 1 is a linear_attention layer", {}),
+    "qwen3_next": ("block 0 is a linear_attention layer", {}),
+    "qwen3_5_text": ("block 0 is a linear_attention layer", {}),
+    "bailing_hybrid": ("block 0 is a linear_attention layer", {}),
+    "nemotron_h": ("block 0 is a", {}),
+    "granitemoehybrid": ("block 0 is a", {}),
+    "olmo_hybrid": ("block 0 is a", {}),
+    "recurrent_gemma": ("block 0 is a", {}),
+    "lfm3": ("block 0 is a conv layer", {}),
+    "xlstm": ("block 0 is a", {}),
+    "rwkv": ("block 0 is a", {}),
+}
+
+
+ALL = FAMILIES + tuple(MORE)
 
 
 def build(family: str, seed: int = 0, attn: str = "eager") -> nn.Module:

@@ -36,7 +36,10 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
     if table.num_rows == 0:
         raise CotlensError(f"{pairs} has no pairs", "rerun the pairs stage with more prompts")
     lm = load_for_stage(model_dir, runtime, threads)
-    check = self_check(lm, prompts(lm.dims).to(lm.device), tolerance(next(lm.model.parameters()).dtype))
+    # at the study's own length: a sliding window shorter than the pairs shows here
+    longest = max(len(ids) for ids in table.column("clean_ids").to_pylist())
+    ids = prompts(lm.dims, t=longest).to(lm.device)
+    check = self_check(lm, ids, tolerance(next(lm.model.parameters()).dtype))
     print(f"self-check patching: max|diff| {check.diff:.3g} (reference {check.scale:.3g}) {check.detail}")
     enforce(check, str(lm.manifest.get("name")), lm.adapter)
     per = int(cfg["exact_pairs"])  # full sweeps per subtask; -1 = every pair
