@@ -426,17 +426,28 @@ def enforce(c: Check, name: str, ad: Adapter) -> None:
         )
 
 
-def require(report: dict[str, Any] | str | Path | None, check: str, method: str) -> None:
-    """Refuse ``method`` when the model's check report (``check_model``) says ``check`` failed."""
+def refused_by(report: dict[str, Any] | str | Path | None, checks: Sequence[str], method: str) -> str | None:
+    """Why ``method`` is refused on the model whose check report (``check_model``) says one
+    of ``checks`` failed, in one line; None when they all passed (or there is no report)."""
     if report is None:
-        return
+        return None
     rep = report if isinstance(report, dict) else read_report(report)
-    got = rep.get("checks", {}).get(check)
-    if got is not None and not got["ok"]:
+    for check in checks:
+        got = rep.get("checks", {}).get(check)
+        if got is not None and not got["ok"]:
+            return (
+                f"{method} is refused for model {rep.get('model')!r}: its self-check {check!r} failed "
+                f"(max|diff| {got['diff']:.3g} against {got['scale']:.3g}: {got['detail']})"
+            )
+    return None
+
+
+def require(report: dict[str, Any] | str | Path | None, check: str, method: str) -> None:
+    """Raise :func:`refused_by`'s reason, if any."""
+    why = refused_by(report, [check], method)
+    if why:
         raise CotlensError(
-            f"{method} is refused for model {rep.get('model')!r}: its self-check {check!r} failed "
-            f"(max|diff| {got['diff']:.3g} against {got['scale']:.3g}: {got['detail']})",
-            "the numbers would be wrong on this model; run the other studies, or add an adapter override",
+            why, "the numbers would be wrong on this model; run the other studies, or add an adapter override"
         )
 
 

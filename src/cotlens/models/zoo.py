@@ -17,6 +17,7 @@ in a read-out shows up (default random init, std 0.02 and unit gains, hides them
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -270,3 +271,25 @@ def perturb(model: nn.Module, seed: int = 0, std: float = 0.15, gain: float = 0.
             else:
                 p.copy_(std * r)
     return model
+
+
+def export(family: str, out: str | Path, tokenizer: str | Path, seed: int = 0, **overrides: Any) -> Path:
+    """Save a perturbed tiny ``family`` model with the tokenizer of the directory
+    ``tokenizer`` (its vocabulary and special tokens; 4096 positions) at ``out``: a model
+    directory ``cotlens run --model`` and ``check-model`` take, as a user's would be."""
+    import transformers as tf
+
+    from cotlens.atomic import atomic_dir
+
+    tok = tf.AutoTokenizer.from_pretrained(str(tokenizer))
+    cfg = config(family)
+    sizes = {"vocab_size": len(tok), "max_position_embeddings": 4096}
+    special = {"pad_token_id": tok.pad_token_id, "bos_token_id": tok.bos_token_id, "eos_token_id": tok.eos_token_id}
+    for k, v in {**sizes, **special, **overrides}.items():
+        setattr(cfg, k, v)
+    torch.manual_seed(seed)
+    model = perturb(tf.AutoModelForCausalLM.from_config(cfg).eval(), seed)
+    with atomic_dir(out) as tmp:
+        model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+    return Path(out)

@@ -48,3 +48,11 @@ def save(fig: plt.Figure, outputs: Sequence[str | os.PathLike[str]], dpi: int = 
             fig.savefig(tmp, format=fmt, dpi=dpi, bbox_inches="tight", metadata=_META.get(fmt))
     plt.close(fig)
     return drawn
+
+
+def refused(outputs: Sequence[str | os.PathLike[str]], title: str, dpi: int = 150) -> list[str]:
+    """A figure that was not computed: its title says why (a stage refused the method on
+    this model); no axes, no number."""
+    fig = plt.figure(figsize=(8, 1.6))
+    fig.suptitle(title, fontsize=9)
+    return save(fig, outputs, dpi)

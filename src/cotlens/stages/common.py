@@ -16,14 +16,18 @@ so every script is the same three lines.
 
 from __future__ import annotations
 
+import json
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any, Protocol
+
+import pyarrow as pa
 
 from cotlens.atomic import remove_orphans
 from cotlens.fingerprint import of_manifest
 from cotlens.logs import logged
-from cotlens.parquet import RunMeta
+from cotlens.parquet import RunMeta, read_meta, to_table, write_table
 from cotlens.provenance import check_inputs
 
 Paths = Mapping[str, str]
@@ -76,3 +80,38 @@ def set_threads(threads: int) -> None:
     import torch
 
     torch.set_num_threads(max(1, int(threads)))
+
+
+REFUSED = "refused"  # the metadata key (in ``extra``) of a table a stage refused to compute
+
+
+def refusal(inputs: Paths) -> str | None:
+    """Why an input table was refused (its metadata says so), or None: a stage whose input
+    was refused refuses too, and a figure drawn from it says so instead of a number."""
+    for value in inputs.values():
+        p = Path(value)
+        if p.suffix == ".parquet" and p.is_file():
+            why = (read_meta(p).get("extra") or {}).get(REFUSED)
+            if why:
+                return str(why)
+    return None
+
+
+def refuse(
+    stage: str,
+    reason: str,
+    outputs: Paths,
+    tables: Mapping[str, Sequence[pa.Field] | pa.Schema],
+    cfg: Params,
+    model_dir: str,
+    runtime: Params,
+) -> str:
+    """Write each of ``tables`` ({output name: schema}) with no rows and ``reason`` in its
+    metadata, before any model is loaded: the run's other studies go on, and the figures
+    of this one say "not testable on this model" with the reason. Prints one line."""
+    manifest = json.loads((Path(model_dir) / "manifest.json").read_text())
+    meta = model_meta(stage, cfg, manifest, str(runtime.get("dtype", "float32")), **{REFUSED: reason})
+    for name, schema in tables.items():
+        write_table(to_table({f.name: [] for f in schema}, schema), outputs[name], meta)
+    print(f"{stage}: refused on {manifest.get('name')!r}: {reason}", flush=True)
+    return reason

@@ -10,8 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from cotlens.atomic import write_text
-from cotlens.stages.common import Params, Paths
+from cotlens.plotting import base
+from cotlens.stages.common import Params, Paths, refusal
 from cotlens.summary import figure_html
+from cotlens.verdicts import CLAIMS, NOT_TESTABLE, Headline
 
 Figure = Callable[[Paths, Sequence[str], str, int], dict[str, Any]]
 
@@ -23,9 +25,21 @@ def draw_figure(figures: Mapping[str, Figure], inputs: Paths, outputs: Paths, pa
     name = str(params["figure"])
     if name not in figures:
         raise ValueError(f"unknown figure {name!r}; known: {sorted(figures)}")
-    numbers = figures[name](inputs, [outputs["png"], outputs["pdf"]], str(params["model"]), int(params["dpi"]))
+    paths, model, dpi = [outputs["png"], outputs["pdf"]], str(params["model"]), int(params["dpi"])
+    why = refusal(inputs)
+    numbers = refused_figure(name, paths, model, dpi, why) if why else figures[name](inputs, paths, model, dpi)
     text = json.dumps(numbers, indent=1, sort_keys=True, default=str)
     write_text(outputs["json"], text + "\n")
     study = Path(outputs["json"]).parts[-4]  # results/<run>/<study>/<model>/figures/<figure>.json
     write_text(outputs["html"], figure_html(study, str(params["model"]), name, json.loads(text)))
     return numbers
+
+
+def refused_figure(figure: str, paths: Sequence[str], model: str, dpi: int, why: str) -> dict[str, Any]:
+    """The figure of a method a stage refused on this model: its title, its JSON and (for a
+    tested figure) its summary row say "not testable on this model" and why."""
+    claim = CLAIMS.get(figure)
+    h = Headline(figure, "not computed", None, None, "0", NOT_TESTABLE, why) if claim else None
+    title = h.title(model) if h else f"{model}: not computed\n({why})"
+    drawn = base.refused(paths, title, dpi)
+    return {"refused": why, "drawn_titles": drawn, **({"headline": h.to_json()} if h else {})}

@@ -7,19 +7,22 @@ from __future__ import annotations
 from typing import Any
 
 from cotlens import schemas
-from cotlens.checks import require
+from cotlens.checks import refused_by
 from cotlens.circuit import content_tokens, read_heads
 from cotlens.logs import progress
 from cotlens.models.loading import load_for_stage
 from cotlens.parquet import read_table, to_table, write_table
-from cotlens.stages.common import Params, Paths, model_meta
+from cotlens.stages.common import Params, Paths, model_meta, refuse
 
 
 def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads: int) -> int:
-    """``inputs["checks"]``: the model's check report (``check_model``); DLA is refused if
-    it says the head/neuron decomposition failed."""
+    """``inputs["checks"]``: the model's check report (``check_model``); the stage is
+    refused (an empty table saying why) if its decomposition, DLA or attention check failed."""
     pairs, out, cfg = inputs["pairs"], outputs["heads"], params
-    require(inputs.get("checks"), "decomposition", "direct logit attribution (the heads stage)")
+    why = refused_by(inputs.get("checks"), ["decomposition", "dla", "attention"], "direct logit attribution")
+    if why:
+        refuse("circuits_heads", why, outputs, {"heads": schemas.HEADS}, cfg, inputs["model"], runtime)
+        return 0
     # eager attention: the answer-writing heads' attention weights are read (one forward per pair)
     lm = load_for_stage(inputs["model"], runtime, threads, attn="eager")
     d = lm.dims

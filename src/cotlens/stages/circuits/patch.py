@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from cotlens import schemas
-from cotlens.checks import enforce, prompts, tolerance
+from cotlens.checks import Check, prompts, tolerance
 from cotlens.errors import CotlensError
 from cotlens.logs import Progress
 from cotlens.models.adapters import ModelHandle
@@ -22,7 +22,7 @@ from cotlens.models.loading import load_for_stage
 from cotlens.parquet import ShardWriter, read_table, to_table, write_table
 from cotlens.patching import baseline, patch_heads, patch_heads_at, patch_positions, self_check
 from cotlens.shards import Shards, resume_key
-from cotlens.stages.common import Params, Paths, model_meta
+from cotlens.stages.common import Params, Paths, model_meta, refuse
 from cotlens.types import PATHWAY_SETS
 
 GROUP_ROWS = 8192  # patching rows per Parquet row group (bounds the write buffer)
@@ -39,9 +39,19 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
     # at the study's own length: a sliding window shorter than the pairs shows here
     longest = max(len(ids) for ids in table.column("clean_ids").to_pylist())
     ids = prompts(lm.dims, t=longest).to(lm.device)
-    check = self_check(lm, ids, tolerance(next(lm.model.parameters()).dtype))
+    try:
+        check = self_check(lm, ids, tolerance(next(lm.model.parameters()).dtype))
+    except Exception as e:  # a family the engine cannot replay: a failed check, named
+        check = Check("patching", False, float("nan"), 0.0, f"the engine raised {type(e).__name__}: {e}")
     print(f"self-check patching: max|diff| {check.diff:.3g} (reference {check.scale:.3g}) {check.detail}")
-    enforce(check, str(lm.manifest.get("name")), lm.adapter)
+    if not check.ok:
+        why = (
+            f"activation patching is refused for {lm.adapter.family}: the engine differs from the naive loop "
+            f"by {check.diff:.3g} on a reference of {check.scale:.3g} ({check.detail})"
+        )
+        tables = {"patching": schemas.PATCHING, "pathways": schemas.PATHWAYS}
+        refuse("circuits_patch", why, outputs, tables, cfg, model_dir, runtime)
+        return 0
     per = int(cfg["exact_pairs"])  # full sweeps per subtask; -1 = every pair
     seen: dict[str, int] = {}
     full_sweep = []

@@ -22,11 +22,17 @@ from cotlens.logs import Progress
 from cotlens.models.loading import load_for_stage
 from cotlens.parquet import read_table, to_table, write_table
 from cotlens.prompts import fewshot
-from cotlens.stages.common import Params, Paths, model_meta
+from cotlens.stages.common import Params, Paths, model_meta, refusal, refuse
 
 
 def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads: int) -> int:
     pairs, patching, prompts, cfg = inputs["pairs"], inputs["patching"], inputs["prompts"], params
+    why = refusal(inputs)  # the head ranking comes from patching
+    if why:
+        refuse(
+            "circuits_sufficiency", why, outputs, {"sufficiency": schemas.SUFFICIENCY}, cfg, inputs["model"], runtime
+        )
+        return 0
     lm = load_for_stage(inputs["model"], runtime, threads)
     d, tok = lm.dims, lm.tokenizer
     false_q = [

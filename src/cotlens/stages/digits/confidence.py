@@ -11,12 +11,13 @@ import numpy as np
 import torch
 
 from cotlens import schemas
+from cotlens.checks import refused_by
 from cotlens.digits import VocabText, align, mc_dropout, own_digits, position_forward, score
 from cotlens.errors import CotlensError
 from cotlens.logs import Progress
 from cotlens.models.loading import load_for_stage
 from cotlens.parquet import read_table, to_table, write_table
-from cotlens.stages.common import Params, Paths, model_meta
+from cotlens.stages.common import Params, Paths, model_meta, refuse
 from cotlens.types import DIGIT_SETTINGS
 
 # conditioned: the correct higher-order digits are given (teacher forcing);
@@ -39,6 +40,10 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
     bad = [s for s in settings if s not in KNOWN]
     if bad or not settings:
         raise CotlensError(f"digits.settings = {settings}", f"use some of {list(KNOWN)}")
+    why = refused_by(inputs.get("checks"), ["readout_padded"], "digit confidence")
+    if why:
+        refuse("digits_confidence", why, outputs, {"confidence": schemas.DIGITS}, cfg, inputs["model"], runtime)
+        return 0
     lm = load_for_stage(inputs["model"], runtime, threads)
     vt = VocabText.from_tokenizer(lm.tokenizer)
     fwd = position_forward(lm)

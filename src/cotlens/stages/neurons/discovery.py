@@ -14,14 +14,14 @@ from typing import Any
 import torch
 
 from cotlens import schemas
-from cotlens.checks import require
+from cotlens.checks import refused_by
 from cotlens.errors import CotlensError
 from cotlens.judge import Judge
 from cotlens.logs import Progress
 from cotlens.models.loading import load_for_stage
 from cotlens.neurons import Answer, NeuronScorer, label, project_many, solve, variant_rows
 from cotlens.parquet import read_table, to_table, write_table
-from cotlens.stages.common import Params, Paths, model_meta
+from cotlens.stages.common import Params, Paths, model_meta, refuse
 
 
 def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads: int) -> int:
@@ -34,7 +34,10 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
     _, texts, golds = variant_rows(read_table(prompts).to_pylist(), "full", "discovery")
     if not texts:
         raise CotlensError(f"{prompts} has no 'full' prompts", "check the neurons section of the config")
-    require(inputs.get("checks"), "decomposition", "neuron scoring and vocabulary projection (neurons_discovery)")
+    why = refused_by(inputs.get("checks"), ["decomposition"], "neuron scoring and vocabulary projection")
+    if why:
+        refuse("neurons_discovery", why, outputs, {"neurons": schemas.NEURONS}, cfg, model_dir, runtime)
+        return 0
     lm = load_for_stage(model_dir, runtime, threads)
     d = lm.dims
     prog = Progress(-(-len(texts) // int(cfg["batch_size"])), "batches", what="problems")

@@ -14,6 +14,7 @@ from typing import Any, cast
 import torch
 
 from cotlens import schemas
+from cotlens.checks import refused_by
 from cotlens.errors import CotlensError
 from cotlens.logs import Progress
 from cotlens.models.loading import load_for_stage
@@ -30,7 +31,7 @@ from cotlens.neurons import (
 )
 from cotlens.parquet import read_table, to_table, write_table
 from cotlens.shards import Shards, resume_key
-from cotlens.stages.common import Params, Paths, model_meta
+from cotlens.stages.common import Params, Paths, model_meta, refusal, refuse
 from cotlens.types import AblationMode
 
 
@@ -42,6 +43,10 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
         outputs["effects"],
         params,
     )
+    why = refusal(inputs) or refused_by(inputs.get("checks"), ["ablation"], "neuron ablation")
+    if why:
+        refuse("neurons_effects", why, outputs, {"effects": schemas.NEURON_EFFECTS}, cfg, model_dir, runtime)
+        return 0
     table = read_table(prompts).to_pylist()
     ntab = read_table(neurons)
     chosen, means = concept_neurons(ntab)
