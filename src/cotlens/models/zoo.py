@@ -18,7 +18,7 @@ in a read-out shows up (default random init, std 0.02 and unit gains, hides them
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -290,6 +290,6 @@ def export(family: str, out: str | Path, tokenizer: str | Path, seed: int = 0, *
     torch.manual_seed(seed)
     model = perturb(tf.AutoModelForCausalLM.from_config(cfg).eval(), seed)
     with atomic_dir(out) as tmp:
-        model.save_pretrained(tmp)
+        cast(Any, model).save_pretrained(tmp)
         tok.save_pretrained(tmp)
     return Path(out)
