@@ -4,8 +4,9 @@ time of the checks on prepared models.
     python benchmarks/bench_checks.py                     # every zoo family, perturbed weights
     python benchmarks/bench_checks.py resources/models/smollm2-135m ...   # prepared models too
 
-For each model: every check's max|diff| / reference, ok or FAIL, and the seconds the five
-checks take (model loading excluded), in float32 with eager attention on the CPU.
+For each model: every check's max|diff| / reference, ok or FAIL, and the seconds the
+checks take (model loading excluded), in float32 with eager attention on the CPU, on
+prompts longer than every attention window; then the refused families with their reason.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import time
 
 import torch
 
-from cotlens.checks import run_checks
+from cotlens.checks import NEEDED_BY, run_checks
+from cotlens.errors import CotlensError
 from cotlens.models import zoo
 from cotlens.models.adapters import adapter_for
 from cotlens.patching import self_check
@@ -36,11 +38,18 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    print("| model | resid_capture | lens | hook_shapes | decomposition | patching | seconds |")
-    print("|---|---|---|---|---|---|---|")
+    print(f"| model | {' | '.join(NEEDED_BY)} | seconds |")
+    print("|---" * (len(NEEDED_BY) + 2) + "|")
     if not args.no_zoo:
         for fam in zoo.ALL:
             print(row(fam, zoo.perturb(zoo.build(fam))), flush=True)
+        print("\n| refused family | reason |\n|---|---|")
+        for fam in zoo.REFUSED:
+            try:
+                run_checks(zoo.build(fam))
+                print(f"| {fam} | NOT REFUSED |")
+            except CotlensError as e:
+                print(f"| {fam} | {str(e).splitlines()[0]} |")
     for path in args.prepared:
         from cotlens.models.loading import load
 
