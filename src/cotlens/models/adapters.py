@@ -213,9 +213,9 @@ def _check_blocks(mt: str, model: nn.Module, blocks: list[nn.Module]) -> str:
         odd = _odd_module(b)
         path = _attention_child(b)
         if odd is not None or path is None:
-            what = odd or f"{type(b).__name__} without an attention module"
+            what = f"is a {odd} layer" if odd else f"({type(b).__name__}) has no attention module cotlens can find"
             raise CotlensError(
-                f"model type {mt!r}: block {i} is a {what} layer, not softmax attention",
+                f"model type {mt!r}: block {i} {what}, not softmax attention",
                 "cotlens reads attention heads and patches them through a key/value cache; "
                 "hybrid and attention-free stacks are not supported",
             )
