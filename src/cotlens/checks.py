@@ -318,9 +318,13 @@ def check_attention(mh: ModelHandle, ids: torch.Tensor) -> Check:
     if att is None or len(att) != d.n_layers or any(a is None for a in att):
         return Check("attention", False, float("nan"), 0.0, "no attention weights (load with eager attention)")
     t = ids.shape[1]
-    cfg = getattr(model.config, "text_config", None) or model.config
-    kinds = list(getattr(cfg, "layer_types", None) or ["full_attention"] * d.n_layers)
+    cfg: Any = getattr(model.config, "text_config", None) or model.config
     window = windows(model)
+    kinds = list(getattr(cfg, "layer_types", None) or [])
+    if not kinds and getattr(cfg, "attention_layers", None):  # GPT-Neo: global / local
+        kinds = ["sliding_attention" if k == "local" else "full_attention" for k in cfg.attention_layers]
+    if not kinds:  # Mistral: one window for every layer, if any
+        kinds = ["sliding_attention" if window else "full_attention"] * d.n_layers
     i, j = torch.arange(t)[:, None], torch.arange(t)[None, :]
     worst, bad = 0.0, []
     blocks = layers(model, ad)
@@ -342,7 +346,8 @@ def check_attention(mh: ModelHandle, ids: torch.Tensor) -> Check:
         if max(outside, off, neg) > TOL:
             bad.append(li)
     what = f"{d.n_layers} maps [batch, heads, {t}, {t}]: rows sum to 1 (<= 1 in {sum(with_sinks)} block(s) with sinks), causal"
-    what += f", window {window[0]} on {kinds.count('sliding_attention')} sliding block(s)" if window else ""
+    windowed = sum(k in ("sliding_attention", "chunked_attention") for k in kinds)
+    what += f", window {window[0]} on {windowed} sliding/chunked block(s)" if window else ""
     return Check("attention", not bad, worst, 1.0, what + (f"; wrong in blocks {bad}" if bad else ""))
 
 

@@ -512,7 +512,7 @@ def context_length(model: nn.Module) -> int | None:
     return None
 
 
-WINDOW_KEYS = ("sliding_window", "attention_chunk_size", "sliding_window_size")
+WINDOW_KEYS = ("sliding_window", "attention_chunk_size", "sliding_window_size", "window_size")
 
 
 def windows(model: nn.Module) -> list[int]:
