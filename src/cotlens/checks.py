@@ -1,8 +1,8 @@
 """Self-checks: every read-out cotlens makes is proven against the model itself.
 
 Run when a model is prepared (``prepare_model``, ``cotlens check-model PATH``), in float32
-on two short random prompts, each with the measured difference in the log and the
-manifest:
+on two random prompts longer than every attention window of the model
+(:func:`check_length`), each with the measured difference in the log and the manifest:
 
 | check | compares | needed by |
 |---|---|---|
@@ -323,8 +323,8 @@ def check_attention(mh: ModelHandle, ids: torch.Tensor) -> Check:
     kinds = list(getattr(cfg, "layer_types", None) or [])
     if not kinds and getattr(cfg, "attention_layers", None):  # GPT-Neo: global / local
         kinds = ["sliding_attention" if k == "local" else "full_attention" for k in cfg.attention_layers]
-    if not kinds:  # Mistral: one window for every layer, if any
-        kinds = ["sliding_attention" if window else "full_attention"] * d.n_layers
+    if not kinds:  # no per-layer kinds: the window is not asserted (Moshi names one it never applies)
+        kinds = ["full_attention"] * d.n_layers
     i, j = torch.arange(t)[:, None], torch.arange(t)[None, :]
     worst, bad = 0.0, []
     blocks = layers(model, ad)
