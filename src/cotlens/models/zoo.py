@@ -40,6 +40,11 @@ _C: dict[str, Any] = dict(
 )
 _SPECIAL: dict[str, Any] = dict(pad_token_id=0, bos_token_id=1, eos_token_id=2)
 
+# multi-latent attention (DeepSeek-style) at the zoo's width
+_MLA: dict[str, Any] = dict(
+    kv_lora_rank=16, q_lora_rank=None, qk_rope_head_dim=8, qk_nope_head_dim=8, v_head_dim=8, num_key_value_heads=4
+)
+
 DENSE = (
     "llama",
     "mistral",
@@ -78,21 +83,18 @@ def config(family: str) -> Any:
         tie_word_embeddings=False,
         **_SPECIAL,
     )
-    ds: dict[str, Any] = dict(
-        n_routed_experts=8,
-        moe_intermediate_size=16,
-        intermediate_size=16,
-        n_shared_experts=1,
-        first_k_dense_replace=1,
-        kv_lora_rank=16,
-        q_lora_rank=None,
-        qk_rope_head_dim=8,
-        qk_nope_head_dim=8,
-        v_head_dim=8,
-        n_group=1,
-        topk_group=1,
-        **{**moe, "num_hidden_layers": 3, "num_key_value_heads": 4},
-    )
+    ds: dict[str, Any] = {
+        **moe,
+        **_MLA,
+        "n_routed_experts": 8,
+        "moe_intermediate_size": 16,
+        "intermediate_size": 16,
+        "n_shared_experts": 1,
+        "first_k_dense_replace": 1,
+        "n_group": 1,
+        "topk_group": 1,
+        "num_hidden_layers": 3,
+    }
     table: dict[str, Any] = {
         "llama": lambda: tf.LlamaConfig(num_key_value_heads=2, **c),
         "mistral": lambda: tf.MistralConfig(num_key_value_heads=2, sliding_window=WINDOW, **c),
@@ -163,15 +165,9 @@ def config(family: str) -> Any:
 # the sizes :func:`generic` sets where the family's config class has the key (its own
 # name or an alias in ``attribute_map``)
 _GENERIC: dict[str, Any] = dict(
-    vocab_size=V,
-    hidden_size=64,
-    intermediate_size=96,
-    num_hidden_layers=2,
-    num_attention_heads=4,
+    _C,
     num_key_value_heads=2,
     head_dim=16,
-    max_position_embeddings=256,
-    tie_word_embeddings=False,
     num_experts=4,
     num_local_experts=4,
     n_routed_experts=4,
@@ -180,7 +176,6 @@ _GENERIC: dict[str, Any] = dict(
     n_positions=256,
     ffn_dim=96,
     n_inner=96,
-    **_SPECIAL,
 )
 
 
@@ -198,11 +193,6 @@ def generic(family: str, **extra: Any) -> Any:
             kw[k] = WINDOW
     return cls(**{**kw, **extra})
 
-
-# multi-latent attention (DeepSeek-style) at the zoo's width
-_MLA: dict[str, Any] = dict(
-    kv_lora_rank=16, q_lora_rank=None, qk_rope_head_dim=8, qk_nope_head_dim=8, v_head_dim=8, num_key_value_heads=4
-)
 
 # every other decoder-only family whose tiny config builds offline (transformers 5.23),
 # with what its config needs beyond :func:`generic`'s sizes
