@@ -14,6 +14,7 @@ on two random prompts longer than every attention window of the model
 | ``attention`` | ``output_attentions``: distributions, causal, zero beyond each sliding block's window | attention to the answer (heads) |
 | ``readout_padded`` | logits read at positions of right-padded rows vs each row alone | digit confidence |
 | ``ablation`` | noise and zero ablation through hooks vs the forward with edited down-projection weights | neuron ablation |
+| ``router`` | the MoE routers' (logits, top-k weights, top-k index) contract; every expert off at the router vs the experts' output zeroed | expert maps and switching |
 | ``patching`` | the patching engine (block replay through the cache argument) vs one full forward per head | activation patching |
 
 All but ``patching`` run when the model is prepared. A check every study needs stops
@@ -67,6 +68,7 @@ NEEDED_BY = {
     "attention": "attention to the answer token (the heads stage)",
     "readout_padded": "digit confidence (the digits stage reads right-padded rows)",
     "ablation": "neuron ablation (noise, zero: the neuron effects stage)",
+    "router": "expert maps and switching (Study 4)",
     "patching": "activation patching (patch)",
 }
 
@@ -351,6 +353,70 @@ def check_attention(mh: ModelHandle, ids: torch.Tensor) -> Check:
     return Check("attention", not bad, worst, 1.0, what + (f"; wrong in blocks {bad}" if bad else ""))
 
 
+@torch.no_grad()
+def check_router(mh: ModelHandle, ids: torch.Tensor) -> Check:
+    """Study 4 reads and switches experts at the router's output ``(router_logits [tokens,
+    experts], top_k_weights [tokens, k], top_k_index [tokens, k])``. Checked on every MoE
+    layer: that contract (shapes, integer indices in range), and that the block uses those
+    weights: every routed expert switched off at the router (``experts.switch_off``) equals
+    the experts module's output replaced by zeros. A block that recomputes its weights
+    from the logits, or a router with another output, fails. Dense models have no router
+    (Study 4 refuses them)."""
+    from cotlens.experts import switch_experts
+    from cotlens.hooks import router_modules
+
+    model, ad = mh.model, mh.adapter
+    if ad.router is None:
+        return Check("router", True, 0.0, 0.0, "dense: no router (Study 4 refuses a dense model)")
+    routers = router_modules(model, ad)
+    seen: dict[int, Any] = {}
+
+    def keep(i: int) -> Callable[[nn.Module, Any, Any], None]:
+        return lambda _m, _a, o: seen.__setitem__(i, o)
+
+    with output_hooks((r, keep(i)) for i, r in routers.items()):
+        model(input_ids=ids, use_cache=False)
+    n_tok = ids.numel()
+    for li, out in seen.items():
+        shapes = [
+            tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
+            for t in (out if isinstance(out, tuple) else (out,))
+        ]
+        ok = isinstance(out, tuple) and len(out) >= 3 and all(isinstance(t, torch.Tensor) for t in out[:3])
+        if ok:
+            logits, w, idx = out[:3]
+            e = int(logits.shape[-1])
+            ok = (
+                tuple(logits.shape) == (n_tok, e)
+                and tuple(w.shape) == tuple(idx.shape) == (n_tok, idx.shape[-1])
+                and not idx.is_floating_point()
+                and bool(((idx >= 0) & (idx < e)).all())
+            )
+        if not ok:
+            what = f"block {li}'s router ({type(routers[li]).__name__}) returns {shapes}, not (logits, top-k weights, top-k index)"
+            return Check("router", False, float("nan"), 0.0, what)
+    worst: Check | None = None
+    for li in sorted(routers):
+        every = list(range(int(seen[li][0].shape[-1])))
+        with switch_experts(model, ad, {li: every}, "off"):
+            off = model(input_ids=ids, use_cache=False).logits
+        experts = get(layers(model, ad)[li], ad.mlp_out)
+        with output_hooks([(experts, lambda _m, _a, o: torch.zeros_like(o) if isinstance(o, torch.Tensor) else o)]):
+            zeroed = model(input_ids=ids, use_cache=False).logits
+        c = _cmp(
+            "router",
+            off,
+            zeroed,
+            f"{len(routers)} MoE blocks: every expert off at the router vs the experts' output zeroed",
+        )
+        if worst is None or not c.ok or c.rel > worst.rel:
+            worst = c
+        if not c.ok:
+            break
+    assert worst is not None
+    return worst
+
+
 CheckFn = Callable[[ModelHandle, torch.Tensor], "Check | list[Check]"]
 PREPARE_CHECKS: tuple[CheckFn, ...] = (
     check_resid_and_lens,
@@ -360,6 +426,7 @@ PREPARE_CHECKS: tuple[CheckFn, ...] = (
     check_attention,
     check_readout_padded,
     check_ablation,
+    check_router,
 )
 
 

@@ -45,6 +45,7 @@ CHECKS = [
     "attention",
     "readout_padded",
     "ablation",
+    "router",
     "patching",
 ]
 
@@ -73,8 +74,12 @@ def test_every_self_check_passes(model: Any) -> None:
     moe = adapter_for(model).router is not None
     expected = set(zoo.PARTIAL.get(model.config.model_type, ((), ""))[0]) | ({"ablation"} if moe else set())
     assert {c.name for c in res if not c.ok} == expected, [(c.name, c.diff, c.scale, c.detail) for c in res]
-    assert all(c.scale > 0.1 for c in res if c.ok)  # the references are not trivially zero
-    assert all(c.rel > 1e-2 for c in res if c.name in expected - {"ablation"})  # failed, not borderline
+    dense_router = [c for c in res if c.name == "router" and c.detail.startswith("dense")]
+    assert bool(dense_router) == (not moe)  # a dense model has no router to check: said so
+    assert all(c.scale > 0.1 for c in res if c.ok and c not in dense_router)  # the references are not trivially zero
+    assert not any(
+        c.rel <= 1e-2 for c in res if c.name in expected - {"ablation"}
+    )  # failed, not borderline (nan: a broken contract)
     t = C.check_length(model)
     assert all(w < t for w in windows(model)) and f"{t} tokens" in res[-1].detail  # past every window
     if moe:
@@ -237,6 +242,8 @@ CONTROLS = [
     ("gemma2", "attention", "cotlens.checks.windows", lambda m: [3]),  # a window the model does not have
     ("llama", "ablation", "cotlens.neurons.value_noise", _noise_on_the_next_neurons),
     ("gpt2", "readout_padded", "cotlens.batch.pad", lambda s, p, d, left: pad(s, p, d, left=True)),
+    ("mixtral", "router", "cotlens.experts.switch_off", lambda w, idx, drop: (w, idx)),  # an edit the block ignores
+    ("deepseek_v3", "router", "cotlens.experts.switch_off", lambda w, idx, drop: (w, idx)),
 ]
 
 

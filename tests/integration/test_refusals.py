@@ -190,3 +190,30 @@ def test_a_window_shorter_than_the_pairs_is_checked_at_their_length(tiny_model_s
         assert patch.run({"pairs": str(pairs), "model": str(tmp_path / "m")}, outs, cfg, RT, 1) == 1
     assert seen == [12] and REFUSED not in read_meta(outs["patching"])["extra"]
     assert read_table(outs["patching"]).num_rows > 0
+
+
+def test_expert_switching_refused_by_the_router_check_and_passed_on(
+    tiny_prepared: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DBRX's router returns one tensor, Llama 4's (scores, logits): the `router` check fails
+    and Study 4's stages refuse, the map stage (no model input) passing the reason on."""
+    from cotlens.stages.experts import effects, ftri, routes
+
+    m = zoo.perturb(zoo.build("dbrx"))
+    rep = C.summary("dbrx", C.adapter_for(m), C.run_checks(m), 0.0)
+    assert not rep["checks"]["router"]["ok"] and "DbrxRouter" in rep["checks"]["router"]["detail"]
+    report = tmp_path / "checks.json"
+    report.write_text(json.dumps(rep, default=str))
+    for mod in (routes, effects):
+        monkeypatch.setattr(mod, "load_for_stage", _never)
+    outs = {"routes": str(tmp_path / "routes.parquet"), "responses": str(tmp_path / "responses.parquet")}
+    ins = {"prompts": "unused", "model": str(tiny_prepared), "checks": str(report)}
+    assert routes.run(ins, outs, {}, RT, 1) == 0
+    why = read_meta(outs["routes"])["extra"][REFUSED]
+    assert why.startswith("expert maps and switching is refused") and "DbrxRouter" in why
+    ft = str(tmp_path / "ftri.parquet")
+    assert ftri.run({"prompts": "unused", **outs}, {"ftri": ft}, {}, RT, 1) == 0
+    assert refusal({"f": ft}) == why and read_meta(ft)["fingerprint"] == read_meta(outs["routes"])["fingerprint"]
+    eff = str(tmp_path / "effects.parquet")
+    assert effects.run({"prompts": "unused", "ftri": ft, "model": str(tiny_prepared)}, {"effects": eff}, {}, RT, 1) == 0
+    assert refusal({"e": eff}) == why

@@ -77,7 +77,17 @@ def test_dag_end_to_end_then_partial_reruns(workflow_copy: Path) -> None:
     report = json.loads((wd / "resources" / "checks" / "tiny.json").read_text())
     assert report["adapter"]["family"] == "llama"
     assert {k: v["ok"] for k, v in report["checks"].items()} == dict.fromkeys(
-        ("resid_capture", "lens", "hook_shapes", "decomposition", "dla", "attention", "readout_padded", "ablation"),
+        (
+            "resid_capture",
+            "lens",
+            "hook_shapes",
+            "decomposition",
+            "dla",
+            "attention",
+            "readout_padded",
+            "ablation",
+            "router",
+        ),
         True,
     )
     res = wd / "results" / "default" / "circuits" / "tiny"

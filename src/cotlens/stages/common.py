@@ -85,16 +85,39 @@ def set_threads(threads: int) -> None:
 REFUSED = "refused"  # the metadata key (in ``extra``) of a table a stage refused to compute
 
 
-def refusal(inputs: Paths) -> str | None:
-    """Why an input table was refused (its metadata says so), or None: a stage whose input
-    was refused refuses too, and a figure drawn from it says so instead of a number."""
+def _refused_meta(inputs: Paths) -> dict[str, Any] | None:
+    """The metadata of the first input table a stage refused, or None."""
     for value in inputs.values():
         p = Path(value)
         if p.suffix == ".parquet" and p.is_file():
-            why = (read_meta(p).get("extra") or {}).get(REFUSED)
-            if why:
-                return str(why)
+            meta = read_meta(p)
+            if (meta.get("extra") or {}).get(REFUSED):
+                return meta
     return None
+
+
+def refusal(inputs: Paths) -> str | None:
+    """Why an input table was refused (its metadata says so), or None: a stage whose input
+    was refused refuses too, and a figure drawn from it says so instead of a number."""
+    meta = _refused_meta(inputs)
+    return None if meta is None else str(meta["extra"][REFUSED])
+
+
+def pass_on(
+    stage: str, inputs: Paths, outputs: Paths, tables: Mapping[str, Sequence[pa.Field] | pa.Schema], cfg: Params
+) -> bool:
+    """For a stage with no model input: if an input was refused, write ``tables`` refused
+    with the same reason and model provenance, print one line and return True."""
+    src = _refused_meta(inputs)
+    if src is None:
+        return False
+    why = str(src["extra"][REFUSED])
+    keep = {k: src.get(k) for k in ("model", "revision", "dtype", "fingerprint")}
+    meta = RunMeta.of(stage, cfg, **keep, extra={REFUSED: why})
+    for name, schema in tables.items():
+        write_table(to_table({f.name: [] for f in schema}, schema), outputs[name], meta)
+    print(f"{stage}: refused on {src.get('model')!r}: {why}", flush=True)
+    return True
 
 
 def refuse(

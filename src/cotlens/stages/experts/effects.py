@@ -18,6 +18,7 @@ import numpy as np
 import pyarrow as pa
 
 from cotlens import schemas
+from cotlens.checks import refused_by
 from cotlens.errors import CotlensError
 from cotlens.experts import (
     by_layer,
@@ -35,7 +36,7 @@ from cotlens.models.loading import load_for_stage
 from cotlens.parquet import read_table, to_table, write_table
 from cotlens.responses import continuation_nll, first_int, reference_nll, refusal_classifier, render, respond
 from cotlens.shards import Shards, resume_key
-from cotlens.stages.common import Params, Paths, model_meta
+from cotlens.stages.common import Params, Paths, model_meta, refusal, refuse
 from cotlens.types import SWITCH_MODES, SwitchMode
 
 
@@ -48,6 +49,10 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
         outputs["effects"],
         params,
     )
+    why = refusal(inputs) or refused_by(inputs.get("checks"), ["router"], "expert maps and switching")
+    if why:
+        refuse("experts_effects", why, outputs, {"effects": schemas.EXPERT_EFFECTS}, cfg, model_dir, runtime)
+        return 0
     rows = read_table(prompts).to_pylist()
     study = [r for r in rows if r["set"] == "study" and r["split"] == "eval"]  # held out from the map
     quality = [r for r in rows if r["set"] == "quality"]

@@ -17,12 +17,14 @@ from cotlens.errors import CotlensError
 from cotlens.experts import frequencies, ftri, top_experts
 from cotlens.parquet import read_meta, read_table, to_table, write_table
 from cotlens.prompts.moe import CONTRASTS
-from cotlens.stages.common import Params, Paths, model_meta
+from cotlens.stages.common import Params, Paths, model_meta, pass_on
 
 
 def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads: int) -> int:
     """fTRI maps per contrast and over all study prompts."""
     prompts, responses, routes, cfg = inputs["prompts"], inputs["responses"], inputs["routes"], params
+    if pass_on("experts_ftri", inputs, outputs, {"ftri": schemas.FTRI}, cfg):
+        return 0
     pr = {r["prompt_id"]: r for r in read_table(prompts).to_pylist()}
     resp = {r["prompt_id"]: r for r in read_table(responses).to_pylist()}
     phases = {"all": ("prompt", "generated"), "prompt": ("prompt",), "generated": ("generated",)}[cfg["tokens"]]
