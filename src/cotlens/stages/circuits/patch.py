@@ -45,10 +45,12 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
         check = Check("patching", False, float("nan"), 0.0, f"the engine raised {type(e).__name__}: {e}")
     print(f"self-check patching: max|diff| {check.diff:.3g} (reference {check.scale:.3g}) {check.detail}")
     if not check.ok:
-        why = (
-            f"activation patching is refused for {lm.adapter.family}: the engine differs from the naive loop "
-            f"by {check.diff:.3g} on a reference of {check.scale:.3g} ({check.detail})"
+        what = (
+            check.detail
+            if check.detail.startswith("the engine raised")
+            else f"the engine differs from the naive loop by {check.diff:.3g} on {check.scale:.3g} ({check.detail})"
         )
+        why = f"activation patching is refused for {lm.adapter.family}: " + " ".join(what.split())  # one line
         tables = {"patching": schemas.PATCHING, "pathways": schemas.PATHWAYS}
         refuse("circuits_patch", why, outputs, tables, cfg, model_dir, runtime)
         return 0
