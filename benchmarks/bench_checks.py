@@ -20,12 +20,12 @@ from cotlens.checks import NEEDED_BY, run_checks
 from cotlens.errors import CotlensError
 from cotlens.models import zoo
 from cotlens.models.adapters import adapter_for
-from cotlens.patching import self_check
+from cotlens.cli import method_checks
 
 
 def row(name: str, model: torch.nn.Module) -> str:
     t0 = time.perf_counter()
-    res = run_checks(model, adapter_for(model), extra=(self_check,))
+    res = run_checks(model, adapter_for(model), extra=method_checks())
     secs = time.perf_counter() - t0
     cells = " | ".join(f"{'ok' if c.ok else 'FAIL'} {c.diff:.1e}/{c.scale:.1e}" for c in res)
     return f"| {name} | {cells} | {secs:.2f} |"

@@ -17,13 +17,14 @@ on two random prompts longer than every attention window of the model
 | ``router`` | the MoE routers' (logits, top-k weights, top-k index) contract; every expert off at the router vs the experts' output zeroed | expert maps and switching |
 | ``patching`` | the patching engine (block replay through the cache argument) vs one full forward per head | activation patching |
 
-All but ``patching`` run when the model is prepared. A check every study needs stops
-preparation with one error naming the model, the check and the difference; a failed
-``decomposition`` is recorded and the stages that need it refuse the model
-(:func:`require`) before loading it. ``patching`` is :func:`cotlens.patching.self_check`:
-the patch stage runs it on its loaded model before any pair (it lives there so that an
-edit of the patching engine reruns only the stages that use it), and ``cotlens
-check-model`` runs them all.
+The first six (``PREPARE_CHECKS``) run when the model is prepared. A check every study
+needs stops preparation with one error naming the model, the check and the difference; a
+failed ``decomposition``, ``dla`` or ``attention`` is recorded and the stages that need it
+refuse the model (:func:`refused_by`) before loading it. The last four live beside their
+methods (:func:`cotlens.digits.check_readout_padded`, :func:`cotlens.neurons.check_ablation`,
+:func:`cotlens.experts.check_router`, :func:`cotlens.patching.self_check`): the stages that
+use them run them on their loaded model before any work (``stages.common.gate``), so an
+edit of a method reruns only its stages; ``cotlens check-model`` runs all ten.
 """
 
 from __future__ import annotations
@@ -255,60 +256,6 @@ def check_dla(mh: ModelHandle, ids: torch.Tensor) -> Check:
 
 
 @torch.no_grad()
-def check_readout_padded(mh: ModelHandle, ids: torch.Tensor) -> Check:
-    """Study 3's read-out: :func:`cotlens.batch.logits_at` on right-padded rows of different
-    lengths, at chosen positions, vs the model's own logits of each row alone."""
-    from cotlens.batch import logits_at, pad
-
-    model, ad = mh.model, mh.adapter
-    rows = [ids[0].tolist(), ids[1, : max(4, ids.shape[1] // 2)].tolist()]
-    padded, mask = pad(rows, 0, ids.device, left=False)
-    pos = torch.tensor([[1, len(rows[0]) - 1], [1, len(rows[1]) - 1]], device=ids.device)
-    got = logits_at(model, ad, padded, mask, pos)
-    alone = [model(input_ids=torch.tensor([r], device=ids.device)).logits[0, p] for r, p in zip(rows, pos, strict=True)]
-    what = f"logits_at on right-padded rows ({len(rows[0])} and {len(rows[1])} tokens)"
-    return _cmp("readout_padded", got, torch.stack(alone), what)
-
-
-@torch.no_grad()
-def check_ablation(mh: ModelHandle, ids: torch.Tensor) -> Check:
-    """Study 2's ablations, through hooks, vs the forward with the edited weights: noise on
-    three neurons' value vectors per layer (the columns of the down projection get the same
-    noise), and zero ablation (those columns zeroed). Weights are restored afterwards."""
-    from cotlens.neurons import ablate, noise_vectors
-
-    model, ad, d = mh.model, mh.adapter, mh.dims
-    if ad.router is not None:
-        return Check("ablation", False, float("nan"), 0.0, "a mixture of experts has no single FFN neuron vector")
-    which = {li: [0, d.d_mlp // 2, d.d_mlp - 1] for li in range(d.n_layers)}
-    worst: Check | None = None
-    for mode in ("noise", "zero"):
-        with ablate(model, ad, which, mode, noise_scale=1.0, seed=0):
-            hooked_logits = model(input_ids=ids, use_cache=False).logits
-        edits = noise_vectors(model, ad, which, 1.0, 0)
-        saved = []
-        for li, block in enumerate(layers(model, ad)):
-            down = get(block, ad.mlp_out)
-            w = down.weight
-            saved.append(w.detach().clone())
-            idx, e = edits[li]
-            cols = w.t() if isinstance(down, nn.Linear) else w  # a view: [d_mlp, d_model]
-            if mode == "noise":
-                cols[idx] += e
-            else:
-                cols[idx] = 0.0
-        try:
-            edited = model(input_ids=ids, use_cache=False).logits
-        finally:
-            for block, w0 in zip(layers(model, ad), saved, strict=True):
-                get(block, ad.mlp_out).weight.copy_(w0)
-        c = _cmp("ablation", hooked_logits, edited, f"{mode} ablation by hooks vs edited weights")
-        worst = c if worst is None or (not c.ok) or c.rel > worst.rel and worst.ok else worst
-    assert worst is not None
-    return worst
-
-
-@torch.no_grad()
 def check_attention(mh: ModelHandle, ids: torch.Tensor) -> Check:
     """The attention weights the heads stage reads (``output_attentions`` of the decoder
     stack, eager attention): one [batch, heads, T, T] map per block, each row a distribution
@@ -353,81 +300,26 @@ def check_attention(mh: ModelHandle, ids: torch.Tensor) -> Check:
     return Check("attention", not bad, worst, 1.0, what + (f"; wrong in blocks {bad}" if bad else ""))
 
 
-@torch.no_grad()
-def check_router(mh: ModelHandle, ids: torch.Tensor) -> Check:
-    """Study 4 reads and switches experts at the router's output ``(router_logits [tokens,
-    experts], top_k_weights [tokens, k], top_k_index [tokens, k])``. Checked on every MoE
-    layer: that contract (shapes, integer indices in range), and that the block uses those
-    weights: every routed expert switched off at the router (``experts.switch_off``) equals
-    the experts module's output replaced by zeros. A block that recomputes its weights
-    from the logits, or a router with another output, fails. Dense models have no router
-    (Study 4 refuses them)."""
-    from cotlens.experts import switch_experts
-    from cotlens.hooks import router_modules
-
-    model, ad = mh.model, mh.adapter
-    if ad.router is None:
-        return Check("router", True, 0.0, 0.0, "dense: no router (Study 4 refuses a dense model)")
-    routers = router_modules(model, ad)
-    seen: dict[int, Any] = {}
-
-    def keep(i: int) -> Callable[[nn.Module, Any, Any], None]:
-        return lambda _m, _a, o: seen.__setitem__(i, o)
-
-    with output_hooks((r, keep(i)) for i, r in routers.items()):
-        model(input_ids=ids, use_cache=False)
-    n_tok = ids.numel()
-    for li, out in seen.items():
-        shapes = [
-            tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
-            for t in (out if isinstance(out, tuple) else (out,))
-        ]
-        ok = isinstance(out, tuple) and len(out) >= 3 and all(isinstance(t, torch.Tensor) for t in out[:3])
-        if ok:
-            logits, w, idx = out[:3]
-            e = int(logits.shape[-1])
-            ok = (
-                tuple(logits.shape) == (n_tok, e)
-                and tuple(w.shape) == tuple(idx.shape) == (n_tok, idx.shape[-1])
-                and not idx.is_floating_point()
-                and bool(((idx >= 0) & (idx < e)).all())
-            )
-        if not ok:
-            what = f"block {li}'s router ({type(routers[li]).__name__}) returns {shapes}, not (logits, top-k weights, top-k index)"
-            return Check("router", False, float("nan"), 0.0, what)
-    worst: Check | None = None
-    for li in sorted(routers):
-        every = list(range(int(seen[li][0].shape[-1])))
-        with switch_experts(model, ad, {li: every}, "off"):
-            off = model(input_ids=ids, use_cache=False).logits
-        experts = get(layers(model, ad)[li], ad.mlp_out)
-        with output_hooks([(experts, lambda _m, _a, o: torch.zeros_like(o) if isinstance(o, torch.Tensor) else o)]):
-            zeroed = model(input_ids=ids, use_cache=False).logits
-        c = _cmp(
-            "router",
-            off,
-            zeroed,
-            f"{len(routers)} MoE blocks: every expert off at the router vs the experts' output zeroed",
-        )
-        if worst is None or not c.ok or c.rel > worst.rel:
-            worst = c
-        if not c.ok:
-            break
-    assert worst is not None
-    return worst
-
-
-CheckFn = Callable[[ModelHandle, torch.Tensor], "Check | list[Check]"]
+CheckFn = Callable[..., "Check | list[Check]"]
 PREPARE_CHECKS: tuple[CheckFn, ...] = (
     check_resid_and_lens,
     check_hook_shapes,
     check_decomposition,
     check_dla,
     check_attention,
-    check_readout_padded,
-    check_ablation,
-    check_router,
 )
+
+
+def run_one(fn: CheckFn, mh: ModelHandle, ids: torch.Tensor, **kw: Any) -> Check | list[Check]:
+    """One check; a check that crashes is a failed check, named, with the error."""
+    try:
+        return fn(mh, ids, **kw)
+    except CotlensError:
+        raise
+    except Exception as e:
+        name = fn.__name__.removeprefix("check_").replace("self_check", "patching")
+        name = "resid_capture" if name == "resid_and_lens" else name
+        return Check(name, False, float("nan"), 0.0, f"raised {type(e).__name__}: {' '.join(str(e).split())}")
 
 
 def run_checks(
@@ -441,19 +333,7 @@ def run_checks(
     ids = prompts(mh.dims, t=check_length(model)).to(dev)
     out: list[Check] = []
     for fn in (*PREPARE_CHECKS, *extra):
-        try:
-            got = fn(mh, ids)
-        except CotlensError:
-            raise
-        except Exception as e:  # a check that crashes is a failed check, named
-            name = fn.__name__.removeprefix("check_").replace("self_check", "patching")
-            got = Check(
-                "resid_capture" if name == "resid_and_lens" else name,
-                False,
-                float("nan"),
-                0.0,
-                f"raised {type(e).__name__}: {e}",
-            )
+        got = run_one(fn, mh, ids)
         out += got if isinstance(got, list) else [got]
     return out
 

@@ -47,18 +47,29 @@ def _where(path: str) -> tuple[str | Path, dict[str, Any]]:
     return p, {}
 
 
+def method_checks() -> tuple[Any, ...]:
+    """The checks each method's stage runs on its loaded model before any work (they live
+    beside their methods: editing one reruns only its stages), in the order check-model
+    prints them after the prepare-time checks of ``cotlens.checks.PREPARE_CHECKS``."""
+    from cotlens.digits import check_readout_padded
+    from cotlens.experts import check_router
+    from cotlens.neurons import check_ablation
+    from cotlens.patching import self_check
+
+    return (check_readout_padded, check_ablation, check_router, self_check)
+
+
 def check_model(path: str, device: str = "cpu", out: str | None = None) -> int:
     import time
 
     from cotlens.models.adapters import adapter_for
     from cotlens.models.loading import open_model
-    from cotlens.patching import self_check
 
     where, kw = _where(path)
     model, _tok, _dev = open_model(where, kw, "float32", device, "eager")
     t0 = time.perf_counter()
     ad = adapter_for(model)
-    checks = run_checks(model, ad, extra=(self_check,))
+    checks = run_checks(model, ad, extra=method_checks())
     secs = time.perf_counter() - t0
     print(f"{path}: {ad.family}, adapter {json.dumps({k: v for k, v in ad.describe().items() if v})}")
     for c in checks:

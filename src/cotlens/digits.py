@@ -34,9 +34,10 @@ import torch
 from torch import nn
 
 from cotlens.batch import logits_at, pad
+from cotlens.checks import TOL, Check, _cmp
 from cotlens.errors import CotlensError
 from cotlens.hooks import output_hooks
-from cotlens.models.adapters import Adapter, get, layers
+from cotlens.models.adapters import Adapter, ModelHandle, get, layers
 
 if TYPE_CHECKING:
     from cotlens.models.loading import Loaded
@@ -213,3 +214,17 @@ def position_forward(lm: Loaded) -> Forward:
         return torch.softmax(logits_at(lm.model, lm.adapter, ids, mask, pos).float(), dim=-1)
 
     return forward
+
+
+@torch.no_grad()
+def check_readout_padded(mh: ModelHandle, ids: torch.Tensor, tol: float = TOL) -> Check:
+    """Study 3's read-out: :func:`cotlens.batch.logits_at` on right-padded rows of different
+    lengths, at chosen positions, vs the model's own logits of each row alone."""
+    model, ad = mh.model, mh.adapter
+    rows = [ids[0].tolist(), ids[1, : max(4, ids.shape[1] // 2)].tolist()]
+    padded, mask = pad(rows, 0, ids.device, left=False)
+    pos = torch.tensor([[1, len(rows[0]) - 1], [1, len(rows[1]) - 1]], device=ids.device)
+    got = logits_at(model, ad, padded, mask, pos)
+    alone = [model(input_ids=torch.tensor([r], device=ids.device)).logits[0, p] for r, p in zip(rows, pos, strict=True)]
+    what = f"logits_at on right-padded rows ({len(rows[0])} and {len(rows[1])} tokens)"
+    return _cmp("readout_padded", got, torch.stack(alone), what, tol=tol)

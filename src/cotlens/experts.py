@@ -21,7 +21,7 @@ that triple is what is read and steered.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
@@ -29,9 +29,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from cotlens.checks import TOL, Check, _cmp
 from cotlens.errors import CotlensError
 from cotlens.hooks import Hooked, output_hooks, router_modules
-from cotlens.models.adapters import Adapter
+from cotlens.models.adapters import Adapter, ModelHandle, get, layers
 from cotlens.sampling import shared_prefix_len
 from cotlens.types import SWITCH_MODES, SwitchMode
 
@@ -290,3 +291,65 @@ def require_moe(lm: Loaded) -> Loaded:
             "list an MoE under experts.models (the default trains one: refusal-moe)",
         )
     return lm
+
+
+@torch.no_grad()
+def check_router(mh: ModelHandle, ids: torch.Tensor, tol: float = TOL) -> Check:
+    """Study 4 reads and switches experts at the router's output ``(router_logits [tokens,
+    experts], top_k_weights [tokens, k], top_k_index [tokens, k])``. Checked on every MoE
+    layer: that contract (shapes, integer indices in range), and that the block uses those
+    weights: every routed expert switched off at the router (``experts.switch_off``) equals
+    the experts module's output replaced by zeros. A block that recomputes its weights
+    from the logits, or a router with another output, fails. Dense models have no router
+    (Study 4 refuses them)."""
+    model, ad = mh.model, mh.adapter
+    if ad.router is None:
+        return Check("router", True, 0.0, 0.0, "dense: no router (Study 4 refuses a dense model)")
+    routers = router_modules(model, ad)
+    seen: dict[int, Any] = {}
+
+    def keep(i: int) -> Callable[[nn.Module, Any, Any], None]:
+        return lambda _m, _a, o: seen.__setitem__(i, o)
+
+    with output_hooks((r, keep(i)) for i, r in routers.items()):
+        model(input_ids=ids, use_cache=False)
+    n_tok = ids.numel()
+    for li, out in seen.items():
+        shapes = [
+            tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
+            for t in (out if isinstance(out, tuple) else (out,))
+        ]
+        ok = isinstance(out, tuple) and len(out) >= 3 and all(isinstance(t, torch.Tensor) for t in out[:3])
+        if ok:
+            logits, w, idx = out[:3]
+            e = int(logits.shape[-1])
+            ok = (
+                tuple(logits.shape) == (n_tok, e)
+                and tuple(w.shape) == tuple(idx.shape) == (n_tok, idx.shape[-1])
+                and not idx.is_floating_point()
+                and bool(((idx >= 0) & (idx < e)).all())
+            )
+        if not ok:
+            what = f"block {li}'s router ({type(routers[li]).__name__}) returns {shapes}, not (logits, top-k weights, top-k index)"
+            return Check("router", False, float("nan"), 0.0, what)
+    worst: Check | None = None
+    for li in sorted(routers):
+        every = list(range(int(seen[li][0].shape[-1])))
+        with switch_experts(model, ad, {li: every}, "off"):
+            off = model(input_ids=ids, use_cache=False).logits
+        experts = get(layers(model, ad)[li], ad.mlp_out)
+        with output_hooks([(experts, lambda _m, _a, o: torch.zeros_like(o) if isinstance(o, torch.Tensor) else o)]):
+            zeroed = model(input_ids=ids, use_cache=False).logits
+        c = _cmp(
+            "router",
+            off,
+            zeroed,
+            f"{len(routers)} MoE blocks: every expert off at the router vs the experts' output zeroed",
+            tol=tol,
+        )
+        if worst is None or not c.ok or c.rel > worst.rel:
+            worst = c
+        if not c.ok:
+            break
+    assert worst is not None
+    return worst

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 import torch
 from torch import nn
 
+from cotlens.checks import TOL, Check, _cmp
 from cotlens.errors import CotlensError
 from cotlens.hooks import Hooked, edit_inputs, output_hooks, site_pre_hooks
 from cotlens.models.adapters import Adapter, Dims, ModelHandle, get, layers, readout
@@ -472,3 +473,39 @@ def effect_conditions(cfg: Mapping[str, Any], n_concept: int, top_n: Sequence[in
                 Condition("random", "full", mode, s, n) for s in seeds
             ]
     return list(dict.fromkeys(conditions))
+
+
+@torch.no_grad()
+def check_ablation(mh: ModelHandle, ids: torch.Tensor, tol: float = TOL) -> Check:
+    """Study 2's ablations, through hooks, vs the forward with the edited weights: noise on
+    three neurons' value vectors per layer (the columns of the down projection get the same
+    noise), and zero ablation (those columns zeroed). Weights are restored afterwards."""
+    model, ad, d = mh.model, mh.adapter, mh.dims
+    if ad.router is not None:
+        return Check("ablation", False, float("nan"), 0.0, "a mixture of experts has no single FFN neuron vector")
+    which = {li: [0, d.d_mlp // 2, d.d_mlp - 1] for li in range(d.n_layers)}
+    worst: Check | None = None
+    for mode in ("noise", "zero"):
+        with ablate(model, ad, which, mode, noise_scale=1.0, seed=0):
+            hooked_logits = model(input_ids=ids, use_cache=False).logits
+        edits = noise_vectors(model, ad, which, 1.0, 0)
+        saved = []
+        for li, block in enumerate(layers(model, ad)):
+            down = get(block, ad.mlp_out)
+            w = down.weight
+            saved.append(w.detach().clone())
+            idx, e = edits[li]
+            cols = w.t() if isinstance(down, nn.Linear) else w  # a view: [d_mlp, d_model]
+            if mode == "noise":
+                cols[idx] += e
+            else:
+                cols[idx] = 0.0
+        try:
+            edited = model(input_ids=ids, use_cache=False).logits
+        finally:
+            for block, w0 in zip(layers(model, ad), saved, strict=True):
+                get(block, ad.mlp_out).weight.copy_(w0)
+        c = _cmp("ablation", hooked_logits, edited, f"{mode} ablation by hooks vs edited weights", tol=tol)
+        worst = c if worst is None or (not c.ok) or c.rel > worst.rel and worst.ok else worst
+    assert worst is not None
+    return worst

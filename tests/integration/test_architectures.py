@@ -16,6 +16,7 @@ import torch
 
 from cotlens import checks as C
 from cotlens.batch import logits_at, pad
+from cotlens.cli import method_checks
 from cotlens.errors import CotlensError
 from cotlens.hooks import Capture
 from cotlens.models import zoo
@@ -69,7 +70,7 @@ def adapter_fields_width(model: Any, ad: Any) -> int:
 def test_every_self_check_passes(model: Any) -> None:
     """Every check passes; a mixture of experts refuses neuron ablation (no neuron vector),
     and a zoo.PARTIAL family fails exactly the checks it is listed with."""
-    res = C.run_checks(model, extra=(self_check,))
+    res = C.run_checks(model, extra=method_checks())
     assert [c.name for c in res] == CHECKS
     moe = adapter_for(model).router is not None
     expected = set(zoo.PARTIAL.get(model.config.model_type, ((), ""))[0]) | ({"ablation"} if moe else set())
@@ -190,7 +191,7 @@ WRONG = [
 def test_a_wrong_adapter_field_fails_its_check(family: str, wrong: dict[str, Any], check: str) -> None:
     m = zoo.perturb(zoo.build(family))
     ad = dataclasses.replace(infer(m), **wrong)
-    res = {c.name: c for c in C.run_checks(m, ad, extra=(self_check,))}
+    res = {c.name: c for c in C.run_checks(m, ad, extra=method_checks())}
     assert not res[check].ok, res[check]
 
 
@@ -241,7 +242,7 @@ CONTROLS = [
     ("gpt2", "dla", "cotlens.checks.direct_logits", _unfrozen_dla),
     ("gemma2", "attention", "cotlens.checks.windows", lambda m: [3]),  # a window the model does not have
     ("llama", "ablation", "cotlens.neurons.value_noise", _noise_on_the_next_neurons),
-    ("gpt2", "readout_padded", "cotlens.batch.pad", lambda s, p, d, left: pad(s, p, d, left=True)),
+    ("gpt2", "readout_padded", "cotlens.digits.pad", lambda s, p, d, left: pad(s, p, d, left=True)),
     ("mixtral", "router", "cotlens.experts.switch_off", lambda w, idx, drop: (w, idx)),  # an edit the block ignores
     ("deepseek_v3", "router", "cotlens.experts.switch_off", lambda w, idx, drop: (w, idx)),
 ]
@@ -252,9 +253,9 @@ def test_a_wrong_read_out_fails_its_check(
     family: str, check: str, target: str, wrong: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     m = zoo.perturb(zoo.build(family))
-    assert {c.name: c for c in C.run_checks(m)}[check].ok
+    assert {c.name: c for c in C.run_checks(m, extra=method_checks())}[check].ok
     monkeypatch.setattr(target, wrong)
-    bad = {c.name: c for c in C.run_checks(m)}[check]
+    bad = {c.name: c for c in C.run_checks(m, extra=method_checks())}[check]
     assert not bad.ok and (bad.diff > 1e-2 or "raised" in bad.detail), bad
 
 
@@ -336,7 +337,7 @@ def test_device_map_load_runs_every_check(tiny_model_src: Any) -> None:
     }
     m, _tok, dev = open_model(tiny_model_src, {}, "float32", "cpu", "eager", device_map=dmap)
     assert dev.type == "cpu" and set(getattr(m, "hf_device_map", {})) <= set(dmap)  # the map was used
-    res = C.run_checks(m, extra=(self_check,))
+    res = C.run_checks(m, extra=method_checks())
     assert all(c.ok for c in res), [(c.name, c.diff) for c in res]
 
 

@@ -145,16 +145,19 @@ def test_patching_refused_by_its_own_check_and_sufficiency_with_it(
     XGLM's mask did) is refused in one line before any pair is patched."""
     from cotlens.stages.circuits import patch, sufficiency
 
-    def broken(*_a: Any, **_k: Any) -> Any:
+    def self_check(*_a: Any, **_k: Any) -> Any:  # the engine raising, as on Bloom before this round
         raise RuntimeError("The expanded size of the tensor (12) must match the existing size (4)")
 
-    monkeypatch.setattr(patch, "self_check", broken)
+    monkeypatch.setattr(patch, "self_check", self_check)
     monkeypatch.setattr(patch, "patch_pair", _never)
     pairs = _pairs(tmp_path / "pairs.parquet", tiny_model_src)
     outs = {"patching": str(tmp_path / "patching.parquet"), "pathways": str(tmp_path / "pathways.parquet")}
     assert patch.run({"pairs": str(pairs), "model": str(tiny_prepared)}, outs, {"exact_pairs": 1}, RT, 1) == 0
     line = [x for x in capsys.readouterr().out.splitlines() if "refused" in x]
-    assert len(line) == 1 and "activation patching is refused for llama" in line[0] and "expanded size" in line[0]
+    assert (
+        len(line) == 1 and "activation patching is refused for model 'tiny'" in line[0] and "expanded size" in line[0]
+    )
+    assert "its self-check 'patching' failed" in line[0]
     for p in outs.values():
         assert read_table(p).num_rows == 0 and "activation patching is refused" in read_meta(p)["extra"][REFUSED]
     suff = tmp_path / "sufficiency.parquet"
@@ -193,27 +196,36 @@ def test_a_window_shorter_than_the_pairs_is_checked_at_their_length(tiny_model_s
 
 
 def test_expert_switching_refused_by_the_router_check_and_passed_on(
-    tiny_prepared: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tiny_prepared: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any
 ) -> None:
-    """DBRX's router returns one tensor, Llama 4's (scores, logits): the `router` check fails
-    and Study 4's stages refuse, the map stage (no model input) passing the reason on."""
+    """DBRX's router returns one tensor, Llama 4's (scores, logits): the routes stage's own
+    `router` check fails on the loaded model before any prompt runs, and the map stage (no
+    model input) and the effects stage pass the reason on without loading anything."""
+    import torch
+
+    from cotlens.models.adapters import handle
+    from cotlens.models.loading import Loaded
     from cotlens.stages.experts import effects, ftri, routes
+    from cotlens.stages.experts import prompts as eprompts
 
     m = zoo.perturb(zoo.build("dbrx"))
-    rep = C.summary("dbrx", C.adapter_for(m), C.run_checks(m), 0.0)
-    assert not rep["checks"]["router"]["ok"] and "DbrxRouter" in rep["checks"]["router"]["detail"]
-    report = tmp_path / "checks.json"
-    report.write_text(json.dumps(rep, default=str))
-    for mod in (routes, effects):
-        monkeypatch.setattr(mod, "load_for_stage", _never)
+    h = handle(m)
+    lm = Loaded(m, None, h.adapter, h.dims, {"name": "dbrx"}, torch.device("cpu"), "float32")
+    monkeypatch.setattr(routes, "load_for_stage", lambda *_a, **_k: lm)
+    monkeypatch.setattr(routes, "respond", _never)
+    monkeypatch.setattr(effects, "load_for_stage", _never)
+    prompts = str(tmp_path / "prompts.parquet")
+    eprompts.run({}, {"prompts": prompts}, {"contrasts": ["events"], "n_quality": 2, "seed": 0}, {}, 1)
     outs = {"routes": str(tmp_path / "routes.parquet"), "responses": str(tmp_path / "responses.parquet")}
-    ins = {"prompts": "unused", "model": str(tiny_prepared), "checks": str(report)}
-    assert routes.run(ins, outs, {}, RT, 1) == 0
+    assert routes.run({"prompts": prompts, "model": str(tiny_prepared)}, outs, {}, RT, 1) == 0
     why = read_meta(outs["routes"])["extra"][REFUSED]
-    assert why.startswith("expert maps and switching is refused") and "DbrxRouter" in why
+    assert why.startswith("expert maps and switching is refused for model 'dbrx'") and "DbrxRouter" in why
+    assert [x for x in capsys.readouterr().out.splitlines() if "refused" in x] == [
+        f"experts_routes: refused on 'tiny': {why}"
+    ]
     ft = str(tmp_path / "ftri.parquet")
-    assert ftri.run({"prompts": "unused", **outs}, {"ftri": ft}, {}, RT, 1) == 0
+    assert ftri.run({"prompts": prompts, **outs}, {"ftri": ft}, {}, RT, 1) == 0
     assert refusal({"f": ft}) == why and read_meta(ft)["fingerprint"] == read_meta(outs["routes"])["fingerprint"]
     eff = str(tmp_path / "effects.parquet")
-    assert effects.run({"prompts": "unused", "ftri": ft, "model": str(tiny_prepared)}, {"effects": eff}, {}, RT, 1) == 0
+    assert effects.run({"prompts": prompts, "ftri": ft, "model": str(tiny_prepared)}, {"effects": eff}, {}, RT, 1) == 0
     assert refusal({"e": eff}) == why

@@ -84,9 +84,6 @@ def test_dag_end_to_end_then_partial_reruns(workflow_copy: Path) -> None:
             "decomposition",
             "dla",
             "attention",
-            "readout_padded",
-            "ablation",
-            "router",
         ),
         True,
     )

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 from cotlens import schemas
-from cotlens.checks import Check, prompts, tolerance
 from cotlens.errors import CotlensError
 from cotlens.logs import Progress
 from cotlens.models.adapters import ModelHandle
@@ -22,7 +21,7 @@ from cotlens.models.loading import load_for_stage
 from cotlens.parquet import ShardWriter, read_table, to_table, write_table
 from cotlens.patching import baseline, patch_heads, patch_heads_at, patch_positions, self_check
 from cotlens.shards import Shards, resume_key
-from cotlens.stages.common import Params, Paths, model_meta, refuse
+from cotlens.stages.common import Params, Paths, gate, model_meta
 from cotlens.types import PATHWAY_SETS
 
 GROUP_ROWS = 8192  # patching rows per Parquet row group (bounds the write buffer)
@@ -38,21 +37,8 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
     lm = load_for_stage(model_dir, runtime, threads)
     # at the study's own length: a sliding window shorter than the pairs shows here
     longest = max(len(ids) for ids in table.column("clean_ids").to_pylist())
-    ids = prompts(lm.dims, t=longest).to(lm.device)
-    try:
-        check = self_check(lm, ids, tolerance(next(lm.model.parameters()).dtype))
-    except Exception as e:  # a family the engine cannot replay: a failed check, named
-        check = Check("patching", False, float("nan"), 0.0, f"the engine raised {type(e).__name__}: {e}")
-    print(f"self-check patching: max|diff| {check.diff:.3g} (reference {check.scale:.3g}) {check.detail}")
-    if not check.ok:
-        what = (
-            check.detail
-            if check.detail.startswith("the engine raised")
-            else f"the engine differs from the naive loop by {check.diff:.3g} on {check.scale:.3g} ({check.detail})"
-        )
-        why = f"activation patching is refused for {lm.adapter.family}: " + " ".join(what.split())  # one line
-        tables = {"patching": schemas.PATCHING, "pathways": schemas.PATHWAYS}
-        refuse("circuits_patch", why, outputs, tables, cfg, model_dir, runtime)
+    tables = {"patching": schemas.PATCHING, "pathways": schemas.PATHWAYS}
+    if gate("circuits_patch", "activation patching", self_check, lm, outputs, tables, cfg, model_dir, runtime, longest):
         return 0
     per = int(cfg["exact_pairs"])  # full sweeps per subtask; -1 = every pair
     seen: dict[str, int] = {}

@@ -11,13 +11,12 @@ import numpy as np
 import torch
 
 from cotlens import schemas
-from cotlens.checks import refused_by
-from cotlens.digits import VocabText, align, mc_dropout, own_digits, position_forward, score
+from cotlens.digits import VocabText, align, check_readout_padded, mc_dropout, own_digits, position_forward, score
 from cotlens.errors import CotlensError
 from cotlens.logs import Progress
 from cotlens.models.loading import load_for_stage
 from cotlens.parquet import read_table, to_table, write_table
-from cotlens.stages.common import Params, Paths, model_meta, refuse
+from cotlens.stages.common import Params, Paths, gate, model_meta
 from cotlens.types import DIGIT_SETTINGS
 
 # conditioned: the correct higher-order digits are given (teacher forcing);
@@ -40,11 +39,20 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
     bad = [s for s in settings if s not in KNOWN]
     if bad or not settings:
         raise CotlensError(f"digits.settings = {settings}", f"use some of {list(KNOWN)}")
-    why = refused_by(inputs.get("checks"), ["readout_padded"], "digit confidence")
-    if why:
-        refuse("digits_confidence", why, outputs, {"confidence": schemas.DIGITS}, cfg, inputs["model"], runtime)
-        return 0
     lm = load_for_stage(inputs["model"], runtime, threads)
+    tables = {"confidence": schemas.DIGITS}
+    if gate(
+        "digits_confidence",
+        "digit confidence",
+        check_readout_padded,
+        lm,
+        outputs,
+        tables,
+        cfg,
+        inputs["model"],
+        runtime,
+    ):
+        return 0
     vt = VocabText.from_tokenizer(lm.tokenizer)
     fwd = position_forward(lm)
     pad = int(lm.tokenizer.pad_token_id)

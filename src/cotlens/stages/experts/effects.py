@@ -18,10 +18,10 @@ import numpy as np
 import pyarrow as pa
 
 from cotlens import schemas
-from cotlens.checks import refused_by
 from cotlens.errors import CotlensError
 from cotlens.experts import (
     by_layer,
+    check_router,
     forceable,
     n_experts,
     random_experts,
@@ -36,7 +36,7 @@ from cotlens.models.loading import load_for_stage
 from cotlens.parquet import read_table, to_table, write_table
 from cotlens.responses import continuation_nll, first_int, reference_nll, refusal_classifier, render, respond
 from cotlens.shards import Shards, resume_key
-from cotlens.stages.common import Params, Paths, model_meta, refusal, refuse
+from cotlens.stages.common import Params, Paths, gate, model_meta, refusal, refuse
 from cotlens.types import SWITCH_MODES, SwitchMode
 
 
@@ -49,7 +49,7 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
         outputs["effects"],
         params,
     )
-    why = refusal(inputs) or refused_by(inputs.get("checks"), ["router"], "expert maps and switching")
+    why = refusal(inputs)  # the routes stage refused the study
     if why:
         refuse("experts_effects", why, outputs, {"effects": schemas.EXPERT_EFFECTS}, cfg, model_dir, runtime)
         return 0
@@ -70,6 +70,9 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
             f"use k values up to {score.size}",
         )
     lm = require_moe(load_for_stage(model_dir, runtime, threads))
+    tables = {"effects": schemas.EXPERT_EFFECTS}
+    if gate("experts_effects", "expert switching", check_router, lm, outputs, tables, cfg, model_dir, runtime):
+        return 0
     judge = load_for_stage(inputs["judge"], runtime, threads) if "judge" in inputs else None
     classify, _ = refusal_classifier(judge, runtime.get("judge_cache"))
     tok = lm.tokenizer

@@ -12,14 +12,13 @@ import numpy as np
 import pyarrow as pa
 
 from cotlens import schemas
-from cotlens.checks import refused_by
-from cotlens.experts import RouterCapture, n_experts, require_moe
+from cotlens.experts import RouterCapture, check_router, n_experts, require_moe
 from cotlens.hooks import router_modules
 from cotlens.logs import Progress
 from cotlens.models.loading import load_for_stage
 from cotlens.parquet import ShardWriter, read_table, to_table, write_table
 from cotlens.responses import refusal_classifier, respond
-from cotlens.stages.common import Params, Paths, model_meta, refuse
+from cotlens.stages.common import Params, Paths, gate, model_meta
 
 
 def _arrow(v: Any, typ: pa.DataType) -> pa.Array:
@@ -29,13 +28,13 @@ def _arrow(v: Any, typ: pa.DataType) -> pa.Array:
 def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads: int) -> int:
     """Refusals by the rule set, or by ``inputs["judge"]`` (cached in ``runtime["judge_cache"]``)."""
     cfg, routes_out, responses_out = params, outputs["routes"], outputs["responses"]
-    why = refused_by(inputs.get("checks"), ["router"], "expert maps and switching")
-    if why:
-        tables = {"routes": schemas.ROUTES, "responses": schemas.EXPERT_RESPONSES}
-        refuse("experts_routes", why, outputs, tables, cfg, inputs["model"], runtime)
-        return 0
     study = [r for r in read_table(inputs["prompts"]).to_pylist() if r["set"] == "study"]
     lm = require_moe(load_for_stage(inputs["model"], runtime, threads))
+    tables = {"routes": schemas.ROUTES, "responses": schemas.EXPERT_RESPONSES}
+    if gate(
+        "experts_routes", "expert maps and switching", check_router, lm, outputs, tables, cfg, inputs["model"], runtime
+    ):
+        return 0
     meta = model_meta(
         "experts_routes",
         cfg,

@@ -14,7 +14,6 @@ from typing import Any, cast
 import torch
 
 from cotlens import schemas
-from cotlens.checks import refused_by
 from cotlens.errors import CotlensError
 from cotlens.logs import Progress
 from cotlens.models.loading import load_for_stage
@@ -22,6 +21,7 @@ from cotlens.neurons import (
     ActivationMeter,
     Answer,
     ablate,
+    check_ablation,
     concept_neurons,
     effect_conditions,
     random_like,
@@ -31,7 +31,7 @@ from cotlens.neurons import (
 )
 from cotlens.parquet import read_table, to_table, write_table
 from cotlens.shards import Shards, resume_key
-from cotlens.stages.common import Params, Paths, model_meta, refusal, refuse
+from cotlens.stages.common import Params, Paths, gate, model_meta, refusal, refuse
 from cotlens.types import AblationMode
 
 
@@ -43,7 +43,7 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
         outputs["effects"],
         params,
     )
-    why = refusal(inputs) or refused_by(inputs.get("checks"), ["ablation"], "neuron ablation")
+    why = refusal(inputs)  # the discovery stage refused the neuron study
     if why:
         refuse("neurons_effects", why, outputs, {"effects": schemas.NEURON_EFFECTS}, cfg, model_dir, runtime)
         return 0
@@ -58,6 +58,9 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
         )
     tops = {int(n): top_neurons(ntab, int(n), str(neurons)) for n in cfg.get("top_n", [])}
     lm = load_for_stage(model_dir, runtime, threads)
+    tables = {"effects": schemas.NEURON_EFFECTS}
+    if gate("neurons_effects", "neuron ablation", check_ablation, lm, outputs, tables, cfg, model_dir, runtime):
+        return 0
     means = means.to(lm.device)
     conditions = effect_conditions(cfg, n_concept, list(tops))
     key = resume_key(cfg, runtime, prompts, neurons, Path(model_dir) / "manifest.json")
