@@ -23,7 +23,7 @@ failed ``decomposition``, ``dla`` or ``attention`` is recorded and the stages th
 refuse the model (:func:`refused_by`) before loading it. The last four live beside their
 methods (:func:`cotlens.digits.check_readout_padded`, :func:`cotlens.neurons.check_ablation`,
 :func:`cotlens.experts.check_router`, :func:`cotlens.patching.self_check`): the stages that
-use them run them on their loaded model before any work (``stages.common.gate``), so an
+use them run them on their loaded model before any work (``stages.gate.gate``), so an
 edit of a method reruns only its stages; ``cotlens check-model`` runs all ten.
 """
 

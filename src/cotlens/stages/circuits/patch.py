@@ -21,7 +21,8 @@ from cotlens.models.loading import load_for_stage
 from cotlens.parquet import ShardWriter, read_table, to_table, write_table
 from cotlens.patching import baseline, patch_heads, patch_heads_at, patch_positions, self_check
 from cotlens.shards import Shards, resume_key
-from cotlens.stages.common import Params, Paths, gate, model_meta
+from cotlens.stages.common import Params, Paths, model_meta
+from cotlens.stages.gate import gate
 from cotlens.types import PATHWAY_SETS
 
 GROUP_ROWS = 8192  # patching rows per Parquet row group (bounds the write buffer)

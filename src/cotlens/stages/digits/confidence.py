@@ -16,7 +16,8 @@ from cotlens.errors import CotlensError
 from cotlens.logs import Progress
 from cotlens.models.loading import load_for_stage
 from cotlens.parquet import read_table, to_table, write_table
-from cotlens.stages.common import Params, Paths, gate, model_meta
+from cotlens.stages.common import Params, Paths, model_meta
+from cotlens.stages.gate import gate
 from cotlens.types import DIGIT_SETTINGS
 
 # conditioned: the correct higher-order digits are given (teacher forcing);

@@ -36,7 +36,8 @@ from cotlens.models.loading import load_for_stage
 from cotlens.parquet import read_table, to_table, write_table
 from cotlens.responses import continuation_nll, first_int, reference_nll, refusal_classifier, render, respond
 from cotlens.shards import Shards, resume_key
-from cotlens.stages.common import Params, Paths, gate, model_meta, refusal, refuse
+from cotlens.stages.common import Params, Paths, model_meta, refusal, refuse
+from cotlens.stages.gate import gate
 from cotlens.types import SWITCH_MODES, SwitchMode
 
 

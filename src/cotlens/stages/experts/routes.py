@@ -18,7 +18,8 @@ from cotlens.logs import Progress
 from cotlens.models.loading import load_for_stage
 from cotlens.parquet import ShardWriter, read_table, to_table, write_table
 from cotlens.responses import refusal_classifier, respond
-from cotlens.stages.common import Params, Paths, gate, model_meta
+from cotlens.stages.common import Params, Paths, model_meta
+from cotlens.stages.gate import gate
 
 
 def _arrow(v: Any, typ: pa.DataType) -> pa.Array:

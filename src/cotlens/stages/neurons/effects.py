@@ -31,7 +31,8 @@ from cotlens.neurons import (
 )
 from cotlens.parquet import read_table, to_table, write_table
 from cotlens.shards import Shards, resume_key
-from cotlens.stages.common import Params, Paths, gate, model_meta, refusal, refuse
+from cotlens.stages.common import Params, Paths, model_meta, refusal, refuse
+from cotlens.stages.gate import gate
 from cotlens.types import AblationMode
 
 
