@@ -60,6 +60,8 @@ from cotlens.writes import constant, direct_logits, head_writes, logit_constant,
 
 TOL = 1e-4  # relative to the reference's largest magnitude, float32
 REQUIRED = ("resid_capture", "lens", "hook_shapes")
+# the checks of PREPARE_CHECKS, in the order of the report; the method checks follow in NEEDED_BY
+PREPARED = (*REQUIRED, "decomposition", "dla", "attention")
 NEEDED_BY = {
     "resid_capture": "every study",
     "lens": "every study",

@@ -37,18 +37,7 @@ def hand_model(request: pytest.FixtureRequest) -> Any:
     return zoo.perturb(zoo.build(request.param))
 
 
-CHECKS = [
-    "resid_capture",
-    "lens",
-    "hook_shapes",
-    "decomposition",
-    "dla",
-    "attention",
-    "readout_padded",
-    "ablation",
-    "router",
-    "patching",
-]
+CHECKS = list(C.NEEDED_BY)  # the prepare-time checks, then the method checks (cli.method_checks)
 
 
 def test_inference_matches_the_documented_layout(model: Any) -> None:
@@ -71,7 +60,7 @@ def test_every_self_check_passes(model: Any) -> None:
     """Every check passes; a mixture of experts refuses neuron ablation (no neuron vector),
     and a zoo.PARTIAL family fails exactly the checks it is listed with."""
     res = C.run_checks(model, extra=method_checks())
-    assert [c.name for c in res] == CHECKS
+    assert [c.name for c in res] == CHECKS and CHECKS[: len(C.PREPARED)] == list(C.PREPARED)
     moe = adapter_for(model).router is not None
     expected = set(zoo.PARTIAL.get(model.config.model_type, ((), ""))[0]) | ({"ablation"} if moe else set())
     assert {c.name for c in res if not c.ok} == expected, [(c.name, c.diff, c.scale, c.detail) for c in res]

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from cotlens.checks import PREPARED
 from cotlens.parquet import read_meta, read_table
 from cotlens.verdicts import VERDICTS, Headline
 
@@ -76,17 +77,7 @@ def test_dag_end_to_end_then_partial_reruns(workflow_copy: Path) -> None:
     smk(wd)
     report = json.loads((wd / "resources" / "checks" / "tiny.json").read_text())
     assert report["adapter"]["family"] == "llama"
-    assert {k: v["ok"] for k, v in report["checks"].items()} == dict.fromkeys(
-        (
-            "resid_capture",
-            "lens",
-            "hook_shapes",
-            "decomposition",
-            "dla",
-            "attention",
-        ),
-        True,
-    )
+    assert {k: v["ok"] for k, v in report["checks"].items()} == dict.fromkeys(PREPARED, True)
     res = wd / "results" / "default" / "circuits" / "tiny"
     for fig in ("accuracy", "step_accuracy", "lens_heatmap"):
         for ext in ("png", "pdf"):
