@@ -14,6 +14,7 @@ import functools
 from pathlib import Path
 
 PACKAGE = "cotlens"
+SRC = Path(__file__).resolve().parent.parent  # the directory holding the package
 
 
 def _module_file(src: Path, dotted: str) -> Path | None:
@@ -75,3 +76,25 @@ def module_closure(script: str | Path, src: str | Path) -> list[Path]:
                     seen.add(f)
                     todo.append(f)
     return sorted(seen)
+
+
+def code_files(module: str) -> list[Path]:
+    """The library files that make up ``module`` (a ``cotlens.*`` module name): its own
+    file and the closure of what it imports, sorted."""
+    src = SRC
+    own = _module_file(src, module)
+    if own is None:
+        raise ValueError(f"{module} is not a module of {src / PACKAGE}")
+    return sorted({own, *module_closure(own, src)})
+
+
+def code_digest(module: str) -> str:
+    """sha256 (16 hex) of the names and bytes of :func:`code_files` of ``module``: what a
+    resumed stage's shards must have been made with (``cotlens.shards.resume_key``)."""
+    import hashlib
+
+    src = SRC
+    h = hashlib.sha256()
+    for f in code_files(module):
+        h.update(str(f.relative_to(src)).encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()[:16]

@@ -3,8 +3,8 @@
 A long stage (``sample``, ``extract``, ``patch``) cuts its work into shards that each
 depend only on their own inputs (a fixed slice of the work list, a seed derived from the
 shard index). Each finished shard is written atomically into ``<out>.partial/`` with a
-resume key in its metadata: a hash of the stage config, the runtime and the upstream
-files. A rerun after a crash (kill -9, a preempted SLURM job, a node out of memory)
+resume key in its metadata: a hash of the stage config, the runtime, the upstream
+files, the stage's code closure and the library versions (:func:`resume_key`). A rerun after a crash (kill -9, a preempted SLURM job, a node out of memory)
 keeps every shard whose key matches and computes only the rest, so the final output is
 the same bytes as an uninterrupted run. The partial directory is not a Snakemake output:
 Snakemake never deletes it, and only the stage turns it into the final output.
@@ -120,14 +120,30 @@ def file_digest(*paths: str | Path) -> str:
     return h.hexdigest()[:16]
 
 
-def resume_key(cfg: Mapping[str, Any], runtime: Mapping[str, Any], *upstream: str | Path) -> dict[str, Any]:
-    """What a resumable stage's shards depend on: its config, the runtime with the device
-    it resolves to (a retry on another kind of node must not mix shards), and the bytes
-    of its upstream files (the model manifest among them)."""
+def resume_key(
+    code: str, cfg: Mapping[str, Any], runtime: Mapping[str, Any], *upstream: str | Path
+) -> dict[str, Any]:
+    """What a resumable stage's shards depend on, so that a resumed stage never mixes two
+    versions of anything in one output:
+
+    - ``code``: the stage's module (``__name__``); the bytes of its import closure
+      (:func:`cotlens.codedeps.code_digest`, the files its rule lists as ``code``);
+    - the versions of the libraries that shape the numbers (torch, transformers, ...);
+    - its config, and the runtime with the device it resolves to (a retry on another kind
+      of node must not mix shards);
+    - the bytes of its upstream files (the model manifest among them)."""
+    from cotlens.codedeps import code_digest
     from cotlens.models.loading import pick_device
+    from cotlens.parquet import library_versions
 
     device = str(pick_device(str(runtime.get("device", "auto"))).type)
-    return {**dict(cfg), "_runtime": {**dict(runtime), "resolved_device": device}, "_upstream": file_digest(*upstream)}
+    return {
+        **dict(cfg),
+        "_runtime": {**dict(runtime), "resolved_device": device},
+        "_upstream": file_digest(*upstream),
+        "_code": code_digest(code),
+        "_versions": library_versions(),
+    }
 
 
 def hold(stage: str, n_done: int) -> None:

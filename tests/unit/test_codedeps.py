@@ -2,6 +2,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from cotlens.codedeps import module_closure
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -71,3 +73,45 @@ def test_relative_and_package_imports(tmp_path: Path) -> None:
     (tmp_path / "s.py").write_text("import os\nfrom cotlens.sub import b\n")
     got = {str(p.relative_to(pkg)) for p in module_closure(tmp_path / "s.py", tmp_path / "src")}
     assert got == {"__init__.py", "sub/__init__.py", "sub/b.py", "a.py"}
+
+
+def test_a_stage_resume_key_changes_with_its_code_closure_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The issue's case: a shard written by the old extract.py must not be reused after an
+    edit of extract.py (the resume key holds the closure's bytes); an edit of a module the
+    stage does not import leaves its shards valid."""
+    import shutil
+
+    import pyarrow as pa
+
+    from cotlens import codedeps
+    from cotlens.parquet import RunMeta
+    from cotlens.shards import Shards, resume_key
+
+    copy = tmp_path / "src"
+    shutil.copytree(SRC / "cotlens", copy / "cotlens")
+    monkeypatch.setattr(codedeps, "SRC", copy)
+    stage = "cotlens.stages.circuits.extract"
+    files = {str(p.relative_to(copy / "cotlens")) for p in codedeps.code_files(stage)}
+    assert {"stages/circuits/extract.py", "extract.py", "hooks.py", "shards.py"} <= files
+    assert "experts.py" not in files and "plotting/circuits.py" not in files
+
+    up = tmp_path / "upstream"
+    up.write_text("x")
+    out = tmp_path / "activations"
+
+    def shards() -> Shards:
+        key = resume_key(stage, {"batch": 2}, {"device": "cpu"}, up)
+        return Shards(out, "circuits_extract", RunMeta.of("circuits_extract", key), 3)
+
+    first = shards()
+    first.write(0, pa.table({"x": [1.0]}))
+    assert shards().done(0)
+    (copy / "cotlens" / "experts.py").write_text("# an edit outside the closure\n")
+    assert shards().done(0)
+    src = copy / "cotlens" / "extract.py"
+    src.write_text(src.read_text().replace("resid", "resid_doubled", 1))
+    again = shards()
+    assert not again.done(0)  # the old code's shard is recomputed, never mixed in
+    assert again.reused == 0
+    key = resume_key(stage, {"batch": 2}, {"device": "cpu"}, up)
+    assert set(key) >= {"_code", "_versions", "_upstream", "_runtime"} and "torch" in key["_versions"]

@@ -47,7 +47,7 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
     work = [rows[i : i + ec.shard_size] for i in range(0, len(rows), ec.shard_size)] or [[]]
     meta = model_meta(
         "circuits_extract",
-        resume_key(cfg, runtime, samples, Path(model_dir) / "manifest.json"),
+        resume_key(__name__, cfg, runtime, samples, Path(model_dir) / "manifest.json"),
         meta_manifest,
         runtime["dtype"],
     )

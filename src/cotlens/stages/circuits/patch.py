@@ -50,7 +50,7 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
     meta = model_meta("circuits_patch", cfg, lm.manifest, lm.dtype)
     per_shard = int(cfg.get("shard_pairs", SHARD_PAIRS))
     starts = list(range(0, table.num_rows, per_shard))
-    key = resume_key(cfg, runtime, pairs, Path(model_dir) / "manifest.json")
+    key = resume_key(__name__, cfg, runtime, pairs, Path(model_dir) / "manifest.json")
     smeta = model_meta("circuits_patch", key, lm.manifest, lm.dtype)
     shards = Shards(out, "circuits_patch", smeta, len(starts))
     path_shards = Shards(out_pathways, "circuits_patch", smeta, len(starts))

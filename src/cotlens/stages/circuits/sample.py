@@ -71,7 +71,7 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
         return "delimiter" if parsing.cut_point(text) < len(text) else "answer"
 
     batches = [jobs[b : b + sc.batch_size] for b in range(0, len(jobs), sc.batch_size)]
-    key_cfg = resume_key(cfg, runtime, prompts, Path(model_dir) / "manifest.json")
+    key_cfg = resume_key(__name__, cfg, runtime, prompts, Path(model_dir) / "manifest.json")
     shards = Shards(out, "circuits_sample", model_meta("circuits_sample", key_cfg, lm.manifest, lm.dtype), len(batches))
     results: dict[tuple[int, int], Any] = {}
     prog = Progress(len(batches), "batches")

@@ -144,7 +144,7 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
             for seed in range(int(cfg["random_seeds"])):
                 rnd = random_experts(sorted(routers), n_exp, int(k), seed, top)
                 conditions.append(("random", mode, int(k), seed, rnd))
-    key = resume_key(cfg, runtime, prompts, ftri_path, Path(model_dir) / "manifest.json")
+    key = resume_key(__name__, cfg, runtime, prompts, ftri_path, Path(model_dir) / "manifest.json")
     shards = Shards(out, "experts_effects", model_meta("experts_effects", key, lm.manifest, lm.dtype), len(conditions))
     todo = [i for i in range(len(conditions)) if not shards.done(i)]  # the rest: done by an interrupted run
     with Progress(len(todo), "conditions") as prog:

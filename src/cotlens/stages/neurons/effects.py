@@ -64,7 +64,7 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
         return 0
     means = means.to(lm.device)
     conditions = effect_conditions(cfg, n_concept, list(tops))
-    key = resume_key(cfg, runtime, prompts, neurons, Path(model_dir) / "manifest.json")
+    key = resume_key(__name__, cfg, runtime, prompts, neurons, Path(model_dir) / "manifest.json")
     shards = Shards(out, "neurons_effects", model_meta("neurons_effects", key, lm.manifest, lm.dtype), len(conditions))
 
     def measured(texts: list[str], golds: list[int]) -> tuple[list[Answer], list[tuple[float, float]]]:
