@@ -120,9 +120,7 @@ def file_digest(*paths: str | Path) -> str:
     return h.hexdigest()[:16]
 
 
-def resume_key(
-    code: str, cfg: Mapping[str, Any], runtime: Mapping[str, Any], *upstream: str | Path
-) -> dict[str, Any]:
+def resume_key(code: str, cfg: Mapping[str, Any], runtime: Mapping[str, Any], *upstream: str | Path) -> dict[str, Any]:
     """What a resumable stage's shards depend on, so that a resumed stage never mixes two
     versions of anything in one output:
 

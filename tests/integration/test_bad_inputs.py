@@ -5,6 +5,7 @@ that names the input and what to do, and leaves nothing that looks complete."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import subprocess
@@ -274,5 +275,27 @@ def test_a_local_model_changed_after_prepare_is_refused_at_load(tmp_path: Path, 
     weights = load_file(src / "model.safetensors")
     weights = {k: v + 0.01 for k, v in weights.items()}
     save_file(weights, src / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(CotlensError, match=r"the files of model 'm' in .* changed after it was prepared"):
+        load(model, device="cpu")
+
+
+def test_load_hashes_the_content_even_where_the_hash_cache_vouches_for_it(
+    tmp_path: Path, tiny_model_src: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cache entry that matches the file's stat but not its bytes (any way a swap could
+    fool a stat-keyed cache) does not fool the load: it reads the bytes."""
+    from cotlens.fingerprint import CACHE_ENV, stat_key
+    from cotlens.models.loading import load
+
+    cache = tmp_path / "hashes.json"
+    monkeypatch.setenv(CACHE_ENV, str(cache))
+    src = tmp_path / "m"
+    shutil.copytree(tiny_model_src, src)
+    model = tmp_path / "prepared"
+    prepare(resolve("m", {"m": {"source": "local", "path": str(src)}}), model)
+    f = src / "model.safetensors"
+    old = json.loads(cache.read_text())[str(f.resolve())][4]
+    save_file({k: v + 0.01 for k, v in load_file(f).items()}, f, metadata={"format": "pt"})
+    cache.write_text(json.dumps({str(f.resolve()): [*stat_key(f.stat()), old]}))
     with pytest.raises(CotlensError, match=r"the files of model 'm' in .* changed after it was prepared"):
         load(model, device="cpu")

@@ -60,17 +60,51 @@ def test_local_fingerprint_follows_content_not_mtime_and_uses_the_cache(tmp_path
     # a touch re-hashes the file (size and mtime are the cache key) and finds the same content
     os.utime(model / "model.safetensors", ns=(1, 1))
     assert local_fingerprint({"source": "local", "path": str(model)}, cache) == fp
-    # the cache answers without reading: a (size, mtime) hit is trusted
+    # the cache answers without reading: a (size, mtime, inode, ctime) hit is trusted
     key = str((model / "model.safetensors").resolve())
     data = json.loads(cache.read_text())
-    data[key][2] = "cached"
+    data[key][4] = "cached"
     cache.write_text(json.dumps(data))
     assert file_hashes([model / "model.safetensors"], cache)[key] == "cached"
+    # ... but not where content is asked for (prepare, load)
+    assert file_hashes([model / "model.safetensors"], cache, fresh=True)[key] != "cached"
     # new weights at the same path: a new fingerprint
     (model / "model.safetensors").write_bytes(b"y" * 1001)
     assert local_fingerprint({"source": "local", "path": str(model)}, cache) != fp
     assert local_fingerprint({"source": "local", "path": str(tmp_path / "nope")}, cache) == "missing"
     assert local_fingerprint({"source": "pypi", "id": "x"}, cache) == ""
+
+
+@pytest.mark.parametrize("how", ["cp -p", "rsync -a"])
+def test_weights_swapped_with_the_same_size_and_mtime_are_seen(tmp_path: Path, how: str) -> None:
+    """The issue's case: another checkpoint of the same shape copied over the weights with
+    their mtime kept. ``cp -p`` writes into the same inode (its ctime moves); ``rsync -a``
+    renames a new file in (a new inode)."""
+    import shutil
+
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text('{"a": 1}')
+    w = model / "model.safetensors"
+    w.write_bytes(b"x" * 1000)
+    os.utime(w, ns=(10**18, 10**18))
+    cache = tmp_path / "hashes.json"
+    fp = local_fingerprint({"source": "local", "path": str(model)}, cache)
+    other = tmp_path / "other.safetensors"
+    other.write_bytes(b"y" * 1000)
+    os.utime(other, ns=(10**18, 10**18))
+    ino = w.stat().st_ino
+    time.sleep(0.05)  # ctime ticks with the kernel's coarse clock (a few ms)
+    if how == "cp -p":
+        shutil.copyfile(other, w)  # into the existing file, as cp does
+        shutil.copystat(other, w)
+        assert w.stat().st_ino == ino
+    else:
+        tmp = model / ".model.safetensors.tmp"
+        shutil.copy2(other, tmp)
+        os.replace(tmp, w)
+    assert (w.stat().st_size, w.stat().st_mtime_ns) == (1000, 10**18)  # what the old cache trusted
+    assert local_fingerprint({"source": "local", "path": str(model)}, cache) != fp
 
 
 def test_of_manifest_per_source() -> None:

@@ -108,7 +108,7 @@ def where_of(model_dir: str | Path, man: dict[str, Any]) -> tuple[str | Path, di
     where = Path(model_dir) / man["path"] if not Path(man["path"]).is_absolute() else Path(man["path"])
     check_local_dir(Path(where))
     if man["source"] == "local" and man.get("files"):  # the user's directory: still what was prepared?
-        now, _ = dir_content(where)
+        now, _ = dir_content(where, fresh=True)  # content, not size and mtime: see cotlens.fingerprint
         if now != man["fingerprint"]:
             raise CotlensError(
                 f"the files of model {man['name']!r} in {where} changed after it was prepared "

@@ -195,7 +195,7 @@ def prepare(spec: ModelSpec, out_dir: str | Path) -> dict[str, Any]:
                 check_local_dir(p)
                 check_weight_shapes(p)
                 manifest["path"] = str(p)
-                manifest["fingerprint"], manifest["files"] = dir_content(p)
+                manifest["fingerprint"], manifest["files"] = dir_content(p, fresh=True)
         else:
             manifest["repo"] = spec.repo
             manifest["commit"] = hub_commit(str(spec.repo), spec.revision or "main")
