@@ -8,10 +8,11 @@ statistics are restricted to the id columns (on float payloads they cost up to 4
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from importlib import metadata as _md
 from pathlib import Path
@@ -26,6 +27,10 @@ from cotlens.errors import CotlensError
 
 META_KEY = b"cotlens"
 SCHEMA_VERSION = 1
+# What made the tables of the running Snakemake job (set by :func:`made_with`): its run,
+# rule and ``params.cfg``; stored as ``made_with`` in every table it writes, and compared
+# with the current config by every stage that reads the table (cotlens.provenance).
+_JOB: dict[str, Any] = {}
 
 
 def config_hash(obj: Any) -> str:
@@ -43,6 +48,19 @@ def library_versions() -> dict[str, str]:
         except _md.PackageNotFoundError:
             out[name] = "absent"
     return out
+
+
+@contextlib.contextmanager
+def made_with(run: str, rule: str, params: Any) -> Iterator[None]:
+    """Within the block, every table written records ``{run, rule, params, params_hash}``."""
+    old = dict(_JOB)
+    _JOB.clear()
+    _JOB.update(run=run, rule=rule, params=params, params_hash=config_hash(params))
+    try:
+        yield
+    finally:
+        _JOB.clear()
+        _JOB.update(old)
 
 
 @dataclass(frozen=True)
@@ -70,6 +88,8 @@ class RunMeta:
         payload["config"] = dict(self.config)
         payload["versions"] = library_versions()
         payload["schema_version"] = SCHEMA_VERSION
+        if _JOB:
+            payload["made_with"] = dict(_JOB)
         return json.dumps(payload, sort_keys=True, default=str).encode()
 
 

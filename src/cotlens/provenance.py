@@ -12,7 +12,12 @@ stage. For each Parquet input (a file, or a directory of shards):
   columns and types, and its key columns identify each row once (a hand-edited file with
   every id twice stops here, not at a figure);
 - **complete**: a shard directory holds exactly the shards its ``_index.json`` lists,
-  with the rows and bytes it lists (one deleted or truncated shard stops the reader).
+  with the rows and bytes it lists (one deleted or truncated shard stops the reader);
+- **this configuration**: a table written in a Snakemake job records the run, the rule
+  and the rule's ``params.cfg`` (``made_with``, :func:`cotlens.parquet.made_with`); the
+  reader recomputes that part of the *current* config (:mod:`cotlens.stageparams`) and
+  refuses a table made with another one: copied in from another run, or left by an older
+  configuration. It names both and the keys that differ.
 
 Torch-free: it reads Parquet footers and key columns only.
 """
@@ -21,7 +26,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -118,8 +123,47 @@ def _remake(path: Path, meta: Mapping[str, Any] | None) -> str:
     return f"remake it from the current inputs ({how}); do not copy results between models or runs"
 
 
-def check_inputs(inputs: Mapping[str, str]) -> None:
-    """Check every Parquet input of a stage (see the module doc)."""
+Current = Callable[[str], tuple[str, Any] | None]
+
+
+def _flat(x: Any, at: str = "") -> dict[str, Any]:
+    if isinstance(x, Mapping):
+        out: dict[str, Any] = {}
+        for k, v in x.items():
+            out.update(_flat(v, f"{at}.{k}" if at else str(k)))
+        return out
+    return {at: x}
+
+
+def config_differences(then: Any, now: Any, limit: int = 4) -> str:
+    """``key: then -> now`` for the first ``limit`` dotted keys that differ."""
+    a, b = _flat(json.loads(json.dumps(then, default=str))), _flat(json.loads(json.dumps(now, default=str)))
+    keys = sorted(k for k in set(a) | set(b) if a.get(k, "(absent)") != b.get(k, "(absent)"))
+    shown = [f"{k or '(all)'}: {a.get(k, '(absent)')!r} -> {b.get(k, '(absent)')!r}" for k in keys[:limit]]
+    return "; ".join(shown) + (f"; and {len(keys) - limit} more" if len(keys) > limit else "")
+
+
+def check_made_with(f: Path, meta: Mapping[str, Any], current: Current, run: str) -> None:
+    """The table ``f`` was made with the current config's part for its rule (module doc)."""
+    made = meta.get("made_with")
+    if not isinstance(made, Mapping):
+        return  # written outside a Snakemake job (the library API, a test): nothing recorded
+    now = current(str(made.get("rule")))
+    if now is None or now[0] == made.get("params_hash"):
+        return
+    where = f"run {made.get('run')!r}" + ("" if made.get("run") == run else f", not this run {run!r}")
+    raise CotlensError(
+        f"{f} was made by {made.get('rule')} of {where}, with a config that differs from the current one "
+        f"({config_differences(made.get('params'), now[1])}): copied in from another run, or left by an "
+        "older configuration",
+        f"remove it and rerun (snakemake --forcerun {made.get('rule')}); to compare runs, give each its own "
+        "`run:` and use compare.runs",
+    )
+
+
+def check_inputs(inputs: Mapping[str, str], current: Current | None = None, run: str = "") -> None:
+    """Check every Parquet input of a stage (see the module doc). ``current(rule)`` is
+    (hash, part) of the current config for a table-writing rule, None for others."""
     model_fp = None
     model_dir = inputs.get("model") or inputs.get("provenance")
     if model_dir and (Path(model_dir) / "manifest.json").is_file():
@@ -139,6 +183,8 @@ def check_inputs(inputs: Mapping[str, str]) -> None:
             meta = read_meta(f)
             if path.is_file():
                 check_table(f, _remake(f, meta))
+            if current is not None:
+                check_made_with(f, meta, current, run)
             fp = meta.get("fingerprint")
             if not fp:
                 continue

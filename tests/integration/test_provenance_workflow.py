@@ -95,3 +95,17 @@ def test_a_local_model_is_its_content_and_runs_coexist(
     assert (other / "prompts.parquet").read_bytes() != (
         wd / "results" / "default" / "digits" / "prompts.parquet"
     ).read_bytes()
+
+    # The case: a prompts table of run seed1 (seed 1) copied into run default (seed 0).
+    # The stage that reads it refuses it, naming both runs and the key that differs.
+    edit_config(wd, "run", "default")
+    edit_config(wd, "digits.seed", 0)
+    edit_config(wd, "compare", {"runs": []})
+    time.sleep(0.05)
+    shutil.copyfile(other / "prompts.parquet", wd / "results" / "default" / "digits" / "prompts.parquet")
+    assert "digits_confidence" in scheduled(wd)
+    out = smk(wd, check=False)
+    assert out.returncode != 0
+    log = (wd / "results" / "default" / "logs" / "digits_confidence" / "tiny.log").read_text()
+    assert "prompts.parquet was made by digits_prompts of run 'seed1', not this run 'default'" in log, log[-2000:]
+    assert "seed: 1 -> 0" in log and "snakemake --forcerun digits_prompts" in log

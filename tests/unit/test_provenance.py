@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pytest
@@ -19,7 +20,7 @@ from cotlens.atomic import atomic_path, orphans, remove_orphans
 from cotlens.configcheck import check_config, check_files, measure
 from cotlens.errors import CotlensError
 from cotlens.fingerprint import dir_content, file_hashes, local_fingerprint, of_manifest
-from cotlens.parquet import RunMeta, to_table, write_table
+from cotlens.parquet import RunMeta, read_meta, to_table, write_table
 from cotlens.provenance import check_inputs, write_index
 
 
@@ -128,6 +129,35 @@ def test_an_upstream_file_from_another_model_is_one_clear_error(tmp_path: Path) 
     # without a model input (a figure): two inputs of different models
     with pytest.raises(CotlensError, match="were made from different models"):
         check_inputs({"a": str(ok), "b": str(old)})
+
+
+def test_a_table_made_with_another_config_is_refused_naming_both(tmp_path: Path) -> None:
+    """A table written in a Snakemake job records its run, rule and params; a reader whose
+    current config gives that rule other params refuses it (a copy from another run)."""
+    from cotlens.parquet import config_hash, made_with
+    from cotlens.stageparams import stage_params
+
+    cfg = {"run": "default", "digits": {"seed": 0, "n_digits": [1, 2], "m_digits": [1], "n_per_cell": 4}}
+    other = {**cfg, "run": "r2", "digits": {**cfg["digits"], "seed": 7}}
+
+    def current(config: dict[str, Any]) -> Any:
+        return lambda rule: (config_hash(p := stage_params(rule, config)), p)
+
+    prompts = tmp_path / "results" / "default" / "digits" / "prompts.parquet"
+    with made_with("r2", "digits_prompts", stage_params("digits_prompts", other)):
+        _table(prompts, None)
+    assert read_meta(prompts)["made_with"]["params"]["seed"] == 7
+    check_inputs({"prompts": str(prompts)}, current(other), "r2")
+    with pytest.raises(
+        CotlensError, match=r"made by digits_prompts of run 'r2', not this run 'default'.*\(seed: 7 -> 0\)"
+    ):
+        check_inputs({"prompts": str(prompts)}, current(cfg), "default")
+    # a config edit that the rule does not read changes nothing (the figures, another study)
+    check_inputs({"prompts": str(prompts)}, current({**other, "figures": {"dpi": 1}}), "r2")
+    # outside a Snakemake job nothing is recorded, so nothing is compared
+    _table(prompts, None)
+    assert "made_with" not in read_meta(prompts)
+    check_inputs({"prompts": str(prompts)}, current(cfg), "default")
 
 
 def test_a_table_with_duplicate_keys_or_another_schema_stops_before_the_stage(tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ rule circuits_prompts:
         "../../envs/cpu.yaml"
     threads: 1
     params:
-        cfg=config["circuits"]["prompts"],
+        cfg=cfg_of("circuits_prompts"),
     script:
         "../../scripts/circuits/prompts.py"
 
@@ -41,7 +41,7 @@ rule circuits_sample:
     resources:
         mem_mb=8000,
     params:
-        cfg=config["circuits"]["sample"],
+        cfg=cfg_of("circuits_sample"),
         runtime=config["runtime"],
     script:
         "../../scripts/circuits/sample.py"
@@ -66,7 +66,7 @@ rule circuits_extract:
     resources:
         mem_mb=8000,
     params:
-        cfg=config["circuits"]["extract"],
+        cfg=cfg_of("circuits_extract"),
         runtime=config["runtime"],
     script:
         "../../scripts/circuits/extract.py"
@@ -90,7 +90,7 @@ rule circuits_lens:
     resources:
         mem_mb=8000,
     params:
-        cfg=config["circuits"]["lens"],
+        cfg=cfg_of("circuits_lens"),
         runtime=config["runtime"],
     script:
         "../../scripts/circuits/lens.py"
@@ -116,7 +116,7 @@ rule circuits_pairs:
     resources:
         mem_mb=8000,
     params:
-        cfg=config["circuits"]["pairs"],
+        cfg=cfg_of("circuits_pairs"),
         runtime=config["runtime"],
     script:
         "../../scripts/circuits/pairs.py"
@@ -142,7 +142,7 @@ rule circuits_patch:
     resources:
         mem_mb=8000,
     params:
-        cfg=config["circuits"]["patch"],
+        cfg=cfg_of("circuits_patch"),
         runtime=config["runtime"],
     script:
         "../../scripts/circuits/patch.py"
@@ -166,7 +166,7 @@ rule circuits_heads:
     resources:
         mem_mb=8000,
     params:
-        cfg={},
+        cfg=cfg_of("circuits_heads"),
         runtime=config["runtime"],
     script:
         "../../scripts/circuits/heads.py"
@@ -192,7 +192,7 @@ rule circuits_sufficiency:
     resources:
         mem_mb=8000,
     params:
-        cfg=config["circuits"]["sufficiency"],
+        cfg=cfg_of("circuits_sufficiency"),
         runtime=config["runtime"],
     script:
         "../../scripts/circuits/sufficiency.py"
@@ -216,7 +216,7 @@ rule circuits_probe:
     resources:
         mem_mb=8000,
     params:
-        cfg=config["circuits"]["probe"],
+        cfg=cfg_of("circuits_probe"),
         runtime=config["runtime"],
     script:
         "../../scripts/circuits/probe.py"

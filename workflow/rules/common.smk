@@ -23,6 +23,7 @@ from cotlens.errors import CotlensError
 from cotlens.fingerprint import local_fingerprint
 from cotlens.models.registry import resolve
 from cotlens.models.shape import routed_experts
+from cotlens.stageparams import stage_params
 from cotlens.studies import STUDIES, figure_paths, study_models
 
 for _name in config["active_models"] + config["experts"]["models"]:
@@ -79,6 +80,12 @@ def code_deps(script):
     Relative to the working directory, so a checkout moved or copied elsewhere with its
     results reruns nothing (Snakemake records the set of input paths)."""
     return [os.path.relpath(p) for p in module_closure(SCRIPTS / script, SRC)]
+
+
+def cfg_of(rule):
+    """The part of the config that makes the rule's tables (cotlens.stageparams): hashed
+    into their metadata, and checked against the current config by every reader."""
+    return stage_params(rule, config)
 
 
 def table(study, name):

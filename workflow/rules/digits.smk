@@ -1,15 +1,4 @@
 # Study 3 (Gambardella et al., ACL 2024; cotlens.studies): prompts -> confidence.
-DIGITS_PROMPT_KEYS = [
-    "seed",
-    "n_digits",
-    "m_digits",
-    "n_per_cell",
-    "n_shots",
-    "template",
-    "direct_template",
-]
-
-
 rule digits_prompts:
     input:
         code=code_deps("digits/prompts.py"),
@@ -22,9 +11,7 @@ rule digits_prompts:
     conda:
         "../../envs/cpu.yaml"
     params:
-        cfg={
-            k: config["digits"][k] for k in DIGITS_PROMPT_KEYS if k in config["digits"]
-        },
+        cfg=cfg_of("digits_prompts"),
     script:
         "../../scripts/digits/prompts.py"
 
@@ -47,7 +34,7 @@ rule digits_confidence:
     resources:
         mem_mb=8000,
     params:
-        cfg=config["digits"],
+        cfg=cfg_of("digits_confidence"),
         runtime=config["runtime"],
     script:
         "../../scripts/digits/confidence.py"

@@ -1,7 +1,5 @@
 # Study 4 (MoTE, 2025; cotlens.studies): prompts -> routes -> ftri -> effects, on the MoE
 # models of experts.models.
-EXPERTS_PROMPT_KEYS = ["contrasts", "n_quality", "seed"]
-EXPERTS_GEN_KEYS = ["max_new_tokens", "batch_size"]
 
 
 rule experts_prompts:
@@ -17,7 +15,7 @@ rule experts_prompts:
     conda:
         "../../envs/cpu.yaml"
     params:
-        cfg={k: config["experts"][k] for k in EXPERTS_PROMPT_KEYS},
+        cfg=cfg_of("experts_prompts"),
     script:
         "../../scripts/experts/prompts.py"
 
@@ -43,7 +41,7 @@ rule experts_routes:
     resources:
         mem_mb=8000,
     params:
-        cfg={k: config["experts"][k] for k in EXPERTS_GEN_KEYS},
+        cfg=cfg_of("experts_routes"),
         runtime=judge_runtime(config["experts"].get("judge", "")),
     script:
         "../../scripts/experts/routes.py"
@@ -66,7 +64,7 @@ rule experts_ftri:
     resources:
         mem_mb=4000,
     params:
-        cfg={k: config["experts"][k] for k in ["tokens", "classes"]},
+        cfg=cfg_of("experts_ftri"),
     script:
         "../../scripts/experts/ftri.py"
 
@@ -92,7 +90,7 @@ rule experts_effects:
     resources:
         mem_mb=8000,
     params:
-        cfg={k: config["experts"][k] for k in [*EXPERTS_GEN_KEYS, "k", "random_seeds"]},
+        cfg=cfg_of("experts_effects"),
         runtime=judge_runtime(config["experts"].get("judge", "")),
     script:
         "../../scripts/experts/effects.py"

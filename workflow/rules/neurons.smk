@@ -16,7 +16,7 @@ rule neurons_prompts:
     conda:
         "../../envs/cpu.yaml"
     params:
-        cfg=config["neurons"]["prompts"],
+        cfg=cfg_of("neurons_prompts"),
     script:
         "../../scripts/neurons/prompts.py"
 
@@ -41,7 +41,7 @@ rule neurons_discovery:
     resources:
         mem_mb=8000,
     params:
-        cfg=config["neurons"]["discovery"],
+        cfg=cfg_of("neurons_discovery"),
         runtime=judge_runtime(config["neurons"]["discovery"].get("judge", "")),
     script:
         "../../scripts/neurons/discovery.py"
@@ -67,7 +67,7 @@ rule neurons_effects:
     resources:
         mem_mb=8000,
     params:
-        cfg={**config["neurons"]["discovery"], **config["neurons"]["effects"]},
+        cfg=cfg_of("neurons_effects"),
         runtime=config["runtime"],
     script:
         "../../scripts/neurons/effects.py"

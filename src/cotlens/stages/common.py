@@ -27,8 +27,9 @@ import pyarrow as pa
 from cotlens.atomic import remove_orphans
 from cotlens.fingerprint import of_manifest
 from cotlens.logs import logged
-from cotlens.parquet import RunMeta, read_meta, to_table, write_table
+from cotlens.parquet import RunMeta, config_hash, made_with, read_meta, to_table, write_table
 from cotlens.provenance import check_inputs
+from cotlens.stageparams import PARAMS, stage_params
 
 Paths = Mapping[str, str]
 Params = Mapping[str, Any]
@@ -56,11 +57,20 @@ def from_snakemake(run: Stage, smk: Any) -> None:
     params = dict(getattr(smk.params, "cfg", {}) or {})
     runtime = dict(getattr(smk.params, "runtime", {}) or {})
     job = " ".join([str(smk.rule), *(str(v) for v in smk.wildcards)])
-    with logged(smk.log[0], job):
+    config = dict(getattr(smk, "config", {}) or {})
+
+    def current(rule: str) -> tuple[str, Any] | None:
+        if rule not in PARAMS:
+            return None
+        part = stage_params(rule, config)
+        return config_hash(part), part
+
+    with logged(smk.log[0], job), made_with(str(config.get("run", "")), str(smk.rule), params):
         for out in outputs.values():  # temp files a killed run left (none a live process owns)
             for orphan in remove_orphans(out):
                 print(f"removed {orphan}, left by an interrupted run", flush=True)
-        check_inputs(inputs)  # one model, the right schemas, unique keys, complete shards
+        # one model, the right schemas, unique keys, complete shards, this configuration
+        check_inputs(inputs, current, str(config.get("run", "")))
         run(inputs, outputs, params, runtime, int(smk.threads))
 
 
