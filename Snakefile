@@ -5,7 +5,7 @@ from snakemake.utils import min_version, validate
 
 min_version("9.0")
 sys.path.insert(0, f"{workflow.basedir}/src")
-from cotlens.configcheck import check_config, check_files
+from cotlens.configcheck import check_config, check_files, check_names
 
 # Size, YAML syntax, alias bombs and cycles, key types: one clear error naming the file,
 # before anything walks the config (cotlens.configcheck).
@@ -17,6 +17,7 @@ configfile: "config.yaml"
 
 
 check_config(config, CONFIG_FILES)
+check_names(config, CONFIG_FILES)  # run and model names: one path component each
 validate(config, "workflow/schemas/config.schema.yaml")
 
 

@@ -95,33 +95,113 @@ def _checkout() -> Path:
     return Path.cwd()
 
 
-def snakemake_command(configs: Sequence[str], extra: Sequence[str] = ()) -> list[str]:
-    """The Snakemake command line of ``make run``: the default profile, the config overlays."""
-    cmd = [sys.executable, "-m", "snakemake", "--workflow-profile", PROFILE]
+MERGED = Path(".snakemake") / "cotlens"
+
+
+def merged_overlay(configs: Sequence[str]) -> str:
+    """The overlays merged in order (later keys win, mappings merged key by key: Snakemake's
+    own ``update_config``) into one file, ``.snakemake/cotlens/overlay-<hash>.yaml``: Snakemake
+    keeps only the last of repeated ``--configfile`` flags, which dropped ``--config X``
+    beside ``--model``. One overlay is passed as it is (its errors name it)."""
+    import hashlib
+
+    import yaml
+    from snakemake.utils import update_config
+
+    if len(configs) == 1:
+        return configs[0]
+    merged: dict[str, Any] = {}
     for c in configs:
-        cmd += ["--configfile", c]
+        update_config(merged, yaml.safe_load(Path(c).read_text(encoding="utf-8")) or {})
+    body = yaml.safe_dump(merged, sort_keys=False)
+    out = MERGED / f"overlay-{hashlib.sha256(body.encode()).hexdigest()[:12]}.yaml"
+    head = "".join(f"#   {c}\n" for c in configs)
+    write_text(out, f"# written by cotlens: these overlays merged in this order\n{head}" + body)
+    return str(out)
+
+
+def snakemake_command(configs: Sequence[str], extra: Sequence[str] = ()) -> list[str]:
+    """The Snakemake command line of ``make run``: the default profile and one overlay, the
+    merge of ``configs`` (:func:`merged_overlay`)."""
+    cmd = [sys.executable, "-m", "snakemake", "--workflow-profile", PROFILE]
+    if configs:
+        cmd += ["--configfile", merged_overlay(configs)]
     return cmd + list(extra)
+
+
+def _slug(directory: Path) -> str:
+    """A run name from a directory's name: its letters and digits (of any script, so
+    ``模型`` and ``модель`` stay two names) joined by ``-``, lower case, at most 48."""
+    import re
+    import unicodedata
+
+    text = unicodedata.normalize("NFC", directory.name).lower()
+    return re.sub(r"\.{2,}", ".", re.sub(r"[^\w.-]+", "-", text)).strip("-._")[:48].strip("-._") or "local"
+
+
+def _claimed_by(name: str, where: Path) -> str | None:
+    """The model directory a run/model name already stands for: the path of its overlay
+    (``config/local-<name>.yaml``) or of its prepared model (``resources/models/<name>``)."""
+    import yaml
+
+    base = yaml.safe_load(Path("config.yaml").read_text(encoding="utf-8")) if Path("config.yaml").is_file() else {}
+    if isinstance(base, dict) and name in (base.get("models") or {}):
+        return f"the registry model {name!r} of config.yaml"
+    overlay = where / f"local-{name}.yaml"
+    if overlay.is_file():
+        data = yaml.safe_load(overlay.read_text(encoding="utf-8")) or {}
+        entry = (data.get("models") or {}).get(name) if isinstance(data, dict) else None
+        if isinstance(entry, dict) and entry.get("path"):
+            return str(entry["path"])
+    manifest = Path("resources") / "models" / name / "manifest.json"
+    if manifest.is_file():
+        try:
+            man = json.loads(manifest.read_text())
+        except ValueError:
+            return None
+        return str(man.get("path")) if man.get("source") == "local" else f"the registry model {name!r}"
+    return None
 
 
 def model_overlay(path: str, name: str | None = None, where: str | Path = "config") -> Path:
     """A config overlay running the studies on the transformers model directory ``path``:
-    registry entry ``<name>`` (``source: local``), ``active_models: [<name>]``, ``run: <name>``."""
-    import re
+    registry entry ``<name>`` (``source: local``), ``active_models: [<name>]``, ``run: <name>``.
 
+    The name (``--name``, else the directory's name) is checked before anything is written:
+    one path component, and not a name that stands for another model directory already
+    (another checkpoint's ``final``), which would share and overwrite its run."""
     import yaml
 
+    from cotlens.configcheck import check_name
     from cotlens.models.prepare import check_local_dir
 
-    p = Path(path).expanduser().resolve()
+    if name is not None:
+        check_name("--name", name)
+    try:
+        p = Path(path).expanduser().resolve(strict=True)
+    except (OSError, RuntimeError) as e:
+        why = "is a symlink loop" if "loop" in str(e).lower() or isinstance(e, RuntimeError) else "does not exist"
+        raise CotlensError(
+            f"--model {path}: {why}", "give a transformers model directory (config.json, weights, tokenizer)"
+        ) from None
     if not p.is_dir():
         raise CotlensError(
             f"--model {path}: no such directory",
             "give a transformers model directory (config.json, weights, tokenizer)",
         )
     check_local_dir(p)
-    name = name or re.sub(r"[^A-Za-z0-9_.-]+", "-", p.name).strip("-.").lower() or "local"
+    name = check_name("--name" if name else "the name of --model", name or _slug(p))
+    where = Path(where)
+    owner = _claimed_by(name, where)
+    if owner is not None and owner != str(p):
+        raise CotlensError(
+            f"--model {p}: the run and model name {name!r} already stand for {owner} "
+            f"({where / f'local-{name}.yaml'}, results/{name}/, resources/models/{name}/); "
+            "this model would overwrite them",
+            f"give this model its own name: cotlens run --model {path} --name {name}-2",
+        )
     overlay = {"run": name, "active_models": [name], "models": {name: {"source": "local", "path": str(p)}}}
-    out = Path(where) / f"local-{name}.yaml"
+    out = where / f"local-{name}.yaml"
     out.parent.mkdir(parents=True, exist_ok=True)
     write_text(out, f"# written by `cotlens run --model {path}`\n" + yaml.safe_dump(overlay, sort_keys=False))
     return out
@@ -146,16 +226,18 @@ def run(configs: Sequence[str], extra: Sequence[str], verbose: bool = False) -> 
                 run_filter(proc.stdout, sys.stdout)
             except KeyboardInterrupt:  # Snakemake got it too: let it finish its cleanup
                 proc.wait()
+                raise
             rc = proc.wait()
     dry = any(a in ("-n", "--dry-run", "--dryrun") for a in extra)
     if rc == 0 and not dry:
-        return report(configs)
+        return report(configs, after_run=True)
     return rc
 
 
-def report(configs: Sequence[str]) -> int:
+def report(configs: Sequence[str], after_run: bool = False) -> int:
     """The findings summary (results/<run>/summary.parquet and the landing page) and the
-    HTML report of the figures that exist, written under a temp name and renamed."""
+    HTML report of the figures that exist, written under a temp name and renamed. After a
+    run that made no figure yet (``-- --until circuits_extract``), a note, not an error."""
     import os
     import subprocess
 
@@ -173,6 +255,9 @@ def report(configs: Sequence[str]) -> int:
         for p in results.glob("*/*/figures/*.json")
         if all(p.with_suffix(e).is_file() for e in (".png", ".pdf", ".html"))
     )
+    if not present and after_run:
+        print(f"no figures under {results}/ yet, so no report: `cotlens report` writes it once some exist")
+        return 0
     if not present:
         raise CotlensError(f"no figures under {results}/ (run {name!r})", "make some first: cotlens run (or make run)")
     expected = _expected_figures(configs)
@@ -240,6 +325,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.cmd == "run":
             configs = list(args.config)
+            from cotlens.configcheck import check_files
+
+            _checkout()
+            check_files(["config.yaml", *configs])  # before anything is written
             if args.model:
                 configs.append(str(model_overlay(args.model, args.name)))
                 print(f"model {args.model}: registry entry and run in {configs[-1]}")
@@ -251,6 +340,13 @@ def main(argv: list[str] | None = None) -> int:
     except CotlensError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(
+            "\ninterrupted: the running stages were stopped; nothing half written looks complete. "
+            "`cotlens run` again resumes (finished shards are kept; add -- --rerun-incomplete if Snakemake asks)",
+            file=sys.stderr,
+        )
+        return 130
 
 
 if __name__ == "__main__":

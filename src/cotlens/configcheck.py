@@ -15,6 +15,8 @@ configuration before anything parses it, and names the file and line of a YAML e
 from __future__ import annotations
 
 import os
+import re
+import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -81,8 +83,12 @@ def check_files(paths: Iterable[str | os.PathLike[str]]) -> None:
     import yaml
 
     for p in map(Path, paths):
+        if p.is_dir():
+            raise CotlensError(f"config file {p} is a directory", "give a YAML file, e.g. config/paper.yaml")
         if not p.is_file():
-            continue  # Snakemake reports a missing config file itself
+            raise CotlensError(
+                f"config file {p} does not exist", "check the path (relative to the checkout), e.g. config/paper.yaml"
+            )
         size = p.stat().st_size
         if size > MAX_BYTES:
             raise CotlensError(
@@ -92,6 +98,8 @@ def check_files(paths: Iterable[str | os.PathLike[str]]) -> None:
             )
         try:
             data = yaml.safe_load(p.read_text(encoding="utf-8"))
+        except PermissionError:
+            raise CotlensError(f"config file {p} is not readable (permission denied)", f"chmod u+r {p}") from None
         except UnicodeDecodeError as e:
             raise CotlensError(f"config file {p} is not UTF-8 text ({e.reason})", "save it as UTF-8 YAML") from None
         except yaml.YAMLError as e:
@@ -102,6 +110,11 @@ def check_files(paths: Iterable[str | os.PathLike[str]]) -> None:
                 f"config file {p} is not valid YAML{at}: {why}",
                 "indent with spaces only (YAML forbids tabs) and check the brackets and quotes there",
             ) from None
+        if data is not None and not isinstance(data, dict):
+            raise CotlensError(
+                f"config file {p} holds a YAML {type(data).__name__}, not a mapping of settings",
+                "write it as `key: value` lines, e.g. `run: mine` (see config.yaml)",
+            )
         check_config(data, [p])
 
 
@@ -116,16 +129,59 @@ def check_config(config: Any, files: Sequence[str | os.PathLike[str]]) -> None:
         ) from None
 
 
+MAX_NAME = 64
+# a name becomes one path component (results/<run>/, resources/models/<model>/,
+# config/local-<name>.yaml): letters and digits of any script (kept, NFC), _ . -
+_NAME = re.compile(r"\w[\w.-]*")
+
+
+def name_problem(value: object) -> str | None:
+    """Why ``value`` cannot be a run or model name, or None if it can."""
+    if not isinstance(value, str) or not value:
+        return "is empty" if value == "" else f"is not a name ({type(value).__name__})"
+    if len(value) > MAX_NAME:
+        return f"is {len(value)} characters long (at most {MAX_NAME})"
+    if unicodedata.normalize("NFC", value) != value:
+        return "is not in Unicode normal form NFC (two spellings of one name)"
+    if ".." in value or not _NAME.fullmatch(value):
+        bad = sorted({c for c in value if not (c.isalnum() or c in "_.-")})
+        why = f"contains {', '.join(map(repr, bad))}" if bad else "contains '..' or starts with '.' or '-'"
+        return f"{why}: a name is one path component (letters, digits, _ . -)"
+    return None
+
+
+def check_name(what: str, value: object, where: str = "") -> str:
+    """``value`` as a run or model name, or one :class:`CotlensError` naming ``what``."""
+    why = name_problem(value)
+    if why is not None:
+        raise CotlensError(
+            f"{what} {value!r}{f' ({where})' if where else ''} {why}",
+            "use letters, digits, _ . - (at most 64 characters); it names a directory under results/ or resources/",
+        )
+    return str(value)
+
+
+def check_names(config: Mapping[str, Any], files: Sequence[str | os.PathLike[str]] = ()) -> None:
+    """The run name and every registry model name of a loaded (merged) config."""
+    where = ", ".join(map(str, files))
+    if "run" in config:
+        check_name("run", config["run"], where)
+    models = config.get("models")
+    for name in models if isinstance(models, Mapping) else ():
+        check_name("model", name, where)
+
+
 def run_name(paths: Iterable[str | os.PathLike[str]]) -> str:
-    """The ``run:`` the config files give (the last one that sets it wins), else default."""
+    """The ``run:`` the config files give (the last one that sets it wins), else default;
+    checked as a name (no path separators, no ``..``) before anything is written there."""
     import yaml
 
-    name = "default"
+    name, where = "default", ""
     for p in map(Path, paths):
         data = yaml.safe_load(p.read_text(encoding="utf-8")) if p.is_file() else None
-        if isinstance(data, dict) and isinstance(data.get("run"), str):
-            name = data["run"]
-    return name
+        if isinstance(data, dict) and "run" in data:
+            name, where = data["run"], str(p)
+    return check_name("run", name, where)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

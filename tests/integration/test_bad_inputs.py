@@ -12,6 +12,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -299,3 +300,58 @@ def test_load_hashes_the_content_even_where_the_hash_cache_vouches_for_it(
     cache.write_text(json.dumps({str(f.resolve()): [*stat_key(f.stat()), old]}))
     with pytest.raises(CotlensError, match=r"the files of model 'm' in .* changed after it was prepared"):
         load(model, device="cpu")
+
+
+def _check_model(path: Path, capsys: pytest.CaptureFixture[str]) -> str:
+    from cotlens import cli
+
+    assert cli.main(["check-model", str(path)]) == 2
+    return capsys.readouterr().err
+
+
+def test_check_model_on_a_broken_directory_is_one_clear_error_each(
+    tmp_path: Path, tiny_model_src: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The issue's tracebacks: an invalid config.json, an unreadable directory, an
+    unreadable weight file (root reads everything, so the permission errors are raised
+    where the OS would raise them), and a BERT config beside Llama weights."""
+    import builtins
+
+    from transformers import BertConfig
+
+    m = tmp_path / "m"
+    shutil.copytree(tiny_model_src, m)
+    good = (m / "config.json").read_text()
+    (m / "config.json").write_text(good[: len(good) // 2])  # a truncated copy
+    assert f"{m}/config.json is not valid JSON at line" in _check_model(m, capsys)
+    (m / "config.json").write_text("[1, 2]")
+    assert "config.json names no model_type" in _check_model(m, capsys)
+    (m / "config.json").write_text(good)
+
+    real_listdir, real_open = os.listdir, builtins.open
+
+    def no_list(p: Any) -> list[str]:
+        if Path(p) == m:
+            raise PermissionError(13, "Permission denied", str(p))
+        return real_listdir(p)
+
+    monkeypatch.setattr(os, "listdir", no_list)
+    assert f"model directory {m} is not readable (permission denied)" in _check_model(m, capsys)
+    monkeypatch.setattr(os, "listdir", real_listdir)
+
+    def no_read(p: Any, *a: Any, **k: Any) -> Any:
+        if Path(str(p)) == m / "model.safetensors":
+            raise PermissionError(13, "Permission denied", str(p))
+        return real_open(p, *a, **k)
+
+    monkeypatch.setattr(builtins, "open", no_read)
+    assert f"model file {m / 'model.safetensors'} is not readable (permission denied)" in _check_model(m, capsys)
+    monkeypatch.setattr(builtins, "open", real_open)
+
+    cfg = json.loads(good)
+    BertConfig(
+        vocab_size=cfg["vocab_size"], hidden_size=32, num_hidden_layers=2, num_attention_heads=2, is_decoder=True
+    ).save_pretrained(m)
+    err = _check_model(m, capsys)
+    assert f"the weights in {m} do not fit the BertLMHeadModel its config.json describes" in err
+    assert "transformers would fill the gaps with random values" in err

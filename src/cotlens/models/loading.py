@@ -78,18 +78,22 @@ def open_model(
         raise CotlensError(f"dtype {dtype!r} is not supported", f"use one of {sorted(DTYPES)}")
     try:
         extra = {"device_map": device_map} if device_map else {}
-        model = AutoModelForCausalLM.from_pretrained(
-            where, dtype=DTYPES[dtype], attn_implementation=attn, **kw, **extra
+        model, info = AutoModelForCausalLM.from_pretrained(
+            where, dtype=DTYPES[dtype], attn_implementation=attn, output_loading_info=True, **kw, **extra
         )
         tok = AutoTokenizer.from_pretrained(where, **kw)
     except OSError as e:
         if "revision" not in kw:
-            raise
+            raise CotlensError(
+                f"model {where} could not be loaded ({str(e).splitlines()[0]})",
+                "check its files: cotlens check-model names what is wrong with a model directory",
+            ) from None
         raise CotlensError(
             f"model {where} at revision {kw['revision']!r} could not be loaded ({str(e).splitlines()[0]})",
             f"check models.<name>.repo/revision; offline, pre-fetch it on a machine with access: "
             f"hf download {where} --revision {kw['revision']}",
         ) from None
+    check_loaded(where, model, info)
     if device_map:
         dev = next(model.parameters()).device  # inputs go where the embedding is
     else:
@@ -99,6 +103,23 @@ def open_model(
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
     return model, tok, dev
+
+
+def check_loaded(where: str | Path, model: nn.Module, info: dict[str, Any]) -> None:
+    """Every tensor of the model config.json describes came from the files: transformers
+    fills missing ones with random values and only logs it (a BERT config beside Llama
+    weights loads as a random BERT). Refused, with what is missing and what went unused."""
+    missing, unused = sorted(info.get("missing_keys") or []), sorted(info.get("unexpected_keys") or [])
+    bad = sorted(info.get("mismatched_keys") or [])
+    if not missing and not bad:
+        return
+    raise CotlensError(
+        f"the weights in {where} do not fit the {type(model).__name__} its config.json describes: "
+        f"{len(missing)} of its tensors are not in the files (e.g. {', '.join(map(str, missing[:3])) or '-'}), "
+        f"{len(bad)} have another shape, {len(unused)} tensors of the files are unused "
+        f"(e.g. {', '.join(map(str, unused[:3])) or '-'}); transformers would fill the gaps with random values",
+        "use the config.json that came with these weights",
+    )
 
 
 def where_of(model_dir: str | Path, man: dict[str, Any]) -> tuple[str | Path, dict[str, Any]]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from importlib import metadata as md
 from pathlib import Path
@@ -98,14 +99,49 @@ def convert_gguf(gguf: Path, out: Path) -> dict[str, Any]:
 
 
 def check_local_dir(path: Path) -> None:
-    if not path.is_dir():
+    """A transformers model directory cotlens can read: listable, a ``config.json`` that is
+    a JSON object naming its ``model_type``, weights, every file readable. One clear error
+    each, before transformers (whose errors name no fix) or any stage sees it."""
+    try:
+        is_dir = path.is_dir()
+        names = sorted(os.listdir(path)) if is_dir else []
+    except PermissionError:
+        raise CotlensError(
+            f"model directory {path} is not readable (permission denied)", f"chmod -R u+rX {path}"
+        ) from None
+    except OSError as e:
+        raise CotlensError(f"model directory {path} cannot be read ({e.strerror})", "fix models.<name>.path") from None
+    if not is_dir:
         raise CotlensError(f"model directory {path} does not exist", "fix models.<name>.path")
-    if not (path / "config.json").is_file():
+    if "config.json" not in names or not (path / "config.json").is_file():
         raise CotlensError(f"model directory {path} has no config.json", "point to a transformers model directory")
     if not any(any(path.glob(g)) for g in WEIGHT_GLOBS):
         raise CotlensError(
             f"model directory {path} has no weights (*.safetensors or pytorch_model*.bin)",
             "copy the weight files there, or point models.<name>.path to the right directory",
+        )
+    for name in names:
+        f = path / name
+        if not f.is_file() or name.startswith("."):
+            continue
+        try:
+            with open(f, "rb") as fh:
+                fh.read(1)
+        except OSError as e:
+            why = "permission denied" if isinstance(e, PermissionError) else e.strerror
+            raise CotlensError(f"model file {f} is not readable ({why})", f"chmod u+r {f}, or re-copy it") from None
+    try:
+        cfg = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as e:
+        at = f" at line {e.lineno}, column {e.colno}" if isinstance(e, json.JSONDecodeError) else ""
+        raise CotlensError(
+            f"{path}/config.json is not valid JSON{at} ({getattr(e, 'msg', e)})",
+            "use the config.json that came with these weights (a truncated copy? re-copy it)",
+        ) from None
+    if not isinstance(cfg, dict) or not isinstance(cfg.get("model_type"), str):
+        raise CotlensError(
+            f'{path}/config.json names no model_type (a JSON object with e.g. "model_type": "llama")',
+            "use the config.json that came with these weights",
         )
 
 
