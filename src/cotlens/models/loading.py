@@ -78,9 +78,10 @@ def open_model(
         raise CotlensError(f"dtype {dtype!r} is not supported", f"use one of {sorted(DTYPES)}")
     try:
         extra = {"device_map": device_map} if device_map else {}
-        model, info = AutoModelForCausalLM.from_pretrained(
+        loaded: Any = AutoModelForCausalLM.from_pretrained(
             where, dtype=DTYPES[dtype], attn_implementation=attn, output_loading_info=True, **kw, **extra
         )
+        model, info = cast(nn.Module, loaded[0]), cast(dict[str, Any], loaded[1])
         tok = AutoTokenizer.from_pretrained(where, **kw)
     except OSError as e:
         if "revision" not in kw:
