@@ -99,7 +99,7 @@ def open_model(
         dev = next(model.parameters()).device  # inputs go where the embedding is
     else:
         dev = pick_device(device)
-        cast(nn.Module, model).to(dev)
+        model.to(dev)
     model.eval()
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
