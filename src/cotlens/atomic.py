@@ -164,3 +164,31 @@ def write_text(path: str | os.PathLike[str], text: str) -> None:
     """Write a small text file atomically."""
     with atomic_path(path) as tmp:
         tmp.write_text(text)
+
+
+_TEMP = re.compile(r"^\.tmp-(.+?)-(\d+@.+-[a-z0-9_]+|[a-z0-9_]{8})$")
+
+
+def interrupted(root: str | os.PathLike[str]) -> list[Path]:
+    """Outputs under ``root`` that an interrupted stage was writing and that are missing:
+    a ``<out>.partial`` shard directory (cotlens.shards) or an orphaned ``.tmp-<out>-*``
+    (:func:`orphans`) beside a missing ``<out>``. Snakemake calls such a run done when what
+    was made from ``<out>`` earlier is still there (a kill during ``-R rule``), so
+    ``cotlens run`` forces them (``--forcerun``); sorted."""
+    found: set[Path] = set()
+    base = Path(root)
+    if not base.is_dir():
+        return []
+    for dirpath, dirnames, filenames in os.walk(base):
+        here = Path(dirpath)
+        for name in [*dirnames, *filenames]:
+            if name.endswith(".partial") and (here / name).is_dir():
+                final = here / name.removesuffix(".partial")
+            elif (m := _TEMP.match(name)) and _orphaned(name[len(f".tmp-{m[1]}-") :]):
+                final = here / m[1]
+            else:
+                continue
+            if not final.exists():
+                found.add(final)
+        dirnames[:] = [d for d in dirnames if not d.endswith(".partial") and not d.startswith(".tmp-")]
+    return sorted(found)

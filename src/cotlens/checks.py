@@ -1,6 +1,6 @@
 """Self-checks: every read-out cotlens makes is proven against the model itself.
 
-Run when a model is prepared (``prepare_model``, ``cotlens check-model PATH``), in float32
+Run when a model is prepared (``models_prepare``, ``cotlens check-model PATH``), in float32
 on two random prompts longer than every attention window of the model
 (:func:`check_length`), each with the measured difference in the log and the manifest:
 

@@ -106,14 +106,10 @@ def merged_overlay(configs: Sequence[str]) -> str:
     import hashlib
 
     import yaml
-    from snakemake.utils import update_config
 
     if len(configs) == 1:
         return configs[0]
-    merged: dict[str, Any] = {}
-    for c in configs:
-        update_config(merged, yaml.safe_load(Path(c).read_text(encoding="utf-8")) or {})
-    body = yaml.safe_dump(merged, sort_keys=False)
+    body = yaml.safe_dump(_merge(configs), sort_keys=False)
     out = MERGED / f"overlay-{hashlib.sha256(body.encode()).hexdigest()[:12]}.yaml"
     head = "".join(f"#   {c}\n" for c in configs)
     write_text(out, f"# written by cotlens: these overlays merged in this order\n{head}" + body)
@@ -216,7 +212,7 @@ def run(configs: Sequence[str], extra: Sequence[str], verbose: bool = False) -> 
 
     _checkout()
     check_files(["config.yaml", *configs])
-    cmd = snakemake_command(configs, extra)
+    cmd = snakemake_command(configs, [*extra, *_resume_interrupted(configs)])
     if verbose:
         rc = subprocess.call(cmd)
     else:
@@ -232,6 +228,30 @@ def run(configs: Sequence[str], extra: Sequence[str], verbose: bool = False) -> 
     if rc == 0 and not dry:
         return report(configs, after_run=True)
     return rc
+
+
+def _resume_interrupted(configs: Sequence[str]) -> list[str]:
+    """``--forcerun`` for the outputs an interrupted stage of this run left missing
+    (:func:`cotlens.atomic.interrupted`), which this configuration still makes: after a kill
+    during ``-R rule``, Snakemake alone says "Nothing to be done" with them missing."""
+    from cotlens.atomic import interrupted
+    from cotlens.studies import STUDIES, study_models
+
+    cfg = _merged_config(configs)
+    results = Path("results") / str(cfg.get("run", "default"))
+    todo = []
+    for out in interrupted(results):
+        parts = out.relative_to(results).parts
+        study = parts[0] if parts else ""
+        if study not in STUDIES or study not in cfg.get("studies", []):
+            continue
+        if len(parts) > 2 and parts[1] not in study_models(cfg, study):
+            continue
+        todo.append(str(out))
+    if todo:
+        print(f"resuming {len(todo)} output(s) an interrupted run left unfinished: {', '.join(todo)}")
+        return ["--forcerun", *todo]
+    return []
 
 
 def report(configs: Sequence[str], after_run: bool = False) -> int:
@@ -273,7 +293,9 @@ def report(configs: Sequence[str], after_run: bool = False) -> int:
     compare = results / "compare" / "headlines.png"
     targets += [str(compare)] if compare.is_file() else []
     tmp = results / ".tmp-report.html"
-    env = {**os.environ, "COTLENS_REPORT_TEXT": str(page.resolve())}
+    # PYTHONHASHSEED: Snakemake orders the report's rule graph by iterating sets of rules,
+    # so two identical runs gave report.html files with the same entries in another order
+    env = {**os.environ, "COTLENS_REPORT_TEXT": str(page.resolve()), "PYTHONHASHSEED": "0"}
     cmd = snakemake_command(configs, ["--report", str(tmp), *targets])
     with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env) as proc:
         out, _ = proc.communicate()
@@ -289,18 +311,28 @@ def report(configs: Sequence[str], after_run: bool = False) -> int:
     return 0
 
 
-def _expected_figures(configs: Sequence[str]) -> list[str]:
-    """The figure JSONs the configuration's `all` makes: config.yaml and the overlays merged
-    as Snakemake merges --configfile (its own ``update_config``), then ``figure_paths``."""
+def _merge(files: Sequence[str]) -> dict[str, Any]:
+    """The YAML files merged in order as Snakemake merges config files (``update_config``:
+    later keys win, mappings merged key by key)."""
     import yaml
     from snakemake.utils import update_config
 
+    cfg: dict[str, Any] = {}
+    for f in files:
+        update_config(cfg, yaml.safe_load(Path(f).read_text(encoding="utf-8")) or {})
+    return cfg
+
+
+def _merged_config(configs: Sequence[str]) -> dict[str, Any]:
+    """config.yaml and the overlays, merged."""
+    return _merge(["config.yaml", *configs])
+
+
+def _expected_figures(configs: Sequence[str]) -> list[str]:
+    """The figure JSONs the configuration's `all` makes (``figure_paths``)."""
     from cotlens.studies import figure_paths
 
-    cfg: dict[str, Any] = {}
-    for f in ["config.yaml", *configs]:
-        update_config(cfg, yaml.safe_load(Path(f).read_text()) or {})
-    return figure_paths({"run": "default", **cfg}, ("json",))
+    return figure_paths({"run": "default", **_merged_config(configs)}, ("json",))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -64,7 +64,14 @@ def check_index(directory: str | os.PathLike[str], fix: str) -> list[Path]:
     f = d / INDEX
     if not f.is_file():
         raise CotlensError(f"{d} has no {INDEX}: it is not a finished shard directory", fix)
-    listed: dict[str, Any] = json.loads(f.read_text())["shards"]
+    try:
+        listed: Any = json.loads(f.read_text())["shards"]
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+        listed = None
+    if not isinstance(listed, dict) or not all(
+        isinstance(v, dict) and {"rows", "bytes"} <= set(v) for v in listed.values()
+    ):
+        raise CotlensError(f"{f} is not a complete shard index (truncated or edited?)", fix)
     found = {p.name: p for p in shard_files(d)}
     missing = sorted(set(listed) - set(found))
     extra = sorted(set(found) - set(listed))
@@ -115,6 +122,16 @@ def check_table(path: str | os.PathLike[str], fix: str) -> None:
             f"{path} has {t.num_rows - unique} duplicate rows: its key {list(keys)} must identify each row once",
             fix,
         )
+
+
+def _first_meta(files: list[Path]) -> dict[str, Any] | None:
+    """The metadata of the first readable file (which stage made a shard directory)."""
+    for f in files:
+        try:
+            return read_meta(f)
+        except Exception:  # noqa: S112 (a broken shard is reported by the index check)
+            continue
+    return None
 
 
 def _remake(path: Path, meta: Mapping[str, Any] | None) -> str:
@@ -174,7 +191,8 @@ def check_inputs(inputs: Mapping[str, str], current: Current | None = None, run:
         if name in MODEL_INPUTS or not path.exists():
             continue
         if path.is_dir():
-            files = check_index(path, _remake(path, None)) if any(path.glob("*.parquet")) else []
+            shards = shard_files(path)
+            files = check_index(path, _remake(path, _first_meta(shards))) if shards else []
         elif path.suffix == ".parquet":
             files = [path]
         else:

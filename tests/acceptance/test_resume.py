@@ -27,12 +27,24 @@ KILLS = [
 ]
 
 
-def run_until_held(wd: Path, stage: str, target: Path, marker: Path, timeout: float = 600) -> None:
+def resume_args(wd: Path) -> list[str]:
+    """What `cotlens run` adds to resume the outputs an interrupted run left missing."""
+    from cotlens import cli
+
+    here = Path.cwd()
+    os.chdir(wd)
+    try:
+        return cli._resume_interrupted([])
+    finally:
+        os.chdir(here)
+
+
+def run_until_held(wd: Path, stage: str, target: Path, marker: Path, *more: str, timeout: float = 600) -> None:
     """Start the DAG up to ``target``, wait until ``stage`` has committed its first shard,
     then SIGKILL Snakemake and everything it started (its whole session)."""
     env = {**os.environ, HOLD_ENV: f"{stage}:1:{marker}"}
     proc = subprocess.Popen(
-        snakemake_cmd(wd, "--cores", "2", "--rerun-incomplete", str(target)),
+        snakemake_cmd(wd, "--cores", "2", "--rerun-incomplete", *more, str(target)),
         cwd=wd,
         env=env,
         start_new_session=True,
@@ -93,18 +105,24 @@ def test_kill9_in_each_long_stage_resumes_to_identical_bytes(accept_copy: Path, 
     smk(wd, "--unlock")
     smk(wd, "--cores", "2", "--rerun-incomplete")
     assert not list((wd / "results").rglob(".tmp-*")) and not list((wd / "resources").rglob(".tmp-*"))
-    after = digests(wd)
-    # Snakemake remakes an interrupted job's output only when a target needs it: a killed
-    # intermediate (circuits_extract's activations/, digits_confidence's table) whose
-    # readers are still up to date (their inputs were remade with the same bytes) stays
-    # absent. Nothing present differs, no figure is missing, and asking for the absent
-    # files remakes them with the same bytes.
-    absent = [k for k in differences(after, reference) if k in reference and k not in after]
-    assert [k for k in differences(after, reference) if k not in absent] == []
-    assert not [k for k in absent if "/figures/" in k], absent
-    targets = {
-        f"results/{k.split('/activations/')[0]}/activations" if "/activations/" in k else f"results/{k}" for k in absent
-    }
-    if targets:
-        smk(wd, "--cores", "2", *sorted(targets))
+    # Snakemake alone remakes an interrupted job's output only when a target needs it: a
+    # killed intermediate (activations/) whose readers are up to date stays absent, and it
+    # says "Nothing to be done". `cotlens run` forces what an interrupted stage left
+    # missing (cli._resume_interrupted); with it, every file is back, with the same bytes.
+    assert not [k for k in differences(digests(wd), reference) if "/figures/" in k]
+    smk(wd, "--cores", "2", "--rerun-incomplete", *resume_args(wd))
     assert differences(digests(wd), reference) == []
+
+    # The issue's case: kill -9 during a forced rerun of circuits_extract. Its output is gone
+    # (Snakemake removed it before the job), lens and the figures made from it are still there.
+    run_until_held(wd, "circuits_extract", RES / "activations", wd / "held-forced", "-R", "circuits_extract")
+    smk(wd, "--unlock")
+    assert not (wd / RES / "activations").exists()
+    assert "Nothing to be done" in smk(wd, "--cores", "2", "--rerun-incomplete", "-n")  # what Snakemake says
+    assert resume_args(wd) == ["--forcerun", str(RES / "activations")]
+    smk(wd, "--cores", "2", "--rerun-incomplete", *resume_args(wd))
+    log = (wd / "results" / "default" / "logs" / "circuits_extract" / "tiny.log").read_text()
+    assert "circuits_extract: 3 shards, 1 reused from an interrupted run, 2 computed" in log
+    assert not list((wd / "results").rglob(".tmp-*")) and not list((wd / "results").rglob("*.partial"))
+    assert differences(digests(wd), reference) == []
+    assert resume_args(wd) == []

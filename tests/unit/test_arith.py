@@ -95,7 +95,9 @@ def test_gsm8k_loader(tmp_path: Path) -> None:
 
 
 def test_bad_config_is_one_clear_error() -> None:
-    with pytest.raises(CotlensError, match="min_steps"):
+    with pytest.raises(CotlensError, match=r"neurons.prompts.min_steps..max_steps is 3..2"):
         A.ArithConfig(min_steps=3, max_steps=2)
-    with pytest.raises(CotlensError, match="arith.ops"):
+    with pytest.raises(CotlensError, match=r"neurons.prompts.ops is \['\^'\]"):
         A.ArithConfig(ops=("^",))
+    with pytest.raises(CotlensError, match="neurons.prompts.n_problems is 0"):
+        A.ArithConfig(n_problems=0)

