@@ -287,3 +287,24 @@ def test_compare_reads_figure_jsons_by_path_and_flattens_numbers_and_texts(tmp_p
     ]
     with pytest.raises(CotlensError, match="is not a figure JSON"):
         where(tmp_path / "x.json")
+
+
+def test_run_and_model_names_are_one_path_component(tmp_path: Path) -> None:
+    from cotlens.configcheck import check_names, name_problem
+
+    check_names({"run": "paper-7b", "models": {"llama-2-7b": {}, "模型": {}, "qwen2.5_0.5b": {}}})
+    for bad, why in [
+        ("../x", "contains '/'"),
+        ("x/../../config", "contains '/'"),
+        ("..", "contains '..'"),
+        (".hidden", "starts with '.'"),
+        ("a" * 65, "65 characters long"),
+        ("a b", "contains ' '"),
+        ("", "is empty"),
+        ("e\u0301", "not in Unicode normal form NFC"),
+    ]:
+        assert why in (name_problem(bad) or ""), bad
+    with pytest.raises(CotlensError, match=r"run '\.\./x' \(over.yaml\) contains '/'"):
+        check_names({"run": "../x"}, ["over.yaml"])
+    with pytest.raises(CotlensError, match=r"model 'a/b' .*contains '/'"):
+        check_names({"run": "ok", "models": {"a/b": {}}})
