@@ -212,7 +212,7 @@ def run(configs: Sequence[str], extra: Sequence[str], verbose: bool = False) -> 
 
     _checkout()
     check_files(["config.yaml", *configs])
-    cmd = snakemake_command(configs, [*extra, *_resume_interrupted(configs)])
+    cmd = snakemake_command(configs, with_forced(extra, _resume_interrupted(configs)))
     if verbose:
         rc = subprocess.call(cmd)
     else:
@@ -228,6 +228,18 @@ def run(configs: Sequence[str], extra: Sequence[str], verbose: bool = False) -> 
     if rc == 0 and not dry:
         return report(configs, after_run=True)
     return rc
+
+
+def with_forced(extra: Sequence[str], paths: Sequence[str]) -> list[str]:
+    """``extra`` with ``paths`` forced: added to the user's own ``--forcerun``/``-R`` if
+    there is one (Snakemake keeps only the last of a repeated flag), else as a new one."""
+    out = list(extra)
+    if not paths:
+        return out
+    for i, a in enumerate(out):
+        if a in ("--forcerun", "-R"):
+            return [*out[: i + 1], *paths, *out[i + 1 :]]
+    return [*out, "--forcerun", *paths]
 
 
 def _resume_interrupted(configs: Sequence[str]) -> list[str]:
@@ -250,8 +262,7 @@ def _resume_interrupted(configs: Sequence[str]) -> list[str]:
         todo.append(str(out))
     if todo:
         print(f"resuming {len(todo)} output(s) an interrupted run left unfinished: {', '.join(todo)}")
-        return ["--forcerun", *todo]
-    return []
+    return todo
 
 
 def report(configs: Sequence[str], after_run: bool = False) -> int:

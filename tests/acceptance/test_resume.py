@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from dag import differences, digests, smk, snakemake_cmd
 
+from cotlens import cli
 from cotlens.shards import HOLD_ENV
 
 pytestmark = pytest.mark.acceptance
@@ -28,9 +29,7 @@ KILLS = [
 
 
 def resume_args(wd: Path) -> list[str]:
-    """What `cotlens run` adds to resume the outputs an interrupted run left missing."""
-    from cotlens import cli
-
+    """What `cotlens run` forces to resume the outputs an interrupted run left missing."""
     here = Path.cwd()
     os.chdir(wd)
     try:
@@ -110,7 +109,7 @@ def test_kill9_in_each_long_stage_resumes_to_identical_bytes(accept_copy: Path, 
     # says "Nothing to be done". `cotlens run` forces what an interrupted stage left
     # missing (cli._resume_interrupted); with it, every file is back, with the same bytes.
     assert not [k for k in differences(digests(wd), reference) if "/figures/" in k]
-    smk(wd, "--cores", "2", "--rerun-incomplete", *resume_args(wd))
+    smk(wd, "--cores", "2", "--rerun-incomplete", *cli.with_forced([], resume_args(wd)))
     assert differences(digests(wd), reference) == []
 
     # The issue's case: kill -9 during a forced rerun of circuits_extract. Its output is gone
@@ -119,8 +118,8 @@ def test_kill9_in_each_long_stage_resumes_to_identical_bytes(accept_copy: Path, 
     smk(wd, "--unlock")
     assert not (wd / RES / "activations").exists()
     assert "Nothing to be done" in smk(wd, "--cores", "2", "--rerun-incomplete", "-n")  # what Snakemake says
-    assert resume_args(wd) == ["--forcerun", str(RES / "activations")]
-    smk(wd, "--cores", "2", "--rerun-incomplete", *resume_args(wd))
+    assert resume_args(wd) == [str(RES / "activations")]
+    smk(wd, "--cores", "2", "--rerun-incomplete", *cli.with_forced([], resume_args(wd)))
     log = (wd / "results" / "default" / "logs" / "circuits_extract" / "tiny.log").read_text()
     assert "circuits_extract: 3 shards, 1 reused from an interrupted run, 2 computed" in log
     assert not list((wd / "results").rglob(".tmp-*")) and not list((wd / "results").rglob("*.partial"))

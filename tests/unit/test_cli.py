@@ -190,3 +190,41 @@ def test_a_partial_run_without_figures_ends_with_a_note_not_an_error(
     assert "no figures under results/default/ yet, so no report" in capsys.readouterr().out
     with pytest.raises(CotlensError, match="no figures under results/default"):
         cli.report([])
+
+
+def test_outputs_an_interrupted_stage_left_missing_are_forced_when_the_config_makes_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+    import socket
+
+    from cotlens.atomic import interrupted
+
+    _checkout(tmp_path, monkeypatch)
+    Path("config.yaml").write_text(
+        "run: default\nstudies: [circuits]\nactive_models: [m]\nexperts: {models: []}\nmodels: {m: {}}\n"
+    )
+    res = Path("results/default/circuits")
+    (res / "m" / "activations.partial").mkdir(parents=True)
+    (res / "m" / "activations.partial" / f".tmp-part-00001.parquet-1@{socket.gethostname()}-x1").write_text("")
+    (res / "m" / "lens.parquet").write_text("done")  # made earlier, from the old activations
+    dead = f".tmp-patching.parquet-99999999@{socket.gethostname()}-abc123"
+    (res / "m" / dead).write_text("")
+    (res / "m" / f".tmp-pairs.parquet-{os.getpid()}@{socket.gethostname()}-abc123").write_text("")  # live
+    (res / "gone" / "samples.parquet.partial").mkdir(parents=True)  # a model the config dropped
+    found = interrupted("results/default")
+    assert found == [res / "gone" / "samples.parquet", res / "m" / "activations", res / "m" / "patching.parquet"]
+    forced = [str(res / "m" / "activations"), str(res / "m" / "patching.parquet")]
+    assert cli._resume_interrupted([]) == forced
+    assert cli.with_forced(["-n"], forced) == ["-n", "--forcerun", *forced]
+    # beside the user's own -R (Snakemake keeps only the last of a repeated flag)
+    assert cli.with_forced(["-R", "circuits_lens", "--cores", "2"], forced) == [
+        "-R",
+        *forced,
+        "circuits_lens",
+        "--cores",
+        "2",
+    ]
+    (res / "m" / "activations").mkdir()  # the output is there: nothing to force for it
+    (res / "m" / "patching.parquet").write_text("done")
+    assert cli._resume_interrupted([]) == []
