@@ -169,16 +169,44 @@ def write_text(path: str | os.PathLike[str], text: str) -> None:
 _TEMP = re.compile(r"^\.tmp-(.+?)-(\d+@.+-[a-z0-9_]+|[a-z0-9_]{8})$")
 
 
-def interrupted(root: str | os.PathLike[str]) -> list[Path]:
+def snakemake_incomplete(workdir: str | os.PathLike[str] = ".") -> set[Path]:
+    """The outputs Snakemake marked incomplete (a job started, never finished): its file
+    records ``.snakemake/incomplete/<urlsafe base64 of the path>`` (long names cut into
+    ``@``-prefixed directories). Empty where Snakemake keeps them elsewhere."""
+    from base64 import urlsafe_b64decode
+
+    base = Path(workdir) / ".snakemake" / "incomplete"
+    out: set[Path] = set()
+    for dirpath, _, filenames in os.walk(base):
+        parts = Path(dirpath).relative_to(base).parts
+        if not all(p.startswith("@") for p in parts):
+            continue
+        for f in filenames:
+            try:
+                out.add(Path(urlsafe_b64decode("".join(p[1:] for p in parts) + f).decode()))
+            except (ValueError, UnicodeDecodeError):  # not a record (migration_underway)
+                continue
+    return out
+
+
+def interrupted(root: str | os.PathLike[str], workdir: str | os.PathLike[str] = ".") -> list[Path]:
     """Outputs under ``root`` that an interrupted stage was writing and that are missing:
     a ``<out>.partial`` shard directory (cotlens.shards) or an orphaned ``.tmp-<out>-*``
-    (:func:`orphans`) beside a missing ``<out>``. Snakemake calls such a run done when what
-    was made from ``<out>`` earlier is still there (a kill during ``-R rule``), so
-    ``cotlens run`` forces them (``--forcerun``); sorted."""
+    (:func:`orphans`) beside a missing ``<out>``, or a missing ``<out>`` that Snakemake marked
+    incomplete (killed before the stage wrote anything: :func:`snakemake_incomplete`).
+    Snakemake calls such a run done when what was made from ``<out>`` earlier is still
+    there (a kill during ``-R rule``), so ``cotlens run`` forces them (``--forcerun``);
+    sorted, relative to ``workdir`` as ``root`` is given."""
     found: set[Path] = set()
     base = Path(root)
     if not base.is_dir():
         return []
+    here = Path(workdir).resolve()
+    under = base.resolve()
+    for f in snakemake_incomplete(workdir):
+        full = (here / f).resolve() if not f.is_absolute() else f
+        if full.is_relative_to(under) and not full.exists():
+            found.add(base / full.relative_to(under))
     for dirpath, dirnames, filenames in os.walk(base):
         here = Path(dirpath)
         for name in [*dirnames, *filenames]:

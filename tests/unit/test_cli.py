@@ -212,9 +212,29 @@ def test_outputs_an_interrupted_stage_left_missing_are_forced_when_the_config_ma
     (res / "m" / dead).write_text("")
     (res / "m" / f".tmp-pairs.parquet-{os.getpid()}@{socket.gethostname()}-abc123").write_text("")  # live
     (res / "gone" / "samples.parquet.partial").mkdir(parents=True)  # a model the config dropped
+    # killed after Snakemake removed the output and marked it incomplete, before the stage wrote
+    # anything: Snakemake's own record (a long path is cut into @-directories)
+    from base64 import urlsafe_b64encode
+
+    marks = Path(".snakemake/incomplete")
+    for f in (res / "m" / "probe.parquet", res / "m" / ("d" * 120) / ("e" * 120) / "f.parquet"):
+        b64 = urlsafe_b64encode(str(f).encode()).decode()
+        chunks = [b64[i : i + 254] for i in range(0, len(b64), 254)]
+        rec = marks.joinpath(*["@" + c for c in chunks[:-1]], chunks[-1])
+        rec.parent.mkdir(parents=True, exist_ok=True)
+        rec.write_text("{}")
+    (marks / "migration_underway").write_text("")
     found = interrupted("results/default")
-    assert found == [res / "gone" / "samples.parquet", res / "m" / "activations", res / "m" / "patching.parquet"]
-    forced = [str(res / "m" / "activations"), str(res / "m" / "patching.parquet")]
+    assert found == sorted(
+        [
+            res / "gone" / "samples.parquet",
+            res / "m" / "activations",
+            res / "m" / "patching.parquet",
+            res / "m" / "probe.parquet",
+            res / "m" / ("d" * 120) / ("e" * 120) / "f.parquet",
+        ]
+    )
+    forced = [str(p) for p in found if "gone" not in str(p)]
     assert cli._resume_interrupted([]) == forced
     assert cli.with_forced(["-n"], forced) == ["-n", "--forcerun", *forced]
     # beside the user's own -R (Snakemake keeps only the last of a repeated flag)
@@ -225,6 +245,10 @@ def test_outputs_an_interrupted_stage_left_missing_are_forced_when_the_config_ma
         "--cores",
         "2",
     ]
-    (res / "m" / "activations").mkdir()  # the output is there: nothing to force for it
-    (res / "m" / "patching.parquet").write_text("done")
+    (res / "m" / "activations").mkdir()  # the outputs are there: nothing to force
+    for f in map(Path, forced):
+        if f.name == "activations":
+            continue
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_text("done")
     assert cli._resume_interrupted([]) == []
