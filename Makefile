@@ -12,7 +12,7 @@ SMK := $(BIN)/snakemake --workflow-profile workflow/profiles/default $(if $(CONF
 # run name: every output of the run is under results/<run>/, its report too
 RUN_OF = $(BIN)/python -m cotlens.configcheck --run config.yaml $(CONFIG)
 
-.PHONY: install run report dry test lint fmt bench clean model-%
+.PHONY: install run report dry test test-quick lint fmt bench clean model-%
 
 $(STAMP): requirements.txt pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -51,6 +51,10 @@ $(SLURM_TOOLS):
 
 test: $(STAMP) $(SLURM_TOOLS)
 	$(BIN)/pytest tests
+
+# the inner loop: the unit tests only (no model forward beyond the tiny ones, no DAG)
+test-quick: $(STAMP)
+	$(BIN)/pytest -q tests/unit
 
 lint: $(STAMP)
 	$(BIN)/ruff check src scripts tests benchmarks tools
