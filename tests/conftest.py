@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import yaml
+from tiny_dag import accept_overrides
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -75,6 +76,33 @@ def make_workflow() -> Callable[..., Path]:
 @pytest.fixture(scope="session")
 def tiny_config() -> dict[str, Any]:
     return load_test_config()
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One uninterrupted local run of the tiny DAG of Studies 1 and 3 (``accept_overrides``),
+    made once per session and shared: the workflow test starts from a copy of it, and the
+    resumed and SLURM runs must equal it byte for byte. Read-only: copy it to change it."""
+    import subprocess
+    import sys
+
+    wd = copy_workflow(tmp_path_factory.mktemp("tiny-run") / "wd", **accept_overrides(load_test_config()))
+    res = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-d", str(wd), "-s", str(wd / "Snakefile"), "--cores", "2"],
+        cwd=wd,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    if res.returncode != 0:
+        raise AssertionError(f"the tiny run failed:\n{res.stdout[-4000:]}\n{res.stderr[-6000:]}")
+    return wd
+
+
+@pytest.fixture
+def tiny_run_copy(tiny_run: Path, tmp_path: Path) -> Path:
+    """A copy of the finished tiny run (file times kept: nothing is stale in it)."""
+    return Path(shutil.copytree(tiny_run, tmp_path / "wd", symlinks=True))
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
-"""Acceptance fixtures: one uninterrupted local run of the tiny DAG, the reference that
-killed-and-resumed runs and the SLURM run must equal byte for byte."""
+"""Acceptance fixtures: the session's one uninterrupted local run of the tiny DAG
+(``tiny_run`` in tests/conftest.py), the reference that killed-and-resumed runs and the
+SLURM run must equal byte for byte."""
 
 from __future__ import annotations
 
@@ -8,17 +9,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from dag import accept_overrides, digests, smk
+from dag import digests
+from tiny_dag import accept_overrides
 
 
 @pytest.fixture(scope="session")
-def reference(
-    tmp_path_factory: pytest.TempPathFactory, make_workflow: Callable[..., Path], tiny_config: dict[str, Any]
-) -> dict[str, str]:
-    """Digests of one uninterrupted local run of the acceptance DAG."""
-    wd = make_workflow(tmp_path_factory.mktemp("reference"), **accept_overrides(tiny_config))
-    smk(wd, "--cores", "2")
-    out = digests(wd)
+def reference(tiny_run: Path) -> dict[str, str]:
+    """Digests of the session's uninterrupted local run of the acceptance DAG."""
+    out = digests(tiny_run)
     assert any(k.endswith("patching.parquet") for k in out) and any(k.endswith(".pdf") for k in out)
     return out
 

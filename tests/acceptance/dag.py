@@ -7,16 +7,8 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 COMPARED = {".parquet", ".png", ".pdf", ".json", ".html"}
-
-
-def accept_overrides(tiny: dict[str, Any]) -> dict[str, Any]:
-    """The tiny config with several shards in each resumable stage: 8 prompts in 2 sample
-    batches, 8 samples in 3 extract shards, the pairs in shards of 2."""
-    patch = {**tiny["circuits"]["patch"], "shard_pairs": 2}
-    return {"studies": ["circuits", "digits"], "circuits": {**tiny["circuits"], "patch": patch}}
 
 
 def snakemake_cmd(wd: Path, *args: str) -> list[str]:
