@@ -166,7 +166,8 @@ def write_text(path: str | os.PathLike[str], text: str) -> None:
         tmp.write_text(text)
 
 
-_TEMP = re.compile(r"^\.tmp-(.+?)-(\d+@.+-[a-z0-9_]+|[a-z0-9_]{8})$")
+# ``.tmp-<name>-<rest>``, <rest> in either naming above (one definition of each)
+_TEMP = re.compile(rf"^\.tmp-(.+?)-((?:{_OWNED.pattern[1:-1]})|(?:{_UNOWNED.pattern[1:-1]}))$")
 
 
 def snakemake_incomplete(workdir: str | os.PathLike[str] = ".") -> set[Path]:
@@ -201,10 +202,10 @@ def interrupted(root: str | os.PathLike[str], workdir: str | os.PathLike[str] = 
     base = Path(root)
     if not base.is_dir():
         return []
-    here = Path(workdir).resolve()
+    wd = Path(workdir).resolve()
     under = base.resolve()
     for f in snakemake_incomplete(workdir):
-        full = (here / f).resolve() if not f.is_absolute() else f
+        full = (wd / f).resolve() if not f.is_absolute() else f
         if full.is_relative_to(under) and not full.exists():
             found.add(base / full.relative_to(under))
     for dirpath, dirnames, filenames in os.walk(base):
@@ -212,7 +213,7 @@ def interrupted(root: str | os.PathLike[str], workdir: str | os.PathLike[str] = 
         for name in [*dirnames, *filenames]:
             if name.endswith(".partial") and (here / name).is_dir():
                 final = here / name.removesuffix(".partial")
-            elif (m := _TEMP.match(name)) and _orphaned(name[len(f".tmp-{m[1]}-") :]):
+            elif (m := _TEMP.match(name)) and _orphaned(m[2]):
                 final = here / m[1]
             else:
                 continue

@@ -135,14 +135,15 @@ def _slug(directory: Path) -> str:
     return re.sub(r"\.{2,}", ".", re.sub(r"[^\w.-]+", "-", text)).strip("-._")[:48].strip("-._") or "local"
 
 
-def _claimed_by(name: str, where: Path) -> str | None:
-    """The model directory a run/model name already stands for: the path of its overlay
-    (``config/local-<name>.yaml``) or of its prepared model (``resources/models/<name>``)."""
+def _claimed_by(name: str, where: Path, configs: Sequence[str] = ()) -> str | None:
+    """What a run/model name already stands for: a registry entry of config.yaml and the
+    ``configs`` overlays, the path of its overlay (``config/local-<name>.yaml``) or of its
+    prepared model (``resources/models/<name>``)."""
     import yaml
 
-    base = yaml.safe_load(Path("config.yaml").read_text(encoding="utf-8")) if Path("config.yaml").is_file() else {}
-    if isinstance(base, dict) and name in (base.get("models") or {}):
-        return f"the registry model {name!r} of config.yaml"
+    files = [f for f in ["config.yaml", *configs] if Path(f).is_file()]
+    if name in (_merge(files).get("models") or {}):
+        return f"the registry model {name!r} of {', '.join(files)}"
     overlay = where / f"local-{name}.yaml"
     if overlay.is_file():
         data = yaml.safe_load(overlay.read_text(encoding="utf-8")) or {}
@@ -159,7 +160,9 @@ def _claimed_by(name: str, where: Path) -> str | None:
     return None
 
 
-def model_overlay(path: str, name: str | None = None, where: str | Path = "config") -> Path:
+def model_overlay(
+    path: str, name: str | None = None, where: str | Path = "config", configs: Sequence[str] = ()
+) -> Path:
     """A config overlay running the studies on the transformers model directory ``path``:
     registry entry ``<name>`` (``source: local``), ``active_models: [<name>]``, ``run: <name>``.
 
@@ -188,7 +191,7 @@ def model_overlay(path: str, name: str | None = None, where: str | Path = "confi
     check_local_dir(p)
     name = check_name("--name" if name else "the name of --model", name or _slug(p))
     where = Path(where)
-    owner = _claimed_by(name, where)
+    owner = _claimed_by(name, where, configs)
     if owner is not None and owner != str(p):
         raise CotlensError(
             f"--model {p}: the run and model name {name!r} already stand for {owner} "
@@ -373,7 +376,7 @@ def main(argv: list[str] | None = None) -> int:
             _checkout()
             check_files(["config.yaml", *configs])  # before anything is written
             if args.model:
-                configs.append(str(model_overlay(args.model, args.name)))
+                configs.append(str(model_overlay(args.model, args.name, configs=configs)))
                 print(f"model {args.model}: registry entry and run in {configs[-1]}")
             extra = [*(["-n"] if args.dry_run else []), *args.snakemake_args]
             return run(configs, extra, args.verbose)

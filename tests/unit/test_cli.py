@@ -119,6 +119,9 @@ def test_two_model_directories_with_one_name_never_share_a_run(
         cli.model_overlay(str(b))
     with pytest.raises(CotlensError, match="the registry model 'smollm2-135m' of config.yaml"):
         cli.model_overlay(str(b), "smollm2-135m")
+    Path("more.yaml").write_text("models: {mine: {source: pypi, id: qwen2.5-0.5b}}\n")  # a --config overlay's entry
+    with pytest.raises(CotlensError, match="the registry model 'mine' of config.yaml, more.yaml"):
+        cli.model_overlay(str(b), "mine", configs=["more.yaml"])
     # names in other scripts stay distinct (they all became `local` before)
     assert cli.model_overlay(str(_model(tmp_path / "模型"))).name == "local-模型.yaml"
     assert cli.model_overlay(str(_model(tmp_path / "модель"))).name == "local-модель.yaml"
