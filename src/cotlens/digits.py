@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from cotlens.batch import logits_at, pad
+from cotlens.batch import PrefixCache, logits_at, pad
 from cotlens.checks import TOL, Check, _cmp
 from cotlens.errors import CotlensError
 from cotlens.hooks import output_hooks
@@ -155,10 +155,14 @@ def score(
     ``forward(ids, mask, pos)`` returns next-token probabilities [B, P, V] at ``pos``.
     """
     ids, mask = pad(seqs, pad_id, device, left=False)
-    npos = max(len(p) for p in places)
-    pos = torch.tensor([[pl.pos for pl in p] + [p[-1].pos] * (npos - len(p)) for p in places], dtype=torch.long)
-    probs = forward(ids, mask, pos.to(device))
+    probs = forward(ids, mask, _positions(places).to(device))
     return [[digit_distribution(probs[b, k], vt, pl.inside) for k, pl in enumerate(p)] for b, p in enumerate(places)]
+
+
+def _positions(places: Sequence[Sequence[Place]]) -> torch.Tensor:
+    """[rows, P] read positions, each row padded with its last one."""
+    npos = max(len(p) for p in places)
+    return torch.tensor([[pl.pos for pl in p] + [p[-1].pos] * (npos - len(p)) for p in places], dtype=torch.long)
 
 
 def with_digit(answer: str, k: int, digit: int) -> str:
@@ -169,13 +173,11 @@ def with_digit(answer: str, k: int, digit: int) -> str:
 
 
 def own_digits(
-    forward: Forward,
+    read: Reader,
     tok: object,
     vt: VocabText,
     prompts: Sequence[str],
     answers: Sequence[str],
-    pad_id: int,
-    device: torch.device,
 ) -> list[str]:
     """The model's own higher-order digits, then the correct last digit (the paper's
     unconditioned setting, read from the same product sequence).
@@ -185,6 +187,7 @@ def own_digits(
     correct one; the answer keeps the correct number of digits, and its last digit stays
     the correct one, whose probability is then read at the same place as in the
     conditioned setting. Deterministic (no dropout): the estimator is applied afterwards.
+    ``read`` (:func:`reader`) reads row ``i`` as owner ``i`` (its prompt's cached prefix).
     """
     cur = list(answers)
     n = [sum(c.isdigit() for c in a) for a in answers]
@@ -194,7 +197,7 @@ def own_digits(
         if not rows:
             return cur
         seqs, places = zip(*(align(tok, vt, prompts[i], cur[i]) for i in rows), strict=True)
-        dists = score(forward, vt, seqs, places, pad_id, device)
+        dists = read(rows, seqs, places)
         for i, d, pl in zip(rows, dists, places, strict=True):
             # one forward settles every place up to the first one where the model's digit
             # differs from the sequence's: the places after it are read again next round
@@ -204,6 +207,55 @@ def own_digits(
                 if best != pl[k].digit:
                     cur[i] = with_digit(cur[i], k, best)
                     break
+
+
+Reader = Callable[[Sequence[int], Sequence[Sequence[int]], Sequence[Sequence[Place]]], list[list[np.ndarray]]]
+
+
+def prompt_prefix(ids: Sequence[int], places: Sequence[Place]) -> list[int]:
+    """The tokens of a problem's sequence before its first read position: what every
+    sequence of the problem (each setting, each round of :func:`own_digits`) shares."""
+    return list(ids[: min(p.pos for p in places)])
+
+
+def reader(
+    forward: Forward, vt: VocabText, pad_id: int, device: torch.device, cache: PrefixCache | None = None
+) -> Reader:
+    """``read(owners, seqs, places)``: per sequence, per place, the [10] digit distribution
+    (:func:`score`). With ``cache`` (each owner's prompt, :class:`cotlens.batch.PrefixCache`)
+    a sequence that starts with its owner's prefix runs only its own tokens; any other goes
+    through the whole-sequence ``forward``. Both give the model's logits (self-check
+    ``readout_padded``)."""
+
+    def read(
+        owners: Sequence[int], seqs: Sequence[Sequence[int]], places: Sequence[Sequence[Place]]
+    ) -> list[list[np.ndarray]]:
+        out: list[list[np.ndarray]] = [[] for _ in seqs]
+        cached = (
+            []
+            if cache is None
+            else [
+                i
+                for i, (o, s, p) in enumerate(zip(owners, seqs, places, strict=True))
+                if cache.owns(o, s) and min(pl.pos for pl in p) >= len(cache.prefixes[o])
+            ]
+        )
+        rest = sorted(set(range(len(seqs))) - set(cached))
+        if cached:
+            assert cache is not None
+            pos = _positions([places[i] for i in cached])
+            with torch.inference_mode():
+                logits = cache.logits_at([owners[i] for i in cached], [seqs[i] for i in cached], pos.to(device))
+                probs = torch.softmax(logits.float(), dim=-1)
+            for b, i in enumerate(cached):
+                out[i] = [digit_distribution(probs[b, k], vt, pl.inside) for k, pl in enumerate(places[i])]
+        if rest:
+            got = score(forward, vt, [seqs[i] for i in rest], [places[i] for i in rest], pad_id, device)
+            for i, d in zip(rest, got, strict=True):
+                out[i] = d
+        return out
+
+    return read
 
 
 def position_forward(lm: Loaded) -> Forward:
@@ -218,13 +270,36 @@ def position_forward(lm: Loaded) -> Forward:
 
 @torch.no_grad()
 def check_readout_padded(mh: ModelHandle, ids: torch.Tensor, tol: float = TOL) -> Check:
-    """Study 3's read-out: :func:`cotlens.batch.logits_at` on right-padded rows of different
-    lengths, at chosen positions, vs the model's own logits of each row alone."""
+    """Study 3's read-outs vs the model's own logits of each row alone: :func:`cotlens.batch.logits_at`
+    on right-padded rows of different lengths at chosen positions, and
+    :class:`cotlens.batch.PrefixCache` (prefixes of different lengths, left-padded, cached;
+    then sequences of the same owner that differ after it, owners repeated and out of order)."""
     model, ad = mh.model, mh.adapter
+    dev = ids.device
     rows = [ids[0].tolist(), ids[1, : max(4, ids.shape[1] // 2)].tolist()]
-    padded, mask = pad(rows, 0, ids.device, left=False)
-    pos = torch.tensor([[1, len(rows[0]) - 1], [1, len(rows[1]) - 1]], device=ids.device)
+    padded, mask = pad(rows, 0, dev, left=False)
+    pos = torch.tensor([[1, len(rows[0]) - 1], [1, len(rows[1]) - 1]], device=dev)
     got = logits_at(model, ad, padded, mask, pos)
-    alone = [model(input_ids=torch.tensor([r], device=ids.device)).logits[0, p] for r, p in zip(rows, pos, strict=True)]
+
+    def alone(seq: Sequence[int], at: torch.Tensor) -> torch.Tensor:
+        return model(input_ids=torch.tensor([list(seq)], device=dev)).logits[0, at]
+
     what = f"logits_at on right-padded rows ({len(rows[0])} and {len(rows[1])} tokens)"
-    return _cmp("readout_padded", got, torch.stack(alone), what, tol=tol)
+    first = _cmp(
+        "readout_padded", got, torch.stack([alone(r, p) for r, p in zip(rows, pos, strict=True)]), what, tol=tol
+    )
+    cut = [len(rows[0]) // 2, 2]
+    cache = PrefixCache(model, ad, [r[:k] for r, k in zip(rows, cut, strict=True)], 0, dev)
+    other = list(rows[1])
+    other[cut[1] + 1] = rows[0][cut[1] + 1]  # the same prefix, another token after it
+    seqs, owners = [rows[1], rows[0], other], [1, 0, 1]
+    at = torch.tensor(
+        [[cut[1], len(rows[1]) - 1], [cut[0], len(rows[0]) - 1], [cut[1] + 1, len(other) - 1]], device=dev
+    )
+    got = cache.logits_at(owners, seqs, at)
+    want = torch.stack([alone(q, p) for q, p in zip(seqs, at, strict=True)])
+    what = f"PrefixCache reads after cached prefixes of {cut[0]} and {cut[1]} tokens"
+    second = _cmp("readout_padded", got, want, what, tol=tol)
+    if not first.ok or not second.ok:
+        return first if not first.ok else second
+    return first if first.rel >= second.rel else second

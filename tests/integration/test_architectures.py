@@ -232,6 +232,8 @@ CONTROLS = [
     ("gemma2", "attention", "cotlens.checks.windows", lambda m: [3]),  # a window the model does not have
     ("llama", "ablation", "cotlens.neurons.value_noise", _noise_on_the_next_neurons),
     ("gpt2", "readout_padded", "cotlens.digits.pad", lambda s, p, d, left: pad(s, p, d, left=True)),
+    # PrefixCache with the prefixes right-padded and the suffixes left-padded
+    ("llama", "readout_padded", "cotlens.batch.pad", lambda s, p, d, left: pad(s, p, d, left=not left)),
     ("mixtral", "router", "cotlens.experts.switch_off", lambda w, idx, drop: (w, idx)),  # an edit the block ignores
     ("deepseek_v3", "router", "cotlens.experts.switch_off", lambda w, idx, drop: (w, idx)),
 ]

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from cotlens.digits import VocabText, align, mc_dropout, own_digits, score, with_digit
+from cotlens.digits import VocabText, align, mc_dropout, own_digits, reader, score, with_digit
 from cotlens.errors import CotlensError
 from cotlens.prompts.multiplication import MultConfig, generate, render
 
@@ -81,7 +81,8 @@ def test_own_digits_follow_the_model_and_keep_the_correct_last_digit(tmp_path: P
     row = torch.zeros(len(tok))
     row[v["7"]], row[v["4"]], row[v["12"]] = 0.6, 0.1, 0.3  # digit 7 wins every place (0.6 vs 0.3 + 0)
     model.table[:] = row
-    got = own_digits(model, tok, vt, ["3x4=", "3x3="], [" 1234", " 9"], v["<pad>"], torch.device("cpu"))
+    read = reader(model, vt, v["<pad>"], torch.device("cpu"))
+    got = own_digits(read, tok, vt, ["3x4=", "3x3="], [" 1234", " 9"])
     assert got == [" 7774", " 9"]  # a one-digit answer has no higher digit to replace
     ids, places = align(tok, vt, "3x4=", got[0])
     (dists,) = score(model, vt, [ids], [places], v["<pad>"], torch.device("cpu"))
@@ -115,6 +116,37 @@ def test_real_tokenizer_alignment(tiny_prepared: Path) -> None:
     for p in places:  # the read position is right before the token that holds the digit
         nxt = vt.texts[ids[p.pos + 1]]
         assert nxt[len(p.inside)] == str(p.digit)
+
+
+def test_the_cached_prompt_reader_equals_whole_sequence_reads(tiny_prepared: Path) -> None:
+    """Each problem's prompt runs once (PrefixCache); every setting and every round of own
+    digits reads only its answer tokens: the same distributions as the whole sequences, the
+    same own digits; a sequence that does not start with its owner's prefix is read whole."""
+    from cotlens.batch import PrefixCache
+    from cotlens.digits import position_forward, prompt_prefix
+    from cotlens.models.loading import load
+
+    lm = load(tiny_prepared, "float32", "cpu")
+    vt = VocabText.from_tokenizer(lm.tokenizer)
+    fwd, dev, pad_id = position_forward(lm), torch.device("cpu"), int(lm.tokenizer.pad_token_id)
+    probs = list(generate(MultConfig(n_digits=(2, 4), m_digits=(3,), n_per_cell=2, n_shots=2, seed=3)))
+    prompts, answers = [p.prompt for p in probs], [p.answer for p in probs]
+    aligned = [align(lm.tokenizer, vt, q, a) for q, a in zip(prompts, answers, strict=True)]
+    cache = PrefixCache(lm.model, lm.adapter, [prompt_prefix(*x) for x in aligned], pad_id, dev)
+    cached, whole = reader(fwd, vt, pad_id, dev, cache), reader(fwd, vt, pad_id, dev)
+    own = own_digits(whole, lm.tokenizer, vt, prompts, answers)
+    assert own_digits(cached, lm.tokenizer, vt, prompts, answers) == own
+    seqs = [x[0] for x in aligned] + [align(lm.tokenizer, vt, q, a)[0] for q, a in zip(prompts, own, strict=True)]
+    places = [x[1] for x in aligned] * 2
+    owners = [*range(len(probs))] * 2
+    foreign = list(reversed(owners))  # sequences of other problems: read whole
+    for who in (owners, foreign):
+        got, want = cached(who, seqs, places), whole(who, seqs, places)
+        for g, w in zip(got, want, strict=True):
+            np.testing.assert_allclose(np.stack(g), np.stack(w), atol=2e-6)
+    assert not cache.owns(foreign[0], seqs[0])
+    with pytest.raises(ValueError, match="inside the cached prefix"):
+        cache.logits_at([0], [seqs[0]], torch.tensor([[0]]))
 
 
 def test_mc_dropout_zero_rate_is_exact_and_positive_rate_varies(tiny_prepared: Path) -> None:

@@ -11,7 +11,18 @@ import numpy as np
 import torch
 
 from cotlens import schemas
-from cotlens.digits import VocabText, align, check_readout_padded, mc_dropout, own_digits, position_forward, score
+from cotlens.batch import PrefixCache
+from cotlens.digits import (
+    VocabText,
+    align,
+    check_readout_padded,
+    mc_dropout,
+    own_digits,
+    position_forward,
+    prompt_prefix,
+    reader,
+    score,
+)
 from cotlens.errors import CotlensError
 from cotlens.logs import Progress
 from cotlens.models.loading import load_for_stage
@@ -67,10 +78,12 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
         for s in range(0, len(cell), bs):
             batch = cell[s : s + bs]
             seqs, places, meta, problem = [], [], [], []
+            # each problem's prompt is run once: every setting and every round of own digits
+            # reads only its answer tokens after it (self-check readout_padded)
+            prefix = [prompt_prefix(*align(lm.tokenizer, vt, r["prompt"], r["answer"])) for r in batch]
+            read = reader(fwd, vt, pad, lm.device, PrefixCache(lm.model, lm.adapter, prefix, pad, lm.device))
             own = (
-                own_digits(
-                    fwd, lm.tokenizer, vt, [r["prompt"] for r in batch], [r["answer"] for r in batch], pad, lm.device
-                )
+                own_digits(read, lm.tokenizer, vt, [r["prompt"] for r in batch], [r["answer"] for r in batch])
                 if "unconditioned" in settings
                 else [None] * len(batch)
             )
@@ -88,7 +101,7 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
                     problem.append(i)  # the paired settings of a problem share their dropout masks
             # the model's own softmax, always: the claims' default estimator, and what MC
             # dropout is checked against on the same items
-            plain = score(fwd, vt, seqs, places, pad, lm.device)
+            plain = read(problem, seqs, places)
             n_forwards += 1
             if est == "mc_dropout":
                 draws = []
