@@ -80,3 +80,15 @@ def test_conda_envs_pin_what_requirements_pins() -> None:
         shared = set(got) & set(req)
         assert len(shared) >= 6, env
         assert {k: got[k] for k in shared} == {k: req[k] for k in shared}, env
+
+
+def test_the_local_profile_runs_two_model_stages_side_by_side() -> None:
+    """make run: every model stage on one thread, so on the 2 cores two of them run at once
+    (and fit the profile's memory together)."""
+    prof = yaml.safe_load((ROOT / "workflow" / "profiles" / "default" / "config.yaml").read_text())
+    heavy = model_rules() | {"models_train"}
+    assert set(prof["set-threads"]) == heavy and set(prof["set-threads"].values()) == {1}
+    total = int(prof["resources"][0].split("=")[1])
+    for rule in heavy - {"models_check"}:  # the self-checks (16 GB for a 7B) run alongside models_train only
+        m = re.search(r"mem_mb=(\d+)", rule_blocks()[rule])
+        assert m and 2 * int(m.group(1)) <= total, rule
