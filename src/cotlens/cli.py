@@ -7,6 +7,10 @@
   ``config/local-<name>.yaml``, run ``<name>``) and runs the studies on it.
 - ``cotlens report [--config FILE]...``: the findings summary and the HTML report of what
   exists under ``results/<run>/`` (a partial run gets a partial report).
+- ``cotlens plan [--config FILE]... [--gpu h100] [--threads 1]``: per stage and model of
+  the configured DAG, the forwards, token-forwards, generated tokens and peak memory, the
+  estimated time on this machine and on one GPU of a class, and the run's GPU-hours
+  (:mod:`cotlens.plan`), before anything runs.
 - ``cotlens check-model PATH``: every self-check on a model, one line each with the
   measured difference; exits 1 if a check fails, so a user learns before any stage runs
   whether cotlens reads the model exactly, and which studies it would refuse. PATH is a
@@ -349,6 +353,18 @@ def _expected_figures(configs: Sequence[str]) -> list[str]:
     return figure_paths({"run": "default", **_merged_config(configs)}, ("json",))
 
 
+def plan(configs: Sequence[str], gpu: str, threads: int) -> int:
+    """``cotlens plan``: the plan of the configured run (:mod:`cotlens.plan`), printed."""
+    from cotlens import plan as P
+    from cotlens.configcheck import check_files
+
+    _checkout()
+    check_files(["config.yaml", *configs])
+    rows = P.build(_merged_config(configs), Path.cwd(), gpu, threads)
+    print(P.render(rows, gpu, threads))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="cotlens", description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -367,8 +383,14 @@ def main(argv: list[str] | None = None) -> int:
     cm.add_argument("path", help="model directory, prepared model directory, or hub:REPO[@REVISION]")
     cm.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (default: cpu)")
     cm.add_argument("--json", dest="out", default=None, help="also write the results as JSON here")
+    pl = sub.add_parser("plan", help="the cost of the configured run, per stage and model, before it runs")
+    pl.add_argument("--config", action="append", default=[], help="a config overlay (repeatable)")
+    pl.add_argument("--gpu", default="h100", help="the GPU class to estimate for: h100, a100, l40s")
+    pl.add_argument("--threads", type=int, default=1, help="threads per stage on this machine (make run: 1)")
     args = ap.parse_args(argv)
     try:
+        if args.cmd == "plan":
+            return plan(list(args.config), args.gpu, args.threads)
         if args.cmd == "run":
             configs = list(args.config)
             from cotlens.configcheck import check_files

@@ -299,6 +299,103 @@ def ablate(
         yield
 
 
+class RowAblations(Hooked):
+    """Several ablations at once, one per group of batch rows: ``sets[g]`` ({layer:
+    indices}, or None for none) ablated in the rows of group ``g`` only, with ``seeds[g]``
+    (Rai & Yao's noise is drawn as :func:`ablate` draws it). :meth:`rows` takes the group
+    of each row of the coming forward (:func:`cotlens.sampling.generate_batch`'s
+    ``on_groups``). Each group's rows get exactly the operation :func:`ablate` applies to
+    a whole batch, on their own slice."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        ad: Adapter,
+        sets: Sequence[Mapping[int, Sequence[int]] | None],
+        mode: AblationMode,
+        means: torch.Tensor | None = None,
+        noise_scale: float = 1.0,
+        seeds: Sequence[int] = (),
+    ) -> None:
+        if mode not in ABLATIONS:
+            raise ValueError(f"ablation mode must be one of {ABLATIONS}, got {mode!r}")
+        if mode == "mean" and means is None:
+            raise ValueError("mean ablation needs the neurons' mean activations")
+        self.model, self.ad, self.mode = model, ad, mode
+        dev = next(model.parameters()).device
+        self._groups: torch.Tensor | None = None
+        # per layer: [(group, neuron ids, noise [n, d_model] or the values they are set to)]
+        self.edits: dict[int, list[tuple[int, torch.Tensor, torch.Tensor | None]]] = {}
+        for g, which in enumerate(sets):
+            if not which:
+                continue
+            if mode == "noise":
+                for layer, (nid, e) in noise_vectors(model, ad, which, noise_scale, int(seeds[g]) + 1).items():
+                    self.edits.setdefault(layer, []).append((g, torch.tensor(nid, device=e.device), e))
+                continue
+            for layer, sel in which.items():
+                if len(sel):
+                    ix = torch.tensor(list(sel), device=dev, dtype=torch.long)
+                    val = None if mode == "zero" or means is None else means[layer, ix]
+                    self.edits.setdefault(layer, []).append((g, ix, val))
+
+    def rows(self, groups: Sequence[int]) -> None:
+        self._groups = torch.tensor(list(groups))
+
+    def _which(self, g: int) -> torch.Tensor:
+        assert self._groups is not None, "RowAblations.rows was not called before the forward"
+        return (self._groups == g).nonzero().squeeze(-1)
+
+    def _noise_hook(self, layer: int) -> Any:
+        def hook(_m: nn.Module, args: Any, out: torch.Tensor) -> Any:
+            a = args[0]
+            assert self._groups is not None
+            b = len(self._groups)
+            flat = out.dim() == 2  # OPT: [batch * position, d]
+            o = out.view(b, -1, out.shape[-1]) if flat else out
+            x = a.view(b, -1, a.shape[-1]) if flat else a
+            o = o.clone()
+            for g, ix, e in self.edits[layer]:
+                r = self._which(g)
+                if len(r):
+                    assert e is not None
+                    o[r] = o[r] + x[r][..., ix.to(x.device)].to(e.dtype) @ e
+            return o.view(out.shape)
+
+        return hook
+
+    def _input_fn(self, layer: int) -> Any:
+        def fn(x: torch.Tensor) -> torch.Tensor:
+            x = x.clone()
+            for g, ix, val in self.edits[layer]:
+                r = self._which(g).to(x.device)
+                if len(r):
+                    sub = x[r]
+                    sub[..., ix] = 0.0 if val is None else val.to(x.dtype)
+                    x[r] = sub
+            return x
+
+        return fn
+
+    def _register(self) -> list[Any]:
+        if self.mode == "noise":
+            blocks = layers(self.model, self.ad)
+            return [get(blocks[li], self.ad.mlp_out).register_forward_hook(self._noise_hook(li)) for li in self.edits]
+        return site_pre_hooks(self.model, self.ad, "mlp", {li: self._input_fn(li) for li in self.edits})
+
+    def __enter__(self) -> RowAblations:
+        return super().__enter__()
+
+    @contextlib.contextmanager
+    def removed(self) -> Iterator[None]:
+        """The hooks off for the ``with`` block (a reference forward inside the context)."""
+        self.__exit__()
+        try:
+            yield
+        finally:
+            self._handles = list(self._register())
+
+
 def random_like(which: Mapping[int, Sequence[int]], dims: Dims, gen: torch.Generator) -> dict[int, list[int]]:
     """A random control matched by layer: in each layer of ``which``, as many neurons drawn
     uniformly from that layer's other neurons (a layer's neurons differ in norm and role, so
@@ -395,8 +492,11 @@ def solve(
     cfg: Mapping[str, Any],
     on_step: Callable[[list[int]], None] | None = None,
     after_batch: Callable[[list[Answer]], None] | None = None,
+    groups: Sequence[int] | None = None,
+    on_groups: Callable[[list[int]], None] | None = None,
 ) -> list[Answer]:
-    """Greedy CoT for each prompt, in batches; ``after_batch`` sees each batch's answers."""
+    """Greedy CoT for each prompt, in batches; ``after_batch`` sees each batch's answers.
+    ``groups``/``on_groups``: several conditions in one batch (see ``generate_batch``)."""
     tok = lm.tokenizer
     sc = SampleConfig(max_new_tokens=int(cfg["max_new_tokens"]), batch_size=int(cfg["batch_size"]))
     eos = {int(tok.eos_token_id)} if tok.eos_token_id is not None else set()
@@ -408,7 +508,10 @@ def solve(
     out: list[Answer] = []
     for s in range(0, len(prompts), sc.batch_size):
         ids = [tok(p, add_special_tokens=True)["input_ids"] for p in prompts[s : s + sc.batch_size]]
-        gens = generate_batch(lm.model, ids, sc, pad, eos, stop, lm.device, on_step=on_step)
+        part = None if groups is None else list(groups[s : s + sc.batch_size])
+        gens = generate_batch(
+            lm.model, ids, sc, pad, eos, stop, lm.device, on_step=on_step, groups=part, on_groups=on_groups
+        )
         batch = []
         for g, gold in zip(gens, answers[s : s + sc.batch_size], strict=True):
             text = tok.decode(g.token_ids)
@@ -473,6 +576,27 @@ def effect_conditions(cfg: Mapping[str, Any], n_concept: int, top_n: Sequence[in
                 Condition("random", "full", mode, s, n) for s in seeds
             ]
     return list(dict.fromkeys(conditions))
+
+
+def side_by_side(conditions: Sequence[Condition], todo: Sequence[int], per_batch: int) -> list[list[int]]:
+    """``todo`` (indices into ``conditions``, in order) cut into the chunks one batch
+    measures: a prompt variant alone; up to ``per_batch`` ablations of the same variant and
+    mode together (their rows side by side, :class:`RowAblations`)."""
+    out: list[list[int]] = []
+    for k in todo:
+        c = conditions[k]
+        last = conditions[out[-1][0]] if out else None
+        if (
+            c.condition != "variant"
+            and last is not None
+            and last.condition != "variant"
+            and (last.variant, last.mode) == (c.variant, c.mode)
+            and len(out[-1]) < per_batch
+        ):
+            out[-1].append(k)
+        else:
+            out.append([k])
+    return out
 
 
 @torch.no_grad()

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
+from transformers.cache_utils import DynamicLayer
 
 from cotlens.batch import pad
 from cotlens.models.adapters import check_context
@@ -56,6 +58,85 @@ def shared_prefix_len(prompts: Sequence[Sequence[int]], minimum: int = 16) -> in
     return n if n >= minimum else 0
 
 
+class GrowingLayer(DynamicLayer):
+    """A full-attention cache layer whose keys and values live in a buffer with room for
+    ``reserve`` more tokens: a decode step writes its token in place, where the stock layer
+    concatenates (copies) the whole cache every step. ``keys``/``values`` are views of the
+    filled part, so attention reads the same numbers as before."""
+
+    def __init__(self, reserve: int) -> None:
+        super().__init__()
+        self.reserve = max(1, int(reserve))
+        self.n = 0
+
+    @classmethod
+    def of(cls, layer: DynamicLayer, reserve: int) -> GrowingLayer:
+        g = cls(reserve)
+        if layer.is_initialized and layer.keys is not None and layer.values is not None and layer.keys.numel():
+            g._adopt(layer.keys, layer.values)
+        return g
+
+    def _adopt(self, k: torch.Tensor, v: torch.Tensor) -> None:
+        b, h, n, d = k.shape
+        self.dtype, self.device, self.is_initialized = k.dtype, k.device, True
+        self._k = k.new_empty((b, h, n + self.reserve, d))
+        self._v = v.new_empty((b, h, n + self.reserve, v.shape[-1]))
+        self._k[:, :, :n], self._v[:, :, :n] = k, v
+        self._view(n)
+
+    def _view(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        self.n = n
+        k, v = self._k[:, :, :n], self._v[:, :, :n]
+        self.keys, self.values = k, v
+        return k, v
+
+    def update(
+        self, key_states: torch.Tensor, value_states: torch.Tensor, *args: object, **kwargs: object
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        if not self.is_initialized or self.n == 0:
+            self._adopt(key_states, value_states)
+            return self._view(self.n)
+        m = self.n + key_states.shape[-2]
+        if m > self._k.shape[-2]:  # out of room: grow (never in a decode that stays within max_new_tokens)
+            self.reserve = max(self.reserve, m - self.n)
+            self._adopt(*self._view(self.n))
+        self._k[:, :, self.n : m] = key_states
+        self._v[:, :, self.n : m] = value_states
+        return self._view(m)
+
+    def get_seq_length(self) -> int:
+        return self.n if self.is_initialized else 0
+
+    def batch_select_indices(self, indices: torch.Tensor) -> None:
+        if self.n:
+            self._k, self._v = self._k[indices], self._v[indices]
+            self._view(self.n)
+
+    def batch_repeat_interleave(self, repeats: int) -> None:
+        if self.n:
+            self._k = self._k.repeat_interleave(repeats, dim=0)
+            self._v = self._v.repeat_interleave(repeats, dim=0)
+            self._view(self.n)
+
+    def crop(self, tokens_to_remove: int) -> None:
+        if tokens_to_remove > 0:
+            raise ValueError("crop takes a negative count of tokens to remove")
+        if tokens_to_remove and self.n:
+            self._view(max(0, self.n + tokens_to_remove))
+
+
+def grow_in_place(past: Any, reserve: int) -> Any:
+    """``past`` (a transformers Cache) with each full-attention layer (exactly a
+    ``DynamicLayer``; sliding-window and other layers are left as they are) replaced by a
+    :class:`GrowingLayer` holding the same keys and values with room for ``reserve`` more."""
+    layers = getattr(past, "layers", None)
+    if isinstance(layers, list):
+        for i, layer in enumerate(layers):
+            if type(layer) is DynamicLayer:
+                layers[i] = GrowingLayer.of(layer, reserve)
+    return past
+
+
 @torch.inference_mode()
 def generate_batch(
     model: nn.Module,
@@ -67,6 +148,8 @@ def generate_batch(
     device: torch.device,
     gen: torch.Generator | None = None,
     on_step: Callable[[list[int]], None] | None = None,
+    groups: Sequence[int] | None = None,
+    on_groups: Callable[[list[int]], None] | None = None,
 ) -> list[Generation]:
     """Generate for one batch. ``stop(ids)`` returns a stop reason or None.
 
@@ -79,25 +162,45 @@ def generate_batch(
     ``on_step(rows)`` is called before every forward whose last position predicts a
     generated token, with the original indices of the rows in that forward (hooks that
     score generated tokens use it; the shared-prefix forward is not announced).
+
+    ``groups`` (one id per prompt) puts several conditions in one batch, e.g. ablations
+    whose hooks act row by row: the shared prefix is then run once per group, and
+    ``on_groups(ids)`` is called before every forward with the group of each of its rows
+    (the prefix forward included: one row per group).
     """
     b = len(prompts)
     check_context(model, max(map(len, prompts)) + cfg.max_new_tokens, "a prompt plus max_new_tokens")
     n_shared = shared_prefix_len(prompts)
+    group = list(groups) if groups is not None else [0] * b
+    if len(group) != b:
+        raise ValueError(f"{len(group)} group ids for {b} prompts")
+    ids_of = sorted(set(group))
+
+    def announce(rows: list[int]) -> None:
+        if on_groups is not None:
+            on_groups([group[r] for r in rows])
+
     past = None
     if n_shared:
-        head = torch.tensor([list(prompts[0][:n_shared])], device=device)
+        head = torch.tensor([list(prompts[0][:n_shared])] * len(ids_of), device=device)
+        if on_groups is not None:
+            on_groups(ids_of)
         past = model(input_ids=head, use_cache=True, logits_to_keep=1).past_key_values
-        past.batch_repeat_interleave(b)
+        if len(ids_of) == 1:
+            past.batch_repeat_interleave(b)
+        else:
+            past.batch_select_indices(torch.tensor([ids_of.index(g) for g in group], device=device))
     ids, mask = pad([p[n_shared:] for p in prompts], pad_id, device, left=True)
     pos = (mask.cumsum(-1) - 1).clamp(min=0) + n_shared
     if n_shared:
         mask = torch.cat([torch.ones((b, n_shared), dtype=mask.dtype, device=device), mask], dim=1)
     if on_step is not None:
         on_step(list(range(b)))
+    announce(list(range(b)))
     out = model(
         input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=past, use_cache=True, logits_to_keep=1
     )
-    past = out.past_key_values
+    past = grow_in_place(out.past_key_values, cfg.max_new_tokens)
     toks: list[list[int]] = [[] for _ in range(b)]
     reason: list[str | None] = [None] * b
     active = list(range(b))  # original row of each batch row
@@ -125,6 +228,7 @@ def generate_batch(
         step = torch.tensor(nxt, device=device)[:, None]
         if on_step is not None:
             on_step(list(active))
+        announce(active)
         out = model(input_ids=step, attention_mask=mask, position_ids=last, past_key_values=past, use_cache=True)
         past = out.past_key_values
         logits = out.logits[:, -1, :]

@@ -217,3 +217,64 @@ def test_judge_reusing_the_shared_frame_equals_full_forwards(plus_model, tmp_pat
     assert fast.reused == 2 and slow.reused == 0  # the two later neuron questions ran on the kept frame
     n_frame = len(tok(question(["+"]))["input_ids"])
     assert n_frame > 40  # the frame is long enough to be worth reusing
+
+
+@pytest.mark.parametrize("family", ["llama", "opt", "gpt2"])
+@pytest.mark.parametrize("mode", ["noise", "zero", "mean"])
+def test_row_ablations_equal_one_ablation_per_batch(family: str, mode: str) -> None:
+    """RowAblations: the rows of group g get exactly what ``ablate(sets[g])`` does to a whole
+    batch (logits equal), a group without a set is the plain model; OPT's flat FFN too."""
+    from cotlens.models import zoo
+    from cotlens.models.adapters import adapter_for, dims
+    from cotlens.neurons import RowAblations, ablate
+
+    m = zoo.perturb(zoo.build(family))
+    ad, d = adapter_for(m), dims(m, adapter_for(m))
+    sets = [{0: [1, 5], d.n_layers - 1: [2]}, None, {0: [3], 1: [0, 7, 9]}]
+    seeds = [4, -1, 11]
+    means = torch.randn(d.n_layers, d.d_mlp, generator=torch.Generator().manual_seed(0))
+    ids = torch.randint(0, d.vocab, (2, 9), generator=torch.Generator().manual_seed(1))
+    groups = [2, 0, 1, 0, 2, 1]  # two rows of each, interleaved
+    batch = ids[[0, 0, 0, 1, 1, 1]]
+    with torch.no_grad(), RowAblations(m, ad, sets, mode, means, 1.0, seeds) as rows:  # type: ignore[arg-type]
+        rows.rows(groups)
+        got = m(input_ids=batch).logits
+        want = []
+        for b, g in enumerate(groups):
+            which = sets[g]
+            with rows.removed():
+                if which is None:
+                    want.append(m(input_ids=batch[b : b + 1]).logits[0])
+                    continue
+                with ablate(m, ad, which, mode, means, 1.0, seeds[g] + 1):  # type: ignore[arg-type]
+                    want.append(m(input_ids=batch[b : b + 1]).logits[0])
+    torch.testing.assert_close(got, torch.stack(want), rtol=1e-5, atol=1e-5)
+    plain = m(input_ids=batch).logits
+    assert not torch.allclose(got[0], plain[0], atol=1e-4)  # group 2 is ablated
+
+
+def test_grouped_generation_equals_one_condition_at_a_time(plus_model) -> None:  # type: ignore[no-untyped-def]
+    """Ablations side by side in one batch (groups, a shared prefix run once per group)
+    generate the same tokens as each ablation alone."""
+    from cotlens.neurons import RowAblations, ablate
+    from cotlens.sampling import SampleConfig, generate_batch
+
+    model, _, ad, d, _, _ = plus_model
+    dev = next(model.parameters()).device
+    prefix = list(range(5, 25))
+    prompts = [prefix + [30 + i, 40 + i] for i in range(3)]
+    sets = [{0: [1, 2, 3]}, {1: list(range(0, d.d_mlp, 3))}]
+    sc = SampleConfig(max_new_tokens=6, batch_size=6)
+
+    def run(ps, **kw):  # type: ignore[no-untyped-def]
+        gens = generate_batch(model, ps, sc, 0, set(), lambda t: None, dev, **kw)
+        return [g.token_ids for g in gens]
+
+    with RowAblations(model, ad, sets, "noise", None, 3.0, [0, 1]) as rows:
+        got = run(prompts * 2, groups=[0, 0, 0, 1, 1, 1], on_groups=rows.rows)
+    want = []
+    for g in range(2):
+        with ablate(model, ad, sets[g], "noise", None, 3.0, g + 1):
+            want += run(prompts)
+    assert got == want
+    assert got[:3] != got[3:]  # the two ablations differ

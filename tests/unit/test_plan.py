@@ -1,0 +1,107 @@
+"""cotlens plan: its counts are checked against the model and the DAG, its arithmetic
+against hand sums; how close its times come to real runs is in docs/benchmarks.md."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import yaml
+
+from cotlens import plan as P
+from cotlens.errors import CotlensError
+from cotlens.models import zoo
+
+ROOT = Path(__file__).resolve().parents[2]
+RATES = P.Rates(50e9, 10e9, 2e-4, name="test")
+
+
+@pytest.mark.parametrize("family", ["llama", "qwen2", "mixtral"])
+def test_the_shape_counts_the_weights_a_token_goes_through(family: str) -> None:
+    """Shape.active (the FLOPs of a token are 2x it) equals the model's own attention and
+    FFN matrices, summed from its parameters (each routed expert counted top_k times)."""
+    m = zoo.build(family)
+    s = P.Shape.from_config(m.config.to_dict())
+    linear = 0
+    for name, p in m.named_parameters():
+        if p.dim() < 2 or "embed" in name or "lm_head" in name or "norm" in name:
+            continue
+        if "gate.weight" in name and "mlp.gate" in name and p.shape[0] == s.experts:
+            continue  # the router: a tiny [experts, d] matmul
+        linear += p.numel()
+    if s.experts > 1:
+        per_expert = 3 * s.d_model * s.d_mlp
+        linear -= s.layers * per_expert * (s.experts - s.top_k)
+    assert s.active == linear
+
+
+def test_the_times_are_the_sum_of_their_parts() -> None:
+    s = P.Shape(2, 64, 256, 4, 4, 16, 1000)
+    w = P.Work(calls=3, tokens=500, ctx=10, readouts=7, loads=0)
+    want = (500 * s.flops(10) + 7 * s.readout) / RATES.flops_per_s + 3 * RATES.call_s_per_layer * 2
+    assert RATES.seconds(w, s, 4) == pytest.approx(want)
+    twice = P._times(w, 2)
+    assert RATES.seconds(twice, s, 4) == pytest.approx(2 * want)
+    gen = P.Work(steps=5, generated=40, step_ctx=100, loads=0)
+    per_step = RATES.call_s_per_layer * 2 + s.active * 4 / RATES.bytes_per_s
+    per_token = (s.flops(100) + s.readout) / RATES.flops_per_s + s.kv_bytes(4) * 100 / RATES.bytes_per_s
+    assert RATES.seconds(gen, s, 4) == pytest.approx(5 * per_step + 40 * per_token)
+
+
+def _default() -> dict:
+    return yaml.safe_load((ROOT / "config.yaml").read_text())
+
+
+def test_the_plan_covers_every_model_stage_of_the_configured_dag(tmp_path: Path) -> None:
+    """Every rule that loads a model appears once per model of its studies; a study that is
+    off leaves its stages out; the totals name the dominant stage."""
+    from test_profiles import model_rules
+
+    cfg = _default()
+    rates = {m: RATES for m in ("smollm2-135m", "refusal-moe")}
+    rows = P.build(cfg, tmp_path, "h100", 1, log=lambda _: None, rates=rates)
+    got = {(r.stage, r.model) for r in rows}
+    want = {(s, "smollm2-135m") for s in model_rules() if not s.startswith(("experts_", "models_tiny"))}
+    want |= {(s, "refusal-moe") for s in model_rules() if s.startswith("experts_") or s == "models_check"}
+    want |= {("models_prepare", "smollm2-135m"), ("models_train", "refusal-moe")}
+    assert got == want
+    assert all(r.cpu_s > 0 and r.gpu_s > 0 and r.peak_gb > 1 for r in rows)
+    text = P.render(rows, "h100", 1)
+    assert "GPU-hours" in text and "dominant stage: " in text
+    off = P.build({**cfg, "studies": ["digits"]}, tmp_path, "h100", 1, log=lambda _: None, rates=rates)
+    assert {r.stage for r in off} == {"models_prepare", "models_check", "digits_confidence"}
+    res = P.slurm_resources(rows)
+    assert set(res) == {r.stage for r in rows} and all(v["runtime"] >= 10 for v in res.values())
+
+
+def test_the_plan_scales_with_the_design(tmp_path: Path) -> None:
+    """Twice the random seeds of Study 2 is about twice its effects stage; the paper's
+    Llama-2-7B costs far more GPU time than the default model."""
+    cfg = _default()
+    rates = {"smollm2-135m": RATES, "refusal-moe": RATES, "llama-2-7b": RATES}
+
+    def row(c: dict, name: str, model: str = "smollm2-135m") -> P.Row:
+        rows = P.build(c, tmp_path, "h100", 1, log=lambda _: None, rates=rates)
+        return next(r for r in rows if r.stage == name and r.model == model)
+
+    def stage(c: dict, name: str, model: str = "smollm2-135m") -> float:
+        return row(c, name, model).cpu_s
+
+    more = {**cfg, "neurons": {**cfg["neurons"], "effects": {**cfg["neurons"]["effects"], "random_seeds": 40}}}
+    a, b = row(cfg, "neurons_effects").work, row(more, "neurons_effects").work
+    n = len(cfg["neurons"]["effects"]["variants"])  # 7 variants, then the concept set and 20 (40) random sets
+    assert b.generated / a.generated == pytest.approx((n + 41) / (n + 21))
+    assert b.tokens / a.tokens == pytest.approx((n + 41) / (n + 21))
+    big = {**cfg, "active_models": ["llama-2-7b"], "studies": ["digits"]}
+    assert stage(big, "digits_confidence", "llama-2-7b") > 20 * stage(cfg, "digits_confidence")
+
+
+def test_an_unknown_model_or_gpu_is_one_error(tmp_path: Path) -> None:
+    cfg = _default()
+    cfg["models"]["mystery"] = {"source": "hub", "repo": "someone/unknown"}
+    with pytest.raises(CotlensError, match="does not know the shape of model 'mystery'"):
+        P.build({**cfg, "active_models": ["mystery"]}, tmp_path, "h100", 1, rates={"mystery": RATES})
+    with pytest.raises(CotlensError, match="unknown GPU class 'tpu'"):
+        P.build(cfg, tmp_path, "tpu", 1, rates={})
+    assert math.isfinite(P.peak_gb(P.Shape(1, 8, 8, 1, 1, 8, 10), P.Work(), 4))
