@@ -283,6 +283,59 @@ def switch_experts(
         yield
 
 
+class RowSwitches(Hooked):
+    """Several expert switches at once, one per group of batch rows: ``switches[g]`` is
+    ``(mode, {layer: [expert, ...]})`` or None (the plain model), applied by
+    :func:`switch_off` / :func:`switch_on` to the router outputs of that group's tokens
+    only. :meth:`rows` takes the group of each row of the coming forward
+    (``generate_batch``'s ``on_groups``); the routers see [rows * positions] tokens."""
+
+    def __init__(
+        self, model: nn.Module, ad: Adapter, switches: Sequence[tuple[SwitchMode, Mapping[int, Sequence[int]]] | None]
+    ) -> None:
+        self.routers = router_modules(model, ad)
+        self._groups: torch.Tensor | None = None
+        self.edits: dict[int, list[tuple[int, Callable[..., Any], list[int]]]] = {}
+        for g, sw in enumerate(switches):
+            if sw is None:
+                continue
+            mode, experts = sw
+            if mode not in MODES:
+                raise ValueError(f"mode {mode!r}; use one of {MODES}")
+            bad = sorted(set(experts) - set(self.routers))
+            if bad:
+                raise ValueError(f"layers {bad} have no router (MoE layers: {sorted(self.routers)})")
+            fn = switch_off if mode == "off" else switch_on
+            for layer, e in experts.items():
+                if e:
+                    self.edits.setdefault(layer, []).append((g, fn, list(e)))
+
+    def rows(self, groups: Sequence[int]) -> None:
+        self._groups = torch.tensor(list(groups))
+
+    def _hook(self, layer: int) -> Any:
+        def hook(_m: nn.Module, _a: Any, out: Any) -> Any:
+            assert self._groups is not None, "RowSwitches.rows was not called before the forward"
+            w, idx = out[1], out[2]
+            per_row = w.shape[0] // len(self._groups)
+            tok_group = self._groups.to(w.device).repeat_interleave(per_row)
+            w2, idx2 = w.clone(), idx.clone()
+            for g, fn, sel in self.edits[layer]:
+                t = (tok_group == g).nonzero().squeeze(-1)
+                if len(t):
+                    nw, ni = fn(w[t], idx[t], sel)
+                    w2[t], idx2[t] = nw.to(w.dtype), ni
+            return (out[0], w2, idx2, *out[3:])
+
+        return hook
+
+    def _register(self) -> list[Any]:
+        return [self.routers[li].register_forward_hook(self._hook(li)) for li in self.edits]
+
+    def __enter__(self) -> RowSwitches:
+        return super().__enter__()
+
+
 def require_moe(lm: Loaded) -> Loaded:
     """``lm``, refused with one clear error unless it is a mixture of experts."""
     if lm.adapter.router is None:

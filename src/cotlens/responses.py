@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
 
@@ -15,6 +15,8 @@ from cotlens.experts import RouterCapture
 from cotlens.judge import Judge
 from cotlens.prompts import moe
 from cotlens.sampling import SampleConfig, generate_batch
+
+T = TypeVar("T")
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -37,9 +39,12 @@ def respond(
     cfg: Mapping[str, Any],
     capture: RouterCapture | None = None,
     after_batch: Callable[[list[list[int]], list[list[int]]], None] | None = None,
+    groups: Sequence[int] | None = None,
+    on_groups: Callable[[list[int]], None] | None = None,
 ) -> list[tuple[str, list[int]]]:
     """Greedy responses (text, token ids), stopping at a newline for plain-format models.
-    ``after_batch(prompt_ids, response_ids)`` sees each batch."""
+    ``after_batch(prompt_ids, response_ids)`` sees each batch. ``groups``/``on_groups``:
+    several conditions in one batch (``generate_batch``)."""
     tok = lm.tokenizer
     sc = SampleConfig(max_new_tokens=int(cfg["max_new_tokens"]), batch_size=int(cfg["batch_size"]))
     eos = {int(tok.eos_token_id)} if tok.eos_token_id is not None else set()
@@ -55,7 +60,16 @@ def respond(
         if capture is not None:
             capture.begin(ids)
         gens = generate_batch(
-            lm.model, ids, sc, pad, eos, stop, lm.device, on_step=capture.rows if capture is not None else None
+            lm.model,
+            ids,
+            sc,
+            pad,
+            eos,
+            stop,
+            lm.device,
+            on_step=capture.rows if capture is not None else None,
+            groups=None if groups is None else groups[s : s + sc.batch_size],
+            on_groups=on_groups,
         )
         resp = [g.token_ids for g in gens]
         if after_batch is not None:
@@ -74,9 +88,15 @@ def refusal_classifier(judge: Loaded | None, judge_cache: str | Path | None) -> 
     return (lambda q, r: bool(r.strip()) and jd.yes(moe.refusal_question(q, r))), name
 
 
-def continuation_nll(lm: Loaded, seqs: Sequence[tuple[list[int], list[int]]], batch: int) -> list[tuple[float, int]]:
+def continuation_nll(
+    lm: Loaded,
+    seqs: Sequence[tuple[list[int], list[int]]],
+    batch: int,
+    groups: Sequence[int] | None = None,
+    on_groups: Callable[[list[int]], None] | None = None,
+) -> list[tuple[float, int]]:
     """Summed NLL and token count of each continuation after its prompt (token ids), under
-    the model as it is hooked now."""
+    the model as it is hooked now (``on_groups`` hears the group of each row of a forward)."""
     tok = lm.tokenizer
     pad = int(tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id)
     out: list[tuple[float, int]] = []
@@ -89,6 +109,8 @@ def continuation_nll(lm: Loaded, seqs: Sequence[tuple[list[int], list[int]]], ba
         for i, q in enumerate(full):
             x[i, : len(q)] = torch.tensor(q, device=lm.device)
             att[i, : len(q)] = 1
+        if on_groups is not None and groups is not None:
+            on_groups(list(groups[s : s + batch]))
         with torch.inference_mode():
             logp = torch.log_softmax(lm.model(input_ids=x, attention_mask=att).logits.float(), -1)
         for i, (p, c) in enumerate(chunk):
@@ -101,7 +123,13 @@ def continuation_nll(lm: Loaded, seqs: Sequence[tuple[list[int], list[int]]], ba
     return out
 
 
-def reference_nll(lm: Loaded, pairs: Sequence[tuple[str, str]], batch: int) -> list[tuple[float, int]]:
+def reference_nll(
+    lm: Loaded,
+    pairs: Sequence[tuple[str, str]],
+    batch: int,
+    groups: Sequence[int] | None = None,
+    on_groups: Callable[[list[int]], None] | None = None,
+) -> list[tuple[float, int]]:
     """Summed NLL and token count of each reference answer after its rendered question."""
     tok = lm.tokenizer
     seqs = []
@@ -110,7 +138,22 @@ def reference_nll(lm: Loaded, pairs: Sequence[tuple[str, str]], batch: int) -> l
         ids = tok(prompt + " " + a)["input_ids"]
         start = len(tok(prompt)["input_ids"])
         seqs.append((ids[:start], ids[start:]))
-    return continuation_nll(lm, seqs, batch)
+    return continuation_nll(lm, seqs, batch, groups, on_groups)
+
+
+def interleave(n: int, batch: int, groups: int) -> list[tuple[int, int]]:
+    """(group, item) in the order that puts ``groups`` conditions side by side: batch ``i``
+    of ``batch * groups`` rows holds items ``[i * batch, (i + 1) * batch)`` once per group,
+    so each condition's rows are padded exactly as in a batch of its own."""
+    return [(g, j) for s in range(0, n, batch) for g in range(groups) for j in range(s, min(s + batch, n))]
+
+
+def unscramble(order: Sequence[tuple[int, int]], values: Sequence[T], groups: int, n: int) -> list[list[T]]:
+    """``values`` (in :func:`interleave` ``order``) back to one list per group, in item order."""
+    out: list[list[Any]] = [[None] * n for _ in range(groups)]
+    for (g, j), v in zip(order, values, strict=True):
+        out[g][j] = v
+    return out
 
 
 def first_int(text: str) -> str | None:

@@ -45,7 +45,7 @@ PARAMS: dict[str, Callable[[Config], Any]] = {
     "experts_prompts": lambda c: _keys(c["experts"], EXPERTS_PROMPT_KEYS),
     "experts_routes": lambda c: _keys(c["experts"], EXPERTS_GEN_KEYS),
     "experts_ftri": lambda c: _keys(c["experts"], ("tokens", "classes")),
-    "experts_effects": lambda c: _keys(c["experts"], (*EXPERTS_GEN_KEYS, "k", "random_seeds")),
+    "experts_effects": lambda c: _keys(c["experts"], (*EXPERTS_GEN_KEYS, "k", "random_seeds", "batch_rows")),
 }
 
 

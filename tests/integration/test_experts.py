@@ -394,3 +394,51 @@ def test_k_larger_than_the_map_is_refused_before_the_model_loads(tmp_path: Path)
         expert_effects.run(
             inputs, {"effects": str(tmp_path / "e.parquet")}, cfg, {"device": "cpu", "dtype": "float32"}, 1
         )
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_row_switches_equal_one_switch_per_batch(family: str) -> None:
+    """RowSwitches: the rows of group g get exactly what ``switch_experts(sets[g])`` does to a
+    batch of their own (logits and greedy generations equal); a group without a switch is
+    the plain model; groups side by side in ``interleave`` order come back in item order."""
+    from cotlens.experts import RowSwitches
+    from cotlens.responses import interleave, unscramble
+
+    model = tiny_moe(family)
+    ad = adapter_for(model)
+    moe = sorted(router_modules(model, ad))
+    switches = [("off", {moe[-1]: [0, 1]}), None, ("on", {moe[0]: [2]})]
+    prompts = _prompts(4, 3)
+    sc = SampleConfig(max_new_tokens=4, batch_size=8)
+
+    def gen(ps: list[list[int]], **kw: Any) -> list[list[int]]:
+        out = generate_batch(model, ps, sc, 0, set(), lambda _t: None, torch.device("cpu"), **kw)
+        return [g.token_ids for g in out]
+
+    want = []
+    for sw in switches:
+        if sw is None:
+            want.append(gen(prompts))
+            continue
+        with switch_experts(model, ad, sw[1], sw[0]):  # type: ignore[arg-type]
+            want.append(gen(prompts))
+    order = interleave(len(prompts), 2, len(switches))
+    with RowSwitches(model, ad, switches) as rows:  # type: ignore[arg-type]
+        got_all = []
+        for s in range(0, len(order), 2 * len(switches)):
+            part = order[s : s + 2 * len(switches)]
+            got_all += gen([prompts[j] for _, j in part], groups=[g for g, _ in part], on_groups=rows.rows)
+    assert unscramble(order, got_all, len(switches), len(prompts)) == want
+    ids = torch.tensor([prompts[0] * 2] * 3)
+    with torch.no_grad():
+        with RowSwitches(model, ad, switches) as rows:  # type: ignore[arg-type]
+            rows.rows([0, 1, 2])
+            got = model(input_ids=ids).logits
+        plain = model(input_ids=ids[:1]).logits[0]
+        for g, sw in enumerate(switches):
+            if sw is None:
+                torch.testing.assert_close(got[g], plain)
+                continue
+            with switch_experts(model, ad, sw[1], sw[0]):  # type: ignore[arg-type]
+                torch.testing.assert_close(got[g], model(input_ids=ids[:1]).logits[0])
+            assert not torch.allclose(got[g], plain)  # the switch changes the logits

@@ -9,7 +9,6 @@ shard per condition (``cotlens.shards``)."""
 
 from __future__ import annotations
 
-import contextlib
 import math
 from pathlib import Path
 from typing import Any, Literal
@@ -20,13 +19,13 @@ import pyarrow as pa
 from cotlens import schemas
 from cotlens.errors import CotlensError
 from cotlens.experts import (
+    RowSwitches,
     by_layer,
     check_router,
     forceable,
     n_experts,
     random_experts,
     require_moe,
-    switch_experts,
     top_experts,
     top_k_of,
 )
@@ -34,7 +33,16 @@ from cotlens.hooks import router_modules
 from cotlens.logs import Progress
 from cotlens.models.loading import load_for_stage
 from cotlens.parquet import read_table, to_table, write_table
-from cotlens.responses import continuation_nll, first_int, reference_nll, refusal_classifier, render, respond
+from cotlens.responses import (
+    continuation_nll,
+    first_int,
+    interleave,
+    reference_nll,
+    refusal_classifier,
+    render,
+    respond,
+    unscramble,
+)
 from cotlens.shards import Shards, resume_key
 from cotlens.stages.common import Params, Paths, model_meta, refusal, refuse
 from cotlens.stages.gate import gate
@@ -81,24 +89,54 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
     n_exp = n_experts(next(iter(routers.values())))
     slots = {lay: top_k_of(r) for lay, r in routers.items()}
 
-    def measure(
-        condition: str, mode: SwitchMode | Literal["none"], k: int, seed: int, experts: list[tuple[int, int]]
-    ) -> pa.Table:
-        if mode == "on":
-            experts = forceable(experts, slots)
-        label = " ".join(f"L{lay}E{e}" for lay, e in experts)
-        ctx: contextlib.AbstractContextManager[None] = contextlib.nullcontext()  # the baseline switches nothing
-        if experts and mode != "none":
-            ctx = switch_experts(lm.model, lm.adapter, by_layer(experts), mode)
-        with ctx:
-            said = respond(lm, [r["question"] for r in study + quality], cfg)
-            nll = reference_nll(lm, [(r["question"], r["reference"]) for r in refs], int(cfg["batch_size"]))
+    Cond = tuple[str, SwitchMode | Literal["none"], int, int, list[tuple[int, int]]]
+    questions = [r["question"] for r in study + quality]
+    pairs = [(r["question"], r["reference"]) for r in refs]
+    bs = int(cfg["batch_size"])
+
+    def measure(chunk: list[Cond]) -> list[pa.Table]:
+        """The conditions of ``chunk`` side by side: every batch holds the same prompts once
+        per condition, each copy under its own switch (``RowSwitches``)."""
+        switches: list[tuple[SwitchMode, dict[int, list[int]]] | None] = []
+        labels = []
+        for _, mode, _, _, experts in chunk:
+            if mode == "on":
+                experts = forceable(experts, slots)
+            labels.append(" ".join(f"L{lay}E{e}" for lay, e in experts))
+            switches.append((mode, by_layer(experts)) if experts and mode != "none" else None)
+        g = len(chunk)
+        order, rorder = interleave(len(questions), bs, g), interleave(len(pairs), bs, g)
+        with RowSwitches(lm.model, lm.adapter, switches) as sw:
+            said_all = respond(
+                lm,
+                [questions[j] for _, j in order],
+                {**cfg, "batch_size": bs * g},
+                groups=[c for c, _ in order],
+                on_groups=sw.rows,
+            )
+            nll_all = reference_nll(lm, [pairs[j] for _, j in rorder], bs * g, [c for c, _ in rorder], sw.rows)
+        said = unscramble(order, said_all, g, len(questions))
+        nlls = unscramble(rorder, nll_all, g, len(pairs))
         # the quality guard: each response's fluency under the model with no switch
-        asked = [
-            (tok(render(tok, r["question"]))["input_ids"], ids)
-            for r, (_, ids) in zip(study + quality, said, strict=True)
-        ]
-        fluency = continuation_nll(lm, asked, int(cfg["batch_size"]))
+        prompt_ids = [tok(render(tok, q))["input_ids"] for q in questions]
+        asked = [(p, ids) for c in range(g) for p, (_, ids) in zip(prompt_ids, said[c], strict=True)]
+        fluency_all = continuation_nll(lm, asked, bs)
+        out = []
+        for c, ((condition, mode, k, seed, _), label) in enumerate(zip(chunk, labels, strict=True)):
+            fluency = fluency_all[c * len(questions) : (c + 1) * len(questions)]
+            out.append(table_of(condition, mode, k, seed, label, said[c], nlls[c], fluency))
+        return out
+
+    def table_of(
+        condition: str,
+        mode: str,
+        k: int,
+        seed: int,
+        label: str,
+        said: list[tuple[str, list[int]]],
+        nll: list[tuple[float, int]],
+        fluency: list[tuple[float, int]],
+    ) -> pa.Table:
         cols: dict[str, list[Any]] = {f.name: [] for f in schemas.EXPERT_EFFECTS}
         for r, (text, ids), (fs, fn) in zip(study + quality, said, fluency, strict=True):
             st = r["set"] == "study"
@@ -121,8 +159,8 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
             )
             for key, v in zip(cols, vals, strict=True):
                 cols[key].append(v)
-        for r, (s, n) in zip(refs, nll, strict=True):
-            ref_vals = (condition, mode, k, seed, label, r["prompt_id"], "reference", None, None, s, n, "", None)
+        for r, (sc, n) in zip(refs, nll, strict=True):
+            ref_vals = (condition, mode, k, seed, label, r["prompt_id"], "reference", None, None, sc, n, "", None)
             for key, v in zip(cols, ref_vals, strict=True):
                 cols[key].append(v)
         rate = np.mean(cols["refused"][: len(study)])
@@ -134,9 +172,7 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
         return to_table(cols, schemas.EXPERT_EFFECTS)
 
     # one resumable shard per condition: a rerun after a crash measures only the missing ones
-    conditions: list[tuple[str, SwitchMode | Literal["none"], int, int, list[tuple[int, int]]]] = [
-        ("baseline", "none", 0, -1, [])
-    ]
+    conditions: list[Cond] = [("baseline", "none", 0, -1, [])]
     for k in cfg["k"]:
         top = top_experts(score, int(k))
         for mode in SWITCH_MODES:
@@ -147,10 +183,13 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
     key = resume_key(__name__, cfg, runtime, prompts, ftri_path, Path(model_dir) / "manifest.json")
     shards = Shards(out, "experts_effects", model_meta("experts_effects", key, lm.manifest, lm.dtype), len(conditions))
     todo = [i for i in range(len(conditions)) if not shards.done(i)]  # the rest: done by an interrupted run
+    per = max(1, int(cfg.get("batch_rows", 64)) // bs)  # conditions side by side in one batch
     with Progress(len(todo), "conditions") as prog:
-        for i in todo:
-            shards.write(i, measure(*conditions[i]))
-            prog.update(note=" ".join(map(str, conditions[i][:4])))
+        for s in range(0, len(todo), per):
+            chunk = todo[s : s + per]
+            for i, t in zip(chunk, measure([conditions[i] for i in chunk]), strict=True):
+                shards.write(i, t)
+                prog.update(note=" ".join(map(str, conditions[i][:4])))
     print(shards.summary(), flush=True)
     runs = shards.concat()
     write_table(runs, out, model_meta("experts_effects", cfg, lm.manifest, lm.dtype))
