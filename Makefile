@@ -70,6 +70,7 @@ fmt: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/pip install -q "transformer-lens==4.3.0"   # the `bench` extra: the patching comparison
+	$(BIN)/python benchmarks/bench_stages.py     # each stage of the last make run: measured, planned, vs a plain forward
 	$(BIN)/python benchmarks/bench_extract.py
 	$(BIN)/python benchmarks/bench_parquet.py
 	$(BIN)/python benchmarks/bench_checks.py $(patsubst %/manifest.json,%,$(wildcard resources/models/*/manifest.json))

@@ -12,7 +12,7 @@ on two random prompts longer than every attention window of the model
 | ``decomposition`` | block input + per-head writes + neuron writes + constants vs block output | DLA (heads), neuron projection and scoring |
 | ``dla`` | every part's direct logits (embedding, heads, constants, FFNs) + the logits no part owns vs the model's logits | DLA (heads) |
 | ``attention`` | ``output_attentions``: distributions, causal, zero beyond each sliding block's window | attention to the answer (heads) |
-| ``readout_padded`` | logits read at positions of right-padded rows vs each row alone | digit confidence |
+| ``readout_padded`` | logits read at positions of right-padded rows, and after cached prompts (``PrefixCache``), vs each row alone | digit confidence |
 | ``ablation`` | noise and zero ablation through hooks vs the forward with edited down-projection weights | neuron ablation |
 | ``router`` | the MoE routers' (logits, top-k weights, top-k index) contract; every expert off at the router vs the experts' output zeroed | expert maps and switching |
 | ``patching`` | the patching engine (block replay through the cache argument) vs one full forward per head | activation patching |

@@ -1,0 +1,77 @@
+"""Each model stage's measured time against ``cotlens plan``, and against a plain forward.
+
+Reads Snakemake's benchmark files of a finished run (``results/<run>/benchmarks/<stage>/
+<model>.tsv``) and prints, per stage and model: the measured seconds, the plan's estimate
+for this machine and its error, the seconds of one plain forward over the same token
+count (the plan's calibrated FLOP rate: what the stage would cost if it were nothing but
+batched forwards of its tokens) and the ratio of the two.
+
+    python benchmarks/bench_stages.py [--run default] [--config OVERLAY]... [--threads 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+
+def measured(run: str, stage: str, model: str) -> float | None:
+    f = ROOT / "results" / run / "benchmarks" / stage / f"{model}.tsv"
+    if not f.is_file():
+        return None
+    rows = list(csv.DictReader(f.open(), delimiter="\t"))
+    return float(rows[0]["s"]) if rows else None
+
+
+def main() -> int:
+    from cotlens import plan as P
+    from cotlens.cli import _merged_config
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--run", default=None, help="the run name (default: the config's)")
+    ap.add_argument("--config", action="append", default=[])
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args()
+    import os
+
+    os.chdir(ROOT)
+    cfg = _merged_config(args.config)
+    run = args.run or str(cfg.get("run", "default"))
+    studies = set(cfg["studies"])
+    names = list(cfg["active_models"]) if studies - {"experts"} else []
+    names += list(cfg["experts"]["models"]) if "experts" in studies else []
+    infos = {m: P.model_info(m, cfg, ROOT) for m in dict.fromkeys(names)}
+    dtype = str(cfg.get("runtime", {}).get("dtype", "float32"))
+    rates = {m: P.calibration(i, dtype, args.threads, print) for m, i in infos.items()}
+    rows = P.build(cfg, ROOT, "h100", args.threads, rates=rates)
+    print("\n| stage | model | measured | plan | plan error | plain forward | measured / plain |")
+    print("|---|---|---|---|---|---|---|")
+    errs = []
+    for r in rows:
+        got = measured(run, r.stage, r.model)
+        w, s = r.work, infos[r.model].shape
+        plain = (w.tokens + w.generated + 3 * w.backward) * s.flops(max(w.ctx, w.step_ctx)) / rates[r.model].flops_per_s
+        if got is None:
+            print(f"| {r.stage} | {r.model} | - | {r.cpu_s:.0f} s | - | {plain:.1f} s | - |")
+            continue
+        err = (r.cpu_s - got) / got
+        errs.append(abs(err))
+        ratio = f"{got / plain:.1f}" if plain > 0.05 else "-"
+        print(
+            f"| {r.stage} | {r.model} | {got:.0f} s | {r.cpu_s:.0f} s | {100 * err:+.0f}% | {plain:.1f} s | {ratio} |"
+        )
+    if errs:
+        inside = sum(e <= 0.3 for e in errs)
+        print(
+            f"\n{inside} of {len(errs)} stages within +-30%; median |error| {100 * sorted(errs)[len(errs) // 2]:.0f}%"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
