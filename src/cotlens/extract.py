@@ -4,7 +4,9 @@ For each sample the clean sequence is ``prompt + completion``. One forward with 
 :class:`~cotlens.hooks.Capture` records the residual stream after every block and the
 per-head attention outputs (optionally the FFN neurons) at the chosen positions only.
 A second forward on ``prompt_nofacts + completion`` (the same question with its facts
-removed) gives the model's *prior* prediction at the same positions.
+removed) gives the model's *prior* prediction at the same positions. The two share the
+exemplars and the start of the question: that prefix runs once
+(:class:`~cotlens.batch.PrefixCache`), each sequence runs only its own tokens after it.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import pyarrow as pa
 import torch
 
 from cotlens import schemas
-from cotlens.batch import logits_at, pad
+from cotlens.batch import PrefixCache, logits_at, pad
 from cotlens.errors import CotlensError
 from cotlens.hooks import Capture
 from cotlens.models.loading import Loaded
@@ -61,6 +63,16 @@ def positions_for(row: SampleRow, kinds: Sequence[str]) -> list[tuple[int, str, 
     return out
 
 
+def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    """How many leading tokens ``a`` and ``b`` share."""
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
 def _pad_positions(pos: list[list[int]], dev: torch.device) -> torch.Tensor:
     width = max(len(p) for p in pos)
     return torch.tensor([p + [p[-1]] * (width - len(p)) for p in pos], dtype=torch.long, device=dev)
@@ -79,16 +91,32 @@ def extract_batch(lm: Loaded, rows: Sequence[SampleRow], cfg: ExtractConfig, sch
     # Only the tokens up to the last needed position (+1 for next_token) matter.
     seqs = [list(r.prompt_ids) + list(r.token_ids) for r in rows]
     ends = [max(p for p, _, _ in s) + 1 for s in specs]
-    ids, mask = pad([s[:e] for s, e in zip(seqs, ends, strict=True)], pad_id, dev, left=False)
+    clean = [s[:e] for s, e in zip(seqs, ends, strict=True)]
     pos = _pad_positions([[p for p, _, _ in s] for s in specs], dev)
     sites = ["resid", "attn_heads"] + (["mlp"] if cfg.mlp else [])
-    with Capture(lm.model, lm.adapter, sites, pos) as cap:
-        ctx_tok = logits_at(lm.model, lm.adapter, ids, mask, pos).argmax(-1)
     shift = [len(r.nofacts_ids) - len(r.prompt_ids) for r in rows]
     nf_seqs = [list(r.nofacts_ids) + list(r.token_ids) for r in rows]
-    nf_ids, nf_mask = pad([s[: e + d] for s, e, d in zip(nf_seqs, ends, shift, strict=True)], pad_id, dev, left=False)
+    nofacts = [s[: e + d] for s, e, d in zip(nf_seqs, ends, shift, strict=True)]
     nf_pos = pos + torch.tensor(shift, device=dev)[:, None]
-    prior_tok = logits_at(lm.model, lm.adapter, nf_ids, nf_mask, nf_pos).argmax(-1)
+    # the clean and the no-facts sequence of a sample share the exemplars and the question's
+    # start: that prefix runs once (PrefixCache), each sequence runs only the rest
+    first = [
+        min(common_prefix(c, n), int(p.min()), int(q.min()))
+        for c, n, p, q in zip(clean, nofacts, pos, nf_pos, strict=True)
+    ]
+    if min(first) >= 1:
+        cache = PrefixCache(lm.model, lm.adapter, [c[:k] for c, k in zip(clean, first, strict=True)], pad_id, dev)
+        owners = list(range(len(rows)))
+        rel = pos - torch.tensor(first, device=dev)[:, None]
+        with Capture(lm.model, lm.adapter, sites, rel) as cap:
+            ctx_tok = cache.logits_at(owners, clean, pos).argmax(-1)
+        prior_tok = cache.logits_at(owners, nofacts, nf_pos).argmax(-1)
+    else:
+        ids, mask = pad(clean, pad_id, dev, left=False)
+        with Capture(lm.model, lm.adapter, sites, pos) as cap:
+            ctx_tok = logits_at(lm.model, lm.adapter, ids, mask, pos).argmax(-1)
+        nf_ids, nf_mask = pad(nofacts, pad_id, dev, left=False)
+        prior_tok = logits_at(lm.model, lm.adapter, nf_ids, nf_mask, nf_pos).argmax(-1)
 
     n_layers = lm.dims.n_layers
     cols: dict[str, list[int] | list[str]] = {

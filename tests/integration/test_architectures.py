@@ -435,6 +435,13 @@ def test_stored_vectors_read_back_as_the_models_own_activations(hand_model: Any,
         for h in hooks:
             h.remove()
     layer, pos = t.column("layer").to_pylist(), t.column("pos").to_pylist()
+    # the clean and no-facts reads after their shared prefix (PrefixCache): the model's own argmax
+    nf = torch.tensor([[*row.nofacts_ids, *row.token_ids]])
+    shift = len(row.nofacts_ids) - len(row.prompt_ids)
+    with torch.no_grad():
+        ctx, prior = model(ids).logits[0].argmax(-1), model(nf).logits[0].argmax(-1)
+    assert t.column("context_token").to_pylist() == [int(ctx[p]) for p in pos]
+    assert t.column("prior_token").to_pylist() == [int(prior[p + shift]) for p in pos]
     for i, (la, p) in enumerate(zip(layer, pos, strict=True)):
         if la < d.n_layers - 1:  # HF's last hidden state may carry the final norm
             torch.testing.assert_close(torch.from_numpy(resid[i].copy()), hs[la + 1][0, p], rtol=1e-5, atol=1e-5)
