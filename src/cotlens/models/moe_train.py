@@ -48,8 +48,15 @@ def moe_config(r: Mapping[str, Any], tok: Any) -> Any:
     return OlmoeConfig(num_experts=int(r["experts"]), norm_topk_prob=True, **common)
 
 
+TRAIN_THREADS = 2  # the weights depend on it: the backward's reductions split by thread count
+
+
 def train_moe(entry: Mapping[str, Any], out: str | Path, threads: int = 2, log_every: int = 50) -> dict[str, Any]:
-    """Train, save to ``out`` atomically, return the manifest."""
+    """Train, save to ``out`` atomically, return the manifest. Always on
+    :data:`TRAIN_THREADS` threads, whatever ``threads`` says (a profile's thread count,
+    e.g. the SLURM profile's 4): the trained weights are a function of the recipe alone,
+    on every machine and profile (the MoE's backward is not bit-identical across thread
+    counts: 1 and 2 threads gave different models)."""
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -57,7 +64,8 @@ def train_moe(entry: Mapping[str, Any], out: str | Path, threads: int = 2, log_e
     from cotlens.prompts.moe import training_corpus
 
     r = recipe(entry)
-    torch.set_num_threads(max(1, threads))
+    del threads  # kept in the signature for the stage contract; see the docstring
+    torch.set_num_threads(TRAIN_THREADS)
     torch.manual_seed(int(r["seed"]))
     corpus = training_corpus(int(r["seed"]), int(r["repeats"]))
     tok = train_tokenizer(corpus, int(r["vocab_size"]))

@@ -1,0 +1,68 @@
+"""How closely every table of one run agrees with the same table of another (a speed-up's
+before and after): per Parquet file under ``results/<run>/``, identical data or, column by
+column, the largest absolute difference (numbers, vectors) or the count of rows that
+differ (text, labels). Schema metadata (timings, hashes, versions) is not compared.
+
+    python benchmarks/table_agreement.py BASE_RESULTS AFTER_RESULTS
+    (e.g. /tmp/base/results/default results/default)
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+
+def column_difference(a: pa.ChunkedArray, b: pa.ChunkedArray) -> str:
+    if a.equals(b):
+        return "same"
+    t = a.type
+    if pa.types.is_floating(t) or pa.types.is_integer(t):
+        x = a.to_numpy(zero_copy_only=False).astype(float)
+        y = b.to_numpy(zero_copy_only=False).astype(float)
+        both = ~(np.isnan(x) | np.isnan(y))
+        nan_mismatch = int((np.isnan(x) != np.isnan(y)).sum())
+        d = float(np.max(np.abs(x[both] - y[both]))) if both.any() else 0.0
+        return f"max |diff| {d:.2g}" + (f", {nan_mismatch} nulls moved" if nan_mismatch else "")
+    if pa.types.is_list(t) or pa.types.is_fixed_size_list(t) or pa.types.is_large_list(t):
+        try:
+            x = np.asarray(a.combine_chunks().flatten().to_numpy(zero_copy_only=False), dtype=float)
+            y = np.asarray(b.combine_chunks().flatten().to_numpy(zero_copy_only=False), dtype=float)
+            if x.shape == y.shape:
+                return f"max |diff| {float(np.max(np.abs(x - y))) if x.size else 0.0:.2g}"
+        except (pa.ArrowInvalid, ValueError, TypeError):
+            pass
+    xs, ys = a.to_pylist(), b.to_pylist()
+    return f"{sum(p != q for p, q in zip(xs, ys, strict=True))} of {len(xs)} rows differ"
+
+
+def main() -> int:
+    base, after = Path(sys.argv[1]), Path(sys.argv[2])
+    same = 0
+    for f in sorted(base.rglob("*.parquet")):
+        rel = f.relative_to(base)
+        g = after / rel
+        if not g.is_file():
+            print(f"{rel}: missing after")
+            continue
+        a, b = pq.read_table(f), pq.read_table(g)
+        a, b = a.replace_schema_metadata(None), b.replace_schema_metadata(None)
+        if a.equals(b):
+            same += 1
+            print(f"{rel}: same data")
+            continue
+        if a.schema.names != b.schema.names or a.num_rows != b.num_rows:
+            print(f"{rel}: DIFFERENT shape ({a.num_rows} vs {b.num_rows} rows)")
+            continue
+        cols = {c: column_difference(a.column(c), b.column(c)) for c in a.schema.names}
+        print(f"{rel}: " + "; ".join(f"{c} {v}" for c, v in cols.items() if v != "same"))
+    print(f"{same} files with the same data")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
