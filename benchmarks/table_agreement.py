@@ -28,10 +28,19 @@ def column_difference(a: pa.ChunkedArray, b: pa.ChunkedArray) -> str:
         nan_mismatch = int((np.isnan(x) != np.isnan(y)).sum())
         d = float(np.max(np.abs(x[both] - y[both]))) if both.any() else 0.0
         return f"max |diff| {d:.2g}" + (f", {nan_mismatch} nulls moved" if nan_mismatch else "")
+    if pa.types.is_fixed_size_binary(t):  # cotlens vectors: float32 bytes (parquet.vectors_to_arrow)
+        x = np.frombuffer(b"".join(a.to_pylist()), dtype=np.float32).astype(float)
+        y = np.frombuffer(b"".join(b.to_pylist()), dtype=np.float32).astype(float)
+        scale = float(np.max(np.abs(x))) or 1.0
+        d = float(np.max(np.abs(x - y)))
+        return f"max |diff| {d:.2g} (largest value {scale:.3g})"
     if pa.types.is_list(t) or pa.types.is_fixed_size_list(t) or pa.types.is_large_list(t):
         try:
-            x = np.asarray(a.combine_chunks().flatten().to_numpy(zero_copy_only=False), dtype=float)
-            y = np.asarray(b.combine_chunks().flatten().to_numpy(zero_copy_only=False), dtype=float)
+            fa, fb = a.combine_chunks(), b.combine_chunks()
+            while hasattr(fa, "flatten") and not pa.types.is_floating(fa.type):
+                fa, fb = fa.flatten(), fb.flatten()
+            x = np.asarray(fa.to_numpy(zero_copy_only=False), dtype=float)
+            y = np.asarray(fb.to_numpy(zero_copy_only=False), dtype=float)
             if x.shape == y.shape:
                 return f"max |diff| {float(np.max(np.abs(x - y))) if x.size else 0.0:.2g}"
         except (pa.ArrowInvalid, ValueError, TypeError):

@@ -121,6 +121,36 @@ def circuit_logits(mh: ModelHandle, ids: Sequence[int], keep: set[Head], means: 
     return readout(model, ad, h[:, -1], normed=True)[0].float()
 
 
+@torch.no_grad()
+def circuit_logits_many(
+    mh: ModelHandle, ids: Sequence[int], keeps: Sequence[set[Head]], means: torch.Tensor, batch: int = 32
+) -> torch.Tensor:
+    """[len(keeps), vocab]: :func:`circuit_logits` of one prompt for several circuits at
+    once, one row per circuit (each row's own mask of kept heads), ``batch`` rows a forward."""
+    model, ad, dims = mh.model, mh.adapter, mh.dims
+    dev = next(model.parameters()).device
+    out = []
+    for s in range(0, len(keeps), batch):
+        part = keeps[s : s + batch]
+        drop = torch.ones(len(part), dims.n_layers, dims.n_heads, dtype=torch.bool, device=dev)
+        for i, keep in enumerate(part):
+            for layer, h in keep:
+                drop[i, layer, h] = False
+        mask = drop.repeat_interleave(dims.head_dim, dim=2)  # [B, L, H*dh]
+
+        def make(layer: int, mask: torch.Tensor = mask):  # type: ignore[no-untyped-def]
+            def fn(x: torch.Tensor) -> torch.Tensor:
+                return torch.where(mask[:, layer][:, None, :], means[layer].to(x.dtype), x)
+
+            return fn
+
+        rows_ids = torch.tensor([list(ids)] * len(part), device=dev)
+        with edit_inputs(model, ad, "attn_heads", {layer: make(layer) for layer in range(dims.n_layers)}):
+            h = get(model, ad.base)(input_ids=rows_ids, use_cache=False).last_hidden_state
+        out.append(readout(model, ad, h[:, -1], normed=True).float())
+    return torch.cat(out)
+
+
 def head_ranking(
     patching: str | Path, n_layers: int, n_heads: int, pair_ids: set[int] | None = None
 ) -> list[tuple[int, int]]:

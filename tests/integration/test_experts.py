@@ -292,6 +292,7 @@ def test_handset_refusal_expert_is_found_and_switching_it_off_stops_refusals(
         "classes": "prompt_set",
         "k": [1],
         "random_seeds": 3,
+        "batch_rows": 32,  # two conditions side by side
     }
     rt = {"dtype": "float32", "device": "cpu", "attn": "eager"}
     t = {n: str(tmp_path / f"{n}.parquet") for n in ("prompts", "routes", "responses", "ftri", "effects", "again")}
@@ -324,7 +325,7 @@ def test_handset_refusal_expert_is_found_and_switching_it_off_stops_refusals(
     on = runs[~runs["elicits"]].groupby(["condition", "mode"])["refused"].mean()
     assert on[("baseline", "none")] == 0.0
 
-    # a crash after 3 of the 9 conditions: the rerun measures only the other 6, same bytes
+    # a crash after 6 of the 9 conditions (3 pairs side by side): the rerun measures only the other 3, same bytes
     real, calls = expert_effects.respond, {"n": 0}
 
     def dying(*a, **k):  # type: ignore[no-untyped-def]
@@ -340,7 +341,7 @@ def test_handset_refusal_expert_is_found_and_switching_it_off_stops_refusals(
     monkeypatch.setattr(expert_effects, "respond", real)
     capsys.readouterr()
     expert_effects.run(ins, {"effects": t["again"]}, cfg, rt, 1)
-    assert "9 shards, 3 reused from an interrupted run, 6 computed" in capsys.readouterr().out
+    assert "9 shards, 6 reused from an interrupted run, 3 computed" in capsys.readouterr().out
     assert (tmp_path / "again.parquet").read_bytes() == (tmp_path / "effects.parquet").read_bytes()
 
 

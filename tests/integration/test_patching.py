@@ -120,6 +120,12 @@ def test_mean_ablation_keeping_every_head_is_the_model(setup) -> None:  # type: 
     ref = m(input_ids=base.clean_ids).logits[0, -1]
     assert torch.allclose(C.circuit_logits(mh, ids, keep, means), ref, atol=1e-4)
     assert not torch.allclose(C.circuit_logits(mh, ids, set(), means), ref, atol=1e-2)
+    # several circuits side by side (one row each, batch 2 so the rows span two forwards)
+    heads = sorted(keep)
+    keeps = [keep, set(), set(heads[::2]), set(heads[1:4]), {heads[0]}]
+    many = C.circuit_logits_many(mh, ids, keeps, means, batch=2)
+    for row, k in zip(many, keeps, strict=True):
+        torch.testing.assert_close(row, C.circuit_logits(mh, ids, k, means), rtol=1e-5, atol=1e-5)
 
 
 def test_head_writes_sum_to_the_attention_output(setup) -> None:  # type: ignore[no-untyped-def]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pytest
 
@@ -176,6 +177,7 @@ def test_neuron_effects_resumes_per_condition_to_identical_bytes(
         "modes": ["zero"],
         "random_seeds": 2,
         "top_n": [3],
+        "batch_rows": 6,  # two ablations side by side (3 evaluation problems each)
     }
     ins = {"prompts": str(tmp_path / "p.parquet"), "neurons": str(tmp_path / "n.parquet"), "model": str(tiny_prepared)}
     with pytest.raises(CotlensError, match="top 5 neurons, but .*n.parquet holds 4 candidates"):
@@ -193,12 +195,18 @@ def test_neuron_effects_resumes_per_condition_to_identical_bytes(
         ("random", 3): [0, 1],
     }
     assert len(ref) == 8 * 3  # the 3 evaluation problems of 6 (odd ids; the even ones find the neurons)
+    # side by side or one at a time: the same answers and activations
+    nstage.run(ins, {"effects": str(tmp_path / "alone.parquet")}, {**cfg, "batch_rows": 3}, RT, 1)
+    alone = read_table(tmp_path / "alone.parquet").to_pandas()
+    floats = ["concept_act", "concept_active"]
+    assert ref.drop(columns=floats).equals(alone.drop(columns=floats))
+    np.testing.assert_allclose(ref[floats].to_numpy(float), alone[floats].to_numpy(float), rtol=1e-5, atol=1e-6)
 
     real, calls = nstage.random_like, {"n": 0}
 
     def dying(*a, **k):  # type: ignore[no-untyped-def]
         calls["n"] += 1
-        if calls["n"] == 2:  # the second random draw: 4 of 8 conditions are done
+        if calls["n"] == 2:  # the second random draw, in the 2nd pair of ablations: 4 of 8 conditions are done
             raise KeyboardInterrupt("killed")
         return real(*a, **k)
 

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from cotlens import schemas
-from cotlens.circuit import circuit_logits, cross_fit, head_ranking, mean_head_outputs
+from cotlens.circuit import circuit_logits_many, cross_fit, head_ranking, mean_head_outputs
 from cotlens.errors import CotlensError
 from cotlens.logs import Progress
 from cotlens.models.loading import load_for_stage
@@ -53,30 +53,37 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
     draws = int(cfg.get("random_draws", 10))
     cols: dict[str, list[Any]] = {f.name: [] for f in schemas.SUFFICIENCY}
     ks = sorted({min(int(k), len(all_heads)) for k in cfg["sufficiency_k"]})
-    prog = Progress(sum(len(rows) * (1 + (draws if 0 < k < len(all_heads) else 0)) for k in ks), "forwards")
-    for k in sorted({min(int(k), len(all_heads)) for k in cfg["sufficiency_k"]}):
+    prog = Progress(sum(len(rows) * (1 + (draws if 0 < k < len(all_heads) else 0)) for k in ks), "circuits")
+    plan: list[tuple[int, int, set[Any] | None]] = []  # (k, draw, random set or None: the top-k)
+    for k in ks:
         rng = random.Random(f"{cfg['seed']}|{k}")
         # k = 0 and k = all heads have one possible set: no random draws to make
-        sets = [(-1, None)] + [
-            (i, set(rng.sample(all_heads, k))) for i in range(draws if 0 < k < len(all_heads) else 0)
+        plan += [(k, -1, None)] + [
+            (k, i, set(rng.sample(all_heads, k))) for i in range(draws if 0 < k < len(all_heads) else 0)
         ]
-        for draw, rnd in sets:
-            for r in rows:
-                keep = set(ranking[(r["subtask"], fold[r["pair_id"]])][:k]) if rnd is None else rnd
-                logits = circuit_logits(lm, r["clean_ids"], keep, means)
-                p = torch.softmax(logits, -1)[r["clean_tok"]]
-                for key, v in (
-                    ("k", k),
-                    ("pair_id", r["pair_id"]),
-                    ("subtask", r["subtask"]),
-                    ("agree", int(logits.argmax()) == r["clean_tok"]),
-                    ("p_clean_tok", float(p)),
-                    ("random", rnd is not None),
-                    ("draw", draw),
-                ):
-                    cols[key].append(v)
-            prog.update(len(rows), note=f"k={k} {'top-k' if rnd is None else f'random draw {draw}'}")
-        print(f"circuit k={k} done ({len(sets) - 1} random draws)", flush=True)
+    # every circuit of one pair in one batch (one row each): the same prompt, no padding
+    logits: dict[tuple[int, int, int], torch.Tensor] = {}
+    for r in rows:
+        keeps = [set(ranking[(r["subtask"], fold[r["pair_id"]])][:k]) if rnd is None else rnd for k, _, rnd in plan]
+        got = circuit_logits_many(lm, r["clean_ids"], keeps, means)
+        for (k, draw, _), lg in zip(plan, got, strict=True):
+            logits[(k, draw, r["pair_id"])] = lg
+        prog.update(len(plan), note=f"pair {r['pair_id']}")
+    for k, draw, rnd in plan:
+        for r in rows:
+            lg = logits[(k, draw, r["pair_id"])]
+            p = torch.softmax(lg, -1)[r["clean_tok"]]
+            for key, v in (
+                ("k", k),
+                ("pair_id", r["pair_id"]),
+                ("subtask", r["subtask"]),
+                ("agree", int(lg.argmax()) == r["clean_tok"]),
+                ("p_clean_tok", float(p)),
+                ("random", rnd is not None),
+                ("draw", draw),
+            ):
+                cols[key].append(v)
+    print(f"circuits: {len(plan)} per pair ({len(ks)} k, {draws} random draws each)", flush=True)
     write_table(
         to_table(cols, schemas.SUFFICIENCY),
         outputs["sufficiency"],
