@@ -30,6 +30,7 @@ from typing import Any
 Config = Mapping[str, Any]
 
 BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
+SIDE_BY_SIDE = 1.2  # a one-thread stage beside another on 2 cores, vs alone (docs/benchmarks.md)
 
 
 @dataclass(frozen=True)
@@ -127,6 +128,7 @@ class Rates:
     load_bytes_per_s: float = 1.5e9
     start_s: float = 4.0  # Python, torch and transformers imports, the self-check
     name: str = ""
+    shared: float = 1.0  # slowdown from the stage that runs beside it (make run: two one-thread stages)
 
     def seconds(self, w: Work, s: Shape, nbytes: int) -> float:
         flops = w.tokens * s.flops(w.ctx) + w.readouts * s.readout + 3 * w.backward * s.flops(w.ctx)
@@ -137,7 +139,7 @@ class Rates:
         t += w.generated * s.kv_bytes(nbytes) * w.step_ctx / self.bytes_per_s
         if w.loads:
             t += w.loads * (self.start_s + s.weights * nbytes / self.load_bytes_per_s)
-        return t + w.fixed_s
+        return (t + w.fixed_s) * self.shared
 
 
 # Datasheet peaks (dense) times an efficiency: HF eager/SDPA forwards reach ~35-45% of the
@@ -200,7 +202,10 @@ def calibrate(model: Any, threads: int = 1) -> Rates:
         rest = t_step - call * s.layers - 8 * (s.flops(256) + s.readout) / flops
         traffic = s.active * nbytes + 8 * 256 * s.kv_bytes(nbytes)
         bw = traffic / rest if rest > 0 else 20e9
-        return Rates(flops, min(max(bw, 2e9), 200e9), call, name=f"this machine ({threads} thread(s))")
+        # make run's profile: two one-thread stages side by side share the memory bus
+        # (measured 1.04-1.3x slower each than alone): 1.2
+        shared = SIDE_BY_SIDE if threads == 1 else 1.0
+        return Rates(flops, min(max(bw, 2e9), 200e9), call, name=f"this machine ({threads} thread(s))", shared=shared)
     finally:
         torch.set_num_threads(before)
 
@@ -235,7 +240,12 @@ class Prompts:
     count: Callable[[str], int]
 
     def mean(self, col: str, where: Callable[[dict[str, Any]], bool] = lambda r: True) -> float:
-        xs = [self.count(r[col]) for r in self.rows if where(r) and r.get(col)]
+        """Mean tokens of a text column (a list of texts, e.g. CoT steps, counts joined)."""
+
+        def text(v: Any) -> str:
+            return " ".join(map(str, v)) if isinstance(v, list | tuple) else str(v)
+
+        xs = [self.count(text(r[col])) for r in self.rows if where(r) and r.get(col)]
         return sum(xs) / len(xs) if xs else 0.0
 
     def n(self, where: Callable[[dict[str, Any]], bool] = lambda r: True) -> int:
@@ -332,8 +342,12 @@ class Study:
 def circuits_stages(st: Study) -> dict[str, Work]:
     c, s, p = st.config["circuits"], st.shape, st.prompts
     n = p.n() * int(c["sample"].get("n_samples", 1))
+    from cotlens.prompts.fewshot import question_text
+
     prompt, nofacts, cot = p.mean("prompt"), p.mean("prompt_nofacts"), p.mean("gold_cot") + 4
-    query = p.mean("prompt", lambda r: False) or (prompt - p.mean("prompt_nofacts") + p.mean("query") + 40)
+    for r in p.rows:  # the question alone (0-shot pairs, probe features)
+        r.setdefault("_question", question_text(r["facts"], r["query"]))
+    query = p.mean("_question")
     sm = c["sample"]
     sample = _generation(n, prompt, cot, int(sm["max_new_tokens"]), int(sm["batch_size"]))
     sample.note = "generated length: the gold CoT's"
@@ -346,7 +360,7 @@ def circuits_stages(st: Study) -> dict[str, Work]:
         ctx=seq / 2,
         readouts=2 * n * npos,
     )
-    lens = Work(readouts=n * npos * s.layers)
+    lens = Work(readouts=2 * n * npos * s.layers)  # the block outputs and the heads' writes
     pc = c["pairs"]
     onto = [o for o in pc.get("ontologies", ["fictional"]) if o in c["prompts"]["ontologies"]]
     share = len(onto) / max(1, len(c["prompts"]["ontologies"]))
@@ -355,14 +369,14 @@ def circuits_stages(st: Study) -> dict[str, Work]:
     pairs = Work(calls=_batches(cands, int(pc.get("batch_size", 16))), tokens=2 * cands * plen, ctx=plen / 2)
     pairs.readouts = 2 * cands
     pairs.note = "candidates: ~2.7 per sample of the pair ontologies"
-    kept = min(cands * 0.4, 3 * int(pc["per_subtask"]))  # three subtasks (copy, decision, induction)
+    kept = min(cands * 0.3, 3 * int(pc["per_subtask"]))  # three subtasks (copy, decision, induction)
     pt = c["patch"]
     heads = s.layers * s.heads
     exact = kept if int(pt["exact_pairs"]) < 0 else min(kept, 3 * int(pt["exact_pairs"]))
     per_pos = int(pt.get("positions_last", 4)) + 1
-    sweep = Work(
+    sweep = Work(  # the engine replays each head batch from the first difference (late), each position to the end
         calls=math.ceil(heads / int(pt.get("head_batch", 64))) * (1 + per_pos),
-        tokens=heads * plen + per_pos * heads * 8,
+        tokens=heads * plen * 0.25 + per_pos * heads * 3,
         ctx=plen / 2,
         readouts=heads * (1 + per_pos),
     )
@@ -371,13 +385,13 @@ def circuits_stages(st: Study) -> dict[str, Work]:
     )
     topk = Work(calls=1, tokens=int(pt["top_k"]) * plen, ctx=plen / 2, readouts=int(pt["top_k"]))
     patch = _plus(Work(), _times(sweep, exact), _times(_plus(screen, topk), kept - exact))
-    patch.loads, patch.note = 1, "pairs kept: ~0.4 of the candidates, at most 3 x per_subtask"
+    patch.loads, patch.note = 1, "pairs kept: ~0.3 of the candidates, at most 3 x per_subtask"
     heads_w = Work(calls=3 * kept, tokens=3 * kept * plen, ctx=plen / 2, readouts=kept * s.layers * s.heads)
     sc = c["sufficiency"]
     conds = sum(1 + (int(sc["random_draws"]) if 0 < int(k) < heads else 0) for k in sc["sufficiency_k"])
     groups = 3 if sc.get("circuits", "subtask") == "subtask" else 1
     suff = Work(calls=conds * groups * 2, tokens=(conds + 2) * kept * plen, ctx=plen / 2, readouts=conds * kept)
-    probe = Work(calls=_batches(n, 8), tokens=n * seq, ctx=seq / 2, fixed_s=1.0 * s.layers * max(1.0, n / 72))
+    probe = Work(calls=_batches(n, 8), tokens=n * query, ctx=query / 2, fixed_s=1.0 * s.layers * max(1.0, n / 72))
     return {
         "circuits_sample": sample,
         "circuits_extract": extract,
@@ -479,7 +493,7 @@ def train_work(entry: Mapping[str, Any]) -> tuple[Shape, Work]:
         int(r["experts"]),
         int(r["top_k"]),
     )
-    seq = int(r.get("seq_len", 64))
+    seq = int(r.get("seq_len", 32))  # the corpus lines: short questions and answers
     tokens = int(r["steps"]) * int(r["batch_size"]) * seq
     # a tiny model trains at a fraction of the matmul rate: optimizer and router bookkeeping per step
     w = Work(calls=int(r["steps"]) * 12, tokens=tokens, ctx=seq / 2, backward=tokens, readouts=tokens)
@@ -650,10 +664,10 @@ def build(
         if info.train is not None:
             add("models_train", m, info.train, s)
         else:
-            prep = Work(fixed_s=10 + s.weights * nbytes / 0.4e9, loads=0)
-            prep.note = "GGUF/weights conversion: ~0.4 GB/s"
+            prep = Work(fixed_s=12 + s.weights * nbytes / 0.15e9, loads=0)
+            prep.note = "GGUF/weights conversion: ~0.15 GB/s"
             add("models_prepare", m, prep, s)
-        check = Work(calls=40, tokens=40 * 2 * 80, ctx=40, readouts=40 * 2 * 80)
+        check = Work(calls=10, tokens=10 * 2 * 48, ctx=24, readouts=10 * 2 * 48)
         add("models_check", m, check, s)
     prompts: dict[str, list[dict[str, Any]]] = {}
     for study in studies:
