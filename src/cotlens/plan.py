@@ -9,8 +9,8 @@ read-outs, backward passes. A :class:`Rates` turns work into seconds:
     seconds = flops / flops_per_s + calls * call_s + steps * (call_s + weights / bytes_per_s)
               + generated * kv_bytes(context) / bytes_per_s + load_s + fixed
 
-This machine's rates come from one short calibration of the model itself (a prefill, one-
-token forwards, decode steps), or, where the model is not here or does not fit, of a
+This machine's rates come from one short calibration of the model itself (a prefill, a
+memory copy, one-token forwards), or, where the model is not here or does not fit, of a
 random-initialised stand-in whose rates are scaled by FLOPs. A GPU class's rates come from
 its datasheet with an efficiency (:data:`GPUS`). The counts are estimates where the work
 depends on what the model says (generated lengths, pairs that survive the KL filter):
@@ -165,9 +165,9 @@ GPUS: dict[str, dict[str, Rates]] = {
 
 
 def calibrate(model: Any, threads: int = 1) -> Rates:
-    """This machine's rates from a few forwards of ``model`` (a causal LM, on the CPU):
-    a [4, 256] prefill (FLOPs), one-token forwards (call overhead) and decode steps at
-    batch 8 after 256 tokens (memory traffic)."""
+    """This machine's rates from a few forwards of ``model`` (a causal LM, on the CPU): a
+    [4, 256] prefill (FLOP/s), a 256 MB copy (memory bytes/s) and one-token forwards (what
+    is left after their weight reads and FLOPs: the overhead per layer call)."""
     import torch
 
     before = torch.get_num_threads()
@@ -190,18 +190,12 @@ def calibrate(model: Any, threads: int = 1) -> Rates:
             t_pre = timed(lambda: model(input_ids=ids, logits_to_keep=1), 2)
             one = torch.randint(0, vocab, (1, 1), generator=gen)
             t_call = timed(lambda: model(input_ids=one), 5)
-            past = model(input_ids=ids.repeat(2, 1), use_cache=True, logits_to_keep=1).past_key_values
-            nxt = torch.randint(0, vocab, (8, 1), generator=gen)
-
-            def step() -> None:  # the cache grows by one token a step: 256 -> 260
-                model(input_ids=nxt, past_key_values=past, use_cache=True)
-
-            t_step = timed(step, 3)
-        call = max(t_call - (s.flops(1) + s.readout) / 1e12, 1e-5) / s.layers
-        flops = 1024 * s.flops(128) / max(t_pre - call * s.layers, 1e-6)
-        rest = t_step - call * s.layers - 8 * (s.flops(256) + s.readout) / flops
-        traffic = s.active * nbytes + 8 * 256 * s.kv_bytes(nbytes)
-        bw = traffic / rest if rest > 0 else 20e9
+        big, dst = torch.ones(64 * 2**20), torch.zeros(64 * 2**20)  # 256 MB each: bandwidth, read + write
+        t_copy = timed(lambda: dst.copy_(big), 3)
+        bw = 2 * big.numel() * 4 / t_copy
+        flops = 1024 * s.flops(128) / t_pre
+        # a one-token forward: reading the weights, its FLOPs, and the rest is per-call overhead
+        call = max(t_call - s.active * nbytes / bw - (s.flops(1) + s.readout) / flops, 1e-5) / s.layers
         # make run's profile: two one-thread stages side by side share the memory bus
         # (measured 1.04-1.3x slower each than alone): 1.2
         shared = SIDE_BY_SIDE if threads == 1 else 1.0
@@ -354,9 +348,10 @@ def circuits_stages(st: Study) -> dict[str, Work]:
     seq = prompt + cot
     npos = 2 + cot / 10  # the last prompt token, each step's end, the answer
     ex = c["extract"]
+    shared = max(0.0, prompt - query)  # the exemplars: run once for the clean and the no-facts sequence
     extract = Work(
-        calls=2 * _batches(n, int(ex["batch_size"])),
-        tokens=n * (seq + nofacts + cot),
+        calls=3 * _batches(n, int(ex["batch_size"])),
+        tokens=n * (seq + nofacts + cot - shared),
         ctx=seq / 2,
         readouts=2 * n * npos,
     )
@@ -376,7 +371,7 @@ def circuits_stages(st: Study) -> dict[str, Work]:
     per_pos = int(pt.get("positions_last", 4)) + 1
     sweep = Work(  # the engine replays each head batch from the first difference (late), each position to the end
         calls=math.ceil(heads / int(pt.get("head_batch", 64))) * (1 + per_pos),
-        tokens=heads * plen * 0.25 + per_pos * heads * 3,
+        tokens=heads * plen * 0.15 + per_pos * heads * 3,
         ctx=plen / 2,
         readouts=heads * (1 + per_pos),
     )
