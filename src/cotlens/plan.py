@@ -512,56 +512,28 @@ def peak_gb(s: Shape, w: Work, nbytes: int, batch: int = 16) -> float:
     return (s.weights * nbytes + batch * ctx * s.kv_bytes(nbytes)) / 1e9 + 1.0
 
 
-# shapes of registry entries that may not be on this machine yet (their config.json)
+# shapes of registry entries that may not be on this machine yet (from their config.json):
+# layers, hidden, intermediate (per expert), heads, key/value heads, vocabulary, extra keys
+_SHAPES: dict[str, tuple[int, int, int, int, int, int, dict[str, int]]] = {
+    "meta-llama/Llama-2-7b-hf": (32, 4096, 11008, 32, 32, 32000, {}),
+    "meta-llama/Llama-2-13b-hf": (40, 5120, 13824, 40, 40, 32000, {}),
+    "allenai/OLMoE-1B-7B-0924": (16, 2048, 1024, 16, 16, 50304, {"num_experts": 64, "num_experts_per_tok": 8}),
+    "smollm2-135m": (30, 576, 1536, 9, 3, 49152, {}),
+    "qwen2.5-0.5b": (24, 896, 4864, 14, 2, 151936, {}),
+    "qwen2.5-1.5b": (28, 1536, 8960, 12, 2, 151936, {}),
+    "gemma3-270m": (18, 640, 2048, 4, 1, 262144, {"head_dim": 256}),
+}
 KNOWN: dict[str, dict[str, Any]] = {
-    "meta-llama/Llama-2-7b-hf": dict(
-        num_hidden_layers=32, hidden_size=4096, intermediate_size=11008, num_attention_heads=32, vocab_size=32000
-    ),
-    "meta-llama/Llama-2-13b-hf": dict(
-        num_hidden_layers=40, hidden_size=5120, intermediate_size=13824, num_attention_heads=40, vocab_size=32000
-    ),
-    "allenai/OLMoE-1B-7B-0924": dict(
-        num_hidden_layers=16,
-        hidden_size=2048,
-        intermediate_size=1024,
-        num_attention_heads=16,
-        num_experts=64,
-        num_experts_per_tok=8,
-        vocab_size=50304,
-    ),
-    "smollm2-135m": dict(
-        num_hidden_layers=30,
-        hidden_size=576,
-        intermediate_size=1536,
-        num_attention_heads=9,
-        num_key_value_heads=3,
-        vocab_size=49152,
-    ),
-    "qwen2.5-0.5b": dict(
-        num_hidden_layers=24,
-        hidden_size=896,
-        intermediate_size=4864,
-        num_attention_heads=14,
-        num_key_value_heads=2,
-        vocab_size=151936,
-    ),
-    "qwen2.5-1.5b": dict(
-        num_hidden_layers=28,
-        hidden_size=1536,
-        intermediate_size=8960,
-        num_attention_heads=12,
-        num_key_value_heads=2,
-        vocab_size=151936,
-    ),
-    "gemma3-270m": dict(
-        num_hidden_layers=18,
-        hidden_size=640,
-        intermediate_size=2048,
-        num_attention_heads=4,
-        num_key_value_heads=1,
-        head_dim=256,
-        vocab_size=262144,
-    ),
+    name: dict(
+        num_hidden_layers=la,
+        hidden_size=d,
+        intermediate_size=f,
+        num_attention_heads=h,
+        num_key_value_heads=kv,
+        vocab_size=v,
+        **extra,
+    )
+    for name, (la, d, f, h, kv, v, extra) in _SHAPES.items()
 }
 
 
