@@ -430,7 +430,9 @@ def digits_stages(st: Study) -> dict[str, Work]:
     settings = list(c.get("settings", ["conditioned", "unconditioned"]))
     rounds = max(1.0, answer / 3)  # own digits: a round per place where the model's digit differs
     bs = int(c.get("batch_size", 32))
-    batches = _batches(n, bs) * len(set(zip(c["n_digits"], c["m_digits"], strict=False)) or [1])
+    batches = (
+        len(c["n_digits"]) * len(c["m_digits"]) * _batches(n / max(1, len(c["n_digits"]) * len(c["m_digits"])), bs)
+    )
     w = Work(
         calls=batches * (2 + rounds),
         tokens=n * prompt + n * answer * (len(settings) + rounds),
