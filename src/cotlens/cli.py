@@ -353,15 +353,32 @@ def _expected_figures(configs: Sequence[str]) -> list[str]:
     return figure_paths({"run": "default", **_merged_config(configs)}, ("json",))
 
 
-def plan(configs: Sequence[str], gpu: str, threads: int) -> int:
-    """``cotlens plan``: the plan of the configured run (:mod:`cotlens.plan`), printed."""
+def plan(configs: Sequence[str], gpu: str, threads: int, model: str | None = None, profile: str | None = None) -> int:
+    """``cotlens plan``: the plan of the configured run (:mod:`cotlens.plan`), printed;
+    ``model`` replaces the config's active models; ``profile``: a SLURM profile whose model
+    stages' runtime and memory are rewritten from the plan (``plan.slurm_profile``)."""
     from cotlens import plan as P
     from cotlens.configcheck import check_files
 
     _checkout()
     check_files(["config.yaml", *configs])
-    rows = P.build(_merged_config(configs), Path.cwd(), gpu, threads)
+    cfg = _merged_config(configs)
+    if model is not None:
+        if model not in cfg["models"]:
+            raise CotlensError(
+                f"--model {model!r} is not in the models registry", f"use one of {sorted(cfg['models'])}"
+            )
+        cfg["active_models"] = [model]
+    base = Path(profile) if profile and Path(profile).is_file() else Path("workflow/profiles/slurm/config.yaml")
+    text = base.read_text(encoding="utf-8") if profile else ""
+    if profile:
+        P.slurm_profile(text, [], "")  # its markers checked before the plan runs
+    rows = P.build(cfg, Path.cwd(), gpu, threads)
     print(P.render(rows, gpu, threads))
+    if profile:
+        how = "".join(f" --config {c}" for c in configs) + (f" --model {model}" if model else "") + f" --gpu {gpu}"
+        write_text(Path(profile), P.slurm_profile(text, rows, how))
+        print(f"wrote {profile}: the runtime and memory of {len({r.stage for r in rows})} rules from the plan")
     return 0
 
 
@@ -387,10 +404,16 @@ def main(argv: list[str] | None = None) -> int:
     pl.add_argument("--config", action="append", default=[], help="a config overlay (repeatable)")
     pl.add_argument("--gpu", default="h100", help="the GPU class to estimate for: h100, a100, l40s")
     pl.add_argument("--threads", type=int, default=1, help="threads per stage on this machine (make run: 1)")
+    pl.add_argument("--model", default=None, help="plan for this registry model instead of the active models")
+    pl.add_argument(
+        "--slurm-profile",
+        default=None,
+        help="write the plan's runtime and memory per rule into this SLURM profile (a copy of workflow/profiles/slurm/config.yaml)",
+    )
     args = ap.parse_args(argv)
     try:
         if args.cmd == "plan":
-            return plan(list(args.config), args.gpu, args.threads)
+            return plan(list(args.config), args.gpu, args.threads, args.model, args.slurm_profile)
         if args.cmd == "run":
             configs = list(args.config)
             from cotlens.configcheck import check_files

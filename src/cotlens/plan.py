@@ -30,6 +30,7 @@ from typing import Any
 Config = Mapping[str, Any]
 
 BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
+PREPARE_PEAK = 2.3  # models_prepare's peak memory / the float32 weights
 SIDE_BY_SIDE = 1.2  # a one-thread stage beside another on 2 cores, vs alone (docs/benchmarks.md)
 
 
@@ -231,7 +232,10 @@ class Prompts:
     """Token counts of a study's prompts under one tokenizer."""
 
     rows: list[dict[str, Any]]
-    count: Callable[[str], int]
+    encode: Callable[[str], Sequence[Any]]
+
+    def count(self, text: str) -> int:
+        return len(self.encode(text))
 
     def mean(self, col: str, where: Callable[[dict[str, Any]], bool] = lambda r: True) -> float:
         """Mean tokens of a text column (a list of texts, e.g. CoT steps, counts joined)."""
@@ -245,22 +249,44 @@ class Prompts:
     def n(self, where: Callable[[dict[str, Any]], bool] = lambda r: True) -> int:
         return sum(1 for r in self.rows if where(r))
 
+    def shared(self, col: str, bs: int, where: Callable[[dict[str, Any]], bool] = lambda r: True) -> float:
+        """Mean tokens of the prefix the rows of a batch share, in table order, batches of
+        ``bs``: what ``sampling.generate_batch`` runs once per batch
+        (``sampling.shared_prefix_len``, with its minimum)."""
+        from cotlens.sampling import shared_prefix_len
 
-def counter(weights_dir: Path | None) -> Callable[[str], int]:
-    """Tokens of a text under the model's tokenizer, or ~3.6 characters a token without one."""
+        texts = [str(r[col]) for r in self.rows if where(r)]
+        batches = [texts[i : i + max(1, bs)] for i in range(0, len(texts), max(1, bs))]
+        xs = [shared_prefix_len([list(self.encode(t)) for t in b]) for b in batches]
+        return sum(xs) / len(xs) if xs else 0.0
+
+
+CHARS_PER_TOKEN = 3.6
+
+
+def pseudo_tokens(text: str) -> list[str]:
+    """Without the model's tokenizer: ~3.6 characters a token, cut at fixed offsets, so two
+    texts that share a prefix share its pseudo-tokens."""
+    n = max(1, round(len(text) / CHARS_PER_TOKEN))
+    cut = [round(i * CHARS_PER_TOKEN) for i in range(n)] + [len(text)]
+    return [text[a:b] for a, b in zip(cut, cut[1:], strict=False)]
+
+
+def counter(weights_dir: Path | None) -> Callable[[str], Sequence[Any]]:
+    """The token ids of a text under the model's tokenizer, or :func:`pseudo_tokens` without one."""
     if weights_dir is not None and (weights_dir / "tokenizer.json").is_file():
         from transformers import AutoTokenizer
 
         tok = AutoTokenizer.from_pretrained(str(weights_dir))
-        cache: dict[str, int] = {}
+        cache: dict[str, list[int]] = {}
 
-        def count(text: str) -> int:
+        def encode(text: str) -> list[int]:
             if text not in cache:
-                cache[text] = len(tok(text)["input_ids"])
+                cache[text] = list(tok(text)["input_ids"])
             return cache[text]
 
-        return count
-    return lambda text: max(1, round(len(text) / 3.6))
+        return encode
+    return pseudo_tokens
 
 
 def prompt_rows(study: str, config: Config) -> list[dict[str, Any]]:
@@ -412,12 +438,14 @@ def neurons_stages(st: Study) -> dict[str, Work]:
 
     disc_n = p.n(lambda r: full(r) and split(r["problem_id"]) == "discovery")
     prompt = p.mean("prompt", full)
-    shared = prompt * 0.92  # the k exemplars every problem of a variant shares
+    shared = p.shared("prompt", bs, lambda r: full(r) and split(r["problem_id"]) == "discovery")
     disc = _generation(disc_n, prompt, gen, max_new, bs, shared)
     disc.note = "generated length: ~14 tokens a step"
     ev = p.n(lambda r: full(r) and split(r["problem_id"]) == "eval")
     conds = effect_conditions(e, 10, [int(x) for x in e.get("top_n", [])])
-    one = _generation(ev, prompt, gen, max_new, bs, shared)
+    one = _generation(
+        ev, prompt, gen, max_new, bs, p.shared("prompt", bs, lambda r: full(r) and split(r["problem_id"]) == "eval")
+    )
     eff = _times(one, len(conds))
     eff.loads, eff.note = 1, f"{len(conds)} conditions; generated length: ~14 tokens a step"
     return {"neurons_discovery": disc, "neurons_effects": eff}
@@ -623,10 +651,9 @@ def build(
             cal[m] = calibration(info, dtype, threads, log)
     rows: list[Row] = []
 
-    def add(stage: str, m: str, w: Work, shape: Shape) -> None:
-        rows.append(
-            Row(stage, m, w, cal[m].seconds(w, shape, nbytes), g.seconds(w, shape, nbytes), peak_gb(shape, w, nbytes))
-        )
+    def add(stage: str, m: str, w: Work, shape: Shape, peak: float | None = None) -> None:
+        peak = peak_gb(shape, w, nbytes) if peak is None else peak
+        rows.append(Row(stage, m, w, cal[m].seconds(w, shape, nbytes), g.seconds(w, shape, nbytes), peak))
 
     for m, info in infos.items():
         s = info.shape
@@ -635,7 +662,8 @@ def build(
         else:
             prep = Work(fixed_s=12 + s.weights * nbytes / 0.15e9, loads=0)
             prep.note = "GGUF/weights conversion: ~0.15 GB/s"
-            add("models_prepare", m, prep, s)
+            # the conversion holds ~2.3x the float32 weights (qwen2.5-1.5b: ~14 GB, config/paper.yaml)
+            add("models_prepare", m, prep, s, PREPARE_PEAK * s.weights * 4 / 1e9 + 1.0)
         check = Work(calls=10, tokens=10 * 2 * 48, ctx=24, readouts=10 * 2 * 48)
         add("models_check", m, check, s)
     prompts: dict[str, list[dict[str, Any]]] = {}
@@ -680,12 +708,49 @@ def render(rows: Sequence[Row], gpu: str, threads: int) -> str:
     return "\n".join(out)
 
 
-def slurm_resources(rows: Sequence[Row], margin: float = 2.0) -> dict[str, dict[str, int]]:
-    """Per rule, the SLURM runtime (minutes, ``margin`` x the plan's GPU time, at least 10)
-    and memory (MB, ``margin`` x the plan's peak, at least 4000) of its largest model."""
+def slurm_resources(
+    rows: Sequence[Row], margin: float = 2.0, mem_margin: float = 1.25, floor: int = 30
+) -> dict[str, dict[str, int]]:
+    """Per rule, its largest model's SLURM runtime (minutes: ``margin`` x the plan's GPU
+    time, at least ``floor``: a job cut at its limit costs a requeue) and memory (MB:
+    ``mem_margin`` x the plan's peak, in whole GB, at least 4000)."""
     out: dict[str, dict[str, int]] = {}
     for r in rows:
-        cur = out.setdefault(r.stage, {"runtime": 10, "mem_mb": 4000})
+        cur = out.setdefault(r.stage, {"runtime": floor, "mem_mb": 4000})
         cur["runtime"] = max(cur["runtime"], math.ceil(margin * r.gpu_s / 60))
-        cur["mem_mb"] = max(cur["mem_mb"], int(math.ceil(margin * r.peak_gb * 1000 / 1000) * 1000))
+        cur["mem_mb"] = max(cur["mem_mb"], int(math.ceil(mem_margin * r.peak_gb)) * 1000)
     return out
+
+
+BEGIN = "  # >>> the model stages, from `cotlens plan"
+END = "  # <<< end of the plan's resources"
+
+
+def slurm_profile(text: str, rows: Sequence[Row], how: str) -> str:
+    """A SLURM profile's text (workflow/profiles/slurm/config.yaml) with the block of
+    ``set-resources`` between its :data:`BEGIN` and :data:`END` lines rewritten: one line
+    per rule the plan covers, its runtime and memory from :func:`slurm_resources`, its CPUs
+    and GPUs kept from the block it replaces (new rules: 8 CPUs, one GPU; the CPU-only
+    ``models_prepare``/``models_train`` none). Every other line is kept as written."""
+    import yaml
+
+    from cotlens.errors import CotlensError
+
+    lines = text.splitlines()
+    starts = [i for i, line in enumerate(lines) if line.startswith(BEGIN)]
+    ends = [i for i, line in enumerate(lines) if line.startswith(END)]
+    if len(starts) != 1 or len(ends) != 1 or ends[0] < starts[0]:
+        raise CotlensError(
+            "the SLURM profile has no block for the plan's resources",
+            f"copy workflow/profiles/slurm/config.yaml: its set-resources hold the lines {BEGIN.strip()!r} ... {END.strip()!r}",
+        )
+    a, b = starts[0], ends[0]
+    old = (yaml.safe_load("\n".join(lines[a + 1 : b])) or {}) if b > a + 1 else {}
+    block = [f"{BEGIN}{how}`: runtime 2 x its GPU time (at least 30 min), memory 1.25 x its peak; do not edit"]
+    for stage, r in slurm_resources(rows).items():
+        cpu_only = stage in ("models_prepare", "models_train")
+        kept = {k: v for k, v in dict(old.get(stage) or {}).items() if k not in ("runtime", "mem_mb")}
+        kept = kept or ({"cpus_per_task": 4} if cpu_only else {"cpus_per_task": 8, "gpu": 1})
+        fields = ", ".join(f"{k}: {v}" for k, v in {"mem_mb": r["mem_mb"], "runtime": r["runtime"], **kept}.items())
+        block.append(f"  {stage}: {{{fields}}}")
+    return "\n".join([*lines[:a], *block, *lines[b:]]) + "\n"

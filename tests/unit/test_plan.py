@@ -72,7 +72,7 @@ def test_the_plan_covers_every_model_stage_of_the_configured_dag(tmp_path: Path)
     off = P.build({**cfg, "studies": ["digits"]}, tmp_path, "h100", 1, log=lambda _: None, rates=rates)
     assert {r.stage for r in off} == {"models_prepare", "models_check", "digits_confidence"}
     res = P.slurm_resources(rows)
-    assert set(res) == {r.stage for r in rows} and all(v["runtime"] >= 10 for v in res.values())
+    assert set(res) == {r.stage for r in rows} and all(v["runtime"] >= 30 for v in res.values())
 
 
 def test_the_plan_scales_with_the_design(tmp_path: Path) -> None:
@@ -105,3 +105,55 @@ def test_an_unknown_model_or_gpu_is_one_error(tmp_path: Path) -> None:
     with pytest.raises(CotlensError, match="unknown GPU class 'tpu'"):
         P.build(cfg, tmp_path, "tpu", 1, rates={})
     assert math.isfinite(P.peak_gb(P.Shape(1, 8, 8, 1, 1, 8, 10), P.Work(), 4))
+
+
+def _paper_7b_rows(root: Path) -> list[P.Row]:
+    from cotlens.cli import _merge
+
+    cfg = _merge([str(ROOT / "config.yaml"), str(ROOT / "config" / "paper.yaml")])
+    cfg["active_models"] = ["llama-2-7b"]
+    rates = {"llama-2-7b": RATES, "refusal-moe": RATES}
+    return P.build(cfg, root, "h100", 1, log=lambda _: None, rates=rates)
+
+
+def test_the_slurm_profile_holds_the_plans_resources(tmp_path: Path) -> None:
+    """workflow/profiles/slurm/config.yaml is what `cotlens plan --config config/paper.yaml
+    --model llama-2-7b --gpu h100 --slurm-profile` writes (the GPU rates are the datasheet's,
+    the token counts those without the tokenizer: no calibration enters it): rerun it when
+    the plan or the paper config changes. Every model rule has its line; CPUs and GPUs kept."""
+    from test_profiles import model_rules
+
+    text = (ROOT / "workflow" / "profiles" / "slurm" / "config.yaml").read_text()
+    rows = _paper_7b_rows(tmp_path)
+    how = " --config config/paper.yaml --model llama-2-7b --gpu h100"
+    assert P.slurm_profile(text, rows, how) == text, "regenerate the profile (see the test's docstring)"
+    res = yaml.safe_load(text)["set-resources"]
+    planned = P.slurm_resources(rows)
+    assert set(planned) == (set(model_rules()) - {"models_tiny"}) | {"models_prepare", "models_train"}
+    for rule, r in planned.items():
+        assert {k: res[rule][k] for k in ("runtime", "mem_mb")} == r
+        assert res[rule]["gpu" if rule not in ("models_prepare", "models_train") else "cpus_per_task"] >= 1
+    suff = next(r for r in rows if r.stage == "circuits_sufficiency")
+    assert res["circuits_sufficiency"]["runtime"] == math.ceil(2 * suff.gpu_s / 60) > 30  # 2 x the plan, in minutes
+    # rewriting keeps every other line, and the rewrite of a rewrite is the same text
+    again = P.slurm_profile(P.slurm_profile(text, rows[:3], how), rows, how)
+    assert again == text
+    with pytest.raises(CotlensError, match="no block for the plan's resources"):
+        P.slurm_profile("executor: slurm\n", rows, how)
+
+
+def test_the_shared_prefix_is_the_one_generation_runs_once() -> None:
+    """Prompts.shared is sampling.shared_prefix_len per batch of the table's rows (its
+    minimum of 16 tokens included): the few-shot exemplars, not a fixed share of the prompt."""
+    exemplars = "Q: 2 + 3 = ? A: 5. " * 12
+    rows = [{"prompt": exemplars + f"Q: {i} + {i} = ?"} for i in (12, 34, 56, 78, 90, 21)]
+    p = P.Prompts(rows, P.pseudo_tokens)
+    full = p.count(exemplars)
+    assert full - 1 <= p.shared("prompt", 3) <= full + 1
+    assert p.shared("prompt", 6) == p.shared("prompt", 3)
+    assert p.shared("prompt", 1) == 0  # a row alone shares nothing
+    assert P.Prompts(rows[:5], P.pseudo_tokens).shared("prompt", 4) == pytest.approx(p.shared("prompt", 4) / 2, abs=1)
+    short = P.Prompts([{"prompt": "abc " + str(i)} for i in range(4)], P.pseudo_tokens)
+    assert short.shared("prompt", 4) == 0  # under the 16-token minimum
+    toks = P.pseudo_tokens("a" * 36)
+    assert len(toks) == 10 and "".join(toks) == "a" * 36
