@@ -49,8 +49,10 @@ $(SLURM_TOOLS):
 	  { apt-get update -q >/dev/null && apt-get install -y -q slurm-wlm munge >/dev/null; }; \
 	else echo "the SLURM test needs slurm-wlm and munge: sudo apt-get install slurm-wlm munge"; fi
 
+# two pytest-xdist workers, a test to whichever is free (--dist worksteal); TEST_WORKERS=0: one process
+TEST_WORKERS ?= 2
 test: $(STAMP) $(SLURM_TOOLS)
-	$(BIN)/pytest tests
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist worksteal tests
 
 # the inner loop: the unit tests only (no model forward beyond the tiny ones, no DAG)
 test-quick: $(STAMP)

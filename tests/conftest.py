@@ -78,15 +78,11 @@ def tiny_config() -> dict[str, Any]:
     return load_test_config()
 
 
-@pytest.fixture(scope="session")
-def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One uninterrupted local run of the tiny DAG of Studies 1 and 3 (``accept_overrides``),
-    made once per session and shared: the workflow test starts from a copy of it, and the
-    resumed and SLURM runs must equal it byte for byte. Read-only: copy it to change it."""
+def _run_tiny_dag(wd: Path) -> None:
     import subprocess
     import sys
 
-    wd = copy_workflow(tmp_path_factory.mktemp("tiny-run") / "wd", **accept_overrides(load_test_config()))
+    copy_workflow(wd, **accept_overrides(load_test_config()))
     res = subprocess.run(
         [sys.executable, "-m", "snakemake", "-d", str(wd), "-s", str(wd / "Snakefile"), "--cores", "2"],
         cwd=wd,
@@ -96,6 +92,29 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     if res.returncode != 0:
         raise AssertionError(f"the tiny run failed:\n{res.stdout[-4000:]}\n{res.stderr[-6000:]}")
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Path:
+    """One uninterrupted local run of the tiny DAG of Studies 1 and 3 (``accept_overrides``),
+    made once per session and shared: the workflow test starts from a copy of it, and the
+    resumed and SLURM runs must equal it byte for byte. Read-only: copy it to change it.
+    Under pytest-xdist (``make test``: two workers) the first worker that needs it makes it
+    in the session's shared temp directory, under a file lock; the other waits and reads it."""
+    from filelock import FileLock
+
+    if worker_id == "master":  # no xdist
+        wd = tmp_path_factory.mktemp("tiny-run") / "wd"
+        _run_tiny_dag(wd)
+        return wd
+    shared = tmp_path_factory.getbasetemp().parent  # the same directory for every worker
+    wd, done = shared / "tiny-run" / "wd", shared / "tiny-run" / "done"
+    with FileLock(str(shared / "tiny-run.lock")):
+        if not done.exists():
+            if wd.exists():  # a worker that failed half way: start again
+                shutil.rmtree(wd)
+            _run_tiny_dag(wd)
+            done.touch()
     return wd
 
 

@@ -103,13 +103,19 @@ def test_kill9_in_each_long_stage_resumes_to_identical_bytes(accept_copy: Path, 
     proc.wait(timeout=60)
     smk(wd, "--unlock")
     smk(wd, "--cores", "2", "--rerun-incomplete")
-    assert not list((wd / "results").rglob(".tmp-*")) and not list((wd / "resources").rglob(".tmp-*"))
     # Snakemake alone remakes an interrupted job's output only when a target needs it: a
     # killed intermediate (activations/) whose readers are up to date stays absent, and it
-    # says "Nothing to be done". `cotlens run` forces what an interrupted stage left
-    # missing (cli._resume_interrupted); with it, every file is back, with the same bytes.
+    # says "Nothing to be done"; a temp its killed shard left stays in its .partial/ until
+    # the stage runs again. `cotlens run` forces what an interrupted stage left missing
+    # (cli._resume_interrupted); with it, every file is back, with the same bytes, and no
+    # temp file is left anywhere.
+    missing = resume_args(wd)
+    partials = {(wd / m).with_name((wd / m).name + ".partial") for m in missing}
+    stray = [p for p in (wd / "results").rglob(".tmp-*") if p.parent not in partials]
+    assert stray == [] and not list((wd / "resources").rglob(".tmp-*")), (stray, missing)
     assert not [k for k in differences(digests(wd), reference) if "/figures/" in k]
-    smk(wd, "--cores", "2", "--rerun-incomplete", *cli.with_forced([], resume_args(wd)))
+    smk(wd, "--cores", "2", "--rerun-incomplete", *cli.with_forced([], missing))
+    assert not list((wd / "results").rglob(".tmp-*")) and not list((wd / "results").rglob("*.partial"))
     assert differences(digests(wd), reference) == []
 
     # The case: kill -9 during a forced rerun of circuits_extract. Its output is gone

@@ -86,9 +86,17 @@ def test_the_local_profile_runs_two_model_stages_side_by_side() -> None:
     """make run: every model stage on one thread, so on the 2 cores two of them run at once
     (and fit the profile's memory together)."""
     prof = yaml.safe_load((ROOT / "workflow" / "profiles" / "default" / "config.yaml").read_text())
-    heavy = model_rules() | {"models_train"}
+    heavy = model_rules() | {"models_train", "models_prepare"}
     assert set(prof["set-threads"]) == heavy and set(prof["set-threads"].values()) == {1}
     total = int(prof["resources"][0].split("=")[1])
-    for rule in heavy - {"models_check"}:  # the self-checks (16 GB for a 7B) run alongside models_train only
+
+    def mem(rule: str) -> int:
         m = re.search(r"mem_mb=(\d+)", rule_blocks()[rule])
-        assert m and 2 * int(m.group(1)) <= total, rule
+        assert m, rule
+        return int(m.group(1))
+
+    # the conversion and the self-checks (16 GB for a 7B) start beside models_train only
+    assert mem("models_prepare") + mem("models_train") <= total
+    assert mem("models_check") + mem("models_train") <= total
+    for rule in heavy - {"models_check", "models_prepare"}:
+        assert 2 * mem(rule) <= total, rule
