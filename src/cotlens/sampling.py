@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 from torch import nn
-from transformers.cache_utils import DynamicLayer
+from transformers.cache_utils import DynamicCache, DynamicLayer
 
 from cotlens.batch import pad
 from cotlens.models.adapters import check_context
@@ -76,6 +76,28 @@ class GrowingLayer(DynamicLayer):
             g._adopt(layer.keys, layer.values)
         return g
 
+    @classmethod
+    def spread(cls, layer: DynamicLayer, rows: Sequence[int], reserve: int) -> GrowingLayer:
+        """A cached prefix (one row per group) as the layer of a batch whose row ``i`` starts
+        with prefix row ``rows[i]``, with room for ``reserve`` more tokens: each prefix row is
+        written straight into its rows of the buffer (no batch-sized copy in between)."""
+        k, v = layer.keys, layer.values
+        assert k is not None and v is not None
+        g = cls(reserve)
+        _, h, n, d = k.shape
+        g.dtype, g.device, g.is_initialized = k.dtype, k.device, True
+        g._k = k.new_empty((len(rows), h, n + g.reserve, d))
+        g._v = v.new_empty((len(rows), h, n + g.reserve, v.shape[-1]))
+        for src in sorted(set(rows)):
+            dst = [i for i, r in enumerate(rows) if r == src]
+            at: slice | torch.Tensor = (
+                slice(dst[0], dst[-1] + 1) if dst == list(range(dst[0], dst[-1] + 1)) else torch.tensor(dst)
+            )
+            g._k[at, :, :n] = k[src]
+            g._v[at, :, :n] = v[src]
+        g._view(n)
+        return g
+
     def _adopt(self, k: torch.Tensor, v: torch.Tensor) -> None:
         b, h, n, d = k.shape
         self.dtype, self.device, self.is_initialized = k.dtype, k.device, True
@@ -137,6 +159,31 @@ def grow_in_place(past: Any, reserve: int) -> Any:
     return past
 
 
+def spread_prefix(past: Any, rows: Sequence[int], reserve: int, device: torch.device) -> Any:
+    """``past``, the cache of a shared prefix run once per group (one row each), as the
+    cache of the batch whose row ``i`` continues prefix row ``rows[i]``: full-attention
+    layers (exactly ``DynamicLayer``) become :class:`GrowingLayer`\\ s with room for
+    ``reserve`` more tokens (the rows' own parts and the decode then write in place, where
+    the stock layer concatenates); other layers are repeated or indexed as transformers does."""
+    one = len(set(rows)) == 1
+    index = torch.tensor(list(rows), device=device)
+    if type(past) is not DynamicCache:  # a hybrid cache (conv or recurrent states): its own methods
+        if one:
+            past.batch_repeat_interleave(len(rows))
+        else:
+            past.batch_select_indices(index)
+        return past
+    layers: list[Any] = past.layers
+    for i, layer in enumerate(layers):
+        if type(layer) is DynamicLayer and layer.is_initialized and layer.keys is not None and layer.keys.numel():
+            layers[i] = GrowingLayer.spread(layer, rows, reserve)
+        elif one:
+            layer.batch_repeat_interleave(len(rows))
+        else:
+            layer.batch_select_indices(index)
+    return past
+
+
 @torch.inference_mode()
 def generate_batch(
     model: nn.Module,
@@ -186,11 +233,9 @@ def generate_batch(
         if on_groups is not None:
             on_groups(ids_of)
         past = model(input_ids=head, use_cache=True, logits_to_keep=1).past_key_values
-        if len(ids_of) == 1:
-            past.batch_repeat_interleave(b)
-        else:
-            past.batch_select_indices(torch.tensor([ids_of.index(g) for g in group], device=device))
     ids, mask = pad([p[n_shared:] for p in prompts], pad_id, device, left=True)
+    if past is not None:  # room for the rows' own parts and the decode
+        past = spread_prefix(past, [ids_of.index(g) for g in group], ids.shape[1] + cfg.max_new_tokens, device)
     pos = (mask.cumsum(-1) - 1).clamp(min=0) + n_shared
     if n_shared:
         mask = torch.cat([torch.ones((b, n_shared), dtype=mask.dtype, device=device), mask], dim=1)

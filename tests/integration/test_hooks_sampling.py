@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from unittest.mock import patch
 
 import pytest
 import torch
 
 from cotlens.hooks import Capture
+from cotlens.models import zoo
 from cotlens.models.adapters import get, layers
 from cotlens.models.loading import load
 from cotlens.sampling import SampleConfig, generate_batch
@@ -142,3 +145,77 @@ def test_shared_prefix_is_run_once_and_changes_nothing(tiny_prepared: Path, devi
     for p, b in zip(prompts, batched, strict=True):
         (single,) = generate_batch(lm.model, [p], cfg, pad, set(), lambda ids: None, lm.device)
         assert b.token_ids == single.token_ids
+
+
+def _suffix_logits(m: torch.nn.Module, fast: bool, groups: list[int], seed: int = 0) -> list[torch.Tensor]:
+    """Logits of a generate_batch-shaped forward: one shared prefix per group (run once),
+    each row's left-padded part after it, then one decode step; ``fast``: with
+    ``models.attention.cpu_gqa`` and ``sampling.spread_prefix``, else transformers' own path."""
+    from cotlens.models.attention import cpu_gqa
+    from cotlens.sampling import spread_prefix
+
+    cpu_gqa(fast)
+    g = torch.Generator().manual_seed(seed)
+    vocab, n_pre, b = int(m.config.vocab_size), 24, len(groups)
+    heads = torch.randint(4, vocab, (max(groups) + 1, n_pre), generator=g)
+    own = [torch.randint(4, vocab, (n,), generator=g).tolist() for n in (5, 9, 3, 7, 9, 1)[:b]]
+    width = max(map(len, own))
+    ids = torch.tensor([[0] * (width - len(o)) + o for o in own])
+    mask = torch.tensor([[0] * (width - len(o)) + [1] * len(o) for o in own])
+    pos = (mask.cumsum(-1) - 1).clamp(min=0) + n_pre
+    mask = torch.cat([torch.ones((b, n_pre), dtype=mask.dtype), mask], 1)
+    with torch.inference_mode():
+        past = m(input_ids=heads, use_cache=True).past_key_values
+        if fast:
+            past = spread_prefix(past, groups, width + 2, torch.device("cpu"))
+        elif len(set(groups)) == 1:
+            past.batch_repeat_interleave(b)
+        else:
+            past.batch_select_indices(torch.tensor(groups))
+        out = m(input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=past, use_cache=True)
+        step = out.logits[:, -1].argmax(-1)[:, None]
+        mask = torch.cat([mask, torch.ones((b, 1), dtype=mask.dtype)], 1)
+        nxt = m(input_ids=step, attention_mask=mask, position_ids=pos[:, -1:] + 1, past_key_values=out.past_key_values)
+    return [out.logits, nxt.logits]
+
+
+@pytest.mark.parametrize("family", zoo.FAMILIES)
+def test_the_fast_prefix_and_grouped_attention_change_no_bit(family: str) -> None:
+    """``models.attention.cpu_gqa`` (torch's grouped kernel for masked multi-token forwards
+    on the CPU, where transformers copies every key/value head) and
+    ``sampling.spread_prefix`` (the shared prefix written straight into each row's growing
+    cache) are speed only: a padded batch after a shared prefix, one group and three, then a
+    decode step, gives bit-identical logits to transformers' own path, on every zoo family
+    at the perturbed init (SDPA where the family has it, eager where it does not)."""
+    from cotlens.models.attention import cpu_gqa, cpu_gqa_on
+
+    was = cpu_gqa_on()
+    try:
+        try:
+            m = zoo.perturb(zoo.build(family, attn="sdpa"))
+        except ValueError as e:  # no SDPA for this family: the cache half still applies
+            assert "sdpa" in str(e).lower() or "scaled_dot_product" in str(e).lower(), e
+            m = zoo.perturb(zoo.build(family, attn="eager"))
+        kv_heads: dict[bool, list[int]] = {False: [], True: []}  # the key heads each SDPA call was given
+        sdpa = torch.nn.functional.scaled_dot_product_attention
+
+        def spy(fast: bool) -> Callable[..., torch.Tensor]:
+            def call(q: torch.Tensor, k: torch.Tensor, *a: object, **kw: object) -> torch.Tensor:
+                kv_heads[fast].append(int(k.shape[1]))
+                return sdpa(q, k, *a, **kw)  # type: ignore[arg-type]
+
+            return call
+
+        for groups in ([0, 0, 0, 0], [0, 0, 1, 1, 2, 2], [1, 0, 1, 2]):
+            with patch.object(torch.nn.functional, "scaled_dot_product_attention", spy(False)):
+                stock = _suffix_logits(m, False, groups)
+            with patch.object(torch.nn.functional, "scaled_dot_product_attention", spy(True)):
+                fast = _suffix_logits(m, True, groups)
+            for a, f in zip(stock, fast, strict=True):
+                assert torch.equal(a, f), (family, groups, (a - f).abs().max().item())
+        kv, h = getattr(m.config, "num_key_value_heads", None), getattr(m.config, "num_attention_heads", None)
+        if m.config._attn_implementation == "sdpa" and kv and h and kv < h:
+            # the path under test was taken: transformers copies the keys to every head, the fast path never
+            assert h in kv_heads[False] and kv_heads[True] and h not in kv_heads[True], (family, kv_heads)
+    finally:
+        cpu_gqa(was)
