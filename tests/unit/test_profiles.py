@@ -86,7 +86,7 @@ def test_the_local_profile_runs_two_model_stages_side_by_side() -> None:
     """make run: every model stage on one thread, so on the 2 cores two of them run at once
     (and fit the profile's memory together)."""
     prof = yaml.safe_load((ROOT / "workflow" / "profiles" / "default" / "config.yaml").read_text())
-    heavy = model_rules() | {"models_train", "models_prepare"}
+    heavy = model_rules() | {"models_train"}
     assert set(prof["set-threads"]) == heavy and set(prof["set-threads"].values()) == {1}
     total = int(prof["resources"][0].split("=")[1])
 
@@ -95,8 +95,7 @@ def test_the_local_profile_runs_two_model_stages_side_by_side() -> None:
         assert m, rule
         return int(m.group(1))
 
-    # the conversion and the self-checks (16 GB for a 7B) start beside models_train only
-    assert mem("models_prepare") + mem("models_train") <= total
+    # the self-checks (16 GB for a 7B) start beside models_train only
     assert mem("models_check") + mem("models_train") <= total
-    for rule in heavy - {"models_check", "models_prepare"}:
+    for rule in heavy - {"models_check"}:
         assert 2 * mem(rule) <= total, rule
