@@ -150,8 +150,8 @@ def test_shared_prefix_is_run_once_and_changes_nothing(tiny_prepared: Path, devi
 def _suffix_logits(m: torch.nn.Module, fast: bool, groups: list[int], seed: int = 0) -> list[torch.Tensor]:
     """Logits of a generate_batch-shaped forward: one shared prefix per group (run once),
     each row's left-padded part after it, then one decode step; ``fast``: with
-    ``models.attention.cpu_gqa`` and ``sampling.spread_prefix``, else transformers' own path."""
-    from cotlens.models.attention import cpu_gqa
+    ``models.gqa.cpu_gqa`` and ``sampling.spread_prefix``, else transformers' own path."""
+    from cotlens.models.gqa import cpu_gqa
     from cotlens.sampling import spread_prefix
 
     cpu_gqa(fast)
@@ -181,13 +181,13 @@ def _suffix_logits(m: torch.nn.Module, fast: bool, groups: list[int], seed: int 
 
 @pytest.mark.parametrize("family", zoo.FAMILIES)
 def test_the_fast_prefix_and_grouped_attention_change_no_bit(family: str) -> None:
-    """``models.attention.cpu_gqa`` (torch's grouped kernel for masked multi-token forwards
+    """``models.gqa.cpu_gqa`` (torch's grouped kernel for masked multi-token forwards
     on the CPU, where transformers copies every key/value head) and
     ``sampling.spread_prefix`` (the shared prefix written straight into each row's growing
     cache) are speed only: a padded batch after a shared prefix, one group and three, then a
     decode step, gives bit-identical logits to transformers' own path, on every zoo family
     at the perturbed init (SDPA where the family has it, eager where it does not)."""
-    from cotlens.models.attention import cpu_gqa, cpu_gqa_on
+    from cotlens.models.gqa import cpu_gqa, cpu_gqa_on
 
     was = cpu_gqa_on()
     try:

@@ -14,7 +14,7 @@ from torch import nn
 from cotlens.errors import CotlensError
 from cotlens.fingerprint import dir_content
 from cotlens.models.adapters import Adapter, Dims, adapter_for, dims, guard_context
-from cotlens.models.attention import cpu_gqa
+from cotlens.models.gqa import cpu_gqa
 from cotlens.models.prepare import check_local_dir
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -80,7 +80,7 @@ def open_model(
 
     if dtype not in DTYPES:
         raise CotlensError(f"dtype {dtype!r} is not supported", f"use one of {sorted(DTYPES)}")
-    cpu_gqa()  # the same bits, without copying the keys/values of grouped heads (models.attention)
+    cpu_gqa()  # the same bits, without copying the keys/values of grouped heads (models.gqa)
     try:
         extra = {"device_map": device_map} if device_map else {}
         loaded: Any = AutoModelForCausalLM.from_pretrained(
