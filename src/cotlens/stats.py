@@ -34,7 +34,9 @@ def wilson(k: float, n: float, z: float = 1.96) -> tuple[float, float]:
     den = 1 + z * z / n
     mid = (p + z * z / (2 * n)) / den
     half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
-    return (float(mid - half), float(mid + half))
+    # the interval holds p; at p = 0 or 1 the formula's round-off can leave p just outside
+    # (k = n = 31: hi = 1 - 1e-16), which a plot's error bars refuse as a negative length
+    return (float(min(mid - half, p)), float(max(mid + half, p)))
 
 
 def paired_bootstrap(

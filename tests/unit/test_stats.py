@@ -35,3 +35,18 @@ def test_ranks_average_ties_like_rankdata() -> None:
         np.testing.assert_array_equal(S.ranks(x), brute)
     assert S.spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
     assert S.spearman([1, 2, 3, 4], [4, 3, 3, 1]) == pytest.approx(-0.9486833, abs=1e-6)
+
+
+def test_the_wilson_interval_holds_its_proportion_at_0_and_1() -> None:
+    """The qwen2.5-1.5b digits run: 31 of 31 right gave hi = 1 - 1e-16, a negative error
+    bar, and the figure stage failed. statsmodels' Wilson interval agrees to round-off."""
+    from statsmodels.stats.proportion import proportion_confint
+
+    from cotlens.stats import wilson
+
+    for n in range(1, 300):
+        for k in (0, n // 3, n):
+            lo, hi = wilson(k, n)
+            assert lo <= k / n <= hi, (k, n)
+            ref = proportion_confint(k, n, alpha=0.05, method="wilson")
+            assert abs(lo - ref[0]) < 1e-3 and abs(hi - ref[1]) < 1e-3, (k, n)
