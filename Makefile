@@ -1,5 +1,5 @@
 # cotlens: `make run` regenerates the default study figures + report; `make test` tests.
-# `make run` and `make report` call the `cotlens` command line (cotlens.cli); CONFIG adds
+# `make run` and `make report` call the `cotlens` command line (cotlens.pipeline.cli); CONFIG adds
 # an overlay, V=1 shows Snakemake's full console (every code input of every job).
 SHELL := /bin/bash
 PY ?= python3
@@ -10,7 +10,7 @@ CONFIG ?=
 SMK := $(BIN)/snakemake --workflow-profile workflow/profiles/default $(if $(CONFIG),--configfile $(CONFIG))
 # the config files checked (size, YAML, aliases) before Snakemake parses them; prints the
 # run name: every output of the run is under results/<run>/, its report too
-RUN_OF = $(BIN)/python -m cotlens.configcheck --run config.yaml $(CONFIG)
+RUN_OF = $(BIN)/python -m cotlens.pipeline.configcheck --run config.yaml $(CONFIG)
 
 .PHONY: install run report dry test test-quick lint fmt bench clean model-%
 

@@ -5,10 +5,10 @@ from snakemake.utils import min_version, validate
 
 min_version("9.0")
 sys.path.insert(0, f"{workflow.basedir}/src")
-from cotlens.configcheck import check_config, check_files, check_names
+from cotlens.pipeline.configcheck import check_config, check_files, check_names
 
 # Size, YAML syntax, alias bombs and cycles, key types: one clear error naming the file,
-# before anything walks the config (cotlens.configcheck).
+# before anything walks the config (cotlens.pipeline.configcheck).
 CONFIG_FILES = ["config.yaml", *workflow.overwrite_configfiles]
 check_files(CONFIG_FILES)
 

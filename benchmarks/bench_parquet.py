@@ -1,7 +1,7 @@
 """Parquet write / read-into-numpy throughput for one layer's vectors.
 
 Targets on this machine: write >= 300 MB/s, read >= 600 MB/s. Compares our
-fixed_size_binary layout (cotlens.parquet) with a default-settings FixedSizeList column.
+fixed_size_binary layout (cotlens.io.parquet) with a default-settings FixedSizeList column.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from _timing import median_time
 
-from cotlens import schemas
-from cotlens.parquet import RunMeta, arrow_to_vectors, read_table, to_table, vectors_to_arrow, write_table
+from cotlens.io import schemas
+from cotlens.io.parquet import RunMeta, arrow_to_vectors, read_table, to_table, vectors_to_arrow, write_table
 
 
 def main() -> None:

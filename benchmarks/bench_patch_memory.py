@@ -25,11 +25,11 @@ RUNTIME = {"dtype": "float32", "device": "cpu", "attn": "sdpa"}
 
 
 def build(work: Path) -> Path:
+    from cotlens.circuits import fewshot
+    from cotlens.circuits.prompts import GeneratorConfig, generate
     from cotlens.models.prepare import prepare
     from cotlens.models.registry import resolve
     from cotlens.models.tiny import build_tiny_llama
-    from cotlens.prompts import fewshot
-    from cotlens.prompts.prontoqa import GeneratorConfig, generate
 
     corpus = [fewshot.prompt(e, s) for e, s in generate(GeneratorConfig(n_per_cell=2, n_shots=2, hops=(1, 2, 3)))]
     src = build_tiny_llama(work / "src", corpus)
@@ -41,8 +41,8 @@ def build(work: Path) -> Path:
 def write_pairs(path: Path, n: int, vocab: int, length: int = 48) -> None:
     import numpy as np
 
-    from cotlens import schemas
-    from cotlens.parquet import RunMeta, to_table, write_table
+    from cotlens.io import schemas
+    from cotlens.io.parquet import RunMeta, to_table, write_table
 
     rng = np.random.default_rng(0)
     cols: dict[str, list] = {f.name: [] for f in schemas.PAIRS}  # type: ignore[type-arg]
@@ -81,8 +81,8 @@ def write_pairs(path: Path, n: int, vocab: int, length: int = 48) -> None:
 def child(model_dir: str, n: int, work: str) -> None:
     import pyarrow.dataset as ds
 
+    from cotlens.circuits.stages import patch
     from cotlens.models.loading import load
-    from cotlens.stages.circuits import patch
 
     w = Path(work)
     write_pairs(w / "pairs.parquet", n, load(model_dir, "float32", "cpu").dims.vocab)

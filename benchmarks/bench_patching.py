@@ -24,7 +24,7 @@ from collections.abc import Callable
 import torch
 from _timing import median_time, sync
 
-from cotlens import patching as P
+from cotlens.circuits import patching as P
 from cotlens.models.adapters import Handle, adapter_for, dims, get
 
 

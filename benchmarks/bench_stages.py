@@ -29,8 +29,8 @@ def measured(run: str, stage: str, model: str) -> float | None:
 
 
 def main() -> int:
-    from cotlens import plan as P
-    from cotlens.cli import _merged_config
+    from cotlens.pipeline import plan as P
+    from cotlens.pipeline.cli import _merged_config
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--run", default=None, help="the run name (default: the config's)")

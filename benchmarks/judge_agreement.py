@@ -31,10 +31,10 @@ def main() -> None:
 
     import torch
 
-    from cotlens.atomic import write_text
-    from cotlens.judge import Judge, agreement
+    from cotlens.core.judge import Judge, agreement
+    from cotlens.io.atomic import write_text
+    from cotlens.io.parquet import read_table
     from cotlens.models.loading import load
-    from cotlens.parquet import read_table
 
     torch.set_num_threads(a.threads)
     t = read_table(a.neurons, columns=["layer", "neuron", "rank", "top_tokens", "lexicon"]).to_pylist()

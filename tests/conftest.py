@@ -30,7 +30,8 @@ def device() -> str:
 
 @pytest.fixture(scope="session")
 def tiny_model_src(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from cotlens.models.tiny import build_tiny_llama, prontoqa_corpus
+    from cotlens.circuits.fewshot import prontoqa_corpus
+    from cotlens.models.tiny import build_tiny_llama
 
     return build_tiny_llama(tmp_path_factory.mktemp("tiny") / "src", prontoqa_corpus())
 

@@ -1,6 +1,6 @@
-"""Snakemake entry point of rule circuits_extract: cotlens.stages.circuits.extract.run."""
+"""Snakemake entry point of rule circuits_extract: cotlens.circuits.stages.extract.run."""
 
-from cotlens.stages.circuits import extract
-from cotlens.stages.common import from_snakemake
+from cotlens.circuits.stages import extract
+from cotlens.pipeline.stage import from_snakemake
 
 from_snakemake(extract.run, snakemake)

@@ -1,6 +1,6 @@
-"""Snakemake entry point of rule circuits_figure: cotlens.stages.circuits.figure.run."""
+"""Snakemake entry point of rule circuits_figure: cotlens.circuits.stages.figure.run."""
 
-from cotlens.stages.circuits import figure
-from cotlens.stages.common import from_snakemake
+from cotlens.circuits.stages import figure
+from cotlens.pipeline.stage import from_snakemake
 
 from_snakemake(figure.run, snakemake)

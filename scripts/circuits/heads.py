@@ -1,6 +1,6 @@
-"""Snakemake entry point of rule circuits_heads: cotlens.stages.circuits.heads.run."""
+"""Snakemake entry point of rule circuits_heads: cotlens.circuits.stages.heads.run."""
 
-from cotlens.stages.circuits import heads
-from cotlens.stages.common import from_snakemake
+from cotlens.circuits.stages import heads
+from cotlens.pipeline.stage import from_snakemake
 
 from_snakemake(heads.run, snakemake)

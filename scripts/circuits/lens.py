@@ -1,6 +1,6 @@
-"""Snakemake entry point of rule circuits_lens: cotlens.stages.circuits.lens.run."""
+"""Snakemake entry point of rule circuits_lens: cotlens.circuits.stages.lens.run."""
 
-from cotlens.stages.circuits import lens
-from cotlens.stages.common import from_snakemake
+from cotlens.circuits.stages import lens
+from cotlens.pipeline.stage import from_snakemake
 
 from_snakemake(lens.run, snakemake)

@@ -1,6 +1,6 @@
-"""Snakemake entry point of rule circuits_pairs: cotlens.stages.circuits.pairs.run."""
+"""Snakemake entry point of rule circuits_pairs: cotlens.circuits.stages.pairs.run."""
 
-from cotlens.stages.circuits import pairs
-from cotlens.stages.common import from_snakemake
+from cotlens.circuits.stages import pairs
+from cotlens.pipeline.stage import from_snakemake
 
 from_snakemake(pairs.run, snakemake)

@@ -1,6 +1,6 @@
-"""Snakemake entry point of rule circuits_patch: cotlens.stages.circuits.patch.run."""
+"""Snakemake entry point of rule circuits_patch: cotlens.circuits.stages.patch.run."""
 
-from cotlens.stages.circuits import patch
-from cotlens.stages.common import from_snakemake
+from cotlens.circuits.stages import patch
+from cotlens.pipeline.stage import from_snakemake
 
 from_snakemake(patch.run, snakemake)

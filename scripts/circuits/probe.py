@@ -1,6 +1,6 @@
-"""Snakemake entry point of rule circuits_probe: cotlens.stages.circuits.probe.run."""
+"""Snakemake entry point of rule circuits_probe: cotlens.circuits.stages.probe.run."""
 
-from cotlens.stages.circuits import probe
-from cotlens.stages.common import from_snakemake
+from cotlens.circuits.stages import probe
+from cotlens.pipeline.stage import from_snakemake
 
 from_snakemake(probe.run, snakemake)

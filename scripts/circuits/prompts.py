@@ -1,6 +1,6 @@
-"""Snakemake entry point of rule circuits_prompts: cotlens.stages.circuits.prompts.run."""
+"""Snakemake entry point of rule circuits_prompts: cotlens.circuits.stages.prompts.run."""
 
-from cotlens.stages.circuits import prompts
-from cotlens.stages.common import from_snakemake
+from cotlens.circuits.stages import prompts
+from cotlens.pipeline.stage import from_snakemake
 
 from_snakemake(prompts.run, snakemake)

@@ -1,6 +1,6 @@
-"""Snakemake entry point of rule circuits_sample: cotlens.stages.circuits.sample.run."""
+"""Snakemake entry point of rule circuits_sample: cotlens.circuits.stages.sample.run."""
 
-from cotlens.stages.circuits import sample
-from cotlens.stages.common import from_snakemake
+from cotlens.circuits.stages import sample
+from cotlens.pipeline.stage import from_snakemake
 
 from_snakemake(sample.run, snakemake)

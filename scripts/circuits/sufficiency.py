@@ -1,6 +1,6 @@
-"""Snakemake entry point of rule circuits_sufficiency: cotlens.stages.circuits.sufficiency.run."""
+"""Snakemake entry point of rule circuits_sufficiency: cotlens.circuits.stages.sufficiency.run."""
 
-from cotlens.stages.circuits import sufficiency
-from cotlens.stages.common import from_snakemake
+from cotlens.circuits.stages import sufficiency
+from cotlens.pipeline.stage import from_snakemake
 
 from_snakemake(sufficiency.run, snakemake)

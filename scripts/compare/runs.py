@@ -1,6 +1,6 @@
-"""Snakemake entry point of rule compare_runs: cotlens.stages.compare.runs.run."""
+"""Snakemake entry point of rule compare_runs: cotlens.pipeline.stages.runs.run."""
 
-from cotlens.stages.common import from_snakemake
-from cotlens.stages.compare import runs
+from cotlens.pipeline.stage import from_snakemake
+from cotlens.pipeline.stages import runs
 
 from_snakemake(runs.run, snakemake)

@@ -1,6 +1,6 @@
-"""Snakemake entry point of rule digits_confidence: cotlens.stages.digits.confidence.run."""
+"""Snakemake entry point of rule digits_confidence: cotlens.digits.stages.confidence.run."""
 
-from cotlens.stages.common import from_snakemake
-from cotlens.stages.digits import confidence
+from cotlens.digits.stages import confidence
+from cotlens.pipeline.stage import from_snakemake
 
 from_snakemake(confidence.run, snakemake)

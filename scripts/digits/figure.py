@@ -1,6 +1,6 @@
-"""Snakemake entry point of rule digits_figure: cotlens.stages.digits.figure.run."""
+"""Snakemake entry point of rule digits_figure: cotlens.digits.stages.figure.run."""
 
-from cotlens.stages.common import from_snakemake
-from cotlens.stages.digits import figure
+from cotlens.digits.stages import figure
+from cotlens.pipeline.stage import from_snakemake
 
 from_snakemake(figure.run, snakemake)

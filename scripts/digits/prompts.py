@@ -1,6 +1,6 @@
-"""Snakemake entry point of rule digits_prompts: cotlens.stages.digits.prompts.run."""
+"""Snakemake entry point of rule digits_prompts: cotlens.digits.stages.prompts.run."""
 
-from cotlens.stages.common import from_snakemake
-from cotlens.stages.digits import prompts
+from cotlens.digits.stages import prompts
+from cotlens.pipeline.stage import from_snakemake
 
 from_snakemake(prompts.run, snakemake)

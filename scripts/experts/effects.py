@@ -1,6 +1,6 @@
-"""Snakemake entry point of rule experts_effects: cotlens.stages.experts.effects.run."""
+"""Snakemake entry point of rule experts_effects: cotlens.experts.stages.effects.run."""
 
-from cotlens.stages.common import from_snakemake
-from cotlens.stages.experts import effects
+from cotlens.experts.stages import effects
+from cotlens.pipeline.stage import from_snakemake
 
 from_snakemake(effects.run, snakemake)

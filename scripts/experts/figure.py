@@ -1,6 +1,6 @@
-"""Snakemake entry point of rule experts_figure: cotlens.stages.experts.figure.run."""
+"""Snakemake entry point of rule experts_figure: cotlens.experts.stages.figure.run."""
 
-from cotlens.stages.common import from_snakemake
-from cotlens.stages.experts import figure
+from cotlens.experts.stages import figure
+from cotlens.pipeline.stage import from_snakemake
 
 from_snakemake(figure.run, snakemake)

@@ -1,6 +1,6 @@
-"""Snakemake entry point of rule experts_ftri: cotlens.stages.experts.ftri.run."""
+"""Snakemake entry point of rule experts_ftri: cotlens.experts.stages.ftri.run."""
 
-from cotlens.stages.common import from_snakemake
-from cotlens.stages.experts import ftri
+from cotlens.experts.stages import ftri
+from cotlens.pipeline.stage import from_snakemake
 
 from_snakemake(ftri.run, snakemake)

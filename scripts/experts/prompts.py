@@ -1,6 +1,6 @@
-"""Snakemake entry point of rule experts_prompts: cotlens.stages.experts.prompts.run."""
+"""Snakemake entry point of rule experts_prompts: cotlens.experts.stages.prompts.run."""
 
-from cotlens.stages.common import from_snakemake
-from cotlens.stages.experts import prompts
+from cotlens.experts.stages import prompts
+from cotlens.pipeline.stage import from_snakemake
 
 from_snakemake(prompts.run, snakemake)

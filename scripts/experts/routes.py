@@ -1,6 +1,6 @@
-"""Snakemake entry point of rule experts_routes: cotlens.stages.experts.routes.run."""
+"""Snakemake entry point of rule experts_routes: cotlens.experts.stages.routes.run."""
 
-from cotlens.stages.common import from_snakemake
-from cotlens.stages.experts import routes
+from cotlens.experts.stages import routes
+from cotlens.pipeline.stage import from_snakemake
 
 from_snakemake(routes.run, snakemake)

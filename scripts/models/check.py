@@ -1,6 +1,6 @@
-"""Snakemake entry point of rule models_check: cotlens.stages.models.check.run."""
+"""Snakemake entry point of rule models_check: cotlens.models.stages.check.run."""
 
-from cotlens.stages.common import from_snakemake
-from cotlens.stages.models import check
+from cotlens.models.stages import check
+from cotlens.pipeline.stage import from_snakemake
 
 from_snakemake(check.run, snakemake)

@@ -1,6 +1,6 @@
-"""Snakemake entry point of rule models_prepare: cotlens.stages.models.prepare.run."""
+"""Snakemake entry point of rule models_prepare: cotlens.models.stages.prepare.run."""
 
-from cotlens.stages.common import from_snakemake
-from cotlens.stages.models import prepare
+from cotlens.models.stages import prepare
+from cotlens.pipeline.stage import from_snakemake
 
 from_snakemake(prepare.run, snakemake)

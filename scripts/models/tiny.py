@@ -1,6 +1,6 @@
-"""Snakemake entry point of rule models_tiny: cotlens.stages.models.tiny.run."""
+"""Snakemake entry point of rule models_tiny: cotlens.models.stages.tiny.run."""
 
-from cotlens.stages.common import from_snakemake
-from cotlens.stages.models import tiny
+from cotlens.models.stages import tiny
+from cotlens.pipeline.stage import from_snakemake
 
 from_snakemake(tiny.run, snakemake)

@@ -1,6 +1,6 @@
-"""Snakemake entry point of rule models_train: cotlens.stages.models.train.run."""
+"""Snakemake entry point of rule models_train: cotlens.models.stages.train.run."""
 
-from cotlens.stages.common import from_snakemake
-from cotlens.stages.models import train
+from cotlens.models.stages import train
+from cotlens.pipeline.stage import from_snakemake
 
 from_snakemake(train.run, snakemake)

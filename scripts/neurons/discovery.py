@@ -1,6 +1,6 @@
-"""Snakemake entry point of rule neurons_discovery: cotlens.stages.neurons.discovery.run."""
+"""Snakemake entry point of rule neurons_discovery: cotlens.neurons.stages.discovery.run."""
 
-from cotlens.stages.common import from_snakemake
-from cotlens.stages.neurons import discovery
+from cotlens.neurons.stages import discovery
+from cotlens.pipeline.stage import from_snakemake
 
 from_snakemake(discovery.run, snakemake)

@@ -1,6 +1,6 @@
-"""Snakemake entry point of rule neurons_effects: cotlens.stages.neurons.effects.run."""
+"""Snakemake entry point of rule neurons_effects: cotlens.neurons.stages.effects.run."""
 
-from cotlens.stages.common import from_snakemake
-from cotlens.stages.neurons import effects
+from cotlens.neurons.stages import effects
+from cotlens.pipeline.stage import from_snakemake
 
 from_snakemake(effects.run, snakemake)

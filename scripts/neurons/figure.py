@@ -1,6 +1,6 @@
-"""Snakemake entry point of rule neurons_figure: cotlens.stages.neurons.figure.run."""
+"""Snakemake entry point of rule neurons_figure: cotlens.neurons.stages.figure.run."""
 
-from cotlens.stages.common import from_snakemake
-from cotlens.stages.neurons import figure
+from cotlens.neurons.stages import figure
+from cotlens.pipeline.stage import from_snakemake
 
 from_snakemake(figure.run, snakemake)

@@ -1,6 +1,6 @@
-"""Snakemake entry point of rule neurons_prompts: cotlens.stages.neurons.prompts.run."""
+"""Snakemake entry point of rule neurons_prompts: cotlens.neurons.stages.prompts.run."""
 
-from cotlens.stages.common import from_snakemake
-from cotlens.stages.neurons import prompts
+from cotlens.neurons.stages import prompts
+from cotlens.pipeline.stage import from_snakemake
 
 from_snakemake(prompts.run, snakemake)

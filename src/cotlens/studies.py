@@ -89,6 +89,15 @@ STUDIES: dict[str, Study] = {
 }
 
 
+# The script groups (scripts/<group>/) that are not studies, and the package of their stages.
+STAGE_GROUPS = {"models": "cotlens.models.stages", "compare": "cotlens.pipeline.stages"}
+
+
+def stage_package(group: str) -> str:
+    """The package of a script group's stages: ``cotlens.<study>.stages`` for a study."""
+    return STAGE_GROUPS.get(group, f"cotlens.{group}.stages")
+
+
 def study_models(config: Mapping[str, Any], study: str) -> list[str]:
     """The models a study runs on (experts: its own list of MoE models)."""
     key = STUDIES[study].models_key

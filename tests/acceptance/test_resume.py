@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from dag import differences, digests, smk, snakemake_cmd
 
-from cotlens import cli
-from cotlens.shards import HOLD_ENV
+from cotlens.io.shards import HOLD_ENV
+from cotlens.pipeline import cli
 
 pytestmark = pytest.mark.acceptance
 

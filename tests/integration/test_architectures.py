@@ -14,15 +14,15 @@ from typing import Any
 import pytest
 import torch
 
-from cotlens import checks as C
-from cotlens.batch import logits_at, pad
-from cotlens.cli import method_checks
+from cotlens.circuits.patching import self_check
+from cotlens.core.batch import logits_at, pad
+from cotlens.core.hooks import Capture
 from cotlens.errors import CotlensError
-from cotlens.hooks import Capture
+from cotlens.models import checks as C
 from cotlens.models import zoo
 from cotlens.models.adapters import DOCUMENTED, OVERRIDES, Handle, adapter_for, dims, infer, windows
-from cotlens.neurons import NeuronScorer, project_many
-from cotlens.patching import self_check
+from cotlens.neurons.methods import NeuronScorer, project_many
+from cotlens.pipeline.cli import method_checks
 
 pytestmark = pytest.mark.integration
 
@@ -50,7 +50,7 @@ def test_inference_matches_the_documented_layout(model: Any) -> None:
 
 
 def adapter_fields_width(model: Any, ad: Any) -> int:
-    from cotlens.hooks import site_module
+    from cotlens.core.hooks import site_module
 
     m = site_module(model, ad, "attn_heads", 0)
     return int(m.weight.shape[0] if type(m).__name__ == "Conv1D" else m.weight.shape[1])
@@ -93,7 +93,7 @@ def test_a_hybrid_or_attention_free_family_is_refused_in_one_line(family: str) -
 def test_a_parameterless_final_norm_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
     """OLMo v1's LayerNorms have no parameters: whether a norm centres is measured at the
     model's width, not at a guessed one."""
-    from cotlens import writes as W
+    from cotlens.core import contributions as W
     from cotlens.models.adapters import final_norm
 
     m = zoo.perturb(zoo.build("olmo"))
@@ -122,7 +122,7 @@ def test_mc_dropout_hooks_every_family_exactly(hand_model: Any) -> None:
     """Study 3's MC dropout on every family (perturbed weights): rate 0 gives the model's own
     logits; at rate 0.3 it changes them, two copies of a row in one group (a problem's paired
     settings) get the same masks and so the same logits, and a row of another group does not."""
-    from cotlens.digits import mc_dropout
+    from cotlens.digits.methods import mc_dropout
 
     model = hand_model
     ad = adapter_for(model)
@@ -186,8 +186,8 @@ def test_a_wrong_adapter_field_fails_its_check(family: str, wrong: dict[str, Any
 
 def _old_dla(model: Any, ad: Any, final: torch.Tensor, parts: torch.Tensor) -> torch.Tensor:
     """DLA as it was: readout() with the unembedding's bias, once per part."""
+    from cotlens.core.contributions import frozen_norm
     from cotlens.models.adapters import final_norm, readout
-    from cotlens.writes import frozen_norm
 
     return readout(model, ad, frozen_norm(final_norm(model, ad), final, parts), normed=True, cap=False)
 
@@ -203,7 +203,7 @@ def _unfrozen_dla(model: Any, ad: Any, final: torch.Tensor, parts: torch.Tensor)
 
 def _noise_on_the_next_neurons(model: Any, ad: Any, neurons: Any, scale: float, seed: int) -> Any:
     """A noise hook that perturbs the neighbours of the chosen neurons."""
-    from cotlens import neurons as N
+    from cotlens.neurons import methods as N
 
     d = dims(model, ad)
     return N.output_hooks(
@@ -225,17 +225,22 @@ def _models_own_cache(model: Any) -> Any:
 
 
 CONTROLS = [
-    ("phi", "dla", "cotlens.checks.direct_logits", _old_dla),  # an lm_head bias counted per head
-    ("codegen", "dla", "cotlens.checks.direct_logits", _old_dla),
-    ("llama", "dla", "cotlens.checks.direct_logits", _unfrozen_dla),  # a wrong norm
-    ("gpt2", "dla", "cotlens.checks.direct_logits", _unfrozen_dla),
-    ("gemma2", "attention", "cotlens.checks.windows", lambda m: [3]),  # a window the model does not have
-    ("llama", "ablation", "cotlens.neurons.value_noise", _noise_on_the_next_neurons),
-    ("gpt2", "readout_padded", "cotlens.digits.pad", lambda s, p, d, left: pad(s, p, d, left=True)),
+    ("phi", "dla", "cotlens.models.checks.direct_logits", _old_dla),  # an lm_head bias counted per head
+    ("codegen", "dla", "cotlens.models.checks.direct_logits", _old_dla),
+    ("llama", "dla", "cotlens.models.checks.direct_logits", _unfrozen_dla),  # a wrong norm
+    ("gpt2", "dla", "cotlens.models.checks.direct_logits", _unfrozen_dla),
+    ("gemma2", "attention", "cotlens.models.checks.windows", lambda m: [3]),  # a window the model does not have
+    ("llama", "ablation", "cotlens.neurons.methods.value_noise", _noise_on_the_next_neurons),
+    ("gpt2", "readout_padded", "cotlens.digits.methods.pad", lambda s, p, d, left: pad(s, p, d, left=True)),
     # PrefixCache with the prefixes right-padded and the suffixes left-padded
-    ("llama", "readout_padded", "cotlens.batch.pad", lambda s, p, d, left: pad(s, p, d, left=not left)),
-    ("mixtral", "router", "cotlens.experts.switch_off", lambda w, idx, drop: (w, idx)),  # an edit the block ignores
-    ("deepseek_v3", "router", "cotlens.experts.switch_off", lambda w, idx, drop: (w, idx)),
+    ("llama", "readout_padded", "cotlens.core.batch.pad", lambda s, p, d, left: pad(s, p, d, left=not left)),
+    (
+        "mixtral",
+        "router",
+        "cotlens.experts.methods.switch_off",
+        lambda w, idx, drop: (w, idx),
+    ),  # an edit the block ignores
+    ("deepseek_v3", "router", "cotlens.experts.methods.switch_off", lambda w, idx, drop: (w, idx)),
 ]
 
 
@@ -261,7 +266,7 @@ def test_patching_with_the_models_own_sliding_cache_fails_the_check(
     mh = Handle(m, adapter_for(m), dims(m))
     long = C.prompts(mh.dims, t=C.check_length(m))
     assert self_check(mh, long).ok
-    monkeypatch.setattr("cotlens.patching._full_cache", lambda: _models_own_cache(m))
+    monkeypatch.setattr("cotlens.circuits.patching._full_cache", lambda: _models_own_cache(m))
     assert not _passes(mh, long)  # wrong numbers, or the raw tensor error the stage used to end in
 
 
@@ -282,7 +287,7 @@ def test_the_patching_check_must_run_past_the_window(monkeypatch: pytest.MonkeyP
     torch.manual_seed(0)
     m = zoo.perturb(tf.AutoModelForCausalLM.from_config(cfg, attn_implementation="eager").eval())
     mh = Handle(m, adapter_for(m), dims(m))
-    monkeypatch.setattr("cotlens.patching._full_cache", lambda: _models_own_cache(m))
+    monkeypatch.setattr("cotlens.circuits.patching._full_cache", lambda: _models_own_cache(m))
     assert C.check_length(m) == 16
     assert _passes(mh, C.prompts(mh.dims, t=9))  # blind
     assert not _passes(mh, C.prompts(mh.dims, t=C.check_length(m)))
@@ -361,7 +366,7 @@ def test_check_model_stage_writes_a_report_or_nothing(
 def test_neuron_writes_under_a_post_norm_count_its_eps(family: str) -> None:
     """A small FFN output (mean square near the norm's eps, as on real Gemma 3 270M tokens)
     makes 1/rms(f) and 1/sqrt(ms(f) + eps) differ: the neuron writes must use the latter."""
-    from cotlens import writes as W
+    from cotlens.core import contributions as W
 
     m = zoo.perturb(zoo.build(family))
     with torch.no_grad():
@@ -382,7 +387,7 @@ def test_neuron_writes_under_a_post_norm_count_its_eps(family: str) -> None:
 def test_check_model_command(tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:
     import transformers as tf
 
-    from cotlens.cli import main
+    from cotlens.pipeline.cli import main
 
     zoo.perturb(zoo.build("gpt_neox")).save_pretrained(tmp_path / "neox")
     assert main(["check-model", str(tmp_path / "neox"), "--json", str(tmp_path / "neox.json")]) == 0
@@ -406,10 +411,10 @@ def test_stored_vectors_read_back_as_the_models_own_activations(hand_model: Any,
     from types import SimpleNamespace
 
     import cotlens
-    from cotlens import extract as X
-    from cotlens.hooks import site_module
+    from cotlens.circuits import extract as X
+    from cotlens.core.hooks import site_module
+    from cotlens.io.parquet import RunMeta, read_table, write_table
     from cotlens.models.loading import Loaded
-    from cotlens.parquet import RunMeta, read_table, write_table
 
     model = hand_model
     ad = adapter_for(model)

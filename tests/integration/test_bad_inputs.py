@@ -18,11 +18,11 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from cotlens.circuits.stages import extract, prompts, sample
 from cotlens.errors import CotlensError
+from cotlens.io.parquet import read_table
 from cotlens.models.prepare import prepare
 from cotlens.models.registry import resolve
-from cotlens.parquet import read_table
-from cotlens.stages.circuits import extract, prompts, sample
 
 pytestmark = pytest.mark.integration
 
@@ -177,9 +177,9 @@ def test_full_disk_under_the_log_a_figure_and_a_streamed_table_is_one_clear_erro
     import matplotlib.pyplot as plt
     import pyarrow as pa
 
-    from cotlens.logs import logged
-    from cotlens.parquet import RunMeta, ShardWriter
-    from cotlens.plotting.base import save
+    from cotlens.io.figures import save
+    from cotlens.io.logs import logged
+    from cotlens.io.parquet import RunMeta, ShardWriter
 
     with tmpfs(tmp_path / "full", 64) as fs:
         _fill(fs)
@@ -285,7 +285,7 @@ def test_load_hashes_the_content_even_where_the_hash_cache_vouches_for_it(
 ) -> None:
     """A cache entry that matches the file's stat but not its bytes (any way a swap could
     fool a stat-keyed cache) does not fool the load: it reads the bytes."""
-    from cotlens.fingerprint import CACHE_ENV, stat_key
+    from cotlens.io.fingerprint import CACHE_ENV, stat_key
     from cotlens.models.loading import load
 
     cache = tmp_path / "hashes.json"
@@ -303,7 +303,7 @@ def test_load_hashes_the_content_even_where_the_hash_cache_vouches_for_it(
 
 
 def _check_model(path: Path, capsys: pytest.CaptureFixture[str]) -> str:
-    from cotlens import cli
+    from cotlens.pipeline import cli
 
     assert cli.main(["check-model", str(path)]) == 2
     return capsys.readouterr().err

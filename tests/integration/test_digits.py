@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from cotlens.digits import VocabText, align, mc_dropout, own_digits, reader, score, with_digit
+from cotlens.digits.methods import VocabText, align, mc_dropout, own_digits, reader, score, with_digit
+from cotlens.digits.prompts import MultConfig, generate, render
 from cotlens.errors import CotlensError
-from cotlens.prompts.multiplication import MultConfig, generate, render
 
 pytestmark = pytest.mark.integration
 
@@ -122,8 +122,8 @@ def test_the_cached_prompt_reader_equals_whole_sequence_reads(tiny_prepared: Pat
     """Each problem's prompt runs once (PrefixCache); every setting and every round of own
     digits reads only its answer tokens: the same distributions as the whole sequences, the
     same own digits; a sequence that does not start with its owner's prefix is read whole."""
-    from cotlens.batch import PrefixCache
-    from cotlens.digits import position_forward, prompt_prefix
+    from cotlens.core.batch import PrefixCache
+    from cotlens.digits.methods import position_forward, prompt_prefix
     from cotlens.models.loading import load
 
     lm = load(tiny_prepared, "float32", "cpu")
@@ -150,7 +150,7 @@ def test_the_cached_prompt_reader_equals_whole_sequence_reads(tiny_prepared: Pat
 
 
 def test_mc_dropout_zero_rate_is_exact_and_positive_rate_varies(tiny_prepared: Path) -> None:
-    from cotlens.digits import position_forward
+    from cotlens.digits.methods import position_forward
     from cotlens.models.loading import load
 
     lm = load(tiny_prepared, "float32", "cpu")
@@ -175,7 +175,7 @@ def test_mc_dropout_zero_rate_is_exact_and_positive_rate_varies(tiny_prepared: P
 def test_mc_dropout_paired_rows_share_their_masks(tiny_prepared: Path) -> None:
     """Common random numbers: two rows of one problem (same group) get the same dropout
     masks, so the same input gives the same output; rows of other groups do not."""
-    from cotlens.digits import position_forward
+    from cotlens.digits.methods import position_forward
     from cotlens.models.loading import load
 
     lm = load(tiny_prepared, "float32", "cpu")

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from cotlens.experts import RouterCapture, frequencies, ftri, switch_experts, top_experts
-from cotlens.hooks import router_modules
+from cotlens.core.hooks import router_modules
+from cotlens.core.sampling import SampleConfig, generate_batch
+from cotlens.experts.methods import RouterCapture, frequencies, ftri, switch_experts, top_experts
+from cotlens.io.parquet import read_table
 from cotlens.models.adapters import adapter_for
-from cotlens.parquet import read_table
-from cotlens.sampling import SampleConfig, generate_batch
 
 pytestmark = pytest.mark.integration
 
@@ -212,8 +212,8 @@ def _handset_refusal_moe(out: Path) -> tuple[int, list[int]]:
     """
     from transformers import MixtralConfig, MixtralForCausalLM
 
+    from cotlens.experts import prompts as moe
     from cotlens.models.tiny import train_tokenizer
-    from cotlens.prompts import moe
 
     corpus = moe.training_corpus(0) + [f"{moe.format_prompt(p.question)} Sorry" for p in moe.study_prompts()]
     tok = train_tokenizer(corpus, 512)
@@ -276,10 +276,10 @@ def _handset_refusal_moe(out: Path) -> tuple[int, list[int]]:
 def test_handset_refusal_expert_is_found_and_switching_it_off_stops_refusals(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from cotlens.stages.experts import effects as expert_effects
-    from cotlens.stages.experts import ftri
-    from cotlens.stages.experts import prompts as expert_prompts
-    from cotlens.stages.experts import routes as expert_routes
+    from cotlens.experts.stages import effects as expert_effects
+    from cotlens.experts.stages import ftri
+    from cotlens.experts.stages import prompts as expert_prompts
+    from cotlens.experts.stages import routes as expert_routes
 
     e_star, _ = _handset_refusal_moe(tmp_path / "model")
     cfg = {
@@ -346,8 +346,8 @@ def test_handset_refusal_expert_is_found_and_switching_it_off_stops_refusals(
 
 
 def test_optional_refusal_judge_is_cached_and_skips_empty_responses(tiny_prepared: Path, tmp_path: Path) -> None:
+    from cotlens.experts.responses import refusal_classifier
     from cotlens.models.loading import load
-    from cotlens.responses import refusal_classifier
 
     assert refusal_classifier(None, None)[1] == "rules"
     cache = tmp_path / "judge.jsonl"
@@ -365,11 +365,11 @@ def test_optional_refusal_judge_is_cached_and_skips_empty_responses(tiny_prepare
 
 
 def test_k_larger_than_the_map_is_refused_before_the_model_loads(tmp_path: Path) -> None:
-    from cotlens import schemas
     from cotlens.errors import CotlensError
-    from cotlens.parquet import RunMeta, to_table, write_table
-    from cotlens.stages.experts import effects as expert_effects
-    from cotlens.stages.experts import prompts as expert_prompts
+    from cotlens.experts.stages import effects as expert_effects
+    from cotlens.experts.stages import prompts as expert_prompts
+    from cotlens.io import schemas
+    from cotlens.io.parquet import RunMeta, to_table, write_table
 
     cfg = {"contrasts": ["events"], "n_quality": 2, "seed": 0, "k": [1, 9], "random_seeds": 2}
     expert_prompts.run({}, {"prompts": str(tmp_path / "p.parquet")}, cfg, {}, 1)
@@ -402,8 +402,8 @@ def test_row_switches_equal_one_switch_per_batch(family: str) -> None:
     """RowSwitches: the rows of group g get exactly what ``switch_experts(sets[g])`` does to a
     batch of their own (logits and greedy generations equal); a group without a switch is
     the plain model; groups side by side in ``interleave`` order come back in item order."""
-    from cotlens.experts import RowSwitches
-    from cotlens.responses import interleave, unscramble
+    from cotlens.experts.methods import RowSwitches
+    from cotlens.experts.responses import interleave, unscramble
 
     model = tiny_moe(family)
     ad = adapter_for(model)

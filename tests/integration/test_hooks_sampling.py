@@ -9,11 +9,11 @@ from unittest.mock import patch
 import pytest
 import torch
 
-from cotlens.hooks import Capture
+from cotlens.core.hooks import Capture
+from cotlens.core.sampling import SampleConfig, generate_batch
 from cotlens.models import zoo
 from cotlens.models.adapters import get, layers
 from cotlens.models.loading import load
-from cotlens.sampling import SampleConfig, generate_batch
 
 pytestmark = pytest.mark.integration
 
@@ -129,7 +129,7 @@ def test_rows_that_stop_early_leave_the_others_unchanged(tiny_prepared: Path, de
 
 
 def test_shared_prefix_is_run_once_and_changes_nothing(tiny_prepared: Path, device: str) -> None:
-    from cotlens.sampling import shared_prefix_len
+    from cotlens.core.sampling import shared_prefix_len
 
     lm = load(tiny_prepared, "float32", device, attn="sdpa")
     torch.manual_seed(2)
@@ -151,8 +151,8 @@ def _suffix_logits(m: torch.nn.Module, fast: bool, groups: list[int], seed: int 
     """Logits of a generate_batch-shaped forward: one shared prefix per group (run once),
     each row's left-padded part after it, then one decode step; ``fast``: with
     ``models.gqa.cpu_gqa`` and ``sampling.spread_prefix``, else transformers' own path."""
+    from cotlens.core.sampling import spread_prefix
     from cotlens.models.gqa import cpu_gqa
-    from cotlens.sampling import spread_prefix
 
     cpu_gqa(fast)
     g = torch.Generator().manual_seed(seed)

@@ -20,7 +20,7 @@ REPO = "cotlens-test/tiny-llama"
 
 SCRIPT = """
 import json, sys
-from cotlens.checks import check_prepared
+from cotlens.models.checks import check_prepared
 from cotlens.errors import CotlensError
 from cotlens.models.loading import load
 from cotlens.models.prepare import prepare

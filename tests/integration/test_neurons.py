@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from cotlens import neurons as N
 from cotlens.models.adapters import Handle, adapter_for, dims, get, layers
-from cotlens.prompts import arith
+from cotlens.neurons import methods as N
+from cotlens.neurons import prompts as arith
 
 pytestmark = pytest.mark.integration
 
@@ -61,7 +61,7 @@ def _next(m, prompts: list[list[int]]) -> torch.Tensor:  # type: ignore[no-untyp
 
 
 def test_discovery_finds_labels_and_ablation_removes_the_plus_neuron(plus_model) -> None:  # type: ignore[no-untyped-def]
-    from cotlens.sampling import SampleConfig, generate_batch
+    from cotlens.core.sampling import SampleConfig, generate_batch
 
     m, tok, ad, d, plus, digits = plus_model
     prompts = _digit_prompts(tok, digits, 16)
@@ -101,7 +101,7 @@ def test_discovery_finds_labels_and_ablation_removes_the_plus_neuron(plus_model)
 
 
 def test_mean_ablation_sets_the_mean(plus_model) -> None:  # type: ignore[no-untyped-def]
-    from cotlens.hooks import Capture
+    from cotlens.core.hooks import Capture
 
     m, tok, ad, d, plus, digits = plus_model
     means = torch.zeros(d.n_layers, d.d_mlp, device=next(m.parameters()).device)
@@ -168,7 +168,7 @@ def test_lexicon_labels() -> None:
 
 
 def test_judge_answers_are_cached(plus_model, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    from cotlens.judge import CONCEPTS, Judge, question
+    from cotlens.core.judge import CONCEPTS, Judge, question
 
     m, tok, *_ = plus_model
     cache = tmp_path / "judge.jsonl"
@@ -205,7 +205,7 @@ def test_batched_projection_equals_one_neuron_at_a_time(plus_model) -> None:  # 
 
 
 def test_judge_reusing_the_shared_frame_equals_full_forwards(plus_model, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    from cotlens.judge import Judge, question
+    from cotlens.core.judge import Judge, question
 
     m, tok, *_ = plus_model
     qs = [question(["+", " plus"]), question([" times", "*"]), question(["="])]
@@ -226,7 +226,7 @@ def test_row_ablations_equal_one_ablation_per_batch(family: str, mode: str) -> N
     batch (logits equal), a group without a set is the plain model; OPT's flat FFN too."""
     from cotlens.models import zoo
     from cotlens.models.adapters import adapter_for, dims
-    from cotlens.neurons import RowAblations, ablate
+    from cotlens.neurons.methods import RowAblations, ablate
 
     m = zoo.perturb(zoo.build(family))
     ad, d = adapter_for(m), dims(m, adapter_for(m))
@@ -256,8 +256,8 @@ def test_row_ablations_equal_one_ablation_per_batch(family: str, mode: str) -> N
 def test_grouped_generation_equals_one_condition_at_a_time(plus_model) -> None:  # type: ignore[no-untyped-def]
     """Ablations side by side in one batch (groups, a shared prefix run once per group)
     generate the same tokens as each ablation alone."""
-    from cotlens.neurons import RowAblations, ablate
-    from cotlens.sampling import SampleConfig, generate_batch
+    from cotlens.core.sampling import SampleConfig, generate_batch
+    from cotlens.neurons.methods import RowAblations, ablate
 
     model, _, ad, d, _, _ = plus_model
     dev = next(model.parameters()).device

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from cotlens import circuit as C
-from cotlens import patching as P
+from cotlens.circuits import heads as C
+from cotlens.circuits import patching as P
 from cotlens.models import toy
 from cotlens.models.adapters import Handle, adapter_for, dims
 from cotlens.models.toy import one_head_copier
@@ -100,7 +100,7 @@ def test_patching_every_position_restores_clean(setup) -> None:  # type: ignore[
     assert whole[0] == pytest.approx(1.0, abs=1e-4)
     assert whole[1] == pytest.approx(base.ld_clean, abs=1e-3)
     # it starts at the first difference (6): same as patching the full-length run
-    from cotlens.hooks import edit_inputs
+    from cotlens.core.hooks import edit_inputs
 
     for ps, got in zip(sets[:2], (q, cot), strict=True):
         keep = torch.zeros(base.length, 1, dtype=torch.bool, device=base.clean_ids.device)
@@ -129,7 +129,7 @@ def test_mean_ablation_keeping_every_head_is_the_model(setup) -> None:  # type: 
 
 
 def test_head_writes_sum_to_the_attention_output(setup) -> None:  # type: ignore[no-untyped-def]
-    from cotlens.hooks import Capture, site_module
+    from cotlens.core.hooks import Capture, site_module
 
     m, ad, d, base = setup
     with torch.no_grad(), Capture(m, ad, sites=("attn_heads",)) as cap:
@@ -168,7 +168,7 @@ def test_clean_run_on_the_corrupt_prefix_cache_is_the_clean_run(setup) -> None: 
     # baseline() runs the clean prompt from the first differing position on, on the corrupt
     # run's keys/values of the shared prefix; it must equal a full clean forward.
     m, ad, d, base = setup
-    from cotlens.hooks import Capture
+    from cotlens.core.hooks import Capture
 
     assert P.first_difference(base) == 6
     with torch.no_grad(), Capture(m, ad, sites=("attn_heads",)) as cap:

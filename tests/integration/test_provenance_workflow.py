@@ -14,7 +14,7 @@ import pytest
 import yaml
 from test_workflow import edit_config, scheduled, smk
 
-from cotlens.parquet import read_meta
+from cotlens.io.parquet import read_meta
 from cotlens.studies import STUDIES
 
 pytestmark = pytest.mark.integration
@@ -30,7 +30,8 @@ def digests(root: Path) -> dict[str, bytes]:
 def test_a_local_model_is_its_content_and_runs_coexist(
     tmp_path: Path, tiny_model_src: Path, make_workflow: Callable[..., Path], tiny_config: dict[str, Any]
 ) -> None:
-    from cotlens.models.tiny import build_tiny_llama, prontoqa_corpus
+    from cotlens.circuits.fewshot import prontoqa_corpus
+    from cotlens.models.tiny import build_tiny_llama
 
     weights = tmp_path / "weights"
     shutil.copytree(tiny_model_src, weights)

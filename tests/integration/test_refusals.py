@@ -12,15 +12,15 @@ from typing import Any
 
 import pytest
 
-from cotlens import checks as C
-from cotlens import schemas
+from cotlens.circuits import figures as circuit_plots
+from cotlens.core.verdicts import NOT_TESTABLE
+from cotlens.io import schemas
+from cotlens.io.parquet import read_meta, read_table, to_table, write_table
+from cotlens.models import checks as C
 from cotlens.models import zoo
-from cotlens.parquet import read_meta, read_table, to_table, write_table
-from cotlens.plotting import circuits as circuit_plots
-from cotlens.plotting import neurons as neuron_plots
-from cotlens.stages.common import REFUSED, refusal
-from cotlens.stages.draw import draw_figure
-from cotlens.verdicts import NOT_TESTABLE
+from cotlens.neurons import figures as neuron_plots
+from cotlens.pipeline.draw import draw_figure
+from cotlens.pipeline.stage import REFUSED, refusal
 
 pytestmark = pytest.mark.integration
 
@@ -61,7 +61,7 @@ def _pairs(path: Path, tiny_model_src: Path) -> Path:
 
 
 def _meta(_p: Path) -> Any:
-    from cotlens.parquet import RunMeta
+    from cotlens.io.parquet import RunMeta
 
     return RunMeta.of("circuits_pairs", {})
 
@@ -69,8 +69,8 @@ def _meta(_p: Path) -> Any:
 def test_dla_and_neurons_are_refused_on_post_ln_opt_before_loading(
     post_ln_opt: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from cotlens.stages.circuits import heads
-    from cotlens.stages.neurons import discovery, effects
+    from cotlens.circuits.stages import heads
+    from cotlens.neurons.stages import discovery, effects
 
     prepared, report = post_ln_opt
     rep = json.loads(report.read_text())
@@ -122,7 +122,7 @@ def _never(*_a: Any, **_k: Any) -> Any:
 
 
 def _neuron_prompts(tmp_path: Path) -> Path:
-    from cotlens.stages.neurons import prompts
+    from cotlens.neurons.stages import prompts
 
     out = tmp_path / "nprompts.parquet"
     cfg = {
@@ -143,7 +143,7 @@ def test_patching_refused_by_its_own_check_and_sufficiency_with_it(
 ) -> None:
     """A family the engine cannot replay (here: the check raising, as Bloom's ALiBi and
     XGLM's mask did) is refused in one line before any pair is patched."""
-    from cotlens.stages.circuits import patch, sufficiency
+    from cotlens.circuits.stages import patch, sufficiency
 
     def self_check(*_a: Any, **_k: Any) -> Any:  # the engine raising, as on Bloom before this round
         raise RuntimeError("The expanded size of the tensor (12) must match the existing size (4)")
@@ -171,7 +171,7 @@ def test_a_window_shorter_than_the_pairs_is_checked_at_their_length(tiny_model_s
     """The patch stage's check runs at its longest pair, not on 9 tokens."""
     import torch
 
-    from cotlens.patching import self_check
+    from cotlens.circuits.patching import self_check
 
     seen: list[int] = []
 
@@ -179,9 +179,9 @@ def test_a_window_shorter_than_the_pairs_is_checked_at_their_length(tiny_model_s
         seen.append(int(ids.shape[1]))
         return self_check(mh, ids, tol)
 
+    from cotlens.circuits.stages import patch
     from cotlens.models.prepare import prepare
     from cotlens.models.registry import resolve
-    from cotlens.stages.circuits import patch
 
     src = zoo.export("mistral", tmp_path / "src", tiny_model_src)  # a sliding window of 5 tokens
     prepare(resolve("m", {"m": {"source": "local", "path": str(src)}}), tmp_path / "m")
@@ -203,10 +203,10 @@ def test_expert_switching_refused_by_the_router_check_and_passed_on(
     model input) and the effects stage pass the reason on without loading anything."""
     import torch
 
+    from cotlens.experts.stages import effects, ftri, routes
+    from cotlens.experts.stages import prompts as eprompts
     from cotlens.models.adapters import handle
     from cotlens.models.loading import Loaded
-    from cotlens.stages.experts import effects, ftri, routes
-    from cotlens.stages.experts import prompts as eprompts
 
     m = zoo.perturb(zoo.build("dbrx"))
     h = handle(m)

@@ -9,11 +9,11 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from cotlens import extract as extract_mod
-from cotlens import schemas
+from cotlens.circuits import extract as extract_mod
+from cotlens.circuits.stages import extract, prompts, sample
 from cotlens.errors import CotlensError
-from cotlens.parquet import RunMeta, read_table, to_table, write_table
-from cotlens.stages.circuits import extract, prompts, sample
+from cotlens.io import schemas
+from cotlens.io.parquet import RunMeta, read_table, to_table, write_table
 
 pytestmark = pytest.mark.integration
 
@@ -106,7 +106,7 @@ def test_extract_resumes_finished_shards_and_matches_uninterrupted(
 
 
 def test_step_positions_point_at_step_ends(tmp_path: Path, tiny_prepared: Path) -> None:
-    from cotlens import parsing
+    from cotlens.circuits import parsing
     from cotlens.models.loading import load
 
     lm = load(tiny_prepared, "float32", "cpu")
@@ -139,9 +139,9 @@ def test_non_finite_activations_are_not_written(tmp_path: Path, tiny_prepared: P
 def test_neuron_effects_resumes_per_condition_to_identical_bytes(
     tmp_path: Path, tiny_prepared: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from cotlens.neurons import top_neurons
-    from cotlens.stages.neurons import effects as nstage
-    from cotlens.stages.neurons import prompts as arith_prompts
+    from cotlens.neurons.methods import top_neurons
+    from cotlens.neurons.stages import effects as nstage
+    from cotlens.neurons.stages import prompts as arith_prompts
 
     acfg = {"seed": 0, "n_problems": 6, "min_steps": 1, "max_steps": 1, "ops": ["+"], "n_shots": 1, "gsm8k_path": ""}
     arith_prompts.run({}, {"prompts": str(tmp_path / "p.parquet")}, acfg, {}, 1)
@@ -224,7 +224,7 @@ def test_neuron_effects_resumes_per_condition_to_identical_bytes(
 
 
 def test_effect_conditions_order_and_shared_random_draws() -> None:
-    from cotlens.neurons import Condition, effect_conditions
+    from cotlens.neurons.methods import Condition, effect_conditions
 
     cfg = {"variants": ["names", "full"], "modes": ["zero", "mean"], "random_seeds": 2}
     got = effect_conditions(cfg, 5, [40])

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cotlens.checks import PREPARED
-from cotlens.parquet import read_meta, read_table
-from cotlens.verdicts import VERDICTS, Headline
+from cotlens.core.verdicts import VERDICTS, Headline
+from cotlens.io.parquet import read_meta, read_table
+from cotlens.models.checks import PREPARED
 
 pytestmark = pytest.mark.integration
 
@@ -38,7 +38,9 @@ def smk(wd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess
 def cotlens(wd: Path, *args: str) -> str:
     """The cotlens command line in the workflow copy ``wd`` (its stdout)."""
     env = {**os.environ, "PYTHONPATH": str(wd / "src")}
-    res = subprocess.run([sys.executable, "-m", "cotlens.cli", *args], cwd=wd, env=env, capture_output=True, text=True)
+    res = subprocess.run(
+        [sys.executable, "-m", "cotlens.pipeline.cli", *args], cwd=wd, env=env, capture_output=True, text=True
+    )
     if res.returncode != 0:
         raise AssertionError(f"cotlens {args} failed:\n{res.stdout[-4000:]}\n{res.stderr[-4000:]}")
     return res.stdout
@@ -165,21 +167,21 @@ def test_dag_end_to_end_then_partial_reruns(workflow_copy: Path, tiny_run_copy: 
     assert scheduled(wd) == set()
 
     # Touching a module without changing it reruns nothing.
-    os.utime(wd / "src" / "cotlens" / "plotting" / "circuits.py")
+    os.utime(wd / "src" / "cotlens" / "circuits" / "figures.py")
     assert scheduled(wd) == set()
     # Editing a library module reruns exactly the rules whose scripts import it.
-    edit(wd / "src" / "cotlens" / "plotting" / "circuits.py")
+    edit(wd / "src" / "cotlens" / "circuits" / "figures.py")
     assert scheduled(wd) == {"circuits_figure"}
     smk(wd)
-    edit(wd / "src" / "cotlens" / "plotting" / "digits.py")
+    edit(wd / "src" / "cotlens" / "digits" / "figures.py")
     assert scheduled(wd) == {"digits_figure"}
-    edit(wd / "src" / "cotlens" / "digits.py")
+    edit(wd / "src" / "cotlens" / "digits" / "methods.py")
     assert scheduled(wd) == {"digits_confidence", "digits_figure"}
     smk(wd)
-    edit(wd / "src" / "cotlens" / "lens.py")
+    edit(wd / "src" / "cotlens" / "circuits" / "lens.py")
     assert scheduled(wd) == {"circuits_lens", "circuits_figure"}
     smk(wd)
-    edit(wd / "src" / "cotlens" / "patching.py")
+    edit(wd / "src" / "cotlens" / "circuits" / "patching.py")
     assert scheduled(wd) == {"circuits_patch", "circuits_sufficiency", "circuits_figure"}
     smk(wd)
     # Edits whose reruns are whole-DAG reruns: the plan is asserted, then the content restored
@@ -187,15 +189,15 @@ def test_dag_end_to_end_then_partial_reruns(workflow_copy: Path, tiny_run_copy: 
     every_model_stage = {"models_check", "digits_confidence", "digits_figure", *CIRCUIT_RULES}
     for module, expect in (
         # #19: the findings summary and figure tables rerun the figures only; the probe its stage
-        ("summary.py", {"circuits_figure", "digits_figure"}),
-        ("verdicts.py", {"circuits_figure", "digits_figure"}),  # #27: the verdict rules rerun figures only
-        ("probe.py", {"circuits_probe", "circuits_figure"}),
-        ("hooks.py", every_model_stage),  # the self-checks use hooks: they rerun, and every stage they gate
-        ("writes.py", every_model_stage),
+        ("pipeline/summary.py", {"circuits_figure", "digits_figure"}),
+        ("core/verdicts.py", {"circuits_figure", "digits_figure"}),  # #27: the verdict rules rerun figures only
+        ("circuits/probe.py", {"circuits_probe", "circuits_figure"}),
+        ("core/hooks.py", every_model_stage),  # the self-checks use hooks: they rerun, and every stage they gate
+        ("core/contributions.py", every_model_stage),
         # the prompts, and the tiny model's tokenizer (trained on PrOntoQA prompts)
-        ("prompts/prontoqa.py", {"circuits_prompts", "models_tiny", *every_model_stage}),
+        ("circuits/prompts.py", {"circuits_prompts", "models_tiny", *every_model_stage}),
         ("models/loading.py", every_model_stage),
-        ("stages/common.py", {"circuits_prompts", "digits_prompts", "models_tiny", *every_model_stage}),
+        ("pipeline/stage.py", {"circuits_prompts", "digits_prompts", "models_tiny", *every_model_stage}),
     ):
         path = wd / "src" / "cotlens" / module
         before = path.read_text()
@@ -204,7 +206,7 @@ def test_dag_end_to_end_then_partial_reruns(workflow_copy: Path, tiny_run_copy: 
         path.write_text(before)
         assert scheduled(wd) == set(), module
     # the resume layer: only the sharded stages (and what reads them); restoring it reruns nothing
-    shards = wd / "src" / "cotlens" / "shards.py"
+    shards = wd / "src" / "cotlens" / "io" / "shards.py"
     original = shards.read_text()
     edit(shards)
     assert scheduled(wd) == CIRCUIT_RULES - {"circuits_probe"}
@@ -355,18 +357,18 @@ def test_experts_branch_end_to_end_and_exact_staleness(workflow_copy: Path) -> N
         assert (res / "figures" / f"{fig}.png").stat().st_size > 1000
         assert (res / "figures" / f"{fig}.json").is_file()
     assert scheduled(wd) == set()
-    edit(wd / "src" / "cotlens" / "plotting" / "experts.py")
+    edit(wd / "src" / "cotlens" / "experts" / "figures.py")
     assert scheduled(wd) == {"experts_figure"}
-    edit(wd / "src" / "cotlens" / "stages" / "experts" / "ftri.py")
+    edit(wd / "src" / "cotlens" / "experts" / "stages" / "ftri.py")
     assert scheduled(wd) == {"experts_ftri", "experts_effects", "experts_figure"}
-    edit(wd / "src" / "cotlens" / "responses.py")
+    edit(wd / "src" / "cotlens" / "experts" / "responses.py")
     assert scheduled(wd) == {"experts_routes", "experts_ftri", "experts_effects", "experts_figure"}
-    edit(wd / "src" / "cotlens" / "experts.py")
+    edit(wd / "src" / "cotlens" / "experts" / "methods.py")
     assert scheduled(wd) == {"experts_routes", "experts_ftri", "experts_effects", "experts_figure"}
     smk(wd)
     edit_config(wd, "experts.k", [1])
     assert scheduled(wd) == {"experts_effects", "experts_figure"}
-    edit(wd / "src" / "cotlens" / "prompts" / "moe.py")  # the training corpus: the model is retrained
+    edit(wd / "src" / "cotlens" / "experts" / "prompts.py")  # the training corpus: the model is retrained
     assert scheduled(wd) == EXPERT_RULES
 
 

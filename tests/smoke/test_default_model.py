@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from cotlens.circuits.stages import extract, lens, prompts, sample
+from cotlens.digits.stages import confidence
+from cotlens.digits.stages import prompts as mult_prompts
+from cotlens.io.parquet import read_meta, read_table
 from cotlens.models.prepare import prepare
 from cotlens.models.registry import resolve
-from cotlens.parquet import read_meta, read_table
-from cotlens.stages.circuits import extract, lens, prompts, sample
-from cotlens.stages.digits import confidence
-from cotlens.stages.digits import prompts as mult_prompts
 
 pytestmark = pytest.mark.smoke
 
@@ -99,7 +99,7 @@ def test_mc_dropout_is_checked_against_the_model_and_softmax_reads_it(tmp_path: 
     """The issue's numbers, in small: smollm2's own softmax is confident in the first digit of
     large products (0.68 at 5x5/5x4/4x5 on 24 problems; here 4x5 and 5x5), and MC dropout at p = 0.1 changes
     its predictions, which the estimator check flags (the claims are then not testable)."""
-    from cotlens.plotting import digits as plots
+    from cotlens.digits import figures as plots
 
     base = {"seed": 0, "n_digits": [4, 5], "m_digits": [5], "n_per_cell": 4, "n_shots": 4, "batch_size": 16}
     mp = str(tmp_path / "mp.parquet")

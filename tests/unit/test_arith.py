@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from cotlens.errors import CotlensError
-from cotlens.prompts import arith as A
+from cotlens.neurons import prompts as A
 
 
 def _eval(steps: tuple[A.Step, ...]) -> None:

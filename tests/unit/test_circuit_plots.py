@@ -10,9 +10,9 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from cotlens import schemas
-from cotlens.parquet import RunMeta, to_table, write_table
-from cotlens.plotting.circuits import rift_test, rift_verdict, sufficiency
+from cotlens.circuits.figures import rift_test, rift_verdict, sufficiency
+from cotlens.io import schemas
+from cotlens.io.parquet import RunMeta, to_table, write_table
 
 
 def _default(t: pa.DataType) -> Any:
@@ -135,7 +135,7 @@ def heads_table(path: Path, step: bool) -> Path:
 
 
 def test_rift_and_answer_heads_figures(tmp_path: Path) -> None:
-    from cotlens.plotting.circuits import answer_heads, rift
+    from cotlens.circuits.figures import answer_heads, rift
 
     sp = spine(tmp_path)
     t = heads_table(tmp_path / "h.parquet", step=True)
@@ -152,7 +152,7 @@ def test_rift_and_answer_heads_figures(tmp_path: Path) -> None:
 def test_circuits_are_ranked_on_the_other_half_of_the_prompts() -> None:
     import pytest
 
-    from cotlens.circuit import cross_fit
+    from cotlens.circuits.heads import cross_fit
     from cotlens.errors import CotlensError
 
     rows = [
@@ -186,8 +186,8 @@ def test_a_family_is_absent_only_when_every_member_is() -> None:
     smallest effect. "Some k suffices" is then inconclusive, not absent."""
     import pandas as pd
 
-    from cotlens.plotting.circuits import sufficiency_headline
-    from cotlens.verdicts import Gate
+    from cotlens.circuits.figures import sufficiency_headline
+    from cotlens.core.verdicts import Gate
 
     t = pd.DataFrame(
         [

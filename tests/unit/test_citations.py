@@ -109,5 +109,5 @@ def test_the_checks_see_a_stale_name() -> None:
     assert not is_config_key(("patching", "min_kl")) and not is_attribute(("patching", "min_kl"))
     assert not is_config_key(("circuit", "circuits")) and not is_attribute(("circuit", "circuits"))
     assert is_config_key(("circuits", "pairs", "min_kl")) and is_config_key(("prompts", "hops"))
-    assert is_config_key(("models", "<name>", "path")) and is_attribute(("stages", "gate", "gate"))
+    assert is_config_key(("models", "<name>", "path")) and is_attribute(("pipeline", "gate", "gate"))
     assert [m[1] or m[2] for m in RULE_CITES.finditer("run the prepare_model rule")] == ["prepare_model"]

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 import yaml
 
-from cotlens import cli
 from cotlens.errors import CotlensError
+from cotlens.pipeline import cli
 
 
 def test_model_overlay_registers_a_local_model_as_its_own_run(tmp_path: Path) -> None:
@@ -201,7 +201,7 @@ def test_outputs_an_interrupted_stage_left_missing_are_forced_when_the_config_ma
     import os
     import socket
 
-    from cotlens.atomic import interrupted
+    from cotlens.io.atomic import interrupted
 
     _checkout(tmp_path, monkeypatch)
     Path("config.yaml").write_text(

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from cotlens.codedeps import module_closure
+from cotlens.io.codedeps import module_closure
 
 ROOT = Path(__file__).resolve().parents[2]
 SRC = ROOT / "src"
@@ -15,44 +15,51 @@ def names(script: str) -> set[str]:
 
 
 def test_figures_depend_on_plots_not_on_models() -> None:
-    for study in ("circuits", "neurons", "digits", "experts"):
+    studies = ("circuits", "neurons", "digits", "experts")
+    for study in studies:
         deps = names(f"{study}/figure.py")
         assert {
-            f"plotting/{study}.py",
-            "plotting/base.py",
-            f"stages/{study}/figure.py",
-            "parquet.py",
-            "atomic.py",
+            f"{study}/figures.py",
+            "io/figures.py",
+            f"{study}/stages/figure.py",
+            "io/parquet.py",
+            "io/atomic.py",
         } <= deps
-        assert not any(d.startswith("models/") or d in ("hooks.py", "sampling.py", "extract.py") for d in deps), study
         assert not any(
-            d.startswith("plotting/") and d not in (f"plotting/{study}.py", "plotting/base.py", "plotting/__init__.py")
-            for d in deps
+            d.startswith(("models/", "core/hooks", "core/sampling")) or d == "circuits/extract.py" for d in deps
         ), study
+        assert not any(d.startswith(f"{o}/") for d in deps for o in studies if o != study), study
 
 
 def test_prompts_are_torch_free_and_exact() -> None:
     deps = names("circuits/prompts.py")
-    assert "prompts/prontoqa.py" in deps and "prompts/fewshot.py" in deps
+    assert "circuits/prompts.py" in deps and "circuits/fewshot.py" in deps
     for study in ("circuits", "neurons", "digits", "experts"):
         deps = names(f"{study}/prompts.py")
-        assert not any(d.startswith(("plotting/", "models/")) or d in ("hooks.py", "sampling.py") for d in deps), study
+        assert not any(
+            d.endswith("/figures.py") or d.startswith("models/") or d in ("core/hooks.py", "core/sampling.py")
+            for d in deps
+        ), study
 
 
 def test_extract_reaches_hooks_transitively() -> None:
     deps = names("circuits/extract.py")
-    assert {"hooks.py", "extract.py", "stages/circuits/extract.py", "models/adapters.py"} <= deps
-    assert "plotting/circuits.py" not in deps and "sampling.py" not in deps
+    assert {"core/hooks.py", "circuits/extract.py", "circuits/stages/extract.py", "models/adapters.py"} <= deps
+    assert "circuits/figures.py" not in deps and "core/sampling.py" not in deps
 
 
 def test_no_stage_imports_another_stage() -> None:
-    """Stages share only stages/common.py (the contract), the figure stages alone
-    stages/draw.py, and the model stages whose method has its own check stages/gate.py;
+    """Stages share only pipeline/stage.py (the contract), the figure stages alone
+    pipeline/draw.py, and the model stages whose method has its own check pipeline/gate.py;
     everything else is a method module."""
+    from cotlens.studies import stage_package
+
     for script in sorted((ROOT / "scripts").rglob("*.py")):
         rel = script.relative_to(ROOT / "scripts")
-        stages = {d for d in names(str(rel)) if d.startswith("stages/") and not d.endswith("__init__.py")}
-        shared = {"stages/common.py"} | ({"stages/draw.py"} if rel.name == "figure.py" else set())
+        deps = names(str(rel))
+        stages = {d for d in deps if "/stages/" in d and not d.endswith("__init__.py")}
+        own = stage_package(rel.parent.name).removeprefix("cotlens.").replace(".", "/") + f"/{rel.name}"
+        assert stages == {own}, rel
         gated = {
             "circuits/patch.py",
             "digits/confidence.py",
@@ -60,8 +67,9 @@ def test_no_stage_imports_another_stage() -> None:
             "experts/routes.py",
             "experts/effects.py",
         }
-        shared |= {"stages/gate.py"} if str(rel) in gated else set()
-        assert stages == {f"stages/{rel}", *shared}, rel
+        assert "pipeline/stage.py" in deps, rel
+        assert ("pipeline/draw.py" in deps) == (rel.name == "figure.py"), rel
+        assert ("pipeline/gate.py" in deps) == (str(rel) in gated), rel
 
 
 def test_relative_and_package_imports(tmp_path: Path) -> None:
@@ -83,17 +91,18 @@ def test_a_stage_resume_key_changes_with_its_code_closure_only(tmp_path: Path, m
 
     import pyarrow as pa
 
-    from cotlens import codedeps
-    from cotlens.parquet import RunMeta
-    from cotlens.shards import Shards, resume_key
+    from cotlens.io import codedeps
+    from cotlens.io.parquet import RunMeta
+    from cotlens.io.shards import Shards
+    from cotlens.pipeline.resume import resume_key
 
     copy = tmp_path / "src"
     shutil.copytree(SRC / "cotlens", copy / "cotlens")
     monkeypatch.setattr(codedeps, "SRC", copy)
-    stage = "cotlens.stages.circuits.extract"
+    stage = "cotlens.circuits.stages.extract"
     files = {str(p.relative_to(copy / "cotlens")) for p in codedeps.code_files(stage)}
-    assert {"stages/circuits/extract.py", "extract.py", "hooks.py", "shards.py"} <= files
-    assert "experts.py" not in files and "plotting/circuits.py" not in files
+    assert {"circuits/stages/extract.py", "circuits/extract.py", "core/hooks.py", "io/shards.py"} <= files
+    assert "experts/methods.py" not in files and "circuits/figures.py" not in files
 
     up = tmp_path / "upstream"
     up.write_text("x")
@@ -106,9 +115,9 @@ def test_a_stage_resume_key_changes_with_its_code_closure_only(tmp_path: Path, m
     first = shards()
     first.write(0, pa.table({"x": [1.0]}))
     assert shards().done(0)
-    (copy / "cotlens" / "experts.py").write_text("# an edit outside the closure\n")
+    (copy / "cotlens" / "experts" / "methods.py").write_text("# an edit outside the closure\n")
     assert shards().done(0)
-    src = copy / "cotlens" / "extract.py"
+    src = copy / "cotlens" / "circuits" / "extract.py"
     src.write_text(src.read_text().replace("resid", "resid_doubled", 1))
     again = shards()
     assert not again.done(0)  # the old code's shard is recomputed, never mixed in

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from cotlens.console import compact, run_filter
+from cotlens.pipeline.console import compact, run_filter
 
 
 def test_compact_counts_code_inputs_and_keeps_data() -> None:

@@ -10,9 +10,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from cotlens import schemas
-from cotlens.parquet import RunMeta, to_table, write_table
-from cotlens.plotting import digits as plots
+from cotlens.digits import figures as plots
+from cotlens.io import schemas
+from cotlens.io.parquet import RunMeta, to_table, write_table
 
 
 def table(

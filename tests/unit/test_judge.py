@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from cotlens.judge import CONCEPTS, LETTERS, Judge, agreement, question
-from cotlens.stats import cohen_kappa
+from cotlens.core.judge import CONCEPTS, LETTERS, Judge, agreement, question
+from cotlens.core.stats import cohen_kappa
 
 
 class _Tok:

@@ -13,11 +13,11 @@ import pytest
 import yaml
 from snakemake.utils import validate
 
-from cotlens.studies import STUDIES
+from cotlens.studies import STAGE_GROUPS, STUDIES, stage_package
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = str(ROOT / "workflow" / "schemas" / "config.schema.yaml")
-STAGES = ROOT / "src" / "cotlens" / "stages"
+PKG = ROOT / "src" / "cotlens"
 
 
 def merged(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
@@ -35,28 +35,31 @@ def test_one_name_per_study_everywhere() -> None:
     for name in STUDIES:
         assert name in default and name in schema["properties"], name  # the config section
         assert (ROOT / "workflow" / "rules" / f"{name}.smk").is_file()  # the rules
-        assert (STAGES / name / "__init__.py").is_file() and (ROOT / "scripts" / name).is_dir()  # stages, scripts
-        assert (ROOT / "src" / "cotlens" / "plotting" / f"{name}.py").is_file()  # figures
+        assert (PKG / name / "stages" / "__init__.py").is_file() and (
+            ROOT / "scripts" / name
+        ).is_dir()  # stages, scripts
+        assert (PKG / name / "figures.py").is_file()  # figures
         assert (ROOT / "workflow" / "report" / f"{name}.rst").is_file()  # the report caption
 
 
 def test_the_figure_registry_matches_the_plot_functions() -> None:
     for name, study in STUDIES.items():
-        plots = importlib.import_module(f"cotlens.plotting.{name}")
+        plots = importlib.import_module(f"cotlens.{name}.figures")
         assert set(plots.FIGURES) == set(study.figures), name
         for fig, fn in plots.FIGURES.items():
             assert list(inspect.signature(fn).parameters) == ["inputs", "outputs", "model", "dpi"], fig
 
 
 def test_every_stage_has_the_one_contract_and_a_script() -> None:
-    modules = sorted(p for p in STAGES.glob("*/*.py") if p.name != "__init__.py")
-    assert len(modules) >= 25
-    for path in modules:
-        group, stage = path.parent.name, path.stem
-        mod = importlib.import_module(f"cotlens.stages.{group}.{stage}")
+    scripts = sorted((ROOT / "scripts").glob("*/*.py"))
+    assert len(scripts) >= 25
+    assert {p.parent.name for p in scripts} == set(STUDIES) | set(STAGE_GROUPS)
+    for script in scripts:
+        group, stage = script.parent.name, script.stem
+        package = stage_package(group)
+        mod = importlib.import_module(f"{package}.{stage}")
         assert list(inspect.signature(mod.run).parameters) == ["inputs", "outputs", "params", "runtime", "threads"]
-        script = ROOT / "scripts" / group / f"{stage}.py"
-        assert f"from cotlens.stages.{group} import {stage}" in script.read_text(), script
+        assert f"from {package} import {stage}" in script.read_text(), script
         rules = "".join(r.read_text() for r in (ROOT / "workflow" / "rules").glob("*.smk"))
         ran = f'"{group}/{stage}.py"' in rules or (stage == "figure" and 'f"{_study.name}/figure.py"' in rules)
         assert ran, f"no rule runs {group}/{stage}"
@@ -88,8 +91,8 @@ def test_fewer_than_20_dropout_passes_are_refused() -> None:
 
 
 def test_the_config_schema_allows_exactly_the_typed_values() -> None:
-    """One source of truth: each enum of the config schema is a Literal of cotlens.types."""
-    from cotlens import types
+    """One source of truth: each enum of the config schema is a Literal of cotlens.core.types."""
+    from cotlens.core import types
 
     props = yaml.safe_load(Path(SCHEMA).read_text())["properties"]
 
@@ -109,3 +112,49 @@ def test_the_config_schema_allows_exactly_the_typed_values() -> None:
     assert enum("digits", "estimator") == set(types.DIGIT_ESTIMATORS)
     assert enum("experts", "tokens") == set(types.FTRI_TOKENS)
     assert enum("experts", "classes") == set(types.FTRI_CLASSES)
+
+
+# What each layer may import (AST, lazy imports included): nothing below imports upward.
+STUDY_NAMES = ("circuits", "neurons", "digits", "experts")
+BASE = {"errors", "studies"}  # pure, import-free registries every layer may read
+MAY_IMPORT = {
+    "errors": set(),
+    "studies": {"errors"},
+    "io": BASE | {"io"},
+    "core": BASE | {"io", "core", "models"},  # core and models: one model layer
+    "models": BASE | {"io", "core", "models"},
+    **{s: BASE | {"io", "core", "models", s} for s in STUDY_NAMES},
+    "stages": BASE | {"io", "core", "models", "pipeline", *STUDY_NAMES},
+    "pipeline": BASE | {"io", "core", "models", "pipeline", *STUDY_NAMES},
+}
+
+
+def layer_of(rel: Path) -> str:
+    """``circuits/stages/x.py`` -> stages, ``circuits/heads.py`` -> circuits, ``errors.py`` -> errors."""
+    parts = rel.with_suffix("").parts
+    if len(parts) > 2 and parts[1] == "stages":
+        return "stages"
+    return parts[0]
+
+
+def test_no_layer_imports_upward() -> None:
+    import ast
+
+    bad = []
+    for path in sorted(PKG.rglob("*.py")):
+        rel = path.relative_to(PKG)
+        if rel.name == "__init__.py" and len(rel.parts) == 1:
+            continue
+        layer = layer_of(rel)
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("cotlens."):
+                target = node.module.split(".")[1]
+                if target not in MAY_IMPORT[layer]:
+                    bad.append(f"{rel}: {node.module}")
+    assert bad == []
+    # a study's stages do not import another study's methods
+    for study in STUDY_NAMES:
+        for path in (PKG / study / "stages").glob("*.py"):
+            text = path.read_text()
+            others = [s for s in STUDY_NAMES if s != study and f"from cotlens.{s}" in text]
+            assert others == [], path

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from cotlens import logs
+from cotlens.io import logs
 
 
 class Clock:

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from cotlens.errors import CotlensError
-from cotlens.experts import forceable, random_experts, switch_off, switch_on
+from cotlens.experts import prompts as moe
+from cotlens.experts.methods import forceable, random_experts, switch_off, switch_on
 from cotlens.models.registry import recipe, resolve
-from cotlens.prompts import moe
 
 
 @pytest.mark.parametrize(

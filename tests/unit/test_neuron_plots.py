@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cotlens.plotting.neurons import _key, ablation_summary, phenomena, variant_summary
-from cotlens.stats import paired_bootstrap, wilson
+from cotlens.core.stats import paired_bootstrap, wilson
+from cotlens.neurons.figures import _key, ablation_summary, phenomena, variant_summary
 
 
 def _runs() -> pd.DataFrame:
@@ -112,9 +112,9 @@ def test_paired_bootstrap_is_seeded_and_brackets_the_mean() -> None:
 def test_figures_render_and_write_their_numbers(tmp_path) -> None:  # type: ignore[no-untyped-def]
     import json
 
-    from cotlens import schemas
-    from cotlens.parquet import RunMeta, to_table, write_table
-    from cotlens.plotting import neurons as plots
+    from cotlens.io import schemas
+    from cotlens.io.parquet import RunMeta, to_table, write_table
+    from cotlens.neurons import figures as plots
 
     runs: dict[str, list[object]] = {f.name: [] for f in schemas.NEURON_EFFECTS}
 

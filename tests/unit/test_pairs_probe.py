@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from cotlens.pairs import Target, balance, build_pairs, gold_samples, make_pair, step_targets
-from cotlens.probe import LABELS, fit_probe, relation_examples
-from cotlens.prompts import fewshot
-from cotlens.prompts.prontoqa import GeneratorConfig, generate
+from cotlens.circuits import fewshot
+from cotlens.circuits.pairs import Target, balance, build_pairs, gold_samples, make_pair, step_targets
+from cotlens.circuits.probe import LABELS, fit_probe, relation_examples
+from cotlens.circuits.prompts import GeneratorConfig, generate
 
 
 def test_step_targets_label_subtasks() -> None:
@@ -178,7 +178,7 @@ def test_probe_picks_the_layer_without_the_test_prompts_and_scores_a_control() -
     Cross-validation picks layer 1; the control task (one random label per pair type) is
     learnt on layer 2 as well as the relation, so its selectivity is ~0, and layer 1's is high.
     Changing the test prompts' labels changes no cv score and not the pick."""
-    from cotlens.probe import control_labels, group_folds, probe_layers
+    from cotlens.circuits.probe import control_labels, group_folds, probe_layers
 
     g = torch.Generator().manual_seed(0)
     groups = [i // 6 for i in range(120)]  # 20 prompts of 6 pairs
@@ -211,8 +211,8 @@ def test_probe_picks_the_layer_without_the_test_prompts_and_scores_a_control() -
 
 
 def test_held_out_prompts_leave_two_to_cross_validate() -> None:
+    from cotlens.circuits.probe import held_out
     from cotlens.errors import CotlensError
-    from cotlens.probe import held_out
 
     assert len(held_out([1, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10], 0.3)) == 3
     assert len(held_out([1, 2, 3], 0.9)) == 1  # two stay for the folds
@@ -222,15 +222,15 @@ def test_held_out_prompts_leave_two_to_cross_validate() -> None:
 
 
 def _patching(path, rows) -> None:  # type: ignore[no-untyped-def]
-    from cotlens import schemas
-    from cotlens.parquet import RunMeta, to_table, write_table
+    from cotlens.io import schemas
+    from cotlens.io.parquet import RunMeta, to_table, write_table
 
     cols = {f.name: [r.get(f.name) for r in rows] for f in schemas.PATCHING}
     write_table(to_table(cols, schemas.PATCHING), path, RunMeta("patch", "test"))
 
 
 def test_head_ranking_prefers_full_sweeps_then_exact_top_k_then_the_screen(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from cotlens.circuit import head_ranking
+    from cotlens.circuits.heads import head_ranking
 
     def row(pair, method, layer, head, nkl, selection="all_heads"):  # type: ignore[no-untyped-def]
         return {

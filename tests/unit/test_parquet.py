@@ -7,10 +7,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from cotlens import schemas
-from cotlens.atomic import atomic_path
 from cotlens.errors import CotlensError
-from cotlens.parquet import (
+from cotlens.io import schemas
+from cotlens.io.atomic import atomic_path
+from cotlens.io.parquet import (
     RunMeta,
     ShardWriter,
     arrow_to_vectors,

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from cotlens import parsing
+from cotlens.circuits import parsing
 
 
 def test_steps_and_answer() -> None:

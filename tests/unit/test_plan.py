@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cotlens import plan as P
 from cotlens.errors import CotlensError
 from cotlens.models import zoo
+from cotlens.pipeline import plan as P
 
 ROOT = Path(__file__).resolve().parents[2]
 RATES = P.Rates(50e9, 10e9, 2e-4, name="test")
@@ -108,7 +108,7 @@ def test_an_unknown_model_or_gpu_is_one_error(tmp_path: Path) -> None:
 
 
 def _paper_7b_rows(root: Path) -> list[P.Row]:
-    from cotlens.cli import _merge
+    from cotlens.pipeline.cli import _merge
 
     cfg = _merge([str(ROOT / "config.yaml"), str(ROOT / "config" / "paper.yaml")])
     cfg["active_models"] = ["llama-2-7b"]

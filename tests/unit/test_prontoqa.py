@@ -6,9 +6,9 @@ import re
 
 import pytest
 
+from cotlens.circuits import fewshot
+from cotlens.circuits.prompts import TRUE_PROPERTIES, TRUE_TAXONOMIES, GeneratorConfig, generate
 from cotlens.errors import CotlensError
-from cotlens.prompts import fewshot
-from cotlens.prompts.prontoqa import TRUE_PROPERTIES, TRUE_TAXONOMIES, GeneratorConfig, generate
 
 MEMBER = re.compile(r"^(\w+) is an? ([\w-]+)\.$")
 SUBSUME = re.compile(r"^Every ([\w-]+) is (not )?an? ([\w-]+)\.$")

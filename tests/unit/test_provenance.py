@@ -15,13 +15,13 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from cotlens import schemas
-from cotlens.atomic import atomic_path, orphans, remove_orphans
-from cotlens.configcheck import check_config, check_files, measure
 from cotlens.errors import CotlensError
-from cotlens.fingerprint import dir_content, file_hashes, local_fingerprint, of_manifest
-from cotlens.parquet import RunMeta, read_meta, to_table, write_table
-from cotlens.provenance import check_inputs, write_index
+from cotlens.io import schemas
+from cotlens.io.atomic import atomic_path, orphans, remove_orphans
+from cotlens.io.fingerprint import dir_content, file_hashes, local_fingerprint, of_manifest
+from cotlens.io.parquet import RunMeta, read_meta, to_table, write_table
+from cotlens.io.provenance import check_inputs, write_index
+from cotlens.pipeline.configcheck import check_config, check_files, measure
 
 
 def _prompts(ids: list[int]) -> pa.Table:
@@ -116,7 +116,7 @@ def test_of_manifest_per_source() -> None:
         of_manifest({"name": "m", "source": "local"})
 
 
-# ---- the input checks (cotlens.provenance) ------------------------------------------
+# ---- the input checks (cotlens.io.provenance) ------------------------------------------
 
 
 def test_an_upstream_file_from_another_model_is_one_clear_error(tmp_path: Path) -> None:
@@ -134,8 +134,8 @@ def test_an_upstream_file_from_another_model_is_one_clear_error(tmp_path: Path) 
 def test_a_table_made_with_another_config_is_refused_naming_both(tmp_path: Path) -> None:
     """A table written in a Snakemake job records its run, rule and params; a reader whose
     current config gives that rule other params refuses it (a copy from another run)."""
-    from cotlens.parquet import config_hash, made_with
-    from cotlens.stageparams import stage_params
+    from cotlens.io.parquet import config_hash, made_with
+    from cotlens.pipeline.stageparams import stage_params
 
     cfg = {"run": "default", "digits": {"seed": 0, "n_digits": [1, 2], "m_digits": [1], "n_per_cell": 4}}
     other = {**cfg, "run": "r2", "digits": {**cfg["digits"], "seed": 7}}
@@ -207,7 +207,7 @@ def test_an_alias_bomb_is_refused_within_a_second_naming_the_file(tmp_path: Path
         check_files([f])
     assert time.perf_counter() - t < 1.0
     # the command-line form (the Makefile runs it before Snakemake parses the file)
-    res = subprocess.run([sys.executable, "-m", "cotlens.configcheck", str(f)], capture_output=True, text=True)
+    res = subprocess.run([sys.executable, "-m", "cotlens.pipeline.configcheck", str(f)], capture_output=True, text=True)
     assert res.returncode == 2 and "expands to more than" in res.stderr
 
 
@@ -273,7 +273,7 @@ def test_only_temp_files_of_dead_processes_are_orphans(tmp_path: Path) -> None:
 
 
 def test_compare_reads_figure_jsons_by_path_and_flattens_numbers_and_texts(tmp_path: Path) -> None:
-    from cotlens.compare import collect, where
+    from cotlens.pipeline.compare import collect, where
 
     f = tmp_path / "results" / "paper" / "digits" / "qwen2.5-1.5b" / "figures" / "digit_conditioning.json"
     f.parent.mkdir(parents=True)
@@ -290,7 +290,7 @@ def test_compare_reads_figure_jsons_by_path_and_flattens_numbers_and_texts(tmp_p
 
 
 def test_run_and_model_names_are_one_path_component(tmp_path: Path) -> None:
-    from cotlens.configcheck import check_names, name_problem
+    from cotlens.pipeline.configcheck import check_names, name_problem
 
     check_names({"run": "paper-7b", "models": {"llama-2-7b": {}, "模型": {}, "qwen2.5_0.5b": {}}})
     for bad, why in [

@@ -10,9 +10,9 @@ import pytest
 from docutils.core import publish_parts
 from jinja2 import Environment
 
+from cotlens.core.verdicts import CLAIMS, VERDICTS, Headline
+from cotlens.pipeline.summary import SUMMARY, figure_html, summarise, to_rst
 from cotlens.studies import STUDIES
-from cotlens.summary import SUMMARY, figure_html, summarise, to_rst
-from cotlens.verdicts import CLAIMS, VERDICTS, Headline
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cotlens import stats as S
-from cotlens.stats import bootstrap_mean
-from cotlens.verdicts import empirical_p
+from cotlens.core import stats as S
+from cotlens.core.stats import bootstrap_mean
+from cotlens.core.verdicts import empirical_p
 
 
 def test_bootstrap_interval_covers_the_mean_and_shrinks_with_n() -> None:

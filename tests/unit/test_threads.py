@@ -39,9 +39,10 @@ def test_the_trained_moe_does_not_depend_on_the_profiles_thread_count(tmp_path) 
     """Study 4's model: the MoE's backward is not bit-identical across thread counts, so
     models_train always trains on TRAIN_THREADS whatever the profile gives the rule (local
     2, SLURM 4): the same recipe gives the same weights."""
+    from cotlens.experts.prompts import training_corpus
     from cotlens.models.moe_train import train_moe
 
     entry = {"source": "train", "family": "mixtral", "steps": 6, "seed": 0}
-    one = train_moe(entry, tmp_path / "one", threads=1, log_every=0)
-    four = train_moe(entry, tmp_path / "four", threads=4, log_every=0)
+    one = train_moe(entry, tmp_path / "one", training_corpus, threads=1, log_every=0)
+    four = train_moe(entry, tmp_path / "four", training_corpus, threads=4, log_every=0)
     assert one["sha256"] == four["sha256"]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats as st
 
-from cotlens.verdicts import (
+from cotlens.core.verdicts import (
     CLAIMS,
     Gate,
     bca,

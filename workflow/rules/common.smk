@@ -15,16 +15,16 @@ os.environ.update(
     PYTHONPATH=os.pathsep.join([str(SRC)] + [p for p in _paths if p != str(SRC)])
 )
 # No library progress bars in the logs ("Loading weights" redrawn with \r): the stages
-# report their own progress, per batch with rate and ETA (cotlens.logs).
+# report their own progress, per batch with rate and ETA (cotlens.io.logs).
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
-from cotlens.atomic import interrupted
-from cotlens.codedeps import module_closure
+from cotlens.io.atomic import interrupted
+from cotlens.io.codedeps import module_closure
 from cotlens.errors import CotlensError
-from cotlens.fingerprint import local_fingerprint
+from cotlens.io.fingerprint import local_fingerprint
 from cotlens.models.registry import resolve
 from cotlens.models.shape import routed_experts
-from cotlens.stageparams import stage_params
+from cotlens.pipeline.stageparams import stage_params
 from cotlens.studies import STUDIES, figure_paths, study_models
 
 for _name in config["active_models"] + config["experts"]["models"]:
@@ -97,7 +97,7 @@ def code_deps(script):
 
 
 def cfg_of(rule):
-    """The part of the config that makes the rule's tables (cotlens.stageparams): hashed
+    """The part of the config that makes the rule's tables (cotlens.pipeline.stageparams): hashed
     into their metadata, and checked against the current config by every reader."""
     return stage_params(rule, config)
 
@@ -120,7 +120,7 @@ def model_entry(wildcards):
 
 
 def model_content(wildcards):
-    """The content fingerprint of a `local` model (cotlens.fingerprint; hashes
+    """The content fingerprint of a `local` model (cotlens.io.fingerprint; hashes
     cached by path, size and mtime): new weights at the same path rerun models_prepare
     and everything made from the model."""
     return local_fingerprint(config["models"][wildcards.model])

@@ -1,6 +1,6 @@
 # One figure rule per study, `<study>_figure`: the {figure} wildcard takes the names of
 # cotlens.studies.STUDIES[<study>].figures, each with its inputs listed there; the plot
-# function (cotlens.plotting.<study>.FIGURES) draws the PNG and PDF and the stage writes
+# function (cotlens.<study>.figures.FIGURES) draws the PNG and PDF and the stage writes
 # the numbers of the title to the JSON beside them.
 for _study in STUDIES.values():
 
@@ -10,7 +10,7 @@ for _study in STUDIES.values():
         input:
             unpack(figure_inputs(_study.name)),
             code=code_deps(f"{_study.name}/figure.py"),
-            # not loaded: the tables' fingerprints are checked against it (cotlens.provenance)
+            # not loaded: the tables' fingerprints are checked against it (cotlens.io.provenance)
             provenance=MODEL,
         output:
             png=report(

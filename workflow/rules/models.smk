@@ -73,7 +73,7 @@ rule models_tiny:
         "../../scripts/models/tiny.py"
 
 
-# The self-checks (cotlens.checks) of a prepared or built model. Every model stage takes
+# The self-checks (cotlens.models.checks) of a prepared or built model. Every model stage takes
 # the report as input: none starts before the checks pass (a failed check every study
 # needs writes no report), and an edit of the checked code reruns the checks and what
 # depends on them.

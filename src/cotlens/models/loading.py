@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from cotlens.errors import CotlensError
-from cotlens.fingerprint import dir_content
+from cotlens.io.fingerprint import dir_content
 from cotlens.models.adapters import Adapter, Dims, adapter_for, dims, guard_context
 from cotlens.models.gqa import cpu_gqa
 from cotlens.models.prepare import check_local_dir
@@ -135,7 +135,7 @@ def where_of(model_dir: str | Path, man: dict[str, Any]) -> tuple[str | Path, di
     where = Path(model_dir) / man["path"] if not Path(man["path"]).is_absolute() else Path(man["path"])
     check_local_dir(Path(where))
     if man["source"] == "local" and man.get("files"):  # the user's directory: still what was prepared?
-        now, _ = dir_content(where, fresh=True)  # content, not size and mtime: see cotlens.fingerprint
+        now, _ = dir_content(where, fresh=True)  # content, not size and mtime: see cotlens.io.fingerprint
         if now != man["fingerprint"]:
             raise CotlensError(
                 f"the files of model {man['name']!r} in {where} changed after it was prepared "

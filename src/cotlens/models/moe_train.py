@@ -2,7 +2,7 @@
 
 No pretrained MoE ships as a package, and a dense model split into experts does not work
 without training (see issue #6), so a transformers MoE family (Mixtral or OLMoE config,
-a few layers, 8 experts, top-2) is trained on :func:`cotlens.prompts.moe.training_corpus`,
+a few layers, 8 experts, top-2) is trained on :func:`cotlens.experts.prompts.training_corpus`,
 in which some topics are refused and others answered. Whatever expert specialisation the
 study then finds emerged from that training. The output is a prepared model directory
 (``manifest.json`` + ``weights/``) that :func:`cotlens.models.loading.load` reads like any
@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from cotlens.atomic import atomic_dir
-from cotlens.logs import Progress
+from cotlens.io.atomic import atomic_dir
+from cotlens.io.logs import Progress
 from cotlens.models.registry import recipe, recipe_revision
 
 
@@ -51,8 +51,16 @@ def moe_config(r: Mapping[str, Any], tok: Any) -> Any:
 TRAIN_THREADS = 2  # the weights depend on it: the backward's reductions split by thread count
 
 
-def train_moe(entry: Mapping[str, Any], out: str | Path, threads: int = 2, log_every: int = 50) -> dict[str, Any]:
-    """Train, save to ``out`` atomically, return the manifest. Always on
+def train_moe(
+    entry: Mapping[str, Any],
+    out: str | Path,
+    corpus_of: Callable[[int, int], list[str]],
+    threads: int = 2,
+    log_every: int = 50,
+) -> dict[str, Any]:
+    """Train, save to ``out`` atomically, return the manifest. ``corpus_of(seed, repeats)``
+    gives the training texts (the stage passes
+    :func:`cotlens.experts.prompts.training_corpus`). Always on
     :data:`TRAIN_THREADS` threads, whatever ``threads`` says (a profile's thread count,
     e.g. the SLURM profile's 4): the trained weights are a function of the recipe alone,
     on every machine and profile (the MoE's backward is not bit-identical across thread
@@ -61,13 +69,12 @@ def train_moe(entry: Mapping[str, Any], out: str | Path, threads: int = 2, log_e
     from transformers import AutoModelForCausalLM
 
     from cotlens.models.tiny import train_tokenizer, write_manifest
-    from cotlens.prompts.moe import training_corpus
 
     r = recipe(entry)
     del threads  # kept in the signature for the stage contract; see the docstring
     torch.set_num_threads(TRAIN_THREADS)
     torch.manual_seed(int(r["seed"]))
-    corpus = training_corpus(int(r["seed"]), int(r["repeats"]))
+    corpus = corpus_of(int(r["seed"]), int(r["repeats"]))
     tok = train_tokenizer(corpus, int(r["vocab_size"]))
     cfg = moe_config(r, tok)
     model = AutoModelForCausalLM.from_config(cfg)

@@ -6,7 +6,7 @@ local: check the directory holds a config and weights whose shapes match the con
 (or a GGUF file, converted).
 hub: record repo and revision (weights stay in the HF cache; pre-fetch on a login node).
 Each writes ``manifest.json`` with the model's content fingerprint
-(:mod:`cotlens.fingerprint`); the directory appears atomically.
+(:mod:`cotlens.io.fingerprint`); the directory appears atomically.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from importlib import metadata as md
 from pathlib import Path
 from typing import Any, cast
 
-from cotlens.atomic import atomic_dir
 from cotlens.errors import CotlensError
-from cotlens.fingerprint import dir_content, of_manifest
+from cotlens.io.atomic import atomic_dir
+from cotlens.io.fingerprint import dir_content, of_manifest
 from cotlens.models.registry import ModelSpec, PypiSource
 
 WEIGHT_GLOBS = ("*.safetensors", "pytorch_model*.bin", "model*.bin")

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from cotlens.atomic import atomic_dir
-from cotlens.fingerprint import of_manifest
+from cotlens.io.atomic import atomic_dir
+from cotlens.io.fingerprint import of_manifest
 from cotlens.models.registry import recipe_revision, tiny_recipe
 
 
@@ -84,22 +84,15 @@ def write_manifest(tmp: Path, out: str | Path, manifest: dict[str, Any]) -> dict
     return manifest
 
 
-def prontoqa_corpus() -> list[str]:
-    """The tokenizer corpus of the tiny model: PrOntoQA prompts of 1-5 hops."""
-    from cotlens.prompts import fewshot
-    from cotlens.prompts.prontoqa import GeneratorConfig, generate
-
-    return [fewshot.prompt(e, s) for e, s in generate(GeneratorConfig(n_per_cell=2, n_shots=2, hops=(1, 2, 3, 4, 5)))]
-
-
-def build_tiny(entry: Mapping[str, Any], out: str | Path) -> dict[str, Any]:
+def build_tiny(entry: Mapping[str, Any], out: str | Path, corpus: Sequence[str]) -> dict[str, Any]:
     """A prepared model directory (``manifest.json`` + ``weights/``) holding the tiny
-    Llama of a registry entry with ``source: tiny``, written atomically."""
+    Llama of a registry entry with ``source: tiny``, written atomically; ``corpus`` trains
+    its tokenizer (the stage passes :func:`cotlens.circuits.fewshot.prontoqa_corpus`)."""
     r = tiny_recipe(entry)
     with atomic_dir(out) as tmp:
         build_tiny_llama(
             tmp / "weights",
-            prontoqa_corpus(),
+            corpus,
             layers=int(r["layers"]),
             d_model=int(r["d_model"]),
             heads=int(r["heads"]),

@@ -318,7 +318,7 @@ def export(family: str, out: str | Path, tokenizer: str | Path, seed: int = 0, *
     directory ``cotlens run --model`` and ``check-model`` take, as a user's would be."""
     import transformers as tf
 
-    from cotlens.atomic import atomic_dir
+    from cotlens.io.atomic import atomic_dir
 
     tok = tf.AutoTokenizer.from_pretrained(str(tokenizer))
     cfg = config(family)

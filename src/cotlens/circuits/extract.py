@@ -1,0 +1,171 @@
+"""Activations at chosen token positions, with the in-context and no-context predictions.
+
+For each sample the clean sequence is ``prompt + completion``. One forward with a
+:class:`~cotlens.core.hooks.Capture` records the residual stream after every block and the
+per-head attention outputs (optionally the FFN neurons) at the chosen positions only.
+A second forward on ``prompt_nofacts + completion`` (the same question with its facts
+removed) gives the model's *prior* prediction at the same positions. The two share the
+exemplars and the start of the question: that prefix runs once
+(:class:`~cotlens.core.batch.PrefixCache`), each sequence runs only its own tokens after it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import torch
+
+from cotlens.core.batch import PrefixCache, logits_at, pad
+from cotlens.core.hooks import Capture
+from cotlens.core.types import POSITIONS
+from cotlens.errors import CotlensError
+from cotlens.io import schemas
+from cotlens.io.parquet import to_table, vectors_to_arrow
+from cotlens.models.loading import Loaded
+
+POSITION_KINDS = POSITIONS
+
+
+@dataclass(frozen=True)
+class ExtractConfig:
+    positions: tuple[str, ...] = POSITION_KINDS
+    mlp: bool = False
+    batch_size: int = 4
+    shard_size: int = 32  # samples per shard file
+
+
+@dataclass(frozen=True)
+class SampleRow:
+    """What extraction needs of one row of samples.parquet."""
+
+    prompt_id: int
+    sample_idx: int
+    prompt_ids: Sequence[int]
+    nofacts_ids: Sequence[int]
+    token_ids: Sequence[int]
+    step_end_token: Sequence[int]
+    answer_token: int
+
+
+def positions_for(row: SampleRow, kinds: Sequence[str]) -> list[tuple[int, str, int]]:
+    """(absolute position, kind, step) in ``prompt + completion``."""
+    n = len(row.prompt_ids)
+    out: list[tuple[int, str, int]] = []
+    if "last_prompt" in kinds:
+        out.append((n - 1, "last_prompt", -1))
+    if "step_end" in kinds:
+        out += [(n + t, "step_end", s) for s, t in enumerate(row.step_end_token)]
+    if "answer" in kinds and row.answer_token > 0:
+        out.append((n + row.answer_token - 1, "answer", -1))
+    return out
+
+
+def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    """How many leading tokens ``a`` and ``b`` share."""
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def _pad_positions(pos: list[list[int]], dev: torch.device) -> torch.Tensor:
+    width = max(len(p) for p in pos)
+    return torch.tensor([p + [p[-1]] * (width - len(p)) for p in pos], dtype=torch.long, device=dev)
+
+
+@torch.inference_mode()
+def extract_batch(lm: Loaded, rows: Sequence[SampleRow], cfg: ExtractConfig, schema: pa.Schema) -> pa.Table:
+    """Activation rows (ordered by sample, position, layer) for one batch of samples."""
+    specs = [positions_for(r, cfg.positions) for r in rows]
+    keep = [i for i, s in enumerate(specs) if s]
+    if not keep:
+        return schema.empty_table()
+    rows = [rows[i] for i in keep]
+    specs = [specs[i] for i in keep]
+    dev, pad_id = lm.device, int(lm.tokenizer.pad_token_id)
+    # Only the tokens up to the last needed position (+1 for next_token) matter.
+    seqs = [list(r.prompt_ids) + list(r.token_ids) for r in rows]
+    ends = [max(p for p, _, _ in s) + 1 for s in specs]
+    clean = [s[:e] for s, e in zip(seqs, ends, strict=True)]
+    pos = _pad_positions([[p for p, _, _ in s] for s in specs], dev)
+    sites = ["resid", "attn_heads"] + (["mlp"] if cfg.mlp else [])
+    shift = [len(r.nofacts_ids) - len(r.prompt_ids) for r in rows]
+    nf_seqs = [list(r.nofacts_ids) + list(r.token_ids) for r in rows]
+    nofacts = [s[: e + d] for s, e, d in zip(nf_seqs, ends, shift, strict=True)]
+    nf_pos = pos + torch.tensor(shift, device=dev)[:, None]
+    # the clean and the no-facts sequence of a sample share the exemplars and the question's
+    # start: that prefix runs once (PrefixCache), each sequence runs only the rest
+    first = [
+        min(common_prefix(c, n), int(p.min()), int(q.min()))
+        for c, n, p, q in zip(clean, nofacts, pos, nf_pos, strict=True)
+    ]
+    if min(first) >= 1:
+        cache = PrefixCache(lm.model, lm.adapter, [c[:k] for c, k in zip(clean, first, strict=True)], pad_id, dev)
+        owners = list(range(len(rows)))
+        rel = pos - torch.tensor(first, device=dev)[:, None]
+        with Capture(lm.model, lm.adapter, sites, rel) as cap:
+            ctx_tok = cache.logits_at(owners, clean, pos).argmax(-1)
+        prior_tok = cache.logits_at(owners, nofacts, nf_pos).argmax(-1)
+    else:
+        ids, mask = pad(clean, pad_id, dev, left=False)
+        with Capture(lm.model, lm.adapter, sites, pos) as cap:
+            ctx_tok = logits_at(lm.model, lm.adapter, ids, mask, pos).argmax(-1)
+        nf_ids, nf_mask = pad(nofacts, pad_id, dev, left=False)
+        prior_tok = logits_at(lm.model, lm.adapter, nf_ids, nf_mask, nf_pos).argmax(-1)
+
+    n_layers = lm.dims.n_layers
+    cols: dict[str, list[int] | list[str]] = {
+        k: []
+        for k in (
+            "prompt_id",
+            "sample_idx",
+            "pos",
+            "pos_kind",
+            "step",
+            "layer",
+            "next_token",
+            "context_token",
+            "prior_token",
+        )
+    }
+    sel_b, sel_p = [], []
+    for b, (r, s) in enumerate(zip(rows, specs, strict=True)):
+        for j, (p, kind, step) in enumerate(s):
+            nxt = seqs[b][p + 1] if p + 1 < len(seqs[b]) else -1
+            for layer in range(n_layers):
+                for k, v in (
+                    ("prompt_id", r.prompt_id),
+                    ("sample_idx", r.sample_idx),
+                    ("pos", p),
+                    ("pos_kind", kind),
+                    ("step", step),
+                    ("layer", layer),
+                    ("next_token", nxt),
+                    ("context_token", int(ctx_tok[b, j])),
+                    ("prior_token", int(prior_tok[b, j])),
+                ):
+                    cols[k].append(v)  # type: ignore[arg-type]
+            sel_b.append(b)
+            sel_p.append(j)
+    data: dict[str, object] = dict(cols)
+    for site in sites:
+        st = cap.stacked(site)[sel_b, sel_p].float()  # [rows_without_layer, L, d]
+        arr = st.reshape(-1, st.shape[-1]).cpu().numpy()
+        if not np.isfinite(arr).all():
+            bad = sorted({rows[b].prompt_id for b in sel_b})
+            raise CotlensError(
+                f"non-finite values in {site} activations (prompt ids {bad[:10]})",
+                "nothing was written; try dtype float32 or check the model weights",
+            )
+        data[site] = vectors_to_arrow(arr)
+    return to_table(data, schema)
+
+
+def activation_schema(lm: Loaded, cfg: ExtractConfig) -> pa.Schema:
+    d = lm.dims
+    return schemas.activations(d.d_model, d.n_heads, d.head_dim, d.d_mlp if cfg.mlp else None)

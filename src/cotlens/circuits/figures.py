@@ -1,0 +1,777 @@
+"""Study 1 figures (Dutta et al., 2024): answer and step accuracy, the logit-lens
+heatmap, patching heatmaps, attribution vs exact, circuit
+sufficiency, the rift, answer-writing heads, relation probing and parallel pathways.
+Each reads Parquet only and returns the numbers its title reports."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.colors import PowerNorm
+
+from cotlens.core.stats import bootstrap_mean, spearman, wilson
+from cotlens.core.verdicts import (
+    ABSENT,
+    ALPHA,
+    CLAIMS,
+    INCONCLUSIVE,
+    REPRODUCED,
+    Gate,
+    Headline,
+    bca,
+    empirical_p,
+    family_level,
+    headline,
+    holm,
+    judge,
+    mean_ci,
+    proportion_ci,
+    strongest_first,
+    t_p,
+    weakest,
+)
+from cotlens.io.figures import Inputs, Paths, save
+from cotlens.io.parquet import read_table
+
+SUBTASKS = ("decision", "copy", "induction")
+
+
+def _pairs(inputs: Inputs) -> pd.DataFrame:
+    return read_table(inputs["pairs"]).to_pandas()
+
+
+def competence(inputs: Inputs) -> Gate:
+    """The model answers the PrOntoQA questions above chance (0.5): the exact 95% interval
+    of its answer accuracy (every sample; an unparsed answer is wrong) lies above 0.5."""
+    df = load_scored(inputs["prompts"], inputs["samples"])
+    k, n = int(df["answer_correct"].fillna(False).astype(bool).sum()), len(df)
+    if n == 0:
+        return Gate("answer accuracy", None, "no samples")
+    lo, hi = proportion_ci(k, n)
+    return Gate("answer accuracy", lo > 0.5, f"{k}/{n} = {k / n:.2f} [{lo:.2f}, {hi:.2f}] (chance 0.5)")
+
+
+def by_prompt(values: pd.Series, pairs: pd.DataFrame) -> pd.Series:
+    """Per-pair values averaged per prompt: pairs of one prompt are not independent, the
+    prompts are the unit of replication."""
+    pid = pairs.set_index("pair_id")["prompt_id"]
+    return values.groupby(pid.reindex(values.index).to_numpy()).mean()
+
+
+def swept(patch: pd.DataFrame) -> pd.DataFrame:
+    """Exact all-position rows of the pairs whose every head was patched (a full sweep;
+    the screened pairs' top-K rows would bias a per-head mean)."""
+    return patch[(patch["method"] == "exact") & (patch["positions"] == "all") & (patch["selection"] == "all_heads")]
+
+
+def _grid(df: pd.DataFrame, value: str) -> pd.DataFrame:
+    return df.groupby(["layer", "head"])[value].mean().unstack("head").sort_index()
+
+
+def _top(grid: pd.DataFrame, n: int = 3) -> list[str]:
+    s = grid.stack().sort_values(ascending=False, kind="mergesort")
+    return [f"L{la}H{h}" for la, h in s.index[:n]]
+
+
+def patch_heads(inputs: Inputs, outputs: Paths, model: str, dpi: int = 150) -> dict[str, Any]:
+    ex = swept(read_table(inputs["patching"]).to_pandas())
+    subs = [s for s in SUBTASKS if (ex["subtask"] == s).any()]
+    fig, axes = plt.subplots(1, max(1, len(subs)), figsize=(5.4 * max(1, len(subs)), 5), squeeze=False)
+    out: dict[str, Any] = {}
+    rows: list[dict[str, Any]] = []  # the report's table: the top 10 heads per subtask (full sweeps)
+    grids = {s: _grid(ex[ex["subtask"] == s], "nkl") for s in subs}
+    lim = max([float(np.nanmax(np.abs(g.to_numpy()))) for g in grids.values()] + [1e-6])  # one range for all panels
+    for ax, s in zip(axes[0], subs, strict=False):
+        g = grids[s]
+        sns.heatmap(
+            g,
+            ax=ax,
+            cmap="RdBu_r",
+            center=0,
+            vmin=-lim,
+            vmax=lim,
+            cbar=s == subs[-1],
+            cbar_kws={"label": "normalised KL (mean over pairs)"},
+        )
+        ax.invert_yaxis()
+        out[s] = {"top": _top(g), "n_pairs": int(ex[ex["subtask"] == s]["pair_id"].nunique())}
+        per_head = ex[ex["subtask"] == s].groupby(["layer", "head"])["nkl"]
+        stats = pd.DataFrame({"mean": per_head.mean(), "sd": per_head.std(), "n": per_head.size()})
+        rows += [
+            {
+                "subtask": s,
+                "rank": i + 1,
+                "head": f"L{la}H{h}",
+                "mean nKL": round(float(r["mean"]), 4),
+                "sd": round(float(r["sd"]), 4) if r["n"] > 1 else None,
+                "pairs": int(r["n"]),
+            }
+            for i, ((la, h), r) in enumerate(
+                stats.sort_values("mean", ascending=False, kind="mergesort").head(10).iterrows()
+            )
+        ]
+        ax.set_title(
+            f"{s} (mean of n={out[s]['n_pairs']} fully swept pairs)\ntop: {', '.join(out[s]['top'])}", fontsize=9
+        )
+    fig.suptitle(f"{model}: exact per-head patching, all positions (one colour range)")
+    fig.tight_layout()
+    save(fig, outputs, dpi)
+    return {**out, "top_heads_table": rows}
+
+
+def patch_positions(inputs: Inputs, outputs: Paths, model: str, dpi: int = 150) -> dict[str, Any]:
+    """Per patched position and layer: the mean normalised KL over the layer's heads and the
+    fully swept pairs (n in the title); the JSON lists each position's top heads by their
+    mean over pairs, with n."""
+    p = read_table(inputs["patching"]).to_pandas()
+    pp = p[(p["method"] == "exact") & (p["positions"] != "all")].rename(columns={"positions": "where"})
+    g = pp.groupby(["where", "layer"])["nkl"].mean().unstack("layer")
+    n_pairs = int(pp["pair_id"].nunique())
+    fig, ax = plt.subplots(figsize=(9, 3.5))
+    sns.heatmap(g, ax=ax, cmap="RdBu_r", center=0, cbar_kws={"label": "normalised KL, mean over heads and pairs"})
+    ax.set_title(f"{model}: per-position patching, mean over the layer's heads and {n_pairs} pairs")
+    save(fig, outputs, dpi)
+    heads = pp.groupby(["where", "layer", "head"])["nkl"].agg(["mean", "count"]).reset_index()
+    top = [
+        {
+            "positions": r.where,
+            "head": f"L{r.layer}H{r.head}",
+            "mean nKL": round(float(r.mean), 4),
+            "pairs": int(r.count),
+        }
+        for _, g_ in heads.groupby("where")
+        for r in g_.sort_values("mean", ascending=False).head(3).itertuples()
+    ]
+    return {"n_pairs": n_pairs, "top_heads_per_position": top}
+
+
+def attribution(inputs: Inputs, outputs: Paths, model: str, dpi: int = 150) -> dict[str, Any]:
+    p = read_table(inputs["patching"]).to_pandas()
+    p = p[p["positions"] == "all"]
+    ex = p[p["method"] == "exact"].set_index(["pair_id", "layer", "head"])["nkl"]
+    at = p[p["method"] == "attribution"].set_index(["pair_id", "layer", "head"])["nkl"]
+    j = pd.concat({"exact": ex, "attribution": at}, axis=1).dropna()
+    rho = spearman(j["attribution"].tolist(), j["exact"].tolist())
+    per_pair = [spearman(g["attribution"].tolist(), g["exact"].tolist()) for _, g in j.groupby(level=0)]
+    med = float(np.nanmedian(per_pair)) if per_pair else float("nan")
+    # recall of the screen: on the fully swept pairs, the share of the exact top-K heads that
+    # the screen's top-K also holds (K = the heads the screen confirms on the other pairs)
+    exact = p[p["method"] == "exact"]
+    swept_ids = sorted(set(exact.loc[exact["selection"] == "all_heads", "pair_id"]))
+    screened = exact[exact["selection"] == "screen_top_k"]
+    k_conf = int(screened.groupby("pair_id").size().median()) if len(screened) else 16
+    recalls = []
+    for pid in swept_ids:
+        g = j.loc[pid]
+        ex_top = set(g["exact"].nlargest(k_conf).index)
+        sc_top = set(g["attribution"].abs().nlargest(k_conf).index)
+        recalls.append(len(ex_top & sc_top) / max(1, len(ex_top)))
+    recall = float(np.mean(recalls)) if recalls else float("nan")
+    fig, ax = plt.subplots(figsize=(5.5, 4.5))
+    ax.scatter(j["attribution"], j["exact"], s=6, alpha=0.5)
+    lim = [min(j.min().min(), 0), max(j.max().max(), 0.05)]
+    ax.plot(lim, lim, color="grey", lw=0.8)
+    ax.set_xlabel("attribution estimate (the screen)")
+    ax.set_ylabel("exact normalised KL")
+    ax.set_title(
+        f"{model}: Spearman {rho:.2f} pooled, median per pair {med:.2f}\nrecall of the exact top-{k_conf} "
+        f"by the screen's top-{k_conf}: {recall:.2f} ({len(recalls)} swept pairs); the circuit and heatmaps "
+        f"use the swept pairs only",
+        fontsize=8,
+    )
+    save(fig, outputs, dpi)
+    return {
+        "spearman_pooled": rho,
+        "spearman_median_per_pair": med,
+        f"recall_at_{k_conf}": recall,
+        "swept_pairs": len(recalls),
+    }
+
+
+def sufficiency(inputs: Inputs, outputs: Paths, model: str, dpi: int = 150) -> dict[str, Any]:
+    """Agreement with the clean argmax when only k heads are kept, top-k vs random k-sets.
+
+    Per k: the top-k curve with a 95% bootstrap interval over pairs, the random draws'
+    mean and their 2.5-97.5% range; the verdict compares each pair's top-k agreement with
+    its mean agreement over the random draws (paired bootstrap over pairs)."""
+    c = read_table(inputs["sufficiency"]).to_pandas()
+    pairs = _pairs(inputs)
+    top = c[~c["random"]]
+    rnd = c[c["random"]]
+    tested_k = sorted(int(k) for k in set(rnd["k"]) if k > 0)  # the family: every k with random draws
+    level = family_level(len(tested_k))
+    rows = []
+    for k, g in top.groupby("k"):
+        mean, lo, hi = bootstrap_mean(g["agree"].astype(float).to_numpy())
+        r = rnd[rnd["k"] == k]
+        per_draw = r.groupby("draw")["agree"].mean().to_numpy() if len(r) else np.zeros(0)
+        row: dict[str, Any] = {
+            "k": int(k),
+            "top": mean,
+            "top_lo": lo,
+            "top_hi": hi,
+            "n_pairs": len(g),
+            "draws": len(per_draw),
+        }
+        if len(per_draw) and int(k) in tested_k:
+            per_pair = r.groupby("pair_id")["agree"].mean()
+            t = g.set_index("pair_id")["agree"].astype(float)
+            d = by_prompt(t - per_pair.reindex(t.index), pairs)
+            est, dlo, dhi = mean_ci(d.to_numpy(), level)
+            row |= {
+                "random": float(per_draw.mean()),
+                "random_lo": float(np.quantile(per_draw, 0.025)),
+                "random_hi": float(np.quantile(per_draw, 0.975)),
+                "top_minus_random": est,
+                "ci_family": [dlo, dhi],
+                "n_prompts": len(d),
+                "p": t_p(d.to_numpy()),
+            }
+        rows.append(row)
+    t = pd.DataFrame(rows).sort_values("k")
+    fig, ax = plt.subplots(figsize=(6, 4.2))
+    ax.plot(t["k"], t["top"], marker="o", color="C0", label="top-k heads by patching (95% CI over pairs)")
+    ax.fill_between(t["k"], t["top_lo"], t["top_hi"], color="C0", alpha=0.2)
+    if "random" in t:
+        rr = t.dropna(subset=["random"])
+        draws = int(rr["draws"].max()) if len(rr) else 0
+        ax.plot(
+            rr["k"],
+            rr["random"],
+            marker="s",
+            ls="--",
+            color="C1",
+            label=f"k random heads ({draws} draws: mean, 95% range)",
+        )
+        ax.fill_between(rr["k"], rr["random_lo"], rr["random_hi"], color="C1", alpha=0.2)
+    ax.set_xscale("symlog", linthresh=1)
+    ax.set_xlabel("heads kept (the others mean-ablated)")
+    ax.set_ylabel("agreement with the clean argmax")
+    ax.set_ylim(0, 1.02)
+    ax.legend(fontsize=7)
+    h, per_k = sufficiency_headline(t, competence(inputs), level)
+    ax.set_title(h.title(model), fontsize=8, wrap=True)
+    drawn = save(fig, outputs, dpi)
+    return {
+        "headline": h.to_json(),
+        "drawn_titles": drawn,
+        "family_confidence": round(level, 4),
+        "per_k": {
+            int(r["k"]): {
+                key: (round(v, 4) if isinstance(v, float) else v)
+                for key, v in r.items()
+                if key != "k" and not (isinstance(v, float) and np.isnan(v))
+            }
+            | per_k.get(int(r["k"]), {})
+            for r in t.to_dict("records")
+        },
+    }
+
+
+def sufficiency_headline(t: pd.DataFrame, gate: Gate, level: float) -> tuple[Headline, dict[int, dict[str, Any]]]:
+    """The family over the tested k: each k judged on its Bonferroni interval (simultaneous
+    95%) and Holm p; the headline is the k with the highest lower bound."""
+    claim = CLAIMS["sufficiency"]
+    tested = t.dropna(subset=["top_minus_random"]) if "top_minus_random" in t else t.iloc[0:0]
+    if tested.empty:
+        return headline(claim, "no k with random draws", float("nan"), None, "0 prompts", gates=[gate]), {}
+    adj = holm(tested["p"].tolist())
+    per_k: dict[int, dict[str, Any]] = {}
+    for (_, r), pa in zip(tested.iterrows(), adj, strict=True):
+        v, why = judge(claim, r["top_minus_random"], tuple(r["ci_family"]), p=pa, gates=[gate])
+        per_k[int(r["k"])] = {"p_holm": round(pa, 4), "verdict": v, "reason": why}
+    # the family's verdict is its strongest member's (ties: the highest lower bound): any k
+    # that shows the claim shows it, and "absent" needs every k absent
+    ranked = tested.assign(
+        lo=[c[0] for c in tested["ci_family"]], v=[per_k[int(k)]["verdict"] for k in tested["k"]]
+    ).sort_values("lo", ascending=False, kind="mergesort")
+    best = ranked.iloc[strongest_first(ranked["v"].tolist())[0]]
+    k = int(best["k"])
+    gaps = ", ".join(f"k={int(r.k)} {r.top_minus_random:+.2f}" for r in tested.itertuples())
+    return headline(
+        claim,
+        f"best k = {k}: top-k agreement {best['top']:.2f} vs random {best['random']:.2f} ({gaps}; "
+        f"{level:.1%} intervals over {len(tested)} k)",
+        float(best["top_minus_random"]),
+        (float(best["ci_family"][0]), float(best["ci_family"][1])),
+        f"{int(best['n_prompts'])} prompts ({int(best['n_pairs'])} pairs)",
+        p=float(per_k[k]["p_holm"]),
+        gates=[gate],
+    ), per_k
+
+
+def rift_split(frac: Sequence[float] | np.ndarray) -> tuple[int, float]:
+    """(s, gain): the split maximising mean(frac[s:]) - mean(frac[:s]) and that gain."""
+    f = np.asarray(frac, dtype=float)
+    best, where = -np.inf, len(f) // 2
+    for s in range(1, len(f)):
+        gain = f[s:].mean() - f[:s].mean()
+        if gain > best:
+            best, where = gain, s
+    return int(where), float(best)
+
+
+MID = (1 / 3, 2 / 3)  # "mid-depth": the paper's rift sits at block ~16 of 32
+
+
+def rift_test(frac: Sequence[float], n_perm: int = 999, seed: int = 0) -> dict[str, Any]:
+    """The rift and its null: the same detector on the layers in random order. A step in
+    depth gives a gain that shuffled layers rarely reach; a noise spike does not."""
+    s, gain = rift_split(frac)
+    rng = np.random.default_rng(seed)
+    f = np.asarray(frac, dtype=float)
+    null = [rift_split(rng.permutation(f))[1] for _ in range(n_perm)]
+    p = empirical_p(gain, null)
+    return {
+        "rift_layer": s,
+        "relative_depth": round(s / len(f), 3),
+        "gain": round(gain, 4),
+        "p_vs_shuffled_layers": round(p, 4),
+        "n_perm": n_perm,
+        "null_gain_95": round(float(np.quantile(null, 0.95)), 4),
+        "step_detected": p <= ALPHA,
+    }
+
+
+def rift_location(ctx: np.ndarray, content: np.ndarray, n_boot: int = 999, seed: int = 0) -> tuple[float, float]:
+    """Percentile 95% interval of the step's relative depth, resampling pairs with
+    replacement; ``ctx`` / ``content`` are [pairs, layers] counts of in-context / content
+    readings."""
+    rng = np.random.default_rng(seed)
+    n, n_layers = ctx.shape
+    depths = []
+    for _ in range(n_boot):
+        w = np.bincount(rng.integers(0, n, n), minlength=n).astype(float)
+        c, t = w @ ctx, w @ content
+        depths.append(rift_split(np.where(t > 0, c / np.maximum(t, 1), 0.0))[0] / n_layers)
+    return float(np.quantile(depths, 0.025)), float(np.quantile(depths, 0.975))
+
+
+def rift_verdict(test: dict[str, Any], ci: tuple[float, float]) -> tuple[str, str]:
+    """A step (permutation p <= ALPHA) whose depth interval lies inside mid-depth is the
+    paper's rift; a step whose interval lies outside it means no mid-depth rift."""
+    if not test["step_detected"]:
+        return INCONCLUSIVE, f"no step above shuffled layers (p = {test['p_vs_shuffled_layers']:.3f})"
+    if MID[0] <= ci[0] and ci[1] <= MID[1]:
+        return REPRODUCED, "a step, its depth interval inside mid-depth [1/3, 2/3]"
+    if ci[0] > MID[1] or ci[1] < MID[0]:
+        return ABSENT, "a step, but its depth interval lies outside mid-depth [1/3, 2/3]"
+    return INCONCLUSIVE, "a step, its depth interval straddles the edge of mid-depth"
+
+
+def rift(inputs: Inputs, outputs: Paths, model: str, dpi: int = 150) -> dict[str, Any]:
+    """Per layer, the share of heads whose logit-lens top token is a content word of the
+    prompt ("context") among those reading a content word at all (function words,
+    punctuation and numbers are left out: every prompt has them). The chance line is the
+    share of the vocabulary's content tokens that are in the prompt."""
+    h = read_table(inputs["heads"]).to_pandas()
+    content = h[h["top_kind"] != "function"]
+    layers = sorted(h["layer"].unique())
+    frac = content.groupby("layer")["top_kind"].apply(lambda k: float((k == "context").mean())).reindex(layers)
+    counts = content.groupby("layer").size().reindex(layers, fill_value=0)
+    test = rift_test(frac.fillna(0.0).tolist())
+    by = content.assign(ctx=content["top_kind"] == "context").groupby(["pair_id", "layer"])
+    ctx = by["ctx"].sum().unstack("layer").reindex(columns=layers, fill_value=0).fillna(0).to_numpy(float)
+    tot = by.size().unstack("layer").reindex(columns=layers, fill_value=0).fillna(0).to_numpy(float)
+    loc = rift_location(ctx, tot)
+    gate = competence(inputs)
+    hl = headline(
+        CLAIMS["rift"],
+        f"step at block {test['rift_layer']} of {len(frac)} ({test['relative_depth']:.0%} depth), "
+        f"p = {test['p_vs_shuffled_layers']:.3f} vs shuffled layers",
+        test["relative_depth"],
+        loc,
+        f"{len(layers)} layers, {ctx.shape[0]} pairs",
+        gates=[gate],
+        verdict=None if gate.passed is False else rift_verdict(test, loc),
+    )
+    s = test["rift_layer"]
+    chance = float(h["context_chance"].mean())
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    lo, hi = zip(
+        *(wilson(float(f * n), int(n)) if n else (0.0, 0.0) for f, n in zip(frac.fillna(0), counts, strict=True)),
+        strict=True,
+    )
+    ax.plot(frac.index, frac.values, marker="o", label="share of content readings in the prompt (95% Wilson CI)")
+    ax.fill_between(frac.index, lo, hi, alpha=0.2)
+    ax.axhline(chance, color="grey", ls=":", label=f"chance: a random content token is in the prompt ({chance:.3f})")
+    if test["step_detected"]:
+        ax.axvline(s - 0.5, color="crimson", ls="--", label=f"step: block {s} of {len(frac)}")
+    else:
+        ax.axvline(s - 0.5, color="grey", ls="-.", label=f"best split, block {s} (not above shuffled layers)")
+    ax.set_xlabel("layer")
+    ax.set_ylabel("context / (context + prior)")
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=7)
+    ax.set_title(
+        f"{hl.title(model)}\n(split gain {test['gain']:+.2f}; content readings per layer: "
+        f"{int(counts.min())}-{int(counts.max())}; function words excluded)",
+        fontsize=8,
+    )
+    drawn = save(fig, outputs, dpi)
+    return {
+        "headline": hl.to_json(),
+        "drawn_titles": drawn,
+        **test,
+        "depth_ci95": [round(loc[0], 4), round(loc[1], 4)],
+        "n_layers": len(frac),
+        "content_readings_per_layer": [int(c) for c in counts],
+        "chance": round(chance, 4),
+        "function_share": round(float((h["top_kind"] == "function").mean()), 4),
+        "context_fraction": [round(float(v), 3) for v in frac.fillna(float("nan"))],
+    }
+
+
+def answer_heads(inputs: Inputs, outputs: Paths, model: str, dpi: int = 150) -> dict[str, Any]:
+    """Answer-writing heads: DLA per head, and the paper's attention evidence (the top
+    heads attend from the last position to the answer token in the prompt). The upper-half
+    share of positive DLA has a 95% bootstrap interval over pairs."""
+    h = read_table(inputs["heads"]).to_pandas()
+    g = _grid(h, "dla")
+    top = _top(g, 5)
+    att = _grid(h, "attn_answer")
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.8))
+    lim = float(np.nanmax(np.abs(g.to_numpy()))) or 1.0
+    sns.heatmap(
+        g,
+        ax=axes[0],
+        cmap="RdBu_r",
+        center=0,
+        vmin=-lim,
+        vmax=lim,
+        cbar_kws={"label": "DLA: logit[answer] - logit[replacement]"},
+    )
+    axes[0].invert_yaxis()
+    n_layers = len(g)
+
+    # per pair x head DLA: a bootstrap resample of pairs (with replacement, duplicates kept)
+    # is a weighted mean of its rows
+    per = h.pivot_table(index="pair_id", columns=["layer", "head"], values="dla", aggfunc="mean")
+    dla = per.fillna(0.0).to_numpy(float)
+    upper = per.columns.get_level_values(0).to_numpy() >= n_layers // 2
+    pids = per.index.to_numpy()
+
+    def late_share(idx: np.ndarray) -> float:
+        m = np.clip(dla[idx].mean(0), 0, None)
+        tot = float(m.sum())
+        return float(m[upper].sum() / tot) if tot > 0 else float("nan")
+
+    late = late_share(np.arange(len(pids)))
+    lo, hi = bca(late_share, len(pids))
+    gate = competence(inputs)
+    claim = CLAIMS["answer_heads"]
+    late_v = judge(claim, late - 0.5, (lo - 0.5, hi - 0.5), gates=[gate])
+    rng = np.random.default_rng(0)
+    axes[0].set_title(
+        f"answer-writing heads, top {', '.join(top)}\n{late:.0%} of positive DLA in the upper half "
+        f"[{lo:.0%}, {hi:.0%}]: {late_v[0]} (n={len(pids)} pairs)",
+        fontsize=8,
+    )
+    flat = pd.DataFrame({"dla": g.stack(), "attn": att.stack()})
+    topk = [tuple(int(x) for x in t[1:].split("H")) for t in top]
+    is_top = [i in topk for i in flat.index]
+    axes[1].scatter(flat["attn"], flat["dla"], s=8, alpha=0.5, label="heads")
+    axes[1].scatter(flat["attn"][is_top], flat["dla"][is_top], s=30, color="crimson", label="top-5 DLA")
+    rho = spearman(flat["attn"].tolist(), flat["dla"].tolist())
+    perm = [spearman(rng.permutation(flat["attn"].to_numpy()).tolist(), flat["dla"].tolist()) for _ in range(199)]
+    p = empirical_p(rho, perm) if np.isfinite(rho) else float("nan")
+    top_att, all_att = float(flat["attn"][is_top].mean()), float(flat["attn"].mean())
+    n_heads = len(flat)
+    se = 1.06 / np.sqrt(n_heads - 3) if n_heads > 3 else float("nan")  # Fieller et al. for Spearman
+    z_rho = float(np.arctanh(np.clip(rho, -0.999, 0.999)))
+    rho_ci = (float(np.tanh(z_rho - 1.96 * se)), float(np.tanh(z_rho + 1.96 * se)))
+    att_v = judge(replace(claim, sesoi=0.3), rho, rho_ci, p=p, gates=[gate])  # a medium correlation (Cohen)
+    axes[1].set(xlabel="attention from the last position to the answer token (mean over pairs)", ylabel="DLA")
+    axes[1].legend(fontsize=7)
+    axes[1].set_title(
+        f"attention evidence: top-5 heads {top_att:.2f} vs all {all_att:.2f}; Spearman {rho:.2f}, "
+        f"p={p:.3f}: {att_v[0]}",
+        fontsize=8,
+    )
+    both = weakest([late_v[0], att_v[0]])
+    why = late_v[1] if both == late_v[0] else att_v[1]
+    hl = headline(
+        claim,
+        f"{late:.0%} of positive DLA in the upper half; DLA vs attention to the answer Spearman {rho:+.2f} "
+        f"(p = {p:.3f}, top-5 heads {top_att:.2f} vs all {all_att:.2f})",
+        late - 0.5,
+        (lo - 0.5, hi - 0.5),
+        f"{len(pids)} pairs",
+        gates=[gate],
+        verdict=(both, f"upper half: {late_v[0]}; attention: {att_v[0]} ({why})"),
+    )
+    fig.suptitle(hl.title(model), fontsize=8)
+    fig.tight_layout()
+    drawn = save(fig, outputs, dpi)
+    return {
+        "headline": hl.to_json(),
+        "drawn_titles": drawn,
+        "top": top,
+        "upper_half_share": round(late, 4),
+        "upper_half_ci95": [round(lo, 4), round(hi, 4)],
+        "late_verdict": list(late_v),
+        "attn_top5": round(top_att, 4),
+        "attn_all": round(all_att, 4),
+        "spearman_dla_attn": round(rho, 4),
+        "spearman_ci95": [round(rho_ci[0], 4), round(rho_ci[1], 4)],
+        "p_perm": round(p, 4),
+        "attention_verdict": list(att_v),
+        "n_pairs": len(pids),
+    }
+
+
+def probe(inputs: Inputs, outputs: Paths, model: str, dpi: int = 150) -> dict[str, Any]:
+    """Relation probe per layer: cross-validated accuracy (picks the layer), held-out test
+    accuracy, and the control task's test accuracy (Hewitt & Liang); the headline is the
+    test accuracy at the layer cross-validation picked, with its Wilson interval, and the
+    selectivity there."""
+    p = read_table(inputs["probe"]).to_pandas()
+    acc = p.set_index(["task", "split", "layer"])["accuracy"]
+    best = int(p.loc[p["selected"], "layer"].iloc[0])
+    n_test = int(p.loc[(p["split"] == "test"), "n"].iloc[0])
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    styles = {
+        ("relation", "cv"): ("cross-validated (picks the layer)", "-", "C0"),
+        ("relation", "test"): (f"held-out test (n={n_test})", "-", "C1"),
+        ("control", "test"): ("control task, test (Hewitt & Liang)", "--", "grey"),
+        ("relation", "train"): ("train", ":", "C0"),
+    }
+    for (task, split), (label, ls, c) in styles.items():
+        s = acc.loc[(task, split)]
+        ax.plot(s.index, s.to_numpy(), ls=ls, color=c, marker="o" if split == "test" else None, ms=3, label=label)
+    maj = float(p.loc[(p["task"] == "relation") & (p["split"] == "test"), "majority"].iloc[0])
+    ax.axhline(maj, color="grey", ls=":", lw=0.8, label="majority class (test)")
+    ax.axvline(best, color="k", lw=0.6)
+    test_at = float(acc.loc[("relation", "test", best)])
+    control_at = float(acc.loc[("control", "test", best)])
+    k_test = round(test_at * n_test)
+    lo, hi = proportion_ci(k_test, n_test)
+    floor = max(maj, control_at)
+    gate = competence(inputs)
+    h = headline(
+        CLAIMS["probe"],
+        f"layer {best} (picked by cross-validation): held-out {test_at:.2f} [{lo:.2f}, {hi:.2f}], control "
+        f"{control_at:.2f}, majority {maj:.2f}; above max(control, majority) by {test_at - floor:+.2f}",
+        test_at - floor,
+        (lo - floor, hi - floor),
+        f"{n_test} held-out pairs",
+        gates=[gate],
+    )
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("layer")
+    ax.set_ylabel("accuracy (related / negated / unrelated)")
+    ax.legend(fontsize=7)
+    ax.set_title(h.title(model), fontsize=8, wrap=True)
+    drawn = save(fig, outputs, dpi)
+    return {
+        "headline": h.to_json(),
+        "drawn_titles": drawn,
+        "selected_layer": best,
+        "selected_by": "grouped cross-validation on the selection prompts",
+        "cv_accuracy": round(float(acc.loc[("relation", "cv", best)]), 4),
+        "test_accuracy": round(test_at, 4),
+        "test_ci95": [round(lo, 4), round(hi, 4)],
+        "n_test": n_test,
+        "control_test_accuracy": round(control_at, 4),
+        "selectivity": round(test_at - control_at, 4),
+        "majority_test": round(maj, 4),
+        # the optimistic number reported before the validation split: max over layers of test
+        "max_test_accuracy_any_layer": round(float(acc.loc[("relation", "test")].max()), 4),
+    }
+
+
+def pathways(inputs: Inputs, outputs: Paths, model: str, dpi: int = 150) -> dict[str, Any]:
+    """Parallel pathways: every head patched (clean into corrupt) at the question positions
+    alone, at the CoT positions alone, or at both (context). Only pairs whose corrupted
+    word is in the question can show both pathways: when it is in the CoT, the question
+    positions are identical in both runs and their patch is 0 by construction. Shown per
+    subtask (where the word sits is tied to the subtask), mean with 95% bootstrap CI."""
+    pairs = _pairs(inputs)
+    w = read_table(inputs["pathways"]).to_pandas().merge(pairs[["pair_id", "subtask", "corrupted_in"]])
+    q = w[w["corrupted_in"] == "question"]
+    order = [c for c in ("question", "cot", "context") if c in set(w["positions"])]
+    subs = [s for s in SUBTASKS if (q["subtask"] == s).any()]
+    level = family_level(len(subs))
+    gate = competence(inputs)
+    claim = CLAIMS["pathways"]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    out: dict[str, Any] = {
+        "pairs_used": int(q["pair_id"].nunique()),
+        "pairs_excluded_cot_corrupted": int(w[w["corrupted_in"] == "cot"]["pair_id"].nunique()),
+        "family_confidence": round(level, 4),
+    }
+    width = 0.8 / max(1, len(order))
+    for i, pos in enumerate(order):
+        means: list[float] = []
+        errs: list[list[float]] = [[], []]
+        for s in subs:
+            v = by_prompt(q[(q["subtask"] == s) & (q["positions"] == pos)].set_index("pair_id")["nkl"], pairs)
+            m, lo, hi = mean_ci(v.to_numpy(), level)
+            means.append(m)
+            errs[0].append(m - lo if np.isfinite(lo) else 0.0)
+            errs[1].append(hi - m if np.isfinite(hi) else 0.0)
+            out[f"{s} {pos}"] = {"mean": round(m, 4), "ci_family": [round(lo, 4), round(hi, 4)], "n_prompts": len(v)}
+            if pos != "context":
+                out[f"{s} {pos}"]["verdict"] = judge(claim, m, (lo, hi), gates=[gate])[0]
+        ax.bar(np.arange(len(subs)) + i * width, means, width, yerr=errs, capsize=3, label=f"patched at {pos}")
+    ax.set_xticks(
+        np.arange(len(subs)) + width * (len(order) - 1) / 2,
+        [f"{s}\n(n={q[q['subtask'] == s]['pair_id'].nunique()})" for s in subs],
+    )
+    ax.set_ylabel(f"normalised KL recovered ({level:.1%} CI over prompts)")
+    ax.axhline(0, color="k", lw=0.6)
+    ax.legend(fontsize=7)
+    h = pathways_headline(out, subs, gate, level)
+    ax.set_title(h.title(model), fontsize=8, wrap=True)
+    drawn = save(fig, outputs, dpi)
+    return {"headline": h.to_json(), "drawn_titles": drawn, **out}
+
+
+def pathways_headline(out: dict[str, Any], subs: Sequence[str], gate: Gate, level: float) -> Headline:
+    """Both pathways in one subtask: per subtask the weaker of the question and CoT patches
+    (an intersection: each must hold), judged on the family's Bonferroni intervals; the
+    headline is the subtask where the weaker pathway is strongest."""
+    claim = CLAIMS["pathways"]
+    cells = [(s, out[f"{s} question"], out[f"{s} cot"]) for s in subs if f"{s} question" in out and f"{s} cot" in out]
+    if not cells:
+        return headline(claim, "no subtask with both patches", float("nan"), None, "0 pairs", gates=[gate])
+
+    def both(c: tuple[str, dict[str, Any], dict[str, Any]]) -> str:
+        return weakest(
+            [judge(claim, x["mean"], (x["ci_family"][0], x["ci_family"][1]), gates=[gate])[0] for x in c[1:]]
+        )
+
+    cells.sort(key=lambda c: -min(c[1]["ci_family"][0], c[2]["ci_family"][0]))  # ties: the higher lower bound
+    s, qv, cv = cells[strongest_first([both(c) for c in cells])[0]]
+    weak = qv if qv["ci_family"][0] <= cv["ci_family"][0] else cv
+    v = both((s, qv, cv))
+    _, why = judge(claim, weak["mean"], (weak["ci_family"][0], weak["ci_family"][1]), gates=[gate])
+    return headline(
+        claim,
+        f"{s}: question pathway {qv['mean']:.2f}, CoT pathway {cv['mean']:.2f} nKL recovered "
+        f"(the weaker's {level:.1%} interval; {len(subs)} subtask(s))",
+        weak["mean"],
+        (weak["ci_family"][0], weak["ci_family"][1]),
+        f"{min(qv['n_prompts'], cv['n_prompts'])} prompts",
+        gates=[gate],
+        verdict=(v, why),
+    )
+
+
+# --- the reasoning spine: accuracy, step accuracy, logit lens ---
+
+ONTOLOGY_ORDER = ["fictional", "true", "false"]
+
+
+def load_scored(prompts: str | Path, samples: str | Path) -> pd.DataFrame:
+    p = read_table(
+        prompts, columns=["prompt_id", "ontology", "hops", "distractors", "negation", "gold_cot"]
+    ).to_pandas()
+    s = read_table(
+        samples, columns=["prompt_id", "sample_idx", "answer", "answer_correct", "step_correct", "cot_exact"]
+    ).to_pandas()
+    return s.merge(p, on="prompt_id", validate="many_to_one")
+
+
+def accuracy(inputs: Inputs, outputs: Paths, model: str, dpi: int = 150) -> dict[str, Any]:
+    """Answer accuracy by hops, one line per ontology, one panel per distractor setting."""
+    df = load_scored(inputs["prompts"], inputs["samples"])
+    df["accuracy"] = df["answer_correct"].astype(float)
+    g = sns.catplot(
+        data=df,
+        x="hops",
+        y="accuracy",
+        hue="ontology",
+        col="distractors",
+        kind="point",
+        hue_order=[o for o in ONTOLOGY_ORDER if o in set(df["ontology"])],
+        errorbar=("ci", 95),
+        height=3.2,
+        aspect=1.1,
+        dodge=0.2,
+        seed=0,
+    )
+    for ax in g.axes.flat:
+        ax.axhline(0.5, ls=":", c="grey", lw=1)
+        ax.set_ylim(-0.05, 1.05)
+    g.figure.suptitle(f"{model}: answer accuracy (chance 0.5)", y=1.03)
+    save(g.figure, outputs, dpi)
+    cells = df.groupby(["ontology", "hops"])["accuracy"].agg(["mean", "size"]).reset_index()
+    return {"accuracy": cells.rename(columns={"mean": "accuracy", "size": "n"}).to_dict("records")}
+
+
+def step_accuracy(inputs: Inputs, outputs: Paths, model: str, dpi: int = 150) -> dict[str, Any]:
+    """Fraction of samples whose CoT step i equals gold step i, by step and hops."""
+    df = load_scored(inputs["prompts"], inputs["samples"])
+    recs = []
+    for r in df.itertuples():
+        got = list(r.step_correct)
+        for i in range(len(r.gold_cot)):
+            recs.append({"hops": r.hops, "step": i, "ontology": r.ontology, "correct": float(i < len(got) and got[i])})
+    st = pd.DataFrame(recs)
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    sns.lineplot(data=st, x="step", y="correct", hue="hops", marker="o", ax=ax, errorbar=None, palette="viridis")
+    ax.set_ylim(-0.05, 1.05)
+    ax.set_xlabel("CoT step (gold index)")
+    ax.set_ylabel("step matches gold")
+    ax.set_title(f"{model}: step accuracy")
+    save(fig, outputs, dpi)
+    cells = st.groupby(["hops", "step"])["correct"].agg(["mean", "size"]).reset_index()
+    return {"step_accuracy": cells.rename(columns={"mean": "correct", "size": "n"}).to_dict("records")}
+
+
+def lens_table(lens: str | Path) -> pd.DataFrame:
+    df = read_table(
+        lens, columns=["pos_kind", "step", "layer", "p_context", "p_prior", "context_token", "prior_token"]
+    ).to_pandas()
+    df["where"] = np.where(df["pos_kind"] == "step_end", "step " + df["step"].astype(str), df["pos_kind"])
+    return df
+
+
+def lens_heatmap(inputs: Inputs, outputs: Paths, model: str, dpi: int = 150) -> dict[str, Any]:
+    """Mean lens probability of the in-context token and of the no-context prior token,
+    layer x position, over positions where the two predictions differ (positions seen
+    fewer than 3 times are dropped)."""
+    lens = inputs["lens"]
+    df = lens_table(lens)
+    df = df[df["context_token"] != df["prior_token"]]
+    if df.empty:
+        df = lens_table(lens)
+    counts = df.groupby("where")["layer"].count() / max(1, df["layer"].nunique())
+    ladder = ["last_prompt", *[f"step {i}" for i in range(64)], "answer"]
+    order = [w for w in ladder if counts.get(w, 0) >= 3] or [w for w in ladder if w in counts]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5), sharey=True)
+    for ax, col, title in (
+        (axes[0], "p_context", "p(in-context token)"),
+        (axes[1], "p_prior", "p(no-context prior token)"),
+    ):
+        piv = df.pivot_table(index="layer", columns="where", values=col, aggfunc="mean")[order]
+        norm = PowerNorm(gamma=0.4, vmin=0, vmax=1)  # shows the small early-layer probabilities
+        sns.heatmap(piv.iloc[::-1], ax=ax, norm=norm, cmap="magma", cbar=ax is axes[1])
+        ax.set_title(title)
+        ax.set_xlabel("position")
+    fig.suptitle(f"{model}: logit lens", y=1.02)
+    save(fig, outputs, dpi)
+    return {"by_layer": df.groupby("layer")[["p_context", "p_prior"]].mean().reset_index().to_dict("records")}
+
+
+FIGURES = {
+    "accuracy": accuracy,
+    "step_accuracy": step_accuracy,
+    "lens_heatmap": lens_heatmap,
+    "patch_heads": patch_heads,
+    "patch_positions": patch_positions,
+    "attribution": attribution,
+    "sufficiency": sufficiency,
+    "rift": rift,
+    "answer_heads": answer_heads,
+    "probe": probe,
+    "pathways": pathways,
+}

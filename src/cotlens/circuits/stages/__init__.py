@@ -1,0 +1,1 @@
+"""Study 1's stages, one module per Snakemake rule."""

@@ -1,0 +1,51 @@
+"""Stage ``circuits_prompts``: the PrOntoQA grid as Parquet (byte-identical for a given config)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from cotlens.circuits import fewshot
+from cotlens.circuits.prompts import GeneratorConfig, generate
+from cotlens.errors import CotlensError
+from cotlens.io import schemas
+from cotlens.io.parquet import RunMeta, to_table, write_table
+from cotlens.pipeline.stage import Params, Paths
+
+
+def generator_config(cfg: Mapping[str, Any]) -> GeneratorConfig:
+    c = dict(cfg)
+    for k in ("hops", "ontologies", "distractors", "negation"):
+        if k in c:
+            c[k] = tuple(c[k])
+    return GeneratorConfig(**c)
+
+
+def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads: int) -> int:
+    cfg = params
+    gc = generator_config(cfg)
+    cols: dict[str, list[Any]] = {f.name: [] for f in schemas.CIRCUITS_PROMPTS}
+    for i, (ex, shots) in enumerate(generate(gc)):
+        for k, v in (
+            ("prompt_id", i),
+            ("ontology", ex.ontology),
+            ("hops", ex.hops),
+            ("distractors", ex.distractors),
+            ("negation", ex.negation),
+            ("entity", ex.entity),
+            ("facts", list(ex.facts)),
+            ("query", ex.query),
+            ("label", ex.label),
+            ("gold_cot", list(ex.gold_cot)),
+            ("prompt", fewshot.prompt(ex, shots)),
+            ("prompt_nofacts", fewshot.prompt(ex, shots, with_facts=False)),
+        ):
+            cols[k].append(v)
+    if not cols["prompt_id"]:
+        raise CotlensError("the prompt set is empty", "check the prompts section of the config")
+    write_table(
+        to_table(cols, schemas.CIRCUITS_PROMPTS),
+        outputs["prompts"],
+        RunMeta.of("circuits_prompts", cfg),
+    )
+    return len(cols["prompt_id"])

@@ -1,0 +1,129 @@
+"""Stage ``circuits_sample``: CoT generation, answer/step parsing and scoring.
+
+Generation is resumable (``cotlens.io.shards``): each batch is one shard of generated token
+ids, with its own random generator seeded from (seed, batch index), so a rerun after a
+crash generates only the missing batches and gives the same bytes."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from cotlens.circuits import parsing
+from cotlens.core.sampling import Generation, SampleConfig, generate_batch
+from cotlens.errors import CotlensError
+from cotlens.io import schemas
+from cotlens.io.logs import Progress
+from cotlens.io.parquet import read_table, to_table, write_table
+from cotlens.io.shards import Shards
+from cotlens.models.adapters import check_context
+from cotlens.models.loading import load_for_stage
+from cotlens.pipeline.resume import resume_key
+from cotlens.pipeline.stage import Params, Paths, model_meta
+
+
+def token_char_ends(tok: Any, ids: Sequence[int]) -> list[int]:
+    """Length of the decoded text after each generated token."""
+    return [len(tok.decode(list(ids[: j + 1]))) for j in range(len(ids))]
+
+
+def locate(tok: Any, ids: Sequence[int], parsed: parsing.Parsed) -> tuple[list[int], int]:
+    """Token index of each step's last character and of the answer word (-1: none)."""
+    ends = token_char_ends(tok, ids)
+    steps = [parsing.char_to_token(ends, e - 1) for _, e in parsed.step_spans]
+    ans = parsing.char_to_token(ends, parsed.answer_span[0]) if parsed.answer_span else -1
+    return steps, ans
+
+
+def sample_config(cfg: Mapping[str, Any]) -> SampleConfig:
+    sc = SampleConfig(**dict(cfg))
+    if sc.n_samples > 1 and sc.temperature <= 0:
+        raise CotlensError(
+            "sample.n_samples > 1 with greedy decoding gives identical samples",
+            "set sample.temperature > 0, or n_samples: 1",
+        )
+    return sc
+
+
+def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads: int) -> int:
+    prompts, model_dir, out, cfg = inputs["prompts"], inputs["model"], outputs["samples"], params
+    sc = sample_config(cfg)
+    tab = read_table(prompts).to_pylist()
+    if not tab:
+        raise CotlensError(f"the prompt set {prompts} is empty", "check the prompts section of the config")
+    lm = load_for_stage(model_dir, runtime, threads)
+    tok = lm.tokenizer
+    enc = tok([r["prompt"] for r in tab])["input_ids"]
+    enc_nf = tok([r["prompt_nofacts"] for r in tab])["input_ids"]
+    longest = max(range(len(enc)), key=lambda i: len(enc[i]))
+    check_context(
+        lm.model, len(enc[longest]) + sc.max_new_tokens, f"prompt {tab[longest]['prompt_id']} plus max_new_tokens"
+    )
+    jobs = [(i, s) for i in range(len(tab)) for s in range(sc.n_samples)]
+    jobs.sort(key=lambda j: -len(enc[j[0]]))  # similar lengths batch together
+    eos = {int(tok.eos_token_id)} if tok.eos_token_id is not None else set()
+
+    def stop(ids: list[int]) -> str | None:
+        text = tok.decode(ids)
+        if not parsing.is_answer_stop(text):
+            return None
+        return "delimiter" if parsing.cut_point(text) < len(text) else "answer"
+
+    batches = [jobs[b : b + sc.batch_size] for b in range(0, len(jobs), sc.batch_size)]
+    key_cfg = resume_key(__name__, cfg, runtime, prompts, Path(model_dir) / "manifest.json")
+    shards = Shards(out, "circuits_sample", model_meta("circuits_sample", key_cfg, lm.manifest, lm.dtype), len(batches))
+    results: dict[tuple[int, int], Any] = {}
+    prog = Progress(len(batches), "batches")
+    for k, batch in enumerate(batches):
+        if shards.done(k):  # finished by an earlier, interrupted run
+            for r in shards.read(k).to_pylist():
+                results[(r["prompt_idx"], r["sample_idx"])] = Generation(r["token_ids"], r["stop_reason"])
+            prog.add(-1)
+            continue
+        gen = torch.Generator().manual_seed(sc.seed * 1_000_003 + k)  # per batch: resumable
+        outs = generate_batch(
+            lm.model, [enc[i] for i, _ in batch], sc, int(tok.pad_token_id), eos, stop, lm.device, gen
+        )
+        shard = {
+            "prompt_idx": [i for i, _ in batch],
+            "sample_idx": [s for _, s in batch],
+            "token_ids": [g.token_ids for g in outs],
+            "stop_reason": [g.stop_reason for g in outs],
+        }
+        shards.write(k, to_table(shard, schemas.SAMPLE_SHARD))
+        results.update(zip(batch, outs, strict=True))
+        prog.update(note=f"{len(batch)} generations")
+    prog.close()
+    print(shards.summary(), flush=True)
+
+    cols: dict[str, list[Any]] = {f.name: [] for f in schemas.SAMPLES}
+    for i, s in sorted(results):
+        g, row = results[(i, s)], tab[i]
+        text = tok.decode(g.token_ids)
+        parsed = parsing.parse_response(text)
+        step_tok, ans_tok = locate(tok, g.token_ids, parsed)
+        correct = parsing.score_steps(parsed.steps, row["gold_cot"])
+        for col, v in (
+            ("prompt_id", row["prompt_id"]),
+            ("sample_idx", s),
+            ("prompt_token_ids", enc[i]),
+            ("prompt_nofacts_token_ids", enc_nf[i]),
+            ("token_ids", g.token_ids),
+            ("completion", text),
+            ("stop_reason", g.stop_reason),
+            ("answer", parsed.answer),
+            ("answer_correct", parsed.answer == str(row["label"])),
+            ("steps", list(parsed.steps)),
+            ("step_correct", correct),
+            ("step_end_token", step_tok),
+            ("answer_token", ans_tok),
+            ("cot_exact", list(parsed.steps) == list(row["gold_cot"])),
+        ):
+            cols[col].append(v)
+    meta = model_meta("circuits_sample", cfg, lm.manifest, lm.dtype)
+    write_table(to_table(cols, schemas.SAMPLES), out, meta)
+    shards.discard()
+    return len(results)

@@ -1,0 +1,92 @@
+"""Stage ``circuits_sufficiency``: sufficiency of the top-k heads (the rest mean-ablated with their mean
+output on false-ontology questions), against several draws of k random heads. By default
+each subtask has its own circuit, ranked on its own pairs (Dutta et al.);
+``circuits.sufficiency.circuits: pooled`` ranks once over all pairs.
+
+Ranking and evaluation use disjoint pairs (two-fold cross-fitting by prompt: the pairs of
+even prompt ids are evaluated with the circuit ranked on the odd ones, and the other way
+round), so a circuit is never scored on the pairs that picked it; a fold without pairs of a
+subtask borrows the other fold's pooled ranking."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import torch
+
+from cotlens.circuits import fewshot
+from cotlens.circuits.heads import circuit_logits_many, cross_fit, head_ranking, mean_head_outputs
+from cotlens.errors import CotlensError
+from cotlens.io import schemas
+from cotlens.io.logs import Progress
+from cotlens.io.parquet import read_table, to_table, write_table
+from cotlens.models.loading import load_for_stage
+from cotlens.pipeline.stage import Params, Paths, model_meta, refusal, refuse
+
+
+def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads: int) -> int:
+    pairs, patching, prompts, cfg = inputs["pairs"], inputs["patching"], inputs["prompts"], params
+    why = refusal(inputs)  # the head ranking comes from patching
+    if why:
+        refuse(
+            "circuits_sufficiency", why, outputs, {"sufficiency": schemas.SUFFICIENCY}, cfg, inputs["model"], runtime
+        )
+        return 0
+    lm = load_for_stage(inputs["model"], runtime, threads)
+    d, tok = lm.dims, lm.tokenizer
+    false_q = [
+        tok(fewshot.question_text(p["facts"], p["query"]))["input_ids"]
+        for p in read_table(prompts).to_pylist()
+        if p["ontology"] == "false"
+    ]
+    if not false_q:
+        raise CotlensError(
+            "circuit sufficiency mean-ablates with false-ontology prompts, and there are none",
+            'add "false" to prompts.ontologies',
+        )
+    means = mean_head_outputs(lm, false_q)
+    rows = read_table(pairs).to_pylist()
+    per_subtask = cfg.get("circuits", "subtask") == "subtask"
+    fold, ranking = cross_fit(rows, lambda ids: head_ranking(patching, d.n_layers, d.n_heads, ids), per_subtask, pairs)
+    all_heads = [(la, h) for la in range(d.n_layers) for h in range(d.n_heads)]
+    draws = int(cfg.get("random_draws", 10))
+    cols: dict[str, list[Any]] = {f.name: [] for f in schemas.SUFFICIENCY}
+    ks = sorted({min(int(k), len(all_heads)) for k in cfg["sufficiency_k"]})
+    prog = Progress(sum(len(rows) * (1 + (draws if 0 < k < len(all_heads) else 0)) for k in ks), "circuits")
+    plan: list[tuple[int, int, set[Any] | None]] = []  # (k, draw, random set or None: the top-k)
+    for k in ks:
+        rng = random.Random(f"{cfg['seed']}|{k}")
+        # k = 0 and k = all heads have one possible set: no random draws to make
+        plan += [(k, -1, None)] + [
+            (k, i, set(rng.sample(all_heads, k))) for i in range(draws if 0 < k < len(all_heads) else 0)
+        ]
+    # every circuit of one pair in one batch (one row each): the same prompt, no padding
+    logits: dict[tuple[int, int, int], torch.Tensor] = {}
+    for r in rows:
+        keeps = [set(ranking[(r["subtask"], fold[r["pair_id"]])][:k]) if rnd is None else rnd for k, _, rnd in plan]
+        got = circuit_logits_many(lm, r["clean_ids"], keeps, means)
+        for (k, draw, _), lg in zip(plan, got, strict=True):
+            logits[(k, draw, r["pair_id"])] = lg
+        prog.update(len(plan), note=f"pair {r['pair_id']}")
+    for k, draw, rnd in plan:
+        for r in rows:
+            lg = logits[(k, draw, r["pair_id"])]
+            p = torch.softmax(lg, -1)[r["clean_tok"]]
+            for key, v in (
+                ("k", k),
+                ("pair_id", r["pair_id"]),
+                ("subtask", r["subtask"]),
+                ("agree", int(lg.argmax()) == r["clean_tok"]),
+                ("p_clean_tok", float(p)),
+                ("random", rnd is not None),
+                ("draw", draw),
+            ):
+                cols[key].append(v)
+    print(f"circuits: {len(plan)} per pair ({len(ks)} k, {draws} random draws each)", flush=True)
+    write_table(
+        to_table(cols, schemas.SUFFICIENCY),
+        outputs["sufficiency"],
+        model_meta("circuits_sufficiency", cfg, lm.manifest, lm.dtype),
+    )
+    return len(cols["k"])

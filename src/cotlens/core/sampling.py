@@ -1,0 +1,280 @@
+"""Batched chain-of-thought generation with a KV cache (greedy or nucleus sampling)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from transformers.cache_utils import DynamicCache, DynamicLayer
+
+from cotlens.core.batch import pad
+from cotlens.models.adapters import check_context
+
+
+@dataclass(frozen=True)
+class SampleConfig:
+    max_new_tokens: int = 96
+    batch_size: int = 8
+    temperature: float = 0.0  # 0 = greedy
+    top_p: float = 1.0
+    n_samples: int = 1
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Generation:
+    token_ids: list[int]  # generated tokens, eos excluded
+    stop_reason: str  # answer | delimiter | eos | max_tokens
+
+
+def pick_next(logits: torch.Tensor, cfg: SampleConfig, gen: torch.Generator | None) -> torch.Tensor:
+    """Greedy, or temperature + top-p sampling, on [batch, vocab] logits."""
+    if cfg.temperature <= 0:
+        return logits.argmax(-1)
+    probs = torch.softmax(logits.float() / cfg.temperature, dim=-1)
+    if cfg.top_p < 1.0:
+        sp, si = probs.sort(-1, descending=True)
+        keep = (sp.cumsum(-1) - sp) < cfg.top_p
+        sp = sp * keep
+        probs = torch.zeros_like(probs).scatter(-1, si, sp)
+    probs = probs / probs.sum(-1, keepdim=True)
+    return torch.multinomial(probs.cpu(), 1, generator=gen).squeeze(-1).to(logits.device)
+
+
+def shared_prefix_len(prompts: Sequence[Sequence[int]], minimum: int = 16) -> int:
+    """Length of the token prefix every prompt shares (0 if under ``minimum`` or one prompt),
+    always leaving each prompt at least one token of its own."""
+    if len(prompts) < 2:
+        return 0
+    n = min(len(p) for p in prompts) - 1
+    first = prompts[0]
+    for i in range(max(n, 0)):
+        if any(p[i] != first[i] for p in prompts[1:]):
+            n = i
+            break
+    return n if n >= minimum else 0
+
+
+class GrowingLayer(DynamicLayer):
+    """A full-attention cache layer whose keys and values live in a buffer with room for
+    ``reserve`` more tokens: a decode step writes its token in place, where the stock layer
+    concatenates (copies) the whole cache every step. ``keys``/``values`` are views of the
+    filled part, so attention reads the same numbers as before."""
+
+    def __init__(self, reserve: int) -> None:
+        super().__init__()
+        self.reserve = max(1, int(reserve))
+        self.n = 0
+
+    @classmethod
+    def of(cls, layer: DynamicLayer, reserve: int) -> GrowingLayer:
+        g = cls(reserve)
+        if layer.is_initialized and layer.keys is not None and layer.values is not None and layer.keys.numel():
+            g._adopt(layer.keys, layer.values)
+        return g
+
+    @classmethod
+    def spread(cls, layer: DynamicLayer, rows: Sequence[int], reserve: int) -> GrowingLayer:
+        """A cached prefix (one row per group) as the layer of a batch whose row ``i`` starts
+        with prefix row ``rows[i]``, with room for ``reserve`` more tokens: each prefix row is
+        written straight into its rows of the buffer (no batch-sized copy in between)."""
+        k, v = layer.keys, layer.values
+        assert k is not None and v is not None
+        g = cls(reserve)
+        _, h, n, d = k.shape
+        g.dtype, g.device, g.is_initialized = k.dtype, k.device, True
+        g._k = k.new_empty((len(rows), h, n + g.reserve, d))
+        g._v = v.new_empty((len(rows), h, n + g.reserve, v.shape[-1]))
+        for src in sorted(set(rows)):
+            dst = [i for i, r in enumerate(rows) if r == src]
+            at: slice | torch.Tensor = (
+                slice(dst[0], dst[-1] + 1) if dst == list(range(dst[0], dst[-1] + 1)) else torch.tensor(dst)
+            )
+            g._k[at, :, :n] = k[src]
+            g._v[at, :, :n] = v[src]
+        g._view(n)
+        return g
+
+    def _adopt(self, k: torch.Tensor, v: torch.Tensor) -> None:
+        b, h, n, d = k.shape
+        self.dtype, self.device, self.is_initialized = k.dtype, k.device, True
+        self._k = k.new_empty((b, h, n + self.reserve, d))
+        self._v = v.new_empty((b, h, n + self.reserve, v.shape[-1]))
+        self._k[:, :, :n], self._v[:, :, :n] = k, v
+        self._view(n)
+
+    def _view(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        self.n = n
+        k, v = self._k[:, :, :n], self._v[:, :, :n]
+        self.keys, self.values = k, v
+        return k, v
+
+    def update(
+        self, key_states: torch.Tensor, value_states: torch.Tensor, *args: object, **kwargs: object
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        if not self.is_initialized or self.n == 0:
+            self._adopt(key_states, value_states)
+            return self._view(self.n)
+        m = self.n + key_states.shape[-2]
+        if m > self._k.shape[-2]:  # out of room: grow (never in a decode that stays within max_new_tokens)
+            self.reserve = max(self.reserve, m - self.n)
+            self._adopt(*self._view(self.n))
+        self._k[:, :, self.n : m] = key_states
+        self._v[:, :, self.n : m] = value_states
+        return self._view(m)
+
+    def get_seq_length(self) -> int:
+        return self.n if self.is_initialized else 0
+
+    def batch_select_indices(self, indices: torch.Tensor) -> None:
+        if self.n:
+            self._k, self._v = self._k[indices], self._v[indices]
+            self._view(self.n)
+
+    def batch_repeat_interleave(self, repeats: int) -> None:
+        if self.n:
+            self._k = self._k.repeat_interleave(repeats, dim=0)
+            self._v = self._v.repeat_interleave(repeats, dim=0)
+            self._view(self.n)
+
+    def crop(self, tokens_to_remove: int) -> None:
+        if tokens_to_remove > 0:
+            raise ValueError("crop takes a negative count of tokens to remove")
+        if tokens_to_remove and self.n:
+            self._view(max(0, self.n + tokens_to_remove))
+
+
+def grow_in_place(past: Any, reserve: int) -> Any:
+    """``past`` (a transformers Cache) with each full-attention layer (exactly a
+    ``DynamicLayer``; sliding-window and other layers are left as they are) replaced by a
+    :class:`GrowingLayer` holding the same keys and values with room for ``reserve`` more."""
+    layers = getattr(past, "layers", None)
+    if isinstance(layers, list):
+        for i, layer in enumerate(layers):
+            if type(layer) is DynamicLayer:
+                layers[i] = GrowingLayer.of(layer, reserve)
+    return past
+
+
+def spread_prefix(past: Any, rows: Sequence[int], reserve: int, device: torch.device) -> Any:
+    """``past``, the cache of a shared prefix run once per group (one row each), as the
+    cache of the batch whose row ``i`` continues prefix row ``rows[i]``: full-attention
+    layers (exactly ``DynamicLayer``) become :class:`GrowingLayer`\\ s with room for
+    ``reserve`` more tokens (the rows' own parts and the decode then write in place, where
+    the stock layer concatenates); other layers are repeated or indexed as transformers does."""
+    one = len(set(rows)) == 1
+    index = torch.tensor(list(rows), device=device)
+    if type(past) is not DynamicCache:  # a hybrid cache (conv or recurrent states): its own methods
+        if one:
+            past.batch_repeat_interleave(len(rows))
+        else:
+            past.batch_select_indices(index)
+        return past
+    layers: list[Any] = past.layers
+    for i, layer in enumerate(layers):
+        if type(layer) is DynamicLayer and layer.is_initialized and layer.keys is not None and layer.keys.numel():
+            layers[i] = GrowingLayer.spread(layer, rows, reserve)
+        elif one:
+            layer.batch_repeat_interleave(len(rows))
+        else:
+            layer.batch_select_indices(index)
+    return past
+
+
+@torch.inference_mode()
+def generate_batch(
+    model: nn.Module,
+    prompts: Sequence[Sequence[int]],
+    cfg: SampleConfig,
+    pad_id: int,
+    eos_ids: set[int],
+    stop: Callable[[list[int]], str | None],
+    device: torch.device,
+    gen: torch.Generator | None = None,
+    on_step: Callable[[list[int]], None] | None = None,
+    groups: Sequence[int] | None = None,
+    on_groups: Callable[[list[int]], None] | None = None,
+) -> list[Generation]:
+    """Generate for one batch. ``stop(ids)`` returns a stop reason or None.
+
+    Rows that have stopped are dropped from the batch and the KV cache, so the remaining
+    decode steps cost only what the unfinished rows need. A token prefix that every
+    prompt shares (k-shot exemplars) is run once and its keys/values reused by every row;
+    the rows' own parts are left-padded after it (masked, positions counted over real
+    tokens only), which gives the same logits as separate prompts.
+
+    ``on_step(rows)`` is called before every forward whose last position predicts a
+    generated token, with the original indices of the rows in that forward (hooks that
+    score generated tokens use it; the shared-prefix forward is not announced).
+
+    ``groups`` (one id per prompt) puts several conditions in one batch, e.g. ablations
+    whose hooks act row by row: the shared prefix is then run once per group, and
+    ``on_groups(ids)`` is called before every forward with the group of each of its rows
+    (the prefix forward included: one row per group).
+    """
+    b = len(prompts)
+    check_context(model, max(map(len, prompts)) + cfg.max_new_tokens, "a prompt plus max_new_tokens")
+    n_shared = shared_prefix_len(prompts)
+    group = list(groups) if groups is not None else [0] * b
+    if len(group) != b:
+        raise ValueError(f"{len(group)} group ids for {b} prompts")
+    ids_of = sorted(set(group))
+
+    def announce(rows: list[int]) -> None:
+        if on_groups is not None:
+            on_groups([group[r] for r in rows])
+
+    past = None
+    if n_shared:
+        head = torch.tensor([list(prompts[0][:n_shared])] * len(ids_of), device=device)
+        if on_groups is not None:
+            on_groups(ids_of)
+        past = model(input_ids=head, use_cache=True, logits_to_keep=1).past_key_values
+    ids, mask = pad([p[n_shared:] for p in prompts], pad_id, device, left=True)
+    if past is not None:  # room for the rows' own parts and the decode
+        past = spread_prefix(past, [ids_of.index(g) for g in group], ids.shape[1] + cfg.max_new_tokens, device)
+    pos = (mask.cumsum(-1) - 1).clamp(min=0) + n_shared
+    if n_shared:
+        mask = torch.cat([torch.ones((b, n_shared), dtype=mask.dtype, device=device), mask], dim=1)
+    if on_step is not None:
+        on_step(list(range(b)))
+    announce(list(range(b)))
+    out = model(
+        input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=past, use_cache=True, logits_to_keep=1
+    )
+    past = grow_in_place(out.past_key_values, cfg.max_new_tokens)
+    toks: list[list[int]] = [[] for _ in range(b)]
+    reason: list[str | None] = [None] * b
+    active = list(range(b))  # original row of each batch row
+    last = pos[:, -1:]
+    logits = out.logits[:, -1, :]
+    for i in range(cfg.max_new_tokens):
+        nxt = pick_next(logits, cfg, gen).tolist()
+        for row, t in zip(active, nxt, strict=True):
+            if t in eos_ids:
+                reason[row] = "eos"
+                continue
+            toks[row].append(t)
+            reason[row] = stop(toks[row])
+        keep = [j for j, row in enumerate(active) if reason[row] is None]
+        if not keep or i == cfg.max_new_tokens - 1:  # no forward whose prediction is never used
+            break
+        if len(keep) < len(active):
+            sel = torch.tensor(keep, device=device)
+            past.batch_select_indices(sel)
+            mask, last = mask[sel], last[sel]
+            nxt = [nxt[j] for j in keep]
+            active = [active[j] for j in keep]
+        mask = torch.cat([mask, torch.ones((len(active), 1), dtype=mask.dtype, device=device)], dim=1)
+        last = last + 1
+        step = torch.tensor(nxt, device=device)[:, None]
+        if on_step is not None:
+            on_step(list(active))
+        announce(active)
+        out = model(input_ids=step, attention_mask=mask, position_ids=last, past_key_values=past, use_cache=True)
+        past = out.past_key_values
+        logits = out.logits[:, -1, :]
+    return [Generation(t, r or "max_tokens") for t, r in zip(toks, reason, strict=True)]

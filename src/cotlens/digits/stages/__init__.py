@@ -1,0 +1,1 @@
+"""Study 3's stages, one module per Snakemake rule."""

@@ -1,0 +1,43 @@
+"""Stage ``digits_prompts``: the multiplication problem set as Parquet (torch-free)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from cotlens.digits.prompts import MultConfig, generate
+from cotlens.io import schemas
+from cotlens.io.parquet import RunMeta, to_table, write_table
+from cotlens.pipeline.stage import Params, Paths
+
+PROMPT_KEYS = ("seed", "n_digits", "m_digits", "n_per_cell", "n_shots", "template", "direct_template")
+
+
+def mult_config(cfg: Mapping[str, Any]) -> MultConfig:
+    c = {k: cfg[k] for k in PROMPT_KEYS if k in cfg}
+    for k in ("n_digits", "m_digits"):
+        if k in c:
+            c[k] = tuple(c[k])
+    return MultConfig(**c)
+
+
+def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads: int) -> int:
+    cfg = params
+    cols: dict[str, list[Any]] = {f.name: [] for f in schemas.DIGITS_PROMPTS}
+    for i, p in enumerate(generate(mult_config(cfg))):
+        for k, v in (
+            ("problem_id", i),
+            ("n", p.n),
+            ("m", p.m),
+            ("a", p.a),
+            ("b", p.b),
+            ("product", p.product),
+            ("prompt", p.prompt),
+            ("answer", p.answer),
+            ("direct_prompt", p.direct_prompt),
+            ("direct_answer", p.direct_answer),
+        ):
+            cols[k].append(v)
+    sub = {k: cfg[k] for k in PROMPT_KEYS if k in cfg}
+    write_table(to_table(cols, schemas.DIGITS_PROMPTS), outputs["prompts"], RunMeta.of("digits_prompts", sub))
+    return len(cols["problem_id"])

@@ -1,0 +1,161 @@
+"""Greedy responses to questions (Study 4), their refusal classification (the rule set
+or a judge model) and their likelihood under the model: what the routes and effects
+stages share."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import torch
+
+from cotlens.core.judge import Judge
+from cotlens.core.sampling import SampleConfig, generate_batch
+from cotlens.experts import prompts as moe
+from cotlens.experts.methods import RouterCapture
+
+T = TypeVar("T")
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from cotlens.models.loading import Loaded
+
+
+def render(tok: Any, question: str) -> str:
+    """A chat model's own template when it has one, else the plain ``Q: ...\\nA:`` format."""
+    if getattr(tok, "chat_template", None):
+        return str(
+            tok.apply_chat_template([{"role": "user", "content": question}], tokenize=False, add_generation_prompt=True)
+        )
+    return moe.format_prompt(question)
+
+
+def respond(
+    lm: Loaded,
+    questions: Sequence[str],
+    cfg: Mapping[str, Any],
+    capture: RouterCapture | None = None,
+    after_batch: Callable[[list[list[int]], list[list[int]]], None] | None = None,
+    groups: Sequence[int] | None = None,
+    on_groups: Callable[[list[int]], None] | None = None,
+) -> list[tuple[str, list[int]]]:
+    """Greedy responses (text, token ids), stopping at a newline for plain-format models.
+    ``after_batch(prompt_ids, response_ids)`` sees each batch. ``groups``/``on_groups``:
+    several conditions in one batch (``generate_batch``)."""
+    tok = lm.tokenizer
+    sc = SampleConfig(max_new_tokens=int(cfg["max_new_tokens"]), batch_size=int(cfg["batch_size"]))
+    eos = {int(tok.eos_token_id)} if tok.eos_token_id is not None else set()
+    pad = int(tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id)
+    plain = not getattr(tok, "chat_template", None)
+
+    def stop(ids: list[int]) -> str | None:
+        return "delimiter" if plain and "\n" in tok.decode(ids[-1:]) else None
+
+    out: list[tuple[str, list[int]]] = []
+    for s in range(0, len(questions), sc.batch_size):
+        ids = [tok(render(tok, q))["input_ids"] for q in questions[s : s + sc.batch_size]]
+        if capture is not None:
+            capture.begin(ids)
+        gens = generate_batch(
+            lm.model,
+            ids,
+            sc,
+            pad,
+            eos,
+            stop,
+            lm.device,
+            on_step=capture.rows if capture is not None else None,
+            groups=None if groups is None else groups[s : s + sc.batch_size],
+            on_groups=on_groups,
+        )
+        resp = [g.token_ids for g in gens]
+        if after_batch is not None:
+            after_batch(ids, resp)
+        out += [(tok.decode(r, skip_special_tokens=True), r) for r in resp]
+    return out
+
+
+def refusal_classifier(judge: Loaded | None, judge_cache: str | Path | None) -> tuple[Callable[[str, str], bool], str]:
+    """``(classify(question, response) -> refused, who)``: the rule set, or the judge model
+    (its answers cached in ``judge_cache``)."""
+    if judge is None:
+        return (lambda _q, r: moe.is_refusal(r)), "rules"
+    name = f"judge:{judge.manifest.get('name', 'judge')}"
+    jd = Judge(judge.model, judge.tokenizer, str(judge.manifest.get("sha256", name)), judge_cache or "judge.jsonl")
+    return (lambda q, r: bool(r.strip()) and jd.yes(moe.refusal_question(q, r))), name
+
+
+def continuation_nll(
+    lm: Loaded,
+    seqs: Sequence[tuple[list[int], list[int]]],
+    batch: int,
+    groups: Sequence[int] | None = None,
+    on_groups: Callable[[list[int]], None] | None = None,
+) -> list[tuple[float, int]]:
+    """Summed NLL and token count of each continuation after its prompt (token ids), under
+    the model as it is hooked now (``on_groups`` hears the group of each row of a forward)."""
+    tok = lm.tokenizer
+    pad = int(tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id)
+    out: list[tuple[float, int]] = []
+    for s in range(0, len(seqs), batch):
+        chunk = [(list(p), list(c)) for p, c in seqs[s : s + batch]]
+        full = [p + c for p, c in chunk]
+        n = max(map(len, full))
+        x = torch.full((len(full), n), pad, device=lm.device)
+        att = torch.zeros((len(full), n), dtype=torch.long, device=lm.device)
+        for i, q in enumerate(full):
+            x[i, : len(q)] = torch.tensor(q, device=lm.device)
+            att[i, : len(q)] = 1
+        if on_groups is not None and groups is not None:
+            on_groups(list(groups[s : s + batch]))
+        with torch.inference_mode():
+            logp = torch.log_softmax(lm.model(input_ids=x, attention_mask=att).logits.float(), -1)
+        for i, (p, c) in enumerate(chunk):
+            if not c:
+                out.append((0.0, 0))
+                continue
+            tgt = torch.tensor(c, device=lm.device)
+            lp = logp[i, len(p) - 1 : len(p) + len(c) - 1].gather(-1, tgt[:, None])
+            out.append((float(-lp.sum()), len(c)))
+    return out
+
+
+def reference_nll(
+    lm: Loaded,
+    pairs: Sequence[tuple[str, str]],
+    batch: int,
+    groups: Sequence[int] | None = None,
+    on_groups: Callable[[list[int]], None] | None = None,
+) -> list[tuple[float, int]]:
+    """Summed NLL and token count of each reference answer after its rendered question."""
+    tok = lm.tokenizer
+    seqs = []
+    for q, a in pairs:
+        prompt = render(tok, q)
+        ids = tok(prompt + " " + a)["input_ids"]
+        start = len(tok(prompt)["input_ids"])
+        seqs.append((ids[:start], ids[start:]))
+    return continuation_nll(lm, seqs, batch, groups, on_groups)
+
+
+def interleave(n: int, batch: int, groups: int) -> list[tuple[int, int]]:
+    """(group, item) in the order that puts ``groups`` conditions side by side: batch ``i``
+    of ``batch * groups`` rows holds items ``[i * batch, (i + 1) * batch)`` once per group,
+    so each condition's rows are padded exactly as in a batch of its own."""
+    return [(g, j) for s in range(0, n, batch) for g in range(groups) for j in range(s, min(s + batch, n))]
+
+
+def unscramble(order: Sequence[tuple[int, int]], values: Sequence[T], groups: int, n: int) -> list[list[T]]:
+    """``values`` (in :func:`interleave` ``order``) back to one list per group, in item order."""
+    out: list[list[Any]] = [[None] * n for _ in range(groups)]
+    for (g, j), v in zip(order, values, strict=True):
+        out[g][j] = v
+    return out
+
+
+def first_int(text: str) -> str | None:
+    m = re.search(r"-?\d+", text)
+    return m.group(0) if m else None

@@ -1,0 +1,1 @@
+"""Study 4's stages, one module per Snakemake rule."""

@@ -1,0 +1,91 @@
+"""Stage ``experts_ftri`` of Study 4: per contrast (and over all map prompts), each (layer,
+expert)'s mean selection frequency in the behaviour class minus that in the other class
+(:func:`cotlens.experts.methods.ftri`). Only the study prompts of the ``map`` split enter; the
+``eval`` split is held out for ``experts_effects``. By default (as in MoTE) the tokens are
+the prompt's and the classes are the prompt sets (eliciting vs control), so the map finds
+experts that read the request, not the ones that write the refusal text. Reads Parquet
+only; no model."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from cotlens.errors import CotlensError
+from cotlens.experts.methods import frequencies, ftri, top_experts
+from cotlens.experts.prompts import CONTRASTS
+from cotlens.io import schemas
+from cotlens.io.parquet import read_meta, read_table, to_table, write_table
+from cotlens.pipeline.stage import Params, Paths, model_meta, pass_on
+
+
+def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads: int) -> int:
+    """fTRI maps per contrast and over all study prompts."""
+    prompts, responses, routes, cfg = inputs["prompts"], inputs["responses"], inputs["routes"], params
+    if pass_on("experts_ftri", inputs, outputs, {"ftri": schemas.FTRI}, cfg):
+        return 0
+    pr = {r["prompt_id"]: r for r in read_table(prompts).to_pylist()}
+    resp = {r["prompt_id"]: r for r in read_table(responses).to_pylist()}
+    phases = {"all": ("prompt", "generated"), "prompt": ("prompt",), "generated": ("generated",)}[cfg["tokens"]]
+    rt = read_table(routes, columns=["prompt_id", "phase", "layer", "experts"]).to_pydict()
+    ids = sorted(p for p in resp if pr[p]["split"] == "map")  # the held-out eval prompts never enter the map
+    index = {p: i for i, p in enumerate(ids)}
+    keep = [
+        i for i, (ph, p) in enumerate(zip(rt["phase"], rt["prompt_id"], strict=True)) if ph in phases and p in index
+    ]
+    src = read_meta(routes)
+    n_layers, n_exp = int(src["extra"]["n_layers"]), int(src["extra"]["n_experts"])
+    freq = frequencies(
+        [index[rt["prompt_id"][i]] for i in keep],
+        [rt["layer"][i] for i in keep],
+        [rt["experts"][i] for i in keep],
+        len(ids),
+        n_layers,
+        n_exp,
+    )
+    if cfg["classes"] == "response":
+        beh = np.array([bool(resp[p]["refused"]) for p in ids])
+    else:
+        beh = np.array([bool(pr[p]["elicits"]) for p in ids])
+    contrast = np.array([pr[p]["contrast"] for p in ids])
+    cols: dict[str, list[Any]] = {f.name: [] for f in schemas.FTRI}
+    for name in ("all", *CONTRASTS):
+        sel = np.ones(len(ids), dtype=bool) if name == "all" else contrast == name
+        if not sel.any():
+            continue
+        b = beh[sel]
+        if b.all() or not b.any():
+            if name == "all":
+                raise CotlensError(
+                    f"fTRI needs responses in both classes; {int(b.sum())} of {len(b)} study prompts are in the "
+                    f"behaviour class ({cfg['classes']})",
+                    "use experts.classes: prompt_set, or a model that refuses some prompts and answers others",
+                )
+            print(f"contrast {name}: one class only ({int(b.sum())}/{len(b)}), skipped", flush=True)
+            continue
+        score, fb, fo = ftri(freq[sel], b)
+        order = {le: r for r, le in enumerate(top_experts(score, score.size))}
+        for lay in range(n_layers):
+            for e in range(n_exp):
+                vals = (
+                    name,
+                    lay,
+                    e,
+                    float(score[lay, e]),
+                    float(fb[lay, e]),
+                    float(fo[lay, e]),
+                    order[(lay, e)],
+                    int(b.sum()),
+                    int((~b).sum()),
+                )
+                for k, v in zip(cols, vals, strict=True):
+                    cols[k].append(v)
+    meta = model_meta(
+        "experts_ftri",
+        cfg,
+        {"name": src["model"], "revision": src["revision"], "fingerprint": src.get("fingerprint")},
+        src["dtype"],
+    )
+    write_table(to_table(cols, schemas.FTRI), outputs["ftri"], meta)
+    return len(cols["layer"])

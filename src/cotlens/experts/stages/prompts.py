@@ -1,0 +1,39 @@
+"""Stage ``experts_prompts`` of Study 4: the held-out contrasting sets, the quality
+questions and the reference texts (:mod:`cotlens.experts.prompts`) in one table."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from cotlens.errors import CotlensError
+from cotlens.experts import prompts as moe
+from cotlens.io import schemas
+from cotlens.io.parquet import RunMeta, to_table, write_table
+from cotlens.pipeline.stage import Params, Paths
+
+
+def prompt_table(cfg: Mapping[str, Any]) -> dict[str, list[Any]]:
+    cols: dict[str, list[Any]] = {f.name: [] for f in schemas.EXPERTS_PROMPTS}
+
+    def add(set_: str, split: str, contrast: str, kind: str, elicits: bool, q: str, ref: str) -> None:
+        for k, v in zip(cols, (len(cols["prompt_id"]), set_, split, contrast, kind, elicits, q, ref), strict=True):
+            cols[k].append(v)
+
+    for p in moe.study_prompts():
+        if p.contrast in cfg["contrasts"]:
+            add("study", p.split, p.contrast, p.kind, p.elicits, p.question, "")
+    for q, a in moe.quality_questions(int(cfg["n_quality"]), int(cfg["seed"])):
+        add("quality", "", "", "sum", False, q, a)
+    for q, a in moe.reference_texts():
+        add("reference", "", "", "text", False, q, a)
+    return cols
+
+
+def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads: int) -> int:
+    cfg = params
+    cols = prompt_table(cfg)
+    if not any(s == "study" for s in cols["set"]):
+        raise CotlensError("experts.contrasts selects no study prompt", f"use some of {list(moe.CONTRASTS)}")
+    write_table(to_table(cols, schemas.EXPERTS_PROMPTS), outputs["prompts"], RunMeta.of("experts_prompts", cfg))
+    return len(cols["prompt_id"])

@@ -1,0 +1,87 @@
+"""Stage ``experts_routes`` of Study 4 (MoTE / fTRI): greedy responses to the study
+prompts with every router decision captured in the same forwards
+(:class:`cotlens.experts.methods.RouterCapture`); each response is classified refused/answered by
+the rule set (:func:`cotlens.experts.prompts.is_refusal`) or a judge model.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from cotlens.core.hooks import router_modules
+from cotlens.experts.methods import RouterCapture, check_router, n_experts, require_moe
+from cotlens.experts.responses import refusal_classifier, respond
+from cotlens.io import schemas
+from cotlens.io.logs import Progress
+from cotlens.io.parquet import ShardWriter, read_table, to_table, write_table
+from cotlens.models.loading import load_for_stage
+from cotlens.pipeline.gate import gate
+from cotlens.pipeline.stage import Params, Paths, model_meta
+
+
+def _arrow(v: Any, typ: pa.DataType) -> pa.Array:
+    return v.cast(typ) if isinstance(v, pa.Array) else pa.array(v, type=typ)
+
+
+def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads: int) -> int:
+    """Refusals by the rule set, or by ``inputs["judge"]`` (cached in ``runtime["judge_cache"]``)."""
+    cfg, routes_out, responses_out = params, outputs["routes"], outputs["responses"]
+    study = [r for r in read_table(inputs["prompts"]).to_pylist() if r["set"] == "study"]
+    lm = require_moe(load_for_stage(inputs["model"], runtime, threads))
+    tables = {"routes": schemas.ROUTES, "responses": schemas.EXPERT_RESPONSES}
+    if gate(
+        "experts_routes", "expert maps and switching", check_router, lm, outputs, tables, cfg, inputs["model"], runtime
+    ):
+        return 0
+    meta = model_meta(
+        "experts_routes",
+        cfg,
+        lm.manifest,
+        lm.dtype,
+        n_layers=lm.dims.n_layers,
+        n_experts=n_experts(next(iter(router_modules(lm.model, lm.adapter).values()))),
+    )
+    done = 0
+    prompt_len: list[int] = []
+    prog = Progress(len(study), "prompts", what="responses")
+    with ShardWriter(routes_out, schemas.ROUTES, meta, group_rows=65536) as writer:
+        with RouterCapture(lm.model, lm.adapter) as cap:
+
+            def dump(ids: list[list[int]], resp: list[list[int]]) -> None:
+                nonlocal done
+                c = cap.columns()
+                pid = np.asarray([study[done + r]["prompt_id"] for r in range(len(ids))])
+                seqs = [a + b for a, b in zip(ids, resp, strict=True)]
+                k = c.experts.shape[1] if c.experts.ndim == 2 else 0
+                cols = {
+                    "prompt_id": pid[c.row],
+                    "pos": c.pos,
+                    "phase": np.where(c.generated, "generated", "prompt"),
+                    "token_id": np.asarray([seqs[r][p] for r, p in zip(c.row, c.pos, strict=True)], dtype=np.int32),
+                    "layer": c.layer.astype(np.int16),
+                    "experts": pa.FixedSizeListArray.from_arrays(pa.array(c.experts.astype(np.int16).ravel()), k),
+                    "weights": pa.FixedSizeListArray.from_arrays(pa.array(c.weights.ravel()), k),
+                }
+                writer.write(
+                    to_table({n: _arrow(v, schemas.ROUTES.field(n).type) for n, v in cols.items()}, schemas.ROUTES)
+                )
+                done += len(ids)
+                prompt_len.extend(map(len, ids))
+                prog.update(len(ids))
+
+            answers = respond(lm, [r["question"] for r in study], cfg, capture=cap, after_batch=dump)
+            prog.close()
+        judge = load_for_stage(inputs["judge"], runtime, threads) if "judge" in inputs else None
+        classify, by = refusal_classifier(judge, runtime.get("judge_cache"))
+        cols: dict[str, list[Any]] = {f.name: [] for f in schemas.EXPERT_RESPONSES}
+        for row, (text, ids), plen in zip(study, answers, prompt_len, strict=True):
+            vals = (row["prompt_id"], text, classify(row["question"], text), not text.strip(), by, plen, len(ids))
+            for k, v in zip(cols, vals, strict=True):
+                cols[k].append(v)
+        write_table(to_table(cols, schemas.EXPERT_RESPONSES), responses_out, meta)
+    n_ref = sum(cols["refused"])
+    print(f"{n_ref}/{len(study)} refused ({by})", flush=True)
+    return n_ref

@@ -1,0 +1,1 @@
+"""Files and provenance: atomic writes, Parquet and its schemas, resumable shards, fingerprints, figure files."""

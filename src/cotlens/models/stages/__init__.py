@@ -1,0 +1,1 @@
+"""The model stages: prepare, check, train, build the tiny model."""

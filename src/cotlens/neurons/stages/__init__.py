@@ -1,0 +1,1 @@
+"""Study 2's stages, one module per Snakemake rule."""

@@ -1,0 +1,756 @@
+"""``cotlens plan``: what a configuration will cost, before it runs.
+
+For each stage of the configured DAG and each model, the plan counts the model work the
+stage will do from the configuration and the prompts themselves (the prompt stages are
+run into a temporary directory and tokenized with the model's tokenizer): forward calls,
+token-forwards of whole sequences, generated tokens and decode steps, full-vocabulary
+read-outs, backward passes. A :class:`Rates` turns work into seconds:
+
+    seconds = flops / flops_per_s + calls * call_s + steps * (call_s + weights / bytes_per_s)
+              + generated * kv_bytes(context) / bytes_per_s + load_s + fixed
+
+This machine's rates come from one short calibration of the model itself (a prefill, a
+memory copy, one-token forwards), or, where the model is not here or does not fit, of a
+random-initialised stand-in whose rates are scaled by FLOPs. A GPU class's rates come from
+its datasheet with an efficiency (:data:`GPUS`). The counts are estimates where the work
+depends on what the model says (generated lengths, pairs that survive the KL filter):
+the plan says so per stage, and ``docs/benchmarks.md`` keeps its error against measured runs.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+Config = Mapping[str, Any]
+
+BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
+PREPARE_PEAK = 2.3  # models_prepare's peak memory / the float32 weights
+SIDE_BY_SIDE = 1.2  # a one-thread stage beside another on 2 cores, vs alone (docs/benchmarks.md)
+
+
+@dataclass(frozen=True)
+class Shape:
+    """What the cost of a forward depends on, read from a transformers config.json."""
+
+    layers: int
+    d_model: int
+    d_mlp: int
+    heads: int
+    kv_heads: int
+    head_dim: int
+    vocab: int
+    experts: int = 1  # routed experts per MoE layer (1: dense)
+    top_k: int = 1
+
+    @classmethod
+    def from_config(cls, c: Mapping[str, Any]) -> Shape:
+        c = dict(c.get("text_config") or c)
+        d = int(c.get("hidden_size") or c.get("n_embd") or c["d_model"])
+        heads = int(c.get("num_attention_heads") or c.get("n_head") or 1)
+        experts = int(c.get("num_local_experts") or c.get("num_experts") or c.get("n_routed_experts") or 1)
+        d_mlp = int(
+            (c.get("moe_intermediate_size") if experts > 1 else None)
+            or c.get("intermediate_size")
+            or c.get("n_inner")
+            or c.get("ffn_dim")
+            or 4 * d
+        )
+        return cls(
+            layers=int(c.get("num_hidden_layers") or c.get("n_layer") or 1),
+            d_model=d,
+            d_mlp=d_mlp,
+            heads=heads,
+            kv_heads=int(c.get("num_key_value_heads") or heads),
+            head_dim=int(c.get("head_dim") or d // heads),
+            vocab=int(c["vocab_size"]),
+            experts=experts,
+            top_k=int(c.get("num_experts_per_tok") or c.get("top_k") or 1) if experts > 1 else 1,
+        )
+
+    @property
+    def active(self) -> float:
+        """Weights a token multiplies through, the embedding and unembedding excepted."""
+        attn = 2 * self.d_model * self.heads * self.head_dim + 2 * self.d_model * self.kv_heads * self.head_dim
+        return self.layers * (attn + 3 * self.d_model * self.d_mlp * self.top_k)
+
+    @property
+    def weights(self) -> float:
+        """Parameters in all (every expert, both embeddings counted once)."""
+        attn = 2 * self.d_model * self.heads * self.head_dim + 2 * self.d_model * self.kv_heads * self.head_dim
+        return self.layers * (attn + 3 * self.d_model * self.d_mlp * self.experts) + self.vocab * self.d_model
+
+    def flops(self, ctx: float) -> float:
+        """FLOPs of one token through the blocks, attending to ``ctx`` earlier tokens."""
+        return 2 * self.active + 4 * self.layers * self.heads * self.head_dim * ctx
+
+    @property
+    def readout(self) -> float:
+        return 2.0 * self.d_model * self.vocab
+
+    def kv_bytes(self, nbytes: int) -> float:
+        """Keys and values of one token, all layers."""
+        return 2.0 * self.layers * self.kv_heads * self.head_dim * nbytes
+
+
+@dataclass
+class Work:
+    """The model work of one stage for one model."""
+
+    calls: float = 0  # forward calls over whole sequences (prefills)
+    tokens: float = 0  # token-forwards of those calls
+    ctx: float = 0  # their mean attention context
+    readouts: float = 0  # positions read out through the full vocabulary
+    steps: float = 0  # decode steps (one forward call each)
+    generated: float = 0  # generated tokens (rows x steps)
+    step_ctx: float = 0  # mean context of a generated token
+    backward: float = 0  # token-forwards that also run backward (x2 the forward's FLOPs)
+    fixed_s: float = 0  # work that is not the model's (probe fits, plotting)
+    loads: int = 1  # model loads
+    note: str = ""  # where the counts are estimates
+
+    @property
+    def forwards(self) -> float:
+        return self.calls + self.steps
+
+
+@dataclass(frozen=True)
+class Rates:
+    """How fast a machine does model work (one dtype)."""
+
+    flops_per_s: float
+    bytes_per_s: float
+    call_s_per_layer: float
+    load_bytes_per_s: float = 1.5e9
+    start_s: float = 4.0  # Python, torch and transformers imports, the self-check
+    name: str = ""
+    shared: float = 1.0  # slowdown from the stage that runs beside it (make run: two one-thread stages)
+
+    def seconds(self, w: Work, s: Shape, nbytes: int) -> float:
+        flops = w.tokens * s.flops(w.ctx) + w.readouts * s.readout + 3 * w.backward * s.flops(w.ctx)
+        flops += w.generated * (s.flops(w.step_ctx) + s.readout)
+        call = self.call_s_per_layer * s.layers
+        t = flops / self.flops_per_s + w.forwards * call
+        t += w.steps * s.active * nbytes / self.bytes_per_s
+        t += w.generated * s.kv_bytes(nbytes) * w.step_ctx / self.bytes_per_s
+        if w.loads:
+            t += w.loads * (self.start_s + s.weights * nbytes / self.load_bytes_per_s)
+        return (t + w.fixed_s) * self.shared
+
+
+# Datasheet peaks (dense) times an efficiency: HF eager/SDPA forwards reach ~35-45% of the
+# tensor-core peak on large batches; fp32 runs without TF32 on the CUDA cores. Per-layer
+# launch overhead ~0.12 ms (about 15 kernels of ~8 us). Not yet checked on a lent GPU.
+GPUS: dict[str, dict[str, Rates]] = {
+    "h100": {
+        "bfloat16": Rates(0.40 * 989e12, 0.70 * 3.35e12, 1.2e-4, 5e9, 8.0, "H100 bf16"),
+        "float32": Rates(0.50 * 67e12, 0.70 * 3.35e12, 1.2e-4, 5e9, 8.0, "H100 fp32"),
+    },
+    "a100": {
+        "bfloat16": Rates(0.40 * 312e12, 0.70 * 2.0e12, 1.4e-4, 4e9, 8.0, "A100 bf16"),
+        "float32": Rates(0.50 * 19.5e12, 0.70 * 2.0e12, 1.4e-4, 4e9, 8.0, "A100 fp32"),
+    },
+    "l40s": {
+        "bfloat16": Rates(0.40 * 362e12, 0.70 * 0.864e12, 1.4e-4, 4e9, 8.0, "L40S bf16"),
+        "float32": Rates(0.50 * 91.6e12, 0.70 * 0.864e12, 1.4e-4, 4e9, 8.0, "L40S fp32"),
+    },
+}
+
+
+# --- this machine: one short calibration ---
+
+
+def calibrate(model: Any, threads: int = 1) -> Rates:
+    """This machine's rates from a few forwards of ``model`` (a causal LM, on the CPU): a
+    [4, 256] prefill (FLOP/s), a 256 MB copy (memory bytes/s) and one-token forwards (what
+    is left after their weight reads and FLOPs: the overhead per layer call)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(max(1, threads))
+    try:
+        s = Shape.from_config(model.config.to_dict())
+        nbytes = next(model.parameters()).element_size()
+        gen = torch.Generator().manual_seed(0)
+        vocab = min(s.vocab, int(model.get_input_embeddings().weight.shape[0]))
+
+        def timed(fn: Callable[[], Any], n: int = 3) -> float:
+            fn()
+            t = time.perf_counter()
+            for _ in range(n):
+                fn()
+            return (time.perf_counter() - t) / n
+
+        with torch.inference_mode():
+            ids = torch.randint(0, vocab, (4, 256), generator=gen)
+            t_pre = timed(lambda: model(input_ids=ids, logits_to_keep=1), 2)
+            one = torch.randint(0, vocab, (1, 1), generator=gen)
+            t_call = timed(lambda: model(input_ids=one), 5)
+        big, dst = torch.ones(64 * 2**20), torch.zeros(64 * 2**20)  # 256 MB each: bandwidth, read + write
+        t_copy = timed(lambda: dst.copy_(big), 3)
+        bw = 2 * big.numel() * 4 / t_copy
+        flops = 1024 * s.flops(128) / t_pre
+        # a one-token forward: reading the weights, its FLOPs, and the rest is per-call overhead
+        call = max(t_call - s.active * nbytes / bw - (s.flops(1) + s.readout) / flops, 1e-5) / s.layers
+        # make run's profile: two one-thread stages side by side share the memory bus
+        # (measured 1.04-1.3x slower each than alone): 1.2
+        shared = SIDE_BY_SIDE if threads == 1 else 1.0
+        return Rates(flops, min(max(bw, 2e9), 200e9), call, name=f"this machine ({threads} thread(s))", shared=shared)
+    finally:
+        torch.set_num_threads(before)
+
+
+def stand_in(s: Shape, max_weights: float = 2.5e8) -> Any:
+    """A random-initialised Llama with ``s``'s widths (layers and vocabulary cut so it has at
+    most ``max_weights`` parameters): what the calibration runs where the model is not here."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    per_layer = max(1.0, (s.weights - s.vocab * s.d_model) / s.layers)
+    layers = max(1, min(s.layers, int(max_weights // per_layer)))
+    cfg = LlamaConfig(
+        hidden_size=s.d_model,
+        intermediate_size=s.d_mlp * s.top_k,
+        num_hidden_layers=layers,
+        num_attention_heads=s.heads,
+        num_key_value_heads=s.kv_heads,
+        head_dim=s.head_dim,
+        vocab_size=min(s.vocab, 32000),
+    )
+    return LlamaForCausalLM(cfg).eval()
+
+
+# --- counts ---
+
+
+@dataclass
+class Prompts:
+    """Token counts of a study's prompts under one tokenizer."""
+
+    rows: list[dict[str, Any]]
+    encode: Callable[[str], Sequence[Any]]
+
+    def count(self, text: str) -> int:
+        return len(self.encode(text))
+
+    def mean(self, col: str, where: Callable[[dict[str, Any]], bool] = lambda r: True) -> float:
+        """Mean tokens of a text column (a list of texts, e.g. CoT steps, counts joined)."""
+
+        def text(v: Any) -> str:
+            return " ".join(map(str, v)) if isinstance(v, list | tuple) else str(v)
+
+        xs = [self.count(text(r[col])) for r in self.rows if where(r) and r.get(col)]
+        return sum(xs) / len(xs) if xs else 0.0
+
+    def n(self, where: Callable[[dict[str, Any]], bool] = lambda r: True) -> int:
+        return sum(1 for r in self.rows if where(r))
+
+    def shared(self, col: str, bs: int, where: Callable[[dict[str, Any]], bool] = lambda r: True) -> float:
+        """Mean tokens of the prefix the rows of a batch share, in table order, batches of
+        ``bs``: what ``core.sampling.generate_batch`` runs once per batch
+        (``core.sampling.shared_prefix_len``, with its minimum)."""
+        from cotlens.core.sampling import shared_prefix_len
+
+        texts = [str(r[col]) for r in self.rows if where(r)]
+        batches = [texts[i : i + max(1, bs)] for i in range(0, len(texts), max(1, bs))]
+        xs = [shared_prefix_len([list(self.encode(t)) for t in b]) for b in batches]
+        return sum(xs) / len(xs) if xs else 0.0
+
+
+CHARS_PER_TOKEN = 3.6
+
+
+def pseudo_tokens(text: str) -> list[str]:
+    """Without the model's tokenizer: ~3.6 characters a token, cut at fixed offsets, so two
+    texts that share a prefix share its pseudo-tokens."""
+    n = max(1, round(len(text) / CHARS_PER_TOKEN))
+    cut = [round(i * CHARS_PER_TOKEN) for i in range(n)] + [len(text)]
+    return [text[a:b] for a, b in zip(cut, cut[1:], strict=False)]
+
+
+def counter(weights_dir: Path | None) -> Callable[[str], Sequence[Any]]:
+    """The token ids of a text under the model's tokenizer, or :func:`pseudo_tokens` without one."""
+    if weights_dir is not None and (weights_dir / "tokenizer.json").is_file():
+        from transformers import AutoTokenizer
+
+        tok = AutoTokenizer.from_pretrained(str(weights_dir))
+        cache: dict[str, list[int]] = {}
+
+        def encode(text: str) -> list[int]:
+            if text not in cache:
+                cache[text] = list(tok(text)["input_ids"])
+            return cache[text]
+
+        return encode
+    return pseudo_tokens
+
+
+def prompt_rows(study: str, config: Config) -> list[dict[str, Any]]:
+    """The prompt table a study's prompt stage would write (run into a temporary directory)."""
+    import importlib
+
+    from cotlens.io.parquet import read_table
+    from cotlens.pipeline.stageparams import stage_params
+
+    mod = importlib.import_module(f"cotlens.{study}.stages.prompts")
+    with tempfile.TemporaryDirectory() as d:
+        out = str(Path(d) / "prompts.parquet")
+        mod.run({}, {"prompts": out}, stage_params(f"{study}_prompts", config), {}, 1)
+        return read_table(out).to_pylist()
+
+
+def _batches(n: float, bs: int) -> float:
+    return math.ceil(n / max(1, bs)) if n else 0
+
+
+def _generation(n: float, prompt: float, gen: float, max_new: int, bs: int, shared: float = 0.0) -> Work:
+    """Batched generation of ``n`` prompts of ``prompt`` tokens (``shared`` of them a prefix
+    every prompt shares, run once per batch), ``gen`` tokens each on average (a batch runs
+    until its longest row stops: ~1.6x the mean, at most ``max_new``)."""
+    b = _batches(n, bs)
+    return Work(
+        calls=b * (2 if shared else 1),
+        tokens=b * shared + n * (prompt - shared),
+        ctx=prompt / 2,
+        readouts=n,
+        steps=b * min(max_new, 1.6 * gen),
+        generated=n * gen,
+        step_ctx=prompt + gen / 2,
+    )
+
+
+def _plus(*ws: Work) -> Work:
+    out = Work(loads=0)
+    for w in ws:
+        tok = out.tokens + w.tokens
+        out.ctx = (out.ctx * out.tokens + w.ctx * w.tokens) / tok if tok else 0
+        gen = out.generated + w.generated
+        out.step_ctx = (out.step_ctx * out.generated + w.step_ctx * w.generated) / gen if gen else 0
+        out.tokens, out.generated = tok, gen
+        for f in ("calls", "readouts", "steps", "backward", "fixed_s"):
+            setattr(out, f, getattr(out, f) + getattr(w, f))
+        out.loads += w.loads
+    return out
+
+
+def _times(w: Work, k: float) -> Work:
+    return replace(
+        w,
+        calls=w.calls * k,
+        tokens=w.tokens * k,
+        readouts=w.readouts * k,
+        steps=w.steps * k,
+        generated=w.generated * k,
+        backward=w.backward * k,
+        fixed_s=w.fixed_s * k,
+        loads=0,
+    )
+
+
+@dataclass
+class Study:
+    config: Config
+    shape: Shape
+    prompts: Prompts
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def circuits_stages(st: Study) -> dict[str, Work]:
+    c, s, p = st.config["circuits"], st.shape, st.prompts
+    n = p.n() * int(c["sample"].get("n_samples", 1))
+    from cotlens.circuits.fewshot import question_text
+
+    prompt, nofacts, cot = p.mean("prompt"), p.mean("prompt_nofacts"), p.mean("gold_cot") + 4
+    for r in p.rows:  # the question alone (0-shot pairs, probe features)
+        r.setdefault("_question", question_text(r["facts"], r["query"]))
+    query = p.mean("_question")
+    sm = c["sample"]
+    sample = _generation(n, prompt, cot, int(sm["max_new_tokens"]), int(sm["batch_size"]))
+    sample.note = "generated length: the gold CoT's"
+    seq = prompt + cot
+    npos = 2 + cot / 10  # the last prompt token, each step's end, the answer
+    ex = c["extract"]
+    shared = max(0.0, prompt - query)  # the exemplars: run once for the clean and the no-facts sequence
+    extract = Work(
+        calls=3 * _batches(n, int(ex["batch_size"])),
+        tokens=n * (seq + nofacts + cot - shared),
+        ctx=seq / 2,
+        readouts=2 * n * npos,
+    )
+    lens = Work(readouts=2 * n * npos * s.layers)  # the block outputs and the heads' writes
+    pc = c["pairs"]
+    onto = [o for o in pc.get("ontologies", ["fictional"]) if o in c["prompts"]["ontologies"]]
+    share = len(onto) / max(1, len(c["prompts"]["ontologies"]))
+    cands = n * share * 2.7  # corruptible words per sample (measured: 64 from 24 fictional samples)
+    plen = (query if pc.get("context", "question") == "question" else prompt) + cot / 2
+    pairs = Work(calls=_batches(cands, int(pc.get("batch_size", 16))), tokens=2 * cands * plen, ctx=plen / 2)
+    pairs.readouts = 2 * cands
+    pairs.note = "candidates: ~2.7 per sample of the pair ontologies"
+    kept = min(cands * 0.3, 3 * int(pc["per_subtask"]))  # three subtasks (copy, decision, induction)
+    pt = c["patch"]
+    heads = s.layers * s.heads
+    exact = kept if int(pt["exact_pairs"]) < 0 else min(kept, 3 * int(pt["exact_pairs"]))
+    per_pos = int(pt.get("positions_last", 4)) + 1
+    sweep = Work(  # the engine replays each head batch from the first difference (late), each position to the end
+        calls=math.ceil(heads / int(pt.get("head_batch", 64))) * (1 + per_pos),
+        tokens=heads * plen * 0.15 + per_pos * heads * 3,
+        ctx=plen / 2,
+        readouts=heads * (1 + per_pos),
+    )
+    screen = Work(
+        calls=4, tokens=2 * plen, ctx=plen / 2, backward=2 * plen * int(pt.get("screen_steps", 1)), readouts=4
+    )
+    topk = Work(calls=1, tokens=int(pt["top_k"]) * plen, ctx=plen / 2, readouts=int(pt["top_k"]))
+    patch = _plus(Work(), _times(sweep, exact), _times(_plus(screen, topk), kept - exact))
+    patch.loads, patch.note = 1, "pairs kept: ~0.3 of the candidates, at most 3 x per_subtask"
+    heads_w = Work(calls=3 * kept, tokens=3 * kept * plen, ctx=plen / 2, readouts=kept * s.layers * s.heads)
+    sc = c["sufficiency"]
+    conds = sum(1 + (int(sc["random_draws"]) if 0 < int(k) < heads else 0) for k in sc["sufficiency_k"])
+    groups = 3 if sc.get("circuits", "subtask") == "subtask" else 1
+    suff = Work(calls=conds * groups * 2, tokens=(conds + 2) * kept * plen, ctx=plen / 2, readouts=conds * kept)
+    probe = Work(calls=_batches(n, 8), tokens=n * query, ctx=query / 2, fixed_s=1.0 * s.layers * max(1.0, n / 72))
+    return {
+        "circuits_sample": sample,
+        "circuits_extract": extract,
+        "circuits_lens": lens,
+        "circuits_pairs": pairs,
+        "circuits_patch": patch,
+        "circuits_heads": heads_w,
+        "circuits_sufficiency": suff,
+        "circuits_probe": probe,
+    }
+
+
+def neurons_stages(st: Study) -> dict[str, Work]:
+    from cotlens.neurons.methods import effect_conditions, split
+
+    c, p = st.config["neurons"], st.prompts
+    d, e = c["discovery"], {**c["discovery"], **c["effects"]}
+    max_new, bs = int(d["max_new_tokens"]), int(d["batch_size"])
+    gen = 10.0 + 14.0 * int(c["prompts"]["max_steps"])  # one sentence per step, then the answer
+
+    def full(r: dict[str, Any]) -> bool:
+        return bool(r["variant"] == "full")
+
+    disc_n = p.n(lambda r: full(r) and split(r["problem_id"]) == "discovery")
+    prompt = p.mean("prompt", full)
+    shared = p.shared("prompt", bs, lambda r: full(r) and split(r["problem_id"]) == "discovery")
+    disc = _generation(disc_n, prompt, gen, max_new, bs, shared)
+    disc.note = "generated length: ~14 tokens a step"
+    ev = p.n(lambda r: full(r) and split(r["problem_id"]) == "eval")
+    conds = effect_conditions(e, 10, [int(x) for x in e.get("top_n", [])])
+    one = _generation(
+        ev, prompt, gen, max_new, bs, p.shared("prompt", bs, lambda r: full(r) and split(r["problem_id"]) == "eval")
+    )
+    eff = _times(one, len(conds))
+    eff.loads, eff.note = 1, f"{len(conds)} conditions; generated length: ~14 tokens a step"
+    return {"neurons_discovery": disc, "neurons_effects": eff}
+
+
+def digits_stages(st: Study) -> dict[str, Work]:
+    c, p = st.config["digits"], st.prompts
+    n = p.n()
+    prompt, answer = p.mean("prompt"), p.mean("answer")
+    settings = list(c.get("settings", ["conditioned", "unconditioned"]))
+    rounds = max(1.0, answer / 3)  # own digits: a round per place where the model's digit differs
+    bs = int(c.get("batch_size", 32))
+    batches = (
+        len(c["n_digits"]) * len(c["m_digits"]) * _batches(n / max(1, len(c["n_digits"]) * len(c["m_digits"])), bs)
+    )
+    w = Work(
+        calls=batches * (2 + rounds),
+        tokens=n * prompt + n * answer * (len(settings) + rounds),
+        ctx=prompt / 2,
+        readouts=n * answer * (len(settings) + rounds),
+    )
+    if c.get("estimator") == "mc_dropout":
+        k = int(c["mc_dropout"]["samples"])
+        w = _plus(w, Work(calls=k * batches, tokens=k * n * len(settings) * (prompt + answer), ctx=prompt / 2, loads=0))
+        w.loads = 1
+    w.note = "own-digit rounds: ~1 per 3 answer digits"
+    return {"digits_confidence": w}
+
+
+def experts_stages(st: Study) -> dict[str, Work]:
+    c, p = st.config["experts"], st.prompts
+    max_new, bs = int(c["max_new_tokens"]), int(c["batch_size"])
+    q = p.mean("question")
+    study_map = p.n(lambda r: r["set"] == "study")
+    routes = _generation(study_map, q, 0.8 * max_new, max_new, bs)
+    ask = p.n(lambda r: r["set"] == "quality" or (r["set"] == "study" and r["split"] == "eval"))
+    refs = p.n(lambda r: r["set"] == "reference")
+    ref = q + p.mean("reference")
+    one = _plus(
+        _generation(ask, q, 0.8 * max_new, max_new, bs),
+        Work(calls=_batches(refs, bs), tokens=refs * ref, ctx=ref / 2, readouts=refs * ref, loads=0),
+        Work(calls=_batches(ask, bs), tokens=ask * (q + max_new), ctx=q, readouts=ask * max_new, loads=0),
+    )
+    conds = 1 + len(c["k"]) * 2 * (1 + int(c["random_seeds"]))
+    eff = _times(one, conds)
+    eff.loads, eff.note = 1, f"{conds} conditions"
+    return {"experts_routes": routes, "experts_effects": eff}
+
+
+STAGES: dict[str, Callable[[Study], dict[str, Work]]] = {
+    "circuits": circuits_stages,
+    "neurons": neurons_stages,
+    "digits": digits_stages,
+    "experts": experts_stages,
+}
+
+
+def train_work(entry: Mapping[str, Any]) -> tuple[Shape, Work]:
+    from cotlens.models.registry import TRAIN_DEFAULTS
+
+    r = {**TRAIN_DEFAULTS, **entry}
+    s = Shape(
+        int(r["layers"]),
+        int(r["d_model"]),
+        int(r["d_expert"]),
+        int(r["heads"]),
+        int(r["kv_heads"]),
+        int(r["d_model"]) // int(r["heads"]),
+        int(r["vocab_size"]),
+        int(r["experts"]),
+        int(r["top_k"]),
+    )
+    seq = int(r.get("seq_len", 32))  # the corpus lines: short questions and answers
+    tokens = int(r["steps"]) * int(r["batch_size"]) * seq
+    # a tiny model trains at a fraction of the matmul rate: optimizer and router bookkeeping per step
+    w = Work(calls=int(r["steps"]) * 12, tokens=tokens, ctx=seq / 2, backward=tokens, readouts=tokens)
+    w.note = "per step: ~12 forward-call overheads (backward, optimizer, router loss)"
+    return s, w
+
+
+@dataclass(frozen=True)
+class Row:
+    stage: str
+    model: str
+    work: Work
+    cpu_s: float
+    gpu_s: float
+    peak_gb: float
+
+
+def peak_gb(s: Shape, w: Work, nbytes: int, batch: int = 16) -> float:
+    """Weights, the keys and values of one batch, and ~1 GB of Python and torch."""
+    ctx = max(w.ctx * 2, w.step_ctx)
+    return (s.weights * nbytes + batch * ctx * s.kv_bytes(nbytes)) / 1e9 + 1.0
+
+
+# shapes of registry entries that may not be on this machine yet (from their config.json):
+# layers, hidden, intermediate (per expert), heads, key/value heads, vocabulary, extra keys
+_SHAPES: dict[str, tuple[int, int, int, int, int, int, dict[str, int]]] = {
+    "meta-llama/Llama-2-7b-hf": (32, 4096, 11008, 32, 32, 32000, {}),
+    "meta-llama/Llama-2-13b-hf": (40, 5120, 13824, 40, 40, 32000, {}),
+    "allenai/OLMoE-1B-7B-0924": (16, 2048, 1024, 16, 16, 50304, {"num_experts": 64, "num_experts_per_tok": 8}),
+    "smollm2-135m": (30, 576, 1536, 9, 3, 49152, {}),
+    "qwen2.5-0.5b": (24, 896, 4864, 14, 2, 151936, {}),
+    "qwen2.5-1.5b": (28, 1536, 8960, 12, 2, 151936, {}),
+    "gemma3-270m": (18, 640, 2048, 4, 1, 262144, {"head_dim": 256}),
+}
+KNOWN: dict[str, dict[str, Any]] = {
+    name: dict(
+        num_hidden_layers=la,
+        hidden_size=d,
+        intermediate_size=f,
+        num_attention_heads=h,
+        num_key_value_heads=kv,
+        vocab_size=v,
+        **extra,
+    )
+    for name, (la, d, f, h, kv, v, extra) in _SHAPES.items()
+}
+
+
+@dataclass
+class ModelInfo:
+    name: str
+    shape: Shape
+    weights: Path | None  # a local transformers directory (prepared), if any
+    train: Work | None = None
+
+
+def model_info(name: str, config: Config, root: Path) -> ModelInfo:
+    """A registry entry's shape: its prepared config.json, its training recipe, or :data:`KNOWN`."""
+    import json
+
+    from cotlens.errors import CotlensError
+
+    entry = dict(config["models"][name])
+    if entry.get("source") == "train":
+        shape, work = train_work(entry)
+        d = root / "resources" / "models" / name / "weights"
+        return ModelInfo(name, shape, d if d.is_dir() else None, work)
+    here: list[Path] = [root / "resources" / "models" / name / "weights"]
+    if entry.get("source") == "local":
+        here.append(Path(str(entry.get("path", ""))))
+    for d in here:
+        if (d / "config.json").is_file():
+            return ModelInfo(name, Shape.from_config(json.loads((d / "config.json").read_text())), d)
+    key = entry.get("repo") or entry.get("id") or name
+    if key in KNOWN:
+        return ModelInfo(name, Shape.from_config(KNOWN[key]), None)
+    raise CotlensError(
+        f"the plan does not know the shape of model {name!r} ({key})",
+        f"prepare it first (snakemake resources/models/{name}/manifest.json) or give a local path",
+    )
+
+
+def calibration(info: ModelInfo, dtype: str, threads: int, log: Callable[[str], None]) -> Rates:
+    """This machine's rates: from the model itself where it is here and small enough, else
+    from a random-initialised stand-in of its widths."""
+    import torch
+
+    nbytes = BYTES.get(dtype, 4)
+    torch_dtype = getattr(torch, dtype)
+    if info.weights is not None and info.shape.weights * nbytes < 4e9:
+        from transformers import AutoModelForCausalLM
+
+        model = AutoModelForCausalLM.from_pretrained(str(info.weights), dtype=torch_dtype).eval()
+        what = f"{info.name} itself"
+    else:
+        model = stand_in(info.shape).to(torch_dtype)
+        what = f"a random-initialised stand-in of {info.name}'s widths ({model.config.num_hidden_layers} layers)"
+    t = time.perf_counter()
+    r = calibrate(model, threads)
+    log(
+        f"calibrated on {what} in {time.perf_counter() - t:.1f} s: {r.flops_per_s / 1e9:.0f} GFLOP/s, "
+        f"{r.bytes_per_s / 1e9:.1f} GB/s, {r.call_s_per_layer * 1e3:.2f} ms per layer call"
+    )
+    return r
+
+
+def build(
+    config: Config,
+    root: Path,
+    gpu: str = "h100",
+    threads: int = 1,
+    log: Callable[[str], None] = print,
+    rates: Mapping[str, Rates] | None = None,
+) -> list[Row]:
+    """Every model stage of the configured DAG, per model, with its work and times."""
+    from cotlens.errors import CotlensError
+
+    if gpu not in GPUS:
+        raise CotlensError(f"unknown GPU class {gpu!r}", f"use one of {sorted(GPUS)}")
+    dtype = str(config.get("runtime", {}).get("dtype", "float32"))
+    nbytes = BYTES.get(dtype, 4)
+    g = GPUS[gpu].get(dtype, GPUS[gpu]["float32"])
+    studies = list(config["studies"])
+    dense = [m for m in config["active_models"]] if set(studies) - {"experts"} else []
+    moe = list(config["experts"]["models"]) if "experts" in studies else []
+    infos = {m: model_info(m, config, root) for m in dict.fromkeys(dense + moe)}
+    cal = dict(rates or {})
+    for m, info in infos.items():
+        if m not in cal:
+            cal[m] = calibration(info, dtype, threads, log)
+    rows: list[Row] = []
+
+    def add(stage: str, m: str, w: Work, shape: Shape, peak: float | None = None) -> None:
+        peak = peak_gb(shape, w, nbytes) if peak is None else peak
+        rows.append(Row(stage, m, w, cal[m].seconds(w, shape, nbytes), g.seconds(w, shape, nbytes), peak))
+
+    for m, info in infos.items():
+        s = info.shape
+        if info.train is not None:
+            add("models_train", m, info.train, s)
+        else:
+            prep = Work(fixed_s=12 + s.weights * nbytes / 0.15e9, loads=0)
+            prep.note = "GGUF/weights conversion: ~0.15 GB/s"
+            # the conversion holds ~2.3x the float32 weights (qwen2.5-1.5b: ~14 GB, config/paper.yaml)
+            add("models_prepare", m, prep, s, PREPARE_PEAK * s.weights * 4 / 1e9 + 1.0)
+        check = Work(calls=10, tokens=10 * 2 * 48, ctx=24, readouts=10 * 2 * 48)
+        add("models_check", m, check, s)
+    prompts: dict[str, list[dict[str, Any]]] = {}
+    for study in studies:
+        prompts[study] = prompt_rows(study, config)
+        for m in moe if study == "experts" else dense:
+            info = infos[m]
+            st = Study(config, info.shape, Prompts(prompts[study], counter(info.weights)))
+            for stage, w in STAGES[study](st).items():
+                add(stage, m, w, info.shape)
+    return rows
+
+
+def render(rows: Sequence[Row], gpu: str, threads: int) -> str:
+    """The plan as a Markdown table, then the totals and the stage that dominates."""
+
+    def hms(s: float) -> str:
+        return f"{s / 3600:.1f} h" if s >= 3600 else f"{s / 60:.1f} min" if s >= 60 else f"{s:.0f} s"
+
+    def big(x: float) -> str:
+        return f"{x:.3g}" if x < 1e4 else f"{x:.2e}"
+
+    out = [
+        f"| stage | model | forwards | token-forwards | generated tokens | peak GB | this machine ({threads} thread) "
+        f"| {gpu.upper()} | estimate |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        w = r.work
+        out.append(
+            f"| {r.stage} | {r.model} | {big(w.forwards)} | {big(w.tokens + w.backward)} | {big(w.generated)} | "
+            f"{r.peak_gb:.1f} | {hms(r.cpu_s)} | {hms(r.gpu_s)} | {w.note} |"
+        )
+    cpu, gpu_s = sum(r.cpu_s for r in rows), sum(r.gpu_s for r in rows)
+    top = max(rows, key=lambda r: r.gpu_s)
+    out += [
+        "",
+        f"total: {hms(cpu)} of stage time on this machine; {gpu_s / 3600:.2f} GPU-hours on one {gpu.upper()} "
+        f"(figures and prompt stages, seconds each, not counted)",
+        f"dominant stage: {top.stage} ({top.model}), {100 * top.gpu_s / max(gpu_s, 1e-9):.0f}% of the GPU time",
+    ]
+    return "\n".join(out)
+
+
+def slurm_resources(
+    rows: Sequence[Row], margin: float = 2.0, mem_margin: float = 1.25, floor: int = 30
+) -> dict[str, dict[str, int]]:
+    """Per rule, its largest model's SLURM runtime (minutes: ``margin`` x the plan's GPU
+    time, at least ``floor``: a job cut at its limit costs a requeue) and memory (MB:
+    ``mem_margin`` x the plan's peak, in whole GB, at least 4000)."""
+    out: dict[str, dict[str, int]] = {}
+    for r in rows:
+        cur = out.setdefault(r.stage, {"runtime": floor, "mem_mb": 4000})
+        cur["runtime"] = max(cur["runtime"], math.ceil(margin * r.gpu_s / 60))
+        cur["mem_mb"] = max(cur["mem_mb"], int(math.ceil(mem_margin * r.peak_gb)) * 1000)
+    return out
+
+
+BEGIN = "  # >>> the model stages, from `cotlens plan"
+END = "  # <<< end of the plan's resources"
+
+
+def slurm_profile(text: str, rows: Sequence[Row], how: str) -> str:
+    """A SLURM profile's text (workflow/profiles/slurm/config.yaml) with the block of
+    ``set-resources`` between its :data:`BEGIN` and :data:`END` lines rewritten: one line
+    per rule the plan covers, its runtime and memory from :func:`slurm_resources`, its CPUs
+    and GPUs kept from the block it replaces (new rules: 8 CPUs, one GPU; the CPU-only
+    ``models_prepare``/``models_train`` none). Every other line is kept as written."""
+    import yaml
+
+    from cotlens.errors import CotlensError
+
+    lines = text.splitlines()
+    starts = [i for i, line in enumerate(lines) if line.startswith(BEGIN)]
+    ends = [i for i, line in enumerate(lines) if line.startswith(END)]
+    if len(starts) != 1 or len(ends) != 1 or ends[0] < starts[0]:
+        raise CotlensError(
+            "the SLURM profile has no block for the plan's resources",
+            f"copy workflow/profiles/slurm/config.yaml: its set-resources hold the lines {BEGIN.strip()!r} ... {END.strip()!r}",
+        )
+    a, b = starts[0], ends[0]
+    old = (yaml.safe_load("\n".join(lines[a + 1 : b])) or {}) if b > a + 1 else {}
+    block = [f"{BEGIN}{how}`: runtime 2 x its GPU time (at least 30 min), memory 1.25 x its peak; do not edit"]
+    for stage, r in slurm_resources(rows).items():
+        cpu_only = stage in ("models_prepare", "models_train")
+        kept = {k: v for k, v in dict(old.get(stage) or {}).items() if k not in ("runtime", "mem_mb")}
+        kept = kept or ({"cpus_per_task": 4} if cpu_only else {"cpus_per_task": 8, "gpu": 1})
+        fields = ", ".join(f"{k}: {v}" for k, v in {"mem_mb": r["mem_mb"], "runtime": r["runtime"], **kept}.items())
+        block.append(f"  {stage}: {{{fields}}}")
+    return "\n".join([*lines[:a], *block, *lines[b:]]) + "\n"

@@ -1,0 +1,1 @@
+"""Stage entry points of the pipeline itself (comparing runs)."""

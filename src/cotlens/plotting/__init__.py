@@ -1,1 +1,0 @@
-"""Figures, one module per study. They read Parquet only (no model, no torch)."""

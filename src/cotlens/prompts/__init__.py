@@ -1,1 +1,0 @@
-"""Prompt generators: pure Python, no torch."""

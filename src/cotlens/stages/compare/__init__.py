@@ -1,1 +1,0 @@
-"""Stages that read several runs (``results/<run>/``)."""
