@@ -42,7 +42,7 @@ def test_the_wilson_interval_holds_its_proportion_at_0_and_1() -> None:
     bar, and the figure stage failed. statsmodels' Wilson interval agrees to round-off."""
     from statsmodels.stats.proportion import proportion_confint
 
-    from cotlens.stats import wilson
+    from cotlens.core.stats import wilson
 
     for n in range(1, 300):
         for k in (0, n // 3, n):
