@@ -13,12 +13,14 @@ from typing import Any
 import pytest
 
 from cotlens.circuits import figures as circuit_plots
+from cotlens.circuits.findings import CLAIMS as CIRCUIT_CLAIMS
 from cotlens.core.verdicts import NOT_TESTABLE
 from cotlens.io import schemas
 from cotlens.io.parquet import read_meta, read_table, to_table, write_table
 from cotlens.models import checks as C
 from cotlens.models import zoo
 from cotlens.neurons import figures as neuron_plots
+from cotlens.neurons.findings import CLAIMS as NEURON_CLAIMS
 from cotlens.pipeline.draw import draw_figure
 from cotlens.pipeline.stage import REFUSED, refusal
 
@@ -110,7 +112,8 @@ def test_dla_and_neurons_are_refused_on_post_ln_opt_before_loading(
         outs["json"] = str(tmp_path / "results" / "r" / study / "opt" / "figures" / f"{figure}.json")
         Path(outs["json"]).parent.mkdir(parents=True, exist_ok=True)
         figures = (circuit_plots if study == "circuits" else neuron_plots).FIGURES
-        numbers = draw_figure(figures, {"t": str(table)}, outs, {"figure": figure, "model": "opt", "dpi": 30})
+        claims = {**CIRCUIT_CLAIMS, **NEURON_CLAIMS}
+        numbers = draw_figure(figures, claims, {"t": str(table)}, outs, {"figure": figure, "model": "opt", "dpi": 30})
         h = numbers["headline"]
         assert h["verdict"] == NOT_TESTABLE and h["reason"] == read_meta(table)["extra"][REFUSED]
         assert numbers["drawn_titles"][0].startswith("opt: not computed") and h["reason"] in numbers["drawn_titles"][0]

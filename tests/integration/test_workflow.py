@@ -188,8 +188,12 @@ def test_dag_end_to_end_then_partial_reruns(workflow_copy: Path, tiny_run_copy: 
     # (same checksum: nothing to rerun), which keeps the test inside CI's budget.
     every_model_stage = {"models_check", "digits_confidence", "digits_figure", *CIRCUIT_RULES}
     for module, expect in (
-        # #19: the findings summary and figure tables rerun the figures only; the probe its stage
-        ("pipeline/summary.py", {"circuits_figure", "digits_figure"}),
+        # #31: the findings page is read by the report alone; a study's claims rerun its figures
+        # only; the figure tables (#19) rerun every figure, the probe its stage
+        ("pipeline/summary.py", set()),
+        ("digits/findings.py", {"digits_figure"}),
+        ("circuits/findings.py", {"circuits_figure"}),
+        ("pipeline/draw.py", {"circuits_figure", "digits_figure"}),
         ("core/verdicts.py", {"circuits_figure", "digits_figure"}),  # #27: the verdict rules rerun figures only
         ("circuits/probe.py", {"circuits_probe", "circuits_figure"}),
         ("core/hooks.py", every_model_stage),  # the self-checks use hooks: they rerun, and every stage they gate

@@ -29,6 +29,8 @@ def test_figures_depend_on_plots_not_on_models() -> None:
             d.startswith(("models/", "core/hooks", "core/sampling")) or d == "circuits/extract.py" for d in deps
         ), study
         assert not any(d.startswith(f"{o}/") for d in deps for o in studies if o != study), study
+        # a study's claims are its own; the findings page is the report's alone (#31)
+        assert f"{study}/findings.py" in deps and "pipeline/summary.py" not in deps, study
 
 
 def test_prompts_are_torch_free_and_exact() -> None:

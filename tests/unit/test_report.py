@@ -10,8 +10,9 @@ import pytest
 from docutils.core import publish_parts
 from jinja2 import Environment
 
-from cotlens.core.verdicts import CLAIMS, VERDICTS, Headline
-from cotlens.pipeline.summary import SUMMARY, figure_html, summarise, to_rst
+from cotlens.core.verdicts import VERDICTS, Headline
+from cotlens.pipeline.draw import figure_html
+from cotlens.pipeline.summary import CLAIMS, SUMMARY, summarise, to_rst
 from cotlens.studies import STUDIES
 
 ROOT = Path(__file__).resolve().parents[2]

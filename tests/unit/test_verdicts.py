@@ -9,7 +9,6 @@ import pytest
 from scipy import stats as st
 
 from cotlens.core.verdicts import (
-    CLAIMS,
     Gate,
     bca,
     family_level,
@@ -21,6 +20,7 @@ from cotlens.core.verdicts import (
     proportion_ci,
     weakest,
 )
+from cotlens.digits.findings import CLAIMS
 
 CLAIM = CLAIMS["digit_conditioning"]  # paper +0.30, smallest effect of interest 0.15
 

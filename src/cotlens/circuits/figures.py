@@ -16,11 +16,11 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.colors import PowerNorm
 
+from cotlens.circuits.findings import CLAIMS
 from cotlens.core.stats import bootstrap_mean, spearman, wilson
 from cotlens.core.verdicts import (
     ABSENT,
     ALPHA,
-    CLAIMS,
     INCONCLUSIVE,
     REPRODUCED,
     Gate,

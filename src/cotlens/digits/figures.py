@@ -28,7 +28,8 @@ import pandas as pd
 import seaborn as sns
 
 from cotlens.core.stats import bootstrap_mean, wilson
-from cotlens.core.verdicts import CLAIMS, Gate, headline, paired_ci, proportion_ci
+from cotlens.core.verdicts import Gate, headline, paired_ci, proportion_ci
+from cotlens.digits.findings import CLAIMS
 from cotlens.errors import CotlensError
 from cotlens.io.figures import Inputs, Paths, save
 from cotlens.io.parquet import read_meta, read_table

@@ -14,7 +14,8 @@ import numpy as np
 import pandas as pd
 
 from cotlens.core.stats import wilson
-from cotlens.core.verdicts import ALPHA, CLAIMS, COLLAPSE, Gate, empirical_p, headline, holm, mean_ci, proportion_ci
+from cotlens.core.verdicts import ALPHA, COLLAPSE, Gate, empirical_p, headline, holm, mean_ci, proportion_ci
+from cotlens.experts.findings import CLAIMS
 from cotlens.io.figures import Inputs, Paths, save
 from cotlens.io.parquet import read_table
 

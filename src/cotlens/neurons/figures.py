@@ -14,7 +14,6 @@ import pandas as pd
 
 from cotlens.core.stats import wilson
 from cotlens.core.verdicts import (
-    CLAIMS,
     DESCRIPTIVE,
     INCONCLUSIVE,
     REPRODUCED,
@@ -29,6 +28,7 @@ from cotlens.core.verdicts import (
 )
 from cotlens.io.figures import Inputs, Paths, save
 from cotlens.io.parquet import read_table
+from cotlens.neurons.findings import CLAIMS
 
 MIN_SOLVED = 5  # a drop is measurable: losing all of 5 solved problems is p = 0.5**5 = 0.031 (exact sign test)
 MIN_RANDOM_SETS = 20  # random neuron sets per ablated set

@@ -1,6 +1,6 @@
 """The findings of a run, from its figure JSONs: the report's landing page and a table.
 
-For every figure that tests a paper's claim (``cotlens.core.verdicts.CLAIMS``), one row: the
+For every figure that tests a paper's claim (``cotlens.<study>.findings.CLAIMS``), one row: the
 claim, the paper's number, the primary comparison and the smallest effect of interest,
 this run's number with its 95% interval and n, the verdict and its reason. The row is the
 figure's ``headline`` (the same object its title was written from); nothing here computes.
@@ -14,16 +14,15 @@ Torch-free; ``figure_html`` renders one figure's numbers and tables for the repo
 from __future__ import annotations
 
 import glob
-import html
+import importlib
 import json
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 import pyarrow as pa
 
-from cotlens.core.verdicts import CLAIMS, VERDICTS, Headline
+from cotlens.core.verdicts import VERDICTS, Claim, Headline
 from cotlens.studies import STUDIES
 
 SUMMARY = pa.schema(
@@ -44,6 +43,18 @@ SUMMARY = pa.schema(
         ("gates", pa.string()),  # the study's preconditions on this model, one per line
     ]
 )
+
+
+def all_claims() -> dict[str, Claim]:
+    """Every study's claims, in the studies' order, each from its ``cotlens.<study>.findings``
+    (imported by name: a new study adds its claims in its own package)."""
+    out: dict[str, Claim] = {}
+    for study in STUDIES:
+        out.update(importlib.import_module(f"cotlens.{study}.findings").CLAIMS)
+    return out
+
+
+CLAIMS = all_claims()
 
 
 def row(run: str, study: str, model: str, h: Headline) -> dict[str, str]:
@@ -153,44 +164,3 @@ def to_rst(rows: Sequence[Mapping[str, str]], run: str, absent: Sequence[str], i
         ]
         lines += [f"    {p}" for p in absent]
     return "{% raw %}\n" + "\n".join(lines) + "\n\n{% endraw %}\n" + intro
-
-
-def figure_html(study: str, model: str, figure: str, numbers: Mapping[str, Any], caption: str = "") -> str:
-    """One figure's numbers for the report: the scalars (dotted keys) in one table, and each
-    list of records (e.g. the top heads per subtask, the concept neurons) as its own table."""
-    from cotlens.pipeline.compare import flatten
-
-    def table(rows: Sequence[Mapping[str, Any]], cols: Sequence[str]) -> str:
-        head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
-        body = "".join(
-            "<tr>" + "".join(f"<td>{html.escape(_cell(r.get(c)))}</td>" for c in cols) + "</tr>" for r in rows
-        )
-        return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-    scalars = [{"key": k, "value": f"{v:.4g}" if v is not None else t or ""} for k, v, t in flatten(numbers)]
-    parts = [
-        f"<h2>{html.escape(figure)} &middot; {html.escape(model)}</h2>",
-        f"<p>{html.escape(caption)}</p>" if caption else "",
-        "<h3>Numbers</h3>",
-        table(scalars, ("key", "value")),
-    ]
-    for key, value in sorted(numbers.items()):
-        if isinstance(value, list) and value and all(isinstance(r, Mapping) for r in value):
-            cols = list(dict.fromkeys(c for r in value for c in r))
-            parts += [f"<h3>{html.escape(key)}</h3>", table(value, cols)]
-    style = (
-        "body{font-family:sans-serif;font-size:13px;margin:1em}table{border-collapse:collapse;margin-bottom:1em}"
-        "td,th{border:1px solid #ccc;padding:2px 6px;text-align:left}th{background:#f0f0f0}"
-    )
-    return (
-        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(study)} {html.escape(figure)}</title>"
-        f"<style>{style}</style></head><body>{''.join(parts)}</body></html>\n"
-    )
-
-
-def _cell(v: Any) -> str:
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    if isinstance(v, list | tuple):
-        return ", ".join(_cell(x) for x in v)
-    return "" if v is None else str(v)

@@ -6,9 +6,10 @@ from __future__ import annotations
 from typing import Any
 
 from cotlens.digits import figures as plots
+from cotlens.digits import findings
 from cotlens.pipeline.draw import draw_figure
 from cotlens.pipeline.stage import Params, Paths
 
 
 def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads: int) -> dict[str, Any]:
-    return draw_figure(plots.FIGURES, inputs, outputs, params)
+    return draw_figure(plots.FIGURES, findings.CLAIMS, inputs, outputs, params)
