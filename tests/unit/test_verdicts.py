@@ -114,3 +114,15 @@ def test_weakest_and_headline() -> None:
     h = headline(CLAIM, "0.13 -> 0.43", 0.30, (0.2, 0.4), "24 problems")
     assert h.title("m").startswith("m: 0.13 -> 0.43 [+0.200, +0.400], n = 24 problems: reproduced\n(interval")
     assert h.to_json()["ci95"] == [0.2, 0.4]
+
+
+def test_a_study_declares_each_claim_once() -> None:
+    from dataclasses import replace
+
+    from cotlens.core.verdicts import claims
+
+    assert claims(CLAIM) == {"digit_conditioning": CLAIM}
+    with pytest.raises(ValueError, match="one claim per figure"):
+        claims(CLAIM, replace(CLAIM, claim="again"))
+    with pytest.raises(ValueError, match="all of one study"):
+        claims(CLAIM, replace(CLAIM, figure="other", study="neurons"))

@@ -71,6 +71,15 @@ class Claim:
     expected: int = 1  # the claimed sign of the effect
 
 
+def claims(*declared: Claim) -> dict[str, Claim]:
+    """A study's claims by figure, declared once in its ``cotlens.<study>.findings`` (only
+    that study's figures import it, so editing a claim reruns that study's figures only)."""
+    out = {c.figure: c for c in declared}
+    if len(out) != len(declared) or len({c.study for c in declared}) > 1:
+        raise ValueError("one claim per figure, all of one study")
+    return out
+
+
 @dataclass(frozen=True)
 class Gate:
     """A precondition of a study (the model can do the task; the estimator does not change
