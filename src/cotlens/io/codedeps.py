@@ -90,7 +90,7 @@ def code_files(module: str) -> list[Path]:
 
 def code_digest(module: str) -> str:
     """sha256 (16 hex) of the names and bytes of :func:`code_files` of ``module``: what a
-    resumed stage's shards must have been made with (``cotlens.io.shards.resume_key``)."""
+    resumed stage's shards must have been made with (``cotlens.pipeline.resume.resume_key``)."""
     import hashlib
 
     src = SRC
