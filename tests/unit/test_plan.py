@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -157,3 +158,39 @@ def test_the_shared_prefix_is_the_one_generation_runs_once() -> None:
     assert short.shared("prompt", 4) == 0  # under the 16-token minimum
     toks = P.pseudo_tokens("a" * 36)
     assert len(toks) == 10 and "".join(toks) == "a" * 36
+
+
+def test_cotlens_plan_model_and_slurm_profile_from_the_command_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`cotlens plan --model NAME --slurm-profile FILE`: an unknown model and a profile
+    without the plan's block are one error each, before the plan is computed and with the
+    file untouched; a good call plans that model alone and rewrites the profile's block."""
+    from cotlens.pipeline import cli
+
+    rows = _paper_7b_rows(tmp_path)
+    planned: list[list[str]] = []
+
+    def build(cfg: dict[str, Any], root: Path, gpu: str, threads: int, **_: Any) -> list[P.Row]:
+        planned.append(list(cfg["active_models"]))
+        return rows
+
+    monkeypatch.setattr(P, "build", build)
+    monkeypatch.chdir(ROOT)
+    assert cli.main(["plan", "--model", "nope"]) == 2
+    assert "--model 'nope' is not in the models registry" in capsys.readouterr().err
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("executor: slurm\n")
+    assert cli.main(["plan", "--model", "llama-2-7b", "--slurm-profile", str(bad)]) == 2
+    assert "no block for the plan's resources" in capsys.readouterr().err
+    assert bad.read_text() == "executor: slurm\n" and planned == []
+
+    shipped = (ROOT / "workflow" / "profiles" / "slurm" / "config.yaml").read_text()
+    mine = tmp_path / "slurm.yaml"
+    stale = shipped.replace("circuits_sufficiency: {mem_mb: ", "circuits_sufficiency: {mem_mb: 1", 1)
+    assert stale != shipped
+    mine.write_text(stale)  # a stale block
+    args = ["plan", "--config", "config/paper.yaml", "--model", "llama-2-7b", "--gpu", "h100"]
+    assert cli.main([*args, "--slurm-profile", str(mine)]) == 0
+    assert planned == [["llama-2-7b"]]
+    assert mine.read_text() == shipped  # the block rewritten from the plan, every other line kept
