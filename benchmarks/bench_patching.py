@@ -164,7 +164,6 @@ def bench_one(name: str, m: torch.nn.Module, a: argparse.Namespace) -> None:
     heads = list(fast)
     naive, t_naive = timed(lambda: {k: P.naive_patch(mh, base, k) for k in heads})
     err = diff(base, fast, naive, heads)
-    tl = transformer_lens_sweep(m, base) if a.transformer_lens else None
     pos = list(range(a.tokens - a.positions, a.tokens))
     per, t_per = timed(lambda: P.patch_heads_at(mh, base, pos, batch=a.batch))
     sample = heads[:: max(1, len(heads) // 24)]  # naive per-position: time a sample, scale up
@@ -172,6 +171,8 @@ def bench_one(name: str, m: torch.nn.Module, a: argparse.Namespace) -> None:
     t_np_all = t_np * len(heads) / len(sample)
     checked = [(p, *k) for k in sample[:4] for p in pos[:2]]
     err_p = diff(base, per, {c: P.naive_patch(mh, base, c[1:], pos=c[0]) for c in checked}, checked)
+    # TransformerLens last: after its sweep our per-position timings on the CPU were 30x slower
+    tl = transformer_lens_sweep(m, base) if a.transformer_lens else None
     print(f"== {name}: {d.n_layers} layers x {d.n_heads} heads, {a.tokens} tokens, {where(a)}")
     print(f"plain forward                     {fwd:8.3f} s")
     print(

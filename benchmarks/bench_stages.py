@@ -7,6 +7,10 @@ count (the plan's calibrated FLOP rate: what the stage would cost if it were not
 batched forwards of its tokens) and the ratio of the two.
 
     python benchmarks/bench_stages.py [--run default] [--config OVERLAY]... [--threads 1]
+
+On a GPU machine, ``--gpu h100`` compares each stage with the plan's estimate for that GPU
+class instead (``benchmarks/gpu_check.sh`` does it for the tiny DAG on CUDA), and
+``--workdir`` reads a run made in another copy of the workflow.
 """
 
 from __future__ import annotations
@@ -20,8 +24,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 
-def measured(run: str, stage: str, model: str) -> float | None:
-    f = ROOT / "results" / run / "benchmarks" / stage / f"{model}.tsv"
+def measured(root: Path, run: str, stage: str, model: str) -> float | None:
+    f = root / "results" / run / "benchmarks" / stage / f"{model}.tsv"
     if not f.is_file():
         return None
     rows = list(csv.DictReader(f.open(), delimiter="\t"))
@@ -36,34 +40,40 @@ def main() -> int:
     ap.add_argument("--run", default=None, help="the run name (default: the config's)")
     ap.add_argument("--config", action="append", default=[])
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--gpu", default=None, help="compare with the plan for this GPU class (run on such a GPU)")
+    ap.add_argument("--workdir", type=Path, default=ROOT, help="the workflow copy the run was made in")
     args = ap.parse_args()
     import os
 
-    os.chdir(ROOT)
+    root = args.workdir.resolve()
+    os.chdir(root)
     cfg = _merged_config(args.config)
     run = args.run or str(cfg.get("run", "default"))
     studies = set(cfg["studies"])
     names = list(cfg["active_models"]) if studies - {"experts"} else []
     names += list(cfg["experts"]["models"]) if "experts" in studies else []
-    infos = {m: P.model_info(m, cfg, ROOT) for m in dict.fromkeys(names)}
+    infos = {m: P.model_info(m, cfg, root) for m in dict.fromkeys(names)}
     dtype = str(cfg.get("runtime", {}).get("dtype", "float32"))
     rates = {m: P.calibration(i, dtype, args.threads, print) for m, i in infos.items()}
-    rows = P.build(cfg, ROOT, "h100", args.threads, rates=rates)
-    print("\n| stage | model | measured | plan | plan error | plain forward | measured / plain |")
+    rows = P.build(cfg, root, args.gpu or "h100", args.threads, rates=rates)
+    where = f"plan ({args.gpu})" if args.gpu else "plan"
+    print(f"\n| stage | model | measured | {where} | plan error | plain forward | measured / plain |")
     print("|---|---|---|---|---|---|---|")
     errs = []
     for r in rows:
-        got = measured(run, r.stage, r.model)
+        got = measured(root, run, r.stage, r.model)
+        planned = r.gpu_s if args.gpu else r.cpu_s
         w, s = r.work, infos[r.model].shape
-        plain = (w.tokens + w.generated + 3 * w.backward) * s.flops(max(w.ctx, w.step_ctx)) / rates[r.model].flops_per_s
+        rate = P.GPUS[args.gpu].get(dtype, P.GPUS[args.gpu]["float32"]) if args.gpu else rates[r.model]
+        plain = (w.tokens + w.generated + 3 * w.backward) * s.flops(max(w.ctx, w.step_ctx)) / rate.flops_per_s
         if got is None:
-            print(f"| {r.stage} | {r.model} | - | {r.cpu_s:.0f} s | - | {plain:.1f} s | - |")
+            print(f"| {r.stage} | {r.model} | - | {planned:.0f} s | - | {plain:.1f} s | - |")
             continue
-        err = (r.cpu_s - got) / got
+        err = (planned - got) / got
         errs.append(abs(err))
         ratio = f"{got / plain:.1f}" if plain > 0.05 else "-"
         print(
-            f"| {r.stage} | {r.model} | {got:.0f} s | {r.cpu_s:.0f} s | {100 * err:+.0f}% | {plain:.1f} s | {ratio} |"
+            f"| {r.stage} | {r.model} | {got:.1f} s | {planned:.1f} s | {100 * err:+.0f}% | {plain:.1f} s | {ratio} |"
         )
     if errs:
         inside = sum(e <= 0.3 for e in errs)
