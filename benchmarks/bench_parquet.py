@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from _timing import median_time
 
-from cotlens.io import schemas
+from cotlens.circuits import tables
 from cotlens.io.parquet import RunMeta, arrow_to_vectors, read_table, to_table, vectors_to_arrow, write_table
 
 
@@ -28,7 +28,7 @@ def main() -> None:
     x = np.random.default_rng(0).standard_normal((a.rows, a.dim)).astype(np.float32)
     mb = x.nbytes / 1e6
     n = a.rows
-    schema = schemas.activations(a.dim, a.dim, None)
+    schema = tables.activations(a.dim, a.dim, None)
     ids = {f.name: np.zeros(n, dtype=np.int64) for f in schema if f.name not in ("pos_kind", "resid", "attn_heads")}
     tab = to_table(
         {**ids, "pos_kind": ["step_end"] * n, "resid": vectors_to_arrow(x), "attn_heads": vectors_to_arrow(x)}, schema

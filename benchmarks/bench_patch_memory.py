@@ -41,11 +41,11 @@ def build(work: Path) -> Path:
 def write_pairs(path: Path, n: int, vocab: int, length: int = 48) -> None:
     import numpy as np
 
-    from cotlens.io import schemas
+    from cotlens.circuits import tables
     from cotlens.io.parquet import RunMeta, to_table, write_table
 
     rng = np.random.default_rng(0)
-    cols: dict[str, list] = {f.name: [] for f in schemas.PAIRS}  # type: ignore[type-arg]
+    cols: dict[str, list] = {f.name: [] for f in tables.PAIRS}  # type: ignore[type-arg]
     for i in range(n):
         clean = rng.integers(3, vocab, length).tolist()
         corrupt = list(clean)
@@ -75,7 +75,7 @@ def write_pairs(path: Path, n: int, vocab: int, length: int = 48) -> None:
         }
         for k, v in row.items():
             cols[k].append(v)
-    write_table(to_table(cols, schemas.PAIRS), path, RunMeta("pairs", "bench"))
+    write_table(to_table(cols, tables.PAIRS), path, RunMeta("pairs", "bench"))
 
 
 def child(model_dir: str, n: int, work: str) -> None:

@@ -366,9 +366,9 @@ def test_optional_refusal_judge_is_cached_and_skips_empty_responses(tiny_prepare
 
 def test_k_larger_than_the_map_is_refused_before_the_model_loads(tmp_path: Path) -> None:
     from cotlens.errors import CotlensError
+    from cotlens.experts import tables
     from cotlens.experts.stages import effects as expert_effects
     from cotlens.experts.stages import prompts as expert_prompts
-    from cotlens.io import schemas
     from cotlens.io.parquet import RunMeta, to_table, write_table
 
     cfg = {"contrasts": ["events"], "n_quality": 2, "seed": 0, "k": [1, 9], "random_seeds": 2}
@@ -385,7 +385,7 @@ def test_k_larger_than_the_map_is_refused_before_the_model_loads(tmp_path: Path)
         "n_behaviour": [1] * 8,
         "n_other": [1] * 8,
     }
-    write_table(to_table(cols, schemas.FTRI), tmp_path / "f.parquet", RunMeta("experts_ftri", "x"))
+    write_table(to_table(cols, tables.FTRI), tmp_path / "f.parquet", RunMeta("experts_ftri", "x"))
     inputs = {
         "prompts": str(tmp_path / "p.parquet"),
         "ftri": str(tmp_path / "f.parquet"),

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 
 from cotlens.circuits import figures as circuit_plots
+from cotlens.circuits import tables
 from cotlens.circuits.findings import CLAIMS as CIRCUIT_CLAIMS
 from cotlens.core.verdicts import NOT_TESTABLE
-from cotlens.io import schemas
 from cotlens.io.parquet import read_meta, read_table, to_table, write_table
 from cotlens.models import checks as C
 from cotlens.models import zoo
@@ -47,7 +47,7 @@ def post_ln_opt(tiny_model_src: Path, tmp_path_factory: pytest.TempPathFactory) 
 
 def _pairs(path: Path, tiny_model_src: Path) -> Path:
     ids = [[5, 9, 11, 3, 7, 8, 12, 14, 20, 21, 22, 23], [5, 9, 11, 3, 7, 8, 12, 15, 20, 21, 22, 23]]
-    cols: dict[str, list[Any]] = {f.name: [None] for f in schemas.PAIRS}
+    cols: dict[str, list[Any]] = {f.name: [None] for f in tables.PAIRS}
     cols.update(
         pair_id=[0],
         subtask=["s"],
@@ -58,7 +58,7 @@ def _pairs(path: Path, tiny_model_src: Path) -> Path:
         corrupt_pos=[7],
         question_len=[4],
     )
-    write_table(to_table(cols, schemas.PAIRS), path, _meta(path))
+    write_table(to_table(cols, tables.PAIRS), path, _meta(path))
     return path
 
 
@@ -88,7 +88,7 @@ def test_dla_and_neurons_are_refused_on_post_ln_opt_before_loading(
     )
     why = read_meta(out)["extra"][REFUSED]
     assert "direct logit attribution is refused" in why and "'decomposition' failed" in why and "\n" not in why
-    assert read_table(out).num_rows == 0 and read_table(out).schema.names == [f.name for f in schemas.HEADS]
+    assert read_table(out).num_rows == 0 and read_table(out).schema.names == [f.name for f in tables.HEADS]
     prompts = _neuron_prompts(tmp_path)
     neurons = tmp_path / "neurons.parquet"
     cfg = {"batch_size": 2}

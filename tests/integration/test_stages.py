@@ -10,10 +10,11 @@ import pyarrow as pa
 import pytest
 
 from cotlens.circuits import extract as extract_mod
+from cotlens.circuits import tables as circuits_tables
 from cotlens.circuits.stages import extract, prompts, sample
 from cotlens.errors import CotlensError
-from cotlens.io import schemas
 from cotlens.io.parquet import RunMeta, read_table, to_table, write_table
+from cotlens.neurons import tables as neurons_tables
 
 pytestmark = pytest.mark.integration
 
@@ -41,7 +42,7 @@ def test_prompts_are_byte_identical(tmp_path: Path) -> None:
 def test_empty_prompt_set_is_one_clear_error(tmp_path: Path, tiny_prepared: Path) -> None:
     empty = tmp_path / "empty.parquet"
     write_table(
-        to_table({f.name: [] for f in schemas.CIRCUITS_PROMPTS}, schemas.CIRCUITS_PROMPTS),
+        to_table({f.name: [] for f in circuits_tables.CIRCUITS_PROMPTS}, circuits_tables.CIRCUITS_PROMPTS),
         empty,
         RunMeta("circuits_prompts", "x"),
     )
@@ -152,7 +153,7 @@ def test_neuron_effects_resumes_per_condition_to_identical_bytes(
     mc = AutoConfig.from_pretrained(read_manifest(tiny_prepared)["path"])
     labels = {(0, 3): "add", (1, 5): "mul"}
     ranks = {(1, 7): 0, (0, 3): 1, (0, 9): 2, (1, 5): 3}  # four candidates; the top 2 are (1, 7) and (0, 3)
-    cols: dict[str, list[object]] = {f.name: [] for f in schemas.NEURONS}
+    cols: dict[str, list[object]] = {f.name: [] for f in neurons_tables.NEURONS}
     for layer, j in ((a, b) for a in range(mc.num_hidden_layers) for b in range(mc.intermediate_size)):
         concept = labels.get((layer, j))
         for k, v in (
@@ -168,7 +169,7 @@ def test_neuron_effects_resumes_per_condition_to_identical_bytes(
             ("lexicon", concept),
         ):
             cols[k].append(v)
-    write_table(to_table(cols, schemas.NEURONS), tmp_path / "n.parquet", RunMeta("neurons_discovery", "x"))
+    write_table(to_table(cols, neurons_tables.NEURONS), tmp_path / "n.parquet", RunMeta("neurons_discovery", "x"))
     assert top_neurons(read_table(tmp_path / "n.parquet"), 3) == {1: [7], 0: [3, 9]}
     cfg = {
         "max_new_tokens": 6,

@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from cotlens.circuits import tables
 from cotlens.circuits.figures import rift_test, rift_verdict, sufficiency
-from cotlens.io import schemas
 from cotlens.io.parquet import RunMeta, to_table, write_table
 
 
@@ -39,9 +39,9 @@ def spine(tmp: Path, accuracy: float = 0.9, pairs: int = 30, per_prompt: int = 2
     samples = [{"prompt_id": i, "answer": "True", "answer_correct": i < right} for i in range(40)]
     prs = [{"pair_id": p, "prompt_id": p // per_prompt, "subtask": "copy"} for p in range(pairs)]
     return {
-        "prompts": write(tmp / "prompts.parquet", schemas.CIRCUITS_PROMPTS, prompts),
-        "samples": write(tmp / "samples.parquet", schemas.SAMPLES, samples),
-        "pairs": write(tmp / "pairs.parquet", schemas.PAIRS, prs),
+        "prompts": write(tmp / "prompts.parquet", tables.CIRCUITS_PROMPTS, prompts),
+        "samples": write(tmp / "samples.parquet", tables.SAMPLES, samples),
+        "pairs": write(tmp / "pairs.parquet", tables.PAIRS, prs),
     }
 
 
@@ -64,7 +64,7 @@ def test_a_step_in_depth_is_a_rift_and_noise_is_not() -> None:
 
 def circuit_table(path: Path, top_rate: float, random_rate: float, pairs: int = 30) -> Path:
     rng = np.random.default_rng(1)
-    cols: dict[str, list] = {f.name: [] for f in schemas.SUFFICIENCY}
+    cols: dict[str, list] = {f.name: [] for f in tables.SUFFICIENCY}
     for k in (0, 8, 32):
         for draw in [-1, *range(10)]:
             rate = (top_rate if draw < 0 else random_rate) if k else 0.0
@@ -82,7 +82,7 @@ def circuit_table(path: Path, top_rate: float, random_rate: float, pairs: int = 
                     ("draw", draw),
                 ):
                     cols[key].append(v)
-    write_table(to_table(cols, schemas.SUFFICIENCY), path, RunMeta("circuits_sufficiency", "x"))
+    write_table(to_table(cols, tables.SUFFICIENCY), path, RunMeta("circuits_sufficiency", "x"))
     return path
 
 
@@ -109,7 +109,7 @@ def heads_table(path: Path, step: bool) -> Path:
     layer 4 on; every fourth reading is a function word (ignored). Head (6, 1) writes the
     answer and attends to it."""
     rng = np.random.default_rng(2)
-    cols: dict[str, list] = {f.name: [] for f in schemas.HEADS}
+    cols: dict[str, list] = {f.name: [] for f in tables.HEADS}
     for pid in range(12):
         for layer in range(8):
             for h in range(4):
@@ -130,7 +130,7 @@ def heads_table(path: Path, step: bool) -> Path:
                 }
                 for k, v in row.items():
                     cols[k].append(v)
-    write_table(to_table(cols, schemas.HEADS), path, RunMeta("heads", "x"))
+    write_table(to_table(cols, tables.HEADS), path, RunMeta("heads", "x"))
     return path
 
 

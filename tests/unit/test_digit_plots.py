@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from cotlens.digits import figures as plots
-from cotlens.io import schemas
+from cotlens.digits import tables
 from cotlens.io.parquet import RunMeta, to_table, write_table
 
 
@@ -30,7 +30,7 @@ def table(
     (the competence gate), right or wrong. ``flip_argmax``: the share of items whose
     estimator argmax differs from the plain model's (an estimator that changes the model)."""
     rng = np.random.default_rng(seed)
-    cols: dict[str, list] = {f.name: [] for f in schemas.DIGITS}
+    cols: dict[str, list] = {f.name: [] for f in tables.DIGITS}
 
     def add(pid: int, n_: int, setting: str, place: int, n_places: int, p: float, plain_argmax: int) -> None:
         p = float(np.clip(p, 0, 1))
@@ -63,7 +63,7 @@ def table(
             for place, p in ((0, 0.8 + e[0]), (1, p_last)):
                 add(pid, 2, setting, place, 2, p, 3 if p > 0.5 else 1)
     cfg = {"estimator": "softmax", "mc_dropout": {"p": 0.1, "samples": 20}, **(estimator or {})}
-    write_table(to_table(cols, schemas.DIGITS), path, RunMeta.of("digits_confidence", cfg))
+    write_table(to_table(cols, tables.DIGITS), path, RunMeta.of("digits_confidence", cfg))
     return path
 
 

@@ -39,7 +39,33 @@ def test_one_name_per_study_everywhere() -> None:
             ROOT / "scripts" / name
         ).is_dir()  # stages, scripts
         assert (PKG / name / "figures.py").is_file()  # figures
+        assert (PKG / name / "tables.py").is_file()  # its Parquet schemas
         assert (ROOT / "workflow" / "report" / f"{name}.rst").is_file()  # the report caption
+
+
+def test_each_study_declares_its_own_tables_and_every_table_a_figure_reads() -> None:
+    from cotlens.io import schemas
+
+    known = schemas.tables()
+    for name, study in STUDIES.items():
+        own = importlib.import_module(f"cotlens.{name}.tables").TABLES
+        assert own and all(k.startswith(f"{name}/") for k in own), name
+        read = {t for tabs in study.figures.values() for t in tabs}
+        assert {f"{name}/{t}" for t in read} <= set(known), name  # every table a figure reads is checked on read
+    assert len(known) == sum(len(importlib.import_module(f"cotlens.{n}.tables").TABLES) for n in STUDIES)
+
+
+def test_a_study_declaring_another_studys_table_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    from cotlens.digits import tables as digits_tables
+    from cotlens.io import schemas
+
+    schemas.tables.cache_clear()
+    monkeypatch.setitem(digits_tables.TABLES, "circuits/pairs", digits_tables.TABLES["digits/prompts"])
+    try:
+        with pytest.raises(ValueError, match="cotlens.digits.tables declares tables of another study"):
+            schemas.tables()
+    finally:
+        schemas.tables.cache_clear()
 
 
 def test_the_figure_registry_matches_the_plot_functions() -> None:

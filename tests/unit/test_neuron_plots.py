@@ -112,11 +112,11 @@ def test_paired_bootstrap_is_seeded_and_brackets_the_mean() -> None:
 def test_figures_render_and_write_their_numbers(tmp_path) -> None:  # type: ignore[no-untyped-def]
     import json
 
-    from cotlens.io import schemas
     from cotlens.io.parquet import RunMeta, to_table, write_table
     from cotlens.neurons import figures as plots
+    from cotlens.neurons import tables
 
-    runs: dict[str, list[object]] = {f.name: [] for f in schemas.NEURON_EFFECTS}
+    runs: dict[str, list[object]] = {f.name: [] for f in tables.NEURON_EFFECTS}
 
     def add(cond: str, variant: str, mode: str, seed: int, n: int, ok: list[bool]) -> None:
         for pid, c in enumerate(ok):
@@ -152,8 +152,8 @@ def test_figures_render_and_write_their_numbers(tmp_path) -> None:  # type: igno
     for seed in (0, 1):
         add("random", "full", "zero", seed, 4, full)
         add("random", "full", "zero", seed, 50, [i < 19 for i in range(20)])
-    write_table(to_table(runs, schemas.NEURON_EFFECTS), tmp_path / "effects.parquet", RunMeta("neurons_effects", "x"))
-    cols: dict[str, list[object]] = {f.name: [] for f in schemas.NEURONS}
+    write_table(to_table(runs, tables.NEURON_EFFECTS), tmp_path / "effects.parquet", RunMeta("neurons_effects", "x"))
+    cols: dict[str, list[object]] = {f.name: [] for f in tables.NEURONS}
     for layer in range(3):
         for j in range(4):
             c = {(2, 0): "add", (2, 1): "mul"}.get((layer, j))
@@ -171,7 +171,7 @@ def test_figures_render_and_write_their_numbers(tmp_path) -> None:  # type: igno
             }
             for k, v in row.items():
                 cols[k].append(v)
-    write_table(to_table(cols, schemas.NEURONS), tmp_path / "neurons.parquet", RunMeta("neurons_discovery", "x"))
+    write_table(to_table(cols, tables.NEURONS), tmp_path / "neurons.parquet", RunMeta("neurons_discovery", "x"))
     inputs = {"effects": str(tmp_path / "effects.parquet"), "neurons": str(tmp_path / "neurons.parquet")}
     numbers = {}
     for name, fn in (("abl", plots.ablation), ("act", plots.activation_accuracy), ("con", plots.concepts)):

@@ -222,11 +222,11 @@ def test_held_out_prompts_leave_two_to_cross_validate() -> None:
 
 
 def _patching(path, rows) -> None:  # type: ignore[no-untyped-def]
-    from cotlens.io import schemas
+    from cotlens.circuits import tables
     from cotlens.io.parquet import RunMeta, to_table, write_table
 
-    cols = {f.name: [r.get(f.name) for r in rows] for f in schemas.PATCHING}
-    write_table(to_table(cols, schemas.PATCHING), path, RunMeta("patch", "test"))
+    cols = {f.name: [r.get(f.name) for r in rows] for f in tables.PATCHING}
+    write_table(to_table(cols, tables.PATCHING), path, RunMeta("patch", "test"))
 
 
 def test_head_ranking_prefers_full_sweeps_then_exact_top_k_then_the_screen(tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -7,8 +7,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from cotlens.circuits import tables
 from cotlens.errors import CotlensError
-from cotlens.io import schemas
 from cotlens.io.atomic import atomic_path
 from cotlens.io.parquet import (
     RunMeta,
@@ -25,7 +25,7 @@ from cotlens.io.parquet import (
 
 def _acts(n: int, d: int = 8, seed: int = 0) -> pa.Table:
     rng = np.random.default_rng(seed)
-    schema = schemas.activations(d, 2, d // 2, None)
+    schema = tables.activations(d, 2, d // 2, None)
     data = {f.name: np.arange(n) % 7 for f in schema if f.name not in ("pos_kind", "resid", "attn_heads")}
     data["pos_kind"] = ["step_end"] * n
     data["resid"] = vectors_to_arrow(rng.standard_normal((n, d)).astype(np.float32))
@@ -89,7 +89,7 @@ def test_same_data_same_bytes(tmp_path: Path) -> None:
 
 def test_to_table_rejects_wrong_columns() -> None:
     with pytest.raises(CotlensError, match="missing"):
-        to_table({"prompt_id": [1]}, schemas.LENS)
+        to_table({"prompt_id": [1]}, tables.LENS)
 
 
 def test_atomic_write_leaves_nothing_on_error(tmp_path: Path) -> None:

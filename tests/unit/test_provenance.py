@@ -15,8 +15,8 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
+from cotlens.digits import tables
 from cotlens.errors import CotlensError
-from cotlens.io import schemas
 from cotlens.io.atomic import atomic_path, orphans, remove_orphans
 from cotlens.io.fingerprint import dir_content, file_hashes, local_fingerprint, of_manifest
 from cotlens.io.parquet import RunMeta, read_meta, to_table, write_table
@@ -26,10 +26,10 @@ from cotlens.pipeline.configcheck import check_config, check_files, measure
 
 def _prompts(ids: list[int]) -> pa.Table:
     n = len(ids)
-    cols = {f.name: [None] * n for f in schemas.DIGITS_PROMPTS}
+    cols = {f.name: [None] * n for f in tables.DIGITS_PROMPTS}
     cols.update(problem_id=ids, n=[1] * n, m=[1] * n, a=[2] * n, b=[3] * n, product=[6] * n)
     cols.update(prompt=["2 * 3 ="] * n, answer=[" 6"] * n)
-    return to_table({k: v for k, v in cols.items() if k in schemas.DIGITS_PROMPTS.names}, schemas.DIGITS_PROMPTS)
+    return to_table({k: v for k, v in cols.items() if k in tables.DIGITS_PROMPTS.names}, tables.DIGITS_PROMPTS)
 
 
 def _model_dir(root: Path, fingerprint: str) -> Path:

@@ -18,11 +18,11 @@ import numpy as np
 import pyarrow as pa
 import torch
 
+from cotlens.circuits import tables
 from cotlens.core.batch import PrefixCache, logits_at, pad
 from cotlens.core.hooks import Capture
 from cotlens.core.types import POSITIONS
 from cotlens.errors import CotlensError
-from cotlens.io import schemas
 from cotlens.io.parquet import to_table, vectors_to_arrow
 from cotlens.models.loading import Loaded
 
@@ -168,4 +168,4 @@ def extract_batch(lm: Loaded, rows: Sequence[SampleRow], cfg: ExtractConfig, sch
 
 def activation_schema(lm: Loaded, cfg: ExtractConfig) -> pa.Schema:
     d = lm.dims
-    return schemas.activations(d.d_model, d.n_heads, d.head_dim, d.d_mlp if cfg.mlp else None)
+    return tables.activations(d.d_model, d.n_heads, d.head_dim, d.d_mlp if cfg.mlp else None)

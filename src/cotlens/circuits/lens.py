@@ -8,7 +8,7 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from cotlens.io import schemas
+from cotlens.circuits import tables
 from cotlens.io.parquet import arrow_to_vectors, to_table
 from cotlens.models.adapters import readout
 from cotlens.models.loading import Loaded
@@ -41,4 +41,4 @@ def lens_batch(lm: Loaded, acts: pa.Table, chunk: int = 512) -> pa.Table:
         rank_context=cat(rank, np.int32),
         top_token=cat(top, np.int32),
     )
-    return to_table(data, schemas.LENS)
+    return to_table(data, tables.LENS)

@@ -8,7 +8,7 @@ stage. For each Parquet input (a file, or a directory of shards):
   ``provenance``), and all inputs share one; a file made
   from other weights (a model replaced at the same path, a file copied in from another
   model) is one :class:`CotlensError` naming both, never a silent mix;
-- **shape**: a table named in :data:`cotlens.io.schemas.TABLES` has exactly its schema's
+- **shape**: a table named in :func:`cotlens.io.schemas.tables` has exactly its schema's
   columns and types, and its key columns identify each row once (a hand-edited file with
   every id twice stops here, not at a figure);
 - **complete**: a shard directory holds exactly the shards its ``_index.json`` lists,
@@ -35,7 +35,7 @@ import pyarrow.parquet as pq
 from cotlens.errors import CotlensError
 from cotlens.io.fingerprint import of_manifest
 from cotlens.io.parquet import read_meta
-from cotlens.io.schemas import TABLES
+from cotlens.io.schemas import tables
 
 INDEX = "_index.json"
 # the model a stage loads ("model"), or only checks its tables against ("provenance":
@@ -104,11 +104,12 @@ def table_key(path: str | os.PathLike[str]) -> str:
 
 
 def check_table(path: str | os.PathLike[str], fix: str) -> None:
-    """Schema and unique keys of a table named in :data:`cotlens.io.schemas.TABLES`."""
+    """Schema and unique keys of a table named in :func:`cotlens.io.schemas.tables`."""
     key = table_key(path)
-    if key not in TABLES:
+    known = tables()
+    if key not in known:
         return
-    schema, keys = TABLES[key]
+    schema, keys = known[key]
     got = pq.read_schema(path).remove_metadata()
     if not got.equals(schema):
         want = {f.name: str(f.type) for f in schema}

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from cotlens.circuits import tables
 from cotlens.circuits.heads import content_tokens, read_heads
-from cotlens.io import schemas
 from cotlens.io.logs import progress
 from cotlens.io.parquet import read_table, to_table, write_table
 from cotlens.models.checks import refused_by
@@ -21,13 +21,13 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
     pairs, out, cfg = inputs["pairs"], outputs["heads"], params
     why = refused_by(inputs.get("checks"), ["decomposition", "dla", "attention"], "direct logit attribution")
     if why:
-        refuse("circuits_heads", why, outputs, {"heads": schemas.HEADS}, cfg, inputs["model"], runtime)
+        refuse("circuits_heads", why, outputs, {"heads": tables.HEADS}, cfg, inputs["model"], runtime)
         return 0
     # eager attention: the answer-writing heads' attention weights are read (one forward per pair)
     lm = load_for_stage(inputs["model"], runtime, threads, attn="eager")
     d = lm.dims
     content = content_tokens(lm.tokenizer, d.vocab)
-    cols: dict[str, list[Any]] = {f.name: [] for f in schemas.HEADS}
+    cols: dict[str, list[Any]] = {f.name: [] for f in tables.HEADS}
     for r in progress(read_table(pairs).to_pylist(), unit="pairs"):
         rd = read_heads(lm, r["clean_ids"], r["clean_tok"], r["corrupt_tok"])
         present = set(r["clean_ids"])
@@ -50,5 +50,5 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
                     ("attn_answer", float(rd.attn_answer[layer, h])),
                 ):
                     cols[k].append(v)
-    write_table(to_table(cols, schemas.HEADS), out, model_meta("circuits_heads", cfg, lm.manifest, lm.dtype))
+    write_table(to_table(cols, tables.HEADS), out, model_meta("circuits_heads", cfg, lm.manifest, lm.dtype))
     return len(cols["pair_id"])

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.dataset as ds
 
+from cotlens.circuits import tables
 from cotlens.circuits.lens import ID_COLUMNS, lens_batch
-from cotlens.io import schemas
 from cotlens.io.logs import Progress
 from cotlens.io.parquet import ShardWriter
 from cotlens.models.loading import load_for_stage
@@ -20,7 +20,7 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
     n = 0
     batch_rows = int(cfg.get("batch_rows", 2048))
     prog = Progress(-(-data.count_rows() // batch_rows), "batches")
-    with prog, ShardWriter(out, schemas.LENS, model_meta("circuits_lens", cfg, lm.manifest, lm.dtype)) as w:
+    with prog, ShardWriter(out, tables.LENS, model_meta("circuits_lens", cfg, lm.manifest, lm.dtype)) as w:
         for batch in data.to_batches(columns=[*ID_COLUMNS, "resid"], batch_size=batch_rows, use_threads=False):
             tab = pa.Table.from_batches([batch])
             w.write(lens_batch(lm, tab))

@@ -7,10 +7,10 @@ from typing import Any
 
 import torch
 
+from cotlens.circuits import tables
 from cotlens.circuits.pairs import balance, build_pairs, gold_samples
 from cotlens.core.batch import logits_at, pad
 from cotlens.errors import CotlensError
-from cotlens.io import schemas
 from cotlens.io.logs import progress
 from cotlens.io.parquet import read_table, to_table, write_table
 from cotlens.models.loading import load_for_stage
@@ -56,7 +56,7 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
             f"no clean/corrupt pair survived ({len(cands)} candidates from {len(stab)} samples)",
             "the model must get some CoT steps right: use more prompts, a stronger model, or lower circuits.pairs.min_kl",
         )
-    cols: dict[str, list[Any]] = {f.name: [] for f in schemas.PAIRS}
+    cols: dict[str, list[Any]] = {f.name: [] for f in tables.PAIRS}
     for pid, p in enumerate(chosen):
         pc, kl, ld_c, ld_x = info[id(p)]
         for k, v in (
@@ -83,6 +83,6 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
         ):
             cols[k].append(v)
     meta = model_meta("circuits_pairs", cfg, lm.manifest, lm.dtype, candidates=len(cands), kept=len(kept))
-    write_table(to_table(cols, schemas.PAIRS), out, meta)
+    write_table(to_table(cols, tables.PAIRS), out, meta)
     print(f"pairs: {len(cands)} candidates, {len(kept)} predicted and moved, {len(chosen)} kept", flush=True)
     return len(chosen)

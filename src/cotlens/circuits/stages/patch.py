@@ -13,10 +13,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from cotlens.circuits import tables
 from cotlens.circuits.patching import baseline, patch_heads, patch_heads_at, patch_positions, self_check
 from cotlens.core.types import PATHWAY_SETS
 from cotlens.errors import CotlensError
-from cotlens.io import schemas
 from cotlens.io.logs import Progress
 from cotlens.io.parquet import ShardWriter, read_table, to_table, write_table
 from cotlens.io.shards import Shards
@@ -39,8 +39,10 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
     lm = load_for_stage(model_dir, runtime, threads)
     # at the study's own length: a sliding window shorter than the pairs shows here
     longest = max(len(ids) for ids in table.column("clean_ids").to_pylist())
-    tables = {"patching": schemas.PATCHING, "pathways": schemas.PATHWAYS}
-    if gate("circuits_patch", "activation patching", self_check, lm, outputs, tables, cfg, model_dir, runtime, longest):
+    out_schemas = {"patching": tables.PATCHING, "pathways": tables.PATHWAYS}
+    if gate(
+        "circuits_patch", "activation patching", self_check, lm, outputs, out_schemas, cfg, model_dir, runtime, longest
+    ):
         return 0
     per = int(cfg["exact_pairs"])  # full sweeps per subtask; -1 = every pair
     seen: dict[str, int] = {}
@@ -59,16 +61,16 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
     prog = Progress(sum(min(per_shard, table.num_rows - starts[k]) for k in todo), "pairs")
     for k in todo:
         first = starts[k]
-        cols: dict[str, list[Any]] = {f.name: [] for f in schemas.PATCHING}
-        path_cols: dict[str, list[Any]] = {f.name: [] for f in schemas.PATHWAYS}
+        cols: dict[str, list[Any]] = {f.name: [] for f in tables.PATCHING}
+        path_cols: dict[str, list[Any]] = {f.name: [] for f in tables.PATHWAYS}
         for i in range(first, min(first + per_shard, table.num_rows)):
             patch_pair(lm, table.slice(i, 1).to_pylist()[0], cfg, full_sweep[i], cols, path_cols)
             prog.update(note=f"pair {i + 1} of {table.num_rows}: {'full sweep' if full_sweep[i] else 'screen + top-K'}")
-        write_table(to_table(path_cols, schemas.PATHWAYS), path_shards.path(k), smeta)
-        shards.write(k, to_table(cols, schemas.PATCHING))
+        write_table(to_table(path_cols, tables.PATHWAYS), path_shards.path(k), smeta)
+        shards.write(k, to_table(cols, tables.PATCHING))
     prog.close()
     print(shards.summary(), flush=True)
-    with ShardWriter(out, schemas.PATCHING, meta, group_rows=GROUP_ROWS) as w:  # aborted on error: nothing
+    with ShardWriter(out, tables.PATCHING, meta, group_rows=GROUP_ROWS) as w:  # aborted on error: nothing
         for t in shards.tables():  # is left looking complete
             w.write(t)
         write_table(path_shards.concat(), out_pathways, meta)

@@ -8,10 +8,9 @@ from typing import Any
 
 import torch
 
-from cotlens.circuits import fewshot
+from cotlens.circuits import fewshot, tables
 from cotlens.circuits.probe import control_labels, held_out, probe_layers, relation_examples, token_at_char_end
 from cotlens.core.hooks import Capture
-from cotlens.io import schemas
 from cotlens.io.logs import Progress, progress
 from cotlens.io.parquet import read_table, to_table, write_table
 from cotlens.models.adapters import get
@@ -63,7 +62,7 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
             prog.update,
         )
     n_sel = int((~te).sum())
-    cols: dict[str, list[Any]] = {f.name: [] for f in schemas.PROBE}
+    cols: dict[str, list[Any]] = {f.name: [] for f in tables.PROBE}
     for sc in scores:
         lab = y if sc.task == "relation" else y_control
         top = torch.bincount(lab[~te], minlength=3).argmax()
@@ -80,6 +79,6 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
             for k, v in row.items():
                 cols[k].append(v)
     write_table(
-        to_table(cols, schemas.PROBE), outputs["probe"], model_meta("circuits_probe", cfg, lm.manifest, lm.dtype)
+        to_table(cols, tables.PROBE), outputs["probe"], model_meta("circuits_probe", cfg, lm.manifest, lm.dtype)
     )
     return len(labels)

@@ -5,10 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from cotlens.circuits import fewshot
+from cotlens.circuits import fewshot, tables
 from cotlens.circuits.prompts import GeneratorConfig, generate
 from cotlens.errors import CotlensError
-from cotlens.io import schemas
 from cotlens.io.parquet import RunMeta, to_table, write_table
 from cotlens.pipeline.stage import Params, Paths
 
@@ -24,7 +23,7 @@ def generator_config(cfg: Mapping[str, Any]) -> GeneratorConfig:
 def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads: int) -> int:
     cfg = params
     gc = generator_config(cfg)
-    cols: dict[str, list[Any]] = {f.name: [] for f in schemas.CIRCUITS_PROMPTS}
+    cols: dict[str, list[Any]] = {f.name: [] for f in tables.CIRCUITS_PROMPTS}
     for i, (ex, shots) in enumerate(generate(gc)):
         for k, v in (
             ("prompt_id", i),
@@ -44,7 +43,7 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
     if not cols["prompt_id"]:
         raise CotlensError("the prompt set is empty", "check the prompts section of the config")
     write_table(
-        to_table(cols, schemas.CIRCUITS_PROMPTS),
+        to_table(cols, tables.CIRCUITS_PROMPTS),
         outputs["prompts"],
         RunMeta.of("circuits_prompts", cfg),
     )

@@ -12,10 +12,9 @@ from typing import Any
 
 import torch
 
-from cotlens.circuits import parsing
+from cotlens.circuits import parsing, tables
 from cotlens.core.sampling import Generation, SampleConfig, generate_batch
 from cotlens.errors import CotlensError
-from cotlens.io import schemas
 from cotlens.io.logs import Progress
 from cotlens.io.parquet import read_table, to_table, write_table
 from cotlens.io.shards import Shards
@@ -93,13 +92,13 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
             "token_ids": [g.token_ids for g in outs],
             "stop_reason": [g.stop_reason for g in outs],
         }
-        shards.write(k, to_table(shard, schemas.SAMPLE_SHARD))
+        shards.write(k, to_table(shard, tables.SAMPLE_SHARD))
         results.update(zip(batch, outs, strict=True))
         prog.update(note=f"{len(batch)} generations")
     prog.close()
     print(shards.summary(), flush=True)
 
-    cols: dict[str, list[Any]] = {f.name: [] for f in schemas.SAMPLES}
+    cols: dict[str, list[Any]] = {f.name: [] for f in tables.SAMPLES}
     for i, s in sorted(results):
         g, row = results[(i, s)], tab[i]
         text = tok.decode(g.token_ids)
@@ -124,6 +123,6 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
         ):
             cols[col].append(v)
     meta = model_meta("circuits_sample", cfg, lm.manifest, lm.dtype)
-    write_table(to_table(cols, schemas.SAMPLES), out, meta)
+    write_table(to_table(cols, tables.SAMPLES), out, meta)
     shards.discard()
     return len(results)

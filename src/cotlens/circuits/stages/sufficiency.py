@@ -15,10 +15,9 @@ from typing import Any
 
 import torch
 
-from cotlens.circuits import fewshot
+from cotlens.circuits import fewshot, tables
 from cotlens.circuits.heads import circuit_logits_many, cross_fit, head_ranking, mean_head_outputs
 from cotlens.errors import CotlensError
-from cotlens.io import schemas
 from cotlens.io.logs import Progress
 from cotlens.io.parquet import read_table, to_table, write_table
 from cotlens.models.loading import load_for_stage
@@ -29,9 +28,7 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
     pairs, patching, prompts, cfg = inputs["pairs"], inputs["patching"], inputs["prompts"], params
     why = refusal(inputs)  # the head ranking comes from patching
     if why:
-        refuse(
-            "circuits_sufficiency", why, outputs, {"sufficiency": schemas.SUFFICIENCY}, cfg, inputs["model"], runtime
-        )
+        refuse("circuits_sufficiency", why, outputs, {"sufficiency": tables.SUFFICIENCY}, cfg, inputs["model"], runtime)
         return 0
     lm = load_for_stage(inputs["model"], runtime, threads)
     d, tok = lm.dims, lm.tokenizer
@@ -51,7 +48,7 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
     fold, ranking = cross_fit(rows, lambda ids: head_ranking(patching, d.n_layers, d.n_heads, ids), per_subtask, pairs)
     all_heads = [(la, h) for la in range(d.n_layers) for h in range(d.n_heads)]
     draws = int(cfg.get("random_draws", 10))
-    cols: dict[str, list[Any]] = {f.name: [] for f in schemas.SUFFICIENCY}
+    cols: dict[str, list[Any]] = {f.name: [] for f in tables.SUFFICIENCY}
     ks = sorted({min(int(k), len(all_heads)) for k in cfg["sufficiency_k"]})
     prog = Progress(sum(len(rows) * (1 + (draws if 0 < k < len(all_heads) else 0)) for k in ks), "circuits")
     plan: list[tuple[int, int, set[Any] | None]] = []  # (k, draw, random set or None: the top-k)
@@ -85,7 +82,7 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
                 cols[key].append(v)
     print(f"circuits: {len(plan)} per pair ({len(ks)} k, {draws} random draws each)", flush=True)
     write_table(
-        to_table(cols, schemas.SUFFICIENCY),
+        to_table(cols, tables.SUFFICIENCY),
         outputs["sufficiency"],
         model_meta("circuits_sufficiency", cfg, lm.manifest, lm.dtype),
     )

@@ -12,6 +12,7 @@ import torch
 
 from cotlens.core.batch import PrefixCache
 from cotlens.core.types import DIGIT_SETTINGS
+from cotlens.digits import tables
 from cotlens.digits.methods import (
     VocabText,
     align,
@@ -24,7 +25,6 @@ from cotlens.digits.methods import (
     score,
 )
 from cotlens.errors import CotlensError
-from cotlens.io import schemas
 from cotlens.io.logs import Progress
 from cotlens.io.parquet import read_table, to_table, write_table
 from cotlens.models.loading import load_for_stage
@@ -52,14 +52,14 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
     if bad or not settings:
         raise CotlensError(f"digits.settings = {settings}", f"use some of {list(KNOWN)}")
     lm = load_for_stage(inputs["model"], runtime, threads)
-    tables = {"confidence": schemas.DIGITS}
+    out_schemas = {"confidence": tables.DIGITS}
     if gate(
         "digits_confidence",
         "digit confidence",
         check_readout_padded,
         lm,
         outputs,
-        tables,
+        out_schemas,
         cfg,
         inputs["model"],
         runtime,
@@ -68,7 +68,7 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
     vt = VocabText.from_tokenizer(lm.tokenizer)
     fwd = position_forward(lm)
     pad = int(lm.tokenizer.pad_token_id)
-    cols: dict[str, list[Any]] = {f.name: [] for f in schemas.DIGITS}
+    cols: dict[str, list[Any]] = {f.name: [] for f in tables.DIGITS}
     bs = int(cfg.get("batch_size", 32))
     n_forwards = 0
     t0 = time.perf_counter()
@@ -144,7 +144,7 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
     dt = time.perf_counter() - t0
     print(f"scored {len(tab)} problems in {n_forwards} batched forwards, {dt:.1f} s: {len(tab) / dt:.2f} problems/s")
     write_table(
-        to_table(cols, schemas.DIGITS),
+        to_table(cols, tables.DIGITS),
         outputs["confidence"],
         model_meta("digits_confidence", cfg, lm.manifest, lm.dtype, estimator=est),
     )

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from cotlens.digits import tables
 from cotlens.digits.prompts import MultConfig, generate
-from cotlens.io import schemas
 from cotlens.io.parquet import RunMeta, to_table, write_table
 from cotlens.pipeline.stage import Params, Paths
 
@@ -23,7 +23,7 @@ def mult_config(cfg: Mapping[str, Any]) -> MultConfig:
 
 def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads: int) -> int:
     cfg = params
-    cols: dict[str, list[Any]] = {f.name: [] for f in schemas.DIGITS_PROMPTS}
+    cols: dict[str, list[Any]] = {f.name: [] for f in tables.DIGITS_PROMPTS}
     for i, p in enumerate(generate(mult_config(cfg))):
         for k, v in (
             ("problem_id", i),
@@ -39,5 +39,5 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
         ):
             cols[k].append(v)
     sub = {k: cfg[k] for k in PROMPT_KEYS if k in cfg}
-    write_table(to_table(cols, schemas.DIGITS_PROMPTS), outputs["prompts"], RunMeta.of("digits_prompts", sub))
+    write_table(to_table(cols, tables.DIGITS_PROMPTS), outputs["prompts"], RunMeta.of("digits_prompts", sub))
     return len(cols["problem_id"])

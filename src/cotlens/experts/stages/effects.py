@@ -19,6 +19,7 @@ import pyarrow as pa
 from cotlens.core.hooks import router_modules
 from cotlens.core.types import SWITCH_MODES, SwitchMode
 from cotlens.errors import CotlensError
+from cotlens.experts import tables
 from cotlens.experts.methods import (
     RowSwitches,
     by_layer,
@@ -40,7 +41,6 @@ from cotlens.experts.responses import (
     respond,
     unscramble,
 )
-from cotlens.io import schemas
 from cotlens.io.logs import Progress
 from cotlens.io.parquet import read_table, to_table, write_table
 from cotlens.io.shards import Shards
@@ -61,7 +61,7 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
     )
     why = refusal(inputs)  # the routes stage refused the study
     if why:
-        refuse("experts_effects", why, outputs, {"effects": schemas.EXPERT_EFFECTS}, cfg, model_dir, runtime)
+        refuse("experts_effects", why, outputs, {"effects": tables.EXPERT_EFFECTS}, cfg, model_dir, runtime)
         return 0
     rows = read_table(prompts).to_pylist()
     study = [r for r in rows if r["set"] == "study" and r["split"] == "eval"]  # held out from the map
@@ -80,8 +80,8 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
             f"use k values up to {score.size}",
         )
     lm = require_moe(load_for_stage(model_dir, runtime, threads))
-    tables = {"effects": schemas.EXPERT_EFFECTS}
-    if gate("experts_effects", "expert switching", check_router, lm, outputs, tables, cfg, model_dir, runtime):
+    out_schemas = {"effects": tables.EXPERT_EFFECTS}
+    if gate("experts_effects", "expert switching", check_router, lm, outputs, out_schemas, cfg, model_dir, runtime):
         return 0
     judge = load_for_stage(inputs["judge"], runtime, threads) if "judge" in inputs else None
     classify, _ = refusal_classifier(judge, runtime.get("judge_cache"))
@@ -138,7 +138,7 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
         nll: list[tuple[float, int]],
         fluency: list[tuple[float, int]],
     ) -> pa.Table:
-        cols: dict[str, list[Any]] = {f.name: [] for f in schemas.EXPERT_EFFECTS}
+        cols: dict[str, list[Any]] = {f.name: [] for f in tables.EXPERT_EFFECTS}
         for r, (text, ids), (fs, fn) in zip(study + quality, said, fluency, strict=True):
             st = r["set"] == "study"
             refused = classify(r["question"], text) if st else None
@@ -170,7 +170,7 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
             f"{condition:8s} {mode:4s} k={k:<3d} seed={seed:<3d} refused {rate:.3f}  ppl {ppl:.2f}  [{label}]",
             flush=True,
         )
-        return to_table(cols, schemas.EXPERT_EFFECTS)
+        return to_table(cols, tables.EXPERT_EFFECTS)
 
     # one resumable shard per condition: a rerun after a crash measures only the missing ones
     conditions: list[Cond] = [("baseline", "none", 0, -1, [])]

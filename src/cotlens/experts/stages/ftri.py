@@ -13,9 +13,9 @@ from typing import Any
 import numpy as np
 
 from cotlens.errors import CotlensError
+from cotlens.experts import tables
 from cotlens.experts.methods import frequencies, ftri, top_experts
 from cotlens.experts.prompts import CONTRASTS
-from cotlens.io import schemas
 from cotlens.io.parquet import read_meta, read_table, to_table, write_table
 from cotlens.pipeline.stage import Params, Paths, model_meta, pass_on
 
@@ -23,7 +23,7 @@ from cotlens.pipeline.stage import Params, Paths, model_meta, pass_on
 def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads: int) -> int:
     """fTRI maps per contrast and over all study prompts."""
     prompts, responses, routes, cfg = inputs["prompts"], inputs["responses"], inputs["routes"], params
-    if pass_on("experts_ftri", inputs, outputs, {"ftri": schemas.FTRI}, cfg):
+    if pass_on("experts_ftri", inputs, outputs, {"ftri": tables.FTRI}, cfg):
         return 0
     pr = {r["prompt_id"]: r for r in read_table(prompts).to_pylist()}
     resp = {r["prompt_id"]: r for r in read_table(responses).to_pylist()}
@@ -49,7 +49,7 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
     else:
         beh = np.array([bool(pr[p]["elicits"]) for p in ids])
     contrast = np.array([pr[p]["contrast"] for p in ids])
-    cols: dict[str, list[Any]] = {f.name: [] for f in schemas.FTRI}
+    cols: dict[str, list[Any]] = {f.name: [] for f in tables.FTRI}
     for name in ("all", *CONTRASTS):
         sel = np.ones(len(ids), dtype=bool) if name == "all" else contrast == name
         if not sel.any():
@@ -87,5 +87,5 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
         {"name": src["model"], "revision": src["revision"], "fingerprint": src.get("fingerprint")},
         src["dtype"],
     )
-    write_table(to_table(cols, schemas.FTRI), outputs["ftri"], meta)
+    write_table(to_table(cols, tables.FTRI), outputs["ftri"], meta)
     return len(cols["layer"])

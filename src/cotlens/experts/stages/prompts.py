@@ -8,13 +8,13 @@ from typing import Any
 
 from cotlens.errors import CotlensError
 from cotlens.experts import prompts as moe
-from cotlens.io import schemas
+from cotlens.experts import tables
 from cotlens.io.parquet import RunMeta, to_table, write_table
 from cotlens.pipeline.stage import Params, Paths
 
 
 def prompt_table(cfg: Mapping[str, Any]) -> dict[str, list[Any]]:
-    cols: dict[str, list[Any]] = {f.name: [] for f in schemas.EXPERTS_PROMPTS}
+    cols: dict[str, list[Any]] = {f.name: [] for f in tables.EXPERTS_PROMPTS}
 
     def add(set_: str, split: str, contrast: str, kind: str, elicits: bool, q: str, ref: str) -> None:
         for k, v in zip(cols, (len(cols["prompt_id"]), set_, split, contrast, kind, elicits, q, ref), strict=True):
@@ -35,5 +35,5 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
     cols = prompt_table(cfg)
     if not any(s == "study" for s in cols["set"]):
         raise CotlensError("experts.contrasts selects no study prompt", f"use some of {list(moe.CONTRASTS)}")
-    write_table(to_table(cols, schemas.EXPERTS_PROMPTS), outputs["prompts"], RunMeta.of("experts_prompts", cfg))
+    write_table(to_table(cols, tables.EXPERTS_PROMPTS), outputs["prompts"], RunMeta.of("experts_prompts", cfg))
     return len(cols["prompt_id"])

@@ -12,9 +12,9 @@ import numpy as np
 import pyarrow as pa
 
 from cotlens.core.hooks import router_modules
+from cotlens.experts import tables
 from cotlens.experts.methods import RouterCapture, check_router, n_experts, require_moe
 from cotlens.experts.responses import refusal_classifier, respond
-from cotlens.io import schemas
 from cotlens.io.logs import Progress
 from cotlens.io.parquet import ShardWriter, read_table, to_table, write_table
 from cotlens.models.loading import load_for_stage
@@ -31,9 +31,17 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
     cfg, routes_out, responses_out = params, outputs["routes"], outputs["responses"]
     study = [r for r in read_table(inputs["prompts"]).to_pylist() if r["set"] == "study"]
     lm = require_moe(load_for_stage(inputs["model"], runtime, threads))
-    tables = {"routes": schemas.ROUTES, "responses": schemas.EXPERT_RESPONSES}
+    out_schemas = {"routes": tables.ROUTES, "responses": tables.EXPERT_RESPONSES}
     if gate(
-        "experts_routes", "expert maps and switching", check_router, lm, outputs, tables, cfg, inputs["model"], runtime
+        "experts_routes",
+        "expert maps and switching",
+        check_router,
+        lm,
+        outputs,
+        out_schemas,
+        cfg,
+        inputs["model"],
+        runtime,
     ):
         return 0
     meta = model_meta(
@@ -47,7 +55,7 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
     done = 0
     prompt_len: list[int] = []
     prog = Progress(len(study), "prompts", what="responses")
-    with ShardWriter(routes_out, schemas.ROUTES, meta, group_rows=65536) as writer:
+    with ShardWriter(routes_out, tables.ROUTES, meta, group_rows=65536) as writer:
         with RouterCapture(lm.model, lm.adapter) as cap:
 
             def dump(ids: list[list[int]], resp: list[list[int]]) -> None:
@@ -66,7 +74,7 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
                     "weights": pa.FixedSizeListArray.from_arrays(pa.array(c.weights.ravel()), k),
                 }
                 writer.write(
-                    to_table({n: _arrow(v, schemas.ROUTES.field(n).type) for n, v in cols.items()}, schemas.ROUTES)
+                    to_table({n: _arrow(v, tables.ROUTES.field(n).type) for n, v in cols.items()}, tables.ROUTES)
                 )
                 done += len(ids)
                 prompt_len.extend(map(len, ids))
@@ -76,12 +84,12 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
             prog.close()
         judge = load_for_stage(inputs["judge"], runtime, threads) if "judge" in inputs else None
         classify, by = refusal_classifier(judge, runtime.get("judge_cache"))
-        cols: dict[str, list[Any]] = {f.name: [] for f in schemas.EXPERT_RESPONSES}
+        cols: dict[str, list[Any]] = {f.name: [] for f in tables.EXPERT_RESPONSES}
         for row, (text, ids), plen in zip(study, answers, prompt_len, strict=True):
             vals = (row["prompt_id"], text, classify(row["question"], text), not text.strip(), by, plen, len(ids))
             for k, v in zip(cols, vals, strict=True):
                 cols[k].append(v)
-        write_table(to_table(cols, schemas.EXPERT_RESPONSES), responses_out, meta)
+        write_table(to_table(cols, tables.EXPERT_RESPONSES), responses_out, meta)
     n_ref = sum(cols["refused"])
     print(f"{n_ref}/{len(study)} refused ({by})", flush=True)
     return n_ref

@@ -15,11 +15,11 @@ import torch
 
 from cotlens.core.judge import Judge
 from cotlens.errors import CotlensError
-from cotlens.io import schemas
 from cotlens.io.logs import Progress
 from cotlens.io.parquet import read_table, to_table, write_table
 from cotlens.models.checks import refused_by
 from cotlens.models.loading import load_for_stage
+from cotlens.neurons import tables
 from cotlens.neurons.methods import Answer, NeuronScorer, label, project_many, solve, variant_rows
 from cotlens.pipeline.stage import Params, Paths, model_meta, refuse
 
@@ -36,7 +36,7 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
         raise CotlensError(f"{prompts} has no 'full' prompts", "check the neurons section of the config")
     why = refused_by(inputs.get("checks"), ["decomposition"], "neuron scoring and vocabulary projection")
     if why:
-        refuse("neurons_discovery", why, outputs, {"neurons": schemas.NEURONS}, cfg, model_dir, runtime)
+        refuse("neurons_discovery", why, outputs, {"neurons": tables.NEURONS}, cfg, model_dir, runtime)
         return 0
     lm = load_for_stage(model_dir, runtime, threads)
     d = lm.dims
@@ -71,7 +71,7 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
     # norm (their code), and at least two of the top tokens expressing the concept
     min_layer, min_tokens = int(cfg.get("min_layer", 6)), int(cfg.get("min_concept_tokens", 2))
     raw = cfg.get("projection", "raw") == "raw"
-    cols: dict[str, list[Any]] = {f.name: [] for f in schemas.NEURONS}
+    cols: dict[str, list[Any]] = {f.name: [] for f in tables.NEURONS}
     for layer in range(d.n_layers):
         for j in range(d.d_mlp):
             r = int(rank[layer, j])
@@ -98,6 +98,6 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
             for k, v in row.items():
                 cols[k].append(v)
     meta = model_meta("neurons_discovery", cfg, lm.manifest, lm.dtype)
-    write_table(to_table(cols, schemas.NEURONS), out, meta)
+    write_table(to_table(cols, tables.NEURONS), out, meta)
     print(f"{n_correct}/{len(answers)} correct; tokens scored: {sc.total_tokens:.0f}", flush=True)
     return n_correct

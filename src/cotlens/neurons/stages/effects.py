@@ -15,11 +15,11 @@ import torch
 
 from cotlens.core.types import AblationMode
 from cotlens.errors import CotlensError
-from cotlens.io import schemas
 from cotlens.io.logs import Progress
 from cotlens.io.parquet import read_table, to_table, write_table
 from cotlens.io.shards import Shards
 from cotlens.models.loading import load_for_stage
+from cotlens.neurons import tables
 from cotlens.neurons.methods import (
     ActivationMeter,
     Answer,
@@ -49,7 +49,7 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
     )
     why = refusal(inputs)  # the discovery stage refused the neuron study
     if why:
-        refuse("neurons_effects", why, outputs, {"effects": schemas.NEURON_EFFECTS}, cfg, model_dir, runtime)
+        refuse("neurons_effects", why, outputs, {"effects": tables.NEURON_EFFECTS}, cfg, model_dir, runtime)
         return 0
     table = read_table(prompts).to_pylist()
     ntab = read_table(neurons)
@@ -62,8 +62,8 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
         )
     tops = {int(n): top_neurons(ntab, int(n), str(neurons)) for n in cfg.get("top_n", [])}
     lm = load_for_stage(model_dir, runtime, threads)
-    tables = {"effects": schemas.NEURON_EFFECTS}
-    if gate("neurons_effects", "neuron ablation", check_ablation, lm, outputs, tables, cfg, model_dir, runtime):
+    out_schemas = {"effects": tables.NEURON_EFFECTS}
+    if gate("neurons_effects", "neuron ablation", check_ablation, lm, outputs, out_schemas, cfg, model_dir, runtime):
         return 0
     means = means.to(lm.device)
     conditions = effect_conditions(cfg, n_concept, list(tops))
@@ -122,7 +122,7 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
         for k, (answers, acts) in zip(chunk, measure(chunk), strict=True):
             condition, variant, mode, seed, n_abl = conditions[k]
             ids = variant_rows(table, variant, "eval")[0]
-            cols: dict[str, list[Any]] = {f.name: [] for f in schemas.NEURON_EFFECTS}
+            cols: dict[str, list[Any]] = {f.name: [] for f in tables.NEURON_EFFECTS}
             for pid, a, (act, level) in zip(ids, answers, acts, strict=True):
                 row = {
                     "condition": condition,
@@ -143,7 +143,7 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
             ok = sum(a.correct for a in answers)
             note = f"{condition} {variant} {mode} seed {seed}, {n_abl} ablated: {ok}/{len(answers)} correct"
             prog.update(note=note)
-            shards.write(k, to_table(cols, schemas.NEURON_EFFECTS))
+            shards.write(k, to_table(cols, tables.NEURON_EFFECTS))
     prog.close()
     print(shards.summary(), flush=True)
     runs = shards.concat()

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from cotlens.io import schemas
 from cotlens.io.parquet import RunMeta, to_table, write_table
+from cotlens.neurons import tables
 from cotlens.neurons.prompts import VARIANTS, ArithConfig, build_prompt, exemplars, generate, load_gsm8k, variant_shots
 from cotlens.pipeline.stage import Params, Paths
 
@@ -25,7 +25,7 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
     ac = arith_config(cfg)
     problems = load_gsm8k(ac.gsm8k_path, ac.n_problems) if ac.gsm8k_path else generate(ac)
     ex = exemplars(ac)
-    cols: dict[str, list[Any]] = {f.name: [] for f in schemas.NEURONS_PROMPTS}
+    cols: dict[str, list[Any]] = {f.name: [] for f in tables.NEURONS_PROMPTS}
     for variant in VARIANTS:
         shots = variant_shots(ex, variant)
         for i, p in enumerate(problems):
@@ -41,5 +41,5 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
             for k, v in row.items():
                 cols[k].append(v)
     sub = {k: cfg[k] for k in PROMPT_KEYS if k in cfg}
-    write_table(to_table(cols, schemas.NEURONS_PROMPTS), outputs["prompts"], RunMeta.of("neurons_prompts", sub))
+    write_table(to_table(cols, tables.NEURONS_PROMPTS), outputs["prompts"], RunMeta.of("neurons_prompts", sub))
     return len(problems)
