@@ -28,10 +28,14 @@ report: os.environ.get("COTLENS_REPORT_TEXT") or "workflow/report/workflow.rst"
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/models.smk"
-include: "workflow/rules/circuits.smk"
-include: "workflow/rules/neurons.smk"
-include: "workflow/rules/digits.smk"
-include: "workflow/rules/experts.smk"
+
+
+# each study's rules (cotlens.studies finds the studies: src/cotlens/<study>/study.py)
+for _study in STUDIES:
+
+    include: f"workflow/rules/{_study}.smk"
+
+
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/compare.smk"
 

@@ -1,27 +1,33 @@
-"""The four studies: one name each, used for the config section, the rules file, the
-results directory, the stage package and the plotting module, and the one place their
-figures are listed (the Snakemake rules, the plotting modules and the tests read it).
+"""The studies: one name each, used for the config section, the rules file, the results
+directory and the study's package ``cotlens/<name>/``, whose ``study.py`` declares it (its
+paper, figures and the tables each reads, the config part of each rule). The Snakemake
+rules, the figure stages and the tests read them here.
 
-Pure Python: the Snakefile imports it while parsing.
+Pure Python: the Snakefile imports it while parsing, and each ``study.py`` imports nothing.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any, Literal
-
-StudyName = Literal["circuits", "neurons", "digits", "experts"]
+import importlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 
 @dataclass(frozen=True)
 class Study:
-    name: StudyName
+    """One study, as its ``cotlens/<name>/study.py`` declares it (see that module's names)."""
+
+    name: str
+    number: int
     paper: str
     title: str  # the report's category
     # figure -> the tables it reads: "prompts" is results/<run>/<study>/prompts.parquet,
     # any other name results/<run>/<study>/<model>/<name>.parquet
     figures: dict[str, tuple[str, ...]]
+    # rule -> the part of the config that makes its tables (cotlens.pipeline.stageparams)
+    params: Mapping[str, Callable[[Mapping[str, Any]], Any]] = field(default_factory=dict)
     # the config key listing the models the study runs on
     models_key: str = "active_models"
 
@@ -32,61 +38,38 @@ class Study:
         return f"results/{run}/{self.name}/{model}/{name}.parquet"
 
 
-STUDIES: dict[str, Study] = {
-    s.name: s
-    for s in (
-        Study(
-            "circuits",
-            "Dutta et al., TMLR 2024: step-by-step reasoning on fictional ontologies (PrOntoQA)",
-            "Study 1: reasoning circuits (PrOntoQA)",
-            {
-                "accuracy": ("prompts", "samples"),
-                "step_accuracy": ("prompts", "samples"),
-                "lens_heatmap": ("lens",),
-                "patch_heads": ("patching",),
-                "patch_positions": ("patching",),
-                "attribution": ("patching",),
-                # the tested figures also read the answers: the study's precondition (accuracy above chance)
-                "sufficiency": ("sufficiency", "pairs", "prompts", "samples"),
-                "rift": ("heads", "prompts", "samples"),
-                "answer_heads": ("heads", "prompts", "samples"),
-                "probe": ("probe", "prompts", "samples"),
-                "pathways": ("pathways", "pairs", "prompts", "samples"),
-            },
-        ),
-        Study(
-            "neurons",
-            "Rai & Yao, ACL 2024: FFN neuron activation as a lens on arithmetic CoT",
-            "Study 2: FFN neurons on arithmetic CoT",
-            {
-                "neuron_concepts": ("neurons",),
-                "neuron_ablation": ("effects",),
-                "neuron_activation": ("effects",),
-            },
-        ),
-        Study(
-            "digits",
-            "Gambardella et al., ACL 2024: digit confidence in multiplication",
-            "Study 3: digit confidence",
-            {
-                "digit_confidence": ("confidence",),
-                "digit_conditioning": ("confidence",),
-                "digit_accuracy": ("confidence",),
-            },
-        ),
-        Study(
-            "experts",
-            "MoTE, 2025: mixture of tunable experts (expert maps and switching)",
-            "Study 4: expert maps and switching (MoE)",
-            {
-                "expert_map": ("ftri",),
-                "expert_switch": ("effects", "prompts"),
-                "expert_quality": ("effects",),
-            },
-            models_key="experts.models",
-        ),
+HERE = Path(__file__).resolve().parent
+
+
+def declared(name: str, decl: Any) -> Study:
+    """The study that module ``decl`` (a ``cotlens/<name>/study.py``) declares; its rules
+    must be named ``<name>_<stage>``."""
+    wrong = [r for r in decl.PARAMS if not r.startswith(f"{name}_")]
+    if wrong:
+        raise ValueError(f"cotlens.{name}.study declares rules of another study: {wrong}")
+    return Study(name, decl.NUMBER, decl.PAPER, decl.TITLE, dict(decl.FIGURES), dict(decl.PARAMS), decl.MODELS_KEY)
+
+
+def in_order(found: list[Study]) -> dict[str, Study]:
+    """The studies by name, in the order of their numbers (each number once)."""
+    numbers = [s.number for s in found]
+    if len(set(numbers)) != len(numbers):
+        raise ValueError(f"two studies share a NUMBER: {sorted((s.number, s.name) for s in found)}")
+    return {s.name: s for s in sorted(found, key=lambda s: s.number)}
+
+
+def find_studies() -> dict[str, Study]:
+    """Every package ``cotlens/<name>/`` with a ``study.py``: adding a study adds its
+    package, and no list here."""
+    return in_order(
+        [
+            declared(d.parent.name, importlib.import_module(f"cotlens.{d.parent.name}.study"))
+            for d in sorted(HERE.glob("*/study.py"))
+        ]
     )
-}
+
+
+STUDIES: dict[str, Study] = find_studies()
 
 
 # The script groups (scripts/<group>/) that are not studies, and the package of their stages.

@@ -68,6 +68,29 @@ def test_a_study_declaring_another_studys_table_is_refused(monkeypatch: pytest.M
         schemas.tables.cache_clear()
 
 
+def test_each_study_declares_itself_as_data_and_is_found() -> None:
+    import ast
+    from types import SimpleNamespace
+
+    from cotlens.studies import declared, in_order
+
+    assert list(STUDIES) == ["circuits", "neurons", "digits", "experts"]  # by NUMBER: the report's order
+    for name in STUDIES:
+        tree = ast.parse((PKG / name / "study.py").read_text())
+        imported = [n for n in ast.walk(tree) if isinstance(n, ast.Import | ast.ImportFrom)]
+        # the Snakefile reads it while parsing: only the standard library's typing names
+        assert all(
+            isinstance(n, ast.ImportFrom) and n.module in ("__future__", "collections.abc", "typing") for n in imported
+        )
+    mod = importlib.import_module("cotlens.digits.study")
+    bad = SimpleNamespace(**{k: getattr(mod, k) for k in ("NUMBER", "PAPER", "TITLE", "FIGURES", "MODELS_KEY")})
+    bad.PARAMS = {"circuits_sample": lambda c: {}}
+    with pytest.raises(ValueError, match="cotlens.digits.study declares rules of another study"):
+        declared("digits", bad)
+    with pytest.raises(ValueError, match="two studies share a NUMBER"):
+        in_order([STUDIES["digits"], declared("foo", SimpleNamespace(**{**vars(bad), "PARAMS": {}}))])
+
+
 def test_the_figure_registry_matches_the_plot_functions() -> None:
     for name, study in STUDIES.items():
         plots = importlib.import_module(f"cotlens.{name}.figures")

@@ -7,10 +7,9 @@ from typing import Any
 
 from cotlens.digits import tables
 from cotlens.digits.prompts import MultConfig, generate
+from cotlens.digits.study import PROMPT_KEYS
 from cotlens.io.parquet import RunMeta, to_table, write_table
 from cotlens.pipeline.stage import Params, Paths
-
-PROMPT_KEYS = ("seed", "n_digits", "m_digits", "n_per_cell", "n_shots", "template", "direct_template")
 
 
 def mult_config(cfg: Mapping[str, Any]) -> MultConfig:
