@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import importlib
 import inspect
+import re
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,7 @@ def test_one_name_per_study_everywhere() -> None:
         ).is_dir()  # stages, scripts
         assert (PKG / name / "figures.py").is_file()  # figures
         assert (PKG / name / "tables.py").is_file()  # its Parquet schemas
+        assert (PKG / name / "cost.py").is_file()  # its stages' work, for cotlens plan
         assert (ROOT / "workflow" / "report" / f"{name}.rst").is_file()  # the report caption
 
 
@@ -89,6 +91,15 @@ def test_each_study_declares_itself_as_data_and_is_found() -> None:
         declared("digits", bad)
     with pytest.raises(ValueError, match="two studies share a NUMBER"):
         in_order([STUDIES["digits"], declared("foo", SimpleNamespace(**{**vars(bad), "PARAMS": {}}))])
+
+
+def test_each_study_costs_only_its_own_rules() -> None:
+    for name, study in STUDIES.items():
+        stages = importlib.import_module(f"cotlens.{name}.cost").stages
+        assert list(inspect.signature(stages).parameters) == ["st"], name
+        src = inspect.getsource(stages)
+        costed = set(re.findall(rf'"({name}_[a-z]+)"', src))
+        assert costed and costed <= set(study.params), (name, costed - set(study.params))
 
 
 def test_the_figure_registry_matches_the_plot_functions() -> None:

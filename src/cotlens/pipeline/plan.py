@@ -23,100 +23,17 @@ import math
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from cotlens.core.cost import CostInputs, Prompts, Shape, Work
 
 Config = Mapping[str, Any]
 
 BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 PREPARE_PEAK = 2.3  # models_prepare's peak memory / the float32 weights
 SIDE_BY_SIDE = 1.2  # a one-thread stage beside another on 2 cores, vs alone (docs/benchmarks.md)
-
-
-@dataclass(frozen=True)
-class Shape:
-    """What the cost of a forward depends on, read from a transformers config.json."""
-
-    layers: int
-    d_model: int
-    d_mlp: int
-    heads: int
-    kv_heads: int
-    head_dim: int
-    vocab: int
-    experts: int = 1  # routed experts per MoE layer (1: dense)
-    top_k: int = 1
-
-    @classmethod
-    def from_config(cls, c: Mapping[str, Any]) -> Shape:
-        c = dict(c.get("text_config") or c)
-        d = int(c.get("hidden_size") or c.get("n_embd") or c["d_model"])
-        heads = int(c.get("num_attention_heads") or c.get("n_head") or 1)
-        experts = int(c.get("num_local_experts") or c.get("num_experts") or c.get("n_routed_experts") or 1)
-        d_mlp = int(
-            (c.get("moe_intermediate_size") if experts > 1 else None)
-            or c.get("intermediate_size")
-            or c.get("n_inner")
-            or c.get("ffn_dim")
-            or 4 * d
-        )
-        return cls(
-            layers=int(c.get("num_hidden_layers") or c.get("n_layer") or 1),
-            d_model=d,
-            d_mlp=d_mlp,
-            heads=heads,
-            kv_heads=int(c.get("num_key_value_heads") or heads),
-            head_dim=int(c.get("head_dim") or d // heads),
-            vocab=int(c["vocab_size"]),
-            experts=experts,
-            top_k=int(c.get("num_experts_per_tok") or c.get("top_k") or 1) if experts > 1 else 1,
-        )
-
-    @property
-    def active(self) -> float:
-        """Weights a token multiplies through, the embedding and unembedding excepted."""
-        attn = 2 * self.d_model * self.heads * self.head_dim + 2 * self.d_model * self.kv_heads * self.head_dim
-        return self.layers * (attn + 3 * self.d_model * self.d_mlp * self.top_k)
-
-    @property
-    def weights(self) -> float:
-        """Parameters in all (every expert, both embeddings counted once)."""
-        attn = 2 * self.d_model * self.heads * self.head_dim + 2 * self.d_model * self.kv_heads * self.head_dim
-        return self.layers * (attn + 3 * self.d_model * self.d_mlp * self.experts) + self.vocab * self.d_model
-
-    def flops(self, ctx: float) -> float:
-        """FLOPs of one token through the blocks, attending to ``ctx`` earlier tokens."""
-        return 2 * self.active + 4 * self.layers * self.heads * self.head_dim * ctx
-
-    @property
-    def readout(self) -> float:
-        return 2.0 * self.d_model * self.vocab
-
-    def kv_bytes(self, nbytes: int) -> float:
-        """Keys and values of one token, all layers."""
-        return 2.0 * self.layers * self.kv_heads * self.head_dim * nbytes
-
-
-@dataclass
-class Work:
-    """The model work of one stage for one model."""
-
-    calls: float = 0  # forward calls over whole sequences (prefills)
-    tokens: float = 0  # token-forwards of those calls
-    ctx: float = 0  # their mean attention context
-    readouts: float = 0  # positions read out through the full vocabulary
-    steps: float = 0  # decode steps (one forward call each)
-    generated: float = 0  # generated tokens (rows x steps)
-    step_ctx: float = 0  # mean context of a generated token
-    backward: float = 0  # token-forwards that also run backward (x2 the forward's FLOPs)
-    fixed_s: float = 0  # work that is not the model's (probe fits, plotting)
-    loads: int = 1  # model loads
-    note: str = ""  # where the counts are estimates
-
-    @property
-    def forwards(self) -> float:
-        return self.calls + self.steps
 
 
 @dataclass(frozen=True)
@@ -227,40 +144,6 @@ def stand_in(s: Shape, max_weights: float = 2.5e8) -> Any:
 # --- counts ---
 
 
-@dataclass
-class Prompts:
-    """Token counts of a study's prompts under one tokenizer."""
-
-    rows: list[dict[str, Any]]
-    encode: Callable[[str], Sequence[Any]]
-
-    def count(self, text: str) -> int:
-        return len(self.encode(text))
-
-    def mean(self, col: str, where: Callable[[dict[str, Any]], bool] = lambda r: True) -> float:
-        """Mean tokens of a text column (a list of texts, e.g. CoT steps, counts joined)."""
-
-        def text(v: Any) -> str:
-            return " ".join(map(str, v)) if isinstance(v, list | tuple) else str(v)
-
-        xs = [self.count(text(r[col])) for r in self.rows if where(r) and r.get(col)]
-        return sum(xs) / len(xs) if xs else 0.0
-
-    def n(self, where: Callable[[dict[str, Any]], bool] = lambda r: True) -> int:
-        return sum(1 for r in self.rows if where(r))
-
-    def shared(self, col: str, bs: int, where: Callable[[dict[str, Any]], bool] = lambda r: True) -> float:
-        """Mean tokens of the prefix the rows of a batch share, in table order, batches of
-        ``bs``: what ``core.sampling.generate_batch`` runs once per batch
-        (``core.sampling.shared_prefix_len``, with its minimum)."""
-        from cotlens.core.sampling import shared_prefix_len
-
-        texts = [str(r[col]) for r in self.rows if where(r)]
-        batches = [texts[i : i + max(1, bs)] for i in range(0, len(texts), max(1, bs))]
-        xs = [shared_prefix_len([list(self.encode(t)) for t in b]) for b in batches]
-        return sum(xs) / len(xs) if xs else 0.0
-
-
 CHARS_PER_TOKEN = 3.6
 
 
@@ -303,204 +186,11 @@ def prompt_rows(study: str, config: Config) -> list[dict[str, Any]]:
         return read_table(out).to_pylist()
 
 
-def _batches(n: float, bs: int) -> float:
-    return math.ceil(n / max(1, bs)) if n else 0
+def study_stages(study: str) -> Callable[[CostInputs], dict[str, Work]]:
+    """A study's cost model: ``cotlens.<study>.cost.stages``."""
+    import importlib
 
-
-def _generation(n: float, prompt: float, gen: float, max_new: int, bs: int, shared: float = 0.0) -> Work:
-    """Batched generation of ``n`` prompts of ``prompt`` tokens (``shared`` of them a prefix
-    every prompt shares, run once per batch), ``gen`` tokens each on average (a batch runs
-    until its longest row stops: ~1.6x the mean, at most ``max_new``)."""
-    b = _batches(n, bs)
-    return Work(
-        calls=b * (2 if shared else 1),
-        tokens=b * shared + n * (prompt - shared),
-        ctx=prompt / 2,
-        readouts=n,
-        steps=b * min(max_new, 1.6 * gen),
-        generated=n * gen,
-        step_ctx=prompt + gen / 2,
-    )
-
-
-def _plus(*ws: Work) -> Work:
-    out = Work(loads=0)
-    for w in ws:
-        tok = out.tokens + w.tokens
-        out.ctx = (out.ctx * out.tokens + w.ctx * w.tokens) / tok if tok else 0
-        gen = out.generated + w.generated
-        out.step_ctx = (out.step_ctx * out.generated + w.step_ctx * w.generated) / gen if gen else 0
-        out.tokens, out.generated = tok, gen
-        for f in ("calls", "readouts", "steps", "backward", "fixed_s"):
-            setattr(out, f, getattr(out, f) + getattr(w, f))
-        out.loads += w.loads
-    return out
-
-
-def _times(w: Work, k: float) -> Work:
-    return replace(
-        w,
-        calls=w.calls * k,
-        tokens=w.tokens * k,
-        readouts=w.readouts * k,
-        steps=w.steps * k,
-        generated=w.generated * k,
-        backward=w.backward * k,
-        fixed_s=w.fixed_s * k,
-        loads=0,
-    )
-
-
-@dataclass
-class Study:
-    config: Config
-    shape: Shape
-    prompts: Prompts
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-def circuits_stages(st: Study) -> dict[str, Work]:
-    c, s, p = st.config["circuits"], st.shape, st.prompts
-    n = p.n() * int(c["sample"].get("n_samples", 1))
-    from cotlens.circuits.fewshot import question_text
-
-    prompt, nofacts, cot = p.mean("prompt"), p.mean("prompt_nofacts"), p.mean("gold_cot") + 4
-    for r in p.rows:  # the question alone (0-shot pairs, probe features)
-        r.setdefault("_question", question_text(r["facts"], r["query"]))
-    query = p.mean("_question")
-    sm = c["sample"]
-    sample = _generation(n, prompt, cot, int(sm["max_new_tokens"]), int(sm["batch_size"]))
-    sample.note = "generated length: the gold CoT's"
-    seq = prompt + cot
-    npos = 2 + cot / 10  # the last prompt token, each step's end, the answer
-    ex = c["extract"]
-    shared = max(0.0, prompt - query)  # the exemplars: run once for the clean and the no-facts sequence
-    extract = Work(
-        calls=3 * _batches(n, int(ex["batch_size"])),
-        tokens=n * (seq + nofacts + cot - shared),
-        ctx=seq / 2,
-        readouts=2 * n * npos,
-    )
-    lens = Work(readouts=2 * n * npos * s.layers)  # the block outputs and the heads' writes
-    pc = c["pairs"]
-    onto = [o for o in pc.get("ontologies", ["fictional"]) if o in c["prompts"]["ontologies"]]
-    share = len(onto) / max(1, len(c["prompts"]["ontologies"]))
-    cands = n * share * 2.7  # corruptible words per sample (measured: 64 from 24 fictional samples)
-    plen = (query if pc.get("context", "question") == "question" else prompt) + cot / 2
-    pairs = Work(calls=_batches(cands, int(pc.get("batch_size", 16))), tokens=2 * cands * plen, ctx=plen / 2)
-    pairs.readouts = 2 * cands
-    pairs.note = "candidates: ~2.7 per sample of the pair ontologies"
-    kept = min(cands * 0.3, 3 * int(pc["per_subtask"]))  # three subtasks (copy, decision, induction)
-    pt = c["patch"]
-    heads = s.layers * s.heads
-    exact = kept if int(pt["exact_pairs"]) < 0 else min(kept, 3 * int(pt["exact_pairs"]))
-    per_pos = int(pt.get("positions_last", 4)) + 1
-    sweep = Work(  # the engine replays each head batch from the first difference (late), each position to the end
-        calls=math.ceil(heads / int(pt.get("head_batch", 64))) * (1 + per_pos),
-        tokens=heads * plen * 0.15 + per_pos * heads * 3,
-        ctx=plen / 2,
-        readouts=heads * (1 + per_pos),
-    )
-    screen = Work(
-        calls=4, tokens=2 * plen, ctx=plen / 2, backward=2 * plen * int(pt.get("screen_steps", 1)), readouts=4
-    )
-    topk = Work(calls=1, tokens=int(pt["top_k"]) * plen, ctx=plen / 2, readouts=int(pt["top_k"]))
-    patch = _plus(Work(), _times(sweep, exact), _times(_plus(screen, topk), kept - exact))
-    patch.loads, patch.note = 1, "pairs kept: ~0.3 of the candidates, at most 3 x per_subtask"
-    heads_w = Work(calls=3 * kept, tokens=3 * kept * plen, ctx=plen / 2, readouts=kept * s.layers * s.heads)
-    sc = c["sufficiency"]
-    conds = sum(1 + (int(sc["random_draws"]) if 0 < int(k) < heads else 0) for k in sc["sufficiency_k"])
-    groups = 3 if sc.get("circuits", "subtask") == "subtask" else 1
-    suff = Work(calls=conds * groups * 2, tokens=(conds + 2) * kept * plen, ctx=plen / 2, readouts=conds * kept)
-    probe = Work(calls=_batches(n, 8), tokens=n * query, ctx=query / 2, fixed_s=1.0 * s.layers * max(1.0, n / 72))
-    return {
-        "circuits_sample": sample,
-        "circuits_extract": extract,
-        "circuits_lens": lens,
-        "circuits_pairs": pairs,
-        "circuits_patch": patch,
-        "circuits_heads": heads_w,
-        "circuits_sufficiency": suff,
-        "circuits_probe": probe,
-    }
-
-
-def neurons_stages(st: Study) -> dict[str, Work]:
-    from cotlens.neurons.methods import effect_conditions, split
-
-    c, p = st.config["neurons"], st.prompts
-    d, e = c["discovery"], {**c["discovery"], **c["effects"]}
-    max_new, bs = int(d["max_new_tokens"]), int(d["batch_size"])
-    gen = 10.0 + 14.0 * int(c["prompts"]["max_steps"])  # one sentence per step, then the answer
-
-    def full(r: dict[str, Any]) -> bool:
-        return bool(r["variant"] == "full")
-
-    disc_n = p.n(lambda r: full(r) and split(r["problem_id"]) == "discovery")
-    prompt = p.mean("prompt", full)
-    shared = p.shared("prompt", bs, lambda r: full(r) and split(r["problem_id"]) == "discovery")
-    disc = _generation(disc_n, prompt, gen, max_new, bs, shared)
-    disc.note = "generated length: ~14 tokens a step"
-    ev = p.n(lambda r: full(r) and split(r["problem_id"]) == "eval")
-    conds = effect_conditions(e, 10, [int(x) for x in e.get("top_n", [])])
-    one = _generation(
-        ev, prompt, gen, max_new, bs, p.shared("prompt", bs, lambda r: full(r) and split(r["problem_id"]) == "eval")
-    )
-    eff = _times(one, len(conds))
-    eff.loads, eff.note = 1, f"{len(conds)} conditions; generated length: ~14 tokens a step"
-    return {"neurons_discovery": disc, "neurons_effects": eff}
-
-
-def digits_stages(st: Study) -> dict[str, Work]:
-    c, p = st.config["digits"], st.prompts
-    n = p.n()
-    prompt, answer = p.mean("prompt"), p.mean("answer")
-    settings = list(c.get("settings", ["conditioned", "unconditioned"]))
-    rounds = max(1.0, answer / 3)  # own digits: a round per place where the model's digit differs
-    bs = int(c.get("batch_size", 32))
-    batches = (
-        len(c["n_digits"]) * len(c["m_digits"]) * _batches(n / max(1, len(c["n_digits"]) * len(c["m_digits"])), bs)
-    )
-    w = Work(
-        calls=batches * (2 + rounds),
-        tokens=n * prompt + n * answer * (len(settings) + rounds),
-        ctx=prompt / 2,
-        readouts=n * answer * (len(settings) + rounds),
-    )
-    if c.get("estimator") == "mc_dropout":
-        k = int(c["mc_dropout"]["samples"])
-        w = _plus(w, Work(calls=k * batches, tokens=k * n * len(settings) * (prompt + answer), ctx=prompt / 2, loads=0))
-        w.loads = 1
-    w.note = "own-digit rounds: ~1 per 3 answer digits"
-    return {"digits_confidence": w}
-
-
-def experts_stages(st: Study) -> dict[str, Work]:
-    c, p = st.config["experts"], st.prompts
-    max_new, bs = int(c["max_new_tokens"]), int(c["batch_size"])
-    q = p.mean("question")
-    study_map = p.n(lambda r: r["set"] == "study")
-    routes = _generation(study_map, q, 0.8 * max_new, max_new, bs)
-    ask = p.n(lambda r: r["set"] == "quality" or (r["set"] == "study" and r["split"] == "eval"))
-    refs = p.n(lambda r: r["set"] == "reference")
-    ref = q + p.mean("reference")
-    one = _plus(
-        _generation(ask, q, 0.8 * max_new, max_new, bs),
-        Work(calls=_batches(refs, bs), tokens=refs * ref, ctx=ref / 2, readouts=refs * ref, loads=0),
-        Work(calls=_batches(ask, bs), tokens=ask * (q + max_new), ctx=q, readouts=ask * max_new, loads=0),
-    )
-    conds = 1 + len(c["k"]) * 2 * (1 + int(c["random_seeds"]))
-    eff = _times(one, conds)
-    eff.loads, eff.note = 1, f"{conds} conditions"
-    return {"experts_routes": routes, "experts_effects": eff}
-
-
-STAGES: dict[str, Callable[[Study], dict[str, Work]]] = {
-    "circuits": circuits_stages,
-    "neurons": neurons_stages,
-    "digits": digits_stages,
-    "experts": experts_stages,
-}
+    return importlib.import_module(f"cotlens.{study}.cost").stages
 
 
 def train_work(entry: Mapping[str, Any]) -> tuple[Shape, Work]:
@@ -671,8 +361,8 @@ def build(
         prompts[study] = prompt_rows(study, config)
         for m in moe if study == "experts" else dense:
             info = infos[m]
-            st = Study(config, info.shape, Prompts(prompts[study], counter(info.weights)))
-            for stage, w in STAGES[study](st).items():
+            st = CostInputs(config, info.shape, Prompts(prompts[study], counter(info.weights)))
+            for stage, w in study_stages(study)(st).items():
                 add(stage, m, w, info.shape)
     return rows
 

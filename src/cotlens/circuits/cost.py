@@ -1,0 +1,75 @@
+"""The cost of Study 1's model stages for ``cotlens plan``: the work each does,
+counted from the configuration and the prompts (``cotlens.core.cost``)."""
+
+from __future__ import annotations
+
+import math
+
+from cotlens.core.cost import CostInputs, Work, batches, generation, plus, times
+
+
+def stages(st: CostInputs) -> dict[str, Work]:
+    """The model work of each of the study's model stages (``cotlens plan``)."""
+    c, s, p = st.config["circuits"], st.shape, st.prompts
+    n = p.n() * int(c["sample"].get("n_samples", 1))
+    from cotlens.circuits.fewshot import question_text
+
+    prompt, nofacts, cot = p.mean("prompt"), p.mean("prompt_nofacts"), p.mean("gold_cot") + 4
+    for r in p.rows:  # the question alone (0-shot pairs, probe features)
+        r.setdefault("_question", question_text(r["facts"], r["query"]))
+    query = p.mean("_question")
+    sm = c["sample"]
+    sample = generation(n, prompt, cot, int(sm["max_new_tokens"]), int(sm["batch_size"]))
+    sample.note = "generated length: the gold CoT's"
+    seq = prompt + cot
+    npos = 2 + cot / 10  # the last prompt token, each step's end, the answer
+    ex = c["extract"]
+    shared = max(0.0, prompt - query)  # the exemplars: run once for the clean and the no-facts sequence
+    extract = Work(
+        calls=3 * batches(n, int(ex["batch_size"])),
+        tokens=n * (seq + nofacts + cot - shared),
+        ctx=seq / 2,
+        readouts=2 * n * npos,
+    )
+    lens = Work(readouts=2 * n * npos * s.layers)  # the block outputs and the heads' writes
+    pc = c["pairs"]
+    onto = [o for o in pc.get("ontologies", ["fictional"]) if o in c["prompts"]["ontologies"]]
+    share = len(onto) / max(1, len(c["prompts"]["ontologies"]))
+    cands = n * share * 2.7  # corruptible words per sample (measured: 64 from 24 fictional samples)
+    plen = (query if pc.get("context", "question") == "question" else prompt) + cot / 2
+    pairs = Work(calls=batches(cands, int(pc.get("batch_size", 16))), tokens=2 * cands * plen, ctx=plen / 2)
+    pairs.readouts = 2 * cands
+    pairs.note = "candidates: ~2.7 per sample of the pair ontologies"
+    kept = min(cands * 0.3, 3 * int(pc["per_subtask"]))  # three subtasks (copy, decision, induction)
+    pt = c["patch"]
+    heads = s.layers * s.heads
+    exact = kept if int(pt["exact_pairs"]) < 0 else min(kept, 3 * int(pt["exact_pairs"]))
+    per_pos = int(pt.get("positions_last", 4)) + 1
+    sweep = Work(  # the engine replays each head batch from the first difference (late), each position to the end
+        calls=math.ceil(heads / int(pt.get("head_batch", 64))) * (1 + per_pos),
+        tokens=heads * plen * 0.15 + per_pos * heads * 3,
+        ctx=plen / 2,
+        readouts=heads * (1 + per_pos),
+    )
+    screen = Work(
+        calls=4, tokens=2 * plen, ctx=plen / 2, backward=2 * plen * int(pt.get("screen_steps", 1)), readouts=4
+    )
+    topk = Work(calls=1, tokens=int(pt["top_k"]) * plen, ctx=plen / 2, readouts=int(pt["top_k"]))
+    patch = plus(Work(), times(sweep, exact), times(plus(screen, topk), kept - exact))
+    patch.loads, patch.note = 1, "pairs kept: ~0.3 of the candidates, at most 3 x per_subtask"
+    heads_w = Work(calls=3 * kept, tokens=3 * kept * plen, ctx=plen / 2, readouts=kept * s.layers * s.heads)
+    sc = c["sufficiency"]
+    conds = sum(1 + (int(sc["random_draws"]) if 0 < int(k) < heads else 0) for k in sc["sufficiency_k"])
+    groups = 3 if sc.get("circuits", "subtask") == "subtask" else 1
+    suff = Work(calls=conds * groups * 2, tokens=(conds + 2) * kept * plen, ctx=plen / 2, readouts=conds * kept)
+    probe = Work(calls=batches(n, 8), tokens=n * query, ctx=query / 2, fixed_s=1.0 * s.layers * max(1.0, n / 72))
+    return {
+        "circuits_sample": sample,
+        "circuits_extract": extract,
+        "circuits_lens": lens,
+        "circuits_pairs": pairs,
+        "circuits_patch": patch,
+        "circuits_heads": heads_w,
+        "circuits_sufficiency": suff,
+        "circuits_probe": probe,
+    }
