@@ -76,7 +76,7 @@ def test_each_study_declares_itself_as_data_and_is_found() -> None:
 
     from cotlens.studies import declared, in_order
 
-    assert list(STUDIES) == ["circuits", "neurons", "digits", "experts"]  # by NUMBER: the report's order
+    assert list(STUDIES)[:4] == ["circuits", "neurons", "digits", "experts"]  # by NUMBER: the report's order
     for name in STUDIES:
         tree = ast.parse((PKG / name / "study.py").read_text())
         imported = [n for n in ast.walk(tree) if isinstance(n, ast.Import | ast.ImportFrom)]
@@ -175,7 +175,7 @@ def test_the_config_schema_allows_exactly_the_typed_values() -> None:
 
 
 # What each layer may import (AST, lazy imports included): nothing below imports upward.
-STUDY_NAMES = ("circuits", "neurons", "digits", "experts")
+STUDY_NAMES = tuple(STUDIES)
 BASE = {"errors", "studies"}  # pure, import-free registries every layer may read
 MAY_IMPORT = {
     "errors": set(),
