@@ -25,7 +25,7 @@ import torch
 from _timing import median_time, sync
 
 from cotlens.circuits import patching as P
-from cotlens.models.adapters import Handle, adapter_for, dims, get
+from cotlens.models.adapters import Adapted, adapter_for, dims, get
 
 
 def shapes() -> dict[str, Callable[[], torch.nn.Module]]:
@@ -139,7 +139,7 @@ def main() -> None:
 
 def bench_one(name: str, m: torch.nn.Module, a: argparse.Namespace) -> None:
     ad, d = adapter_for(m), dims(m)
-    mh = Handle(m, ad, d)
+    mh = Adapted(m, ad, d)
     g = torch.Generator().manual_seed(0)
     clean = torch.randint(10, d.vocab, (a.tokens,), generator=g).tolist()
     corrupt = list(clean)

@@ -172,11 +172,11 @@ from typing import Any
 import matplotlib.pyplot as plt
 
 from cotlens.io import figures as base
-from cotlens.io.figures import Inputs, Paths
+from cotlens.io.figures import FigureFiles, Inputs
 from cotlens.io.parquet import read_table
 
 
-def answer_prob(inputs: Inputs, outputs: Paths, model: str, dpi: int = 150) -> dict[str, Any]:
+def answer_prob(inputs: Inputs, outputs: FigureFiles, model: str, dpi: int = 150) -> dict[str, Any]:
     """The model's probability of each prompt's answer (descriptive: no claim)."""
     p = read_table(inputs["answers"]).column("p_answer").to_pylist()
     mean = sum(p) / len(p) if p else float("nan")
@@ -188,7 +188,7 @@ def answer_prob(inputs: Inputs, outputs: Paths, model: str, dpi: int = 150) -> d
     return {{"n": len(p), "mean_p_answer": mean, "drawn_titles": base.save(fig, outputs, dpi)}}
 
 
-FIGURES: dict[str, Callable[[Inputs, Paths, str, int], dict[str, Any]]] = {{
+FIGURES: dict[str, Callable[[Inputs, FigureFiles, str, int], dict[str, Any]]] = {{
     "{name}_answer_prob": answer_prob,
 }}
 '''

@@ -20,7 +20,7 @@ from cotlens.core.hooks import Capture
 from cotlens.errors import CotlensError
 from cotlens.models import checks as C
 from cotlens.models import zoo
-from cotlens.models.adapters import DOCUMENTED, OVERRIDES, Handle, adapter_for, dims, infer, windows
+from cotlens.models.adapters import DOCUMENTED, OVERRIDES, Adapted, adapter_for, dims, infer, windows
 from cotlens.neurons.methods import NeuronScorer, project_many
 from cotlens.pipeline.cli import method_checks
 
@@ -146,7 +146,7 @@ def test_one_neuron_scoring_pass(family: str) -> None:
     ad = adapter_for(model)
     d = dims(model, ad)
     ids = torch.tensor([[5, 9, 11, 3], [4, 6, 12, 13]])
-    with torch.no_grad(), NeuronScorer(Handle(model, ad, d), k=3, batch=2) as sc, Capture(model, ad, ["mlp"]) as cap:
+    with torch.no_grad(), NeuronScorer(Adapted(model, ad, d), k=3, batch=2) as sc, Capture(model, ad, ["mlp"]) as cap:
         sc.rows([0, 1])
         model(input_ids=ids)
         sc.commit([0, 1])
@@ -263,8 +263,8 @@ def test_patching_with_the_models_own_sliding_cache_fails_the_check(
     layers keep only the last window: exact on prompts shorter than the window, wrong past
     it. The check runs past every window (check_length), so it sees the difference."""
     m = zoo.perturb(zoo.build(family))
-    mh = Handle(m, adapter_for(m), dims(m))
-    long = C.prompts(mh.dims, t=C.check_length(m))
+    mh = Adapted(m, adapter_for(m), dims(m))
+    long = C.check_tokens(mh.dims, t=C.check_length(m))
     assert self_check(mh, long).ok
     monkeypatch.setattr("cotlens.circuits.patching._full_cache", lambda: _models_own_cache(m))
     assert not _passes(mh, long)  # wrong numbers, or the raw tensor error the stage used to end in
@@ -286,11 +286,11 @@ def test_the_patching_check_must_run_past_the_window(monkeypatch: pytest.MonkeyP
     cfg.sliding_window = 12
     torch.manual_seed(0)
     m = zoo.perturb(tf.AutoModelForCausalLM.from_config(cfg, attn_implementation="eager").eval())
-    mh = Handle(m, adapter_for(m), dims(m))
+    mh = Adapted(m, adapter_for(m), dims(m))
     monkeypatch.setattr("cotlens.circuits.patching._full_cache", lambda: _models_own_cache(m))
     assert C.check_length(m) == 16
-    assert _passes(mh, C.prompts(mh.dims, t=9))  # blind
-    assert not _passes(mh, C.prompts(mh.dims, t=C.check_length(m)))
+    assert _passes(mh, C.check_tokens(mh.dims, t=9))  # blind
+    assert not _passes(mh, C.check_tokens(mh.dims, t=C.check_length(m)))
 
 
 def test_post_layernorm_opt_is_refused_for_dla_and_neurons() -> None:
@@ -373,15 +373,15 @@ def test_neuron_writes_under_a_post_norm_count_its_eps(family: str) -> None:
         for b in m.model.layers:
             b.mlp.down_proj.weight.mul_(1e-3)
     ad, d = adapter_for(m), dims(m)
-    ids = C.prompts(d)
-    assert C.check_decomposition(Handle(m, ad, d), ids).ok
+    ids = C.check_tokens(d)
+    assert C.check_decomposition(Adapted(m, ad, d), ids).ok
 
     def eps_blind(model: Any, a: Any, layer: int, f: torch.Tensor) -> torch.Tensor:
         return 1.0 / W.norm_scale(f, W.centres(W._post(model, a, layer, "ffn"), f.shape[-1]))
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(C, "token_scale", eps_blind)
-        assert not C.check_decomposition(Handle(m, ad, d), ids).ok  # the check sees the difference
+        assert not C.check_decomposition(Adapted(m, ad, d), ids).ok  # the check sees the difference
 
 
 def test_check_model_command(tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:

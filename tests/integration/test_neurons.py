@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from cotlens.models.adapters import Handle, adapter_for, dims, get, layers
+from cotlens.models.adapters import Adapted, adapter_for, dims, get, layers
 from cotlens.neurons import methods as N
 from cotlens.neurons import prompts as arith
 
@@ -69,7 +69,7 @@ def test_discovery_finds_labels_and_ablation_removes_the_plus_neuron(plus_model)
 
     # discovery, in the generating forwards
     cfg = SampleConfig(max_new_tokens=3, batch_size=16)
-    with N.NeuronScorer(Handle(m, ad, d), k=4, batch=16) as sc:
+    with N.NeuronScorer(Adapted(m, ad, d), k=4, batch=16) as sc:
         generate_batch(m, prompts, cfg, 0, set(), lambda ids: None, next(m.parameters()).device, on_step=sc.rows)
         sc.commit(list(range(16)))
     freq = sc.frequency()

@@ -8,7 +8,7 @@ import torch
 from cotlens.circuits import heads as C
 from cotlens.circuits import patching as P
 from cotlens.models import toy
-from cotlens.models.adapters import Handle, adapter_for, dims
+from cotlens.models.adapters import Adapted, adapter_for, dims
 from cotlens.models.toy import one_head_copier
 
 
@@ -52,7 +52,7 @@ def setup(request: pytest.FixtureRequest, device: str):  # type: ignore[no-untyp
     corrupt[6] = (corrupt[6] + 5) % 97
     corrupt[15] = (corrupt[15] + 11) % 97
     ad, d = adapter_for(m), dims(m)
-    mh = Handle(m, ad, d)
+    mh = Adapted(m, ad, d)
     base = P.baseline(mh, clean, corrupt, clean_tok=5, corrupt_tok=9, attribution=True)
     return m, ad, d, base
 
@@ -68,7 +68,7 @@ def test_baseline_metrics_are_consistent(setup) -> None:  # type: ignore[no-unty
 
 def test_exact_all_positions_equals_naive_loop(setup) -> None:  # type: ignore[no-untyped-def]
     m, ad, d, base = setup
-    mh = Handle(m, ad, d)
+    mh = Adapted(m, ad, d)
     fast = P.patch_heads(mh, base, batch=3)  # chunks smaller than a layer's heads too
     assert len(fast) == d.n_layers * d.n_heads
     worst = max(abs(fast[k][i] - P.naive_patch(mh, base, k)[i]) for k in fast for i in (0, 1))
@@ -78,7 +78,7 @@ def test_exact_all_positions_equals_naive_loop(setup) -> None:  # type: ignore[n
 
 def test_per_position_with_cache_reuse_equals_naive(setup) -> None:  # type: ignore[no-untyped-def]
     m, ad, d, base = setup
-    mh = Handle(m, ad, d)
+    mh = Adapted(m, ad, d)
     fast = P.patch_heads_at(mh, base, [0, 6, 15, 23], batch=4)
     assert len(fast) == 4 * d.n_layers * d.n_heads
     worst = max(abs(fast[k][i] - P.naive_patch(mh, base, (k[1], k[2]), pos=k[0])[i]) for k in fast for i in (0, 1))
@@ -94,7 +94,7 @@ def test_per_position_with_cache_reuse_equals_naive(setup) -> None:  # type: ign
 
 def test_patching_every_position_restores_clean(setup) -> None:  # type: ignore[no-untyped-def]
     m, ad, d, base = setup
-    mh = Handle(m, ad, d)
+    mh = Adapted(m, ad, d)
     sets = [range(0, 10), range(10, 23), range(23), range(24)]
     q, cot, ctx, whole = P.patch_positions(mh, base, sets)
     assert whole[0] == pytest.approx(1.0, abs=1e-4)
@@ -113,7 +113,7 @@ def test_patching_every_position_restores_clean(setup) -> None:  # type: ignore[
 
 def test_mean_ablation_keeping_every_head_is_the_model(setup) -> None:  # type: ignore[no-untyped-def]
     m, ad, d, base = setup
-    mh = Handle(m, ad, d)
+    mh = Adapted(m, ad, d)
     ids = base.clean_ids[0].tolist()
     means = C.mean_head_outputs(mh, [ids])
     keep = {(la, h) for la in range(d.n_layers) for h in range(d.n_heads)}
@@ -143,7 +143,7 @@ def test_head_writes_sum_to_the_attention_output(setup) -> None:  # type: ignore
 def test_one_known_head_carries_the_answer(device: str) -> None:
     m = one_head_copier(layer=1, head=2).to(device)
     ad, d = adapter_for(m), dims(m)
-    mh = Handle(m, ad, d)
+    mh = Adapted(m, ad, d)
     clean = [3, 20, 21, 22, 23, 24, 25, 26]  # token 3 is copiable (< head_dim); the rest are not
     corrupt = [5, *clean[1:]]
     base = P.baseline(mh, clean, corrupt, clean_tok=3, corrupt_tok=5, attribution=True)
@@ -187,7 +187,7 @@ def induction(device: str):  # type: ignore[no-untyped-def]
     prev, ind = toy.head_roles(m)
     m = m.to(device)
     ad, d = adapter_for(m), dims(m)
-    mh = Handle(m, ad, d)
+    mh = Adapted(m, ad, d)
     gen = torch.Generator().manual_seed(123)
     exact = torch.zeros(d.n_layers, d.n_heads)
     scr = {meth: torch.zeros(d.n_layers, d.n_heads) for meth in P.SCREENS}

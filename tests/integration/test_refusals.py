@@ -208,11 +208,11 @@ def test_expert_switching_refused_by_the_router_check_and_passed_on(
 
     from cotlens.experts.stages import effects, ftri, routes
     from cotlens.experts.stages import prompts as eprompts
-    from cotlens.models.adapters import handle
+    from cotlens.models.adapters import adapted
     from cotlens.models.loading import Loaded
 
     m = zoo.perturb(zoo.build("dbrx"))
-    h = handle(m)
+    h = adapted(m)
     lm = Loaded(m, None, h.adapter, h.dims, {"name": "dbrx"}, torch.device("cpu"), "float32")
     monkeypatch.setattr(routes, "load_for_stage", lambda *_a, **_k: lm)
     monkeypatch.setattr(routes, "respond", _never)

@@ -37,7 +37,7 @@ from cotlens.core.verdicts import (
     t_p,
     weakest,
 )
-from cotlens.io.figures import Inputs, Paths, save
+from cotlens.io.figures import FigureFiles, Inputs, save
 from cotlens.io.parquet import read_table
 
 SUBTASKS = ("decision", "copy", "induction")
@@ -80,7 +80,7 @@ def _top(grid: pd.DataFrame, n: int = 3) -> list[str]:
     return [f"L{la}H{h}" for la, h in s.index[:n]]
 
 
-def patch_heads(inputs: Inputs, outputs: Paths, model: str, dpi: int = 150) -> dict[str, Any]:
+def patch_heads(inputs: Inputs, outputs: FigureFiles, model: str, dpi: int = 150) -> dict[str, Any]:
     ex = swept(read_table(inputs["patching"]).to_pandas())
     subs = [s for s in SUBTASKS if (ex["subtask"] == s).any()]
     fig, axes = plt.subplots(1, max(1, len(subs)), figsize=(5.4 * max(1, len(subs)), 5), squeeze=False)
@@ -126,7 +126,7 @@ def patch_heads(inputs: Inputs, outputs: Paths, model: str, dpi: int = 150) -> d
     return {**out, "top_heads_table": rows}
 
 
-def patch_positions(inputs: Inputs, outputs: Paths, model: str, dpi: int = 150) -> dict[str, Any]:
+def patch_positions(inputs: Inputs, outputs: FigureFiles, model: str, dpi: int = 150) -> dict[str, Any]:
     """Per patched position and layer: the mean normalised KL over the layer's heads and the
     fully swept pairs (n in the title); the JSON lists each position's top heads by their
     mean over pairs, with n."""
@@ -152,7 +152,7 @@ def patch_positions(inputs: Inputs, outputs: Paths, model: str, dpi: int = 150) 
     return {"n_pairs": n_pairs, "top_heads_per_position": top}
 
 
-def attribution(inputs: Inputs, outputs: Paths, model: str, dpi: int = 150) -> dict[str, Any]:
+def attribution(inputs: Inputs, outputs: FigureFiles, model: str, dpi: int = 150) -> dict[str, Any]:
     p = read_table(inputs["patching"]).to_pandas()
     p = p[p["positions"] == "all"]
     ex = p[p["method"] == "exact"].set_index(["pair_id", "layer", "head"])["nkl"]
@@ -195,7 +195,7 @@ def attribution(inputs: Inputs, outputs: Paths, model: str, dpi: int = 150) -> d
     }
 
 
-def sufficiency(inputs: Inputs, outputs: Paths, model: str, dpi: int = 150) -> dict[str, Any]:
+def sufficiency(inputs: Inputs, outputs: FigureFiles, model: str, dpi: int = 150) -> dict[str, Any]:
     """Agreement with the clean argmax when only k heads are kept, top-k vs random k-sets.
 
     Per k: the top-k curve with a 95% bootstrap interval over pairs, the random draws'
@@ -366,7 +366,7 @@ def rift_verdict(test: dict[str, Any], ci: tuple[float, float]) -> tuple[str, st
     return INCONCLUSIVE, "a step, its depth interval straddles the edge of mid-depth"
 
 
-def rift(inputs: Inputs, outputs: Paths, model: str, dpi: int = 150) -> dict[str, Any]:
+def rift(inputs: Inputs, outputs: FigureFiles, model: str, dpi: int = 150) -> dict[str, Any]:
     """Per layer, the share of heads whose logit-lens top token is a content word of the
     prompt ("context") among those reading a content word at all (function words,
     punctuation and numbers are left out: every prompt has them). The chance line is the
@@ -429,7 +429,7 @@ def rift(inputs: Inputs, outputs: Paths, model: str, dpi: int = 150) -> dict[str
     }
 
 
-def answer_heads(inputs: Inputs, outputs: Paths, model: str, dpi: int = 150) -> dict[str, Any]:
+def answer_heads(inputs: Inputs, outputs: FigureFiles, model: str, dpi: int = 150) -> dict[str, Any]:
     """Answer-writing heads: DLA per head, and the paper's attention evidence (the top
     heads attend from the last position to the answer token in the prompt). The upper-half
     share of positive DLA has a 95% bootstrap interval over pairs."""
@@ -527,7 +527,7 @@ def answer_heads(inputs: Inputs, outputs: Paths, model: str, dpi: int = 150) -> 
     }
 
 
-def probe(inputs: Inputs, outputs: Paths, model: str, dpi: int = 150) -> dict[str, Any]:
+def probe(inputs: Inputs, outputs: FigureFiles, model: str, dpi: int = 150) -> dict[str, Any]:
     """Relation probe per layer: cross-validated accuracy (picks the layer), held-out test
     accuracy, and the control task's test accuracy (Hewitt & Liang); the headline is the
     test accuracy at the layer cross-validation picked, with its Wilson interval, and the
@@ -587,7 +587,7 @@ def probe(inputs: Inputs, outputs: Paths, model: str, dpi: int = 150) -> dict[st
     }
 
 
-def pathways(inputs: Inputs, outputs: Paths, model: str, dpi: int = 150) -> dict[str, Any]:
+def pathways(inputs: Inputs, outputs: FigureFiles, model: str, dpi: int = 150) -> dict[str, Any]:
     """Parallel pathways: every head patched (clean into corrupt) at the question positions
     alone, at the CoT positions alone, or at both (context). Only pairs whose corrupted
     word is in the question can show both pathways: when it is in the CoT, the question
@@ -680,7 +680,7 @@ def load_scored(prompts: str | Path, samples: str | Path) -> pd.DataFrame:
     return s.merge(p, on="prompt_id", validate="many_to_one")
 
 
-def accuracy(inputs: Inputs, outputs: Paths, model: str, dpi: int = 150) -> dict[str, Any]:
+def accuracy(inputs: Inputs, outputs: FigureFiles, model: str, dpi: int = 150) -> dict[str, Any]:
     """Answer accuracy by hops, one line per ontology, one panel per distractor setting."""
     df = load_scored(inputs["prompts"], inputs["samples"])
     df["accuracy"] = df["answer_correct"].astype(float)
@@ -707,7 +707,7 @@ def accuracy(inputs: Inputs, outputs: Paths, model: str, dpi: int = 150) -> dict
     return {"accuracy": cells.rename(columns={"mean": "accuracy", "size": "n"}).to_dict("records")}
 
 
-def step_accuracy(inputs: Inputs, outputs: Paths, model: str, dpi: int = 150) -> dict[str, Any]:
+def step_accuracy(inputs: Inputs, outputs: FigureFiles, model: str, dpi: int = 150) -> dict[str, Any]:
     """Fraction of samples whose CoT step i equals gold step i, by step and hops."""
     df = load_scored(inputs["prompts"], inputs["samples"])
     recs = []
@@ -735,7 +735,7 @@ def lens_table(lens: str | Path) -> pd.DataFrame:
     return df
 
 
-def lens_heatmap(inputs: Inputs, outputs: Paths, model: str, dpi: int = 150) -> dict[str, Any]:
+def lens_heatmap(inputs: Inputs, outputs: FigureFiles, model: str, dpi: int = 150) -> dict[str, Any]:
     """Mean lens probability of the in-context token and of the no-context prior token,
     layer x position, over positions where the two predictions differ (positions seen
     fewer than 3 times are dropped)."""

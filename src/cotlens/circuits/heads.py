@@ -15,7 +15,7 @@ from cotlens.core.contributions import direct_logits, head_writes
 from cotlens.core.hooks import Capture, edit_inputs
 from cotlens.errors import CotlensError
 from cotlens.io.parquet import read_table
-from cotlens.models.adapters import ModelHandle, final_norm, get, readout
+from cotlens.models.adapters import AdaptedModel, final_norm, get, readout
 
 Head = tuple[int, int]
 
@@ -49,7 +49,7 @@ def content_tokens(tokenizer: Any, vocab: int) -> set[int]:
 
 
 @torch.no_grad()
-def read_heads(mh: ModelHandle, ids: Sequence[int], tok_a: int, tok_b: int) -> HeadReading:
+def read_heads(mh: AdaptedModel, ids: Sequence[int], tok_a: int, tok_b: int) -> HeadReading:
     """Per-head DLA and logit-lens top token at the last position of one prompt."""
     model, ad, dims = mh.model, mh.adapter, mh.dims
     dev = next(model.parameters()).device
@@ -82,7 +82,7 @@ def read_heads(mh: ModelHandle, ids: Sequence[int], tok_a: int, tok_b: int) -> H
 
 
 @torch.no_grad()
-def mean_head_outputs(mh: ModelHandle, prompts: Sequence[Sequence[int]]) -> torch.Tensor:
+def mean_head_outputs(mh: AdaptedModel, prompts: Sequence[Sequence[int]]) -> torch.Tensor:
     """[L, n_heads * head_dim]: every head's output averaged over all tokens of ``prompts``."""
     model, ad, dims = mh.model, mh.adapter, mh.dims
     dev = next(model.parameters()).device
@@ -101,7 +101,7 @@ def mean_head_outputs(mh: ModelHandle, prompts: Sequence[Sequence[int]]) -> torc
 
 
 @torch.no_grad()
-def circuit_logits(mh: ModelHandle, ids: Sequence[int], keep: set[Head], means: torch.Tensor) -> torch.Tensor:
+def circuit_logits(mh: AdaptedModel, ids: Sequence[int], keep: set[Head], means: torch.Tensor) -> torch.Tensor:
     """Last-position logits with every head outside ``keep`` replaced by its mean output."""
     model, ad, dims = mh.model, mh.adapter, mh.dims
     dev = next(model.parameters()).device
@@ -123,7 +123,7 @@ def circuit_logits(mh: ModelHandle, ids: Sequence[int], keep: set[Head], means: 
 
 @torch.no_grad()
 def circuit_logits_many(
-    mh: ModelHandle, ids: Sequence[int], keeps: Sequence[set[Head]], means: torch.Tensor, batch: int = 32
+    mh: AdaptedModel, ids: Sequence[int], keeps: Sequence[set[Head]], means: torch.Tensor, batch: int = 32
 ) -> torch.Tensor:
     """[len(keeps), vocab]: :func:`circuit_logits` of one prompt for several circuits at
     once, one row per circuit (each row's own mask of kept heads), ``batch`` rows a forward."""

@@ -34,7 +34,7 @@ from torch import nn
 from cotlens.core.hooks import BlockCalls, Capture, edit_inputs, output_hooks, replay
 from cotlens.core.stats import spearman
 from cotlens.core.types import SCREENS, ScreenMethod
-from cotlens.models.adapters import Adapter, Dims, ModelHandle, get, layers, readout
+from cotlens.models.adapters import AdaptedModel, Adapter, Dims, get, layers, readout
 from cotlens.models.checks import TOL, Check
 
 __all__ = [
@@ -144,7 +144,7 @@ def _suffix_forward(model: nn.Module, ad: Adapter, ids: torch.Tensor, kv: Any, p
 
 
 def baseline(
-    mh: ModelHandle,
+    mh: AdaptedModel,
     clean_ids: Sequence[int],
     corrupt_ids: Sequence[int],
     clean_tok: int,
@@ -203,7 +203,7 @@ def _constant(value: torch.Tensor) -> Callable[[nn.Module, Any, Any], torch.Tens
     return lambda _m, _a, _o: value
 
 
-def screen(mh: ModelHandle, base: Baseline, method: ScreenMethod = "eap-ig", steps: int = 1) -> torch.Tensor:
+def screen(mh: AdaptedModel, base: Baseline, method: ScreenMethod = "eap-ig", steps: int = 1) -> torch.Tensor:
     """First-order estimate of every head's normalised KL at once -> [L, H].
 
     score(l, h) = -grad . (clean - corrupt) of KL(clean || .) at head (l, h), summed
@@ -308,7 +308,7 @@ Row = tuple[int, int | None]  # (head, the one position it patches, or None: eve
 
 
 def _sweep(
-    mh: ModelHandle,
+    mh: AdaptedModel,
     base: Baseline,
     todo: dict[int, list[Row]],
     start: int,
@@ -351,7 +351,7 @@ def _group(heads: Iterable[Head]) -> dict[int, list[int]]:
 
 @torch.no_grad()
 def patch_heads(
-    mh: ModelHandle,
+    mh: AdaptedModel,
     base: Baseline,
     heads: Iterable[Head] | None = None,
     batch: int = 64,
@@ -370,7 +370,7 @@ def patch_heads(
 
 @torch.no_grad()
 def patch_heads_at(
-    mh: ModelHandle,
+    mh: AdaptedModel,
     base: Baseline,
     positions: Iterable[int],
     heads: Iterable[Head] | None = None,
@@ -404,7 +404,7 @@ def patch_heads_at(
 
 
 @torch.no_grad()
-def naive_patch(mh: ModelHandle, base: Baseline, head: Head, pos: int | None = None) -> tuple[float, float]:
+def naive_patch(mh: AdaptedModel, base: Baseline, head: Head, pos: int | None = None) -> tuple[float, float]:
     """Reference: one full corrupt forward with one head patched (what TransformerLens loops)."""
     model, ad, dims = mh.model, mh.adapter, mh.dims
     layer, h = head
@@ -427,7 +427,7 @@ def naive_patch(mh: ModelHandle, base: Baseline, head: Head, pos: int | None = N
 
 @torch.no_grad()
 def patch_positions(
-    mh: ModelHandle, base: Baseline, position_sets: Sequence[Sequence[int]]
+    mh: AdaptedModel, base: Baseline, position_sets: Sequence[Sequence[int]]
 ) -> list[tuple[float, float]]:
     """Patch *every* head of every layer, restricted to each position set (one row each).
 
@@ -452,7 +452,7 @@ def patch_positions(
 
 
 @torch.no_grad()
-def self_check(mh: ModelHandle, ids: torch.Tensor, tol: float = TOL) -> Check:
+def self_check(mh: AdaptedModel, ids: torch.Tensor, tol: float = TOL) -> Check:
     """The ``patching`` self-check: the engine (block replay through the family's cache
     argument, prefix caches, batched heads) vs :func:`naive_patch` on two prompts ``ids``
     [2, T] that differ from position 4 on, all-position and one-position patches (at 6 and

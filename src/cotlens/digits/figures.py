@@ -31,7 +31,7 @@ from cotlens.core.stats import bootstrap_mean, wilson
 from cotlens.core.verdicts import Gate, headline, paired_ci, proportion_ci
 from cotlens.digits.findings import CLAIMS
 from cotlens.errors import CotlensError
-from cotlens.io.figures import Inputs, Paths, save
+from cotlens.io.figures import FigureFiles, Inputs, save
 from cotlens.io.parquet import read_meta, read_table
 
 PAPER = "paper, 5x5: Llama-2-13B 0.13 -> 0.43, Mistral-7B 0.22 -> 0.55"
@@ -155,7 +155,7 @@ def cell_means(g: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def confidence_heatmaps(inputs: Inputs, outputs: Paths, model: str, dpi: int = 150) -> dict[str, Any]:
+def confidence_heatmaps(inputs: Inputs, outputs: FigureFiles, model: str, dpi: int = 150) -> dict[str, Any]:
     df = load(inputs["confidence"])
     un = need(df, "unconditioned", "digit_confidence")
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.2), sharey=True)
@@ -217,7 +217,7 @@ def _est(check: dict[str, Any]) -> str:
     )
 
 
-def conditioning(inputs: Inputs, outputs: Paths, model: str, dpi: int = 150) -> dict[str, Any]:
+def conditioning(inputs: Inputs, outputs: FigureFiles, model: str, dpi: int = 150) -> dict[str, Any]:
     df = load(inputs["confidence"])
     need(df, "unconditioned", "digit_conditioning")
     need(df, "conditioned", "digit_conditioning")
@@ -267,7 +267,7 @@ def conditioning(inputs: Inputs, outputs: Paths, model: str, dpi: int = 150) -> 
     }
 
 
-def accuracy_by_position(inputs: Inputs, outputs: Paths, model: str, dpi: int = 150) -> dict[str, Any]:
+def accuracy_by_position(inputs: Inputs, outputs: FigureFiles, model: str, dpi: int = 150) -> dict[str, Any]:
     df = load(inputs["confidence"])
     full = need(df, "conditioned", "digit_accuracy")
     full = full[full["n"] == full["m"]].copy()

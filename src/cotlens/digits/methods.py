@@ -36,7 +36,7 @@ from torch import nn
 from cotlens.core.batch import PrefixCache, logits_at, pad
 from cotlens.core.hooks import output_hooks
 from cotlens.errors import CotlensError
-from cotlens.models.adapters import Adapter, ModelHandle, get, layers
+from cotlens.models.adapters import AdaptedModel, Adapter, get, layers
 from cotlens.models.checks import TOL, Check, _cmp
 
 if TYPE_CHECKING:
@@ -269,7 +269,7 @@ def position_forward(lm: Loaded) -> Forward:
 
 
 @torch.no_grad()
-def check_readout_padded(mh: ModelHandle, ids: torch.Tensor, tol: float = TOL) -> Check:
+def check_readout_padded(mh: AdaptedModel, ids: torch.Tensor, tol: float = TOL) -> Check:
     """Study 3's read-outs vs the model's own logits of each row alone: :func:`cotlens.core.batch.logits_at`
     on right-padded rows of different lengths at chosen positions, and
     :class:`cotlens.core.batch.PrefixCache` (prefixes of different lengths, left-padded, cached;

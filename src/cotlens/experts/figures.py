@@ -16,7 +16,7 @@ import pandas as pd
 from cotlens.core.stats import wilson
 from cotlens.core.verdicts import ALPHA, COLLAPSE, Gate, empirical_p, headline, holm, mean_ci, proportion_ci
 from cotlens.experts.findings import CLAIMS
-from cotlens.io.figures import Inputs, Paths, save
+from cotlens.io.figures import FigureFiles, Inputs, save
 from cotlens.io.parquet import read_table
 
 # The quality guard (MoTE guards quality with MT-Bench; here, on every response):
@@ -236,7 +236,7 @@ def switch_headline(v: dict[str, dict[str, Any]], gate: Gate, min_sets: int = MI
     )
 
 
-def expert_map(inputs: Inputs, outputs: Paths, model: str, dpi: int = 150) -> dict[str, Any]:
+def expert_map(inputs: Inputs, outputs: FigureFiles, model: str, dpi: int = 150) -> dict[str, Any]:
     ftri = inputs["ftri"]
     f = read_table(ftri).to_pandas()
     contrasts = [c for c in ("all", "events", "instructions") if c in set(f["contrast"])]
@@ -292,7 +292,7 @@ def _label(cond: str, mode: str) -> str:
     return "baseline" if cond == "baseline" else f"{cond} {mode}"
 
 
-def expert_switch(inputs: Inputs, outputs: Paths, model: str, dpi: int = 150) -> dict[str, Any]:
+def expert_switch(inputs: Inputs, outputs: FigureFiles, model: str, dpi: int = 150) -> dict[str, Any]:
     runs, prompts = inputs["effects"], inputs["prompts"]
     r = read_table(runs).to_pandas()
     s = switch_summary(r, read_table(prompts).to_pandas())
@@ -371,7 +371,7 @@ def expert_switch(inputs: Inputs, outputs: Paths, model: str, dpi: int = 150) ->
     }
 
 
-def expert_quality(inputs: Inputs, outputs: Paths, model: str, dpi: int = 150) -> dict[str, Any]:
+def expert_quality(inputs: Inputs, outputs: FigureFiles, model: str, dpi: int = 150) -> dict[str, Any]:
     runs = inputs["effects"]
     q = quality_summary(read_table(runs).to_pandas())
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))

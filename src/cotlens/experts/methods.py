@@ -33,7 +33,7 @@ from cotlens.core.hooks import Hooked, output_hooks, router_modules
 from cotlens.core.sampling import shared_prefix_len
 from cotlens.core.types import SWITCH_MODES, SwitchMode
 from cotlens.errors import CotlensError
-from cotlens.models.adapters import Adapter, ModelHandle, get, layers
+from cotlens.models.adapters import AdaptedModel, Adapter, get, layers
 from cotlens.models.checks import TOL, Check, _cmp
 
 if TYPE_CHECKING:
@@ -347,7 +347,7 @@ def require_moe(lm: Loaded) -> Loaded:
 
 
 @torch.no_grad()
-def check_router(mh: ModelHandle, ids: torch.Tensor, tol: float = TOL) -> Check:
+def check_router(mh: AdaptedModel, ids: torch.Tensor, tol: float = TOL) -> Check:
     """Study 4 reads and switches experts at the router's output ``(router_logits [tokens,
     experts], top_k_weights [tokens, k], top_k_index [tokens, k])``. Checked on every MoE
     layer: that contract (shapes, integer indices in range), and that the block uses those

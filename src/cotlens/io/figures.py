@@ -20,7 +20,7 @@ from cotlens.io.atomic import atomic_path
 # ``inputs`` maps table names (cotlens.studies) to Parquet paths, ``outputs`` are the PNG
 # and PDF to write, and the returned dict (the numbers the title reports) becomes the
 # figure's JSON (written by the figure stage).
-Paths = Sequence[str | os.PathLike[str]]
+FigureFiles = Sequence[str | os.PathLike[str]]  # a figure's output files (PNG, PDF)
 Inputs = Mapping[str, str]
 
 _META = {"png": {"Software": None}, "pdf": {"CreationDate": None, "Producer": None}}

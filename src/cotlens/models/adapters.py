@@ -475,10 +475,10 @@ def capped(ad: Adapter, logits: torch.Tensor) -> torch.Tensor:
     return logits if ad.softcap is None else torch.tanh(logits / ad.softcap) * ad.softcap
 
 
-class ModelHandle(Protocol):
-    """A model with its adapter and dimensions: what the method functions take first
-    (instead of a ``(model, adapter, dims)`` triple). :class:`cotlens.models.loading.Loaded`
-    is one; :func:`handle` makes one from any module."""
+class AdaptedModel(Protocol):
+    """A model with its adapter and dimensions (an *adapted model*): what the method
+    functions take first (instead of a ``(model, adapter, dims)`` triple).
+    :class:`cotlens.models.loading.Loaded` is one; :func:`adapted` makes one from any module."""
 
     @property
     def model(self) -> nn.Module: ...
@@ -488,16 +488,18 @@ class ModelHandle(Protocol):
     def dims(self) -> Dims: ...
 
 
-class Handle(NamedTuple):
+class Adapted(NamedTuple):
+    """The plain :class:`AdaptedModel`: a module, its adapter and its dims."""
+
     model: nn.Module
     adapter: Adapter
     dims: Dims
 
 
-def handle(model: nn.Module, ad: Adapter | None = None) -> Handle:
-    """The handle of ``model`` (its adapter inferred unless given)."""
+def adapted(model: nn.Module, ad: Adapter | None = None) -> Adapted:
+    """``model`` with its adapter (inferred unless given) and dims."""
     ad = ad or adapter_for(model)
-    return Handle(model, ad, dims(model, ad))
+    return Adapted(model, ad, dims(model, ad))
 
 
 def context_length(model: nn.Module) -> int | None:

@@ -43,10 +43,10 @@ from cotlens.core.contributions import constant, direct_logits, head_writes, log
 from cotlens.core.hooks import BlockCalls, Capture, edit_inputs, output_hooks
 from cotlens.errors import CotlensError
 from cotlens.models.adapters import (
+    Adapted,
+    AdaptedModel,
     Adapter,
     Dims,
-    Handle,
-    ModelHandle,
     adapter_for,
     capped,
     context_length,
@@ -105,8 +105,8 @@ MIN_LENGTH = 9  # tokens: the patching check's prompts differ from position 4 an
 MAX_LENGTH = 1024  # tokens: check-model's cap on a CPU; a stage checks at its own prompts' length
 
 
-def prompts(d: Dims, n: int = 2, t: int = MIN_LENGTH) -> torch.Tensor:
-    """``n`` random prompts of ``t`` tokens (the self-checks' inputs)."""
+def check_tokens(d: Dims, n: int = 2, t: int = MIN_LENGTH) -> torch.Tensor:
+    """``n`` rows of ``t`` random check tokens (the self-checks' inputs; not prompts)."""
     g = torch.Generator().manual_seed(0)
     return torch.randint(1, max(d.vocab - 1, 2), (n, max(int(t), MIN_LENGTH)), generator=g)
 
@@ -123,7 +123,7 @@ def check_length(model: nn.Module, cap: int = MAX_LENGTH) -> int:
 
 
 @torch.no_grad()
-def check_resid_and_lens(mh: ModelHandle, ids: torch.Tensor) -> list[Check]:
+def check_resid_and_lens(mh: AdaptedModel, ids: torch.Tensor) -> list[Check]:
     model, ad, d = mh.model, mh.adapter, mh.dims
     with Capture(model, ad, ["resid"]) as cap:
         out = model(input_ids=ids, output_hidden_states=True, use_cache=False)
@@ -149,7 +149,7 @@ def readout_norm(model: nn.Module, ad: Adapter, cap: Capture) -> torch.Tensor:
 
 
 @torch.no_grad()
-def check_hook_shapes(mh: ModelHandle, ids: torch.Tensor) -> Check:
+def check_hook_shapes(mh: AdaptedModel, ids: torch.Tensor) -> Check:
     model, ad, d = mh.model, mh.adapter, mh.dims
     sites = ["attn_heads"] + ([] if ad.router else ["mlp"])
     with Capture(model, ad, sites) as cap:
@@ -184,7 +184,7 @@ def _ffn_outputs(model: nn.Module, ad: Adapter, store: dict[int, torch.Tensor]) 
 
 
 @torch.no_grad()
-def check_decomposition(mh: ModelHandle, ids: torch.Tensor) -> Check:
+def check_decomposition(mh: AdaptedModel, ids: torch.Tensor) -> Check:
     """Block output == input + sum of head writes + attention constant + FFN write, per block.
 
     Dense FFNs are summed neuron by neuron through :func:`cotlens.core.contributions.out_columns`; a
@@ -228,7 +228,7 @@ def check_decomposition(mh: ModelHandle, ids: torch.Tensor) -> Check:
 
 
 @torch.no_grad()
-def check_dla(mh: ModelHandle, ids: torch.Tensor) -> Check:
+def check_dla(mh: AdaptedModel, ids: torch.Tensor) -> Check:
     """Direct logit attribution: at the last position, the embedding, every head's write, each
     attention constant and each FFN write, put through :func:`cotlens.core.contributions.direct_logits`
     (what the heads stage reads), plus :func:`cotlens.core.contributions.logit_constant`, sum to the
@@ -258,7 +258,7 @@ def check_dla(mh: ModelHandle, ids: torch.Tensor) -> Check:
 
 
 @torch.no_grad()
-def check_attention(mh: ModelHandle, ids: torch.Tensor) -> Check:
+def check_attention(mh: AdaptedModel, ids: torch.Tensor) -> Check:
     """The attention weights the heads stage reads (``output_attentions`` of the decoder
     stack, eager attention): one [batch, heads, T, T] map per block, each row a distribution
     (at most 1 where the family has attention sinks), nothing above the diagonal, and nothing
@@ -312,7 +312,7 @@ PREPARE_CHECKS: tuple[CheckFn, ...] = (
 )
 
 
-def run_one(fn: CheckFn, mh: ModelHandle, ids: torch.Tensor, **kw: Any) -> Check | list[Check]:
+def run_one(fn: CheckFn, mh: AdaptedModel, ids: torch.Tensor, **kw: Any) -> Check | list[Check]:
     """One check; a check that crashes is a failed check, named, with the error."""
     try:
         return fn(mh, ids, **kw)
@@ -330,9 +330,9 @@ def run_checks(
     """The checks of ``PREPARE_CHECKS`` (+ ``extra``, e.g. :func:`cotlens.circuits.patching.self_check`)
     on ``model`` (load it in float32 with eager attention)."""
     ad = ad or adapter_for(model)
-    mh = Handle(model, ad, d or dims(model, ad))
+    mh = Adapted(model, ad, d or dims(model, ad))
     dev = next(model.parameters()).device
-    ids = prompts(mh.dims, t=check_length(model)).to(dev)
+    ids = check_tokens(mh.dims, t=check_length(model)).to(dev)
     out: list[Check] = []
     for fn in (*PREPARE_CHECKS, *extra):
         got = run_one(fn, mh, ids)

@@ -26,7 +26,7 @@ from cotlens.core.verdicts import (
     pearson_ci,
     proportion_ci,
 )
-from cotlens.io.figures import Inputs, Paths, save
+from cotlens.io.figures import FigureFiles, Inputs, save
 from cotlens.io.parquet import read_table
 from cotlens.neurons.findings import CLAIMS
 
@@ -154,7 +154,7 @@ def _key(cond: str, mode: str, n: int, n_concept: int) -> str:
     return f"{cond}/{mode}" if cond == "concept" or n == n_concept else f"{cond}{n}/{mode}"
 
 
-def ablation(inputs: Inputs, outputs: Paths, model: str, dpi: int = 150) -> dict[str, Any]:
+def ablation(inputs: Inputs, outputs: FigureFiles, model: str, dpi: int = 150) -> dict[str, Any]:
     runs = inputs["effects"]
     df = read_table(runs).to_pandas()
     s = ablation_summary(df)
@@ -274,7 +274,7 @@ def phenomena(runs: pd.DataFrame) -> list[dict[str, Any]]:
     return out
 
 
-def activation_accuracy(inputs: Inputs, outputs: Paths, model: str, dpi: int = 150) -> dict[str, Any]:
+def activation_accuracy(inputs: Inputs, outputs: FigureFiles, model: str, dpi: int = 150) -> dict[str, Any]:
     runs = inputs["effects"]
     df = read_table(runs).to_pandas()
     s = variant_summary(df)
@@ -319,7 +319,7 @@ def activation_accuracy(inputs: Inputs, outputs: Paths, model: str, dpi: int = 1
     }
 
 
-def concepts(inputs: Inputs, outputs: Paths, model: str, dpi: int = 150) -> dict[str, Any]:
+def concepts(inputs: Inputs, outputs: FigureFiles, model: str, dpi: int = 150) -> dict[str, Any]:
     neurons = inputs["neurons"]
     n = read_table(neurons).to_pandas()
     cand = n[n["rank"] >= 0]

@@ -30,7 +30,7 @@ from cotlens.core.hooks import Hooked, edit_inputs, output_hooks, site_pre_hooks
 from cotlens.core.sampling import SampleConfig, generate_batch
 from cotlens.core.types import ABLATIONS, AblationMode
 from cotlens.errors import CotlensError
-from cotlens.models.adapters import Adapter, Dims, ModelHandle, get, layers, readout
+from cotlens.models.adapters import AdaptedModel, Adapter, Dims, get, layers, readout
 from cotlens.models.checks import TOL, Check, _cmp
 from cotlens.neurons.prompts import VARIANTS, is_done, parse_answer
 
@@ -87,7 +87,7 @@ class NeuronScorer(Hooked):
     :meth:`commit` adds the rows that count (e.g. correct answers) to the totals.
     """
 
-    def __init__(self, mh: ModelHandle, k: int, batch: int) -> None:
+    def __init__(self, mh: AdaptedModel, k: int, batch: int) -> None:
         model, ad, dims = mh.model, mh.adapter, mh.dims
         self.model, self.ad, self.dims, self.k = model, ad, dims, k
         dev = next(model.parameters()).device
@@ -600,7 +600,7 @@ def side_by_side(conditions: Sequence[Condition], todo: Sequence[int], per_batch
 
 
 @torch.no_grad()
-def check_ablation(mh: ModelHandle, ids: torch.Tensor, tol: float = TOL) -> Check:
+def check_ablation(mh: AdaptedModel, ids: torch.Tensor, tol: float = TOL) -> Check:
     """Study 2's ablations, through hooks, vs the forward with the edited weights: noise on
     three neurons' value vectors per layer (the columns of the down projection get the same
     noise), and zero ablation (those columns zeroed). Weights are restored afterwards."""

@@ -10,7 +10,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from cotlens.models.checks import check_length, prompts, run_one, tolerance
+from cotlens.models.checks import check_length, check_tokens, run_one, tolerance
 from cotlens.pipeline.stage import Params, Paths, refuse
 
 
@@ -32,7 +32,7 @@ def gate(
     tolerance of its dtype; log it. On a failure (or a crash) refuse the stage
     (:func:`refuse`) and return True. The check lives beside its method, so editing the
     method reruns only the stages that use it."""
-    ids = prompts(lm.dims, t=length or check_length(lm.model)).to(lm.device)
+    ids = check_tokens(lm.dims, t=length or check_length(lm.model)).to(lm.device)
     got = run_one(check, lm, ids, tol=tolerance(next(lm.model.parameters()).dtype))
     c = got[0] if isinstance(got, list) else got
     print(

@@ -22,15 +22,15 @@ from cotlens.pipeline.resume import resume_key
 from cotlens.pipeline.stage import Params, Paths, model_meta
 
 
-def extract_config(cfg: Mapping[str, Any]) -> ExtractConfig:
-    c = dict(cfg)
+def extract_config(params: Mapping[str, Any]) -> ExtractConfig:
+    c = dict(params)
     c["positions"] = tuple(c.get("positions", ExtractConfig.positions))
     return ExtractConfig(**c)
 
 
 def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads: int) -> int:
-    samples, model_dir, out, cfg = inputs["samples"], inputs["model"], outputs["activations"], params
-    ec = extract_config(cfg)
+    samples, model_dir, out = inputs["samples"], inputs["model"], outputs["activations"]
+    ec = extract_config(params)
     meta_manifest = read_manifest(model_dir)
     rows = [
         SampleRow(
@@ -48,7 +48,7 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
     work = [rows[i : i + ec.shard_size] for i in range(0, len(rows), ec.shard_size)] or [[]]
     meta = model_meta(
         "circuits_extract",
-        resume_key(__name__, cfg, runtime, samples, Path(model_dir) / "manifest.json"),
+        resume_key(__name__, params, runtime, samples, Path(model_dir) / "manifest.json"),
         meta_manifest,
         runtime["dtype"],
     )

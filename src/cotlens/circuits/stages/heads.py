@@ -18,10 +18,10 @@ from cotlens.pipeline.stage import Params, Paths, model_meta, refuse
 def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads: int) -> int:
     """``inputs["checks"]``: the model's check report (``check_model``); the stage is
     refused (an empty table saying why) if its decomposition, DLA or attention check failed."""
-    pairs, out, cfg = inputs["pairs"], outputs["heads"], params
+    pairs, out = inputs["pairs"], outputs["heads"]
     why = refused_by(inputs.get("checks"), ["decomposition", "dla", "attention"], "direct logit attribution")
     if why:
-        refuse("circuits_heads", why, outputs, {"heads": tables.HEADS}, cfg, inputs["model"], runtime)
+        refuse("circuits_heads", why, outputs, {"heads": tables.HEADS}, params, inputs["model"], runtime)
         return 0
     # eager attention: the answer-writing heads' attention weights are read (one forward per pair)
     lm = load_for_stage(inputs["model"], runtime, threads, attn="eager")
@@ -50,5 +50,5 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
                     ("attn_answer", float(rd.attn_answer[layer, h])),
                 ):
                     cols[k].append(v)
-    write_table(to_table(cols, tables.HEADS), out, model_meta("circuits_heads", cfg, lm.manifest, lm.dtype))
+    write_table(to_table(cols, tables.HEADS), out, model_meta("circuits_heads", params, lm.manifest, lm.dtype))
     return len(cols["pair_id"])

@@ -14,13 +14,13 @@ from cotlens.pipeline.stage import Params, Paths, model_meta
 
 
 def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads: int) -> int:
-    activations, out, cfg = inputs["activations"], outputs["lens"], params
+    activations, out = inputs["activations"], outputs["lens"]
     lm = load_for_stage(inputs["model"], runtime, threads)
     data = ds.dataset(str(activations), format="parquet")
     n = 0
-    batch_rows = int(cfg.get("batch_rows", 2048))
+    batch_rows = int(params.get("batch_rows", 2048))
     prog = Progress(-(-data.count_rows() // batch_rows), "batches")
-    with prog, ShardWriter(out, tables.LENS, model_meta("circuits_lens", cfg, lm.manifest, lm.dtype)) as w:
+    with prog, ShardWriter(out, tables.LENS, model_meta("circuits_lens", params, lm.manifest, lm.dtype)) as w:
         for batch in data.to_batches(columns=[*ID_COLUMNS, "resid"], batch_size=batch_rows, use_threads=False):
             tab = pa.Table.from_batches([batch])
             w.write(lens_batch(lm, tab))

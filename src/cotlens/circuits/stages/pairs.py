@@ -18,19 +18,19 @@ from cotlens.pipeline.stage import Params, Paths, model_meta
 
 
 def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads: int) -> int:
-    prompts, samples, out, cfg = inputs["prompts"], inputs["samples"], outputs["pairs"], params
+    prompts, samples, out = inputs["prompts"], inputs["samples"], outputs["pairs"]
     lm = load_for_stage(inputs["model"], runtime, threads)
     ptab = read_table(prompts).to_pylist()
     onto = {int(p["prompt_id"]): p["ontology"] for p in ptab}
     stab = read_table(samples).to_pylist()
-    wanted = set(cfg.get("ontologies", ["fictional"]))
-    if cfg.get("cot", "model") == "gold":  # the gold chain as the CoT prefix
+    wanted = set(params.get("ontologies", ["fictional"]))
+    if params.get("cot", "model") == "gold":  # the gold chain as the CoT prefix
         stab = gold_samples(ptab)
     stab = [s for s in stab if onto[int(s["prompt_id"])] in wanted]
-    cands = list(build_pairs(lm.tokenizer, ptab, stab, int(cfg["seed"]), str(cfg.get("context", "question"))))
+    cands = list(build_pairs(lm.tokenizer, ptab, stab, int(params["seed"]), str(params.get("context", "question"))))
     pad_id = int(lm.tokenizer.pad_token_id)
     kept: list[tuple[Any, float, float, float, float]] = []
-    bs = int(cfg.get("batch_size", 16))
+    bs = int(params.get("batch_size", 16))
     with torch.no_grad():
         for b in progress(range(0, len(cands), bs), unit="batches", what="candidate pairs"):
             chunk = cands[b : b + bs]
@@ -43,14 +43,14 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
             for i, p in enumerate(chunk):
                 lc, lx = logp[i], logp[n + i]
                 kl = float((lc.exp() * (lc - lx)).sum())
-                right = int(lc.argmax()) == p.clean_tok or not cfg.get("require_correct", True)
-                if not right or kl < float(cfg["min_kl"]):
+                right = int(lc.argmax()) == p.clean_tok or not params.get("require_correct", True)
+                if not right or kl < float(params["min_kl"]):
                     continue
                 ld_c = float(logits[i, p.clean_tok] - logits[i, p.corrupt_tok])
                 ld_x = float(logits[n + i, p.clean_tok] - logits[n + i, p.corrupt_tok])
                 kept.append((p, float(lc[p.clean_tok].exp()), kl, ld_c, ld_x))
     info = {id(p): rest for p, *rest in kept}
-    chosen = balance([p for p, *_ in kept], int(cfg["per_subtask"]), int(cfg["seed"]))
+    chosen = balance([p for p, *_ in kept], int(params["per_subtask"]), int(params["seed"]))
     if not chosen:
         raise CotlensError(
             f"no clean/corrupt pair survived ({len(cands)} candidates from {len(stab)} samples)",
@@ -82,7 +82,7 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
             ("ld_corrupt", ld_x),
         ):
             cols[k].append(v)
-    meta = model_meta("circuits_pairs", cfg, lm.manifest, lm.dtype, candidates=len(cands), kept=len(kept))
+    meta = model_meta("circuits_pairs", params, lm.manifest, lm.dtype, candidates=len(cands), kept=len(kept))
     write_table(to_table(cols, tables.PAIRS), out, meta)
     print(f"pairs: {len(cands)} candidates, {len(kept)} predicted and moved, {len(chosen)} kept", flush=True)
     return len(chosen)

@@ -20,7 +20,7 @@ from cotlens.errors import CotlensError
 from cotlens.io.logs import Progress
 from cotlens.io.parquet import ShardWriter, read_table, to_table, write_table
 from cotlens.io.shards import Shards
-from cotlens.models.adapters import ModelHandle
+from cotlens.models.adapters import AdaptedModel
 from cotlens.models.loading import load_for_stage
 from cotlens.pipeline.gate import gate
 from cotlens.pipeline.resume import resume_key
@@ -31,7 +31,7 @@ SHARD_PAIRS = 8  # pairs per resumable shard unless circuits.patch.shard_pairs s
 
 
 def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads: int) -> int:
-    pairs, model_dir, cfg = inputs["pairs"], inputs["model"], params
+    pairs, model_dir = inputs["pairs"], inputs["model"]
     out, out_pathways = outputs["patching"], outputs["pathways"]
     table = read_table(pairs)  # kept columnar: one pair at a time becomes Python objects
     if table.num_rows == 0:
@@ -41,19 +41,28 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
     longest = max(len(ids) for ids in table.column("clean_ids").to_pylist())
     out_schemas = {"patching": tables.PATCHING, "pathways": tables.PATHWAYS}
     if gate(
-        "circuits_patch", "activation patching", self_check, lm, outputs, out_schemas, cfg, model_dir, runtime, longest
+        "circuits_patch",
+        "activation patching",
+        self_check,
+        lm,
+        outputs,
+        out_schemas,
+        params,
+        model_dir,
+        runtime,
+        longest,
     ):
         return 0
-    per = int(cfg["exact_pairs"])  # full sweeps per subtask; -1 = every pair
+    per = int(params["exact_pairs"])  # full sweeps per subtask; -1 = every pair
     seen: dict[str, int] = {}
     full_sweep = []
     for sub in table.column("subtask").to_pylist():
         seen[sub] = seen.get(sub, 0) + 1
         full_sweep.append(per < 0 or seen[sub] <= per)
-    meta = model_meta("circuits_patch", cfg, lm.manifest, lm.dtype)
-    per_shard = int(cfg.get("shard_pairs", SHARD_PAIRS))
+    meta = model_meta("circuits_patch", params, lm.manifest, lm.dtype)
+    per_shard = int(params.get("shard_pairs", SHARD_PAIRS))
     starts = list(range(0, table.num_rows, per_shard))
-    key = resume_key(__name__, cfg, runtime, pairs, Path(model_dir) / "manifest.json")
+    key = resume_key(__name__, params, runtime, pairs, Path(model_dir) / "manifest.json")
     smeta = model_meta("circuits_patch", key, lm.manifest, lm.dtype)
     shards = Shards(out, "circuits_patch", smeta, len(starts))
     path_shards = Shards(out_pathways, "circuits_patch", smeta, len(starts))
@@ -64,7 +73,7 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
         cols: dict[str, list[Any]] = {f.name: [] for f in tables.PATCHING}
         path_cols: dict[str, list[Any]] = {f.name: [] for f in tables.PATHWAYS}
         for i in range(first, min(first + per_shard, table.num_rows)):
-            patch_pair(lm, table.slice(i, 1).to_pylist()[0], cfg, full_sweep[i], cols, path_cols)
+            patch_pair(lm, table.slice(i, 1).to_pylist()[0], params, full_sweep[i], cols, path_cols)
             prog.update(note=f"pair {i + 1} of {table.num_rows}: {'full sweep' if full_sweep[i] else 'screen + top-K'}")
         write_table(to_table(path_cols, tables.PATHWAYS), path_shards.path(k), smeta)
         shards.write(k, to_table(cols, tables.PATCHING))
@@ -80,9 +89,9 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
 
 
 def patch_pair(
-    mh: ModelHandle,
+    mh: AdaptedModel,
     r: dict[str, Any],
-    cfg: Mapping[str, Any],
+    params: Mapping[str, Any],
     full_sweep: bool,
     cols: dict[str, list[Any]],
     path_cols: dict[str, list[Any]],
@@ -96,12 +105,12 @@ def patch_pair(
         r["clean_tok"],
         r["corrupt_tok"],
         attribution=True,
-        screen_method=cfg["screen"],  # validated by the config schema: a ScreenMethod
-        screen_steps=int(cfg["screen_steps"]),
+        screen_method=params["screen"],  # validated by the config schema: a ScreenMethod
+        screen_steps=int(params["screen_steps"]),
     )
     assert base.attribution is not None
 
-    screen = "atp" if cfg["screen"] == "atp" else f"{cfg['screen']}:{int(cfg['screen_steps'])}"
+    screen = "atp" if params["screen"] == "atp" else f"{params['screen']}:{int(params['screen_steps'])}"
     t = base.length
     corrupt_pos = int(r["corrupt_pos"])
 
@@ -127,14 +136,14 @@ def patch_pair(
         for h in range(d.n_heads):
             add("attribution", "all_heads", None, layer, h, float(attr[layer, h]), None)
     if full_sweep:
-        exact = patch_heads(mh, base, batch=int(cfg["head_batch"]))
-        positions = sorted({corrupt_pos} | set(range(max(0, t - int(cfg["positions_last"])), t)))
-        for (pos, layer, h), (nkl, ld) in patch_heads_at(mh, base, positions, batch=int(cfg["head_batch"])).items():
+        exact = patch_heads(mh, base, batch=int(params["head_batch"]))
+        positions = sorted({corrupt_pos} | set(range(max(0, t - int(params["positions_last"])), t)))
+        for (pos, layer, h), (nkl, ld) in patch_heads_at(mh, base, positions, batch=int(params["head_batch"])).items():
             add("exact", "all_heads", pos, layer, h, nkl, ld)
     else:
-        flat = attr.flatten().abs().argsort(descending=True)[: int(cfg["top_k"])]
+        flat = attr.flatten().abs().argsort(descending=True)[: int(params["top_k"])]
         top = [(int(j) // d.n_heads, int(j) % d.n_heads) for j in flat]
-        exact = patch_heads(mh, base, top, batch=int(cfg["head_batch"]))
+        exact = patch_heads(mh, base, top, batch=int(params["head_batch"]))
     for (layer, h), (nkl, ld) in sorted(exact.items()):
         add("exact", "all_heads" if full_sweep else "screen_top_k", None, layer, h, nkl, ld)
     q = int(r["question_len"])

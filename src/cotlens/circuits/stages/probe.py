@@ -19,7 +19,7 @@ from cotlens.pipeline.stage import Params, Paths, model_meta
 
 
 def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads: int) -> int:
-    prompts, cfg = inputs["prompts"], params
+    prompts = inputs["prompts"]
     lm = load_for_stage(inputs["model"], runtime, threads)
     tok = lm.tokenizer
     feats: list[torch.Tensor] = []  # [L, 2d] per example
@@ -29,7 +29,7 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
     with torch.no_grad():
         for p in progress(read_table(prompts).to_pylist(), unit="prompts", what="features"):
             q = fewshot.question_text(p["facts"], p["query"])
-            exs = relation_examples(int(p["prompt_id"]), q, int(cfg["seed"]))
+            exs = relation_examples(int(p["prompt_id"]), q, int(params["seed"]))
             if not exs:
                 continue
             enc = tok(q, return_offsets_mapping=True)
@@ -43,10 +43,10 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
                 labels.append(e.label)
                 groups.append(e.prompt_id)
                 types.append(e.words)
-    test_ids = held_out(groups, float(cfg["test_fraction"]), int(cfg["seed"]))
+    test_ids = held_out(groups, float(params["test_fraction"]), int(params["seed"]))
     x = torch.stack(feats)  # [N, L, 2d]
     y = torch.tensor(labels)
-    y_control = torch.tensor(control_labels(types, labels, int(cfg["seed"])))
+    y_control = torch.tensor(control_labels(types, labels, int(params["seed"])))
     te = torch.tensor([g in test_ids for g in groups])
     torch.set_num_threads(1)  # a few hundred examples: one thread fits a probe ~2x faster than two
     with Progress(x.shape[1], "layers", what="probes") as prog:
@@ -56,9 +56,9 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
             y_control,
             groups,
             test_ids,
-            int(cfg.get("cv_folds", 5)),
-            int(cfg["seed"]),
-            float(cfg["l2"]),
+            int(params.get("cv_folds", 5)),
+            int(params["seed"]),
+            float(params["l2"]),
             prog.update,
         )
     n_sel = int((~te).sum())
@@ -79,6 +79,6 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
             for k, v in row.items():
                 cols[k].append(v)
     write_table(
-        to_table(cols, tables.PROBE), outputs["probe"], model_meta("circuits_probe", cfg, lm.manifest, lm.dtype)
+        to_table(cols, tables.PROBE), outputs["probe"], model_meta("circuits_probe", params, lm.manifest, lm.dtype)
     )
     return len(labels)

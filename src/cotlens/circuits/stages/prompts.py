@@ -12,8 +12,8 @@ from cotlens.io.parquet import RunMeta, to_table, write_table
 from cotlens.pipeline.stage import Params, Paths
 
 
-def generator_config(cfg: Mapping[str, Any]) -> GeneratorConfig:
-    c = dict(cfg)
+def generator_config(params: Mapping[str, Any]) -> GeneratorConfig:
+    c = dict(params)
     for k in ("hops", "ontologies", "distractors", "negation"):
         if k in c:
             c[k] = tuple(c[k])
@@ -21,8 +21,7 @@ def generator_config(cfg: Mapping[str, Any]) -> GeneratorConfig:
 
 
 def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads: int) -> int:
-    cfg = params
-    gc = generator_config(cfg)
+    gc = generator_config(params)
     cols: dict[str, list[Any]] = {f.name: [] for f in tables.CIRCUITS_PROMPTS}
     for i, (ex, shots) in enumerate(generate(gc)):
         for k, v in (
@@ -45,6 +44,6 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
     write_table(
         to_table(cols, tables.CIRCUITS_PROMPTS),
         outputs["prompts"],
-        RunMeta.of("circuits_prompts", cfg),
+        RunMeta.of("circuits_prompts", params),
     )
     return len(cols["prompt_id"])

@@ -37,8 +37,8 @@ def locate(tok: Any, ids: Sequence[int], parsed: parsing.Parsed) -> tuple[list[i
     return steps, ans
 
 
-def sample_config(cfg: Mapping[str, Any]) -> SampleConfig:
-    sc = SampleConfig(**dict(cfg))
+def sample_config(params: Mapping[str, Any]) -> SampleConfig:
+    sc = SampleConfig(**dict(params))
     if sc.n_samples > 1 and sc.temperature <= 0:
         raise CotlensError(
             "sample.n_samples > 1 with greedy decoding gives identical samples",
@@ -48,8 +48,8 @@ def sample_config(cfg: Mapping[str, Any]) -> SampleConfig:
 
 
 def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads: int) -> int:
-    prompts, model_dir, out, cfg = inputs["prompts"], inputs["model"], outputs["samples"], params
-    sc = sample_config(cfg)
+    prompts, model_dir, out = inputs["prompts"], inputs["model"], outputs["samples"]
+    sc = sample_config(params)
     tab = read_table(prompts).to_pylist()
     if not tab:
         raise CotlensError(f"the prompt set {prompts} is empty", "check the prompts section of the config")
@@ -72,7 +72,7 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
         return "delimiter" if parsing.cut_point(text) < len(text) else "answer"
 
     batches = [jobs[b : b + sc.batch_size] for b in range(0, len(jobs), sc.batch_size)]
-    key_cfg = resume_key(__name__, cfg, runtime, prompts, Path(model_dir) / "manifest.json")
+    key_cfg = resume_key(__name__, params, runtime, prompts, Path(model_dir) / "manifest.json")
     shards = Shards(out, "circuits_sample", model_meta("circuits_sample", key_cfg, lm.manifest, lm.dtype), len(batches))
     results: dict[tuple[int, int], Any] = {}
     prog = Progress(len(batches), "batches")
@@ -122,7 +122,7 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
             ("cot_exact", list(parsed.steps) == list(row["gold_cot"])),
         ):
             cols[col].append(v)
-    meta = model_meta("circuits_sample", cfg, lm.manifest, lm.dtype)
+    meta = model_meta("circuits_sample", params, lm.manifest, lm.dtype)
     write_table(to_table(cols, tables.SAMPLES), out, meta)
     shards.discard()
     return len(results)

@@ -25,10 +25,12 @@ from cotlens.pipeline.stage import Params, Paths, model_meta, refusal, refuse
 
 
 def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads: int) -> int:
-    pairs, patching, prompts, cfg = inputs["pairs"], inputs["patching"], inputs["prompts"], params
+    pairs, patching, prompts = inputs["pairs"], inputs["patching"], inputs["prompts"]
     why = refusal(inputs)  # the head ranking comes from patching
     if why:
-        refuse("circuits_sufficiency", why, outputs, {"sufficiency": tables.SUFFICIENCY}, cfg, inputs["model"], runtime)
+        refuse(
+            "circuits_sufficiency", why, outputs, {"sufficiency": tables.SUFFICIENCY}, params, inputs["model"], runtime
+        )
         return 0
     lm = load_for_stage(inputs["model"], runtime, threads)
     d, tok = lm.dims, lm.tokenizer
@@ -44,16 +46,16 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
         )
     means = mean_head_outputs(lm, false_q)
     rows = read_table(pairs).to_pylist()
-    per_subtask = cfg.get("circuits", "subtask") == "subtask"
+    per_subtask = params.get("circuits", "subtask") == "subtask"
     fold, ranking = cross_fit(rows, lambda ids: head_ranking(patching, d.n_layers, d.n_heads, ids), per_subtask, pairs)
     all_heads = [(la, h) for la in range(d.n_layers) for h in range(d.n_heads)]
-    draws = int(cfg.get("random_draws", 10))
+    draws = int(params.get("random_draws", 10))
     cols: dict[str, list[Any]] = {f.name: [] for f in tables.SUFFICIENCY}
-    ks = sorted({min(int(k), len(all_heads)) for k in cfg["sufficiency_k"]})
+    ks = sorted({min(int(k), len(all_heads)) for k in params["sufficiency_k"]})
     prog = Progress(sum(len(rows) * (1 + (draws if 0 < k < len(all_heads) else 0)) for k in ks), "circuits")
     plan: list[tuple[int, int, set[Any] | None]] = []  # (k, draw, random set or None: the top-k)
     for k in ks:
-        rng = random.Random(f"{cfg['seed']}|{k}")
+        rng = random.Random(f"{params['seed']}|{k}")
         # k = 0 and k = all heads have one possible set: no random draws to make
         plan += [(k, -1, None)] + [
             (k, i, set(rng.sample(all_heads, k))) for i in range(draws if 0 < k < len(all_heads) else 0)
@@ -84,6 +86,6 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
     write_table(
         to_table(cols, tables.SUFFICIENCY),
         outputs["sufficiency"],
-        model_meta("circuits_sufficiency", cfg, lm.manifest, lm.dtype),
+        model_meta("circuits_sufficiency", params, lm.manifest, lm.dtype),
     )
     return len(cols["k"])

@@ -39,15 +39,15 @@ KNOWN = DIGIT_SETTINGS
 
 
 def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads: int) -> int:
-    prompts, cfg = inputs["prompts"], params
+    prompts = inputs["prompts"]
     tab = read_table(prompts).to_pylist()
     if not tab:
         raise CotlensError(f"the problem set {prompts} is empty", "check the digits section of the config")
-    est = cfg["estimator"]
-    mc = dict(cfg["mc_dropout"]) if est == "mc_dropout" else {}
+    est = params["estimator"]
+    mc = dict(params["mc_dropout"]) if est == "mc_dropout" else {}
     if est == "mc_dropout" and int(mc["samples"]) < 20:
         raise CotlensError(f"digits.mc_dropout.samples = {mc['samples']}", "use at least 20 dropout passes")
-    settings = list(cfg.get("settings", SETTINGS))
+    settings = list(params.get("settings", SETTINGS))
     bad = [s for s in settings if s not in KNOWN]
     if bad or not settings:
         raise CotlensError(f"digits.settings = {settings}", f"use some of {list(KNOWN)}")
@@ -60,7 +60,7 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
         lm,
         outputs,
         out_schemas,
-        cfg,
+        params,
         inputs["model"],
         runtime,
     ):
@@ -69,7 +69,7 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
     fwd = position_forward(lm)
     pad = int(lm.tokenizer.pad_token_id)
     cols: dict[str, list[Any]] = {f.name: [] for f in tables.DIGITS}
-    bs = int(cfg.get("batch_size", 32))
+    bs = int(params.get("batch_size", 32))
     n_forwards = 0
     t0 = time.perf_counter()
     cells = [list(g) for _, g in groupby(tab, key=lambda r: (r["n"], r["m"]))]
@@ -107,7 +107,7 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
                 draws = []
                 for k in range(int(mc["samples"])):
                     with mc_dropout(
-                        lm.model, lm.adapter, float(mc["p"]), int(cfg["seed"]) * 1000 + k, torch.tensor(problem)
+                        lm.model, lm.adapter, float(mc["p"]), int(params["seed"]) * 1000 + k, torch.tensor(problem)
                     ):
                         draws.append(score(fwd, vt, seqs, places, pad, lm.device))
                     n_forwards += 1
@@ -146,6 +146,6 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
     write_table(
         to_table(cols, tables.DIGITS),
         outputs["confidence"],
-        model_meta("digits_confidence", cfg, lm.manifest, lm.dtype, estimator=est),
+        model_meta("digits_confidence", params, lm.manifest, lm.dtype, estimator=est),
     )
     return len(tab)

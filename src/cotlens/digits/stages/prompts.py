@@ -12,8 +12,8 @@ from cotlens.io.parquet import RunMeta, to_table, write_table
 from cotlens.pipeline.stage import Params, Paths
 
 
-def mult_config(cfg: Mapping[str, Any]) -> MultConfig:
-    c = {k: cfg[k] for k in PROMPT_KEYS if k in cfg}
+def mult_config(params: Mapping[str, Any]) -> MultConfig:
+    c = {k: params[k] for k in PROMPT_KEYS if k in params}
     for k in ("n_digits", "m_digits"):
         if k in c:
             c[k] = tuple(c[k])
@@ -21,9 +21,8 @@ def mult_config(cfg: Mapping[str, Any]) -> MultConfig:
 
 
 def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads: int) -> int:
-    cfg = params
     cols: dict[str, list[Any]] = {f.name: [] for f in tables.DIGITS_PROMPTS}
-    for i, p in enumerate(generate(mult_config(cfg))):
+    for i, p in enumerate(generate(mult_config(params))):
         for k, v in (
             ("problem_id", i),
             ("n", p.n),
@@ -37,6 +36,6 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
             ("direct_answer", p.direct_answer),
         ):
             cols[k].append(v)
-    sub = {k: cfg[k] for k in PROMPT_KEYS if k in cfg}
+    sub = {k: params[k] for k in PROMPT_KEYS if k in params}
     write_table(to_table(cols, tables.DIGITS_PROMPTS), outputs["prompts"], RunMeta.of("digits_prompts", sub))
     return len(cols["problem_id"])

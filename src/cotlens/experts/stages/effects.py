@@ -52,16 +52,15 @@ from cotlens.pipeline.stage import Params, Paths, model_meta, refusal, refuse
 
 def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads: int) -> int:
     """Refusals are classified as in ``experts_routes``: the rule set, or the same judge."""
-    prompts, ftri_path, model_dir, out, cfg = (
+    prompts, ftri_path, model_dir, out = (
         inputs["prompts"],
         inputs["ftri"],
         inputs["model"],
         outputs["effects"],
-        params,
     )
     why = refusal(inputs)  # the routes stage refused the study
     if why:
-        refuse("experts_effects", why, outputs, {"effects": tables.EXPERT_EFFECTS}, cfg, model_dir, runtime)
+        refuse("experts_effects", why, outputs, {"effects": tables.EXPERT_EFFECTS}, params, model_dir, runtime)
         return 0
     rows = read_table(prompts).to_pylist()
     study = [r for r in rows if r["set"] == "study" and r["split"] == "eval"]  # held out from the map
@@ -73,15 +72,15 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
     score = np.zeros((max(r["layer"] for r in ft) + 1, max(r["expert"] for r in ft) + 1))
     for r in ft:
         score[r["layer"], r["expert"]] = r["score"]
-    if max(map(int, cfg["k"])) > score.size:  # before the model loads (the Snakefile checks what it can)
+    if max(map(int, params["k"])) > score.size:  # before the model loads (the Snakefile checks what it can)
         raise CotlensError(
-            f"experts.k asks for {max(map(int, cfg['k']))} experts, but the fTRI map {ftri_path} has "
+            f"experts.k asks for {max(map(int, params['k']))} experts, but the fTRI map {ftri_path} has "
             f"{score.size} (layers x experts)",
             f"use k values up to {score.size}",
         )
     lm = require_moe(load_for_stage(model_dir, runtime, threads))
     out_schemas = {"effects": tables.EXPERT_EFFECTS}
-    if gate("experts_effects", "expert switching", check_router, lm, outputs, out_schemas, cfg, model_dir, runtime):
+    if gate("experts_effects", "expert switching", check_router, lm, outputs, out_schemas, params, model_dir, runtime):
         return 0
     judge = load_for_stage(inputs["judge"], runtime, threads) if "judge" in inputs else None
     classify, _ = refusal_classifier(judge, runtime.get("judge_cache"))
@@ -93,7 +92,7 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
     Cond = tuple[str, SwitchMode | Literal["none"], int, int, list[tuple[int, int]]]
     questions = [r["question"] for r in study + quality]
     pairs = [(r["question"], r["reference"]) for r in refs]
-    bs = int(cfg["batch_size"])
+    bs = int(params["batch_size"])
 
     def measure(chunk: list[Cond]) -> list[pa.Table]:
         """The conditions of ``chunk`` side by side: every batch holds the same prompts once
@@ -111,7 +110,7 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
             said_all = respond(
                 lm,
                 [questions[j] for _, j in order],
-                {**cfg, "batch_size": bs * g},
+                {**params, "batch_size": bs * g},
                 groups=[c for c, _ in order],
                 on_groups=sw.rows,
             )
@@ -174,17 +173,17 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
 
     # one resumable shard per condition: a rerun after a crash measures only the missing ones
     conditions: list[Cond] = [("baseline", "none", 0, -1, [])]
-    for k in cfg["k"]:
+    for k in params["k"]:
         top = top_experts(score, int(k))
         for mode in SWITCH_MODES:
             conditions.append(("top", mode, int(k), -1, top))
-            for seed in range(int(cfg["random_seeds"])):
+            for seed in range(int(params["random_seeds"])):
                 rnd = random_experts(sorted(routers), n_exp, int(k), seed, top)
                 conditions.append(("random", mode, int(k), seed, rnd))
-    key = resume_key(__name__, cfg, runtime, prompts, ftri_path, Path(model_dir) / "manifest.json")
+    key = resume_key(__name__, params, runtime, prompts, ftri_path, Path(model_dir) / "manifest.json")
     shards = Shards(out, "experts_effects", model_meta("experts_effects", key, lm.manifest, lm.dtype), len(conditions))
     todo = [i for i in range(len(conditions)) if not shards.done(i)]  # the rest: done by an interrupted run
-    per = max(1, int(cfg.get("batch_rows", 64)) // bs)  # conditions side by side in one batch
+    per = max(1, int(params.get("batch_rows", 64)) // bs)  # conditions side by side in one batch
     with Progress(len(todo), "conditions") as prog:
         for s in range(0, len(todo), per):
             chunk = todo[s : s + per]
@@ -193,6 +192,6 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
                 prog.update(note=" ".join(map(str, conditions[i][:4])))
     print(shards.summary(), flush=True)
     runs = shards.concat()
-    write_table(runs, out, model_meta("experts_effects", cfg, lm.manifest, lm.dtype))
+    write_table(runs, out, model_meta("experts_effects", params, lm.manifest, lm.dtype))
     shards.discard()
     return runs.num_rows

@@ -22,12 +22,12 @@ from cotlens.pipeline.stage import Params, Paths, model_meta, pass_on
 
 def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads: int) -> int:
     """fTRI maps per contrast and over all study prompts."""
-    prompts, responses, routes, cfg = inputs["prompts"], inputs["responses"], inputs["routes"], params
-    if pass_on("experts_ftri", inputs, outputs, {"ftri": tables.FTRI}, cfg):
+    prompts, responses, routes = inputs["prompts"], inputs["responses"], inputs["routes"]
+    if pass_on("experts_ftri", inputs, outputs, {"ftri": tables.FTRI}, params):
         return 0
     pr = {r["prompt_id"]: r for r in read_table(prompts).to_pylist()}
     resp = {r["prompt_id"]: r for r in read_table(responses).to_pylist()}
-    phases = {"all": ("prompt", "generated"), "prompt": ("prompt",), "generated": ("generated",)}[cfg["tokens"]]
+    phases = {"all": ("prompt", "generated"), "prompt": ("prompt",), "generated": ("generated",)}[params["tokens"]]
     rt = read_table(routes, columns=["prompt_id", "phase", "layer", "experts"]).to_pydict()
     ids = sorted(p for p in resp if pr[p]["split"] == "map")  # the held-out eval prompts never enter the map
     index = {p: i for i, p in enumerate(ids)}
@@ -44,7 +44,7 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
         n_layers,
         n_exp,
     )
-    if cfg["classes"] == "response":
+    if params["classes"] == "response":
         beh = np.array([bool(resp[p]["refused"]) for p in ids])
     else:
         beh = np.array([bool(pr[p]["elicits"]) for p in ids])
@@ -59,7 +59,7 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
             if name == "all":
                 raise CotlensError(
                     f"fTRI needs responses in both classes; {int(b.sum())} of {len(b)} study prompts are in the "
-                    f"behaviour class ({cfg['classes']})",
+                    f"behaviour class ({params['classes']})",
                     "use experts.classes: prompt_set, or a model that refuses some prompts and answers others",
                 )
             print(f"contrast {name}: one class only ({int(b.sum())}/{len(b)}), skipped", flush=True)
@@ -83,7 +83,7 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
                     cols[k].append(v)
     meta = model_meta(
         "experts_ftri",
-        cfg,
+        params,
         {"name": src["model"], "revision": src["revision"], "fingerprint": src.get("fingerprint")},
         src["dtype"],
     )

@@ -13,7 +13,7 @@ from cotlens.io.parquet import RunMeta, to_table, write_table
 from cotlens.pipeline.stage import Params, Paths
 
 
-def prompt_table(cfg: Mapping[str, Any]) -> dict[str, list[Any]]:
+def prompt_table(params: Mapping[str, Any]) -> dict[str, list[Any]]:
     cols: dict[str, list[Any]] = {f.name: [] for f in tables.EXPERTS_PROMPTS}
 
     def add(set_: str, split: str, contrast: str, kind: str, elicits: bool, q: str, ref: str) -> None:
@@ -21,9 +21,9 @@ def prompt_table(cfg: Mapping[str, Any]) -> dict[str, list[Any]]:
             cols[k].append(v)
 
     for p in moe.study_prompts():
-        if p.contrast in cfg["contrasts"]:
+        if p.contrast in params["contrasts"]:
             add("study", p.split, p.contrast, p.kind, p.elicits, p.question, "")
-    for q, a in moe.quality_questions(int(cfg["n_quality"]), int(cfg["seed"])):
+    for q, a in moe.quality_questions(int(params["n_quality"]), int(params["seed"])):
         add("quality", "", "", "sum", False, q, a)
     for q, a in moe.reference_texts():
         add("reference", "", "", "text", False, q, a)
@@ -31,9 +31,8 @@ def prompt_table(cfg: Mapping[str, Any]) -> dict[str, list[Any]]:
 
 
 def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads: int) -> int:
-    cfg = params
-    cols = prompt_table(cfg)
+    cols = prompt_table(params)
     if not any(s == "study" for s in cols["set"]):
         raise CotlensError("experts.contrasts selects no study prompt", f"use some of {list(moe.CONTRASTS)}")
-    write_table(to_table(cols, tables.EXPERTS_PROMPTS), outputs["prompts"], RunMeta.of("experts_prompts", cfg))
+    write_table(to_table(cols, tables.EXPERTS_PROMPTS), outputs["prompts"], RunMeta.of("experts_prompts", params))
     return len(cols["prompt_id"])

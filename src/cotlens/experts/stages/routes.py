@@ -28,7 +28,7 @@ def _arrow(v: Any, typ: pa.DataType) -> pa.Array:
 
 def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads: int) -> int:
     """Refusals by the rule set, or by ``inputs["judge"]`` (cached in ``runtime["judge_cache"]``)."""
-    cfg, routes_out, responses_out = params, outputs["routes"], outputs["responses"]
+    routes_out, responses_out = outputs["routes"], outputs["responses"]
     study = [r for r in read_table(inputs["prompts"]).to_pylist() if r["set"] == "study"]
     lm = require_moe(load_for_stage(inputs["model"], runtime, threads))
     out_schemas = {"routes": tables.ROUTES, "responses": tables.EXPERT_RESPONSES}
@@ -39,14 +39,14 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
         lm,
         outputs,
         out_schemas,
-        cfg,
+        params,
         inputs["model"],
         runtime,
     ):
         return 0
     meta = model_meta(
         "experts_routes",
-        cfg,
+        params,
         lm.manifest,
         lm.dtype,
         n_layers=lm.dims.n_layers,
@@ -80,7 +80,7 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
                 prompt_len.extend(map(len, ids))
                 prog.update(len(ids))
 
-            answers = respond(lm, [r["question"] for r in study], cfg, capture=cap, after_batch=dump)
+            answers = respond(lm, [r["question"] for r in study], params, capture=cap, after_batch=dump)
             prog.close()
         judge = load_for_stage(inputs["judge"], runtime, threads) if "judge" in inputs else None
         classify, by = refusal_classifier(judge, runtime.get("judge_cache"))

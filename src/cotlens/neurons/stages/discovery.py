@@ -29,25 +29,25 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
     that model's multiple-choice answers (cached in ``runtime["judge_cache"]``), the rest by
     the lexicon. ``inputs["checks"]``: the model's check report; refused if its
     decomposition failed."""
-    prompts, model_dir, out, cfg = inputs["prompts"], inputs["model"], outputs["neurons"], params
+    prompts, model_dir, out = inputs["prompts"], inputs["model"], outputs["neurons"]
     judge_dir, judge_cache = inputs.get("judge"), runtime.get("judge_cache")
     _, texts, golds = variant_rows(read_table(prompts).to_pylist(), "full", "discovery")
     if not texts:
         raise CotlensError(f"{prompts} has no 'full' prompts", "check the neurons section of the config")
     why = refused_by(inputs.get("checks"), ["decomposition"], "neuron scoring and vocabulary projection")
     if why:
-        refuse("neurons_discovery", why, outputs, {"neurons": tables.NEURONS}, cfg, model_dir, runtime)
+        refuse("neurons_discovery", why, outputs, {"neurons": tables.NEURONS}, params, model_dir, runtime)
         return 0
     lm = load_for_stage(model_dir, runtime, threads)
     d = lm.dims
-    prog = Progress(-(-len(texts) // int(cfg["batch_size"])), "batches", what="problems")
+    prog = Progress(-(-len(texts) // int(params["batch_size"])), "batches", what="problems")
 
     def after_batch(b: list[Answer]) -> None:
         sc.commit([i for i, a in enumerate(b) if a.correct])
         prog.update(note=f"{sum(a.correct for a in b)}/{len(b)} correct")
 
-    with prog, NeuronScorer(lm, int(cfg["top_k"]), int(cfg["batch_size"])) as sc:
-        answers = solve(lm, texts, golds, cfg, on_step=sc.rows, after_batch=after_batch)
+    with prog, NeuronScorer(lm, int(params["top_k"]), int(params["batch_size"])) as sc:
+        answers = solve(lm, texts, golds, params, on_step=sc.rows, after_batch=after_batch)
     n_correct = sum(a.correct for a in answers)
     if n_correct == 0:
         raise CotlensError(
@@ -55,7 +55,7 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
             "use fewer steps (neurons.prompts.max_steps), other operators, or a stronger model",
         )
     freq, mean = sc.frequency().cpu(), sc.mean_activation().cpu()
-    order = freq.flatten().argsort(descending=True)[: int(cfg["n_candidates"])]
+    order = freq.flatten().argsort(descending=True)[: int(params["n_candidates"])]
     rank = torch.full_like(freq, -1, dtype=torch.long).flatten()
     rank[order] = torch.arange(len(order))
     rank = rank.view_as(freq)
@@ -69,8 +69,8 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
     projections = project_many(lm.model, lm.adapter, lm.tokenizer, cand, signs=signs)
     # Rai & Yao: neurons of layer >= min_layer, value vectors projected without the final
     # norm (their code), and at least two of the top tokens expressing the concept
-    min_layer, min_tokens = int(cfg.get("min_layer", 6)), int(cfg.get("min_concept_tokens", 2))
-    raw = cfg.get("projection", "raw") == "raw"
+    min_layer, min_tokens = int(params.get("min_layer", 6)), int(params.get("min_concept_tokens", 2))
+    raw = params.get("projection", "raw") == "raw"
     cols: dict[str, list[Any]] = {f.name: [] for f in tables.NEURONS}
     for layer in range(d.n_layers):
         for j in range(d.d_mlp):
@@ -81,7 +81,7 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
                 tokens = proj.without_norm if raw else proj.with_norm
                 concept = lexicon = label(tokens, min_tokens=min_tokens)
                 by = "lexicon"
-                if judge is not None and r < int(cfg.get("judge_top", 0)):
+                if judge is not None and r < int(params.get("judge_top", 0)):
                     concept, by = judge.label(tokens), judged_by
             row = {
                 "layer": layer,
@@ -97,7 +97,7 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
             }
             for k, v in row.items():
                 cols[k].append(v)
-    meta = model_meta("neurons_discovery", cfg, lm.manifest, lm.dtype)
+    meta = model_meta("neurons_discovery", params, lm.manifest, lm.dtype)
     write_table(to_table(cols, tables.NEURONS), out, meta)
     print(f"{n_correct}/{len(answers)} correct; tokens scored: {sc.total_tokens:.0f}", flush=True)
     return n_correct

@@ -40,16 +40,15 @@ from cotlens.pipeline.stage import Params, Paths, model_meta, refusal, refuse
 
 
 def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads: int) -> int:
-    prompts, neurons, model_dir, out, cfg = (
+    prompts, neurons, model_dir, out = (
         inputs["prompts"],
         inputs["neurons"],
         inputs["model"],
         outputs["effects"],
-        params,
     )
     why = refusal(inputs)  # the discovery stage refused the neuron study
     if why:
-        refuse("neurons_effects", why, outputs, {"effects": tables.NEURON_EFFECTS}, cfg, model_dir, runtime)
+        refuse("neurons_effects", why, outputs, {"effects": tables.NEURON_EFFECTS}, params, model_dir, runtime)
         return 0
     table = read_table(prompts).to_pylist()
     ntab = read_table(neurons)
@@ -60,27 +59,27 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
             f"{neurons} labels no concept neuron",
             "raise neurons.discovery.n_candidates or neurons.discovery.top_k, or use a larger model",
         )
-    tops = {int(n): top_neurons(ntab, int(n), str(neurons)) for n in cfg.get("top_n", [])}
+    tops = {int(n): top_neurons(ntab, int(n), str(neurons)) for n in params.get("top_n", [])}
     lm = load_for_stage(model_dir, runtime, threads)
     out_schemas = {"effects": tables.NEURON_EFFECTS}
-    if gate("neurons_effects", "neuron ablation", check_ablation, lm, outputs, out_schemas, cfg, model_dir, runtime):
+    if gate("neurons_effects", "neuron ablation", check_ablation, lm, outputs, out_schemas, params, model_dir, runtime):
         return 0
     means = means.to(lm.device)
-    conditions = effect_conditions(cfg, n_concept, list(tops))
-    key = resume_key(__name__, cfg, runtime, prompts, neurons, Path(model_dir) / "manifest.json")
+    conditions = effect_conditions(params, n_concept, list(tops))
+    key = resume_key(__name__, params, runtime, prompts, neurons, Path(model_dir) / "manifest.json")
     shards = Shards(out, "neurons_effects", model_meta("neurons_effects", key, lm.manifest, lm.dtype), len(conditions))
 
     def measured(
         texts: list[str], golds: list[int], groups: list[int] | None = None, rows: RowAblations | None = None
     ) -> tuple[list[Answer], list[tuple[float, float]]]:
         acts: list[tuple[float, float]] = []
-        bs = len(texts) if groups else int(cfg["batch_size"])
+        bs = len(texts) if groups else int(params["batch_size"])
         with ActivationMeter(lm.model, lm.adapter, chosen, bs) as meter:
             answers = solve(
                 lm,
                 texts,
                 golds,
-                {**cfg, "batch_size": bs},
+                {**params, "batch_size": bs},
                 on_step=meter.rows,
                 after_batch=lambda b: acts.extend(meter.take(len(b))),
                 groups=groups,
@@ -107,7 +106,7 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
         sets = [ablated_set(conditions[k]) for k in chunk]
         seeds = [conditions[k].seed for k in chunk]
         mode = cast(AblationMode, first.mode)  # every condition but the variants ablates
-        noise = float(cfg.get("noise_scale", 1.0))
+        noise = float(params.get("noise_scale", 1.0))
         groups = [g for g in range(len(chunk)) for _ in texts]
         with RowAblations(lm.model, lm.adapter, sets, mode, means, noise, seeds) as rows:
             answers, acts = measured(texts * len(chunk), golds * len(chunk), groups, rows)
@@ -116,7 +115,7 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
 
     todo = [k for k in range(len(conditions)) if not shards.done(k)]  # the rest: done by an interrupted run
     n_eval = len(variant_rows(table, "full", "eval")[0])
-    chunks = side_by_side(conditions, todo, max(1, int(cfg.get("batch_rows", 32)) // max(1, n_eval)))
+    chunks = side_by_side(conditions, todo, max(1, int(params.get("batch_rows", 32)) // max(1, n_eval)))
     prog = Progress(len(todo), "conditions")
     for chunk in chunks:
         for k, (answers, acts) in zip(chunk, measure(chunk), strict=True):
@@ -147,6 +146,6 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
     prog.close()
     print(shards.summary(), flush=True)
     runs = shards.concat()
-    write_table(runs, out, model_meta("neurons_effects", cfg, lm.manifest, lm.dtype))
+    write_table(runs, out, model_meta("neurons_effects", params, lm.manifest, lm.dtype))
     shards.discard()
     return runs.num_rows

@@ -13,16 +13,15 @@ from cotlens.pipeline.stage import Params, Paths
 PROMPT_KEYS = ("seed", "n_problems", "min_steps", "max_steps", "ops", "n_shots", "gsm8k_path")
 
 
-def arith_config(cfg: Mapping[str, Any]) -> ArithConfig:
-    c = {k: cfg[k] for k in PROMPT_KEYS if k in cfg}
+def arith_config(params: Mapping[str, Any]) -> ArithConfig:
+    c = {k: params[k] for k in PROMPT_KEYS if k in params}
     if "ops" in c:
         c["ops"] = tuple(c["ops"])
     return ArithConfig(**c)
 
 
 def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads: int) -> int:
-    cfg = params
-    ac = arith_config(cfg)
+    ac = arith_config(params)
     problems = load_gsm8k(ac.gsm8k_path, ac.n_problems) if ac.gsm8k_path else generate(ac)
     ex = exemplars(ac)
     cols: dict[str, list[Any]] = {f.name: [] for f in tables.NEURONS_PROMPTS}
@@ -40,6 +39,6 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
             }
             for k, v in row.items():
                 cols[k].append(v)
-    sub = {k: cfg[k] for k in PROMPT_KEYS if k in cfg}
+    sub = {k: params[k] for k in PROMPT_KEYS if k in params}
     write_table(to_table(cols, tables.NEURONS_PROMPTS), outputs["prompts"], RunMeta.of("neurons_prompts", sub))
     return len(problems)
