@@ -102,6 +102,30 @@ def test_each_study_costs_only_its_own_rules() -> None:
         assert costed and costed <= set(study.params), (name, costed - set(study.params))
 
 
+def undescribed(node: dict[str, Any], path: str = "") -> list[str]:
+    """The schema's keys without a description (a ``$ref`` carries its own)."""
+    out = []
+    for key, sub in node.get("properties", {}).items():
+        where = f"{path}.{key}" if path else key
+        if isinstance(sub, dict):
+            if "description" not in sub and "$ref" not in sub:
+                out.append(where)
+            out += undescribed(sub, where)
+            for inner, mark in (("additionalProperties", ".*"), ("items", "[]")):
+                if isinstance(sub.get(inner), dict):
+                    out += undescribed(sub[inner], where + mark)
+    return out
+
+
+def test_every_config_key_is_described_in_the_schema() -> None:
+    schema = yaml.safe_load(Path(SCHEMA).read_text())
+    assert undescribed(schema) == []
+    assert undescribed({"properties": {"a": {"type": "object", "properties": {"b": {"type": "integer"}}}}}) == [
+        "a",
+        "a.b",
+    ]
+
+
 def test_the_figure_registry_matches_the_plot_functions() -> None:
     for name, study in STUDIES.items():
         plots = importlib.import_module(f"cotlens.{name}.figures")
