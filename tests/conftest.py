@@ -52,7 +52,10 @@ TEST_CONFIG = ROOT / ".test" / "config.yaml"
 
 
 def load_test_config() -> dict[str, Any]:
-    return dict(yaml.safe_load(TEST_CONFIG.read_text()))
+    """.test/config.yaml with the schema's defaults filled, as Snakemake's validate fills them."""
+    from cotlens.pipeline.stageparams import with_defaults
+
+    return with_defaults(yaml.safe_load(TEST_CONFIG.read_text()))
 
 
 def copy_workflow(dest: Path, **overrides: object) -> Path:

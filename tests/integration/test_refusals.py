@@ -190,7 +190,15 @@ def test_a_window_shorter_than_the_pairs_is_checked_at_their_length(tiny_model_s
     prepare(resolve("m", {"m": {"source": "local", "path": str(src)}}), tmp_path / "m")
     pairs = _pairs(tmp_path / "pairs.parquet", tiny_model_src)
     outs = {"patching": str(tmp_path / "patching.parquet"), "pathways": str(tmp_path / "pathways.parquet")}
-    cfg = {"exact_pairs": 1, "top_k": 2, "screen": "eap-ig", "screen_steps": 1, "positions_last": 2, "head_batch": 3}
+    cfg = {
+        "exact_pairs": 1,
+        "top_k": 2,
+        "screen": "eap-ig",
+        "screen_steps": 1,
+        "positions_last": 2,
+        "head_batch": 3,
+        "shard_pairs": 8,
+    }
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(patch, "self_check", spy)
         assert patch.run({"pairs": str(pairs), "model": str(tmp_path / "m")}, outs, cfg, RT, 1) == 1

@@ -179,6 +179,7 @@ def test_neuron_effects_resumes_per_condition_to_identical_bytes(
         "random_seeds": 2,
         "top_n": [3],
         "batch_rows": 6,  # two ablations side by side (3 evaluation problems each)
+        "noise_scale": 1.0,
     }
     ins = {"prompts": str(tmp_path / "p.parquet"), "neurons": str(tmp_path / "n.parquet"), "model": str(tiny_prepared)}
     with pytest.raises(CotlensError, match="top 5 neurons, but .*n.parquet holds 4 candidates"):

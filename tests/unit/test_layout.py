@@ -126,6 +126,46 @@ def test_every_config_key_is_described_in_the_schema() -> None:
     ]
 
 
+@pytest.mark.parametrize("overlay", [None, "config/paper.yaml", "config/qwen-neurons.yaml"])
+def test_the_schema_defaults_are_filled_as_snakemake_fills_them(overlay: str | None) -> None:
+    from cotlens.pipeline.stageparams import with_defaults
+
+    raw = yaml.safe_load((ROOT / "config.yaml").read_text())
+    if overlay:
+        raw = merged(raw, yaml.safe_load((ROOT / overlay).read_text()))
+    validated = copy.deepcopy(raw)
+    validate(validated, SCHEMA)  # set_default=True
+    assert with_defaults(raw) == validated
+    assert with_defaults(with_defaults(raw)) == with_defaults(raw)
+
+
+def test_defaults_live_in_the_schema_only() -> None:
+    """No stage or cost model reads a config key with a default of its own, and the
+    dataclasses the config feeds agree with the schema wherever it has a default."""
+    import dataclasses
+
+    from cotlens.circuits.extract import ExtractConfig
+    from cotlens.circuits.prompts import GeneratorConfig
+    from cotlens.core.sampling import SampleConfig
+
+    own = re.compile(r"(params|\bc|\bpc|\bsc|\be|cfg)\.get\(\"\w+\", ")
+    offenders = [
+        f"{p.relative_to(PKG)}:{i}"
+        for p in [*PKG.glob("*/stages/*.py"), *PKG.glob("*/cost.py")]
+        for i, line in enumerate(p.read_text().splitlines(), 1)
+        if own.search(line)
+    ]
+    assert offenders == []
+    props = yaml.safe_load(Path(SCHEMA).read_text())["properties"]["circuits"]["properties"]
+    for cls, section in ((SampleConfig, "sample"), (ExtractConfig, "extract"), (GeneratorConfig, "prompts")):
+        for f in dataclasses.fields(cls):
+            sub = props[section]["properties"].get(f.name, {})
+            if "default" in sub:
+                want = sub["default"]
+                got = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+                assert (list(got) if isinstance(got, tuple) else got) == want, (cls.__name__, f.name)
+
+
 def test_the_figure_registry_matches_the_plot_functions() -> None:
     for name, study in STUDIES.items():
         plots = importlib.import_module(f"cotlens.{name}.figures")

@@ -11,7 +11,7 @@ from cotlens.core.cost import CostInputs, Work, batches, generation, plus, times
 def stages(st: CostInputs) -> dict[str, Work]:
     """The model work of each of the study's model stages (``cotlens plan``)."""
     c, s, p = st.config["circuits"], st.shape, st.prompts
-    n = p.n() * int(c["sample"].get("n_samples", 1))
+    n = p.n() * int(c["sample"]["n_samples"])
     from cotlens.circuits.fewshot import question_text
 
     prompt, nofacts, cot = p.mean("prompt"), p.mean("prompt_nofacts"), p.mean("gold_cot") + 4
@@ -33,26 +33,26 @@ def stages(st: CostInputs) -> dict[str, Work]:
     )
     lens = Work(readouts=2 * n * npos * s.layers)  # the block outputs and the heads' writes
     pc = c["pairs"]
-    onto = [o for o in pc.get("ontologies", ["fictional"]) if o in c["prompts"]["ontologies"]]
+    onto = [o for o in pc["ontologies"] if o in c["prompts"]["ontologies"]]
     share = len(onto) / max(1, len(c["prompts"]["ontologies"]))
     cands = n * share * 2.7  # corruptible words per sample (measured: 64 from 24 fictional samples)
-    plen = (query if pc.get("context", "question") == "question" else prompt) + cot / 2
-    pairs = Work(calls=batches(cands, int(pc.get("batch_size", 16))), tokens=2 * cands * plen, ctx=plen / 2)
+    plen = (query if pc["context"] == "question" else prompt) + cot / 2
+    pairs = Work(calls=batches(cands, int(pc["batch_size"])), tokens=2 * cands * plen, ctx=plen / 2)
     pairs.readouts = 2 * cands
     pairs.note = "candidates: ~2.7 per sample of the pair ontologies"
     kept = min(cands * 0.3, 3 * int(pc["per_subtask"]))  # three subtasks (copy, decision, induction)
     pt = c["patch"]
     heads = s.layers * s.heads
     exact = kept if int(pt["exact_pairs"]) < 0 else min(kept, 3 * int(pt["exact_pairs"]))
-    per_pos = int(pt.get("positions_last", 4)) + 1
+    per_pos = int(pt["positions_last"]) + 1
     sweep = Work(  # the engine replays each head batch from the first difference (late), each position to the end
-        calls=math.ceil(heads / int(pt.get("head_batch", 64))) * (1 + per_pos),
+        calls=math.ceil(heads / int(pt["head_batch"])) * (1 + per_pos),
         tokens=heads * plen * 0.15 + per_pos * heads * 3,
         ctx=plen / 2,
         readouts=heads * (1 + per_pos),
     )
     screen = Work(
-        calls=4, tokens=2 * plen, ctx=plen / 2, backward=2 * plen * int(pt.get("screen_steps", 1)), readouts=4
+        calls=4, tokens=2 * plen, ctx=plen / 2, backward=2 * plen * int(pt["screen_steps"]), readouts=4
     )
     topk = Work(calls=1, tokens=int(pt["top_k"]) * plen, ctx=plen / 2, readouts=int(pt["top_k"]))
     patch = plus(Work(), times(sweep, exact), times(plus(screen, topk), kept - exact))
@@ -60,7 +60,7 @@ def stages(st: CostInputs) -> dict[str, Work]:
     heads_w = Work(calls=3 * kept, tokens=3 * kept * plen, ctx=plen / 2, readouts=kept * s.layers * s.heads)
     sc = c["sufficiency"]
     conds = sum(1 + (int(sc["random_draws"]) if 0 < int(k) < heads else 0) for k in sc["sufficiency_k"])
-    groups = 3 if sc.get("circuits", "subtask") == "subtask" else 1
+    groups = 3 if sc["circuits"] == "subtask" else 1
     suff = Work(calls=conds * groups * 2, tokens=(conds + 2) * kept * plen, ctx=plen / 2, readouts=conds * kept)
     probe = Work(calls=batches(n, 8), tokens=n * query, ctx=query / 2, fixed_s=1.0 * s.layers * max(1.0, n / 72))
     return {

@@ -11,9 +11,9 @@ def stages(st: CostInputs) -> dict[str, Work]:
     c, p = st.config["digits"], st.prompts
     n = p.n()
     prompt, answer = p.mean("prompt"), p.mean("answer")
-    settings = list(c.get("settings", ["conditioned", "unconditioned"]))
+    settings = list(c["settings"])
     rounds = max(1.0, answer / 3)  # own digits: a round per place where the model's digit differs
-    bs = int(c.get("batch_size", 32))
+    bs = int(c["batch_size"])
     n_batches = (
         len(c["n_digits"]) * len(c["m_digits"]) * batches(n / max(1, len(c["n_digits"]) * len(c["m_digits"])), bs)
     )
@@ -23,7 +23,7 @@ def stages(st: CostInputs) -> dict[str, Work]:
         ctx=prompt / 2,
         readouts=n * answer * (len(settings) + rounds),
     )
-    if c.get("estimator") == "mc_dropout":
+    if c["estimator"] == "mc_dropout":
         k = int(c["mc_dropout"]["samples"])
         w = plus(
             w, Work(calls=k * n_batches, tokens=k * n * len(settings) * (prompt + answer), ctx=prompt / 2, loads=0)

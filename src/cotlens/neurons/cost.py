@@ -26,7 +26,7 @@ def stages(st: CostInputs) -> dict[str, Work]:
     disc = generation(disc_n, prompt, gen, max_new, bs, shared)
     disc.note = "generated length: ~14 tokens a step"
     ev = p.n(lambda r: full(r) and split(r["problem_id"]) == "eval")
-    conds = effect_conditions(e, 10, [int(x) for x in e.get("top_n", [])])
+    conds = effect_conditions(e, 10, [int(x) for x in e["top_n"]])
     one = generation(
         ev, prompt, gen, max_new, bs, p.shared("prompt", bs, lambda r: full(r) and split(r["problem_id"]) == "eval")
     )

@@ -325,7 +325,9 @@ def build(
 ) -> list[Row]:
     """Every model stage of the configured DAG, per model, with its work and times."""
     from cotlens.errors import CotlensError
+    from cotlens.pipeline.stageparams import with_defaults
 
+    config = with_defaults(config)
     if gpu not in GPUS:
         raise CotlensError(f"unknown GPU class {gpu!r}", f"use one of {sorted(GPUS)}")
     dtype = str(config.get("runtime", {}).get("dtype", "float32"))

@@ -24,7 +24,7 @@ from cotlens.pipeline.stage import Params, Paths, model_meta
 
 def extract_config(params: Mapping[str, Any]) -> ExtractConfig:
     c = dict(params)
-    c["positions"] = tuple(c.get("positions", ExtractConfig.positions))
+    c["positions"] = tuple(c["positions"])
     return ExtractConfig(**c)
 
 

@@ -18,7 +18,7 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
     lm = load_for_stage(inputs["model"], runtime, threads)
     data = ds.dataset(str(activations), format="parquet")
     n = 0
-    batch_rows = int(params.get("batch_rows", 2048))
+    batch_rows = int(params["batch_rows"])
     prog = Progress(-(-data.count_rows() // batch_rows), "batches")
     with prog, ShardWriter(out, tables.LENS, model_meta("circuits_lens", params, lm.manifest, lm.dtype)) as w:
         for batch in data.to_batches(columns=[*ID_COLUMNS, "resid"], batch_size=batch_rows, use_threads=False):

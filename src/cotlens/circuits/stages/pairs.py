@@ -23,14 +23,14 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
     ptab = read_table(prompts).to_pylist()
     onto = {int(p["prompt_id"]): p["ontology"] for p in ptab}
     stab = read_table(samples).to_pylist()
-    wanted = set(params.get("ontologies", ["fictional"]))
-    if params.get("cot", "model") == "gold":  # the gold chain as the CoT prefix
+    wanted = set(params["ontologies"])
+    if params["cot"] == "gold":  # the gold chain as the CoT prefix
         stab = gold_samples(ptab)
     stab = [s for s in stab if onto[int(s["prompt_id"])] in wanted]
-    cands = list(build_pairs(lm.tokenizer, ptab, stab, int(params["seed"]), str(params.get("context", "question"))))
+    cands = list(build_pairs(lm.tokenizer, ptab, stab, int(params["seed"]), str(params["context"])))
     pad_id = int(lm.tokenizer.pad_token_id)
     kept: list[tuple[Any, float, float, float, float]] = []
-    bs = int(params.get("batch_size", 16))
+    bs = int(params["batch_size"])
     with torch.no_grad():
         for b in progress(range(0, len(cands), bs), unit="batches", what="candidate pairs"):
             chunk = cands[b : b + bs]
@@ -43,7 +43,7 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
             for i, p in enumerate(chunk):
                 lc, lx = logp[i], logp[n + i]
                 kl = float((lc.exp() * (lc - lx)).sum())
-                right = int(lc.argmax()) == p.clean_tok or not params.get("require_correct", True)
+                right = int(lc.argmax()) == p.clean_tok or not params["require_correct"]
                 if not right or kl < float(params["min_kl"]):
                     continue
                 ld_c = float(logits[i, p.clean_tok] - logits[i, p.corrupt_tok])

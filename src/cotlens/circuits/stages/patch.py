@@ -60,7 +60,7 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
         seen[sub] = seen.get(sub, 0) + 1
         full_sweep.append(per < 0 or seen[sub] <= per)
     meta = model_meta("circuits_patch", params, lm.manifest, lm.dtype)
-    per_shard = int(params.get("shard_pairs", SHARD_PAIRS))
+    per_shard = int(params["shard_pairs"])
     starts = list(range(0, table.num_rows, per_shard))
     key = resume_key(__name__, params, runtime, pairs, Path(model_dir) / "manifest.json")
     smeta = model_meta("circuits_patch", key, lm.manifest, lm.dtype)

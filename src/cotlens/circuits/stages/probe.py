@@ -56,7 +56,7 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
             y_control,
             groups,
             test_ids,
-            int(params.get("cv_folds", 5)),
+            int(params["cv_folds"]),
             int(params["seed"]),
             float(params["l2"]),
             prog.update,

@@ -46,10 +46,10 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
         )
     means = mean_head_outputs(lm, false_q)
     rows = read_table(pairs).to_pylist()
-    per_subtask = params.get("circuits", "subtask") == "subtask"
+    per_subtask = params["circuits"] == "subtask"
     fold, ranking = cross_fit(rows, lambda ids: head_ranking(patching, d.n_layers, d.n_heads, ids), per_subtask, pairs)
     all_heads = [(la, h) for la in range(d.n_layers) for h in range(d.n_heads)]
-    draws = int(params.get("random_draws", 10))
+    draws = int(params["random_draws"])
     cols: dict[str, list[Any]] = {f.name: [] for f in tables.SUFFICIENCY}
     ks = sorted({min(int(k), len(all_heads)) for k in params["sufficiency_k"]})
     prog = Progress(sum(len(rows) * (1 + (draws if 0 < k < len(all_heads) else 0)) for k in ks), "circuits")

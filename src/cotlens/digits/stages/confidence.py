@@ -47,7 +47,7 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
     mc = dict(params["mc_dropout"]) if est == "mc_dropout" else {}
     if est == "mc_dropout" and int(mc["samples"]) < 20:
         raise CotlensError(f"digits.mc_dropout.samples = {mc['samples']}", "use at least 20 dropout passes")
-    settings = list(params.get("settings", SETTINGS))
+    settings = list(params["settings"])
     bad = [s for s in settings if s not in KNOWN]
     if bad or not settings:
         raise CotlensError(f"digits.settings = {settings}", f"use some of {list(KNOWN)}")
@@ -69,7 +69,7 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
     fwd = position_forward(lm)
     pad = int(lm.tokenizer.pad_token_id)
     cols: dict[str, list[Any]] = {f.name: [] for f in tables.DIGITS}
-    bs = int(params.get("batch_size", 32))
+    bs = int(params["batch_size"])
     n_forwards = 0
     t0 = time.perf_counter()
     cells = [list(g) for _, g in groupby(tab, key=lambda r: (r["n"], r["m"]))]

@@ -183,7 +183,7 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
     key = resume_key(__name__, params, runtime, prompts, ftri_path, Path(model_dir) / "manifest.json")
     shards = Shards(out, "experts_effects", model_meta("experts_effects", key, lm.manifest, lm.dtype), len(conditions))
     todo = [i for i in range(len(conditions)) if not shards.done(i)]  # the rest: done by an interrupted run
-    per = max(1, int(params.get("batch_rows", 64)) // bs)  # conditions side by side in one batch
+    per = max(1, int(params["batch_rows"]) // bs)  # conditions side by side in one batch
     with Progress(len(todo), "conditions") as prog:
         for s in range(0, len(todo), per):
             chunk = todo[s : s + per]

@@ -69,8 +69,8 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
     projections = project_many(lm.model, lm.adapter, lm.tokenizer, cand, signs=signs)
     # Rai & Yao: neurons of layer >= min_layer, value vectors projected without the final
     # norm (their code), and at least two of the top tokens expressing the concept
-    min_layer, min_tokens = int(params.get("min_layer", 6)), int(params.get("min_concept_tokens", 2))
-    raw = params.get("projection", "raw") == "raw"
+    min_layer, min_tokens = int(params["min_layer"]), int(params["min_concept_tokens"])
+    raw = params["projection"] == "raw"
     cols: dict[str, list[Any]] = {f.name: [] for f in tables.NEURONS}
     for layer in range(d.n_layers):
         for j in range(d.d_mlp):
@@ -81,7 +81,7 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
                 tokens = proj.without_norm if raw else proj.with_norm
                 concept = lexicon = label(tokens, min_tokens=min_tokens)
                 by = "lexicon"
-                if judge is not None and r < int(params.get("judge_top", 0)):
+                if judge is not None and r < int(params["judge_top"]):
                     concept, by = judge.label(tokens), judged_by
             row = {
                 "layer": layer,

@@ -59,7 +59,7 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
             f"{neurons} labels no concept neuron",
             "raise neurons.discovery.n_candidates or neurons.discovery.top_k, or use a larger model",
         )
-    tops = {int(n): top_neurons(ntab, int(n), str(neurons)) for n in params.get("top_n", [])}
+    tops = {int(n): top_neurons(ntab, int(n), str(neurons)) for n in params["top_n"]}
     lm = load_for_stage(model_dir, runtime, threads)
     out_schemas = {"effects": tables.NEURON_EFFECTS}
     if gate("neurons_effects", "neuron ablation", check_ablation, lm, outputs, out_schemas, params, model_dir, runtime):
@@ -106,7 +106,7 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
         sets = [ablated_set(conditions[k]) for k in chunk]
         seeds = [conditions[k].seed for k in chunk]
         mode = cast(AblationMode, first.mode)  # every condition but the variants ablates
-        noise = float(params.get("noise_scale", 1.0))
+        noise = float(params["noise_scale"])
         groups = [g for g in range(len(chunk)) for _ in texts]
         with RowAblations(lm.model, lm.adapter, sets, mode, means, noise, seeds) as rows:
             answers, acts = measured(texts * len(chunk), golds * len(chunk), groups, rows)
@@ -115,7 +115,7 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
 
     todo = [k for k in range(len(conditions)) if not shards.done(k)]  # the rest: done by an interrupted run
     n_eval = len(variant_rows(table, "full", "eval")[0])
-    chunks = side_by_side(conditions, todo, max(1, int(params.get("batch_rows", 32)) // max(1, n_eval)))
+    chunks = side_by_side(conditions, todo, max(1, int(params["batch_rows"]) // max(1, n_eval)))
     prog = Progress(len(todo), "conditions")
     for chunk in chunks:
         for k, (answers, acts) in zip(chunk, measure(chunk), strict=True):
