@@ -20,7 +20,15 @@ from pathlib import Path
 
 from _timing import child_runs
 
-CFG = {"exact_pairs": 2, "top_k": 16, "screen": "eap-ig", "screen_steps": 1, "positions_last": 4, "head_batch": 64}
+CFG = {
+    "exact_pairs": 2,
+    "top_k": 16,
+    "screen": "eap-ig",
+    "screen_steps": 1,
+    "positions_last": 4,
+    "head_batch": 64,
+    "shard_pairs": 8,
+}
 RUNTIME = {"dtype": "float32", "device": "cpu", "attn": "sdpa"}
 
 
