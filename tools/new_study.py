@@ -206,15 +206,16 @@ from __future__ import annotations
 
 from cotlens.{name} import tables
 from cotlens.{name}.prompts import generate
-from cotlens.io.parquet import RunMeta, to_table, write_table
+from cotlens.io.parquet import Columns, RunMeta, write_table
 from cotlens.pipeline.stage import Params, Paths
 
 
 def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads: int) -> int:
-    rows = generate(int(params["n_prompts"]), int(params["seed"]))
-    cols = {{"prompt_id": list(range(len(rows))), "prompt": [r.prompt for r in rows], "answer": [r.answer for r in rows]}}
-    write_table(to_table(cols, tables.PROMPTS), outputs["prompts"], RunMeta.of("{name}_prompts", params))
-    return len(rows)
+    cols = Columns(tables.PROMPTS)
+    for i, r in enumerate(generate(int(params["n_prompts"]), int(params["seed"]))):
+        cols.add(prompt_id=i, prompt=r.prompt, answer=r.answer)
+    write_table(cols.table(), outputs["prompts"], RunMeta.of("{name}_prompts", params))
+    return len(cols)
 '''
 
 FILES[
@@ -225,7 +226,7 @@ from __future__ import annotations
 
 from cotlens.{name} import tables
 from cotlens.{name}.methods import answer_probs
-from cotlens.io.parquet import read_table, to_table, write_table
+from cotlens.io.parquet import Columns, read_table, write_table
 from cotlens.models.loading import load_for_stage
 from cotlens.pipeline.stage import Params, Paths, model_meta
 
@@ -236,10 +237,10 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
     tok = lm.tokenizer
     prompts = [tok(r["prompt"])["input_ids"] for r in rows]
     answers = [tok(r["answer"], add_special_tokens=False)["input_ids"][0] for r in rows]
-    p = answer_probs(lm.model, prompts, answers, lm.device)
-    cols = {{"prompt_id": [r["prompt_id"] for r in rows], "answer_token": answers, "p_answer": p}}
-    meta = model_meta("{name}_answer", params, lm.manifest, lm.dtype)
-    write_table(to_table(cols, tables.ANSWERS), outputs["answers"], meta)
+    cols = Columns(tables.ANSWERS)
+    for r, a, p in zip(rows, answers, answer_probs(lm.model, prompts, answers, lm.device), strict=True):
+        cols.add(prompt_id=r["prompt_id"], answer_token=a, p_answer=p)
+    write_table(cols.table(), outputs["answers"], model_meta("{name}_answer", params, lm.manifest, lm.dtype))
     return len(rows)
 '''
 

@@ -148,3 +148,20 @@ def test_shard_writer_groups_small_batches(tmp_path: Path) -> None:
 def test_missing_file_error(tmp_path: Path) -> None:
     with pytest.raises(CotlensError, match="does not exist"):
         read_table(tmp_path / "nope.parquet")
+
+
+def test_columns_take_each_row_by_name_and_refuse_a_mismatch() -> None:
+    import pyarrow as pa
+
+    from cotlens.errors import CotlensError
+    from cotlens.io.parquet import Columns, to_table
+
+    schema = pa.schema([("a", pa.int32()), ("b", pa.string())])
+    cols = Columns(schema)
+    cols.add(b="x", a=1)  # by name: the order of the keywords does not matter
+    cols.add(a=2, b=None)
+    assert len(cols) == 2 and cols["a"] == [1, 2]
+    assert cols.table().equals(to_table({"a": [1, 2], "b": ["x", None]}, schema))
+    with pytest.raises(CotlensError, match=r"missing \['b'\], unexpected \['c'\]"):
+        cols.add(a=3, c="y")
+    assert len(cols) == 2  # the refused row added nothing

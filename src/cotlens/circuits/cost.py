@@ -51,9 +51,7 @@ def stages(st: CostInputs) -> dict[str, Work]:
         ctx=plen / 2,
         readouts=heads * (1 + per_pos),
     )
-    screen = Work(
-        calls=4, tokens=2 * plen, ctx=plen / 2, backward=2 * plen * int(pt["screen_steps"]), readouts=4
-    )
+    screen = Work(calls=4, tokens=2 * plen, ctx=plen / 2, backward=2 * plen * int(pt["screen_steps"]), readouts=4)
     topk = Work(calls=1, tokens=int(pt["top_k"]) * plen, ctx=plen / 2, readouts=int(pt["top_k"]))
     patch = plus(Work(), times(sweep, exact), times(plus(screen, topk), kept - exact))
     patch.loads, patch.note = 1, "pairs kept: ~0.3 of the candidates, at most 3 x per_subtask"

@@ -137,6 +137,34 @@ def to_table(data: Mapping[str, Sequence[Any] | pa.Array], schema: pa.Schema) ->
     return pa.Table.from_arrays(arrays, schema=schema)
 
 
+class Columns:
+    """A table built row by row, by column name: ``add(**row)`` takes every column of
+    ``schema`` once, by name, and nothing else (a row given positionally, where only the
+    order decided the column, is what this replaces); ``table()`` is the typed table."""
+
+    def __init__(self, schema: pa.Schema) -> None:
+        self.schema = schema
+        self.data: dict[str, list[Any]] = {f.name: [] for f in schema}
+
+    def add(self, **row: Any) -> None:
+        if row.keys() != self.data.keys():
+            missing = [k for k in self.data if k not in row]
+            extra = [k for k in row if k not in self.data]
+            raise CotlensError(f"a row does not match the schema: missing {missing}, unexpected {extra}")
+        for k, v in row.items():
+            self.data[k].append(v)
+
+    def __len__(self) -> int:
+        return len(next(iter(self.data.values()), []))
+
+    def __getitem__(self, name: str) -> list[Any]:
+        """The values of column ``name`` so far."""
+        return self.data[name]
+
+    def table(self) -> pa.Table:
+        return to_table(self.data, self.schema)
+
+
 def write_table(table: pa.Table, path: str | os.PathLike[str], meta: RunMeta) -> None:
     """Write one Parquet file atomically with metadata and tuned writer settings."""
     schema = _with_meta(table.schema, meta)

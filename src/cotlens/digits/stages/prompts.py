@@ -8,7 +8,7 @@ from typing import Any
 from cotlens.digits import tables
 from cotlens.digits.prompts import MultConfig, generate
 from cotlens.digits.study import PROMPT_KEYS
-from cotlens.io.parquet import RunMeta, to_table, write_table
+from cotlens.io.parquet import Columns, RunMeta, write_table
 from cotlens.pipeline.stage import Params, Paths
 
 
@@ -21,21 +21,20 @@ def mult_config(params: Mapping[str, Any]) -> MultConfig:
 
 
 def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads: int) -> int:
-    cols: dict[str, list[Any]] = {f.name: [] for f in tables.DIGITS_PROMPTS}
+    cols = Columns(tables.DIGITS_PROMPTS)
     for i, p in enumerate(generate(mult_config(params))):
-        for k, v in (
-            ("problem_id", i),
-            ("n", p.n),
-            ("m", p.m),
-            ("a", p.a),
-            ("b", p.b),
-            ("product", p.product),
-            ("prompt", p.prompt),
-            ("answer", p.answer),
-            ("direct_prompt", p.direct_prompt),
-            ("direct_answer", p.direct_answer),
-        ):
-            cols[k].append(v)
+        cols.add(
+            problem_id=i,
+            n=p.n,
+            m=p.m,
+            a=p.a,
+            b=p.b,
+            product=p.product,
+            prompt=p.prompt,
+            answer=p.answer,
+            direct_prompt=p.direct_prompt,
+            direct_answer=p.direct_answer,
+        )
     sub = {k: params[k] for k in PROMPT_KEYS if k in params}
-    write_table(to_table(cols, tables.DIGITS_PROMPTS), outputs["prompts"], RunMeta.of("digits_prompts", sub))
-    return len(cols["problem_id"])
+    write_table(cols.table(), outputs["prompts"], RunMeta.of("digits_prompts", sub))
+    return len(cols)

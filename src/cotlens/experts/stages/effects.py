@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import pyarrow as pa
@@ -42,7 +42,7 @@ from cotlens.experts.responses import (
     unscramble,
 )
 from cotlens.io.logs import Progress
-from cotlens.io.parquet import read_table, to_table, write_table
+from cotlens.io.parquet import Columns, read_table, write_table
 from cotlens.io.shards import Shards
 from cotlens.models.loading import load_for_stage
 from cotlens.pipeline.gate import gate
@@ -137,39 +137,40 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
         nll: list[tuple[float, int]],
         fluency: list[tuple[float, int]],
     ) -> pa.Table:
-        cols: dict[str, list[Any]] = {f.name: [] for f in tables.EXPERT_EFFECTS}
+        cols = Columns(tables.EXPERT_EFFECTS)
+        cond = {"condition": condition, "mode": mode, "k": k, "seed": seed, "switched": label}
         for r, (text, ids), (fs, fn) in zip(study + quality, said, fluency, strict=True):
             st = r["set"] == "study"
-            refused = classify(r["question"], text) if st else None
-            correct = None if st else first_int(text) == r["reference"]
-            vals = (
-                condition,
-                mode,
-                k,
-                seed,
-                label,
-                r["prompt_id"],
-                r["set"],
-                refused,
-                correct,
-                None,
-                len(ids),
-                text,
-                fs / fn if fn else None,
+            cols.add(
+                **cond,
+                prompt_id=r["prompt_id"],
+                set=r["set"],
+                refused=classify(r["question"], text) if st else None,
+                correct=None if st else first_int(text) == r["reference"],
+                nll=None,
+                n_tokens=len(ids),
+                response=text,
+                fluency_nll=fs / fn if fn else None,
             )
-            for key, v in zip(cols, vals, strict=True):
-                cols[key].append(v)
         for r, (sc, n) in zip(refs, nll, strict=True):
-            ref_vals = (condition, mode, k, seed, label, r["prompt_id"], "reference", None, None, sc, n, "", None)
-            for key, v in zip(cols, ref_vals, strict=True):
-                cols[key].append(v)
+            cols.add(
+                **cond,
+                prompt_id=r["prompt_id"],
+                set="reference",
+                refused=None,
+                correct=None,
+                nll=sc,
+                n_tokens=n,
+                response="",
+                fluency_nll=None,
+            )
         rate = np.mean(cols["refused"][: len(study)])
         ppl = math.exp(sum(s for s, _ in nll) / max(1, sum(n for _, n in nll)))
         print(
             f"{condition:8s} {mode:4s} k={k:<3d} seed={seed:<3d} refused {rate:.3f}  ppl {ppl:.2f}  [{label}]",
             flush=True,
         )
-        return to_table(cols, tables.EXPERT_EFFECTS)
+        return cols.table()
 
     # one resumable shard per condition: a rerun after a crash measures only the missing ones
     conditions: list[Cond] = [("baseline", "none", 0, -1, [])]
