@@ -11,7 +11,8 @@ import numpy as np
 import pyarrow as pa
 
 from cotlens.circuits import tables
-from cotlens.circuits.figures import rift_test, rift_verdict, sufficiency
+from cotlens.circuits.analysis import rift_test, rift_verdict
+from cotlens.circuits.figures import sufficiency
 from cotlens.io.parquet import RunMeta, to_table, write_table
 
 
@@ -186,7 +187,7 @@ def test_a_family_is_absent_only_when_every_member_is() -> None:
     smallest effect. "Some k suffices" is then inconclusive, not absent."""
     import pandas as pd
 
-    from cotlens.circuits.figures import sufficiency_headline
+    from cotlens.circuits.analysis import sufficiency_headline
     from cotlens.core.verdicts import Gate
 
     t = pd.DataFrame(

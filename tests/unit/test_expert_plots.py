@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from cotlens.experts.figures import (
+from cotlens.experts.analysis import (
     competence,
     outcomes,
     quality_summary,

@@ -166,6 +166,23 @@ def test_defaults_live_in_the_schema_only() -> None:
                 assert (list(got) if isinstance(got, tuple) else got) == want, (cls.__name__, f.name)
 
 
+def test_analysis_computes_and_figures_draw() -> None:
+    """A study's numbers and verdicts are computed in its analysis.py, which draws nothing;
+    its figures.py draws them (a public function there that does not draw belongs in analysis)."""
+    import ast
+
+    for name in STUDIES:
+        tree = ast.parse((PKG / name / "analysis.py").read_text())
+        mods = {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+        mods |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        assert not {m for m in mods if m.split(".")[0] in ("matplotlib", "seaborn") or m == "cotlens.io.figures"}, name
+        src = (PKG / name / "figures.py").read_text()
+        for fn in ast.parse(src).body:
+            if isinstance(fn, ast.FunctionDef) and not fn.name.startswith("_"):
+                body = ast.get_source_segment(src, fn) or ""
+                assert re.search(r"\bplt\.|\bax\b|\bsns\.|\bsave\(|\bfig\b", body), (name, fn.name)
+
+
 def test_the_figure_registry_matches_the_plot_functions() -> None:
     for name, study in STUDIES.items():
         plots = importlib.import_module(f"cotlens.{name}.figures")

@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 from cotlens.core.stats import paired_bootstrap, wilson
-from cotlens.neurons.figures import _key, ablation_summary, phenomena, variant_summary
+from cotlens.neurons.analysis import ablation_summary, phenomena, variant_summary
+from cotlens.neurons.figures import _key
 
 
 def _runs() -> pd.DataFrame:

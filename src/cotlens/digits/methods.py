@@ -19,7 +19,7 @@ output of every attention block and every FFN block (the ``attn_out`` and ``ffn_
 modules of the adapter table) at inference, also for models trained without dropout; S
 passes, the paired settings of a problem under the same masks. It perturbs the model it
 measures, so the stage also stores the model's own softmax for every item and the figures
-check the estimator against it (``cotlens.digits.figures.estimator_check``).
+check the estimator against it (``cotlens.digits.analysis.estimator_check``).
 """
 
 from __future__ import annotations

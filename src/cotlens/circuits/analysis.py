@@ -1,0 +1,192 @@
+"""Study 1's analysis: the numbers and verdicts its figures report, computed from its
+tables (no drawing: ``cotlens.circuits.figures`` draws them)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from cotlens.circuits.findings import CLAIMS
+from cotlens.core.verdicts import (
+    ABSENT,
+    ALPHA,
+    INCONCLUSIVE,
+    REPRODUCED,
+    Gate,
+    Headline,
+    empirical_p,
+    headline,
+    holm,
+    judge,
+    proportion_ci,
+    strongest_first,
+    weakest,
+)
+from cotlens.io.parquet import read_table
+
+MID = (1 / 3, 2 / 3)  # "mid-depth": the paper's rift sits at block ~16 of 32
+
+
+def competence(inputs: Mapping[str, str]) -> Gate:
+    """The model answers the PrOntoQA questions above chance (0.5): the exact 95% interval
+    of its answer accuracy (every sample; an unparsed answer is wrong) lies above 0.5."""
+    df = load_scored(inputs["prompts"], inputs["samples"])
+    k, n = int(df["answer_correct"].fillna(False).astype(bool).sum()), len(df)
+    if n == 0:
+        return Gate("answer accuracy", None, "no samples")
+    lo, hi = proportion_ci(k, n)
+    return Gate("answer accuracy", lo > 0.5, f"{k}/{n} = {k / n:.2f} [{lo:.2f}, {hi:.2f}] (chance 0.5)")
+
+
+def by_prompt(values: pd.Series, pairs: pd.DataFrame) -> pd.Series:
+    """Per-pair values averaged per prompt: pairs of one prompt are not independent, the
+    prompts are the unit of replication."""
+    pid = pairs.set_index("pair_id")["prompt_id"]
+    return values.groupby(pid.reindex(values.index).to_numpy()).mean()
+
+
+def swept(patch: pd.DataFrame) -> pd.DataFrame:
+    """Exact all-position rows of the pairs whose every head was patched (a full sweep;
+    the screened pairs' top-K rows would bias a per-head mean)."""
+    return patch[(patch["method"] == "exact") & (patch["positions"] == "all") & (patch["selection"] == "all_heads")]
+
+
+def sufficiency_headline(t: pd.DataFrame, gate: Gate, level: float) -> tuple[Headline, dict[int, dict[str, Any]]]:
+    """The family over the tested k: each k judged on its Bonferroni interval (simultaneous
+    95%) and Holm p; the headline is the k with the highest lower bound."""
+    claim = CLAIMS["sufficiency"]
+    tested = t.dropna(subset=["top_minus_random"]) if "top_minus_random" in t else t.iloc[0:0]
+    if tested.empty:
+        return headline(claim, "no k with random draws", float("nan"), None, "0 prompts", gates=[gate]), {}
+    adj = holm(tested["p"].tolist())
+    per_k: dict[int, dict[str, Any]] = {}
+    for (_, r), pa in zip(tested.iterrows(), adj, strict=True):
+        v, why = judge(claim, r["top_minus_random"], tuple(r["ci_family"]), p=pa, gates=[gate])
+        per_k[int(r["k"])] = {"p_holm": round(pa, 4), "verdict": v, "reason": why}
+    # the family's verdict is its strongest member's (ties: the highest lower bound): any k
+    # that shows the claim shows it, and "absent" needs every k absent
+    ranked = tested.assign(
+        lo=[c[0] for c in tested["ci_family"]], v=[per_k[int(k)]["verdict"] for k in tested["k"]]
+    ).sort_values("lo", ascending=False, kind="mergesort")
+    best = ranked.iloc[strongest_first(ranked["v"].tolist())[0]]
+    k = int(best["k"])
+    gaps = ", ".join(f"k={int(r.k)} {r.top_minus_random:+.2f}" for r in tested.itertuples())
+    return headline(
+        claim,
+        f"best k = {k}: top-k agreement {best['top']:.2f} vs random {best['random']:.2f} ({gaps}; "
+        f"{level:.1%} intervals over {len(tested)} k)",
+        float(best["top_minus_random"]),
+        (float(best["ci_family"][0]), float(best["ci_family"][1])),
+        f"{int(best['n_prompts'])} prompts ({int(best['n_pairs'])} pairs)",
+        p=float(per_k[k]["p_holm"]),
+        gates=[gate],
+    ), per_k
+
+
+def rift_split(frac: Sequence[float] | np.ndarray) -> tuple[int, float]:
+    """(s, gain): the split maximising mean(frac[s:]) - mean(frac[:s]) and that gain."""
+    f = np.asarray(frac, dtype=float)
+    best, where = -np.inf, len(f) // 2
+    for s in range(1, len(f)):
+        gain = f[s:].mean() - f[:s].mean()
+        if gain > best:
+            best, where = gain, s
+    return int(where), float(best)
+
+
+def rift_test(frac: Sequence[float], n_perm: int = 999, seed: int = 0) -> dict[str, Any]:
+    """The rift and its null: the same detector on the layers in random order. A step in
+    depth gives a gain that shuffled layers rarely reach; a noise spike does not."""
+    s, gain = rift_split(frac)
+    rng = np.random.default_rng(seed)
+    f = np.asarray(frac, dtype=float)
+    null = [rift_split(rng.permutation(f))[1] for _ in range(n_perm)]
+    p = empirical_p(gain, null)
+    return {
+        "rift_layer": s,
+        "relative_depth": round(s / len(f), 3),
+        "gain": round(gain, 4),
+        "p_vs_shuffled_layers": round(p, 4),
+        "n_perm": n_perm,
+        "null_gain_95": round(float(np.quantile(null, 0.95)), 4),
+        "step_detected": p <= ALPHA,
+    }
+
+
+def rift_location(ctx: np.ndarray, content: np.ndarray, n_boot: int = 999, seed: int = 0) -> tuple[float, float]:
+    """Percentile 95% interval of the step's relative depth, resampling pairs with
+    replacement; ``ctx`` / ``content`` are [pairs, layers] counts of in-context / content
+    readings."""
+    rng = np.random.default_rng(seed)
+    n, n_layers = ctx.shape
+    depths = []
+    for _ in range(n_boot):
+        w = np.bincount(rng.integers(0, n, n), minlength=n).astype(float)
+        c, t = w @ ctx, w @ content
+        depths.append(rift_split(np.where(t > 0, c / np.maximum(t, 1), 0.0))[0] / n_layers)
+    return float(np.quantile(depths, 0.025)), float(np.quantile(depths, 0.975))
+
+
+def rift_verdict(test: dict[str, Any], ci: tuple[float, float]) -> tuple[str, str]:
+    """A step (permutation p <= ALPHA) whose depth interval lies inside mid-depth is the
+    paper's rift; a step whose interval lies outside it means no mid-depth rift."""
+    if not test["step_detected"]:
+        return INCONCLUSIVE, f"no step above shuffled layers (p = {test['p_vs_shuffled_layers']:.3f})"
+    if MID[0] <= ci[0] and ci[1] <= MID[1]:
+        return REPRODUCED, "a step, its depth interval inside mid-depth [1/3, 2/3]"
+    if ci[0] > MID[1] or ci[1] < MID[0]:
+        return ABSENT, "a step, but its depth interval lies outside mid-depth [1/3, 2/3]"
+    return INCONCLUSIVE, "a step, its depth interval straddles the edge of mid-depth"
+
+
+def pathways_headline(out: dict[str, Any], subs: Sequence[str], gate: Gate, level: float) -> Headline:
+    """Both pathways in one subtask: per subtask the weaker of the question and CoT patches
+    (an intersection: each must hold), judged on the family's Bonferroni intervals; the
+    headline is the subtask where the weaker pathway is strongest."""
+    claim = CLAIMS["pathways"]
+    cells = [(s, out[f"{s} question"], out[f"{s} cot"]) for s in subs if f"{s} question" in out and f"{s} cot" in out]
+    if not cells:
+        return headline(claim, "no subtask with both patches", float("nan"), None, "0 pairs", gates=[gate])
+
+    def both(c: tuple[str, dict[str, Any], dict[str, Any]]) -> str:
+        return weakest(
+            [judge(claim, x["mean"], (x["ci_family"][0], x["ci_family"][1]), gates=[gate])[0] for x in c[1:]]
+        )
+
+    cells.sort(key=lambda c: -min(c[1]["ci_family"][0], c[2]["ci_family"][0]))  # ties: the higher lower bound
+    s, qv, cv = cells[strongest_first([both(c) for c in cells])[0]]
+    weak = qv if qv["ci_family"][0] <= cv["ci_family"][0] else cv
+    v = both((s, qv, cv))
+    _, why = judge(claim, weak["mean"], (weak["ci_family"][0], weak["ci_family"][1]), gates=[gate])
+    return headline(
+        claim,
+        f"{s}: question pathway {qv['mean']:.2f}, CoT pathway {cv['mean']:.2f} nKL recovered "
+        f"(the weaker's {level:.1%} interval; {len(subs)} subtask(s))",
+        weak["mean"],
+        (weak["ci_family"][0], weak["ci_family"][1]),
+        f"{min(qv['n_prompts'], cv['n_prompts'])} prompts",
+        gates=[gate],
+        verdict=(v, why),
+    )
+
+
+def load_scored(prompts: str | Path, samples: str | Path) -> pd.DataFrame:
+    p = read_table(
+        prompts, columns=["prompt_id", "ontology", "hops", "distractors", "negation", "gold_cot"]
+    ).to_pandas()
+    s = read_table(
+        samples, columns=["prompt_id", "sample_idx", "answer", "answer_correct", "step_correct", "cot_exact"]
+    ).to_pandas()
+    return s.merge(p, on="prompt_id", validate="many_to_one")
+
+
+def lens_table(lens: str | Path) -> pd.DataFrame:
+    df = read_table(
+        lens, columns=["pos_kind", "step", "layer", "p_context", "p_prior", "context_token", "prior_token"]
+    ).to_pandas()
+    df["where"] = np.where(df["pos_kind"] == "step_end", "step " + df["step"].astype(str), df["pos_kind"])
+    return df
