@@ -161,8 +161,24 @@ CLAIMS = claims()
 '''
 
 FILES[
-    "src/cotlens/{name}/figures.py"
-] = '''"""Study {number}'s figures: drawing only (``FIGURES``: figure -> plot(inputs, outputs, model, dpi))."""
+    "src/cotlens/{name}/analysis.py"
+] = '''"""Study {number}'s analysis: the numbers its figures report (no drawing)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from cotlens.io.parquet import read_table
+
+
+def answer_summary(inputs: Mapping[str, str]) -> dict[str, Any]:
+    """The probabilities of the answers, their count and their mean."""
+    p = read_table(inputs["answers"]).column("p_answer").to_pylist()
+    return {{"p": p, "n": len(p), "mean_p_answer": sum(p) / len(p) if p else float("nan")}}
+'''
+
+FILES["src/cotlens/{name}/figures.py"] = '''"""Study {number}'s figures: drawing only (``FIGURES``: figure -> plot)."""
 
 from __future__ import annotations
 
@@ -171,21 +187,20 @@ from typing import Any
 
 import matplotlib.pyplot as plt
 
+from cotlens.{name}.analysis import answer_summary
 from cotlens.io import figures as base
 from cotlens.io.figures import FigureFiles, Inputs
-from cotlens.io.parquet import read_table
 
 
 def answer_prob(inputs: Inputs, outputs: FigureFiles, model: str, dpi: int = 150) -> dict[str, Any]:
     """The model's probability of each prompt's answer (descriptive: no claim)."""
-    p = read_table(inputs["answers"]).column("p_answer").to_pylist()
-    mean = sum(p) / len(p) if p else float("nan")
+    s = answer_summary(inputs)
     fig, ax = plt.subplots(figsize=(5, 3))
-    ax.hist(p, bins=20, range=(0, 1), color="#4c72b0")
+    ax.hist(s["p"], bins=20, range=(0, 1), color="#4c72b0")
     ax.set_xlabel("P(answer | prompt)")
     ax.set_ylabel("prompts")
-    ax.set_title(f"{{model}}: mean P(answer) {{mean:.3f}} over {{len(p)}} prompts")
-    return {{"n": len(p), "mean_p_answer": mean, "drawn_titles": base.save(fig, outputs, dpi)}}
+    ax.set_title(f"{{model}}: mean P(answer) {{s['mean_p_answer']:.3f}} over {{s['n']}} prompts")
+    return {{"n": s["n"], "mean_p_answer": s["mean_p_answer"], "drawn_titles": base.save(fig, outputs, dpi)}}
 
 
 FIGURES: dict[str, Callable[[Inputs, FigureFiles, str, int], dict[str, Any]]] = {{
