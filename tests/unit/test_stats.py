@@ -49,4 +49,17 @@ def test_the_wilson_interval_holds_its_proportion_at_0_and_1() -> None:
             lo, hi = wilson(k, n)
             assert lo <= k / n <= hi, (k, n)
             ref = proportion_confint(k, n, alpha=0.05, method="wilson")
-            assert abs(lo - ref[0]) < 1e-3 and abs(hi - ref[1]) < 1e-3, (k, n)
+            assert abs(lo - ref[0]) < 1e-12 and abs(hi - ref[1]) < 1e-12, (k, n)
+
+
+def test_kappa_is_cohens_against_a_hand_count() -> None:
+    from cotlens.core.stats import cohen_kappa
+
+    a = ["y", "y", "n", "n", "y", "n", "y", "y"]
+    b = ["y", "n", "n", "n", "y", "y", "y", "y"]
+    po = 6 / 8  # agreements
+    pe = (5 / 8) * (5 / 8) + (3 / 8) * (3 / 8)  # chance: both y, both n
+    assert cohen_kappa(a, b) == pytest.approx((po - pe) / (1 - pe))
+    assert cohen_kappa(["y"] * 3, ["y"] * 3) == 1.0
+    assert np.isnan(cohen_kappa([], []))
+    assert cohen_kappa(["y", "n"], ["n", "y"]) == pytest.approx(-1.0)

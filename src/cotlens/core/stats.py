@@ -26,17 +26,17 @@ def spearman(a: Sequence[float], b: Sequence[float]) -> float:
     return float(np.corrcoef(ra, rb)[0, 1])
 
 
-def wilson(k: float, n: float, z: float = 1.96) -> tuple[float, float]:
-    """Wilson 95% interval of a proportion k/n."""
+def wilson(k: float, n: float) -> tuple[float, float]:
+    """Wilson 95% interval of a proportion k/n (statsmodels' ``proportion_confint``)."""
+    from statsmodels.stats.proportion import proportion_confint
+
     if n == 0:
         return (0.0, 0.0)
+    lo, hi = proportion_confint(k, n, alpha=0.05, method="wilson")
     p = k / n
-    den = 1 + z * z / n
-    mid = (p + z * z / (2 * n)) / den
-    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
-    # the interval holds p; at p = 0 or 1 the formula's round-off can leave p just outside
-    # (k = n = 31: hi = 1 - 1e-16), which a plot's error bars refuse as a negative length
-    return (float(min(mid - half, p)), float(max(mid + half, p)))
+    # the interval holds p; at p = 0 or 1 round-off can leave p just outside (k = n = 31:
+    # hi = 1 - 1e-16), which a plot's error bars refuse as a negative length
+    return (float(min(lo, p)), float(max(hi, p)))
 
 
 def paired_bootstrap(
@@ -52,13 +52,20 @@ def paired_bootstrap(
 
 
 def cohen_kappa(a: Sequence[str], b: Sequence[str]) -> float:
-    """Cohen's kappa of two labelings of the same items (NaN if empty; 1.0 if both are one constant)."""
+    """Cohen's kappa of two labelings of the same items (statsmodels' ``cohens_kappa`` of
+    their contingency table; NaN if empty; 1.0 if both are the one same constant)."""
+    from statsmodels.stats.inter_rater import cohens_kappa
+
     if len(a) == 0:
         return float("nan")
     cats = sorted(set(a) | set(b))
-    po = float(np.mean([x == y for x, y in zip(a, b, strict=True)]))
-    pe = sum((list(a).count(c) / len(a)) * (list(b).count(c) / len(b)) for c in cats)
-    return 1.0 if pe == 1.0 else (po - pe) / (1 - pe)
+    if len(cats) == 1:
+        return 1.0  # every item the same label in both: perfect agreement, chance agreement 1
+    index = {c: i for i, c in enumerate(cats)}
+    table = np.zeros((len(cats), len(cats)))
+    for x, y in zip(a, b, strict=True):
+        table[index[x], index[y]] += 1
+    return float(cohens_kappa(table).kappa)
 
 
 def bootstrap_mean(x: Sequence[float] | np.ndarray, n_boot: int = 2000, seed: int = 0) -> tuple[float, float, float]:
