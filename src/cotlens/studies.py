@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cotlens.paths import figure_path, table_path
+
 
 @dataclass(frozen=True)
 class Study:
@@ -33,9 +35,7 @@ class Study:
 
     def table(self, name: str, model: str, run: str = "default") -> str:
         """The path of one of the study's Parquet tables in run ``run`` (config ``run:``)."""
-        if name == "prompts":
-            return f"results/{run}/{self.name}/prompts.parquet"
-        return f"results/{run}/{self.name}/{model}/{name}.parquet"
+        return table_path(run, self.name, name, model)
 
 
 HERE = Path(__file__).resolve().parent
@@ -92,7 +92,7 @@ def figure_paths(config: Mapping[str, Any], exts: tuple[str, ...] = ("png", "pdf
     ``results/<run>/`` (what rule ``all`` asks for, and what ``cotlens report`` expects)."""
     run = config["run"]
     return [
-        f"results/{run}/{s}/{model}/figures/{figure}.{ext}"
+        figure_path(run, s, model, figure, ext)
         for s in config["studies"]
         for model in study_models(config, s)
         for figure in STUDIES[s].figures

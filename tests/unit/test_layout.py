@@ -183,6 +183,29 @@ def test_analysis_computes_and_figures_draw() -> None:
                 assert re.search(r"\bplt\.|\bax\b|\bsns\.|\bsave\(|\bfig\b", body), (name, fn.name)
 
 
+def test_result_paths_are_built_and_parsed_in_one_place() -> None:
+    from cotlens import paths
+    from cotlens.errors import CotlensError
+
+    for study in STUDIES:
+        for name in ("prompts", "pairs"):
+            built = paths.table_path("paper", study, name, "qwen2.5-1.5b")
+            assert paths.table_key(built, frozenset(STUDIES)) == f"{study}/{name}"
+        for ext in ("png", "json"):
+            ref = paths.figure_ref(paths.figure_path("paper", study, "qwen2.5-1.5b", "fig_x", ext))
+            assert ref == ("paper", study, "qwen2.5-1.5b", "fig_x")
+    assert paths.log_path("r", "circuits_patch", "m") == "results/r/logs/circuits_patch/m.log"
+    with pytest.raises(CotlensError, match="is not a figure file"):
+        paths.figure_ref("results/r/circuits/m/pairs.parquet")
+    # nothing else spells the layout out: no "results/" path built in the package outside paths.py
+    spelled = [
+        str(p.relative_to(PKG))
+        for p in PKG.rglob("*.py")
+        if p.name != "paths.py" and re.search(r"f\"results/\{|\"/figures/\"|parts\[-[345]\]", p.read_text())
+    ]
+    assert spelled == []
+
+
 def test_the_figure_registry_matches_the_plot_functions() -> None:
     for name, study in STUDIES.items():
         plots = importlib.import_module(f"cotlens.{name}.figures")
@@ -257,10 +280,11 @@ def test_the_config_schema_allows_exactly_the_typed_values() -> None:
 
 # What each layer may import (AST, lazy imports included): nothing below imports upward.
 STUDY_NAMES = tuple(STUDIES)
-BASE = {"errors", "studies"}  # pure, import-free registries every layer may read
+BASE = {"errors", "studies", "paths"}  # pure, import-free registries every layer may read
 MAY_IMPORT = {
     "errors": set(),
-    "studies": {"errors"},
+    "paths": {"errors"},
+    "studies": {"errors", "paths"},
     "io": BASE | {"io"},
     "core": BASE | {"io", "core", "models"},  # core and models: one model layer
     "models": BASE | {"io", "core", "models"},

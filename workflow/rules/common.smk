@@ -25,6 +25,7 @@ from cotlens.io.fingerprint import local_fingerprint
 from cotlens.models.registry import resolve
 from cotlens.models.shape import routed_experts
 from cotlens.pipeline.stageparams import stage_params
+from cotlens import paths
 from cotlens.studies import STUDIES, figure_paths, study_models
 
 for _name in config["active_models"] + config["experts"]["models"]:
@@ -80,7 +81,7 @@ PREPARED = [m for m in config["models"] if m not in TRAINED + TINY]
 # Every output of this configuration lies under results/<run>/ (config `run:`), so runs
 # with other configs coexist; models and their checks in resources/ are shared.
 RUN = config["run"]
-RESULTS = f"results/{RUN}"
+RESULTS = paths.run_dir(RUN)
 MODEL = "resources/models/{model}"
 CHECKS = "resources/checks/{model}.json"
 
@@ -108,11 +109,11 @@ def table(study, name):
 
 
 def log_path(rule, per="{model}"):
-    return f"{RESULTS}/logs/{rule}/{per}.log"
+    return paths.log_path(RUN, rule, per)
 
 
 def bench_path(rule, per="{model}"):
-    return f"{RESULTS}/benchmarks/{rule}/{per}.tsv"
+    return paths.bench_path(RUN, rule, per)
 
 
 def model_entry(wildcards):

@@ -14,26 +14,26 @@ for _study in STUDIES.values():
             provenance=MODEL,
         output:
             png=report(
-                f"{RESULTS}/{_study.name}/{{model}}/figures/{{figure}}.png",
+                paths.figure_path(RUN, _study.name, "{model}", "{figure}", "png"),
                 caption=f"../report/{_study.name}.rst",
                 category=_study.title,
                 subcategory="{model}",
                 labels={"model": "{model}", "figure": "{figure}", "shows": "figure"},
             ),
-            pdf=f"{RESULTS}/{_study.name}/{{model}}/figures/{{figure}}.pdf",
-            json=f"{RESULTS}/{_study.name}/{{model}}/figures/{{figure}}.json",
+            pdf=paths.figure_path(RUN, _study.name, "{model}", "{figure}", "pdf"),
+            json=paths.figure_path(RUN, _study.name, "{model}", "{figure}", "json"),
             # the figure's numbers and tables (top heads, concept neurons, top experts)
             html=report(
-                f"{RESULTS}/{_study.name}/{{model}}/figures/{{figure}}.html",
+                paths.figure_path(RUN, _study.name, "{model}", "{figure}", "html"),
                 caption=f"../report/{_study.name}.rst",
                 category=_study.title,
                 subcategory="{model}",
                 labels={"model": "{model}", "figure": "{figure}", "shows": "numbers"},
             ),
         log:
-            f"{RESULTS}/logs/{_study.name}_figure/{{model}}-{{figure}}.log",
+            log_path(f"{_study.name}_figure", "{model}-{figure}"),
         benchmark:
-            f"{RESULTS}/benchmarks/{_study.name}_figure/{{model}}-{{figure}}.tsv"
+            bench_path(f"{_study.name}_figure", "{model}-{figure}")
         wildcard_constraints:
             figure=alternation(_study.figures),
         conda:

@@ -32,6 +32,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
+from cotlens import paths
 from cotlens.errors import CotlensError
 from cotlens.io.fingerprint import of_manifest
 from cotlens.io.parquet import read_meta
@@ -95,12 +96,10 @@ def check_index(directory: str | os.PathLike[str], fix: str) -> list[Path]:
 
 
 def table_key(path: str | os.PathLike[str]) -> str:
-    """``<study>/<stem>`` of a table path ``.../<study>[/<model>]/<stem>.parquet``."""
+    """``<study>/<stem>`` of a table path (``cotlens.paths.table_key``)."""
     from cotlens.studies import STUDIES
 
-    p = Path(path)
-    study = p.parent.name if p.parent.name in STUDIES else p.parent.parent.name
-    return f"{study}/{p.name.removesuffix('.parquet')}"
+    return paths.table_key(path, frozenset(STUDIES))
 
 
 def check_table(path: str | os.PathLike[str], fix: str) -> None:

@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from cotlens import paths
 from cotlens.errors import CotlensError
 from cotlens.io.atomic import write_text
 from cotlens.models.checks import REQUIRED, run_checks, summary
@@ -257,7 +258,7 @@ def _resume_interrupted(configs: Sequence[str]) -> list[str]:
     from cotlens.studies import STUDIES, study_models
 
     cfg = _merged_config(configs)
-    results = Path("results") / str(cfg.get("run", "default"))
+    results = Path(paths.run_dir(str(cfg.get("run", "default"))))
     todo = []
     for out in interrupted(results):
         parts = out.relative_to(results).parts
@@ -287,10 +288,10 @@ def report(configs: Sequence[str], after_run: bool = False) -> int:
     files = ["config.yaml", *configs]
     check_files(files)
     name = run_name(files)
-    results = Path("results") / name
+    results = Path(paths.run_dir(name))
     present = sorted(
         p.with_suffix("")
-        for p in results.glob("*/*/figures/*.json")
+        for p in paths.figure_jsons(results)
         if all(p.with_suffix(e).is_file() for e in (".png", ".pdf", ".html"))
     )
     if not present and after_run:

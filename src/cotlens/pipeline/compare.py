@@ -19,6 +19,7 @@ import pyarrow as pa
 
 from cotlens.errors import CotlensError
 from cotlens.io.figures import plt, save
+from cotlens.paths import figure_ref
 
 COMPARE = pa.schema(
     [
@@ -35,11 +36,13 @@ COMPARE = pa.schema(
 
 def where(path: str | os.PathLike[str]) -> tuple[str, str, str, str]:
     """(run, study, model, figure) of ``results/<run>/<study>/<model>/figures/<figure>.json``."""
-    p = Path(path)
-    parts = p.parts
-    if len(parts) < 5 or parts[-2] != "figures" or p.suffix != ".json":
-        raise CotlensError(f"{p} is not a figure JSON (results/<run>/<study>/<model>/figures/<figure>.json)")
-    return parts[-5], parts[-4], parts[-3], p.stem
+    bad = CotlensError(f"{path} is not a figure JSON (results/<run>/<study>/<model>/figures/<figure>.json)")
+    if Path(path).suffix != ".json":
+        raise bad
+    try:
+        return tuple(figure_ref(path))  # type: ignore[return-value]
+    except CotlensError:
+        raise bad from None
 
 
 def flatten(d: Mapping[str, Any], prefix: str = "") -> list[tuple[str, float | None, str | None]]:

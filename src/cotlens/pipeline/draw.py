@@ -8,12 +8,12 @@ from __future__ import annotations
 import html
 import json
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 from cotlens.core.verdicts import NOT_TESTABLE, Claim, Headline
 from cotlens.io import figures as base
 from cotlens.io.atomic import write_text
+from cotlens.paths import figure_ref
 from cotlens.pipeline.stage import Params, Paths, refusal
 
 Figure = Callable[[Paths, Sequence[str], str, int], dict[str, Any]]
@@ -38,7 +38,7 @@ def draw_figure(
     )
     text = json.dumps(numbers, indent=1, sort_keys=True, default=str)
     write_text(outputs["json"], text + "\n")
-    study = Path(outputs["json"]).parts[-4]  # results/<run>/<study>/<model>/figures/<figure>.json
+    study = figure_ref(outputs["json"]).study
     write_text(outputs["html"], figure_html(study, str(params["model"]), name, json.loads(text)))
     return numbers
 

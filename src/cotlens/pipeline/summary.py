@@ -13,7 +13,6 @@ Torch-free; ``figure_html`` renders one figure's numbers and tables for the repo
 
 from __future__ import annotations
 
-import glob
 import importlib
 import json
 import os
@@ -23,6 +22,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from cotlens.core.verdicts import VERDICTS, Claim, Headline
+from cotlens.paths import figure_jsons, figure_ref
 from cotlens.studies import STUDIES
 
 SUMMARY = pa.schema(
@@ -80,14 +80,10 @@ def row(run: str, study: str, model: str, h: Headline) -> dict[str, str]:
     }
 
 
-def figure_jsons(results: str | os.PathLike[str]) -> list[Path]:
-    return sorted(Path(p) for p in glob.glob(os.path.join(results, "*", "*", "figures", "*.json")))
-
-
 def summarise(results: str | os.PathLike[str]) -> list[dict[str, str]]:
     """One row per (claim, model) whose figure JSON exists under ``results`` (results/<run>)."""
     run = Path(results).name
-    found = {(p.parts[-4], p.parts[-3], p.stem): p for p in figure_jsons(results)}
+    found = {(r.study, r.model, r.figure): p for p in figure_jsons(results) for r in [figure_ref(p)]}
     rows = []
     for c in CLAIMS.values():
         for (study, model, figure), path in sorted(found.items()):
