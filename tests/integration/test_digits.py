@@ -206,8 +206,8 @@ def test_multiplication_prompts() -> None:
     with pytest.raises(CotlensError, match="exactly one"):
         MultConfig(template="{a} * {b} = ")
     with pytest.raises(
-        CotlensError, match=r"digits.template = '\{a\} x \{b\} = \{x\}\{c\}' has the unknown field\(s\) \['x'\]"
+        CotlensError, match=r"digits.prompts.template = '\{a\} x \{b\} = \{x\}\{c\}' has the unknown field\(s\) \['x'\]"
     ):
         MultConfig(template="{a} x {b} = {x}{c}")
-    with pytest.raises(CotlensError, match="digits.direct_template = .* is not a format string"):
+    with pytest.raises(CotlensError, match="digits.prompts.direct_template = .* is not a format string"):
         MultConfig(direct_template="{a} * {b} mod 10 = {d")

@@ -391,7 +391,7 @@ def test_k_larger_than_the_map_is_refused_before_the_model_loads(tmp_path: Path)
         "ftri": str(tmp_path / "f.parquet"),
         "model": str(tmp_path / "none"),
     }
-    with pytest.raises(CotlensError, match=r"experts.k asks for 9 experts, but the fTRI map .* has 8"):
+    with pytest.raises(CotlensError, match=r"experts.effects.k asks for 9 experts, but the fTRI map .* has 8"):
         expert_effects.run(
             inputs, {"effects": str(tmp_path / "e.parquet")}, cfg, {"device": "cpu", "dtype": "float32"}, 1
         )

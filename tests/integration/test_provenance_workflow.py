@@ -81,7 +81,7 @@ def test_a_local_model_is_its_content_and_runs_coexist(
     # A second run with another config sits beside the first and leaves it untouched.
     before = digests(wd / "results" / "default")
     edit_config(wd, "run", "seed1")
-    edit_config(wd, "digits.seed", 1)
+    edit_config(wd, "digits.prompts.seed", 1)
     edit_config(wd, "compare", {"runs": ["default"]})  # and the view across both runs
     assert scheduled(wd) == {
         "digits_prompts",
@@ -100,7 +100,7 @@ def test_a_local_model_is_its_content_and_runs_coexist(
     # The case: a prompts table of run seed1 (seed 1) copied into run default (seed 0).
     # The stage that reads it refuses it, naming both runs and the key that differs.
     edit_config(wd, "run", "default")
-    edit_config(wd, "digits.seed", 0)
+    edit_config(wd, "digits.prompts.seed", 0)
     edit_config(wd, "compare", {"runs": []})
     time.sleep(0.05)
     shutil.copyfile(other / "prompts.parquet", wd / "results" / "default" / "digits" / "prompts.parquet")

@@ -225,9 +225,9 @@ def test_dag_end_to_end_then_partial_reruns(workflow_copy: Path, tiny_run_copy: 
     edit_config(wd, "circuits.lens.batch_rows", 32)
     assert scheduled(wd) == {"circuits_lens", "circuits_figure"}
     edit_config(wd, "circuits.lens.batch_rows", 64)
-    edit_config(wd, "digits.batch_size", 2)
+    edit_config(wd, "digits.confidence.batch_size", 2)
     assert scheduled(wd) == {"digits_confidence", "digits_figure"}
-    edit_config(wd, "digits.batch_size", 4)
+    edit_config(wd, "digits.confidence.batch_size", 4)
     edit_config(wd, "circuits.probe.l2", 0.5)
     assert scheduled(wd) == {"circuits_probe", "circuits_figure"}
     edit_config(wd, "circuits.prompts.hops", [1, 2, 3])
@@ -267,10 +267,12 @@ def test_invalid_config_fails_at_start_naming_the_key(
 def test_settings_checked_against_the_model_and_files_before_any_job(workflow_copy: Path) -> None:
     wd = workflow_copy
     edit_config(wd, "studies", ["experts"])
-    edit_config(wd, "experts.k", [1, 64])
+    edit_config(wd, "experts.effects.k", [1, 64])
     res = smk(wd, "-n", check=False)
-    assert "experts.k asks for 64 experts, but tiny-moe routes to 8 (layers x experts)" in res.stdout + res.stderr
-    edit_config(wd, "experts.k", [1])
+    assert (
+        "experts.effects.k asks for 64 experts, but tiny-moe routes to 8 (layers x experts)" in res.stdout + res.stderr
+    )
+    edit_config(wd, "experts.effects.k", [1])
     edit_config(wd, "studies", ["neurons"])
     edit_config(wd, "neurons.prompts.gsm8k_path", "gsm8k/none.jsonl")
     res = smk(wd, "-n", check=False)
@@ -370,7 +372,7 @@ def test_experts_branch_end_to_end_and_exact_staleness(workflow_copy: Path) -> N
     edit(wd / "src" / "cotlens" / "experts" / "methods.py")
     assert scheduled(wd) == {"experts_routes", "experts_ftri", "experts_effects", "experts_figure"}
     smk(wd)
-    edit_config(wd, "experts.k", [1])
+    edit_config(wd, "experts.effects.k", [1])
     assert scheduled(wd) == {"experts_effects", "experts_figure"}
     edit(wd / "src" / "cotlens" / "experts" / "prompts.py")  # the training corpus: the model is retrained
     assert scheduled(wd) == EXPERT_RULES

@@ -69,16 +69,9 @@ def test_default_model_end_to_end(tmp_path: Path, smollm2: Path) -> None:
     assert len(ans) >= 3
 
     # Digit confidence (Gambardella et al.) on the real tokenizer: one digit per token.
-    dcfg = {
-        "seed": 0,
-        "n_digits": [1, 5],
-        "m_digits": [1, 5],
-        "n_per_cell": 4,
-        "n_shots": 4,
-        "batch_size": 8,
-        "estimator": "softmax",
-    }
-    mult_prompts.run({}, {"prompts": t["mp"]}, dcfg, {}, 1)
+    pcfg = {"seed": 0, "n_digits": [1, 5], "m_digits": [1, 5], "n_per_cell": 4, "n_shots": 4}
+    dcfg = {"batch_size": 8, "estimator": "softmax", "settings": ["conditioned", "unconditioned"], "seed": 0}
+    mult_prompts.run({}, {"prompts": t["mp"]}, pcfg, {}, 1)
     confidence.run({"prompts": t["mp"], "model": str(model)}, {"confidence": t["digits"]}, dcfg, RT, 2)
     d = read_table(tmp_path / "digits.parquet").to_pandas()
     mp = read_table(tmp_path / "mp.parquet").to_pandas().set_index("problem_id")

@@ -250,7 +250,10 @@ def test_fewer_than_20_dropout_passes_are_refused() -> None:
     default = yaml.safe_load((ROOT / "config.yaml").read_text())
     with pytest.raises(Exception, match="4 is less than the minimum of 20"):
         validate(
-            merged(default, {"digits": {"estimator": "mc_dropout", "mc_dropout": {"p": 0.1, "samples": 4}}}), SCHEMA
+            merged(
+                default, {"digits": {"confidence": {"estimator": "mc_dropout", "mc_dropout": {"p": 0.1, "samples": 4}}}}
+            ),
+            SCHEMA,
         )
 
 
@@ -272,10 +275,10 @@ def test_the_config_schema_allows_exactly_the_typed_values() -> None:
     assert enum("circuits", "sufficiency", "circuits") == set(types.CIRCUIT_SCOPES)
     assert enum("neurons", "effects", "modes") == set(types.ABLATIONS)
     assert enum("neurons", "discovery", "projection") == set(types.PROJECTIONS)
-    assert enum("digits", "settings") == set(types.DIGIT_SETTINGS)
-    assert enum("digits", "estimator") == set(types.DIGIT_ESTIMATORS)
-    assert enum("experts", "tokens") == set(types.FTRI_TOKENS)
-    assert enum("experts", "classes") == set(types.FTRI_CLASSES)
+    assert enum("digits", "confidence", "settings") == set(types.DIGIT_SETTINGS)
+    assert enum("digits", "confidence", "estimator") == set(types.DIGIT_ESTIMATORS)
+    assert enum("experts", "ftri", "tokens") == set(types.FTRI_TOKENS)
+    assert enum("experts", "ftri", "classes") == set(types.FTRI_CLASSES)
 
 
 # What each layer may import (AST, lazy imports included): nothing below imports upward.

@@ -137,8 +137,8 @@ def test_a_table_made_with_another_config_is_refused_naming_both(tmp_path: Path)
     from cotlens.io.parquet import config_hash, made_with
     from cotlens.pipeline.stageparams import stage_params
 
-    cfg = {"run": "default", "digits": {"seed": 0, "n_digits": [1, 2], "m_digits": [1], "n_per_cell": 4}}
-    other = {**cfg, "run": "r2", "digits": {**cfg["digits"], "seed": 7}}
+    cfg = {"run": "default", "digits": {"prompts": {"seed": 0, "n_digits": [1, 2], "m_digits": [1], "n_per_cell": 4}}}
+    other = {**cfg, "run": "r2", "digits": {"prompts": {**cfg["digits"]["prompts"], "seed": 7}}}
 
     def current(config: dict[str, Any]) -> Any:
         return lambda rule: (config_hash(p := stage_params(rule, config)), p)

@@ -50,9 +50,9 @@ if "neurons" in config["studies"] and _gsm8k and not os.path.isfile(_gsm8k):
     )
 for _name in config["experts"]["models"] if "experts" in config["studies"] else []:
     _pool = routed_experts(config["models"][_name], f"resources/models/{_name}")
-    if _pool is not None and max(config["experts"]["k"]) > _pool:
+    if _pool is not None and max(config["experts"]["effects"]["k"]) > _pool:
         raise ValueError(
-            f"invalid config: experts.k asks for {max(config['experts']['k'])} experts, but {_name} "
+            f"invalid config: experts.effects.k asks for {max(config['experts']['effects']['k'])} experts, but {_name} "
             f"routes to {_pool} (layers x experts); use k values up to {_pool}"
         )
 

@@ -30,7 +30,7 @@ def load(digits: str | os.PathLike[str]) -> pd.DataFrame:
 def need(df: pd.DataFrame, setting: str, figure: str) -> pd.DataFrame:
     g = df[df["setting"] == setting]
     if g.empty:
-        raise CotlensError(f"figure {figure} needs the {setting!r} setting", f"add {setting} to digits.settings")
+        raise CotlensError(f"figure {figure} needs the {setting!r} setting", f"add {setting} to digits.confidence.settings")
     return g
 
 
@@ -119,7 +119,7 @@ def largest_cells(df: pd.DataFrame) -> tuple[pd.DataFrame, str]:
     about), pooled for power; and their label."""
     multi = df[df["n_places"] > 1]
     if multi.empty:
-        raise CotlensError("no multi-digit product in the digits table", "use digits.n_digits/m_digits above 1")
+        raise CotlensError("no multi-digit product in the digits table", "use digits.prompts.n_digits/m_digits above 1")
     size = multi["n"].astype(int) + multi["m"].astype(int)
     keep = multi[size >= size.max() - 1]
     cells = sorted({(int(a), int(b)) for a, b in zip(keep["n"], keep["m"], strict=True)}, reverse=True)

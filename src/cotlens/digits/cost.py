@@ -8,14 +8,14 @@ from cotlens.core.cost import CostInputs, Work, batches, plus
 
 def stages(st: CostInputs) -> dict[str, Work]:
     """The model work of each of the study's model stages (``cotlens plan``)."""
-    c, p = st.config["digits"], st.prompts
+    cp, c, p = st.config["digits"]["prompts"], st.config["digits"]["confidence"], st.prompts
     n = p.n()
     prompt, answer = p.mean("prompt"), p.mean("answer")
     settings = list(c["settings"])
     rounds = max(1.0, answer / 3)  # own digits: a round per place where the model's digit differs
     bs = int(c["batch_size"])
     n_batches = (
-        len(c["n_digits"]) * len(c["m_digits"]) * batches(n / max(1, len(c["n_digits"]) * len(c["m_digits"])), bs)
+        len(cp["n_digits"]) * len(cp["m_digits"]) * batches(n / max(1, len(cp["n_digits"]) * len(cp["m_digits"])), bs)
     )
     w = Work(
         calls=n_batches * (2 + rounds),

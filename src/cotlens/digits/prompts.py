@@ -33,9 +33,9 @@ class MultConfig:
             if not v or any(not 1 <= x <= 12 for x in v):
                 raise CotlensError(f"digits.{name} = {list(v)}", "use digit counts between 1 and 12")
         if self.n_per_cell < 1:
-            raise CotlensError("digits.n_per_cell < 1: the problem set is empty", "use n_per_cell >= 1")
-        split(self.template, "c", "digits.template")
-        split(self.direct_template, "d", "digits.direct_template")
+            raise CotlensError("digits.prompts.n_per_cell < 1: the problem set is empty", "use n_per_cell >= 1")
+        split(self.template, "c", "digits.prompts.template")
+        split(self.direct_template, "d", "digits.prompts.direct_template")
 
 
 def split(template: str, answer: str, key: str) -> tuple[str, str]:

@@ -15,8 +15,6 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-PROMPT_KEYS = ("seed", "n_digits", "m_digits", "n_per_cell", "n_shots", "template", "direct_template")
-
 NUMBER = 3
 PAPER = "Gambardella et al., ACL 2024: digit confidence in multiplication"
 TITLE = "Study 3: digit confidence"
@@ -26,7 +24,7 @@ FIGURES: dict[str, tuple[str, ...]] = {
     "digit_accuracy": ("confidence",),
 }
 PARAMS: dict[str, Callable[[Mapping[str, Any]], Any]] = {
-    "digits_prompts": lambda c: {k: c["digits"][k] for k in PROMPT_KEYS if k in c["digits"]},
-    "digits_confidence": lambda c: c["digits"],
+    "digits_prompts": lambda c: c["digits"]["prompts"],
+    "digits_confidence": lambda c: c["digits"]["confidence"],
 }
 MODELS_KEY = "active_models"

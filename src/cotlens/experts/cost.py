@@ -8,8 +8,8 @@ from cotlens.core.cost import CostInputs, Work, batches, generation, plus, times
 
 def stages(st: CostInputs) -> dict[str, Work]:
     """The model work of each of the study's model stages (``cotlens plan``)."""
-    c, p = st.config["experts"], st.prompts
-    max_new, bs = int(c["max_new_tokens"]), int(c["batch_size"])
+    g, e, p = st.config["experts"]["generation"], st.config["experts"]["effects"], st.prompts
+    max_new, bs = int(g["max_new_tokens"]), int(g["batch_size"])
     q = p.mean("question")
     study_map = p.n(lambda r: r["set"] == "study")
     routes = generation(study_map, q, 0.8 * max_new, max_new, bs)
@@ -21,7 +21,7 @@ def stages(st: CostInputs) -> dict[str, Work]:
         Work(calls=batches(refs, bs), tokens=refs * ref, ctx=ref / 2, readouts=refs * ref, loads=0),
         Work(calls=batches(ask, bs), tokens=ask * (q + max_new), ctx=q, readouts=ask * max_new, loads=0),
     )
-    conds = 1 + len(c["k"]) * 2 * (1 + int(c["random_seeds"]))
+    conds = 1 + len(e["k"]) * 2 * (1 + int(e["random_seeds"]))
     eff = times(one, conds)
     eff.loads, eff.note = 1, f"{conds} conditions"
     return {"experts_routes": routes, "experts_effects": eff}

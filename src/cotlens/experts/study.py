@@ -15,13 +15,6 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-GEN_KEYS = ("max_new_tokens", "batch_size")
-
-
-def _keys(section: Mapping[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
-    return {k: section[k] for k in keys if k in section}
-
-
 NUMBER = 4
 PAPER = "MoTE, 2025: mixture of tunable experts (expert maps and switching)"
 TITLE = "Study 4: expert maps and switching (MoE)"
@@ -31,9 +24,9 @@ FIGURES: dict[str, tuple[str, ...]] = {
     "expert_quality": ("effects",),
 }
 PARAMS: dict[str, Callable[[Mapping[str, Any]], Any]] = {
-    "experts_prompts": lambda c: _keys(c["experts"], ("contrasts", "n_quality", "seed")),
-    "experts_routes": lambda c: _keys(c["experts"], GEN_KEYS),
-    "experts_ftri": lambda c: _keys(c["experts"], ("tokens", "classes")),
-    "experts_effects": lambda c: _keys(c["experts"], (*GEN_KEYS, "k", "random_seeds", "batch_rows")),
+    "experts_prompts": lambda c: c["experts"]["prompts"],
+    "experts_routes": lambda c: c["experts"]["generation"],
+    "experts_ftri": lambda c: c["experts"]["ftri"],
+    "experts_effects": lambda c: {**c["experts"]["generation"], **c["experts"]["effects"]},
 }
 MODELS_KEY = "experts.models"

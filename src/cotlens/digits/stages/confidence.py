@@ -46,11 +46,11 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
     est = params["estimator"]
     mc = dict(params["mc_dropout"]) if est == "mc_dropout" else {}
     if est == "mc_dropout" and int(mc["samples"]) < 20:
-        raise CotlensError(f"digits.mc_dropout.samples = {mc['samples']}", "use at least 20 dropout passes")
+        raise CotlensError(f"digits.confidence.mc_dropout.samples = {mc['samples']}", "use at least 20 dropout passes")
     settings = list(params["settings"])
     bad = [s for s in settings if s not in KNOWN]
     if bad or not settings:
-        raise CotlensError(f"digits.settings = {settings}", f"use some of {list(KNOWN)}")
+        raise CotlensError(f"digits.confidence.settings = {settings}", f"use some of {list(KNOWN)}")
     lm = load_for_stage(inputs["model"], runtime, threads)
     out_schemas = {"confidence": tables.DIGITS}
     if gate(

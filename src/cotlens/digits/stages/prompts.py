@@ -7,13 +7,12 @@ from typing import Any
 
 from cotlens.digits import tables
 from cotlens.digits.prompts import MultConfig, generate
-from cotlens.digits.study import PROMPT_KEYS
 from cotlens.io.parquet import Columns, RunMeta, write_table
 from cotlens.pipeline.stage import Params, Paths
 
 
 def mult_config(params: Mapping[str, Any]) -> MultConfig:
-    c = {k: params[k] for k in PROMPT_KEYS if k in params}
+    c = dict(params)
     for k in ("n_digits", "m_digits"):
         if k in c:
             c[k] = tuple(c[k])
@@ -35,6 +34,5 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
             direct_prompt=p.direct_prompt,
             direct_answer=p.direct_answer,
         )
-    sub = {k: params[k] for k in PROMPT_KEYS if k in params}
-    write_table(cols.table(), outputs["prompts"], RunMeta.of("digits_prompts", sub))
+    write_table(cols.table(), outputs["prompts"], RunMeta.of("digits_prompts", params))
     return len(cols)

@@ -74,7 +74,7 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
         score[r["layer"], r["expert"]] = r["score"]
     if max(map(int, params["k"])) > score.size:  # before the model loads (the Snakefile checks what it can)
         raise CotlensError(
-            f"experts.k asks for {max(map(int, params['k']))} experts, but the fTRI map {ftri_path} has "
+            f"experts.effects.k asks for {max(map(int, params['k']))} experts, but the fTRI map {ftri_path} has "
             f"{score.size} (layers x experts)",
             f"use k values up to {score.size}",
         )

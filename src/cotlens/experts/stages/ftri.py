@@ -60,7 +60,7 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
                 raise CotlensError(
                     f"fTRI needs responses in both classes; {int(b.sum())} of {len(b)} study prompts are in the "
                     f"behaviour class ({params['classes']})",
-                    "use experts.classes: prompt_set, or a model that refuses some prompts and answers others",
+                    "use experts.ftri.classes: prompt_set, or a model that refuses some prompts and answers others",
                 )
             print(f"contrast {name}: one class only ({int(b.sum())}/{len(b)}), skipped", flush=True)
             continue

@@ -33,6 +33,6 @@ def prompt_table(params: Mapping[str, Any]) -> dict[str, list[Any]]:
 def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads: int) -> int:
     cols = prompt_table(params)
     if not any(s == "study" for s in cols["set"]):
-        raise CotlensError("experts.contrasts selects no study prompt", f"use some of {list(moe.CONTRASTS)}")
+        raise CotlensError("experts.prompts.contrasts selects no study prompt", f"use some of {list(moe.CONTRASTS)}")
     write_table(to_table(cols, tables.EXPERTS_PROMPTS), outputs["prompts"], RunMeta.of("experts_prompts", params))
     return len(cols["prompt_id"])
