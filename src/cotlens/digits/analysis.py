@@ -30,7 +30,9 @@ def load(digits: str | os.PathLike[str]) -> pd.DataFrame:
 def need(df: pd.DataFrame, setting: str, figure: str) -> pd.DataFrame:
     g = df[df["setting"] == setting]
     if g.empty:
-        raise CotlensError(f"figure {figure} needs the {setting!r} setting", f"add {setting} to digits.confidence.settings")
+        raise CotlensError(
+            f"figure {figure} needs the {setting!r} setting", f"add {setting} to digits.confidence.settings"
+        )
     return g
 
 
