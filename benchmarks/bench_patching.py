@@ -27,6 +27,15 @@ from _timing import median_time, sync
 from cotlens.circuits import patching as P
 from cotlens.models.adapters import Adapted, adapter_for, dims, get
 
+LLAMA2_7B = dict(
+    vocab_size=32000,
+    hidden_size=4096,
+    intermediate_size=11008,
+    num_hidden_layers=32,
+    num_attention_heads=32,
+    num_key_value_heads=32,
+)
+
 
 def shapes() -> dict[str, Callable[[], torch.nn.Module]]:
     """Model shapes by name, built lazily (random init, fp32, sdpa)."""
@@ -48,14 +57,7 @@ def shapes() -> dict[str, Callable[[], torch.nn.Module]]:
             num_key_value_heads=3,
             tie_word_embeddings=True,
         ),
-        "llama-2-7b shape": lambda: llama(
-            vocab_size=32000,
-            hidden_size=4096,
-            intermediate_size=11008,
-            num_hidden_layers=32,
-            num_attention_heads=32,
-            num_key_value_heads=32,
-        ),
+        "llama-2-7b shape": lambda: llama(**LLAMA2_7B),
     }
 
 

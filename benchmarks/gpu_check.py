@@ -29,16 +29,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _timing import median_time, sync  # noqa: E402
-
-LLAMA2_7B = dict(
-    vocab_size=32000,
-    hidden_size=4096,
-    intermediate_size=11008,
-    num_hidden_layers=32,
-    num_attention_heads=32,
-    num_key_value_heads=32,
-)
-
+from bench_patching import LLAMA2_7B  # noqa: E402
 
 # --rehearse: the same steps on the CPU with a small model, to try the script without a GPU
 SMALL = dict(vocab_size=512, hidden_size=128, intermediate_size=344, num_attention_heads=4, num_key_value_heads=4)

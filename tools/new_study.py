@@ -31,8 +31,7 @@ FILES[
 
 FILES[
     "src/cotlens/{name}/study.py"
-] = '''"""Study {number} ({name}): what the pipeline needs to know of it, as data (``cotlens.studies``
-finds this file; it imports nothing, so the Snakefile reads it while parsing)."""
+] = '''"""Study {number} ({name}), declared as data for ``cotlens.studies`` (which says what each name means)."""
 
 from __future__ import annotations
 

@@ -42,8 +42,18 @@ HERE = Path(__file__).resolve().parent
 
 
 def declared(name: str, decl: Any) -> Study:
-    """The study that module ``decl`` (a ``cotlens/<name>/study.py``) declares; its rules
-    must be named ``<name>_<stage>``."""
+    """The study that module ``decl`` (a ``cotlens/<name>/study.py``) declares. It imports
+    nothing (the Snakefile reads it while parsing) and holds:
+
+    - ``NUMBER``: its place among the studies (the report's order);
+    - ``PAPER`` and ``TITLE``: the paper, and the report's category;
+    - ``FIGURES``: figure -> the tables it reads ("prompts" is results/<run>/<study>/prompts.parquet,
+      any other name results/<run>/<study>/<model>/<name>.parquet);
+    - ``PARAMS``: rule -> the part of the config that makes its tables (its ``params.cfg``,
+      hashed into their metadata and recomputed by their readers: ``cotlens.pipeline.stageparams``);
+      its rules must be named ``<name>_<stage>``;
+    - ``MODELS_KEY``: the config key listing the models it runs on.
+    """
     wrong = [r for r in decl.PARAMS if not r.startswith(f"{name}_")]
     if wrong:
         raise ValueError(f"cotlens.{name}.study declares rules of another study: {wrong}")

@@ -1,14 +1,4 @@
-"""Study 4 (MoTE, 2025): what the pipeline needs to know of it, as data (``cotlens.studies``
-finds this file; it imports nothing, so the Snakefile reads it while parsing).
-
-- ``NUMBER``: its place among the studies (the report's order);
-- ``PAPER`` and ``TITLE``: the paper, and the report's category;
-- ``FIGURES``: figure -> the tables it reads ("prompts" is results/<run>/<study>/prompts.parquet,
-  any other name results/<run>/<study>/<model>/<name>.parquet);
-- ``PARAMS``: rule -> the part of the config that makes its tables (its ``params.cfg``, hashed
-  into their metadata and recomputed by their readers: ``cotlens.pipeline.stageparams``);
-- ``MODELS_KEY``: the config key listing the models it runs on.
-"""
+"""Study 4 (MoTE, 2025), declared as data for ``cotlens.studies`` (which says what each name means)."""
 
 from __future__ import annotations
 
