@@ -88,6 +88,39 @@ def test_batched_greedy_equals_one_by_one(tiny_prepared: Path, device: str) -> N
         assert seq[len(p) :] == b.token_ids
 
 
+def test_generate_all_is_generate_batch_batch_by_batch(tiny_prepared: Path, device: str) -> None:
+    from cotlens.core.sampling import generate_all, stop_ids
+
+    lm = load(tiny_prepared, "float32", device, attn="sdpa")
+    torch.manual_seed(2)
+    prompts = [torch.randint(4, lm.dims.vocab, (n,)).tolist() for n in (5, 13, 9, 2, 7)]
+    cfg = SampleConfig(max_new_tokens=6, batch_size=2)
+    eos, pad = stop_ids(lm.tokenizer)
+    seen: list[tuple[str, int, int]] = []
+    out = generate_all(
+        lm,
+        prompts,
+        cfg,
+        lambda ids: None,
+        before_batch=lambda ids: seen.append(("before", -1, len(ids))),
+        after_batch=lambda start, ids, gens: seen.append(("after", start, len(gens))),
+    )
+    want = [
+        g
+        for s in range(0, 5, 2)
+        for g in generate_batch(lm.model, prompts[s : s + 2], cfg, pad, eos, lambda ids: None, lm.device)
+    ]
+    assert [g.token_ids for g in out] == [g.token_ids for g in want]
+    assert seen == [
+        ("before", -1, 2),
+        ("after", 0, 2),
+        ("before", -1, 2),
+        ("after", 2, 2),
+        ("before", -1, 1),
+        ("after", 4, 1),
+    ]
+
+
 def test_stop_callback_and_eos(tiny_prepared: Path, device: str) -> None:
     lm = load(tiny_prepared, "float32", device)
     cfg = SampleConfig(max_new_tokens=8)

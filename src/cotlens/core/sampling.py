@@ -278,3 +278,40 @@ def generate_batch(
         past = out.past_key_values
         logits = out.logits[:, -1, :]
     return [Generation(t, r or "max_tokens") for t, r in zip(toks, reason, strict=True)]
+
+
+def stop_ids(tok: Any) -> tuple[set[int], int]:
+    """(end-of-sequence ids, padding id) of a tokenizer (padding: its pad token, else eos)."""
+    eos = {int(tok.eos_token_id)} if tok.eos_token_id is not None else set()
+    return eos, int(tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id)
+
+
+def generate_all(
+    lm: Any,
+    prompts: Sequence[list[int]],
+    cfg: SampleConfig,
+    stop: Callable[[list[int]], str | None],
+    on_step: Callable[[list[int]], None] | None = None,
+    groups: Sequence[int] | None = None,
+    on_groups: Callable[[list[int]], None] | None = None,
+    before_batch: Callable[[list[list[int]]], None] | None = None,
+    after_batch: Callable[[int, list[list[int]], list[Generation]], None] | None = None,
+) -> list[Generation]:
+    """:func:`generate_batch` over every prompt (token ids) of a loaded model, in batches of
+    ``cfg.batch_size``: the one generation loop of the studies. ``before_batch(ids)`` runs
+    before a batch (e.g. a capture's ``begin``), ``after_batch(start, ids, generations)``
+    after it; ``groups`` is sliced per batch (``generate_batch``'s conditions side by side)."""
+    eos, pad_id = stop_ids(lm.tokenizer)
+    out: list[Generation] = []
+    for s in range(0, len(prompts), cfg.batch_size):
+        ids = list(prompts[s : s + cfg.batch_size])
+        if before_batch is not None:
+            before_batch(ids)
+        part = None if groups is None else list(groups[s : s + cfg.batch_size])
+        gens = generate_batch(
+            lm.model, ids, cfg, pad_id, eos, stop, lm.device, on_step=on_step, groups=part, on_groups=on_groups
+        )
+        if after_batch is not None:
+            after_batch(s, ids, gens)
+        out += gens
+    return out

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import torch
 
 from cotlens.core.judge import Judge
-from cotlens.core.sampling import SampleConfig, generate_batch
+from cotlens.core.sampling import Generation, SampleConfig, generate_all
 from cotlens.experts import prompts as moe
 from cotlens.experts.methods import RouterCapture
 
@@ -47,35 +47,27 @@ def respond(
     several conditions in one batch (``generate_batch``)."""
     tok = lm.tokenizer
     sc = SampleConfig(max_new_tokens=int(cfg["max_new_tokens"]), batch_size=int(cfg["batch_size"]))
-    eos = {int(tok.eos_token_id)} if tok.eos_token_id is not None else set()
-    pad = int(tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id)
     plain = not getattr(tok, "chat_template", None)
 
     def stop(ids: list[int]) -> str | None:
         return "delimiter" if plain and "\n" in tok.decode(ids[-1:]) else None
 
-    out: list[tuple[str, list[int]]] = []
-    for s in range(0, len(questions), sc.batch_size):
-        ids = [tok(render(tok, q))["input_ids"] for q in questions[s : s + sc.batch_size]]
-        if capture is not None:
-            capture.begin(ids)
-        gens = generate_batch(
-            lm.model,
-            ids,
-            sc,
-            pad,
-            eos,
-            stop,
-            lm.device,
-            on_step=capture.rows if capture is not None else None,
-            groups=None if groups is None else groups[s : s + sc.batch_size],
-            on_groups=on_groups,
-        )
-        resp = [g.token_ids for g in gens]
+    def seen(_start: int, ids: list[list[int]], gens: list[Generation]) -> None:
         if after_batch is not None:
-            after_batch(ids, resp)
-        out += [(tok.decode(r, skip_special_tokens=True), r) for r in resp]
-    return out
+            after_batch(ids, [g.token_ids for g in gens])
+
+    gens = generate_all(
+        lm,
+        [tok(render(tok, q))["input_ids"] for q in questions],
+        sc,
+        stop,
+        on_step=capture.rows if capture is not None else None,
+        groups=groups,
+        on_groups=on_groups,
+        before_batch=capture.begin if capture is not None else None,
+        after_batch=seen,
+    )
+    return [(tok.decode(g.token_ids, skip_special_tokens=True), g.token_ids) for g in gens]
 
 
 def refusal_classifier(judge: Loaded | None, judge_cache: str | Path | None) -> tuple[Callable[[str, str], bool], str]:

@@ -27,7 +27,7 @@ from torch import nn
 
 from cotlens.core.contributions import out_columns
 from cotlens.core.hooks import Hooked, edit_inputs, output_hooks, site_pre_hooks
-from cotlens.core.sampling import SampleConfig, generate_batch
+from cotlens.core.sampling import Generation, SampleConfig, generate_all
 from cotlens.core.types import ABLATIONS, AblationMode
 from cotlens.errors import CotlensError
 from cotlens.models.adapters import AdaptedModel, Adapter, Dims, get, layers, readout
@@ -499,27 +499,24 @@ def solve(
     ``groups``/``on_groups``: several conditions in one batch (see ``generate_batch``)."""
     tok = lm.tokenizer
     sc = SampleConfig(max_new_tokens=int(cfg["max_new_tokens"]), batch_size=int(cfg["batch_size"]))
-    eos = {int(tok.eos_token_id)} if tok.eos_token_id is not None else set()
-    pad = int(tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id)
 
     def stop(ids: list[int]) -> str | None:
         return "answer" if is_done(tok.decode(ids)) else None
 
     out: list[Answer] = []
-    for s in range(0, len(prompts), sc.batch_size):
-        ids = [tok(p, add_special_tokens=True)["input_ids"] for p in prompts[s : s + sc.batch_size]]
-        part = None if groups is None else list(groups[s : s + sc.batch_size])
-        gens = generate_batch(
-            lm.model, ids, sc, pad, eos, stop, lm.device, on_step=on_step, groups=part, on_groups=on_groups
-        )
+
+    def collect(start: int, _ids: list[list[int]], gens: list[Generation]) -> None:
         batch = []
-        for g, gold in zip(gens, answers[s : s + sc.batch_size], strict=True):
+        for g, gold in zip(gens, answers[start : start + len(gens)], strict=True):
             text = tok.decode(g.token_ids)
             pred = parse_answer(text)
             batch.append(Answer(text, pred, pred == int(gold), len(g.token_ids)))
         if after_batch is not None:
             after_batch(batch)
         out.extend(batch)
+
+    ids = [tok(p, add_special_tokens=True)["input_ids"] for p in prompts]
+    generate_all(lm, ids, sc, stop, on_step=on_step, groups=groups, on_groups=on_groups, after_batch=collect)
     return out
 
 
