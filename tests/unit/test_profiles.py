@@ -30,7 +30,7 @@ def rule_blocks() -> dict[str, str]:
 def model_rules() -> set[str]:
     """Rules that load a model (an input named model=MODEL, resources/models/{model}): they
     get a GPU and the CUDA env."""
-    return {r for r, b in rule_blocks().items() if re.search(r"^\s+model=MODEL,$", b, re.M)}
+    return {r for r, b in rule_blocks().items() if re.search(r"^\s+(model=MODEL|unpack\(model_inputs\)),$", b, re.M)}
 
 
 def pins(lines: list[str]) -> dict[str, str]:
@@ -87,13 +87,16 @@ def test_the_local_profile_runs_two_model_stages_side_by_side() -> None:
     (and fit the profile's memory together)."""
     prof = yaml.safe_load((ROOT / "workflow" / "profiles" / "default" / "config.yaml").read_text())
     heavy = model_rules() | {"models_train"}
-    assert set(prof["set-threads"]) == heavy and set(prof["set-threads"].values()) == {1}
+    two = {"models_prepare", "models_tiny"}  # they convert or build a model on both cores, alone
+    assert set(prof["set-threads"]) == heavy | two
+    assert {r: prof["set-threads"][r] for r in heavy} == dict.fromkeys(heavy, 1)
+    assert {r: prof["set-threads"][r] for r in two} == dict.fromkeys(two, 2)
     total = int(prof["resources"][0].split("=")[1])
+    # threads and memory live in the profiles, not in the rules
+    assert not [r for r, b in rule_blocks().items() if re.search(r"^\s+(threads|resources):", b, re.M)]
 
     def mem(rule: str) -> int:
-        m = re.search(r"mem_mb=(\d+)", rule_blocks()[rule])
-        assert m, rule
-        return int(m.group(1))
+        return int(prof["set-resources"][rule]["mem_mb"])
 
     # the self-checks (16 GB for a 7B) start beside models_train only
     assert mem("models_check") + mem("models_train") <= total

@@ -14,7 +14,6 @@ rule circuits_prompts:
     priority: 50
     conda:
         "../../envs/cpu.yaml"
-    threads: 1
     params:
         cfg=cfg_of("circuits_prompts"),
     script:
@@ -23,10 +22,9 @@ rule circuits_prompts:
 
 rule circuits_sample:
     input:
+        unpack(model_inputs),
         code=code_deps("circuits/sample.py"),
         prompts=table("circuits", "prompts"),
-        model=MODEL,
-        checks=CHECKS,
     output:
         samples=table("circuits", "samples"),
     log:
@@ -37,9 +35,6 @@ rule circuits_sample:
     priority: 50
     conda:
         "../../envs/cuda.yaml"
-    threads: 2
-    resources:
-        mem_mb=8000,
     params:
         cfg=cfg_of("circuits_sample"),
         runtime=config["runtime"],
@@ -49,10 +44,9 @@ rule circuits_sample:
 
 rule circuits_extract:
     input:
+        unpack(model_inputs),
         code=code_deps("circuits/extract.py"),
         samples=table("circuits", "samples"),
-        model=MODEL,
-        checks=CHECKS,
     output:
         activations=directory(table("circuits", "activations").removesuffix(".parquet")),
     log:
@@ -62,9 +56,6 @@ rule circuits_extract:
     priority: 45
     conda:
         "../../envs/cuda.yaml"
-    threads: 2
-    resources:
-        mem_mb=8000,
     params:
         cfg=cfg_of("circuits_extract"),
         runtime=config["runtime"],
@@ -74,10 +65,9 @@ rule circuits_extract:
 
 rule circuits_lens:
     input:
+        unpack(model_inputs),
         code=code_deps("circuits/lens.py"),
         activations=table("circuits", "activations").removesuffix(".parquet"),
-        model=MODEL,
-        checks=CHECKS,
     output:
         lens=table("circuits", "lens"),
     log:
@@ -86,9 +76,6 @@ rule circuits_lens:
         bench_path("circuits_lens")
     conda:
         "../../envs/cuda.yaml"
-    threads: 2
-    resources:
-        mem_mb=8000,
     params:
         cfg=cfg_of("circuits_lens"),
         runtime=config["runtime"],
@@ -98,11 +85,10 @@ rule circuits_lens:
 
 rule circuits_pairs:
     input:
+        unpack(model_inputs),
         code=code_deps("circuits/pairs.py"),
         prompts=table("circuits", "prompts"),
         samples=table("circuits", "samples"),
-        model=MODEL,
-        checks=CHECKS,
     output:
         pairs=table("circuits", "pairs"),
     log:
@@ -112,9 +98,6 @@ rule circuits_pairs:
     priority: 45
     conda:
         "../../envs/cuda.yaml"
-    threads: 2
-    resources:
-        mem_mb=8000,
     params:
         cfg=cfg_of("circuits_pairs"),
         runtime=config["runtime"],
@@ -124,10 +107,9 @@ rule circuits_pairs:
 
 rule circuits_patch:
     input:
+        unpack(model_inputs),
         code=code_deps("circuits/patch.py"),
         pairs=table("circuits", "pairs"),
-        model=MODEL,
-        checks=CHECKS,
     output:
         patching=table("circuits", "patching"),
         pathways=table("circuits", "pathways"),
@@ -138,9 +120,6 @@ rule circuits_patch:
     priority: 45
     conda:
         "../../envs/cuda.yaml"
-    threads: 2
-    resources:
-        mem_mb=8000,
     params:
         cfg=cfg_of("circuits_patch"),
         runtime=config["runtime"],
@@ -150,10 +129,9 @@ rule circuits_patch:
 
 rule circuits_heads:
     input:
+        unpack(model_inputs),
         code=code_deps("circuits/heads.py"),
         pairs=table("circuits", "pairs"),
-        model=MODEL,
-        checks=CHECKS,
     output:
         heads=table("circuits", "heads"),
     log:
@@ -162,9 +140,6 @@ rule circuits_heads:
         bench_path("circuits_heads")
     conda:
         "../../envs/cuda.yaml"
-    threads: 2
-    resources:
-        mem_mb=8000,
     params:
         cfg=cfg_of("circuits_heads"),
         runtime=config["runtime"],
@@ -174,12 +149,11 @@ rule circuits_heads:
 
 rule circuits_sufficiency:
     input:
+        unpack(model_inputs),
         code=code_deps("circuits/sufficiency.py"),
         pairs=table("circuits", "pairs"),
         patching=table("circuits", "patching"),
         prompts=table("circuits", "prompts"),
-        model=MODEL,
-        checks=CHECKS,
     output:
         sufficiency=table("circuits", "sufficiency"),
     log:
@@ -188,9 +162,6 @@ rule circuits_sufficiency:
         bench_path("circuits_sufficiency")
     conda:
         "../../envs/cuda.yaml"
-    threads: 2
-    resources:
-        mem_mb=8000,
     params:
         cfg=cfg_of("circuits_sufficiency"),
         runtime=config["runtime"],
@@ -200,10 +171,9 @@ rule circuits_sufficiency:
 
 rule circuits_probe:
     input:
+        unpack(model_inputs),
         code=code_deps("circuits/probe.py"),
         prompts=table("circuits", "prompts"),
-        model=MODEL,
-        checks=CHECKS,
     output:
         probe=table("circuits", "probe"),
     log:
@@ -212,9 +182,6 @@ rule circuits_probe:
         bench_path("circuits_probe")
     conda:
         "../../envs/cuda.yaml"
-    threads: 2
-    resources:
-        mem_mb=8000,
     params:
         cfg=cfg_of("circuits_probe"),
         runtime=config["runtime"],

@@ -116,6 +116,14 @@ def bench_path(rule, per="{model}"):
     return paths.bench_path(RUN, rule, per)
 
 
+def model_inputs(wildcards):
+    """A model stage's model: its prepared directory and its self-check report."""
+    return {
+        "model": MODEL.format(model=wildcards.model),
+        "checks": CHECKS.format(model=wildcards.model),
+    }
+
+
 def model_entry(wildcards):
     return {wildcards.model: config["models"][wildcards.model]}
 

@@ -18,10 +18,9 @@ rule digits_prompts:
 
 rule digits_confidence:
     input:
+        unpack(model_inputs),
         code=code_deps("digits/confidence.py"),
         prompts=table("digits", "prompts"),
-        model=MODEL,
-        checks=CHECKS,
     output:
         confidence=table("digits", "confidence"),
     log:
@@ -30,9 +29,6 @@ rule digits_confidence:
         bench_path("digits_confidence")
     conda:
         "../../envs/cuda.yaml"
-    threads: 2
-    resources:
-        mem_mb=8000,
     params:
         cfg=cfg_of("digits_confidence"),
         runtime=config["runtime"],

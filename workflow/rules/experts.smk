@@ -22,11 +22,10 @@ rule experts_prompts:
 
 rule experts_routes:
     input:
+        unpack(model_inputs),
         code=code_deps("experts/routes.py"),
         prompts=table("experts", "prompts"),
         judge=judge_model(config["experts"].get("judge", "")),
-        model=MODEL,
-        checks=CHECKS,
     output:
         routes=table("experts", "routes"),
         responses=table("experts", "responses"),
@@ -37,9 +36,6 @@ rule experts_routes:
     priority: 20
     conda:
         "../../envs/cuda.yaml"
-    threads: 2
-    resources:
-        mem_mb=8000,
     params:
         cfg=cfg_of("experts_routes"),
         runtime=judge_runtime(config["experts"].get("judge", "")),
@@ -61,8 +57,6 @@ rule experts_ftri:
         bench_path("experts_ftri")
     conda:
         "../../envs/cpu.yaml"
-    resources:
-        mem_mb=4000,
     params:
         cfg=cfg_of("experts_ftri"),
     script:
@@ -71,12 +65,11 @@ rule experts_ftri:
 
 rule experts_effects:
     input:
+        unpack(model_inputs),
         code=code_deps("experts/effects.py"),
         prompts=table("experts", "prompts"),
         ftri=table("experts", "ftri"),
         judge=judge_model(config["experts"].get("judge", "")),
-        model=MODEL,
-        checks=CHECKS,
     output:
         effects=table("experts", "effects"),
     log:
@@ -86,9 +79,6 @@ rule experts_effects:
     priority: 20
     conda:
         "../../envs/cuda.yaml"
-    threads: 2
-    resources:
-        mem_mb=8000,
     params:
         cfg=cfg_of("experts_effects"),
         runtime=judge_runtime(config["experts"].get("judge", "")),

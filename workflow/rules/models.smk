@@ -17,9 +17,6 @@ rule models_prepare:
     priority: 100
     conda:
         "../../envs/cpu.yaml"
-    threads: 2
-    resources:
-        mem_mb=16000,
     params:
         cfg=model_entry,
         content=model_content,
@@ -41,9 +38,6 @@ rule models_train:
     priority: 60
     conda:
         "../../envs/cpu.yaml"
-    threads: 2
-    resources:
-        mem_mb=4000,
     params:
         cfg=model_entry,
     script:
@@ -64,9 +58,6 @@ rule models_tiny:
     priority: 100
     conda:
         "../../envs/cpu.yaml"
-    threads: 2
-    resources:
-        mem_mb=2000,
     params:
         cfg=model_entry,
     script:
@@ -90,9 +81,6 @@ rule models_check:
     priority: 90
     conda:
         "../../envs/cuda.yaml"
-    threads: 2
-    resources:
-        mem_mb=16000,
     params:
         runtime=config["runtime"],
     script:

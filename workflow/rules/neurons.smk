@@ -23,11 +23,10 @@ rule neurons_prompts:
 
 rule neurons_discovery:
     input:
+        unpack(model_inputs),
         code=code_deps("neurons/discovery.py"),
         prompts=table("neurons", "prompts"),
         judge=judge_model(config["neurons"]["discovery"].get("judge", "")),
-        model=MODEL,
-        checks=CHECKS,
     output:
         neurons=table("neurons", "neurons"),
     log:
@@ -37,9 +36,6 @@ rule neurons_discovery:
     priority: 30
     conda:
         "../../envs/cuda.yaml"
-    threads: 2
-    resources:
-        mem_mb=8000,
     params:
         cfg=cfg_of("neurons_discovery"),
         runtime=judge_runtime(config["neurons"]["discovery"].get("judge", "")),
@@ -49,11 +45,10 @@ rule neurons_discovery:
 
 rule neurons_effects:
     input:
+        unpack(model_inputs),
         code=code_deps("neurons/effects.py"),
         prompts=table("neurons", "prompts"),
         neurons=table("neurons", "neurons"),
-        model=MODEL,
-        checks=CHECKS,
     output:
         effects=table("neurons", "effects"),
     log:
@@ -63,9 +58,6 @@ rule neurons_effects:
     priority: 30
     conda:
         "../../envs/cuda.yaml"
-    threads: 2
-    resources:
-        mem_mb=8000,
     params:
         cfg=cfg_of("neurons_effects"),
         runtime=config["runtime"],
