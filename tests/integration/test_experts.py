@@ -326,7 +326,9 @@ def test_handset_refusal_expert_is_found_and_switching_it_off_stops_refusals(
     assert on[("baseline", "none")] == 0.0
 
     # a crash after 6 of the 9 conditions (3 pairs side by side): the rerun measures only the other 3, same bytes
-    real, calls = expert_effects.respond, {"n": 0}
+    from cotlens.experts import switching
+
+    real, calls = switching.respond, {"n": 0}
 
     def dying(*a, **k):  # type: ignore[no-untyped-def]
         calls["n"] += 1
@@ -334,11 +336,11 @@ def test_handset_refusal_expert_is_found_and_switching_it_off_stops_refusals(
             raise KeyboardInterrupt("killed")
         return real(*a, **k)
 
-    monkeypatch.setattr(expert_effects, "respond", dying)
+    monkeypatch.setattr(switching, "respond", dying)
     with pytest.raises(KeyboardInterrupt):
         expert_effects.run(ins, {"effects": t["again"]}, cfg, rt, 1)
     assert not (tmp_path / "again.parquet").exists()
-    monkeypatch.setattr(expert_effects, "respond", real)
+    monkeypatch.setattr(switching, "respond", real)
     capsys.readouterr()
     expert_effects.run(ins, {"effects": t["again"]}, cfg, rt, 1)
     assert "9 shards, 6 reused from an interrupted run, 3 computed" in capsys.readouterr().out

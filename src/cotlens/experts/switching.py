@@ -1,0 +1,91 @@
+"""Study 4's switching conditions: the top-k experts of the fTRI map and random k-sets,
+switched off or forced on, measured side by side (each copy of a batch under its own
+switch: :class:`cotlens.experts.methods.RowSwitches`)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal, NamedTuple
+
+import numpy as np
+
+from cotlens.core.types import SWITCH_MODES, SwitchMode
+from cotlens.experts.methods import RowSwitches, by_layer, forceable, random_experts, top_experts
+from cotlens.experts.responses import continuation_nll, interleave, reference_nll, render, respond, unscramble
+from cotlens.models.loading import Loaded
+
+
+class Condition(NamedTuple):
+    condition: str  # baseline | top | random
+    mode: SwitchMode | Literal["none"]
+    k: int
+    seed: int  # the random draw; -1 otherwise
+    experts: list[tuple[int, int]]  # (layer, expert)
+
+
+class Measured(NamedTuple):
+    switched: str  # e.g. "L2E5 L3E1"
+    said: list[tuple[str, list[int]]]  # each study and quality question's response (text, ids)
+    nll: list[tuple[float, int]]  # each reference answer's summed NLL and tokens
+    fluency: list[tuple[float, int]]  # each response's NLL under the model with no switch
+
+
+def score_map(ftri_rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
+    """The [layers, experts] fTRI scores of a map's rows."""
+    score = np.zeros((max(r["layer"] for r in ftri_rows) + 1, max(r["expert"] for r in ftri_rows) + 1))
+    for r in ftri_rows:
+        score[r["layer"], r["expert"]] = r["score"]
+    return score
+
+
+def conditions(
+    score: np.ndarray, ks: Sequence[int], random_seeds: int, layers: Sequence[int], n_exp: int
+) -> list[Condition]:
+    """No switch; then per k and mode the top-k experts, and ``random_seeds`` random k-sets
+    (other than the top ones)."""
+    out = [Condition("baseline", "none", 0, -1, [])]
+    for k in ks:
+        top = top_experts(score, int(k))
+        for mode in SWITCH_MODES:
+            out.append(Condition("top", mode, int(k), -1, top))
+            for seed in range(int(random_seeds)):
+                out.append(Condition("random", mode, int(k), seed, random_experts(layers, n_exp, int(k), seed, top)))
+    return out
+
+
+def measure(
+    lm: Loaded,
+    chunk: Sequence[Condition],
+    questions: Sequence[str],
+    pairs: Sequence[tuple[str, str]],
+    generation: Mapping[str, Any],
+    slots: Mapping[int, int],
+) -> list[Measured]:
+    """The conditions of ``chunk`` side by side: every batch holds the same prompts once per
+    condition, each copy under its own switch; then each response's fluency with no switch
+    (the quality guard's)."""
+    switches: list[tuple[SwitchMode, dict[int, list[int]]] | None] = []
+    labels = []
+    for c in chunk:
+        experts = forceable(c.experts, slots) if c.mode == "on" else c.experts
+        labels.append(" ".join(f"L{lay}E{e}" for lay, e in experts))
+        switches.append((c.mode, by_layer(experts)) if experts and c.mode != "none" else None)
+    g, bs = len(chunk), int(generation["batch_size"])
+    order, rorder = interleave(len(questions), bs, g), interleave(len(pairs), bs, g)
+    with RowSwitches(lm.model, lm.adapter, switches) as sw:
+        said_all = respond(
+            lm,
+            [questions[j] for _, j in order],
+            {**generation, "batch_size": bs * g},
+            groups=[c for c, _ in order],
+            on_groups=sw.rows,
+        )
+        nll_all = reference_nll(lm, [pairs[j] for _, j in rorder], bs * g, [c for c, _ in rorder], sw.rows)
+    said = unscramble(order, said_all, g, len(questions))
+    nlls = unscramble(rorder, nll_all, g, len(pairs))
+    tok = lm.tokenizer
+    prompt_ids = [tok(render(tok, q))["input_ids"] for q in questions]
+    asked = [(p, ids) for c in range(g) for p, (_, ids) in zip(prompt_ids, said[c], strict=True)]
+    fluency_all = continuation_nll(lm, asked, bs)
+    n = len(questions)
+    return [Measured(labels[c], said[c], nlls[c], fluency_all[c * n : (c + 1) * n]) for c in range(g)]
