@@ -25,9 +25,9 @@ check the estimator against it (``cotlens.digits.analysis.estimator_check``).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -303,3 +303,84 @@ def check_readout_padded(mh: AdaptedModel, ids: torch.Tensor, tol: float = TOL) 
     if not first.ok or not second.ok:
         return first if not first.ok else second
     return first if first.rel >= second.rel else second
+
+
+def confidence_batch(
+    lm: Loaded,
+    vt: VocabText,
+    fwd: Forward,
+    pad: int,
+    batch: Sequence[Mapping[str, Any]],
+    settings: Sequence[str],
+    estimator: str,
+    mc: Mapping[str, Any],
+    seed: int,
+) -> tuple[list[dict[str, Any]], int]:
+    """Digit confidence of one batch of problems (of one cell), in every setting: the rows of
+    the confidence table (``digits.tables.DIGITS``) and the batched forwards run. Each
+    problem's prompt is run once (``PrefixCache``); the model's own softmax is always read,
+    and MC dropout (``estimator: mc_dropout``, ``mc``: p and samples) on the same items,
+    the paired settings of a problem sharing their dropout masks."""
+    seqs, places, meta, problem = [], [], [], []
+    # each problem's prompt is run once: every setting and every round of own digits
+    # reads only its answer tokens after it (self-check readout_padded)
+    prefix = [prompt_prefix(*align(lm.tokenizer, vt, r["prompt"], r["answer"])) for r in batch]
+    read = reader(fwd, vt, pad, lm.device, PrefixCache(lm.model, lm.adapter, prefix, pad, lm.device))
+    own = (
+        own_digits(read, lm.tokenizer, vt, [r["prompt"] for r in batch], [r["answer"] for r in batch])
+        if "unconditioned" in settings
+        else [None] * len(batch)
+    )
+    for i, (r, mine) in enumerate(zip(batch, own, strict=True)):
+        texts = {
+            "conditioned": (r["prompt"], r["answer"]),
+            "unconditioned": (r["prompt"], mine),
+            "direct": (r["direct_prompt"], r["direct_answer"]),
+        }
+        for setting in settings:
+            ids, pl = align(lm.tokenizer, vt, *texts[setting])
+            seqs.append(ids)
+            places.append(pl)
+            meta.append((r, setting))
+            problem.append(i)  # the paired settings of a problem share their dropout masks
+    # the model's own softmax, always: the claims' default estimator, and what MC
+    # dropout is checked against on the same items
+    plain = read(problem, seqs, places)
+    n_forwards = 1
+    if estimator == "mc_dropout":
+        draws = []
+        for k in range(int(mc["samples"])):
+            with mc_dropout(lm.model, lm.adapter, float(mc["p"]), seed * 1000 + k, torch.tensor(problem)):
+                draws.append(score(fwd, vt, seqs, places, pad, lm.device))
+            n_forwards += 1
+        dists = [[np.stack([d[i][j] for d in draws]) for j in range(len(places[i]))] for i in range(len(seqs))]
+    else:
+        dists = [[d[None] for d in row] for row in plain]
+    rows: list[dict[str, Any]] = []
+    for (r, setting), pl, dl, pn in zip(meta, places, dists, plain, strict=True):
+        answer_places = len(pl)
+        truth = [int(c) for c in (r["direct_answer"] if setting == "direct" else r["answer"]) if c.isdigit()]
+        written = [p.digit for p in pl]  # the digits in the scored sequence
+        for place, dist, own_p in zip(pl, dl, pn, strict=True):
+            d = truth[place.index]  # unconditioned: the earlier places hold the model's own digits
+            pc = dist[:, d]
+            ok = written[: place.index] == truth[: place.index]
+            rows.append(
+                {
+                    "problem_id": r["problem_id"],
+                    "n": r["n"],
+                    "m": r["m"],
+                    "setting": setting,
+                    "place": place.index,
+                    "n_places": answer_places,
+                    "digit": d,
+                    "prefix_correct": ok,
+                    "p_correct": float(pc.mean()),
+                    "p_std": float(pc.std()),
+                    "argmax_digit": int(dist.mean(0).argmax()),
+                    "p_plain": float(own_p[d]),
+                    "argmax_plain": int(own_p.argmax()),
+                    "p_max_plain": float(own_p.max()),
+                }
+            )
+    return rows, n_forwards
