@@ -204,7 +204,9 @@ def test_neuron_effects_resumes_per_condition_to_identical_bytes(
     assert ref.drop(columns=floats).equals(alone.drop(columns=floats))
     np.testing.assert_allclose(ref[floats].to_numpy(float), alone[floats].to_numpy(float), rtol=1e-5, atol=1e-6)
 
-    real, calls = nstage.random_like, {"n": 0}
+    from cotlens.neurons import methods as nmethods
+
+    real, calls = nmethods.random_like, {"n": 0}
 
     def dying(*a, **k):  # type: ignore[no-untyped-def]
         calls["n"] += 1
@@ -212,12 +214,12 @@ def test_neuron_effects_resumes_per_condition_to_identical_bytes(
             raise KeyboardInterrupt("killed")
         return real(*a, **k)
 
-    monkeypatch.setattr(nstage, "random_like", dying)
+    monkeypatch.setattr(nmethods, "random_like", dying)
     out = tmp_path / "runs.parquet"
     with pytest.raises(KeyboardInterrupt):
         nstage.run(ins, {"effects": str(out)}, cfg, RT, 1)
     assert not out.exists() and len(list((tmp_path / "runs.parquet.partial").glob("part-*"))) == 4
-    monkeypatch.setattr(nstage, "random_like", real)
+    monkeypatch.setattr(nmethods, "random_like", real)
     capsys.readouterr()
     nstage.run(ins, {"effects": str(out)}, cfg, RT, 1)
     assert "8 shards, 4 reused from an interrupted run, 4 computed" in capsys.readouterr().out

@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, cast
 
 import torch
 from torch import nn
@@ -630,3 +630,71 @@ def check_ablation(mh: AdaptedModel, ids: torch.Tensor, tol: float = TOL) -> Che
         worst = c if worst is None or (not c.ok) or c.rel > worst.rel and worst.ok else worst
     assert worst is not None
     return worst
+
+
+def solve_metered(
+    lm: Loaded,
+    chosen: Mapping[int, Sequence[int]],
+    texts: list[str],
+    golds: list[int],
+    generation: Mapping[str, Any],
+    groups: list[int] | None = None,
+    rows: RowAblations | None = None,
+) -> tuple[list[Answer], list[tuple[float, float]]]:
+    """:func:`solve` with the concept neurons' activation of each answer (``ActivationMeter``);
+    with ``groups``, one batch of conditions side by side (``rows``: their ablations)."""
+    acts: list[tuple[float, float]] = []
+    bs = len(texts) if groups else int(generation["batch_size"])
+    with ActivationMeter(lm.model, lm.adapter, chosen, bs) as meter:
+        answers = solve(
+            lm,
+            texts,
+            golds,
+            {**generation, "batch_size": bs},
+            on_step=meter.rows,
+            after_batch=lambda b: acts.extend(meter.take(len(b))),
+            groups=groups,
+            on_groups=None if rows is None else rows.rows,
+        )
+    return answers, acts
+
+
+def ablated_set(
+    c: Condition, chosen: dict[int, list[int]], tops: Mapping[int, dict[int, list[int]]], dims: Dims
+) -> dict[int, list[int]]:
+    """The neurons condition ``c`` ablates: the concept set, a top-n set, or a random set
+    matched by layer to the one it controls (seeded by the condition)."""
+    if c.condition == "concept":
+        return chosen
+    if c.condition == "top":
+        return tops[c.n_ablated]
+    n_concept = sum(len(v) for v in chosen.values())
+    like = chosen if c.n_ablated == n_concept else tops[c.n_ablated]
+    return random_like(like, dims, torch.Generator().manual_seed(c.seed))
+
+
+def measure(
+    lm: Loaded,
+    chunk: Sequence[Condition],
+    table: list[dict[str, Any]],
+    chosen: dict[int, list[int]],
+    tops: Mapping[int, dict[int, list[int]]],
+    means: torch.Tensor,
+    params: Mapping[str, Any],
+) -> list[tuple[list[Answer], list[tuple[float, float]]]]:
+    """The answers and activations of each condition of ``chunk`` on the evaluation problems:
+    a prompt variant alone, or ablations of one variant and mode side by side in one batch
+    (one group of rows each, ``RowAblations``)."""
+    first = chunk[0]
+    _, texts, golds = variant_rows(table, first.variant, "eval")
+    if first.condition == "variant":
+        return [solve_metered(lm, chosen, texts, golds, params)]
+    sets = [ablated_set(c, chosen, tops, lm.dims) for c in chunk]
+    mode = cast(AblationMode, first.mode)  # every condition but the variants ablates
+    groups = [g for g in range(len(chunk)) for _ in texts]
+    with RowAblations(
+        lm.model, lm.adapter, sets, mode, means, float(params["noise_scale"]), [c.seed for c in chunk]
+    ) as rows:
+        answers, acts = solve_metered(lm, chosen, texts * len(chunk), golds * len(chunk), params, groups, rows)
+    n = len(texts)
+    return [(answers[g * n : (g + 1) * n], acts[g * n : (g + 1) * n]) for g in range(len(chunk))]

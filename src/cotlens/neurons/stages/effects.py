@@ -9,28 +9,19 @@ Resumable: one shard per condition (``cotlens.io.shards``)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, cast
 
-import torch
-
-from cotlens.core.types import AblationMode
 from cotlens.errors import CotlensError
 from cotlens.io.logs import Progress
-from cotlens.io.parquet import read_table, to_table, write_table
+from cotlens.io.parquet import Columns, read_table, write_table
 from cotlens.io.shards import Shards
 from cotlens.models.loading import load_for_stage
 from cotlens.neurons import tables
 from cotlens.neurons.methods import (
-    ActivationMeter,
-    Answer,
-    Condition,
-    RowAblations,
     check_ablation,
     concept_neurons,
     effect_conditions,
-    random_like,
+    measure,
     side_by_side,
-    solve,
     top_neurons,
     variant_rows,
 )
@@ -69,80 +60,35 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
     key = resume_key(__name__, params, runtime, prompts, neurons, Path(model_dir) / "manifest.json")
     shards = Shards(out, "neurons_effects", model_meta("neurons_effects", key, lm.manifest, lm.dtype), len(conditions))
 
-    def measured(
-        texts: list[str], golds: list[int], groups: list[int] | None = None, rows: RowAblations | None = None
-    ) -> tuple[list[Answer], list[tuple[float, float]]]:
-        acts: list[tuple[float, float]] = []
-        bs = len(texts) if groups else int(params["batch_size"])
-        with ActivationMeter(lm.model, lm.adapter, chosen, bs) as meter:
-            answers = solve(
-                lm,
-                texts,
-                golds,
-                {**params, "batch_size": bs},
-                on_step=meter.rows,
-                after_batch=lambda b: acts.extend(meter.take(len(b))),
-                groups=groups,
-                on_groups=None if rows is None else rows.rows,
-            )
-        return answers, acts
-
-    def ablated_set(c: Condition) -> dict[int, list[int]]:
-        if c.condition == "concept":
-            return chosen
-        if c.condition == "top":
-            return tops[c.n_ablated]
-        # random: matched by layer to the set it controls (the concept set, or the top-n set)
-        like = chosen if c.n_ablated == n_concept else tops[c.n_ablated]
-        return random_like(like, lm.dims, torch.Generator().manual_seed(c.seed))
-
-    def measure(chunk: list[int]) -> list[tuple[list[Answer], list[tuple[float, float]]]]:
-        """The conditions of ``chunk``: a prompt variant alone, or ablations of one variant and
-        mode side by side in one batch (one group of rows each, ``RowAblations``)."""
-        first = conditions[chunk[0]]
-        _, texts, golds = variant_rows(table, first.variant, "eval")
-        if first.condition == "variant":
-            return [measured(texts, golds)]
-        sets = [ablated_set(conditions[k]) for k in chunk]
-        seeds = [conditions[k].seed for k in chunk]
-        mode = cast(AblationMode, first.mode)  # every condition but the variants ablates
-        noise = float(params["noise_scale"])
-        groups = [g for g in range(len(chunk)) for _ in texts]
-        with RowAblations(lm.model, lm.adapter, sets, mode, means, noise, seeds) as rows:
-            answers, acts = measured(texts * len(chunk), golds * len(chunk), groups, rows)
-        n = len(texts)
-        return [(answers[g * n : (g + 1) * n], acts[g * n : (g + 1) * n]) for g in range(len(chunk))]
-
     todo = [k for k in range(len(conditions)) if not shards.done(k)]  # the rest: done by an interrupted run
     n_eval = len(variant_rows(table, "full", "eval")[0])
     chunks = side_by_side(conditions, todo, max(1, int(params["batch_rows"]) // max(1, n_eval)))
     prog = Progress(len(todo), "conditions")
     for chunk in chunks:
-        for k, (answers, acts) in zip(chunk, measure(chunk), strict=True):
-            condition, variant, mode, seed, n_abl = conditions[k]
-            ids = variant_rows(table, variant, "eval")[0]
-            cols: dict[str, list[Any]] = {f.name: [] for f in tables.NEURON_EFFECTS}
-            for pid, a, (act, level) in zip(ids, answers, acts, strict=True):
-                row = {
-                    "condition": condition,
-                    "variant": variant,
-                    "mode": mode,
-                    "seed": seed,
-                    "n_ablated": n_abl,
-                    "problem_id": pid,
-                    "pred": a.pred,
-                    "correct": a.correct,
-                    "concept_act": act,
-                    "concept_active": level,
-                    "n_tokens": a.n_tokens,
-                    "text": a.text,
-                }
-                for c, v in row.items():
-                    cols[c].append(v)
+        measured = measure(lm, [conditions[k] for k in chunk], table, chosen, tops, means, params)
+        for k, (answers, acts) in zip(chunk, measured, strict=True):
+            c = conditions[k]
+            cols = Columns(tables.NEURON_EFFECTS)
+            for pid, a, (act, level) in zip(variant_rows(table, c.variant, "eval")[0], answers, acts, strict=True):
+                cols.add(
+                    condition=c.condition,
+                    variant=c.variant,
+                    mode=c.mode,
+                    seed=c.seed,
+                    n_ablated=c.n_ablated,
+                    problem_id=pid,
+                    pred=a.pred,
+                    correct=a.correct,
+                    concept_act=act,
+                    concept_active=level,
+                    n_tokens=a.n_tokens,
+                    text=a.text,
+                )
             ok = sum(a.correct for a in answers)
-            note = f"{condition} {variant} {mode} seed {seed}, {n_abl} ablated: {ok}/{len(answers)} correct"
-            prog.update(note=note)
-            shards.write(k, to_table(cols, tables.NEURON_EFFECTS))
+            prog.update(
+                note=f"{c.condition} {c.variant} {c.mode} seed {c.seed}, {c.n_ablated} ablated: {ok}/{len(answers)} correct"
+            )
+            shards.write(k, cols.table())
     prog.close()
     print(shards.summary(), flush=True)
     runs = shards.concat()
