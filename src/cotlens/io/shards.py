@@ -65,6 +65,10 @@ class Shards:
             self.reused += 1
         return ok
 
+    def todo(self) -> list[int]:
+        """The shards still to compute (the others were finished by an interrupted run)."""
+        return [k for k in range(self.n) if not self.done(k)]
+
     def write(self, k: int, table: pa.Table) -> None:
         """Commit shard ``k`` (atomically), then honour a test hold."""
         write_table(table, self.path(k), self.meta)
@@ -110,6 +114,15 @@ class Shards:
     def discard(self) -> None:
         """The final output is written: the shards are no longer needed."""
         shutil.rmtree(self.dir, ignore_errors=True)
+
+    def finish(self, out: str | os.PathLike[str], meta: RunMeta) -> int:
+        """Every shard in order as the one output table ``out`` (written atomically with
+        ``meta``), then the shards discarded; the rows written."""
+        print(self.summary(), flush=True)
+        runs = self.concat()
+        write_table(runs, out, meta)
+        self.discard()
+        return int(runs.num_rows)
 
 
 def file_digest(*paths: str | Path) -> str:

@@ -54,7 +54,7 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
     )
     shards = Shards(out, "circuits_extract", meta, len(work))
     lm = None
-    todo = [k for k in range(len(work)) if not shards.done(k)]  # the rest: finished by an interrupted run
+    todo = shards.todo()  # the rest: finished by an interrupted run
     prog = Progress(sum(-(-len(work[k]) // ec.batch_size) for k in todo), "batches")
     for k in todo:
         shard = work[k]

@@ -24,7 +24,7 @@ from cotlens.experts.methods import check_router, n_experts, require_moe, top_k_
 from cotlens.experts.responses import first_int, refusal_classifier
 from cotlens.experts.switching import Condition, Measured, conditions, measure, score_map
 from cotlens.io.logs import Progress
-from cotlens.io.parquet import Columns, read_table, write_table
+from cotlens.io.parquet import Columns, read_table
 from cotlens.io.shards import Shards
 from cotlens.models.loading import load_for_stage
 from cotlens.pipeline.gate import gate
@@ -114,7 +114,7 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
     # one resumable shard per condition: a rerun after a crash measures only the missing ones
     key = resume_key(__name__, params, runtime, prompts, ftri_path, Path(model_dir) / "manifest.json")
     shards = Shards(out, "experts_effects", model_meta("experts_effects", key, lm.manifest, lm.dtype), len(conds))
-    todo = [i for i in range(len(conds)) if not shards.done(i)]  # the rest: done by an interrupted run
+    todo = shards.todo()  # the rest: finished by an interrupted run
     per = max(1, int(params["batch_rows"]) // int(params["batch_size"]))  # conditions side by side in one batch
     with Progress(len(todo), "conditions") as prog:
         for s in range(0, len(todo), per):
@@ -123,8 +123,4 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
             for i, m in zip(chunk, measured, strict=True):
                 shards.write(i, effects_table(conds[i], m, study, quality, refs, classify))
                 prog.update(note=" ".join(map(str, conds[i][:4])))
-    print(shards.summary(), flush=True)
-    runs = shards.concat()
-    write_table(runs, out, model_meta("experts_effects", params, lm.manifest, lm.dtype))
-    shards.discard()
-    return runs.num_rows
+    return shards.finish(out, model_meta("experts_effects", params, lm.manifest, lm.dtype))

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from cotlens.errors import CotlensError
 from cotlens.io.logs import Progress
-from cotlens.io.parquet import Columns, read_table, write_table
+from cotlens.io.parquet import Columns, read_table
 from cotlens.io.shards import Shards
 from cotlens.models.loading import load_for_stage
 from cotlens.neurons import tables
@@ -60,7 +60,7 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
     key = resume_key(__name__, params, runtime, prompts, neurons, Path(model_dir) / "manifest.json")
     shards = Shards(out, "neurons_effects", model_meta("neurons_effects", key, lm.manifest, lm.dtype), len(conditions))
 
-    todo = [k for k in range(len(conditions)) if not shards.done(k)]  # the rest: done by an interrupted run
+    todo = shards.todo()  # the rest: finished by an interrupted run
     n_eval = len(variant_rows(table, "full", "eval")[0])
     chunks = side_by_side(conditions, todo, max(1, int(params["batch_rows"]) // max(1, n_eval)))
     prog = Progress(len(todo), "conditions")
@@ -90,8 +90,4 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
             )
             shards.write(k, cols.table())
     prog.close()
-    print(shards.summary(), flush=True)
-    runs = shards.concat()
-    write_table(runs, out, model_meta("neurons_effects", params, lm.manifest, lm.dtype))
-    shards.discard()
-    return runs.num_rows
+    return shards.finish(out, model_meta("neurons_effects", params, lm.manifest, lm.dtype))
