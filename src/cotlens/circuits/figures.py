@@ -5,7 +5,6 @@ Each reads Parquet only and returns the numbers its title reports."""
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 import matplotlib.pyplot as plt
@@ -15,8 +14,10 @@ import seaborn as sns
 from matplotlib.colors import PowerNorm
 
 from cotlens.circuits.analysis import (
+    answer_heads_test,
     by_prompt,
     competence,
+    head_grid,
     lens_table,
     load_scored,
     pathways_headline,
@@ -25,19 +26,17 @@ from cotlens.circuits.analysis import (
     rift_verdict,
     sufficiency_headline,
     swept,
+    top_heads,
 )
 from cotlens.circuits.findings import CLAIMS
 from cotlens.core.stats import bootstrap_mean, spearman, wilson
 from cotlens.core.verdicts import (
-    bca,
-    empirical_p,
     family_level,
     headline,
     judge,
     mean_ci,
     proportion_ci,
     t_p,
-    weakest,
 )
 from cotlens.io.figures import FigureFiles, Inputs, save
 from cotlens.io.parquet import read_table
@@ -49,22 +48,13 @@ def _pairs(inputs: Inputs) -> pd.DataFrame:
     return read_table(inputs["pairs"]).to_pandas()
 
 
-def _grid(df: pd.DataFrame, value: str) -> pd.DataFrame:
-    return df.groupby(["layer", "head"])[value].mean().unstack("head").sort_index()
-
-
-def _top(grid: pd.DataFrame, n: int = 3) -> list[str]:
-    s = grid.stack().sort_values(ascending=False, kind="mergesort")
-    return [f"L{la}H{h}" for la, h in s.index[:n]]
-
-
 def patch_heads(inputs: Inputs, outputs: FigureFiles, model: str, dpi: int = 150) -> dict[str, Any]:
     ex = swept(read_table(inputs["patching"]).to_pandas())
     subs = [s for s in SUBTASKS if (ex["subtask"] == s).any()]
     fig, axes = plt.subplots(1, max(1, len(subs)), figsize=(5.4 * max(1, len(subs)), 5), squeeze=False)
     out: dict[str, Any] = {}
     rows: list[dict[str, Any]] = []  # the report's table: the top 10 heads per subtask (full sweeps)
-    grids = {s: _grid(ex[ex["subtask"] == s], "nkl") for s in subs}
+    grids = {s: head_grid(ex[ex["subtask"] == s], "nkl") for s in subs}
     lim = max([float(np.nanmax(np.abs(g.to_numpy()))) for g in grids.values()] + [1e-6])  # one range for all panels
     for ax, s in zip(axes[0], subs, strict=False):
         g = grids[s]
@@ -79,7 +69,7 @@ def patch_heads(inputs: Inputs, outputs: FigureFiles, model: str, dpi: int = 150
             cbar_kws={"label": "normalised KL (mean over pairs)"},
         )
         ax.invert_yaxis()
-        out[s] = {"top": _top(g), "n_pairs": int(ex[ex["subtask"] == s]["pair_id"].nunique())}
+        out[s] = {"top": top_heads(g), "n_pairs": int(ex[ex["subtask"] == s]["pair_id"].nunique())}
         per_head = ex[ex["subtask"] == s].groupby(["layer", "head"])["nkl"]
         stats = pd.DataFrame({"mean": per_head.mean(), "sd": per_head.std(), "n": per_head.size()})
         rows += [
@@ -318,12 +308,10 @@ def rift(inputs: Inputs, outputs: FigureFiles, model: str, dpi: int = 150) -> di
 
 def answer_heads(inputs: Inputs, outputs: FigureFiles, model: str, dpi: int = 150) -> dict[str, Any]:
     """Answer-writing heads: DLA per head, and the paper's attention evidence (the top
-    heads attend from the last position to the answer token in the prompt). The upper-half
-    share of positive DLA has a 95% bootstrap interval over pairs."""
-    h = read_table(inputs["heads"]).to_pandas()
-    g = _grid(h, "dla")
-    top = _top(g, 5)
-    att = _grid(h, "attn_answer")
+    heads attend from the last position to the answer token in the prompt); the numbers
+    from :func:`cotlens.circuits.analysis.answer_heads_test`."""
+    t = answer_heads_test(inputs)
+    g, flat, is_top, n = t["grid"], t["flat"], t["is_top"], t["numbers"]
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.8))
     lim = float(np.nanmax(np.abs(g.to_numpy()))) or 1.0
     sns.heatmap(
@@ -336,82 +324,24 @@ def answer_heads(inputs: Inputs, outputs: FigureFiles, model: str, dpi: int = 15
         cbar_kws={"label": "DLA: logit[answer] - logit[replacement]"},
     )
     axes[0].invert_yaxis()
-    n_layers = len(g)
-
-    # per pair x head DLA: a bootstrap resample of pairs (with replacement, duplicates kept)
-    # is a weighted mean of its rows
-    per = h.pivot_table(index="pair_id", columns=["layer", "head"], values="dla", aggfunc="mean")
-    dla = per.fillna(0.0).to_numpy(float)
-    upper = per.columns.get_level_values(0).to_numpy() >= n_layers // 2
-    pids = per.index.to_numpy()
-
-    def late_share(idx: np.ndarray) -> float:
-        m = np.clip(dla[idx].mean(0), 0, None)
-        tot = float(m.sum())
-        return float(m[upper].sum() / tot) if tot > 0 else float("nan")
-
-    late = late_share(np.arange(len(pids)))
-    lo, hi = bca(late_share, len(pids))
-    gate = competence(inputs)
-    claim = CLAIMS["answer_heads"]
-    late_v = judge(claim, late - 0.5, (lo - 0.5, hi - 0.5), gates=[gate])
-    rng = np.random.default_rng(0)
     axes[0].set_title(
-        f"answer-writing heads, top {', '.join(top)}\n{late:.0%} of positive DLA in the upper half "
-        f"[{lo:.0%}, {hi:.0%}]: {late_v[0]} (n={len(pids)} pairs)",
+        f"answer-writing heads, top {', '.join(n['top'])}\n{t['late']:.0%} of positive DLA in the upper half "
+        f"[{t['lo']:.0%}, {t['hi']:.0%}]: {n['late_verdict'][0]} (n={n['n_pairs']} pairs)",
         fontsize=8,
     )
-    flat = pd.DataFrame({"dla": g.stack(), "attn": att.stack()})
-    topk = [tuple(int(x) for x in t[1:].split("H")) for t in top]
-    is_top = [i in topk for i in flat.index]
     axes[1].scatter(flat["attn"], flat["dla"], s=8, alpha=0.5, label="heads")
     axes[1].scatter(flat["attn"][is_top], flat["dla"][is_top], s=30, color="crimson", label="top-5 DLA")
-    rho = spearman(flat["attn"].tolist(), flat["dla"].tolist())
-    perm = [spearman(rng.permutation(flat["attn"].to_numpy()).tolist(), flat["dla"].tolist()) for _ in range(199)]
-    p = empirical_p(rho, perm) if np.isfinite(rho) else float("nan")
-    top_att, all_att = float(flat["attn"][is_top].mean()), float(flat["attn"].mean())
-    n_heads = len(flat)
-    se = 1.06 / np.sqrt(n_heads - 3) if n_heads > 3 else float("nan")  # Fieller et al. for Spearman
-    z_rho = float(np.arctanh(np.clip(rho, -0.999, 0.999)))
-    rho_ci = (float(np.tanh(z_rho - 1.96 * se)), float(np.tanh(z_rho + 1.96 * se)))
-    att_v = judge(replace(claim, sesoi=0.3), rho, rho_ci, p=p, gates=[gate])  # a medium correlation (Cohen)
     axes[1].set(xlabel="attention from the last position to the answer token (mean over pairs)", ylabel="DLA")
     axes[1].legend(fontsize=7)
     axes[1].set_title(
-        f"attention evidence: top-5 heads {top_att:.2f} vs all {all_att:.2f}; Spearman {rho:.2f}, "
-        f"p={p:.3f}: {att_v[0]}",
+        f"attention evidence: top-5 heads {t['top_att']:.2f} vs all {t['all_att']:.2f}; Spearman {t['rho']:.2f}, "
+        f"p={t['p']:.3f}: {n['attention_verdict'][0]}",
         fontsize=8,
     )
-    both = weakest([late_v[0], att_v[0]])
-    why = late_v[1] if both == late_v[0] else att_v[1]
-    hl = headline(
-        claim,
-        f"{late:.0%} of positive DLA in the upper half; DLA vs attention to the answer Spearman {rho:+.2f} "
-        f"(p = {p:.3f}, top-5 heads {top_att:.2f} vs all {all_att:.2f})",
-        late - 0.5,
-        (lo - 0.5, hi - 0.5),
-        f"{len(pids)} pairs",
-        gates=[gate],
-        verdict=(both, f"upper half: {late_v[0]}; attention: {att_v[0]} ({why})"),
-    )
-    fig.suptitle(hl.title(model), fontsize=8)
+    fig.suptitle(t["headline"].title(model), fontsize=8)
     fig.tight_layout()
     drawn = save(fig, outputs, dpi)
-    return {
-        "headline": hl.to_json(),
-        "drawn_titles": drawn,
-        "top": top,
-        "upper_half_share": round(late, 4),
-        "upper_half_ci95": [round(lo, 4), round(hi, 4)],
-        "late_verdict": list(late_v),
-        "attn_top5": round(top_att, 4),
-        "attn_all": round(all_att, 4),
-        "spearman_dla_attn": round(rho, 4),
-        "spearman_ci95": [round(rho_ci[0], 4), round(rho_ci[1], 4)],
-        "p_perm": round(p, 4),
-        "attention_verdict": list(att_v),
-        "n_pairs": len(pids),
-    }
+    return {"headline": t["headline"].to_json(), "drawn_titles": drawn, **n}
 
 
 def probe(inputs: Inputs, outputs: FigureFiles, model: str, dpi: int = 150) -> dict[str, Any]:
