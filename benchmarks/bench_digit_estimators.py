@@ -63,8 +63,8 @@ def main() -> None:
         t0 = time.perf_counter()
         confidence.run({"prompts": mp, "model": args.model}, {"confidence": out}, {**base, **est}, RT, args.threads)
         secs = time.perf_counter() - t0
-        fl = plots.confidence_heatmaps({"confidence": out}, [tmp / f"f{i}.png"], "m")
-        co = plots.conditioning({"confidence": out}, [tmp / f"c{i}.png"], "m")
+        fl = plots.digit_confidence({"confidence": out}, [tmp / f"f{i}.png"], "m")
+        co = plots.digit_conditioning({"confidence": out}, [tmp / f"c{i}.png"], "m")
         c, k = fl["first_minus_last"], co["conditioning"]
         chk = fl["estimator_check"]
         h1, h2 = fl["headline"], co["headline"]

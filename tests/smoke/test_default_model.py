@@ -104,7 +104,7 @@ def test_mc_dropout_is_checked_against_the_model_and_softmax_reads_it(tmp_path: 
     ):
         out = str(tmp_path / f"{name}.parquet")
         confidence.run({"prompts": mp, "model": str(smollm2)}, {"confidence": out}, {**base, **est}, RT, 2)
-        heads[name] = plots.confidence_heatmaps({"confidence": out}, [tmp_path / f"{name}.png"], "smollm2")
+        heads[name] = plots.digit_confidence({"confidence": out}, [tmp_path / f"{name}.png"], "smollm2")
     soft, mc = heads["softmax"], heads["mc"]
     d = read_table(tmp_path / "softmax.parquet").to_pandas()
     big = d[(d["setting"] == "unconditioned") & (d["place"] == 0)]

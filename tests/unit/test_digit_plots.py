@@ -68,7 +68,7 @@ def table(
 
 
 def headline(t: Path, tmp: Path, figure: str = "conditioning") -> dict[str, Any]:
-    fn = plots.conditioning if figure == "conditioning" else plots.confidence_heatmaps
+    fn = plots.digit_conditioning if figure == "conditioning" else plots.digit_confidence
     return fn({"confidence": str(t)}, [tmp / f"{figure}.png"], "m")["headline"]
 
 
@@ -91,9 +91,7 @@ def test_no_effect_with_enough_n_is_absent_and_with_little_n_inconclusive(tmp_pa
     assert h["verdict"] == "absent" and -0.15 < h["ci95"][0] and h["ci95"][1] < 0.15
     h = headline(table(tmp_path / "e.parquet", lift=0.0, n=4, seed=3, noise=0.1), tmp_path)
     assert h["verdict"] == "inconclusive" and h["ci95"][0] < 0 < 0.15 < h["ci95"][1]
-    acc = plots.accuracy_by_position(
-        {"confidence": str(table(tmp_path / "f.parquet", 0.0, 12))}, [tmp_path / "a.png"], "m"
-    )
+    acc = plots.digit_accuracy({"confidence": str(table(tmp_path / "f.parquet", 0.0, 12))}, [tmp_path / "a.png"], "m")
     assert acc["2x2 place 0"][3] == 12
 
 
@@ -105,7 +103,7 @@ def test_a_model_that_cannot_multiply_single_digits_cannot_test_the_claims(tmp_p
 def test_an_estimator_that_changes_the_model_makes_the_claims_not_testable(tmp_path: Path) -> None:
     mc = {"estimator": "mc_dropout", "mc_dropout": {"p": 0.1, "samples": 20}}
     t = table(tmp_path / "d.parquet", lift=0.30, n=40, estimator=mc, flip_argmax=0.3)
-    out = plots.conditioning({"confidence": str(t)}, [tmp_path / "c.png"], "m")
+    out = plots.digit_conditioning({"confidence": str(t)}, [tmp_path / "c.png"], "m")
     assert out["estimator_check"]["argmax_agreement_confident"] < 0.9
     assert out["headline"]["verdict"] == "not testable on this model"
     assert "the estimator changes the model" in out["headline"]["reason"]

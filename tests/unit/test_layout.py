@@ -212,6 +212,7 @@ def test_the_figure_registry_matches_the_plot_functions() -> None:
         assert set(plots.FIGURES) == set(study.figures), name
         for fig, fn in plots.FIGURES.items():
             assert list(inspect.signature(fn).parameters) == ["inputs", "outputs", "model", "dpi"], fig
+            assert fn.__name__ == fig  # one name for a figure and its plot function
 
 
 def test_every_stage_has_the_one_contract_and_a_script() -> None:

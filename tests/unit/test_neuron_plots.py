@@ -175,7 +175,7 @@ def test_figures_render_and_write_their_numbers(tmp_path) -> None:  # type: igno
     write_table(to_table(cols, tables.NEURONS), tmp_path / "neurons.parquet", RunMeta("neurons_discovery", "x"))
     inputs = {"effects": str(tmp_path / "effects.parquet"), "neurons": str(tmp_path / "neurons.parquet")}
     numbers = {}
-    for name, fn in (("abl", plots.ablation), ("act", plots.activation_accuracy), ("con", plots.concepts)):
+    for name, fn in (("abl", plots.neuron_ablation), ("act", plots.neuron_activation), ("con", plots.neuron_concepts)):
         outs = [tmp_path / f"{name}.png", tmp_path / f"{name}.pdf"]
         numbers[name] = json.loads(json.dumps(fn(inputs, outs, "m")))  # what the figure stage writes
         assert all(o.stat().st_size > 1000 for o in outs)

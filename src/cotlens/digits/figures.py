@@ -35,7 +35,7 @@ from cotlens.io.figures import FigureFiles, Inputs, save
 PAPER = "paper, 5x5: Llama-2-13B 0.13 -> 0.43, Mistral-7B 0.22 -> 0.55"
 
 
-def confidence_heatmaps(inputs: Inputs, outputs: FigureFiles, model: str, dpi: int = 150) -> dict[str, Any]:
+def digit_confidence(inputs: Inputs, outputs: FigureFiles, model: str, dpi: int = 150) -> dict[str, Any]:
     df = load(inputs["confidence"])
     un = need(df, "unconditioned", "digit_confidence")
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.2), sharey=True)
@@ -97,7 +97,7 @@ def _est(check: dict[str, Any]) -> str:
     )
 
 
-def conditioning(inputs: Inputs, outputs: FigureFiles, model: str, dpi: int = 150) -> dict[str, Any]:
+def digit_conditioning(inputs: Inputs, outputs: FigureFiles, model: str, dpi: int = 150) -> dict[str, Any]:
     df = load(inputs["confidence"])
     need(df, "unconditioned", "digit_conditioning")
     need(df, "conditioned", "digit_conditioning")
@@ -147,7 +147,7 @@ def conditioning(inputs: Inputs, outputs: FigureFiles, model: str, dpi: int = 15
     }
 
 
-def accuracy_by_position(inputs: Inputs, outputs: FigureFiles, model: str, dpi: int = 150) -> dict[str, Any]:
+def digit_accuracy(inputs: Inputs, outputs: FigureFiles, model: str, dpi: int = 150) -> dict[str, Any]:
     df = load(inputs["confidence"])
     full = need(df, "conditioned", "digit_accuracy")
     full = full[full["n"] == full["m"]].copy()
@@ -184,7 +184,7 @@ def accuracy_by_position(inputs: Inputs, outputs: FigureFiles, model: str, dpi: 
 
 
 FIGURES = {
-    "digit_confidence": confidence_heatmaps,
-    "digit_conditioning": conditioning,
-    "digit_accuracy": accuracy_by_position,
+    "digit_confidence": digit_confidence,
+    "digit_conditioning": digit_conditioning,
+    "digit_accuracy": digit_accuracy,
 }

@@ -36,7 +36,7 @@ def _key(cond: str, mode: str, n: int, n_concept: int) -> str:
     return f"{cond}/{mode}" if cond == "concept" or n == n_concept else f"{cond}{n}/{mode}"
 
 
-def ablation(inputs: Inputs, outputs: FigureFiles, model: str, dpi: int = 150) -> dict[str, Any]:
+def neuron_ablation(inputs: Inputs, outputs: FigureFiles, model: str, dpi: int = 150) -> dict[str, Any]:
     runs = inputs["effects"]
     df = read_table(runs).to_pandas()
     s = ablation_summary(df)
@@ -100,7 +100,7 @@ def ablation(inputs: Inputs, outputs: FigureFiles, model: str, dpi: int = 150) -
     }
 
 
-def activation_accuracy(inputs: Inputs, outputs: FigureFiles, model: str, dpi: int = 150) -> dict[str, Any]:
+def neuron_activation(inputs: Inputs, outputs: FigureFiles, model: str, dpi: int = 150) -> dict[str, Any]:
     runs = inputs["effects"]
     df = read_table(runs).to_pandas()
     s = variant_summary(df)
@@ -145,7 +145,7 @@ def activation_accuracy(inputs: Inputs, outputs: FigureFiles, model: str, dpi: i
     }
 
 
-def concepts(inputs: Inputs, outputs: FigureFiles, model: str, dpi: int = 150) -> dict[str, Any]:
+def neuron_concepts(inputs: Inputs, outputs: FigureFiles, model: str, dpi: int = 150) -> dict[str, Any]:
     neurons = inputs["neurons"]
     n = read_table(neurons).to_pandas()
     cand = n[n["rank"] >= 0]
@@ -195,4 +195,8 @@ def concepts(inputs: Inputs, outputs: FigureFiles, model: str, dpi: int = 150) -
     }
 
 
-FIGURES = {"neuron_concepts": concepts, "neuron_ablation": ablation, "neuron_activation": activation_accuracy}
+FIGURES = {
+    "neuron_concepts": neuron_concepts,
+    "neuron_ablation": neuron_ablation,
+    "neuron_activation": neuron_activation,
+}
