@@ -191,7 +191,7 @@ from cotlens.io import figures as base
 from cotlens.io.figures import FigureFiles, Inputs
 
 
-def answer_prob(inputs: Inputs, outputs: FigureFiles, model: str, dpi: int = 150) -> dict[str, Any]:
+def {name}_answer_prob(inputs: Inputs, outputs: FigureFiles, model: str, dpi: int = 150) -> dict[str, Any]:
     """The model's probability of each prompt's answer (descriptive: no claim)."""
     s = answer_summary(inputs)
     fig, ax = plt.subplots(figsize=(5, 3))
@@ -203,7 +203,7 @@ def answer_prob(inputs: Inputs, outputs: FigureFiles, model: str, dpi: int = 150
 
 
 FIGURES: dict[str, Callable[[Inputs, FigureFiles, str, int], dict[str, Any]]] = {{
-    "{name}_answer_prob": answer_prob,
+    "{name}_answer_prob": {name}_answer_prob,
 }}
 '''
 
