@@ -15,6 +15,7 @@ from cotlens.digits.stages import prompts as mult_prompts
 from cotlens.io.parquet import read_meta, read_table
 from cotlens.models.prepare import prepare
 from cotlens.models.registry import resolve
+from cotlens.pipeline.stageparams import stage_params
 
 pytestmark = pytest.mark.smoke
 
@@ -57,7 +58,10 @@ def test_default_model_end_to_end(tmp_path: Path, smollm2: Path) -> None:
 
     ecfg = {"positions": ["last_prompt", "step_end", "answer"]}
     extract.run({"samples": t["s"], "model": str(model)}, {"activations": str(tmp_path / "acts")}, ecfg, RT, 2)
-    lens.run({"activations": str(tmp_path / "acts"), "model": str(model)}, {"lens": t["lens"]}, {}, RT, 2)
+    # a stage called directly takes its full section: stage_params fills the schema's defaults
+    lcfg = stage_params("circuits_lens", {"circuits": {"lens": {}}})
+    assert lcfg == {"batch_rows": 2048}
+    lens.run({"activations": str(tmp_path / "acts"), "model": str(model)}, {"lens": t["lens"]}, lcfg, RT, 2)
     lt = read_table(tmp_path / "lens.parquet").to_pandas()
     assert set(lt["layer"]) == set(range(30))
     last = lt[lt["layer"] == 29]
@@ -94,7 +98,7 @@ def test_mc_dropout_is_checked_against_the_model_and_softmax_reads_it(tmp_path: 
     its predictions, which the estimator check flags (the claims are then not testable)."""
     from cotlens.digits import figures as plots
 
-    base = {"seed": 0, "n_digits": [4, 5], "m_digits": [5], "n_per_cell": 4, "n_shots": 4, "batch_size": 16}
+    base = {"seed": 0, "n_digits": [4, 5], "m_digits": [5], "n_per_cell": 4, "n_shots": 4}
     mp = str(tmp_path / "mp.parquet")
     mult_prompts.run({}, {"prompts": mp}, base, {}, 1)
     heads = {}
@@ -103,7 +107,8 @@ def test_mc_dropout_is_checked_against_the_model_and_softmax_reads_it(tmp_path: 
         ("mc", {"estimator": "mc_dropout", "mc_dropout": {"p": 0.1, "samples": 20}}),
     ):
         out = str(tmp_path / f"{name}.parquet")
-        confidence.run({"prompts": mp, "model": str(smollm2)}, {"confidence": out}, {**base, **est}, RT, 2)
+        ccfg = stage_params("digits_confidence", {"digits": {"confidence": {"batch_size": 16, **est}}})
+        confidence.run({"prompts": mp, "model": str(smollm2)}, {"confidence": out}, ccfg, RT, 2)
         heads[name] = plots.digit_confidence({"confidence": out}, [tmp_path / f"{name}.png"], "smollm2")
     soft, mc = heads["softmax"], heads["mc"]
     d = read_table(tmp_path / "softmax.parquet").to_pandas()
