@@ -22,6 +22,8 @@ import re
 import sys
 from pathlib import Path
 
+from cotlens.io.atomic import write_text
+
 FILES: dict[str, str] = {}
 
 FILES[
@@ -407,10 +409,9 @@ def main() -> int:
     for rel, template in FILES.items():
         path = root / rel.format(name=name)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(template.format(**values))
-    schema_p.write_text(schema)
-    config_p.write_text(config)
-    test_p.write_text(test)
+        write_text(path, template.format(**values))
+    for path, text in ((schema_p, schema), (config_p, config), (test_p, test)):
+        write_text(path, text)  # atomic: a crash leaves each config file whole
     print(
         f"study {values['number']} {name!r}: {len(FILES)} files written; {name} added to config.yaml, .test/config.yaml and the schema"
     )

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import torch
 
 from cotlens.core.judge import Judge
-from cotlens.core.sampling import Generation, SampleConfig, generate_all
+from cotlens.core.sampling import Generation, SampleConfig, generate_all, stop_ids
 from cotlens.experts import prompts as moe
 from cotlens.experts.methods import RouterCapture
 
@@ -90,7 +90,7 @@ def continuation_nll(
     """Summed NLL and token count of each continuation after its prompt (token ids), under
     the model as it is hooked now (``on_groups`` hears the group of each row of a forward)."""
     tok = lm.tokenizer
-    pad = int(tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id)
+    _, pad = stop_ids(tok)
     out: list[tuple[float, int]] = []
     for s in range(0, len(seqs), batch):
         chunk = [(list(p), list(c)) for p, c in seqs[s : s + batch]]

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from cotlens.circuits import parsing, tables
-from cotlens.core.sampling import Generation, SampleConfig, generate_batch
+from cotlens.core.sampling import Generation, SampleConfig, generate_batch, stop_ids
 from cotlens.errors import CotlensError
 from cotlens.io.logs import Progress
 from cotlens.io.parquet import read_table, to_table, write_table
@@ -63,7 +63,7 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
     )
     jobs = [(i, s) for i in range(len(tab)) for s in range(sc.n_samples)]
     jobs.sort(key=lambda j: -len(enc[j[0]]))  # similar lengths batch together
-    eos = {int(tok.eos_token_id)} if tok.eos_token_id is not None else set()
+    eos, _ = stop_ids(tok)
 
     def stop(ids: list[int]) -> str | None:
         text = tok.decode(ids)
