@@ -126,3 +126,40 @@ def test_a_stage_resume_key_changes_with_its_code_closure_only(tmp_path: Path, m
     assert again.reused == 0
     key = resume_key(stage, {"batch": 2}, {"device": "cpu"}, up)
     assert set(key) >= {"_code", "_versions", "_upstream", "_runtime"} and "torch" in key["_versions"]
+
+
+def test_the_import_cache_gives_the_parsed_closures_and_follows_content_not_mtime(tmp_path: Path) -> None:
+    """The Snakefile's disk cache of each file's imports (keyed by content): every script's
+    closure is the uncached one; an edit that keeps size and mtime is still seen; a cache
+    file that is not JSON is parsed again, not trusted."""
+    import os
+    import shutil
+
+    from cotlens.io.codedeps import ImportCache
+
+    cache_file = tmp_path / "cache" / "imports.json"
+    scripts = sorted((ROOT / "scripts").rglob("*.py"))
+    for round_ in range(2):  # the second round reads every file's imports from the disk cache
+        cache = ImportCache(cache_file)
+        for s in scripts:
+            assert module_closure(s, SRC, cache) == module_closure(s, SRC), (round_, s)
+        assert cache.dirty is False and cache_file.is_file()
+    assert len(ImportCache(cache_file).known) > 50
+
+    src = tmp_path / "src"
+    shutil.copytree(SRC / "cotlens", src / "cotlens")
+    script = tmp_path / "s.py"
+    script.write_text("from cotlens import edited\n")
+    target = src / "cotlens" / "edited.py"
+    target.write_text("import cotlens.io.logs\n")
+    assert src / "cotlens" / "io" / "logs.py" in module_closure(script, src, ImportCache(cache_file))
+    st = target.stat()
+    target.write_text("import cotlens.io.fake\n")  # same size
+    (src / "cotlens" / "io" / "fake.py").write_text("")
+    os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))  # and the same mtime: new bytes only
+    assert target.stat().st_size == st.st_size
+    closure = module_closure(script, src, ImportCache(cache_file))
+    assert src / "cotlens" / "io" / "fake.py" in closure and src / "cotlens" / "io" / "logs.py" not in closure
+    cache_file.write_text("{not json")
+    cache = ImportCache(cache_file)
+    assert module_closure(script, src, cache) == module_closure(script, src) and cache.dirty is False

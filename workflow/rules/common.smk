@@ -19,7 +19,7 @@ os.environ.update(
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 from cotlens.io.atomic import interrupted
-from cotlens.io.codedeps import module_closure
+from cotlens.io.codedeps import ImportCache, module_closure
 from cotlens.errors import CotlensError
 from cotlens.io.fingerprint import local_fingerprint
 from cotlens.models.registry import resolve
@@ -90,11 +90,15 @@ wildcard_constraints:
     model=alternation(config["models"]),
 
 
+# each file's imports by content, kept between parses (cotlens.io.codedeps.ImportCache)
+IMPORTS = ImportCache(Path(".snakemake") / "cotlens" / "imports.json")
+
+
 def code_deps(script):
     """Library files the script imports (transitively): edits to them rerun the rule.
     Relative to the working directory, so a checkout moved or copied elsewhere with its
     results reruns nothing (Snakemake records the set of input paths)."""
-    return [os.path.relpath(p) for p in module_closure(SCRIPTS / script, SRC)]
+    return [os.path.relpath(p) for p in module_closure(SCRIPTS / script, SRC, IMPORTS)]
 
 
 def cfg_of(rule):
