@@ -341,9 +341,18 @@ def test_handset_refusal_expert_is_found_and_switching_it_off_stops_refusals(
         expert_effects.run(ins, {"effects": t["again"]}, cfg, rt, 1)
     assert not (tmp_path / "again.parquet").exists()
     monkeypatch.setattr(switching, "respond", real)
+    tokenized = {"n": 0}
+
+    def counted(*a, **k):  # type: ignore[no-untyped-def]
+        tokenized["n"] += 1
+        return real_ids(*a, **k)
+
+    real_ids = switching.prompt_ids
+    monkeypatch.setattr(switching, "prompt_ids", counted)
     capsys.readouterr()
     expert_effects.run(ins, {"effects": t["again"]}, cfg, rt, 1)
     assert "9 shards, 6 reused from an interrupted run, 3 computed" in capsys.readouterr().out
+    assert tokenized["n"] == 1  # the questions tokenized once, not once per batch of conditions (2 here)
     assert (tmp_path / "again.parquet").read_bytes() == (tmp_path / "effects.parquet").read_bytes()
 
 

@@ -33,9 +33,26 @@ def render(tok: Any, question: str) -> str:
     return moe.format_prompt(question)
 
 
+def prompt_ids(tok: Any, questions: Sequence[str]) -> list[list[int]]:
+    """Each question rendered (:func:`render`) and tokenized: what :func:`respond` feeds the model."""
+    return [list(tok(render(tok, q))["input_ids"]) for q in questions]
+
+
+def reference_seqs(tok: Any, pairs: Sequence[tuple[str, str]]) -> list[tuple[list[int], list[int]]]:
+    """(prompt ids, answer ids) of each (question, reference answer): the answer's tokens
+    are those of ``prompt + " " + answer`` after the prompt's own token count."""
+    seqs = []
+    for q, a in pairs:
+        prompt = render(tok, q)
+        ids = list(tok(prompt + " " + a)["input_ids"])
+        start = len(tok(prompt)["input_ids"])
+        seqs.append((ids[:start], ids[start:]))
+    return seqs
+
+
 def respond(
     lm: Loaded,
-    questions: Sequence[str],
+    questions: Sequence[str] | Sequence[list[int]],
     cfg: Mapping[str, Any],
     capture: RouterCapture | None = None,
     after_batch: Callable[[list[list[int]], list[list[int]]], None] | None = None,
@@ -43,7 +60,8 @@ def respond(
     on_groups: Callable[[list[int]], None] | None = None,
 ) -> list[tuple[str, list[int]]]:
     """Greedy responses (text, token ids), stopping at a newline for plain-format models.
-    ``after_batch(prompt_ids, response_ids)`` sees each batch. ``groups``/``on_groups``:
+    ``questions``: texts, or their :func:`prompt_ids` (a caller that asks the same questions
+    under several conditions tokenizes them once). ``after_batch(prompt_ids, response_ids)`` sees each batch. ``groups``/``on_groups``:
     several conditions in one batch (``generate_batch``)."""
     tok = lm.tokenizer
     sc = SampleConfig(max_new_tokens=int(cfg["max_new_tokens"]), batch_size=int(cfg["batch_size"]))
@@ -56,9 +74,10 @@ def respond(
         if after_batch is not None:
             after_batch(ids, [g.token_ids for g in gens])
 
+    ids = [list(q) for q in questions] if questions and not isinstance(questions[0], str) else None
     gens = generate_all(
         lm,
-        [tok(render(tok, q))["input_ids"] for q in questions],
+        ids if ids is not None else prompt_ids(tok, questions),  # type: ignore[arg-type]
         sc,
         stop,
         on_step=capture.rows if capture is not None else None,
@@ -123,14 +142,7 @@ def reference_nll(
     on_groups: Callable[[list[int]], None] | None = None,
 ) -> list[tuple[float, int]]:
     """Summed NLL and token count of each reference answer after its rendered question."""
-    tok = lm.tokenizer
-    seqs = []
-    for q, a in pairs:
-        prompt = render(tok, q)
-        ids = tok(prompt + " " + a)["input_ids"]
-        start = len(tok(prompt)["input_ids"])
-        seqs.append((ids[:start], ids[start:]))
-    return continuation_nll(lm, seqs, batch, groups, on_groups)
+    return continuation_nll(lm, reference_seqs(lm.tokenizer, pairs), batch, groups, on_groups)
 
 
 def interleave(n: int, batch: int, groups: int) -> list[tuple[int, int]]:

@@ -11,7 +11,7 @@ import numpy as np
 
 from cotlens.core.types import SWITCH_MODES, SwitchMode
 from cotlens.experts.methods import RowSwitches, by_layer, forceable, random_experts, top_experts
-from cotlens.experts.responses import continuation_nll, interleave, reference_nll, render, respond, unscramble
+from cotlens.experts.responses import continuation_nll, interleave, prompt_ids, reference_seqs, respond, unscramble
 from cotlens.models.loading import Loaded
 
 
@@ -21,6 +21,18 @@ class Condition(NamedTuple):
     k: int
     seed: int  # the random draw; -1 otherwise
     experts: list[tuple[int, int]]  # (layer, expert)
+
+
+class Asked(NamedTuple):
+    """The study and quality questions and the reference pairs, tokenized once for every
+    condition (:meth:`of`)."""
+
+    prompts: list[list[int]]  # each question's rendered prompt
+    references: list[tuple[list[int], list[int]]]  # each reference pair's (prompt, answer)
+
+    @classmethod
+    def of(cls, tok: Any, questions: Sequence[str], pairs: Sequence[tuple[str, str]]) -> Asked:
+        return cls(prompt_ids(tok, questions), reference_seqs(tok, pairs))
 
 
 class Measured(NamedTuple):
@@ -56,8 +68,7 @@ def conditions(
 def measure(
     lm: Loaded,
     chunk: Sequence[Condition],
-    questions: Sequence[str],
-    pairs: Sequence[tuple[str, str]],
+    asked: Asked,
     generation: Mapping[str, Any],
     slots: Mapping[int, int],
 ) -> list[Measured]:
@@ -71,21 +82,20 @@ def measure(
         labels.append(" ".join(f"L{lay}E{e}" for lay, e in experts))
         switches.append((c.mode, by_layer(experts)) if experts and c.mode != "none" else None)
     g, bs = len(chunk), int(generation["batch_size"])
-    order, rorder = interleave(len(questions), bs, g), interleave(len(pairs), bs, g)
+    n, n_ref = len(asked.prompts), len(asked.references)
+    order, rorder = interleave(n, bs, g), interleave(n_ref, bs, g)
     with RowSwitches(lm.model, lm.adapter, switches) as sw:
         said_all = respond(
             lm,
-            [questions[j] for _, j in order],
+            [asked.prompts[j] for _, j in order],
             {**generation, "batch_size": bs * g},
             groups=[c for c, _ in order],
             on_groups=sw.rows,
         )
-        nll_all = reference_nll(lm, [pairs[j] for _, j in rorder], bs * g, [c for c, _ in rorder], sw.rows)
-    said = unscramble(order, said_all, g, len(questions))
-    nlls = unscramble(rorder, nll_all, g, len(pairs))
-    tok = lm.tokenizer
-    prompt_ids = [tok(render(tok, q))["input_ids"] for q in questions]
-    asked = [(p, ids) for c in range(g) for p, (_, ids) in zip(prompt_ids, said[c], strict=True)]
-    fluency_all = continuation_nll(lm, asked, bs)
-    n = len(questions)
+        refs = [asked.references[j] for _, j in rorder]
+        nll_all = continuation_nll(lm, refs, bs * g, [c for c, _ in rorder], sw.rows)
+    said = unscramble(order, said_all, g, n)
+    nlls = unscramble(rorder, nll_all, g, n_ref)
+    answers = [(p, ids) for c in range(g) for p, (_, ids) in zip(asked.prompts, said[c], strict=True)]
+    fluency_all = continuation_nll(lm, answers, bs)
     return [Measured(labels[c], said[c], nlls[c], fluency_all[c * n : (c + 1) * n]) for c in range(g)]

@@ -22,7 +22,7 @@ from cotlens.errors import CotlensError
 from cotlens.experts import tables
 from cotlens.experts.methods import check_router, n_experts, require_moe, top_k_of
 from cotlens.experts.responses import first_int, refusal_classifier
-from cotlens.experts.switching import Condition, Measured, conditions, measure, score_map
+from cotlens.experts.switching import Asked, Condition, Measured, conditions, measure, score_map
 from cotlens.io.logs import Progress
 from cotlens.io.parquet import Columns, read_table
 from cotlens.io.shards import Shards
@@ -111,6 +111,7 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
     )
     questions = [r["question"] for r in study + quality]
     pairs = [(r["question"], r["reference"]) for r in refs]
+    asked = Asked.of(lm.tokenizer, questions, pairs)  # once, for every condition
     # one resumable shard per condition: a rerun after a crash measures only the missing ones
     key = resume_key(__name__, params, runtime, prompts, ftri_path, Path(model_dir) / "manifest.json")
     shards = Shards(out, "experts_effects", model_meta("experts_effects", key, lm.manifest, lm.dtype), len(conds))
@@ -119,7 +120,7 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
     with Progress(len(todo), "conditions") as prog:
         for s in range(0, len(todo), per):
             chunk = todo[s : s + per]
-            measured = measure(lm, [conds[i] for i in chunk], questions, pairs, params, slots)
+            measured = measure(lm, [conds[i] for i in chunk], asked, params, slots)
             for i, m in zip(chunk, measured, strict=True):
                 shards.write(i, effects_table(conds[i], m, study, quality, refs, classify))
                 prog.update(note=" ".join(map(str, conds[i][:4])))
