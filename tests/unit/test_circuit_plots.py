@@ -217,3 +217,36 @@ def test_a_family_is_absent_only_when_every_member_is() -> None:
     h, per_k = sufficiency_headline(t, Gate("answer accuracy", True, "ok"), 0.975)
     assert per_k[8]["verdict"] == "absent" and per_k[32]["verdict"] == "inconclusive"
     assert h.verdict == "inconclusive" and h.value.startswith("best k = 32")
+
+
+def test_heatmaps_of_a_run_without_a_full_sweep_say_so(tmp_path: Path) -> None:
+    """circuits.patch.exact_pairs: 0 (config/qwen-circuits.yaml): only screened top-K rows.
+    The two heatmaps that need a full sweep draw a figure saying why, with no number (the
+    per-position one raised a bare ValueError from seaborn on the empty grid)."""
+    from cotlens.circuits.figures import patch_heads, patch_positions
+
+    rows = [
+        {
+            "pair_id": p,
+            "subtask": "copy",
+            "method": m,
+            "positions": "all",
+            "selection": "screen_top_k",
+            "layer": 1,
+            "head": h,
+            "nkl": 0.1 * h,
+        }
+        for p in range(3)
+        for m in ("exact", "attribution")
+        for h in range(3)
+    ]
+    inputs = {"patching": write(tmp_path / "patching.parquet", tables.PATCHING, rows)}
+    for name, fn in (("heads", patch_heads), ("positions", patch_positions)):
+        files = [tmp_path / f"{name}.png", tmp_path / f"{name}.pdf"]
+        out = fn(inputs, files, "m", 40)
+        assert out["n_pairs"] == 0 and "exact_pairs: 0" in out["not_drawn"], name
+        assert (tmp_path / f"{name}.png").stat().st_size > 500
+    full = [{**r, "selection": "all_heads"} for r in rows]  # the control: a full sweep is drawn
+    inputs = {"patching": write(tmp_path / "full.parquet", tables.PATCHING, full)}
+    out = patch_heads(inputs, [tmp_path / "f.png", tmp_path / "f.pdf"], "m", 40)
+    assert "not_drawn" not in out and out["copy"]["n_pairs"] == 3

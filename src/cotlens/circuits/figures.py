@@ -38,7 +38,7 @@ from cotlens.core.verdicts import (
     proportion_ci,
     t_p,
 )
-from cotlens.io.figures import FigureFiles, Inputs, save
+from cotlens.io.figures import FigureFiles, Inputs, refused, save
 from cotlens.io.parquet import read_table
 
 SUBTASKS = ("decision", "copy", "induction")
@@ -48,8 +48,18 @@ def _pairs(inputs: Inputs) -> pd.DataFrame:
     return read_table(inputs["pairs"]).to_pandas()
 
 
+def _no_sweep(outputs: FigureFiles, model: str, dpi: int, what: str) -> dict[str, Any]:
+    """The run made no full exact sweep (``circuits.patch.exact_pairs: 0``, or no pair
+    kept): the figure says so, with no axes and no number."""
+    why = f"no fully swept pair in this run (circuits.patch.exact_pairs: 0, or no pair kept): no {what}"
+    refused(outputs, f"{model}: {why}; set circuits.patch.exact_pairs to 1 or more to draw it", dpi)
+    return {"n_pairs": 0, "not_drawn": why}
+
+
 def patch_heads(inputs: Inputs, outputs: FigureFiles, model: str, dpi: int = 150) -> dict[str, Any]:
     ex = swept(read_table(inputs["patching"]).to_pandas())
+    if ex.empty:
+        return {**_no_sweep(outputs, model, dpi, "per-head heatmap"), "top_heads_table": []}
     subs = [s for s in SUBTASKS if (ex["subtask"] == s).any()]
     fig, axes = plt.subplots(1, max(1, len(subs)), figsize=(5.4 * max(1, len(subs)), 5), squeeze=False)
     out: dict[str, Any] = {}
@@ -100,6 +110,8 @@ def patch_positions(inputs: Inputs, outputs: FigureFiles, model: str, dpi: int =
     mean over pairs, with n."""
     p = read_table(inputs["patching"]).to_pandas()
     pp = p[(p["method"] == "exact") & (p["positions"] != "all")].rename(columns={"positions": "where"})
+    if pp.empty:
+        return {**_no_sweep(outputs, model, dpi, "per-position heatmap"), "top_heads_per_position": []}
     g = pp.groupby(["where", "layer"])["nkl"].mean().unstack("layer")
     n_pairs = int(pp["pair_id"].nunique())
     fig, ax = plt.subplots(figsize=(9, 3.5))
