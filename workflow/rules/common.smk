@@ -169,6 +169,32 @@ def figure_inputs(study):
     }
 
 
+def figure_outputs(study):
+    """A figure's PNG and PDF, the JSON of its numbers, and the HTML of its tables; the PNG
+    and the HTML go into the report, under the study and the model."""
+
+    def path(ext):
+        return paths.figure_path(RUN, study, "{model}", "{figure}", ext)
+
+    def shown(ext, shows):
+        labels = {"model": "{model}", "figure": "{figure}", "shows": shows}
+        caption = f"../report/{study}.rst"
+        return report(
+            path(ext),
+            caption=caption,
+            category=STUDIES[study].title,
+            subcategory="{model}",
+            labels=labels,
+        )
+
+    return {
+        "png": shown("png", "figure"),
+        "pdf": path("pdf"),
+        "json": path("json"),
+        "html": shown("html", "numbers"),
+    }
+
+
 def figure_params(wildcards):
     return {**config["figures"], "figure": wildcards.figure, "model": wildcards.model}
 

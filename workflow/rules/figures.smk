@@ -13,23 +13,7 @@ for _study in STUDIES.values():
             # not loaded: the tables' fingerprints are checked against it (cotlens.io.provenance)
             provenance=MODEL,
         output:
-            png=report(
-                paths.figure_path(RUN, _study.name, "{model}", "{figure}", "png"),
-                caption=f"../report/{_study.name}.rst",
-                category=_study.title,
-                subcategory="{model}",
-                labels={"model": "{model}", "figure": "{figure}", "shows": "figure"},
-            ),
-            pdf=paths.figure_path(RUN, _study.name, "{model}", "{figure}", "pdf"),
-            json=paths.figure_path(RUN, _study.name, "{model}", "{figure}", "json"),
-            # the figure's numbers and tables (top heads, concept neurons, top experts)
-            html=report(
-                paths.figure_path(RUN, _study.name, "{model}", "{figure}", "html"),
-                caption=f"../report/{_study.name}.rst",
-                category=_study.title,
-                subcategory="{model}",
-                labels={"model": "{model}", "figure": "{figure}", "shows": "numbers"},
-            ),
+            **figure_outputs(_study.name),
         log:
             log_path(f"{_study.name}_figure", "{model}-{figure}"),
         benchmark:
