@@ -185,7 +185,8 @@ def test_dag_end_to_end_then_partial_reruns(workflow_copy: Path, tiny_run_copy: 
     assert scheduled(wd) == {"circuits_patch", "circuits_sufficiency", "circuits_figure"}
     smk(wd)
     # Edits whose reruns are whole-DAG reruns: the plan is asserted, then the content restored
-    # (same checksum: nothing to rerun), which keeps the test inside CI's budget.
+    # (same checksum: nothing to rerun), which keeps the test inside CI's budget. Each plan is
+    # compared with ==, so a module whose restoring did not take would fail the next one.
     every_model_stage = {"models_check", "digits_confidence", "digits_figure", *CIRCUIT_RULES}
     for module, expect in (
         # #31: the findings page is read by the report alone; a study's claims rerun its figures
@@ -207,8 +208,8 @@ def test_dag_end_to_end_then_partial_reruns(workflow_copy: Path, tiny_run_copy: 
         before = path.read_text()
         edit(path)
         assert scheduled(wd) == expect, module
-        path.write_text(before)
-        assert scheduled(wd) == set(), module
+        path.write_text(before)  # restored: a module left stale would show in the next plan (==)
+    assert scheduled(wd) == set()  # every restored module: nothing to rerun
     # the resume layer: only the sharded stages (and what reads them); restoring it reruns nothing
     shards = wd / "src" / "cotlens" / "io" / "shards.py"
     original = shards.read_text()

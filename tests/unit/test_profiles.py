@@ -86,8 +86,8 @@ def test_the_local_profile_runs_two_model_stages_side_by_side() -> None:
     """make run: every model stage on one thread, so on the 2 cores two of them run at once
     (and fit the profile's memory together)."""
     prof = yaml.safe_load((ROOT / "workflow" / "profiles" / "default" / "config.yaml").read_text())
-    heavy = model_rules() | {"models_train"}
-    two = {"models_prepare", "models_tiny"}  # they convert or build a model on both cores, alone
+    heavy = model_rules() | {"models_train", "models_prepare"}  # prepare starts beside train
+    two = {"models_tiny"}  # it builds the tiny test model on both cores, alone
     assert set(prof["set-threads"]) == heavy | two
     assert {r: prof["set-threads"][r] for r in heavy} == dict.fromkeys(heavy, 1)
     assert {r: prof["set-threads"][r] for r in two} == dict.fromkeys(two, 2)
@@ -98,7 +98,8 @@ def test_the_local_profile_runs_two_model_stages_side_by_side() -> None:
     def mem(rule: str) -> int:
         return int(prof["set-resources"][rule]["mem_mb"])
 
-    # the self-checks (16 GB for a 7B) start beside models_train only
+    # the self-checks and the conversion (16 GB for a 7B) start beside models_train only
     assert mem("models_check") + mem("models_train") <= total
-    for rule in heavy - {"models_check"}:
+    assert mem("models_prepare") + mem("models_train") <= total
+    for rule in heavy - {"models_check", "models_prepare"}:
         assert 2 * mem(rule) <= total, rule

@@ -48,7 +48,11 @@ def moe_config(r: Mapping[str, Any], tok: Any) -> Any:
     return OlmoeConfig(num_experts=int(r["experts"]), norm_topk_prob=True, **common)
 
 
-TRAIN_THREADS = 2  # the weights depend on it: the backward's reductions split by thread count
+# the weights depend on it (the backward's reductions split by thread count). One thread:
+# the rule then takes exactly the one core a profile gives it, and make run trains beside
+# the first stages instead of holding both cores for its first ~70 s (600 steps: 92 s on one
+# thread, 67 s on two: 134 core-seconds)
+TRAIN_THREADS = 1
 
 
 def train_moe(
@@ -61,7 +65,7 @@ def train_moe(
     """Train, save to ``out`` atomically, return the manifest. ``corpus_of(seed, repeats)``
     gives the training texts (the stage passes
     :func:`cotlens.experts.prompts.training_corpus`). Always on
-    :data:`TRAIN_THREADS` threads, whatever ``threads`` says (a profile's thread count,
+    :data:`TRAIN_THREADS` thread(s), whatever ``threads`` says (a profile's thread count,
     e.g. the SLURM profile's 4): the trained weights are a function of the recipe alone,
     on every machine and profile (the MoE's backward is not bit-identical across thread
     counts: 1 and 2 threads gave different models)."""
