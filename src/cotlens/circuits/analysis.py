@@ -4,7 +4,7 @@ tables (no drawing: ``cotlens.circuits.figures`` draws them)."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +12,8 @@ import numpy as np
 import pandas as pd
 
 from cotlens.circuits.findings import CLAIMS
-from cotlens.core.stats import spearman
+from cotlens.core.stats import bootstrap_mean, spearman, wilson
+from cotlens.core.types import SUBTASKS
 from cotlens.core.verdicts import (
     ABSENT,
     ALPHA,
@@ -22,11 +23,14 @@ from cotlens.core.verdicts import (
     Headline,
     bca,
     empirical_p,
+    family_level,
     headline,
     holm,
     judge,
+    mean_ci,
     proportion_ci,
     strongest_first,
+    t_p,
     weakest,
 )
 from cotlens.io.parquet import read_table
@@ -283,3 +287,173 @@ def head_grid(df: pd.DataFrame, value: str) -> pd.DataFrame:
 def top_heads(grid: pd.DataFrame, n: int = 3) -> list[str]:
     s = grid.stack().sort_values(ascending=False, kind="mergesort")
     return [f"L{la}H{h}" for la, h in s.index[:n]]
+
+
+def sufficiency_table(c: pd.DataFrame, pairs: pd.DataFrame) -> tuple[pd.DataFrame, float]:
+    """Per k (the sufficiency table's rows): the top-k agreement with its 95% bootstrap
+    interval over pairs, the random draws' mean and 2.5-97.5% range, and for every k with
+    random draws (the family) each pair's top-k agreement minus its mean over the draws,
+    averaged per prompt, with the family's interval and t-test p. Returns the table (sorted
+    by k) and the family's confidence level."""
+    top = c[~c["random"]]
+    rnd = c[c["random"]]
+    tested_k = sorted(int(k) for k in set(rnd["k"]) if k > 0)  # the family: every k with random draws
+    level = family_level(len(tested_k))
+    rows = []
+    for k, g in top.groupby("k"):
+        mean, lo, hi = bootstrap_mean(g["agree"].astype(float).to_numpy())
+        r = rnd[rnd["k"] == k]
+        per_draw = r.groupby("draw")["agree"].mean().to_numpy() if len(r) else np.zeros(0)
+        row: dict[str, Any] = {
+            "k": int(k),
+            "top": mean,
+            "top_lo": lo,
+            "top_hi": hi,
+            "n_pairs": len(g),
+            "draws": len(per_draw),
+        }
+        if len(per_draw) and int(k) in tested_k:
+            per_pair = r.groupby("pair_id")["agree"].mean()
+            t = g.set_index("pair_id")["agree"].astype(float)
+            d = by_prompt(t - per_pair.reindex(t.index), pairs)
+            est, dlo, dhi = mean_ci(d.to_numpy(), level)
+            row |= {
+                "random": float(per_draw.mean()),
+                "random_lo": float(np.quantile(per_draw, 0.025)),
+                "random_hi": float(np.quantile(per_draw, 0.975)),
+                "top_minus_random": est,
+                "ci_family": [dlo, dhi],
+                "n_prompts": len(d),
+                "p": t_p(d.to_numpy()),
+            }
+        rows.append(row)
+    return pd.DataFrame(rows).sort_values("k"), level
+
+
+@dataclass(frozen=True)
+class RiftReadings:
+    """Per layer, the share of content readings (the heads' logit-lens top tokens that are
+    content words) that are in the prompt, with what the rift figure reports of it."""
+
+    frac: pd.Series  # per layer: context / (context + prior); NaN where no content reading
+    counts: pd.Series  # per layer: content readings
+    lo: list[float]  # per layer: the share's 95% Wilson interval
+    hi: list[float]
+    test: dict[str, Any]  # rift_test of the shares: the step, its depth, p vs shuffled layers
+    loc: tuple[float, float]  # the step's relative depth, bootstrap interval over pairs
+    n_pairs: int
+    chance: float  # share of the vocabulary's content tokens that are in the prompt
+    function_share: float  # readings left out as function words
+
+
+def rift_readings(h: pd.DataFrame) -> RiftReadings:
+    """The rift's numbers from the heads table (function words, punctuation and numbers
+    left out: every prompt has them)."""
+    content = h[h["top_kind"] != "function"]
+    layers = sorted(h["layer"].unique())
+    frac = content.groupby("layer")["top_kind"].apply(lambda k: float((k == "context").mean())).reindex(layers)
+    counts = content.groupby("layer").size().reindex(layers, fill_value=0)
+    by = content.assign(ctx=content["top_kind"] == "context").groupby(["pair_id", "layer"])
+    ctx = by["ctx"].sum().unstack("layer").reindex(columns=layers, fill_value=0).fillna(0).to_numpy(float)
+    tot = by.size().unstack("layer").reindex(columns=layers, fill_value=0).fillna(0).to_numpy(float)
+    bounds = [wilson(float(f * n), int(n)) if n else (0.0, 0.0) for f, n in zip(frac.fillna(0), counts, strict=True)]
+    return RiftReadings(
+        frac=frac,
+        counts=counts,
+        lo=[b[0] for b in bounds],
+        hi=[b[1] for b in bounds],
+        test=rift_test(frac.fillna(0.0).tolist()),
+        loc=rift_location(ctx, tot),
+        n_pairs=int(ctx.shape[0]),
+        chance=float(h["context_chance"].mean()),
+        function_share=float((h["top_kind"] == "function").mean()),
+    )
+
+
+def rift_headline(r: RiftReadings, gate: Gate) -> Headline:
+    test = r.test
+    return headline(
+        CLAIMS["rift"],
+        f"step at block {test['rift_layer']} of {len(r.frac)} ({test['relative_depth']:.0%} depth), "
+        f"p = {test['p_vs_shuffled_layers']:.3f} vs shuffled layers",
+        test["relative_depth"],
+        r.loc,
+        f"{len(r.frac)} layers, {r.n_pairs} pairs",
+        gates=[gate],
+        verdict=None if gate.passed is False else rift_verdict(test, r.loc),
+    )
+
+
+def probe_result(p: pd.DataFrame, gate: Gate) -> tuple[dict[str, Any], Headline]:
+    """The probe table's numbers at the layer grouped cross-validation picked: held-out
+    accuracy with its Wilson interval, the control task's, the majority class's, and the
+    headline (held-out accuracy above max(control, majority))."""
+    acc = p.set_index(["task", "split", "layer"])["accuracy"]
+    best = int(p.loc[p["selected"], "layer"].iloc[0])
+    n_test = int(p.loc[(p["split"] == "test"), "n"].iloc[0])
+    maj = float(p.loc[(p["task"] == "relation") & (p["split"] == "test"), "majority"].iloc[0])
+    test_at = float(acc.loc[("relation", "test", best)])
+    control_at = float(acc.loc[("control", "test", best)])
+    lo, hi = proportion_ci(round(test_at * n_test), n_test)
+    floor = max(maj, control_at)
+    h = headline(
+        CLAIMS["probe"],
+        f"layer {best} (picked by cross-validation): held-out {test_at:.2f} [{lo:.2f}, {hi:.2f}], control "
+        f"{control_at:.2f}, majority {maj:.2f}; above max(control, majority) by {test_at - floor:+.2f}",
+        test_at - floor,
+        (lo - floor, hi - floor),
+        f"{n_test} held-out pairs",
+        gates=[gate],
+    )
+    out = {
+        "selected_layer": best,
+        "selected_by": "grouped cross-validation on the selection prompts",
+        "cv_accuracy": round(float(acc.loc[("relation", "cv", best)]), 4),
+        "test_accuracy": round(test_at, 4),
+        "test_ci95": [round(lo, 4), round(hi, 4)],
+        "n_test": n_test,
+        "control_test_accuracy": round(control_at, 4),
+        "selectivity": round(test_at - control_at, 4),
+        "majority_test": round(maj, 4),
+        # the optimistic number reported before the validation split: max over layers of test
+        "max_test_accuracy_any_layer": round(float(acc.loc[("relation", "test")].max()), 4),
+    }
+    return out, h
+
+
+@dataclass(frozen=True)
+class PathwaysTable:
+    used: pd.DataFrame  # the pairs whose corrupted word is in the question (both pathways can show)
+    order: list[str]  # patched positions: question, cot, context (those present)
+    subtasks: list[str]
+    level: float  # the family's confidence (one member per subtask)
+    numbers: dict[str, Any]  # "<subtask> <positions>": mean, family interval, n_prompts, verdict
+    cells: dict[tuple[str, str], tuple[float, float, float]]  # (subtask, positions): mean, lo, hi, unrounded
+
+
+def pathways_table(
+    w: pd.DataFrame, pairs: pd.DataFrame, gate: Gate, subtasks: Sequence[str] = SUBTASKS
+) -> PathwaysTable:
+    """Per subtask and patched positions, the nKL recovered, averaged per prompt, with the
+    family's interval (Bonferroni over subtasks); only pairs whose corrupted word is in the
+    question (when it is in the CoT, the question positions are identical in both runs and
+    their patch is 0 by construction)."""
+    q = w[w["corrupted_in"] == "question"]
+    order = [c for c in ("question", "cot", "context") if c in set(w["positions"])]
+    subs = [s for s in subtasks if (q["subtask"] == s).any()]
+    level = family_level(len(subs))
+    claim = CLAIMS["pathways"]
+    out: dict[str, Any] = {
+        "pairs_used": int(q["pair_id"].nunique()),
+        "pairs_excluded_cot_corrupted": int(w[w["corrupted_in"] == "cot"]["pair_id"].nunique()),
+        "family_confidence": round(level, 4),
+    }
+    cells: dict[tuple[str, str], tuple[float, float, float]] = {}
+    for pos in order:
+        for s in subs:
+            v = by_prompt(q[(q["subtask"] == s) & (q["positions"] == pos)].set_index("pair_id")["nkl"], pairs)
+            m, lo, hi = cells[s, pos] = mean_ci(v.to_numpy(), level)
+            out[f"{s} {pos}"] = {"mean": round(m, 4), "ci_family": [round(lo, 4), round(hi, 4)], "n_prompts": len(v)}
+            if pos != "context":
+                out[f"{s} {pos}"]["verdict"] = judge(claim, m, (lo, hi), gates=[gate])[0]
+    return PathwaysTable(q, order, subs, level, out, cells)

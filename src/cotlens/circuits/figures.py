@@ -15,33 +15,24 @@ from matplotlib.colors import PowerNorm
 
 from cotlens.circuits.analysis import (
     answer_heads_test,
-    by_prompt,
     competence,
     head_grid,
     lens_table,
     load_scored,
     pathways_headline,
-    rift_location,
-    rift_test,
-    rift_verdict,
+    pathways_table,
+    probe_result,
+    rift_headline,
+    rift_readings,
     sufficiency_headline,
+    sufficiency_table,
     swept,
     top_heads,
 )
-from cotlens.circuits.findings import CLAIMS
-from cotlens.core.stats import bootstrap_mean, spearman, wilson
-from cotlens.core.verdicts import (
-    family_level,
-    headline,
-    judge,
-    mean_ci,
-    proportion_ci,
-    t_p,
-)
+from cotlens.core.stats import spearman
+from cotlens.core.types import SUBTASKS
 from cotlens.io.figures import FigureFiles, Inputs, refused, save
 from cotlens.io.parquet import read_table
-
-SUBTASKS = ("decision", "copy", "induction")
 
 
 def _pairs(inputs: Inputs) -> pd.DataFrame:
@@ -181,41 +172,7 @@ def sufficiency(inputs: Inputs, outputs: FigureFiles, model: str, dpi: int = 150
     Per k: the top-k curve with a 95% bootstrap interval over pairs, the random draws'
     mean and their 2.5-97.5% range; the verdict compares each pair's top-k agreement with
     its mean agreement over the random draws (paired bootstrap over pairs)."""
-    c = read_table(inputs["sufficiency"]).to_pandas()
-    pairs = _pairs(inputs)
-    top = c[~c["random"]]
-    rnd = c[c["random"]]
-    tested_k = sorted(int(k) for k in set(rnd["k"]) if k > 0)  # the family: every k with random draws
-    level = family_level(len(tested_k))
-    rows = []
-    for k, g in top.groupby("k"):
-        mean, lo, hi = bootstrap_mean(g["agree"].astype(float).to_numpy())
-        r = rnd[rnd["k"] == k]
-        per_draw = r.groupby("draw")["agree"].mean().to_numpy() if len(r) else np.zeros(0)
-        row: dict[str, Any] = {
-            "k": int(k),
-            "top": mean,
-            "top_lo": lo,
-            "top_hi": hi,
-            "n_pairs": len(g),
-            "draws": len(per_draw),
-        }
-        if len(per_draw) and int(k) in tested_k:
-            per_pair = r.groupby("pair_id")["agree"].mean()
-            t = g.set_index("pair_id")["agree"].astype(float)
-            d = by_prompt(t - per_pair.reindex(t.index), pairs)
-            est, dlo, dhi = mean_ci(d.to_numpy(), level)
-            row |= {
-                "random": float(per_draw.mean()),
-                "random_lo": float(np.quantile(per_draw, 0.025)),
-                "random_hi": float(np.quantile(per_draw, 0.975)),
-                "top_minus_random": est,
-                "ci_family": [dlo, dhi],
-                "n_prompts": len(d),
-                "p": t_p(d.to_numpy()),
-            }
-        rows.append(row)
-    t = pd.DataFrame(rows).sort_values("k")
+    t, level = sufficiency_table(read_table(inputs["sufficiency"]).to_pandas(), _pairs(inputs))
     fig, ax = plt.subplots(figsize=(6, 4.2))
     ax.plot(t["k"], t["top"], marker="o", color="C0", label="top-k heads by patching (95% CI over pairs)")
     ax.fill_between(t["k"], t["top_lo"], t["top_hi"], color="C0", alpha=0.2)
@@ -261,33 +218,11 @@ def rift(inputs: Inputs, outputs: FigureFiles, model: str, dpi: int = 150) -> di
     punctuation and numbers are left out: every prompt has them). The chance line is the
     share of the vocabulary's content tokens that are in the prompt."""
     h = read_table(inputs["heads"]).to_pandas()
-    content = h[h["top_kind"] != "function"]
-    layers = sorted(h["layer"].unique())
-    frac = content.groupby("layer")["top_kind"].apply(lambda k: float((k == "context").mean())).reindex(layers)
-    counts = content.groupby("layer").size().reindex(layers, fill_value=0)
-    test = rift_test(frac.fillna(0.0).tolist())
-    by = content.assign(ctx=content["top_kind"] == "context").groupby(["pair_id", "layer"])
-    ctx = by["ctx"].sum().unstack("layer").reindex(columns=layers, fill_value=0).fillna(0).to_numpy(float)
-    tot = by.size().unstack("layer").reindex(columns=layers, fill_value=0).fillna(0).to_numpy(float)
-    loc = rift_location(ctx, tot)
-    gate = competence(inputs)
-    hl = headline(
-        CLAIMS["rift"],
-        f"step at block {test['rift_layer']} of {len(frac)} ({test['relative_depth']:.0%} depth), "
-        f"p = {test['p_vs_shuffled_layers']:.3f} vs shuffled layers",
-        test["relative_depth"],
-        loc,
-        f"{len(layers)} layers, {ctx.shape[0]} pairs",
-        gates=[gate],
-        verdict=None if gate.passed is False else rift_verdict(test, loc),
-    )
-    s = test["rift_layer"]
-    chance = float(h["context_chance"].mean())
+    r = rift_readings(h)
+    frac, counts, test, loc = r.frac, r.counts, r.test, r.loc
+    hl = rift_headline(r, competence(inputs))
+    s, chance, lo, hi = test["rift_layer"], r.chance, r.lo, r.hi
     fig, ax = plt.subplots(figsize=(6.5, 4))
-    lo, hi = zip(
-        *(wilson(float(f * n), int(n)) if n else (0.0, 0.0) for f, n in zip(frac.fillna(0), counts, strict=True)),
-        strict=True,
-    )
     ax.plot(frac.index, frac.values, marker="o", label="share of content readings in the prompt (95% Wilson CI)")
     ax.fill_between(frac.index, lo, hi, alpha=0.2)
     ax.axhline(chance, color="grey", ls=":", label=f"chance: a random content token is in the prompt ({chance:.3f})")
@@ -313,7 +248,7 @@ def rift(inputs: Inputs, outputs: FigureFiles, model: str, dpi: int = 150) -> di
         "n_layers": len(frac),
         "content_readings_per_layer": [int(c) for c in counts],
         "chance": round(chance, 4),
-        "function_share": round(float((h["top_kind"] == "function").mean()), 4),
+        "function_share": round(r.function_share, 4),
         "context_fraction": [round(float(v), 3) for v in frac.fillna(float("nan"))],
     }
 
@@ -362,9 +297,8 @@ def probe(inputs: Inputs, outputs: FigureFiles, model: str, dpi: int = 150) -> d
     test accuracy at the layer cross-validation picked, with its Wilson interval, and the
     selectivity there."""
     p = read_table(inputs["probe"]).to_pandas()
-    acc = p.set_index(["task", "split", "layer"])["accuracy"]
-    best = int(p.loc[p["selected"], "layer"].iloc[0])
-    n_test = int(p.loc[(p["split"] == "test"), "n"].iloc[0])
+    r, h = probe_result(p, competence(inputs))
+    acc, best, n_test = p.set_index(["task", "split", "layer"])["accuracy"], r["selected_layer"], r["n_test"]
     fig, ax = plt.subplots(figsize=(6.5, 4))
     styles = {
         ("relation", "cv"): ("cross-validated (picks the layer)", "-", "C0"),
@@ -375,45 +309,15 @@ def probe(inputs: Inputs, outputs: FigureFiles, model: str, dpi: int = 150) -> d
     for (task, split), (label, ls, c) in styles.items():
         s = acc.loc[(task, split)]
         ax.plot(s.index, s.to_numpy(), ls=ls, color=c, marker="o" if split == "test" else None, ms=3, label=label)
-    maj = float(p.loc[(p["task"] == "relation") & (p["split"] == "test"), "majority"].iloc[0])
-    ax.axhline(maj, color="grey", ls=":", lw=0.8, label="majority class (test)")
+    ax.axhline(r["majority_test"], color="grey", ls=":", lw=0.8, label="majority class (test)")
     ax.axvline(best, color="k", lw=0.6)
-    test_at = float(acc.loc[("relation", "test", best)])
-    control_at = float(acc.loc[("control", "test", best)])
-    k_test = round(test_at * n_test)
-    lo, hi = proportion_ci(k_test, n_test)
-    floor = max(maj, control_at)
-    gate = competence(inputs)
-    h = headline(
-        CLAIMS["probe"],
-        f"layer {best} (picked by cross-validation): held-out {test_at:.2f} [{lo:.2f}, {hi:.2f}], control "
-        f"{control_at:.2f}, majority {maj:.2f}; above max(control, majority) by {test_at - floor:+.2f}",
-        test_at - floor,
-        (lo - floor, hi - floor),
-        f"{n_test} held-out pairs",
-        gates=[gate],
-    )
     ax.set_ylim(0, 1.02)
     ax.set_xlabel("layer")
     ax.set_ylabel("accuracy (related / negated / unrelated)")
     ax.legend(fontsize=7)
     ax.set_title(h.title(model), fontsize=8, wrap=True)
     drawn = save(fig, outputs, dpi)
-    return {
-        "headline": h.to_json(),
-        "drawn_titles": drawn,
-        "selected_layer": best,
-        "selected_by": "grouped cross-validation on the selection prompts",
-        "cv_accuracy": round(float(acc.loc[("relation", "cv", best)]), 4),
-        "test_accuracy": round(test_at, 4),
-        "test_ci95": [round(lo, 4), round(hi, 4)],
-        "n_test": n_test,
-        "control_test_accuracy": round(control_at, 4),
-        "selectivity": round(test_at - control_at, 4),
-        "majority_test": round(maj, 4),
-        # the optimistic number reported before the validation split: max over layers of test
-        "max_test_accuracy_any_layer": round(float(acc.loc[("relation", "test")].max()), 4),
-    }
+    return {"headline": h.to_json(), "drawn_titles": drawn, **r}
 
 
 def pathways(inputs: Inputs, outputs: FigureFiles, model: str, dpi: int = 150) -> dict[str, Any]:
@@ -424,31 +328,18 @@ def pathways(inputs: Inputs, outputs: FigureFiles, model: str, dpi: int = 150) -
     subtask (where the word sits is tied to the subtask), mean with 95% bootstrap CI."""
     pairs = _pairs(inputs)
     w = read_table(inputs["pathways"]).to_pandas().merge(pairs[["pair_id", "subtask", "corrupted_in"]])
-    q = w[w["corrupted_in"] == "question"]
-    order = [c for c in ("question", "cot", "context") if c in set(w["positions"])]
-    subs = [s for s in SUBTASKS if (q["subtask"] == s).any()]
-    level = family_level(len(subs))
     gate = competence(inputs)
-    claim = CLAIMS["pathways"]
+    t = pathways_table(w, pairs, gate)
+    q, order, subs, level, out = t.used, t.order, t.subtasks, t.level, t.numbers
     fig, ax = plt.subplots(figsize=(7, 4))
-    out: dict[str, Any] = {
-        "pairs_used": int(q["pair_id"].nunique()),
-        "pairs_excluded_cot_corrupted": int(w[w["corrupted_in"] == "cot"]["pair_id"].nunique()),
-        "family_confidence": round(level, 4),
-    }
     width = 0.8 / max(1, len(order))
     for i, pos in enumerate(order):
-        means: list[float] = []
-        errs: list[list[float]] = [[], []]
-        for s in subs:
-            v = by_prompt(q[(q["subtask"] == s) & (q["positions"] == pos)].set_index("pair_id")["nkl"], pairs)
-            m, lo, hi = mean_ci(v.to_numpy(), level)
-            means.append(m)
-            errs[0].append(m - lo if np.isfinite(lo) else 0.0)
-            errs[1].append(hi - m if np.isfinite(hi) else 0.0)
-            out[f"{s} {pos}"] = {"mean": round(m, 4), "ci_family": [round(lo, 4), round(hi, 4)], "n_prompts": len(v)}
-            if pos != "context":
-                out[f"{s} {pos}"]["verdict"] = judge(claim, m, (lo, hi), gates=[gate])[0]
+        cells = [t.cells[s, pos] for s in subs]
+        means = [m for m, _, _ in cells]
+        errs = [
+            [m - lo if np.isfinite(lo) else 0.0 for m, lo, _ in cells],
+            [hi - m if np.isfinite(hi) else 0.0 for m, _, hi in cells],
+        ]
         ax.bar(np.arange(len(subs)) + i * width, means, width, yerr=errs, capsize=3, label=f"patched at {pos}")
     ax.set_xticks(
         np.arange(len(subs)) + width * (len(order) - 1) / 2,

@@ -42,9 +42,7 @@ from cotlens.circuits.prompts import (
     TRUE_TAXONOMIES,
     response_text,
 )
-from cotlens.core.types import PAIR_CONTEXTS
-
-SUBTASKS = ("decision", "copy", "induction")
+from cotlens.core.types import PAIR_CONTEXTS, SUBTASKS
 
 WORD_TYPES: dict[str, tuple[str, ...]] = {
     "entity": ENTITIES,

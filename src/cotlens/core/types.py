@@ -30,6 +30,7 @@ FtriClasses = Literal["response", "prompt_set"]
 
 POSITIONS: tuple[Position, ...] = get_args(Position)
 PAIR_CONTEXTS: tuple[PairContext, ...] = get_args(PairContext)
+SUBTASKS = ("decision", "copy", "induction")  # Study 1's pair subtasks (Dutta et al.), in figure order
 SCREENS: tuple[ScreenMethod, ...] = get_args(ScreenMethod)
 PATHWAY_SETS: tuple[PathwaySet, ...] = get_args(PathwaySet)
 CIRCUIT_SCOPES: tuple[CircuitScope, ...] = get_args(CircuitScope)
