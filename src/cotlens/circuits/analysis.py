@@ -384,10 +384,11 @@ def rift_headline(r: RiftReadings, gate: Gate) -> Headline:
     )
 
 
-def probe_result(p: pd.DataFrame, gate: Gate) -> tuple[dict[str, Any], Headline]:
+def probe_result(p: pd.DataFrame, gate: Gate) -> tuple[dict[str, Any], Headline, float]:
     """The probe table's numbers at the layer grouped cross-validation picked: held-out
-    accuracy with its Wilson interval, the control task's, the majority class's, and the
-    headline (held-out accuracy above max(control, majority))."""
+    accuracy with its Wilson interval, the control task's, the majority class's (also
+    returned unrounded, for the figure's line), and the headline (held-out accuracy above
+    max(control, majority))."""
     acc = p.set_index(["task", "split", "layer"])["accuracy"]
     best = int(p.loc[p["selected"], "layer"].iloc[0])
     n_test = int(p.loc[(p["split"] == "test"), "n"].iloc[0])
@@ -418,7 +419,7 @@ def probe_result(p: pd.DataFrame, gate: Gate) -> tuple[dict[str, Any], Headline]
         # the optimistic number reported before the validation split: max over layers of test
         "max_test_accuracy_any_layer": round(float(acc.loc[("relation", "test")].max()), 4),
     }
-    return out, h
+    return out, h, maj
 
 
 @dataclass(frozen=True)

@@ -297,7 +297,7 @@ def probe(inputs: Inputs, outputs: FigureFiles, model: str, dpi: int = 150) -> d
     test accuracy at the layer cross-validation picked, with its Wilson interval, and the
     selectivity there."""
     p = read_table(inputs["probe"]).to_pandas()
-    r, h = probe_result(p, competence(inputs))
+    r, h, majority = probe_result(p, competence(inputs))
     acc, best, n_test = p.set_index(["task", "split", "layer"])["accuracy"], r["selected_layer"], r["n_test"]
     fig, ax = plt.subplots(figsize=(6.5, 4))
     styles = {
@@ -309,7 +309,7 @@ def probe(inputs: Inputs, outputs: FigureFiles, model: str, dpi: int = 150) -> d
     for (task, split), (label, ls, c) in styles.items():
         s = acc.loc[(task, split)]
         ax.plot(s.index, s.to_numpy(), ls=ls, color=c, marker="o" if split == "test" else None, ms=3, label=label)
-    ax.axhline(r["majority_test"], color="grey", ls=":", lw=0.8, label="majority class (test)")
+    ax.axhline(majority, color="grey", ls=":", lw=0.8, label="majority class (test)")
     ax.axvline(best, color="k", lw=0.6)
     ax.set_ylim(0, 1.02)
     ax.set_xlabel("layer")
