@@ -196,3 +196,58 @@ def test_cotlens_plan_model_and_slurm_profile_from_the_command_line(
     assert cli.main([*args, "--slurm-profile", str(mine)]) == 0
     assert planned == [["llama-2-7b"]]
     assert mine.read_text() == shipped  # the block rewritten from the plan, every other line kept
+
+
+def test_the_plan_counts_the_candidate_pairs_the_stage_builds(
+    tiny_prepared: Path, tiny_model_src: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the model's tokenizer the plan counts circuits_pairs' candidates from the gold
+    chains (qwen2.5-1.5b on config/qwen-circuits.yaml: 72 candidates where the old constant,
+    2.7 a sample, said 22, and the stage took 183 s against a planned 50 s). The stage, run
+    with cot: gold, builds exactly that many; without a tokenizer the constant stays."""
+    import json
+
+    from conftest import load_test_config
+
+    from cotlens.circuits import cost, tables
+    from cotlens.circuits.stages import pairs as pairs_stage
+    from cotlens.core.cost import CostInputs, Prompts
+    from cotlens.io.parquet import RunMeta, to_table, write_table
+    from cotlens.pipeline.stageparams import stage_params
+
+    SHAPE = P.Shape.from_config(json.loads((tiny_model_src / "config.json").read_text()))
+    cfg = load_test_config()
+    cfg["circuits"]["pairs"] = {**cfg["circuits"]["pairs"], "cot": "gold", "min_kl": 0.0, "require_correct": False}
+    rows = P.prompt_rows("circuits", cfg)
+    tok = P.tokenizer_of(tiny_model_src)
+    assert tok is not None
+    planned = cost.candidate_pairs(CostInputs(cfg, SHAPE, Prompts(rows, P.pseudo_tokens, tok)))
+
+    built = {"n": 0}
+    real = pairs_stage.build_pairs
+
+    def counting(*a, **k):  # type: ignore[no-untyped-def]
+        for pair in real(*a, **k):
+            built["n"] += 1
+            yield pair
+
+    monkeypatch.setattr(pairs_stage, "build_pairs", counting)
+    files = {n: str(tmp_path / f"{n}.parquet") for n in ("prompts", "samples", "pairs")}
+    write_table(
+        to_table({f.name: [r[f.name] for r in rows] for f in tables.CIRCUITS_PROMPTS}, tables.CIRCUITS_PROMPTS),
+        files["prompts"],
+        RunMeta("x", "x"),
+    )
+    write_table(tables.SAMPLES.empty_table(), files["samples"], RunMeta("x", "x"))
+    params = stage_params("circuits_pairs", cfg)
+    rt = {"dtype": "float32", "device": "cpu", "attn": "eager"}
+    pairs_stage.run(
+        {"prompts": files["prompts"], "samples": files["samples"], "model": str(tiny_prepared)},
+        {"pairs": files["pairs"]},
+        params,
+        rt,
+        1,
+    )
+    assert planned == built["n"] > 0
+    without = cost.stages(CostInputs(cfg, SHAPE, Prompts(rows, P.pseudo_tokens)))["circuits_pairs"]
+    assert "~2.7 per sample" in without.note

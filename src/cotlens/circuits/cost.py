@@ -8,6 +8,17 @@ import math
 from cotlens.core.cost import CostInputs, Work, batches, generation, plus, times
 
 
+def candidate_pairs(st: CostInputs) -> int:
+    """The clean/corrupt candidates ``circuits_pairs`` builds from the gold chains of the
+    pair ontologies' prompts (exact for ``cot: gold``; with the model's own CoT, the count
+    its correct steps would give), under the model's tokenizer."""
+    from cotlens.circuits.pairs import build_pairs, gold_samples
+
+    pc = st.config["circuits"]["pairs"]
+    rows = [r for r in st.prompts.rows if r["ontology"] in set(pc["ontologies"])]
+    return sum(1 for _ in build_pairs(st.prompts.tokenizer, rows, gold_samples(rows), int(pc["seed"]), pc["context"]))
+
+
 def stages(st: CostInputs) -> dict[str, Work]:
     """The model work of each of the study's model stages (``cotlens plan``)."""
     c, s, p = st.config["circuits"], st.shape, st.prompts
@@ -35,11 +46,17 @@ def stages(st: CostInputs) -> dict[str, Work]:
     pc = c["pairs"]
     onto = [o for o in pc["ontologies"] if o in c["prompts"]["ontologies"]]
     share = len(onto) / max(1, len(c["prompts"]["ontologies"]))
-    cands = n * share * 2.7  # corruptible words per sample (measured: 64 from 24 fictional samples)
+    counted = candidate_pairs(st) if p.tokenizer is not None else None
+    # corruptible words per sample without the tokenizer (measured: 64 from 24 fictional samples)
+    cands = float(counted) * int(c["sample"]["n_samples"]) if counted is not None else n * share * 2.7
     plen = (query if pc["context"] == "question" else prompt) + cot / 2
     pairs = Work(calls=batches(cands, int(pc["batch_size"])), tokens=2 * cands * plen, ctx=plen / 2)
     pairs.readouts = 2 * cands
-    pairs.note = "candidates: ~2.7 per sample of the pair ontologies"
+    pairs.note = (
+        f"candidates: {counted} in the gold chains{'' if pc['cot'] == 'gold' else ' (the model writes its own)'}"
+        if counted is not None
+        else "candidates: ~2.7 per sample of the pair ontologies"
+    )
     kept = min(cands * 0.3, 3 * int(pc["per_subtask"]))  # three subtasks (copy, decision, induction)
     pt = c["patch"]
     heads = s.layers * s.heads

@@ -104,6 +104,7 @@ class Prompts:
 
     rows: list[dict[str, Any]]
     encode: Callable[[str], Sequence[Any]]
+    tokenizer: Any = None  # the model's own (Hugging Face) tokenizer, where the plan has it
 
     def count(self, text: str) -> int:
         return len(self.encode(text))

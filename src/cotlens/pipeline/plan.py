@@ -157,10 +157,8 @@ def pseudo_tokens(text: str) -> list[str]:
 
 def counter(weights_dir: Path | None) -> Callable[[str], Sequence[Any]]:
     """The token ids of a text under the model's tokenizer, or :func:`pseudo_tokens` without one."""
-    if weights_dir is not None and (weights_dir / "tokenizer.json").is_file():
-        from transformers import AutoTokenizer
-
-        tok = AutoTokenizer.from_pretrained(str(weights_dir))
+    tok = tokenizer_of(weights_dir)
+    if tok is not None:
         cache: dict[str, list[int]] = {}
 
         def encode(text: str) -> list[int]:
@@ -170,6 +168,15 @@ def counter(weights_dir: Path | None) -> Callable[[str], Sequence[Any]]:
 
         return encode
     return pseudo_tokens
+
+
+def tokenizer_of(weights_dir: Path | None) -> Any:
+    """The model's tokenizer, or None where its files are not here."""
+    if weights_dir is not None and (weights_dir / "tokenizer.json").is_file():
+        from transformers import AutoTokenizer
+
+        return AutoTokenizer.from_pretrained(str(weights_dir))
+    return None
 
 
 def prompt_rows(study: str, config: Config) -> list[dict[str, Any]]:
@@ -363,7 +370,9 @@ def build(
         prompts[study] = prompt_rows(study, config)
         for m in moe if study == "experts" else dense:
             info = infos[m]
-            st = CostInputs(config, info.shape, Prompts(prompts[study], counter(info.weights)))
+            st = CostInputs(
+                config, info.shape, Prompts(prompts[study], counter(info.weights), tokenizer_of(info.weights))
+            )
             for stage, w in study_stages(study)(st).items():
                 add(stage, m, w, info.shape)
     return rows
