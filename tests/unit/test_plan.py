@@ -199,15 +199,18 @@ def test_cotlens_plan_model_and_slurm_profile_from_the_command_line(
 
 
 def test_the_plan_counts_the_candidate_pairs_the_stage_builds(
-    tiny_prepared: Path, tiny_model_src: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tiny_prepared: Path,
+    tiny_model_src: Path,
+    tiny_config: dict[str, Any],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """With the model's tokenizer the plan counts circuits_pairs' candidates from the gold
-    chains (qwen2.5-1.5b on config/qwen-circuits.yaml: 72 candidates where the old constant,
-    2.7 a sample, said 22, and the stage took 183 s against a planned 50 s). The stage, run
-    with cot: gold, builds exactly that many; without a tokenizer the constant stays."""
+    chains (qwen2.5-1.5b on config/qwen-circuits.yaml: 93, where the old constant, 2.7 a
+    sample, said 22; the stage built ~72 from the model's own CoT and took 183 s against a
+    planned 50 s). The stage, run with cot: gold, builds exactly that many; without a
+    tokenizer the constant stays."""
     import json
-
-    from conftest import load_test_config
 
     from cotlens.circuits import cost, tables
     from cotlens.circuits.stages import pairs as pairs_stage
@@ -216,7 +219,9 @@ def test_the_plan_counts_the_candidate_pairs_the_stage_builds(
     from cotlens.pipeline.stageparams import stage_params
 
     SHAPE = P.Shape.from_config(json.loads((tiny_model_src / "config.json").read_text()))
-    cfg = load_test_config()
+    import copy
+
+    cfg = copy.deepcopy(tiny_config)
     cfg["circuits"]["pairs"] = {**cfg["circuits"]["pairs"], "cot": "gold", "min_kl": 0.0, "require_correct": False}
     rows = P.prompt_rows("circuits", cfg)
     tok = P.tokenizer_of(tiny_model_src)
