@@ -72,7 +72,8 @@ def stages(st: CostInputs) -> dict[str, Work]:
     topk = Work(calls=1, tokens=int(pt["top_k"]) * plen, ctx=plen / 2, readouts=int(pt["top_k"]))
     patch = plus(Work(), times(sweep, exact), times(plus(screen, topk), kept - exact))
     patch.loads, patch.note = 1, "pairs kept: ~0.3 of the candidates, at most 3 x per_subtask"
-    heads_w = Work(calls=3 * kept, tokens=3 * kept * plen, ctx=plen / 2, readouts=kept * s.layers * s.heads)
+    # each head's write read out twice (its DLA and its own logit lens), all heads in one matmul
+    heads_w = Work(calls=3 * kept, tokens=3 * kept * plen, ctx=plen / 2, readouts=2 * kept * s.layers * s.heads)
     sc = c["sufficiency"]
     conds = sum(1 + (int(sc["random_draws"]) if 0 < int(k) < heads else 0) for k in sc["sufficiency_k"])
     groups = 3 if sc["circuits"] == "subtask" else 1

@@ -64,21 +64,25 @@ def read_heads(mh: AdaptedModel, ids: Sequence[int], tok_a: int, tok_b: int) -> 
     assert final is not None
     final = final[0, 0]
     norm, unembed = final_norm(model, ad), get(model, ad.unembed)
-    dla, dla_a, top = [], [], []
+    writes = []
     for layer in range(dims.n_layers):
         z = cap.out["attn_heads"][layer]
         assert z is not None
-        w = head_writes(model, ad, dims, layer, z[0, 0])  # [H, d]
-        # the final norm frozen at the final residual; logits before any soft-cap (linear),
-        # without the unembedding's bias (no head owns it): checks.check_dla proves the sum
-        logits = direct_logits(model, ad, final, w).float()  # [H, V]
-        dla.append(logits[:, tok_a] - logits[:, tok_b])
-        dla_a.append(logits[:, tok_a])
-        # the logit lens of the head's write alone (normed at its own scale), without the
-        # unembedding's bias (which would pull every head towards the same tokens)
-        x = norm(w).to(unembed.weight.dtype)
-        top.append((unembed(x) - unembed(torch.zeros_like(x[:1]))).argmax(-1))
-    return HeadReading(torch.stack(dla), torch.stack(dla_a), torch.stack(top), final, attn)
+        writes.append(head_writes(model, ad, dims, layer, z[0, 0]))  # [H, d]
+    # every head of every layer through the unembedding at once ([L*H, d]: the unembedding's
+    # weights read twice a prompt, not four times a layer; the stage was ~80% read-outs)
+    w = torch.cat(writes)
+    # the final norm frozen at the final residual; logits before any soft-cap (linear),
+    # without the unembedding's bias (no head owns it): checks.check_dla proves the sum
+    logits = direct_logits(model, ad, final, w).float()  # [L*H, V]
+    dla = (logits[:, tok_a] - logits[:, tok_b]).reshape(dims.n_layers, -1)
+    dla_a = logits[:, tok_a].reshape(dims.n_layers, -1)
+    del logits
+    # the logit lens of each head's write alone (normed at its own scale), without the
+    # unembedding's bias (which would pull every head towards the same tokens)
+    x = norm(w).to(unembed.weight.dtype)
+    top = (unembed(x) - unembed(torch.zeros_like(x[:1]))).argmax(-1).reshape(dims.n_layers, -1)
+    return HeadReading(dla, dla_a, top, final, attn)
 
 
 @torch.no_grad()
