@@ -160,6 +160,9 @@ def test_the_import_cache_gives_the_parsed_closures_and_follows_content_not_mtim
     assert target.stat().st_size == st.st_size
     closure = module_closure(script, src, ImportCache(cache_file))
     assert src / "cotlens" / "io" / "fake.py" in closure and src / "cotlens" / "io" / "logs.py" not in closure
+    assert (
+        len([k for k in ImportCache(cache_file).known if k.startswith("cotlens/edited.py|")]) == 1
+    )  # the old one went
     cache_file.write_text("{not json")
     cache = ImportCache(cache_file)
     assert module_closure(script, src, cache) == module_closure(script, src) and cache.dirty is False

@@ -52,7 +52,7 @@ def reference_seqs(tok: Any, pairs: Sequence[tuple[str, str]]) -> list[tuple[lis
 
 def respond(
     lm: Loaded,
-    questions: Sequence[str] | Sequence[list[int]],
+    prompts: Sequence[list[int]],
     cfg: Mapping[str, Any],
     capture: RouterCapture | None = None,
     after_batch: Callable[[list[list[int]], list[list[int]]], None] | None = None,
@@ -60,8 +60,9 @@ def respond(
     on_groups: Callable[[list[int]], None] | None = None,
 ) -> list[tuple[str, list[int]]]:
     """Greedy responses (text, token ids), stopping at a newline for plain-format models.
-    ``questions``: texts, or their :func:`prompt_ids` (a caller that asks the same questions
-    under several conditions tokenizes them once). ``after_batch(prompt_ids, response_ids)`` sees each batch. ``groups``/``on_groups``:
+    ``prompts``: the questions' :func:`prompt_ids` (a caller that asks the same questions
+    under several conditions tokenizes them once). ``after_batch(prompt_ids, response_ids)``
+    sees each batch. ``groups``/``on_groups``:
     several conditions in one batch (``generate_batch``)."""
     tok = lm.tokenizer
     sc = SampleConfig(max_new_tokens=int(cfg["max_new_tokens"]), batch_size=int(cfg["batch_size"]))
@@ -74,10 +75,9 @@ def respond(
         if after_batch is not None:
             after_batch(ids, [g.token_ids for g in gens])
 
-    ids = [list(q) for q in questions] if questions and not isinstance(questions[0], str) else None
     gens = generate_all(
         lm,
-        ids if ids is not None else prompt_ids(tok, questions),  # type: ignore[arg-type]
+        [list(p) for p in prompts],
         sc,
         stop,
         on_step=capture.rows if capture is not None else None,
@@ -132,17 +132,6 @@ def continuation_nll(
             lp = logp[i, len(p) - 1 : len(p) + len(c) - 1].gather(-1, tgt[:, None])
             out.append((float(-lp.sum()), len(c)))
     return out
-
-
-def reference_nll(
-    lm: Loaded,
-    pairs: Sequence[tuple[str, str]],
-    batch: int,
-    groups: Sequence[int] | None = None,
-    on_groups: Callable[[list[int]], None] | None = None,
-) -> list[tuple[float, int]]:
-    """Summed NLL and token count of each reference answer after its rendered question."""
-    return continuation_nll(lm, reference_seqs(lm.tokenizer, pairs), batch, groups, on_groups)
 
 
 def interleave(n: int, batch: int, groups: int) -> list[tuple[int, int]]:

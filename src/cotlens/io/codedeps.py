@@ -53,13 +53,17 @@ class ImportCache:
         except (OSError, ValueError):
             self.known = {}  # none yet, or unreadable: parse again
         self.dirty = False
+        self.used: dict[Path, str] = {}  # this parse: each file's key (its bytes read once)
 
     def imports(self, path: Path, src: Path) -> set[str]:
+        if path in self.used:
+            return set(self.known[self.used[path]])
         data = path.read_bytes()
         key = f"{path.relative_to(src) if path.is_relative_to(src) else path}|{hashlib.sha1(data).hexdigest()}"
         if key not in self.known:
             self.known[key] = sorted(_parse_imports(data.decode(), path, src))
             self.dirty = True
+        self.used[path] = key
         return set(self.known[key])
 
     def save(self) -> None:
@@ -71,6 +75,10 @@ class ImportCache:
 
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            # an edited file's old entries go (a file seen this parse keeps its current one)
+            current = set(self.used.values())
+            places = {k.rsplit("|", 1)[0] for k in current}
+            self.known = {k: v for k, v in self.known.items() if k in current or k.rsplit("|", 1)[0] not in places}
             write_text(self.path, json.dumps(self.known, sort_keys=True))
             self.dirty = False
         except OSError:

@@ -14,7 +14,7 @@ import pyarrow as pa
 from cotlens.core.hooks import router_modules
 from cotlens.experts import tables
 from cotlens.experts.methods import RouterCapture, check_router, n_experts, require_moe
-from cotlens.experts.responses import refusal_classifier, respond
+from cotlens.experts.responses import prompt_ids, refusal_classifier, respond
 from cotlens.io.logs import Progress
 from cotlens.io.parquet import ShardWriter, read_table, to_table, write_table
 from cotlens.models.loading import load_for_stage
@@ -80,7 +80,8 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
                 prompt_len.extend(map(len, ids))
                 prog.update(len(ids))
 
-            answers = respond(lm, [r["question"] for r in study], params, capture=cap, after_batch=dump)
+            asked = prompt_ids(lm.tokenizer, [r["question"] for r in study])
+            answers = respond(lm, asked, params, capture=cap, after_batch=dump)
             prog.close()
         judge = load_for_stage(inputs["judge"], runtime, threads) if "judge" in inputs else None
         classify, by = refusal_classifier(judge, runtime.get("judge_cache"))
