@@ -52,6 +52,45 @@ def test_the_times_are_the_sum_of_their_parts() -> None:
     assert RATES.seconds(gen, s, 4) == pytest.approx(5 * per_step + 40 * per_token)
 
 
+def test_a_calibrated_decode_charges_the_context_at_its_own_rate() -> None:
+    """With a calibrated decode-attention rate every generated token's context costs its
+    keys and values at that rate (the attention FLOPs are in it, not charged again);
+    uncalibrated (0), the FLOPs and the bytes are charged as before."""
+    from dataclasses import replace
+
+    s = P.Shape(2, 64, 256, 4, 2, 16, 1000)
+    gen = P.Work(steps=5, generated=40, step_ctx=100, loads=0)
+    kv = replace(RATES, kv_bytes_per_s=2e9)
+    per_step = RATES.call_s_per_layer * 2 + s.active * 4 / RATES.bytes_per_s
+    per_token = (s.flops(0) + s.readout) / RATES.flops_per_s + s.kv_bytes(4) * 100 / 2e9
+    assert kv.seconds(gen, s, 4) == pytest.approx(5 * per_step + 40 * per_token)
+    assert kv.seconds(gen, s, 4) > RATES.seconds(gen, s, 4)  # 2 GB/s of cache is slower than 10 GB/s
+
+
+def test_the_decode_calibration_measures_a_real_decode_step() -> None:
+    """decode_rate times masked decode steps after a short and a long cache filled in place
+    (no prefill): a positive, finite rate on a grouped-query Llama; a model whose cache it
+    cannot fill gets 0 (not calibrated), never an exception."""
+    import torch
+
+    m = zoo.build("llama")
+    s = P.Shape.from_config(m.config.to_dict())
+    rate = P.decode_rate(m, s, 4, torch.Generator().manual_seed(0))
+    assert 0 < rate < math.inf
+
+    class Broken(torch.nn.Module):
+        config = m.config
+
+        def get_input_embeddings(self) -> torch.nn.Module:
+            return m.get_input_embeddings()
+
+        def forward(self, **_: Any) -> Any:
+            raise RuntimeError("no cache here")
+
+    Broken.parameters = m.parameters  # type: ignore[method-assign]
+    assert P.decode_rate(Broken(), s, 4, torch.Generator().manual_seed(0)) == 0.0
+
+
 def _default() -> dict:
     return yaml.safe_load((ROOT / "config.yaml").read_text())
 
@@ -208,8 +247,9 @@ def test_the_plan_counts_the_candidate_pairs_the_stage_builds(
     """With the model's tokenizer the plan counts circuits_pairs' candidates from the gold
     chains (qwen2.5-1.5b on config/qwen-circuits.yaml: 93, where the old constant, 2.7 a
     sample, said 22; the stage built ~72 from the model's own CoT and took 183 s against a
-    planned 50 s). The stage, run with cot: gold, builds exactly that many; without a
-    tokenizer the constant stays."""
+    planned 50 s), with each one's length and first differing position (the patch engine's
+    work). The stage, run with cot: gold, builds exactly those; without a tokenizer the
+    constant stays."""
     import json
 
     from cotlens.circuits import cost, tables
@@ -228,12 +268,12 @@ def test_the_plan_counts_the_candidate_pairs_the_stage_builds(
     assert tok is not None
     planned = cost.candidate_pairs(CostInputs(cfg, SHAPE, Prompts(rows, P.pseudo_tokens, tok)))
 
-    built = {"n": 0}
+    built: list[tuple[int, int]] = []
     real = pairs_stage.build_pairs
 
     def counting(*a, **k):  # type: ignore[no-untyped-def]
         for pair in real(*a, **k):
-            built["n"] += 1
+            built.append((len(pair.clean_ids), pair.corrupt_pos))
             yield pair
 
     monkeypatch.setattr(pairs_stage, "build_pairs", counting)
@@ -253,6 +293,7 @@ def test_the_plan_counts_the_candidate_pairs_the_stage_builds(
         rt,
         1,
     )
-    assert planned == built["n"] > 0
+    assert planned == built and len(built) > 0
+    assert all(0 < d < t for t, d in built)  # the prompts differ somewhere inside
     without = cost.stages(CostInputs(cfg, SHAPE, Prompts(rows, P.pseudo_tokens)))["circuits_pairs"]
     assert "~2.7 per sample" in without.note

@@ -4,19 +4,49 @@ counted from the configuration and the prompts (``cotlens.core.cost``)."""
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from typing import Any
 
 from cotlens.core.cost import CostInputs, Work, batches, generation, plus, times
 
 
-def candidate_pairs(st: CostInputs) -> int:
-    """The clean/corrupt candidates ``circuits_pairs`` builds from the gold chains of the
-    pair ontologies' prompts (exact for ``cot: gold``; with the model's own CoT, the count
-    its correct steps would give), under the model's tokenizer."""
+def candidate_pairs(st: CostInputs) -> list[tuple[int, int]]:
+    """(tokens, first differing position) of each clean/corrupt candidate ``circuits_pairs``
+    builds from the gold chains of the pair ontologies' prompts (exact for ``cot: gold``;
+    with the model's own CoT, what its correct steps would give), under the model's tokenizer."""
     from cotlens.circuits.pairs import build_pairs, gold_samples
 
     pc = st.config["circuits"]["pairs"]
     rows = [r for r in st.prompts.rows if r["ontology"] in set(pc["ontologies"])]
-    return sum(1 for _ in build_pairs(st.prompts.tokenizer, rows, gold_samples(rows), int(pc["seed"]), pc["context"]))
+    made = build_pairs(st.prompts.tokenizer, rows, gold_samples(rows), int(pc["seed"]), pc["context"])
+    return [(len(p.clean_ids), int(p.corrupt_pos)) for p in made]
+
+
+def patch_work(
+    layers: int, heads_per_layer: int, length: float, after: float, pt: Mapping[str, Any]
+) -> tuple[Work, Work]:
+    """(one full sweep, one attribution screen and top-K replay) of a pair of ``length``
+    tokens whose prompts differ from ``after`` positions before the end
+    (``circuits.patching``): a head at layer l replays blocks l.. (on average (L+1)/2L of
+    the blocks) over the positions from the first difference (all-position patching) or from
+    the patched position (per position: the corrupted one and the last ``positions_last``);
+    the top-K heads are grouped by layer, one replay per layer they fall in."""
+    depth = (layers + 1) / (2 * layers)
+    heads, hb = layers * heads_per_layer, int(pt["head_batch"])
+    last = int(pt["positions_last"])
+    per_pos_positions = after + last * (last + 1) / 2  # the corrupted position's tail, then 1..last
+    ctx = length / 2  # as the other stages count it (peak memory reads 2x it as the sequence)
+    sweep = Work(
+        calls=layers * math.ceil(heads_per_layer / hb) * (2 + last) * depth,
+        tokens=heads * depth * (after + per_pos_positions),
+        ctx=ctx,
+        readouts=heads * (2 + last),
+    )
+    k = int(pt["top_k"])
+    in_layers = layers * (1 - (1 - 1 / layers) ** k)  # distinct layers of k heads spread over the depth
+    screen = Work(calls=4, tokens=2 * length, ctx=length / 2, backward=2 * length * int(pt["screen_steps"]), readouts=4)
+    topk = Work(calls=in_layers * depth, tokens=k * depth * after, ctx=ctx, readouts=k)
+    return sweep, plus(screen, topk)
 
 
 def stages(st: CostInputs) -> dict[str, Work]:
@@ -46,10 +76,17 @@ def stages(st: CostInputs) -> dict[str, Work]:
     pc = c["pairs"]
     onto = [o for o in pc["ontologies"] if o in c["prompts"]["ontologies"]]
     share = len(onto) / max(1, len(c["prompts"]["ontologies"]))
-    counted = candidate_pairs(st) if p.tokenizer is not None else None
+    shapes = candidate_pairs(st) if p.tokenizer is not None else None
+    counted = None if shapes is None else len(shapes)
     # corruptible words per sample without the tokenizer (measured: 64 from 24 fictional samples)
-    cands = float(counted) * int(c["sample"]["n_samples"]) if counted is not None else n * share * 2.7
+    cands = float(len(shapes)) * int(c["sample"]["n_samples"]) if shapes is not None else n * share * 2.7
     plen = (query if pc["context"] == "question" else prompt) + cot / 2
+    # the patch engine's work follows the pairs' own lengths and first differences
+    length, after = (
+        (plen, plen * 0.3)
+        if not shapes
+        else (sum(t for t, _ in shapes) / len(shapes), sum(t - d for t, d in shapes) / len(shapes))
+    )
     pairs = Work(calls=batches(cands, int(pc["batch_size"])), tokens=2 * cands * plen, ctx=plen / 2)
     pairs.readouts = 2 * cands
     pairs.note = (
@@ -61,16 +98,11 @@ def stages(st: CostInputs) -> dict[str, Work]:
     pt = c["patch"]
     heads = s.layers * s.heads
     exact = kept if int(pt["exact_pairs"]) < 0 else min(kept, 3 * int(pt["exact_pairs"]))
-    per_pos = int(pt["positions_last"]) + 1
-    sweep = Work(  # the engine replays each head batch from the first difference (late), each position to the end
-        calls=math.ceil(heads / int(pt["head_batch"])) * (1 + per_pos),
-        tokens=heads * plen * 0.15 + per_pos * heads * 3,
-        ctx=plen / 2,
-        readouts=heads * (1 + per_pos),
-    )
-    screen = Work(calls=4, tokens=2 * plen, ctx=plen / 2, backward=2 * plen * int(pt["screen_steps"]), readouts=4)
-    topk = Work(calls=1, tokens=int(pt["top_k"]) * plen, ctx=plen / 2, readouts=int(pt["top_k"]))
-    patch = plus(Work(), times(sweep, exact), times(plus(screen, topk), kept - exact))
+    sweep, screened = patch_work(s.layers, s.heads, length, after, pt)
+    pathways = Work(
+        calls=3, tokens=3 * plen, ctx=plen / 2, readouts=3
+    )  # question, CoT, both: each from its first position
+    patch = plus(Work(), times(sweep, exact), times(screened, kept - exact), times(pathways, kept))
     patch.loads, patch.note = 1, "pairs kept: ~0.3 of the candidates, at most 3 x per_subtask"
     # each head's write read out twice (its DLA and its own logit lens), all heads in one matmul
     heads_w = Work(calls=3 * kept, tokens=3 * kept * plen, ctx=plen / 2, readouts=2 * kept * s.layers * s.heads)

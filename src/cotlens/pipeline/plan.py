@@ -7,10 +7,11 @@ token-forwards of whole sequences, generated tokens and decode steps, full-vocab
 read-outs, backward passes. A :class:`Rates` turns work into seconds:
 
     seconds = flops / flops_per_s + calls * call_s + steps * (call_s + weights / bytes_per_s)
-              + generated * kv_bytes(context) / bytes_per_s + load_s + fixed
+              + generated * kv_bytes(context) / kv_bytes_per_s + load_s + fixed
 
 This machine's rates come from one short calibration of the model itself (a prefill, a
-memory copy, one-token forwards), or, where the model is not here or does not fit, of a
+memory copy, one-token forwards, and decode steps over a short and a long cache: what
+attending to its keys and values costs), or, where the model is not here or does not fit, of a
 random-initialised stand-in whose rates are scaled by FLOPs. A GPU class's rates come from
 its datasheet with an efficiency (:data:`GPUS`). The counts are estimates where the work
 depends on what the model says (generated lengths, pairs that survive the KL filter):
@@ -47,14 +48,22 @@ class Rates:
     start_s: float = 4.0  # Python, torch and transformers imports, the self-check
     name: str = ""
     shared: float = 1.0  # slowdown from the stage that runs beside it (make run: two one-thread stages)
+    # a decode step's cost per byte of cached keys and values it attends to (the attention
+    # FLOPs included); 0: not calibrated, the FLOPs at flops_per_s and the bytes at bytes_per_s
+    kv_bytes_per_s: float = 0.0
 
     def seconds(self, w: Work, s: Shape, nbytes: int) -> float:
         flops = w.tokens * s.flops(w.ctx) + w.readouts * s.readout + 3 * w.backward * s.flops(w.ctx)
-        flops += w.generated * (s.flops(w.step_ctx) + s.readout)
+        kv = w.generated * s.kv_bytes(nbytes) * w.step_ctx  # bytes of context the generated tokens read
+        if self.kv_bytes_per_s:
+            flops += w.generated * (s.flops(0) + s.readout)
+            t_ctx = kv / self.kv_bytes_per_s
+        else:
+            flops += w.generated * (s.flops(w.step_ctx) + s.readout)
+            t_ctx = kv / self.bytes_per_s
         call = self.call_s_per_layer * s.layers
-        t = flops / self.flops_per_s + w.forwards * call
+        t = flops / self.flops_per_s + w.forwards * call + t_ctx
         t += w.steps * s.active * nbytes / self.bytes_per_s
-        t += w.generated * s.kv_bytes(nbytes) * w.step_ctx / self.bytes_per_s
         if w.loads:
             t += w.loads * (self.start_s + s.weights * nbytes / self.load_bytes_per_s)
         return (t + w.fixed_s) * self.shared
@@ -114,12 +123,64 @@ def calibrate(model: Any, threads: int = 1) -> Rates:
         flops = 1024 * s.flops(128) / t_pre
         # a one-token forward: reading the weights, its FLOPs, and the rest is per-call overhead
         call = max(t_call - s.active * nbytes / bw - (s.flops(1) + s.readout) / flops, 1e-5) / s.layers
+        kv = decode_rate(model, s, nbytes, gen)
         # make run's profile: two one-thread stages side by side share the memory bus
         # (measured 1.04-1.3x slower each than alone): 1.2
         shared = SIDE_BY_SIDE if threads == 1 else 1.0
-        return Rates(flops, min(max(bw, 2e9), 200e9), call, name=f"this machine ({threads} thread(s))", shared=shared)
+        return Rates(
+            flops,
+            min(max(bw, 2e9), 200e9),
+            call,
+            name=f"this machine ({threads} thread(s))",
+            shared=shared,
+            kv_bytes_per_s=kv,
+        )
     finally:
         torch.set_num_threads(before)
+
+
+DECODE_ROWS, SHORT_CTX, LONG_CTX = 8, 64, 832
+
+
+def decode_rate(model: Any, s: Shape, nbytes: int, gen: Any) -> float:
+    """Bytes of cached keys and values a decode step attends to per second: one masked
+    decode step of ``DECODE_ROWS`` rows after a cache of ``SHORT_CTX`` and of ``LONG_CTX``
+    tokens (random keys and values put straight into the cache, no prefill); everything
+    that grows with the context (reading the cache, the attention FLOPs, the mask) is in
+    the difference. 0 where the model's cache cannot be filled that way."""
+    import torch
+    from transformers import DynamicCache
+
+    from cotlens.core.sampling import grow_in_place
+
+    vocab = min(s.vocab, int(model.get_input_embeddings().weight.shape[0]))
+    dtype = next(model.parameters()).dtype
+
+    def step(n: int, reps: int = 3) -> float:
+        best = math.inf
+        for _ in range(reps + 1):  # the first is a warm-up
+            cache = DynamicCache(config=model.config)
+            for li in range(s.layers):
+                kv = [torch.randn(DECODE_ROWS, s.kv_heads, n, s.head_dim, generator=gen).to(dtype) for _ in range(2)]
+                cache.update(kv[0], kv[1], li)
+            cache = grow_in_place(cache, 2)  # as generation holds it: written in place
+            ids = torch.randint(0, vocab, (DECODE_ROWS, 1), generator=gen)
+            mask = torch.ones(DECODE_ROWS, n + 1, dtype=torch.long)
+            mask[1:, :3] = 0  # padded rows, as a left-padded batch has
+            t = time.perf_counter()
+            model(
+                input_ids=ids, attention_mask=mask, position_ids=torch.full((DECODE_ROWS, 1), n), past_key_values=cache
+            )
+            best = min(best, time.perf_counter() - t) if _ else best
+        return best
+
+    try:
+        with torch.inference_mode():
+            dt = step(LONG_CTX) - step(SHORT_CTX)
+    except (TypeError, ValueError, AttributeError, IndexError, RuntimeError, NotImplementedError):
+        return 0.0  # a cache layout (e.g. compressed keys) this cannot fill
+    bytes_read = DECODE_ROWS * (LONG_CTX - SHORT_CTX) * s.kv_bytes(nbytes)
+    return bytes_read / dt if dt > 0 else 0.0
 
 
 def stand_in(s: Shape, max_weights: float = 2.5e8) -> Any:
@@ -317,7 +378,12 @@ def calibration(info: ModelInfo, dtype: str, threads: int, log: Callable[[str], 
     r = calibrate(model, threads)
     log(
         f"calibrated on {what} in {time.perf_counter() - t:.1f} s: {r.flops_per_s / 1e9:.0f} GFLOP/s, "
-        f"{r.bytes_per_s / 1e9:.1f} GB/s, {r.call_s_per_layer * 1e3:.2f} ms per layer call"
+        f"{r.bytes_per_s / 1e9:.1f} GB/s, {r.call_s_per_layer * 1e3:.2f} ms per layer call, "
+        + (
+            f"decode attention {r.kv_bytes_per_s / 1e9:.1f} GB/s of keys and values"
+            if r.kv_bytes_per_s
+            else "decode attention not calibrated"
+        )
     )
     return r
 
