@@ -40,6 +40,32 @@ def run(cmd: list[str], cwd: Path, timeout: int = 600) -> subprocess.CompletedPr
     return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
 
 
+ARCH_CHECK = """
+import sys, torch
+from cotlens.cloze.methods import answer_probs
+from cotlens.core.hooks import Capture
+from cotlens.models import zoo
+from cotlens.models.adapters import adapter_for, readout
+for family in sys.argv[1:]:
+    model = zoo.perturb(zoo.build(family, attn="eager")).eval()
+    ad = adapter_for(model)
+    g = torch.Generator().manual_seed(1)
+    vocab = int(model.config.vocab_size)
+    prompts = [torch.randint(4, vocab, (n,), generator=g).tolist() for n in (3, 7, 5)]
+    answers = [int(torch.randint(4, vocab, (1,), generator=g)) for _ in prompts]
+    got = answer_probs(model, prompts, answers, torch.device("cpu"))
+    for ids, ans, p in zip(prompts, answers, got):
+        last = torch.tensor([[len(ids) - 1]])
+        with torch.no_grad(), Capture(model, ad, ["resid"], last) as cap:
+            model(input_ids=torch.tensor([ids]))
+        h = cap.stacked("resid")[0, 0, -1]  # the last block's output at the prompt's last position
+        want = float(torch.softmax(readout(model, ad, h[None]).float(), -1)[0, ans])
+        assert abs(p - want) <= 1e-5 * max(want, 1e-6) + 1e-9, (family, p, want)
+        assert want not in (0.0, 1.0)
+    print(family + ":ok")
+"""
+
+
 def test_a_generated_study_passes_the_layout_tests_and_runs_its_tiny_dag(tmp_path: Path) -> None:
     wd = checkout_copy(tmp_path / "checkout")
     before = {p: p.read_text() for p in (wd / "config.yaml", wd / ".test" / "config.yaml")}
@@ -85,6 +111,14 @@ def test_a_generated_study_passes_the_layout_tests_and_runs_its_tiny_dag(tmp_pat
             logits = model(input_ids=torch.tensor([[*ids, a["answer_token"]]])).logits[0, len(ids) - 1]
         assert a["p_answer"] == pytest.approx(float(torch.softmax(logits, -1)[a["answer_token"]]), rel=1e-5, abs=1e-9)
     assert numbers["mean_p_answer"] == pytest.approx(sum(a["p_answer"] for a in answers) / 4)
+
+    # the generated method on other architectures at the perturbed init (default init hides
+    # missing scales, norms and biases): its probabilities equal an independent read-out, the
+    # adapter's final norm, unembedding and logit scaling on the last block's output
+    families = ["qwen2", "gemma3_text", "cohere", "granite", "gpt2"]
+    check = run([sys.executable, "-c", ARCH_CHECK, *families], wd)
+    assert check.returncode == 0, check.stderr[-3000:]
+    assert check.stdout.split() == [f"{f}:ok" for f in families], check.stdout
 
     plan = run([sys.executable, "-m", "cotlens.pipeline.cli", "plan", "--config", "cloze.yaml"], wd)
     assert plan.returncode == 0, plan.stderr[-3000:]
