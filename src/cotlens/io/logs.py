@@ -97,9 +97,6 @@ class Progress:
             self._console_at = now
             console(text)
 
-    def add(self, n: int) -> None:
-        self.total += n
-
     def close(self) -> None:
         if self.closed:
             return

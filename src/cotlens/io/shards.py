@@ -58,16 +58,21 @@ class Shards:
         if not f.exists():
             return False
         try:
-            ok = read_meta(f).get("config_hash") == self.meta.config_hash
+            return bool(read_meta(f).get("config_hash") == self.meta.config_hash)
         except Exception:  # an unreadable leftover is recomputed, never trusted
-            ok = False
-        if ok:
-            self.reused += 1
-        return ok
+            return False
 
-    def todo(self) -> list[int]:
-        """The shards still to compute (the others were finished by an interrupted run)."""
-        return [k for k in range(self.n) if not self.done(k)]
+    def todo(self, *beside: Shards) -> list[int]:
+        """The shards still to compute, in order (the others were finished by an interrupted
+        run): the one resume head of every sharded stage. ``beside``: the shards of other
+        outputs written unit by unit with these (same ``n``); a unit is finished only when
+        it is finished in all of them, and is then computed again for all."""
+        if any(b.n != self.n for b in beside):
+            raise ValueError(f"shards beside {self.dir} must have {self.n} units")
+        left = [k for k in range(self.n) if not (self.done(k) and all(b.done(k) for b in beside))]
+        for s in (self, *beside):
+            s.reused = self.n - len(left)
+        return left
 
     def write(self, k: int, table: pa.Table) -> None:
         """Commit shard ``k`` (atomically), then honour a test hold."""

@@ -66,7 +66,7 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
     smeta = model_meta("circuits_patch", key, lm.manifest, lm.dtype)
     shards = Shards(out, "circuits_patch", smeta, len(starts))
     path_shards = Shards(out_pathways, "circuits_patch", smeta, len(starts))
-    todo = [k for k in range(len(starts)) if not (path_shards.done(k) and shards.done(k))]
+    todo = shards.todo(path_shards)  # the rest: finished by an interrupted run
     prog = Progress(sum(min(per_shard, table.num_rows - starts[k]) for k in todo), "pairs")
     for k in todo:
         first = starts[k]

@@ -74,14 +74,10 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
     batches = [jobs[b : b + sc.batch_size] for b in range(0, len(jobs), sc.batch_size)]
     key_cfg = resume_key(__name__, params, runtime, prompts, Path(model_dir) / "manifest.json")
     shards = Shards(out, "circuits_sample", model_meta("circuits_sample", key_cfg, lm.manifest, lm.dtype), len(batches))
-    results: dict[tuple[int, int], Any] = {}
-    prog = Progress(len(batches), "batches")
-    for k, batch in enumerate(batches):
-        if shards.done(k):  # finished by an earlier, interrupted run
-            for r in shards.read(k).to_pylist():
-                results[(r["prompt_idx"], r["sample_idx"])] = Generation(r["token_ids"], r["stop_reason"])
-            prog.add(-1)
-            continue
+    todo = shards.todo()  # the rest: finished by an interrupted run
+    prog = Progress(len(todo), "batches")
+    for k in todo:
+        batch = batches[k]
         gen = torch.Generator().manual_seed(sc.seed * 1_000_003 + k)  # per batch: resumable
         outs = generate_batch(
             lm.model, [enc[i] for i, _ in batch], sc, int(tok.pad_token_id), eos, stop, lm.device, gen
@@ -93,10 +89,14 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
             "stop_reason": [g.stop_reason for g in outs],
         }
         shards.write(k, to_table(shard, tables.SAMPLE_SHARD))
-        results.update(zip(batch, outs, strict=True))
         prog.update(note=f"{len(batch)} generations")
     prog.close()
     print(shards.summary(), flush=True)
+    results = {  # every batch, as written: the computed ones and those of an interrupted run
+        (r["prompt_idx"], r["sample_idx"]): Generation(r["token_ids"], r["stop_reason"])
+        for t in shards.tables()
+        for r in t.to_pylist()
+    }
 
     cols: dict[str, list[Any]] = {f.name: [] for f in tables.SAMPLES}
     for i, s in sorted(results):
