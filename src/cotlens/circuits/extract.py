@@ -23,7 +23,7 @@ from cotlens.core.batch import PrefixCache, logits_at, pad
 from cotlens.core.hooks import Capture
 from cotlens.core.types import POSITIONS
 from cotlens.errors import CotlensError
-from cotlens.io.parquet import to_table, vectors_to_arrow
+from cotlens.io.parquet import Columns, to_table, vectors_to_arrow
 from cotlens.models.loading import Loaded
 
 POSITION_KINDS = POSITIONS
@@ -119,40 +119,26 @@ def extract_batch(lm: Loaded, rows: Sequence[SampleRow], cfg: ExtractConfig, sch
         prior_tok = logits_at(lm.model, lm.adapter, nf_ids, nf_mask, nf_pos).argmax(-1)
 
     n_layers = lm.dims.n_layers
-    cols: dict[str, list[int] | list[str]] = {
-        k: []
-        for k in (
-            "prompt_id",
-            "sample_idx",
-            "pos",
-            "pos_kind",
-            "step",
-            "layer",
-            "next_token",
-            "context_token",
-            "prior_token",
-        )
-    }
+    cols = Columns(pa.schema([f for f in schema if f.name not in sites]))  # the vectors come after
     sel_b, sel_p = [], []
     for b, (r, s) in enumerate(zip(rows, specs, strict=True)):
         for j, (p, kind, step) in enumerate(s):
             nxt = seqs[b][p + 1] if p + 1 < len(seqs[b]) else -1
             for layer in range(n_layers):
-                for k, v in (
-                    ("prompt_id", r.prompt_id),
-                    ("sample_idx", r.sample_idx),
-                    ("pos", p),
-                    ("pos_kind", kind),
-                    ("step", step),
-                    ("layer", layer),
-                    ("next_token", nxt),
-                    ("context_token", int(ctx_tok[b, j])),
-                    ("prior_token", int(prior_tok[b, j])),
-                ):
-                    cols[k].append(v)  # type: ignore[arg-type]
+                cols.add(
+                    prompt_id=r.prompt_id,
+                    sample_idx=r.sample_idx,
+                    pos=p,
+                    pos_kind=kind,
+                    step=step,
+                    layer=layer,
+                    next_token=nxt,
+                    context_token=int(ctx_tok[b, j]),
+                    prior_token=int(prior_tok[b, j]),
+                )
             sel_b.append(b)
             sel_p.append(j)
-    data: dict[str, object] = dict(cols)
+    data: dict[str, object] = dict(cols.data)
     for site in sites:
         st = cap.stacked(site)[sel_b, sel_p].float()  # [rows_without_layer, L, d]
         arr = st.reshape(-1, st.shape[-1]).cpu().numpy()

@@ -19,6 +19,7 @@ import pyarrow as pa
 
 from cotlens.errors import CotlensError
 from cotlens.io.figures import plt, save
+from cotlens.io.parquet import Columns
 from cotlens.paths import figure_ref
 
 COMPARE = pa.schema(
@@ -63,7 +64,7 @@ def flatten(d: Mapping[str, Any], prefix: str = "") -> list[tuple[str, float | N
 
 def collect(paths: Sequence[str | os.PathLike[str]]) -> pa.Table:
     """One row per (run, study, model, figure, key) of the figure JSONs."""
-    cols: dict[str, list[Any]] = {f.name: [] for f in COMPARE}
+    cols = Columns(COMPARE)
     for path in sorted(map(str, paths)):
         run, study, model, figure = where(path)
         try:
@@ -71,9 +72,8 @@ def collect(paths: Sequence[str | os.PathLike[str]]) -> pa.Table:
         except ValueError as e:
             raise CotlensError(f"{path} is not JSON ({e})", "rerun that run's figure rule") from None
         for key, value, text in flatten(data):
-            for c, v in zip(COMPARE.names, (run, study, model, figure, key, value, text), strict=True):
-                cols[c].append(v)
-    return pa.Table.from_pydict(cols, schema=COMPARE)
+            cols.add(run=run, study=study, model=model, figure=figure, key=key, value=value, text=text)
+    return cols.table()
 
 
 def _pick(t: pa.Table, study: str, figure: str, key: str) -> dict[tuple[str, str], float]:

@@ -4,12 +4,10 @@ clean prompts."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from cotlens.circuits import tables
 from cotlens.circuits.heads import content_tokens, read_heads
 from cotlens.io.logs import progress
-from cotlens.io.parquet import read_table, to_table, write_table
+from cotlens.io.parquet import Columns, read_table, write_table
 from cotlens.models.checks import refused_by
 from cotlens.models.loading import load_for_stage
 from cotlens.pipeline.stage import Params, Paths, model_meta, refuse
@@ -27,7 +25,7 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
     lm = load_for_stage(inputs["model"], runtime, threads, attn="eager")
     d = lm.dims
     content = content_tokens(lm.tokenizer, d.vocab)
-    cols: dict[str, list[Any]] = {f.name: [] for f in tables.HEADS}
+    cols = Columns(tables.HEADS)
     for r in progress(read_table(pairs).to_pylist(), unit="pairs"):
         rd = read_heads(lm, r["clean_ids"], r["clean_tok"], r["corrupt_tok"])
         present = set(r["clean_ids"])
@@ -37,18 +35,17 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
             for h in range(d.n_heads):
                 top = int(rd.top_token[layer, h])
                 kind = "function" if top not in content else ("context" if top in present else "prior")
-                for k, v in (
-                    ("pair_id", r["pair_id"]),
-                    ("layer", layer),
-                    ("head", h),
-                    ("dla", float(rd.dla[layer, h])),
-                    ("dla_answer", float(rd.dla_answer[layer, h])),
-                    ("top_token", top),
-                    ("in_context", top in present),
-                    ("top_kind", kind),
-                    ("context_chance", chance),
-                    ("attn_answer", float(rd.attn_answer[layer, h])),
-                ):
-                    cols[k].append(v)
-    write_table(to_table(cols, tables.HEADS), out, model_meta("circuits_heads", params, lm.manifest, lm.dtype))
+                cols.add(
+                    pair_id=r["pair_id"],
+                    layer=layer,
+                    head=h,
+                    dla=float(rd.dla[layer, h]),
+                    dla_answer=float(rd.dla_answer[layer, h]),
+                    top_token=top,
+                    in_context=top in present,
+                    top_kind=kind,
+                    context_chance=chance,
+                    attn_answer=float(rd.attn_answer[layer, h]),
+                )
+    write_table(cols.table(), out, model_meta("circuits_heads", params, lm.manifest, lm.dtype))
     return len(cols["pair_id"])

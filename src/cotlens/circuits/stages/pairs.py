@@ -12,7 +12,7 @@ from cotlens.circuits.pairs import balance, build_pairs, gold_samples
 from cotlens.core.batch import logits_at, pad
 from cotlens.errors import CotlensError
 from cotlens.io.logs import progress
-from cotlens.io.parquet import read_table, to_table, write_table
+from cotlens.io.parquet import Columns, read_table, write_table
 from cotlens.models.loading import load_for_stage
 from cotlens.pipeline.stage import Params, Paths, model_meta
 
@@ -56,33 +56,32 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
             f"no clean/corrupt pair survived ({len(cands)} candidates from {len(stab)} samples)",
             "the model must get some CoT steps right: use more prompts, a stronger model, or lower circuits.pairs.min_kl",
         )
-    cols: dict[str, list[Any]] = {f.name: [] for f in tables.PAIRS}
+    cols = Columns(tables.PAIRS)
     for pid, p in enumerate(chosen):
         pc, kl, ld_c, ld_x = info[id(p)]
-        for k, v in (
-            ("pair_id", pid),
-            ("prompt_id", p.prompt_id),
-            ("sample_idx", p.sample_idx),
-            ("ontology", onto[p.prompt_id]),
-            ("step", p.step),
-            ("subtask", p.subtask),
-            ("word", p.word),
-            ("word_type", p.word_type),
-            ("replacement", p.replacement),
-            ("corrupted_in", p.corrupted_in),
-            ("clean_ids", list(p.clean_ids)),
-            ("corrupt_ids", list(p.corrupt_ids)),
-            ("clean_tok", p.clean_tok),
-            ("corrupt_tok", p.corrupt_tok),
-            ("question_len", p.question_len),
-            ("corrupt_pos", p.corrupt_pos),
-            ("p_clean", pc),
-            ("kl_clean_corrupt", kl),
-            ("ld_clean", ld_c),
-            ("ld_corrupt", ld_x),
-        ):
-            cols[k].append(v)
+        cols.add(
+            pair_id=pid,
+            prompt_id=p.prompt_id,
+            sample_idx=p.sample_idx,
+            ontology=onto[p.prompt_id],
+            step=p.step,
+            subtask=p.subtask,
+            word=p.word,
+            word_type=p.word_type,
+            replacement=p.replacement,
+            corrupted_in=p.corrupted_in,
+            clean_ids=list(p.clean_ids),
+            corrupt_ids=list(p.corrupt_ids),
+            clean_tok=p.clean_tok,
+            corrupt_tok=p.corrupt_tok,
+            question_len=p.question_len,
+            corrupt_pos=p.corrupt_pos,
+            p_clean=pc,
+            kl_clean_corrupt=kl,
+            ld_clean=ld_c,
+            ld_corrupt=ld_x,
+        )
     meta = model_meta("circuits_pairs", params, lm.manifest, lm.dtype, candidates=len(cands), kept=len(kept))
-    write_table(to_table(cols, tables.PAIRS), out, meta)
+    write_table(cols.table(), out, meta)
     print(f"pairs: {len(cands)} candidates, {len(kept)} predicted and moved, {len(chosen)} kept", flush=True)
     return len(chosen)

@@ -18,7 +18,7 @@ from cotlens.circuits.patching import baseline, patch_heads, patch_heads_at, pat
 from cotlens.core.types import PATHWAY_SETS
 from cotlens.errors import CotlensError
 from cotlens.io.logs import Progress
-from cotlens.io.parquet import ShardWriter, read_table, to_table, write_table
+from cotlens.io.parquet import Columns, ShardWriter, read_table, write_table
 from cotlens.io.shards import Shards
 from cotlens.models.adapters import AdaptedModel
 from cotlens.models.loading import load_for_stage
@@ -70,13 +70,13 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
     prog = Progress(sum(min(per_shard, table.num_rows - starts[k]) for k in todo), "pairs")
     for k in todo:
         first = starts[k]
-        cols: dict[str, list[Any]] = {f.name: [] for f in tables.PATCHING}
-        path_cols: dict[str, list[Any]] = {f.name: [] for f in tables.PATHWAYS}
+        cols = Columns(tables.PATCHING)
+        path_cols = Columns(tables.PATHWAYS)
         for i in range(first, min(first + per_shard, table.num_rows)):
             patch_pair(lm, table.slice(i, 1).to_pylist()[0], params, full_sweep[i], cols, path_cols)
             prog.update(note=f"pair {i + 1} of {table.num_rows}: {'full sweep' if full_sweep[i] else 'screen + top-K'}")
-        write_table(to_table(path_cols, tables.PATHWAYS), path_shards.path(k), smeta)
-        shards.write(k, to_table(cols, tables.PATCHING))
+        write_table(path_cols.table(), path_shards.path(k), smeta)
+        shards.write(k, cols.table())
     prog.close()
     print(shards.summary(), flush=True)
     with ShardWriter(out, tables.PATCHING, meta, group_rows=GROUP_ROWS) as w:  # aborted on error: nothing
@@ -93,8 +93,8 @@ def patch_pair(
     r: dict[str, Any],
     params: Mapping[str, Any],
     full_sweep: bool,
-    cols: dict[str, list[Any]],
-    path_cols: dict[str, list[Any]],
+    cols: Columns,
+    path_cols: Columns,
 ) -> None:
     """Screen, exact patching and pathways of one pair, appended to the column lists."""
     d = mh.dims
@@ -116,20 +116,19 @@ def patch_pair(
 
     def add(method: str, selection: str, pos: int | None, layer: int, head: int, nkl: float, ld: float | None) -> None:
         label = "all" if pos is None else "corrupt" if pos == corrupt_pos else f"end-{t - 1 - pos}"
-        for k, v in (
-            ("pair_id", r["pair_id"]),
-            ("subtask", r["subtask"]),
-            ("method", method),
-            ("screen", screen),
-            ("selection", selection),
-            ("positions", label),
-            ("pos", pos),
-            ("layer", layer),
-            ("head", head),
-            ("nkl", nkl),
-            ("logit_diff", ld),
-        ):
-            cols[k].append(v)
+        cols.add(
+            pair_id=r["pair_id"],
+            subtask=r["subtask"],
+            method=method,
+            screen=screen,
+            selection=selection,
+            positions=label,
+            pos=pos,
+            layer=layer,
+            head=head,
+            nkl=nkl,
+            logit_diff=ld,
+        )
 
     attr = base.attribution
     for layer in range(d.n_layers):
@@ -149,5 +148,4 @@ def patch_pair(
     q = int(r["question_len"])
     sets = [range(q), range(q, t - 1), range(t - 1)]
     for name, (nkl, ld) in zip(PATHWAY_SETS, patch_positions(mh, base, sets), strict=True):
-        for k, v in (("pair_id", r["pair_id"]), ("positions", name), ("nkl", nkl), ("logit_diff", ld)):
-            path_cols[k].append(v)
+        path_cols.add(pair_id=r["pair_id"], positions=name, nkl=nkl, logit_diff=ld)

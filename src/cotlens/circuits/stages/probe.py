@@ -4,15 +4,13 @@ accuracy reported at it, and a control task per layer (cotlens.circuits.probe)."
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 
 from cotlens.circuits import fewshot, tables
 from cotlens.circuits.probe import control_labels, held_out, probe_layers, relation_examples, token_at_char_end
 from cotlens.core.hooks import Capture
 from cotlens.io.logs import Progress, progress
-from cotlens.io.parquet import read_table, to_table, write_table
+from cotlens.io.parquet import Columns, read_table, write_table
 from cotlens.models.adapters import get
 from cotlens.models.loading import load_for_stage
 from cotlens.pipeline.stage import Params, Paths, model_meta
@@ -62,23 +60,19 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
             prog.update,
         )
     n_sel = int((~te).sum())
-    cols: dict[str, list[Any]] = {f.name: [] for f in tables.PROBE}
+    cols = Columns(tables.PROBE)
     for sc in scores:
         lab = y if sc.task == "relation" else y_control
         top = torch.bincount(lab[~te], minlength=3).argmax()
         for split, acc, mask in (("train", sc.train, ~te), ("cv", sc.cv, ~te), ("test", sc.test, te)):
-            row = {
-                "layer": sc.layer,
-                "task": sc.task,
-                "split": split,
-                "accuracy": acc,
-                "majority": float((lab[mask] == top).float().mean()),
-                "n": n_sel if split != "test" else int(te.sum()),
-                "selected": sc.layer == best,
-            }
-            for k, v in row.items():
-                cols[k].append(v)
-    write_table(
-        to_table(cols, tables.PROBE), outputs["probe"], model_meta("circuits_probe", params, lm.manifest, lm.dtype)
-    )
+            cols.add(
+                layer=sc.layer,
+                task=sc.task,
+                split=split,
+                accuracy=acc,
+                majority=float((lab[mask] == top).float().mean()),
+                n=n_sel if split != "test" else int(te.sum()),
+                selected=sc.layer == best,
+            )
+    write_table(cols.table(), outputs["probe"], model_meta("circuits_probe", params, lm.manifest, lm.dtype))
     return len(labels)

@@ -8,7 +8,7 @@ from typing import Any
 from cotlens.circuits import fewshot, tables
 from cotlens.circuits.prompts import GeneratorConfig, generate
 from cotlens.errors import CotlensError
-from cotlens.io.parquet import RunMeta, to_table, write_table
+from cotlens.io.parquet import Columns, RunMeta, write_table
 from cotlens.pipeline.stage import Params, Paths
 
 
@@ -22,27 +22,26 @@ def generator_config(params: Mapping[str, Any]) -> GeneratorConfig:
 
 def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads: int) -> int:
     gc = generator_config(params)
-    cols: dict[str, list[Any]] = {f.name: [] for f in tables.CIRCUITS_PROMPTS}
+    cols = Columns(tables.CIRCUITS_PROMPTS)
     for i, (ex, shots) in enumerate(generate(gc)):
-        for k, v in (
-            ("prompt_id", i),
-            ("ontology", ex.ontology),
-            ("hops", ex.hops),
-            ("distractors", ex.distractors),
-            ("negation", ex.negation),
-            ("entity", ex.entity),
-            ("facts", list(ex.facts)),
-            ("query", ex.query),
-            ("label", ex.label),
-            ("gold_cot", list(ex.gold_cot)),
-            ("prompt", fewshot.prompt(ex, shots)),
-            ("prompt_nofacts", fewshot.prompt(ex, shots, with_facts=False)),
-        ):
-            cols[k].append(v)
+        cols.add(
+            prompt_id=i,
+            ontology=ex.ontology,
+            hops=ex.hops,
+            distractors=ex.distractors,
+            negation=ex.negation,
+            entity=ex.entity,
+            facts=list(ex.facts),
+            query=ex.query,
+            label=ex.label,
+            gold_cot=list(ex.gold_cot),
+            prompt=fewshot.prompt(ex, shots),
+            prompt_nofacts=fewshot.prompt(ex, shots, with_facts=False),
+        )
     if not cols["prompt_id"]:
         raise CotlensError("the prompt set is empty", "check the prompts section of the config")
     write_table(
-        to_table(cols, tables.CIRCUITS_PROMPTS),
+        cols.table(),
         outputs["prompts"],
         RunMeta.of("circuits_prompts", params),
     )

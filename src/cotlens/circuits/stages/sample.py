@@ -16,7 +16,7 @@ from cotlens.circuits import parsing, tables
 from cotlens.core.sampling import Generation, SampleConfig, generate_batch, stop_ids
 from cotlens.errors import CotlensError
 from cotlens.io.logs import Progress
-from cotlens.io.parquet import read_table, to_table, write_table
+from cotlens.io.parquet import Columns, read_table, to_table, write_table
 from cotlens.io.shards import Shards
 from cotlens.models.adapters import check_context
 from cotlens.models.loading import load_for_stage
@@ -98,31 +98,30 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
         for r in t.to_pylist()
     }
 
-    cols: dict[str, list[Any]] = {f.name: [] for f in tables.SAMPLES}
+    cols = Columns(tables.SAMPLES)
     for i, s in sorted(results):
         g, row = results[(i, s)], tab[i]
         text = tok.decode(g.token_ids)
         parsed = parsing.parse_response(text)
         step_tok, ans_tok = locate(tok, g.token_ids, parsed)
         correct = parsing.score_steps(parsed.steps, row["gold_cot"])
-        for col, v in (
-            ("prompt_id", row["prompt_id"]),
-            ("sample_idx", s),
-            ("prompt_token_ids", enc[i]),
-            ("prompt_nofacts_token_ids", enc_nf[i]),
-            ("token_ids", g.token_ids),
-            ("completion", text),
-            ("stop_reason", g.stop_reason),
-            ("answer", parsed.answer),
-            ("answer_correct", parsed.answer == str(row["label"])),
-            ("steps", list(parsed.steps)),
-            ("step_correct", correct),
-            ("step_end_token", step_tok),
-            ("answer_token", ans_tok),
-            ("cot_exact", list(parsed.steps) == list(row["gold_cot"])),
-        ):
-            cols[col].append(v)
+        cols.add(
+            prompt_id=row["prompt_id"],
+            sample_idx=s,
+            prompt_token_ids=enc[i],
+            prompt_nofacts_token_ids=enc_nf[i],
+            token_ids=g.token_ids,
+            completion=text,
+            stop_reason=g.stop_reason,
+            answer=parsed.answer,
+            answer_correct=parsed.answer == str(row["label"]),
+            steps=list(parsed.steps),
+            step_correct=correct,
+            step_end_token=step_tok,
+            answer_token=ans_tok,
+            cot_exact=list(parsed.steps) == list(row["gold_cot"]),
+        )
     meta = model_meta("circuits_sample", params, lm.manifest, lm.dtype)
-    write_table(to_table(cols, tables.SAMPLES), out, meta)
+    write_table(cols.table(), out, meta)
     shards.discard()
     return len(results)

@@ -19,7 +19,7 @@ from cotlens.circuits import fewshot, tables
 from cotlens.circuits.heads import circuit_logits_many, cross_fit, head_ranking, mean_head_outputs
 from cotlens.errors import CotlensError
 from cotlens.io.logs import Progress
-from cotlens.io.parquet import read_table, to_table, write_table
+from cotlens.io.parquet import Columns, read_table, write_table
 from cotlens.models.loading import load_for_stage
 from cotlens.pipeline.stage import Params, Paths, model_meta, refusal, refuse
 
@@ -50,7 +50,7 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
     fold, ranking = cross_fit(rows, lambda ids: head_ranking(patching, d.n_layers, d.n_heads, ids), per_subtask, pairs)
     all_heads = [(la, h) for la in range(d.n_layers) for h in range(d.n_heads)]
     draws = int(params["random_draws"])
-    cols: dict[str, list[Any]] = {f.name: [] for f in tables.SUFFICIENCY}
+    cols = Columns(tables.SUFFICIENCY)
     ks = sorted({min(int(k), len(all_heads)) for k in params["sufficiency_k"]})
     prog = Progress(sum(len(rows) * (1 + (draws if 0 < k < len(all_heads) else 0)) for k in ks), "circuits")
     plan: list[tuple[int, int, set[Any] | None]] = []  # (k, draw, random set or None: the top-k)
@@ -72,19 +72,18 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
         for r in rows:
             lg = logits[(k, draw, r["pair_id"])]
             p = torch.softmax(lg, -1)[r["clean_tok"]]
-            for key, v in (
-                ("k", k),
-                ("pair_id", r["pair_id"]),
-                ("subtask", r["subtask"]),
-                ("agree", int(lg.argmax()) == r["clean_tok"]),
-                ("p_clean_tok", float(p)),
-                ("random", rnd is not None),
-                ("draw", draw),
-            ):
-                cols[key].append(v)
+            cols.add(
+                k=k,
+                pair_id=r["pair_id"],
+                subtask=r["subtask"],
+                agree=int(lg.argmax()) == r["clean_tok"],
+                p_clean_tok=float(p),
+                random=rnd is not None,
+                draw=draw,
+            )
     print(f"circuits: {len(plan)} per pair ({len(ks)} k, {draws} random draws each)", flush=True)
     write_table(
-        to_table(cols, tables.SUFFICIENCY),
+        cols.table(),
         outputs["sufficiency"],
         model_meta("circuits_sufficiency", params, lm.manifest, lm.dtype),
     )

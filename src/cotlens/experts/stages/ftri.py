@@ -8,15 +8,13 @@ only; no model."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 from cotlens.errors import CotlensError
 from cotlens.experts import tables
 from cotlens.experts.methods import frequencies, ftri, top_experts
 from cotlens.experts.prompts import CONTRASTS
-from cotlens.io.parquet import read_meta, read_table, to_table, write_table
+from cotlens.io.parquet import Columns, read_meta, read_table, write_table
 from cotlens.pipeline.stage import Params, Paths, model_meta, pass_on
 
 
@@ -49,7 +47,7 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
     else:
         beh = np.array([bool(pr[p]["elicits"]) for p in ids])
     contrast = np.array([pr[p]["contrast"] for p in ids])
-    cols: dict[str, list[Any]] = {f.name: [] for f in tables.FTRI}
+    cols = Columns(tables.FTRI)
     for name in ("all", *CONTRASTS):
         sel = np.ones(len(ids), dtype=bool) if name == "all" else contrast == name
         if not sel.any():
@@ -68,24 +66,22 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
         order = {le: r for r, le in enumerate(top_experts(score, score.size))}
         for lay in range(n_layers):
             for e in range(n_exp):
-                vals = (
-                    name,
-                    lay,
-                    e,
-                    float(score[lay, e]),
-                    float(fb[lay, e]),
-                    float(fo[lay, e]),
-                    order[(lay, e)],
-                    int(b.sum()),
-                    int((~b).sum()),
+                cols.add(
+                    contrast=name,
+                    layer=lay,
+                    expert=e,
+                    score=float(score[lay, e]),
+                    freq_behaviour=float(fb[lay, e]),
+                    freq_other=float(fo[lay, e]),
+                    rank=order[(lay, e)],
+                    n_behaviour=int(b.sum()),
+                    n_other=int((~b).sum()),
                 )
-                for k, v in zip(cols, vals, strict=True):
-                    cols[k].append(v)
     meta = model_meta(
         "experts_ftri",
         params,
         {"name": src["model"], "revision": src["revision"], "fingerprint": src.get("fingerprint")},
         src["dtype"],
     )
-    write_table(to_table(cols, tables.FTRI), outputs["ftri"], meta)
-    return len(cols["layer"])
+    write_table(cols.table(), outputs["ftri"], meta)
+    return len(cols)

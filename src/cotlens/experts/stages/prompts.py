@@ -9,16 +9,24 @@ from typing import Any
 from cotlens.errors import CotlensError
 from cotlens.experts import prompts as moe
 from cotlens.experts import tables
-from cotlens.io.parquet import RunMeta, to_table, write_table
+from cotlens.io.parquet import Columns, RunMeta, write_table
 from cotlens.pipeline.stage import Params, Paths
 
 
-def prompt_table(params: Mapping[str, Any]) -> dict[str, list[Any]]:
-    cols: dict[str, list[Any]] = {f.name: [] for f in tables.EXPERTS_PROMPTS}
+def prompt_table(params: Mapping[str, Any]) -> Columns:
+    cols = Columns(tables.EXPERTS_PROMPTS)
 
     def add(set_: str, split: str, contrast: str, kind: str, elicits: bool, q: str, ref: str) -> None:
-        for k, v in zip(cols, (len(cols["prompt_id"]), set_, split, contrast, kind, elicits, q, ref), strict=True):
-            cols[k].append(v)
+        cols.add(
+            prompt_id=len(cols),
+            set=set_,
+            split=split,
+            contrast=contrast,
+            kind=kind,
+            elicits=elicits,
+            question=q,
+            reference=ref,
+        )
 
     for p in moe.study_prompts():
         if p.contrast in params["contrasts"]:
@@ -34,5 +42,5 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
     cols = prompt_table(params)
     if not any(s == "study" for s in cols["set"]):
         raise CotlensError("experts.prompts.contrasts selects no study prompt", f"use some of {list(moe.CONTRASTS)}")
-    write_table(to_table(cols, tables.EXPERTS_PROMPTS), outputs["prompts"], RunMeta.of("experts_prompts", params))
-    return len(cols["prompt_id"])
+    write_table(cols.table(), outputs["prompts"], RunMeta.of("experts_prompts", params))
+    return len(cols)

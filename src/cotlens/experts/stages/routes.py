@@ -16,7 +16,7 @@ from cotlens.experts import tables
 from cotlens.experts.methods import RouterCapture, check_router, n_experts, require_moe
 from cotlens.experts.responses import prompt_ids, refusal_classifier, respond
 from cotlens.io.logs import Progress
-from cotlens.io.parquet import ShardWriter, read_table, to_table, write_table
+from cotlens.io.parquet import Columns, ShardWriter, read_table, to_table, write_table
 from cotlens.models.loading import load_for_stage
 from cotlens.pipeline.gate import gate
 from cotlens.pipeline.stage import Params, Paths, model_meta
@@ -85,12 +85,18 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
             prog.close()
         judge = load_for_stage(inputs["judge"], runtime, threads) if "judge" in inputs else None
         classify, by = refusal_classifier(judge, runtime.get("judge_cache"))
-        cols: dict[str, list[Any]] = {f.name: [] for f in tables.EXPERT_RESPONSES}
+        cols = Columns(tables.EXPERT_RESPONSES)
         for row, (text, ids), plen in zip(study, answers, prompt_len, strict=True):
-            vals = (row["prompt_id"], text, classify(row["question"], text), not text.strip(), by, plen, len(ids))
-            for k, v in zip(cols, vals, strict=True):
-                cols[k].append(v)
-        write_table(to_table(cols, tables.EXPERT_RESPONSES), responses_out, meta)
+            cols.add(
+                prompt_id=row["prompt_id"],
+                response=text,
+                refused=classify(row["question"], text),
+                empty=not text.strip(),
+                classified_by=by,
+                prompt_tokens=plen,
+                n_tokens=len(ids),
+            )
+        write_table(cols.table(), responses_out, meta)
     n_ref = sum(cols["refused"])
     print(f"{n_ref}/{len(study)} refused ({by})", flush=True)
     return n_ref

@@ -9,14 +9,13 @@ whose mean activation is negative promotes the tokens of minus its output weight
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from cotlens.core.judge import Judge
 from cotlens.errors import CotlensError
 from cotlens.io.logs import Progress
-from cotlens.io.parquet import read_table, to_table, write_table
+from cotlens.io.parquet import Columns, read_table, write_table
 from cotlens.models.checks import refused_by
 from cotlens.models.loading import load_for_stage
 from cotlens.neurons import tables
@@ -71,7 +70,7 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
     # norm (their code), and at least two of the top tokens expressing the concept
     min_layer, min_tokens = int(params["min_layer"]), int(params["min_concept_tokens"])
     raw = params["projection"] == "raw"
-    cols: dict[str, list[Any]] = {f.name: [] for f in tables.NEURONS}
+    cols = Columns(tables.NEURONS)
     for layer in range(d.n_layers):
         for j in range(d.d_mlp):
             r = int(rank[layer, j])
@@ -83,21 +82,19 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
                 by = "lexicon"
                 if judge is not None and r < int(params["judge_top"]):
                     concept, by = judge.label(tokens), judged_by
-            row = {
-                "layer": layer,
-                "neuron": j,
-                "freq": float(freq[layer, j]),
-                "mean_act": float(mean[layer, j]),
-                "rank": r,
-                "top_tokens": proj.with_norm if proj else [],
-                "top_tokens_raw": proj.without_norm if proj else [],
-                "concept": concept,
-                "labelled_by": by,
-                "lexicon": lexicon,
-            }
-            for k, v in row.items():
-                cols[k].append(v)
+            cols.add(
+                layer=layer,
+                neuron=j,
+                freq=float(freq[layer, j]),
+                mean_act=float(mean[layer, j]),
+                rank=r,
+                top_tokens=proj.with_norm if proj else [],
+                top_tokens_raw=proj.without_norm if proj else [],
+                concept=concept,
+                labelled_by=by,
+                lexicon=lexicon,
+            )
     meta = model_meta("neurons_discovery", params, lm.manifest, lm.dtype)
-    write_table(to_table(cols, tables.NEURONS), out, meta)
+    write_table(cols.table(), out, meta)
     print(f"{n_correct}/{len(answers)} correct; tokens scored: {sc.total_tokens:.0f}", flush=True)
     return n_correct
