@@ -454,3 +454,44 @@ def test_row_switches_equal_one_switch_per_batch(family: str) -> None:
             with switch_experts(model, ad, sw[1], sw[0]):  # type: ignore[arg-type]
                 torch.testing.assert_close(got[g], model(input_ids=ids[:1]).logits[0])
             assert not torch.allclose(got[g], plain)  # the switch changes the logits
+
+
+def test_a_batch_of_responses_scored_before_is_not_run_again() -> None:
+    """continuation_nll's memo (the fluency of experts_effects): a batch with the same token
+    ids as an earlier one gets the earlier numbers without a forward, and they are what the
+    forward gives (the same bits); a batch that differs in one token is run; a memo under
+    hooks (switched rows) is refused."""
+    from types import SimpleNamespace
+
+    from cotlens.experts.responses import Scored, continuation_nll
+    from cotlens.models.adapters import dims
+    from cotlens.models.loading import Loaded
+
+    model = tiny_moe(FAMILIES[0])
+    ad = adapter_for(model)
+    lm = Loaded(
+        model,
+        SimpleNamespace(pad_token_id=0, eos_token_id=None),
+        ad,
+        dims(model, ad),
+        {},
+        torch.device("cpu"),
+        "float32",
+    )
+    seqs = [(p, p[:2]) for p in _prompts(4, 3)]
+    calls = {"n": 0}
+    hook = model.register_forward_pre_hook(lambda *_: calls.__setitem__("n", calls["n"] + 1))
+    try:
+        plain = continuation_nll(lm, seqs, 2)
+        assert calls["n"] == 2
+        memo: Scored = {}
+        first = continuation_nll(lm, seqs, 2, memo=memo)
+        again = continuation_nll(lm, seqs, 2, memo=memo)
+        assert calls["n"] == 4 and first == again == plain  # the second call ran nothing
+        changed = [seqs[0], (seqs[1][0], [seqs[1][1][0], seqs[1][1][1] + 1]), *seqs[2:]]
+        got = continuation_nll(lm, changed, 2, memo=memo)
+        assert calls["n"] == 5 and got[2:] == plain[2:] and got[1] != plain[1]
+    finally:
+        hook.remove()
+    with pytest.raises(ValueError, match="unhooked model only"):
+        continuation_nll(lm, seqs, 2, [0] * 4, lambda _g: None, memo={})

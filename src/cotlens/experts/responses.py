@@ -99,20 +99,35 @@ def refusal_classifier(judge: Loaded | None, judge_cache: str | Path | None) -> 
     return (lambda q, r: bool(r.strip()) and jd.yes(moe.refusal_question(q, r))), name
 
 
+Scored = dict[tuple[tuple[tuple[int, ...], tuple[int, ...]], ...], list[tuple[float, int]]]
+
+
 def continuation_nll(
     lm: Loaded,
     seqs: Sequence[tuple[list[int], list[int]]],
     batch: int,
     groups: Sequence[int] | None = None,
     on_groups: Callable[[list[int]], None] | None = None,
+    memo: Scored | None = None,
 ) -> list[tuple[float, int]]:
     """Summed NLL and token count of each continuation after its prompt (token ids), under
-    the model as it is hooked now (``on_groups`` hears the group of each row of a forward)."""
+    the model as it is hooked now (``on_groups`` hears the group of each row of a forward).
+
+    ``memo`` (for an unhooked model only): the scores of every batch already run, by its
+    exact token ids; a batch run before is not run again. Its numbers are those of the same
+    forward over the same inputs, so they are the same bits."""
+    if memo is not None and on_groups is not None:
+        raise ValueError("a memo of scores holds for the unhooked model only")
     tok = lm.tokenizer
     _, pad = stop_ids(tok)
     out: list[tuple[float, int]] = []
     for s in range(0, len(seqs), batch):
         chunk = [(list(p), list(c)) for p, c in seqs[s : s + batch]]
+        key = tuple((tuple(p), tuple(c)) for p, c in chunk)
+        if memo is not None and key in memo:
+            out += memo[key]
+            continue
+        first = len(out)
         full = [p + c for p, c in chunk]
         n = max(map(len, full))
         x = torch.full((len(full), n), pad, device=lm.device)
@@ -131,6 +146,8 @@ def continuation_nll(
             tgt = torch.tensor(c, device=lm.device)
             lp = logp[i, len(p) - 1 : len(p) + len(c) - 1].gather(-1, tgt[:, None])
             out.append((float(-lp.sum()), len(c)))
+        if memo is not None:
+            memo[key] = out[first:]
     return out
 
 

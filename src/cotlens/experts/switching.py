@@ -11,7 +11,15 @@ import numpy as np
 
 from cotlens.core.types import SWITCH_MODES, SwitchMode
 from cotlens.experts.methods import RowSwitches, by_layer, forceable, random_experts, top_experts
-from cotlens.experts.responses import continuation_nll, interleave, prompt_ids, reference_seqs, respond, unscramble
+from cotlens.experts.responses import (
+    Scored,
+    continuation_nll,
+    interleave,
+    prompt_ids,
+    reference_seqs,
+    respond,
+    unscramble,
+)
 from cotlens.models.loading import Loaded
 
 
@@ -71,10 +79,13 @@ def measure(
     asked: Asked,
     generation: Mapping[str, Any],
     slots: Mapping[int, int],
+    fluency: Scored | None = None,
 ) -> list[Measured]:
     """The conditions of ``chunk`` side by side: every batch holds the same prompts once per
     condition, each copy under its own switch; then each response's fluency with no switch
-    (the quality guard's)."""
+    (the quality guard's), one condition's responses a batch at a time: a batch of responses
+    an earlier condition gave word for word is scored once (``fluency``, kept by the stage;
+    most random switches of one expert change no response of a batch)."""
     switches: list[tuple[SwitchMode, dict[int, list[int]]] | None] = []
     labels = []
     for c in chunk:
@@ -96,6 +107,8 @@ def measure(
         nll_all = continuation_nll(lm, refs, bs * g, [c for c, _ in rorder], sw.rows)
     said = unscramble(order, said_all, g, n)
     nlls = unscramble(rorder, nll_all, g, n_ref)
-    answers = [(p, ids) for c in range(g) for p, (_, ids) in zip(asked.prompts, said[c], strict=True)]
-    fluency_all = continuation_nll(lm, answers, bs)
-    return [Measured(labels[c], said[c], nlls[c], fluency_all[c * n : (c + 1) * n]) for c in range(g)]
+    fl = [
+        continuation_nll(lm, [(p, ids) for p, (_, ids) in zip(asked.prompts, said[c], strict=True)], bs, memo=fluency)
+        for c in range(g)
+    ]
+    return [Measured(labels[c], said[c], nlls[c], fl[c]) for c in range(g)]

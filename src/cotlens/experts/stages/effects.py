@@ -21,7 +21,7 @@ from cotlens.core.hooks import router_modules
 from cotlens.errors import CotlensError
 from cotlens.experts import tables
 from cotlens.experts.methods import check_router, n_experts, require_moe, top_k_of
-from cotlens.experts.responses import first_int, refusal_classifier
+from cotlens.experts.responses import Scored, first_int, refusal_classifier
 from cotlens.experts.switching import Asked, Condition, Measured, conditions, measure, score_map
 from cotlens.io.logs import Progress
 from cotlens.io.parquet import Columns, read_table
@@ -117,10 +117,11 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
     shards = Shards(out, "experts_effects", model_meta("experts_effects", key, lm.manifest, lm.dtype), len(conds))
     todo = shards.todo()  # the rest: finished by an interrupted run
     per = max(1, int(params["batch_rows"]) // int(params["batch_size"]))  # conditions side by side in one batch
+    fluency: Scored = {}  # the unswitched model's scores of each batch of responses, by token ids
     with Progress(len(todo), "conditions") as prog:
         for s in range(0, len(todo), per):
             chunk = todo[s : s + per]
-            measured = measure(lm, [conds[i] for i in chunk], asked, params, slots)
+            measured = measure(lm, [conds[i] for i in chunk], asked, params, slots, fluency)
             for i, m in zip(chunk, measured, strict=True):
                 shards.write(i, effects_table(conds[i], m, study, quality, refs, classify))
                 prog.update(note=" ".join(map(str, conds[i][:4])))
