@@ -21,6 +21,7 @@ the plan says so per stage, and ``docs/benchmarks.md`` keeps its error against m
 from __future__ import annotations
 
 import math
+import statistics
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -106,11 +107,16 @@ def calibrate(model: Any, threads: int = 1) -> Rates:
         vocab = min(s.vocab, int(model.get_input_embeddings().weight.shape[0]))
 
         def timed(fn: Callable[[], Any], n: int = 3) -> float:
+            """The median of at least ``n`` runs after a warm-up, and of as many more as fit
+            in ~0.5 s (a small model's forward is a few ms: a handful of runs is noise)."""
             fn()
-            t = time.perf_counter()
-            for _ in range(n):
+            runs: list[float] = []
+            start = time.perf_counter()
+            while len(runs) < n or (time.perf_counter() - start < 0.5 and len(runs) < 50):
+                t = time.perf_counter()
                 fn()
-            return (time.perf_counter() - t) / n
+                runs.append(time.perf_counter() - t)
+            return statistics.median(runs)
 
         with torch.inference_mode():
             ids = torch.randint(0, vocab, (4, 256), generator=gen)
@@ -156,9 +162,11 @@ def decode_rate(model: Any, s: Shape, nbytes: int, gen: Any) -> float:
     vocab = min(s.vocab, int(model.get_input_embeddings().weight.shape[0]))
     dtype = next(model.parameters()).dtype
 
-    def step(n: int, reps: int = 3) -> float:
-        best = math.inf
-        for _ in range(reps + 1):  # the first is a warm-up
+    def step(n: int, reps: int = 5) -> float:
+        """The median of at least ``reps`` timed steps after a warm-up (more where they are fast)."""
+        runs: list[float] = []
+        start = time.perf_counter()
+        while len(runs) <= reps or (time.perf_counter() - start < 0.5 and len(runs) < 50):
             cache = DynamicCache(config=model.config)
             for li in range(s.layers):
                 kv = [torch.randn(DECODE_ROWS, s.kv_heads, n, s.head_dim, generator=gen).to(dtype) for _ in range(2)]
@@ -171,8 +179,8 @@ def decode_rate(model: Any, s: Shape, nbytes: int, gen: Any) -> float:
             model(
                 input_ids=ids, attention_mask=mask, position_ids=torch.full((DECODE_ROWS, 1), n), past_key_values=cache
             )
-            best = min(best, time.perf_counter() - t) if _ else best
-        return best
+            runs.append(time.perf_counter() - t)
+        return statistics.median(runs[1:])  # the first is a warm-up
 
     try:
         with torch.inference_mode():
