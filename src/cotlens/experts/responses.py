@@ -4,6 +4,7 @@ stages share."""
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -99,7 +100,18 @@ def refusal_classifier(judge: Loaded | None, judge_cache: str | Path | None) -> 
     return (lambda q, r: bool(r.strip()) and jd.yes(moe.refusal_question(q, r))), name
 
 
-Scored = dict[tuple[tuple[tuple[int, ...], tuple[int, ...]], ...], list[tuple[float, int]]]
+Scored = dict[bytes, list[tuple[float, int]]]  # a batch's digest -> its rows' (summed NLL, tokens)
+
+
+def batch_digest(chunk: Sequence[tuple[Sequence[int], Sequence[int]]]) -> bytes:
+    """sha256 of a batch's (prompt, continuation) token ids, in order (each list's length
+    first, so no two batches share a byte string)."""
+    h = hashlib.sha256()
+    for p, c in chunk:
+        for ids in (p, c):
+            h.update(len(ids).to_bytes(4, "little"))
+            h.update(b"".join(int(t).to_bytes(4, "little") for t in ids))
+    return h.digest()
 
 
 def continuation_nll(
@@ -113,8 +125,8 @@ def continuation_nll(
     """Summed NLL and token count of each continuation after its prompt (token ids), under
     the model as it is hooked now (``on_groups`` hears the group of each row of a forward).
 
-    ``memo`` (for an unhooked model only): the scores of every batch already run, by its
-    exact token ids; a batch run before is not run again. Its numbers are those of the same
+    ``memo`` (for an unhooked model only): the scores of every batch already run, by the
+    digest of its exact token ids (:func:`batch_digest`); a batch run before is not run again. Its numbers are those of the same
     forward over the same inputs, so they are the same bits."""
     if memo is not None and on_groups is not None:
         raise ValueError("a memo of scores holds for the unhooked model only")
@@ -123,7 +135,7 @@ def continuation_nll(
     out: list[tuple[float, int]] = []
     for s in range(0, len(seqs), batch):
         chunk = [(list(p), list(c)) for p, c in seqs[s : s + batch]]
-        key = tuple((tuple(p), tuple(c)) for p, c in chunk)
+        key = batch_digest(chunk) if memo is not None else b""
         if memo is not None and key in memo:
             out += memo[key]
             continue
