@@ -77,7 +77,6 @@ def stages(st: CostInputs) -> dict[str, Work]:
     onto = [o for o in pc["ontologies"] if o in c["prompts"]["ontologies"]]
     share = len(onto) / max(1, len(c["prompts"]["ontologies"]))
     shapes = candidate_pairs(st) if p.tokenizer is not None else None
-    counted = None if shapes is None else len(shapes)
     # corruptible words per sample without the tokenizer (measured: 64 from 24 fictional samples)
     cands = float(len(shapes)) * int(c["sample"]["n_samples"]) if shapes is not None else n * share * 2.7
     plen = (query if pc["context"] == "question" else prompt) + cot / 2
@@ -90,8 +89,8 @@ def stages(st: CostInputs) -> dict[str, Work]:
     pairs = Work(calls=batches(cands, int(pc["batch_size"])), tokens=2 * cands * plen, ctx=plen / 2)
     pairs.readouts = 2 * cands
     pairs.note = (
-        f"candidates: {counted} in the gold chains{'' if pc['cot'] == 'gold' else ' (the model writes its own)'}"
-        if counted is not None
+        f"candidates: {len(shapes)} in the gold chains{'' if pc['cot'] == 'gold' else ' (the model writes its own)'}"
+        if shapes is not None
         else "candidates: ~2.7 per sample of the pair ontologies"
     )
     kept = min(cands * 0.3, 3 * int(pc["per_subtask"]))  # three subtasks (copy, decision, induction)
@@ -99,9 +98,8 @@ def stages(st: CostInputs) -> dict[str, Work]:
     heads = s.layers * s.heads
     exact = kept if int(pt["exact_pairs"]) < 0 else min(kept, 3 * int(pt["exact_pairs"]))
     sweep, screened = patch_work(s.layers, s.heads, length, after, pt)
-    pathways = Work(
-        calls=3, tokens=3 * plen, ctx=plen / 2, readouts=3
-    )  # question, CoT, both: each from its first position
+    # the pathways: the question's, the CoT's and both positions patched, a forward each
+    pathways = Work(calls=3, tokens=3 * length, ctx=length / 2, readouts=3)
     patch = plus(Work(), times(sweep, exact), times(screened, kept - exact), times(pathways, kept))
     patch.loads, patch.note = 1, "pairs kept: ~0.3 of the candidates, at most 3 x per_subtask"
     # each head's write read out twice (its DLA and its own logit lens), all heads in one matmul

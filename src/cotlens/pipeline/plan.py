@@ -107,16 +107,12 @@ def calibrate(model: Any, threads: int = 1) -> Rates:
         vocab = min(s.vocab, int(model.get_input_embeddings().weight.shape[0]))
 
         def timed(fn: Callable[[], Any], n: int = 3) -> float:
-            """The median of at least ``n`` runs after a warm-up, and of as many more as fit
-            in ~0.5 s (a small model's forward is a few ms: a handful of runs is noise)."""
-            fn()
-            runs: list[float] = []
-            start = time.perf_counter()
-            while len(runs) < n or (time.perf_counter() - start < 0.5 and len(runs) < 50):
+            def once() -> float:
                 t = time.perf_counter()
                 fn()
-                runs.append(time.perf_counter() - t)
-            return statistics.median(runs)
+                return time.perf_counter() - t
+
+            return median_time(once, n)
 
         with torch.inference_mode():
             ids = torch.randint(0, vocab, (4, 256), generator=gen)
@@ -148,6 +144,18 @@ def calibrate(model: Any, threads: int = 1) -> Rates:
 DECODE_ROWS, SHORT_CTX, LONG_CTX = 8, 64, 832
 
 
+def median_time(once: Callable[[], float], n: int) -> float:
+    """The median of the seconds ``once()`` reports, over at least ``n`` runs after one
+    warm-up and as many more as fit in ~0.5 s (a small model's forward is a few ms: a
+    handful of runs is noise). ``once`` times only what it measures (its setup excluded)."""
+    once()
+    runs: list[float] = []
+    start = time.perf_counter()
+    while len(runs) < n or (time.perf_counter() - start < 0.5 and len(runs) < 50):
+        runs.append(once())
+    return statistics.median(runs)
+
+
 def decode_rate(model: Any, s: Shape, nbytes: int, gen: Any) -> float:
     """Bytes of cached keys and values a decode step attends to per second: one masked
     decode step of ``DECODE_ROWS`` rows after a cache of ``SHORT_CTX`` and of ``LONG_CTX``
@@ -162,29 +170,23 @@ def decode_rate(model: Any, s: Shape, nbytes: int, gen: Any) -> float:
     vocab = min(s.vocab, int(model.get_input_embeddings().weight.shape[0]))
     dtype = next(model.parameters()).dtype
 
-    def step(n: int, reps: int = 5) -> float:
-        """The median of at least ``reps`` timed steps after a warm-up (more where they are fast)."""
-        runs: list[float] = []
-        start = time.perf_counter()
-        while len(runs) <= reps or (time.perf_counter() - start < 0.5 and len(runs) < 50):
-            cache = DynamicCache(config=model.config)
-            for li in range(s.layers):
-                kv = [torch.randn(DECODE_ROWS, s.kv_heads, n, s.head_dim, generator=gen).to(dtype) for _ in range(2)]
-                cache.update(kv[0], kv[1], li)
-            cache = grow_in_place(cache, 2)  # as generation holds it: written in place
-            ids = torch.randint(0, vocab, (DECODE_ROWS, 1), generator=gen)
-            mask = torch.ones(DECODE_ROWS, n + 1, dtype=torch.long)
-            mask[1:, :3] = 0  # padded rows, as a left-padded batch has
-            t = time.perf_counter()
-            model(
-                input_ids=ids, attention_mask=mask, position_ids=torch.full((DECODE_ROWS, 1), n), past_key_values=cache
-            )
-            runs.append(time.perf_counter() - t)
-        return statistics.median(runs[1:])  # the first is a warm-up
+    def step(n: int) -> float:
+        """One decode step after a fresh cache of ``n`` tokens (filling it is not timed)."""
+        cache = DynamicCache(config=model.config)
+        for li in range(s.layers):
+            kv = [torch.randn(DECODE_ROWS, s.kv_heads, n, s.head_dim, generator=gen).to(dtype) for _ in range(2)]
+            cache.update(kv[0], kv[1], li)
+        cache = grow_in_place(cache, 2)  # as generation holds it: written in place
+        ids = torch.randint(0, vocab, (DECODE_ROWS, 1), generator=gen)
+        mask = torch.ones(DECODE_ROWS, n + 1, dtype=torch.long)
+        mask[1:, :3] = 0  # padded rows, as a left-padded batch has
+        t = time.perf_counter()
+        model(input_ids=ids, attention_mask=mask, position_ids=torch.full((DECODE_ROWS, 1), n), past_key_values=cache)
+        return time.perf_counter() - t
 
     try:
         with torch.inference_mode():
-            dt = step(LONG_CTX) - step(SHORT_CTX)
+            dt = median_time(lambda: step(LONG_CTX), 5) - median_time(lambda: step(SHORT_CTX), 5)
     except (TypeError, ValueError, AttributeError, IndexError, RuntimeError, NotImplementedError):
         return 0.0  # a cache layout (e.g. compressed keys) this cannot fill
     bytes_read = DECODE_ROWS * (LONG_CTX - SHORT_CTX) * s.kv_bytes(nbytes)
