@@ -297,3 +297,65 @@ def test_the_plan_counts_the_candidate_pairs_the_stage_builds(
     assert all(0 < d < t for t, d in built)  # the prompts differ somewhere inside
     without = cost.stages(CostInputs(cfg, SHAPE, Prompts(rows, P.pseudo_tokens)))["circuits_pairs"]
     assert "~2.7 per sample" in without.note
+
+
+class Forwards:
+    """Counts the decoder's forward calls and their token-forwards (a forward pre-hook)."""
+
+    def __init__(self, model: Any) -> None:
+        from cotlens.models.adapters import adapter_for, get
+
+        self.calls, self.tokens = 0, 0
+        base = get(model, adapter_for(model).base)
+        self.handle = base.register_forward_pre_hook(self.count, with_kwargs=True)
+
+    def count(self, _m: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        self.calls += 1
+        self.tokens += int(ids.numel())
+
+
+@pytest.mark.parametrize("family", ["llama", "mistral", "gemma2"])
+def test_the_checks_cost_is_the_forwards_the_checks_run(family: str) -> None:
+    """models_check's plan (cotlens.models.cost.check_cost) counts the forwards and tokens the
+    checks run, at the length the checks choose from the config (longer than a sliding
+    window: mistral's and gemma2's); qwen2.5-1.5b's check was planned at 10 forwards of 96
+    tokens (38 s, +85%) where it runs 6 of 18."""
+    from cotlens.models import checks
+    from cotlens.models.cost import check_cost
+
+    m = zoo.build(family)
+    length = checks.length_for(m.config.to_dict())
+    assert length == checks.check_length(m) == (zoo.WINDOW + 4 if family != "llama" else checks.MIN_LENGTH)
+    seen = Forwards(m)
+    checks.run_checks(m)
+    w = check_cost(P.Shape.from_config(m.config.to_dict()), length)
+    assert (w.steps, w.tokens) == (seen.calls, seen.tokens)
+
+
+def test_the_heads_and_sufficiency_costs_are_the_forwards_their_methods_run() -> None:
+    """circuits_heads reads a pair in one forward of its clean prompt; circuits_sufficiency
+    runs a pair's circuits as rows of CIRCUIT_ROWS a forward and one forward per
+    false-ontology question for the means: what circuits.cost charges (the old plan charged
+    heads three forwards a pair: +62-70% on qwen2.5-1.5b and smollm2)."""
+    import math
+
+    import torch
+
+    from cotlens.circuits import heads as H
+    from cotlens.models.adapters import Adapted, adapter_for, dims
+
+    m = zoo.build("llama")
+    ad = adapter_for(m)
+    mh = Adapted(m, ad, dims(m, ad))
+    ids = list(range(3, 15))
+    seen = Forwards(m)
+    H.read_heads(mh, ids, ids[-1], ids[-2])
+    assert (seen.calls, seen.tokens) == (1, len(ids))
+    means = H.mean_head_outputs(mh, [ids[:5], ids[:7]])
+    assert (seen.calls, seen.tokens) == (3, len(ids) + 12)
+    conds = H.CIRCUIT_ROWS + 3
+    keeps = [{(0, 0)}] * conds
+    got = H.circuit_logits_many(mh, ids, keeps, means)
+    assert got.shape[0] == conds and isinstance(got, torch.Tensor)
+    assert (seen.calls, seen.tokens) == (3 + math.ceil(conds / H.CIRCUIT_ROWS), len(ids) + 12 + conds * len(ids))

@@ -9,6 +9,8 @@ from typing import Any
 
 from cotlens.core.cost import CostInputs, Work, batches, generation, plus, times
 
+KEPT = "pairs kept: ~0.3 of the candidates, at most 3 x per_subtask (the model's correct steps decide)"
+
 
 def candidate_pairs(st: CostInputs) -> list[tuple[int, int]]:
     """(tokens, first differing position) of each clean/corrupt candidate ``circuits_pairs``
@@ -86,10 +88,12 @@ def stages(st: CostInputs) -> dict[str, Work]:
         if not shapes
         else (sum(t for t, _ in shapes) / len(shapes), sum(t - d for t, d in shapes) / len(shapes))
     )
-    pairs = Work(calls=batches(cands, int(pc["batch_size"])), tokens=2 * cands * plen, ctx=plen / 2)
+    # clean and corrupt prompt of each candidate, at the candidates' own length
+    pairs = Work(calls=batches(cands, int(pc["batch_size"])), tokens=2 * cands * length, ctx=length / 2)
     pairs.readouts = 2 * cands
     pairs.note = (
-        f"candidates: {len(shapes)} in the gold chains{'' if pc['cot'] == 'gold' else ' (the model writes its own)'}"
+        f"candidates: {len(shapes)} in the gold chains"
+        + ("" if pc["cot"] == "gold" else " (an upper bound: the model writes its own; only its correct steps count)")
         if shapes is not None
         else "candidates: ~2.7 per sample of the pair ontologies"
     )
@@ -101,13 +105,26 @@ def stages(st: CostInputs) -> dict[str, Work]:
     # the pathways: the question's, the CoT's and both positions patched, a forward each
     pathways = Work(calls=3, tokens=3 * length, ctx=length / 2, readouts=3)
     patch = plus(Work(), times(sweep, exact), times(screened, kept - exact), times(pathways, kept))
-    patch.loads, patch.note = 1, "pairs kept: ~0.3 of the candidates, at most 3 x per_subtask"
-    # each head's write read out twice (its DLA and its own logit lens), all heads in one matmul
-    heads_w = Work(calls=3 * kept, tokens=3 * kept * plen, ctx=plen / 2, readouts=2 * kept * s.layers * s.heads)
+    patch.loads = 1
+    patch.note = KEPT
+    # one forward of each pair's clean prompt (eager: its attention weights are read), then
+    # each head's write read out twice (its DLA and its own logit lens), all heads in one
+    # matmul; the vocabulary decoded once to tell content tokens (~5 us a token)
+    heads_w = Work(calls=kept, tokens=kept * length, ctx=length / 2, readouts=2 * kept * heads, fixed_s=5e-6 * s.vocab)
     sc = c["sufficiency"]
     conds = sum(1 + (int(sc["random_draws"]) if 0 < int(k) < heads else 0) for k in sc["sufficiency_k"])
-    groups = 3 if sc["circuits"] == "subtask" else 1
-    suff = Work(calls=conds * groups * 2, tokens=(conds + 2) * kept * plen, ctx=plen / 2, readouts=conds * kept)
+    # the heads' mean outputs over the false-ontology questions, then each pair's circuits
+    # (every k, every random draw) as the rows of one batch of its clean prompt
+    false_q = p.n(lambda r: r["ontology"] == "false")
+    means = Work(calls=false_q, tokens=false_q * p.mean("_question", lambda r: r["ontology"] == "false"))
+    means.ctx = means.tokens / max(1, 2 * false_q)
+    from cotlens.circuits.heads import CIRCUIT_ROWS
+
+    per_pair = math.ceil(conds / CIRCUIT_ROWS)
+    suff = Work(calls=per_pair * kept, tokens=conds * kept * length, ctx=length / 2, readouts=conds * kept)
+    suff = plus(suff, means)
+    suff.loads = 1
+    heads_w.note = suff.note = KEPT
     probe = Work(calls=batches(n, 8), tokens=n * query, ctx=query / 2, fixed_s=1.0 * s.layers * max(1.0, n / 72))
     return {
         "circuits_sample": sample,

@@ -125,9 +125,12 @@ def circuit_logits(mh: AdaptedModel, ids: Sequence[int], keep: set[Head], means:
     return readout(model, ad, h[:, -1], normed=True)[0].float()
 
 
+CIRCUIT_ROWS = 32  # circuits (rows) a forward of circuit_logits_many
+
+
 @torch.no_grad()
 def circuit_logits_many(
-    mh: AdaptedModel, ids: Sequence[int], keeps: Sequence[set[Head]], means: torch.Tensor, batch: int = 32
+    mh: AdaptedModel, ids: Sequence[int], keeps: Sequence[set[Head]], means: torch.Tensor, batch: int = CIRCUIT_ROWS
 ) -> torch.Tensor:
     """[len(keeps), vocab]: :func:`circuit_logits` of one prompt for several circuits at
     once, one row per circuit (each row's own mask of kept heads), ``batch`` rows a forward."""

@@ -23,5 +23,9 @@ def stages(st: CostInputs) -> dict[str, Work]:
     )
     conds = 1 + len(e["k"]) * 2 * (1 + int(e["random_seeds"]))
     eff = times(one, conds)
-    eff.loads, eff.note = 1, f"{conds} conditions"
+    eff.loads = 1
+    eff.note = (
+        f"{conds} conditions; generated length ~0.8 x max_new_tokens (the trained toy writes ~0.4 x); "
+        "an upper bound on the fluency forwards (a batch of responses an earlier condition wrote is scored once)"
+    )
     return {"experts_routes": routes, "experts_effects": eff}

@@ -29,6 +29,7 @@ from __future__ import annotations
 import inspect
 import re
 import weakref
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any, NamedTuple, Protocol, cast
 
@@ -502,28 +503,45 @@ def adapted(model: nn.Module, ad: Adapter | None = None) -> Adapted:
     return Adapted(model, ad, dims(model, ad))
 
 
-def context_length(model: nn.Module) -> int | None:
-    """The positions a model was built for (``max_position_embeddings``, ``n_positions``
-    or ``n_ctx`` of its config); None when the config names none."""
-    cfg = getattr(model, "config", None)
+def _setting(cfg: Any, key: str) -> Any:
+    """One setting of a transformers config, given as the config object or as the dict of its
+    config.json (the text model's, for a multimodal one)."""
+    if isinstance(cfg, Mapping):
+        inner = cfg.get("text_config")
+        cfg = inner if isinstance(inner, Mapping) and inner else cfg
+        return cfg.get(key)
     cfg = getattr(cfg, "text_config", None) or cfg
+    return getattr(cfg, key, None)
+
+
+def context_of(cfg: Any) -> int | None:
+    """The positions a model was built for (``max_position_embeddings``, ``n_positions``
+    or ``n_ctx`` of its config, an object or a config.json dict); None when it names none."""
     for key in ("max_position_embeddings", "n_positions", "n_ctx"):
-        n = getattr(cfg, key, None)
-        if isinstance(n, int) and n > 0:
+        n = _setting(cfg, key)
+        if isinstance(n, int) and not isinstance(n, bool) and n > 0:
             return n
     return None
+
+
+def context_length(model: nn.Module) -> int | None:
+    """:func:`context_of` the model's config."""
+    return context_of(getattr(model, "config", None))
 
 
 WINDOW_KEYS = ("sliding_window", "attention_chunk_size", "sliding_window_size", "window_size")
 
 
-def windows(model: nn.Module) -> list[int]:
-    """The attention windows a model's config names (sliding windows, Llama 4's chunks),
-    largest last; empty when every layer attends to the whole prefix."""
-    cfg = getattr(model, "config", None)
-    cfg = getattr(cfg, "text_config", None) or cfg
-    found = {getattr(cfg, k, None) for k in WINDOW_KEYS}
+def windows_of(cfg: Any) -> list[int]:
+    """The attention windows a config (an object or a config.json dict) names (sliding
+    windows, Llama 4's chunks), largest last; empty when every layer attends to the whole prefix."""
+    found = {_setting(cfg, k) for k in WINDOW_KEYS}
     return sorted(int(w) for w in found if isinstance(w, int) and not isinstance(w, bool) and w > 0)
+
+
+def windows(model: nn.Module) -> list[int]:
+    """:func:`windows_of` the model's config."""
+    return windows_of(getattr(model, "config", None))
 
 
 def check_context(model: nn.Module, length: int, what: str) -> None:

@@ -49,13 +49,14 @@ from cotlens.models.adapters import (
     Dims,
     adapter_for,
     capped,
-    context_length,
+    context_of,
     dims,
     final_norm,
     get,
     layers,
     readout,
     windows,
+    windows_of,
 )
 
 TOL = 1e-4  # relative to the reference's largest magnitude, float32
@@ -116,9 +117,14 @@ def check_length(model: nn.Module, cap: int = MAX_LENGTH) -> int:
     window the read-outs or the patching engine get wrong shows), within its context and
     ``cap``. A window beyond ``cap`` is checked by the stage that uses it, at its prompts'
     length (:func:`cotlens.circuits.patching.self_check` in the patch stage)."""
-    ws = windows(model)
+    return length_for(getattr(model, "config", None), cap)
+
+
+def length_for(cfg: Any, cap: int = MAX_LENGTH) -> int:
+    """:func:`check_length` from a config (the object, or the dict of a config.json)."""
+    ws = windows_of(cfg)
     want = MIN_LENGTH if not ws else ws[-1] + 4
-    ctx = context_length(model)
+    ctx = context_of(cfg)
     return max(MIN_LENGTH, min(want, cap, ctx if ctx is not None else want))
 
 

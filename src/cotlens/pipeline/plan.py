@@ -35,6 +35,7 @@ Config = Mapping[str, Any]
 
 BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 PREPARE_PEAK = 2.3  # models_prepare's peak memory / the float32 weights
+PREPARE_BYTES_PER_S = 0.09e9  # models_prepare's conversion (GGUF dequantisation, safetensors written)
 SIDE_BY_SIDE = 1.2  # a one-thread stage beside another on 2 cores, vs alone (docs/benchmarks.md)
 
 
@@ -341,6 +342,7 @@ class ModelInfo:
     shape: Shape
     weights: Path | None  # a local transformers directory (prepared), if any
     train: Work | None = None
+    check_tokens: int = 9  # the self-checks' sequence length (cotlens.models.checks.length_for)
 
 
 def model_info(name: str, config: Config, root: Path) -> ModelInfo:
@@ -348,6 +350,7 @@ def model_info(name: str, config: Config, root: Path) -> ModelInfo:
     import json
 
     from cotlens.errors import CotlensError
+    from cotlens.models.checks import length_for
 
     entry = dict(config["models"][name])
     if entry.get("source") == "train":
@@ -359,10 +362,11 @@ def model_info(name: str, config: Config, root: Path) -> ModelInfo:
         here.append(Path(str(entry.get("path", ""))))
     for d in here:
         if (d / "config.json").is_file():
-            return ModelInfo(name, Shape.from_config(json.loads((d / "config.json").read_text())), d)
+            c = json.loads((d / "config.json").read_text())
+            return ModelInfo(name, Shape.from_config(c), d, check_tokens=length_for(c))
     key = entry.get("repo") or entry.get("id") or name
     if key in KNOWN:
-        return ModelInfo(name, Shape.from_config(KNOWN[key]), None)
+        return ModelInfo(name, Shape.from_config(KNOWN[key]), None, check_tokens=length_for(KNOWN[key]))
     raise CotlensError(
         f"the plan does not know the shape of model {name!r} ({key})",
         f"prepare it first (snakemake resources/models/{name}/manifest.json) or give a local path",
@@ -408,6 +412,7 @@ def build(
 ) -> list[Row]:
     """Every model stage of the configured DAG, per model, with its work and times."""
     from cotlens.errors import CotlensError
+    from cotlens.models.cost import check_cost
     from cotlens.pipeline.stageparams import with_defaults
 
     config = with_defaults(config)
@@ -426,21 +431,24 @@ def build(
             cal[m] = calibration(info, dtype, threads, log)
     rows: list[Row] = []
 
-    def add(stage: str, m: str, w: Work, shape: Shape, peak: float | None = None) -> None:
-        peak = peak_gb(shape, w, nbytes) if peak is None else peak
-        rows.append(Row(stage, m, w, cal[m].seconds(w, shape, nbytes), g.seconds(w, shape, nbytes), peak))
+    def add(stage: str, m: str, w: Work, shape: Shape, peak: float | None = None, fp32: bool = False) -> None:
+        nb, gr = (4, GPUS[gpu]["float32"]) if fp32 else (nbytes, g)  # fp32: a stage that loads in float32
+        peak = peak_gb(shape, w, nb) if peak is None else peak
+        rows.append(Row(stage, m, w, cal[m].seconds(w, shape, nb), gr.seconds(w, shape, nb), peak))
 
     for m, info in infos.items():
         s = info.shape
         if info.train is not None:
             add("models_train", m, info.train, s)
         else:
-            prep = Work(fixed_s=12 + s.weights * nbytes / 0.15e9, loads=0)
-            prep.note = "GGUF/weights conversion: ~0.15 GB/s"
+            # measured here: smollm2-135m 22 s, qwen2.5-1.5b 97 s (0.54 and 6.2 GB of float32 weights)
+            prep = Work(fixed_s=14 + s.weights * nbytes / PREPARE_BYTES_PER_S, loads=0)
+            prep.note = "GGUF/weights conversion: ~0.09 GB/s"
             # the conversion holds ~2.3x the float32 weights (qwen2.5-1.5b: ~14 GB, config/paper.yaml)
             add("models_prepare", m, prep, s, PREPARE_PEAK * s.weights * 4 / 1e9 + 1.0)
-        check = Work(calls=10, tokens=10 * 2 * 48, ctx=24, readouts=10 * 2 * 48)
-        add("models_check", m, check, s)
+        check = check_cost(s, info.check_tokens)
+        check.note = "in float32, whatever the run's dtype"
+        add("models_check", m, check, s, fp32=True)
     prompts: dict[str, list[dict[str, Any]]] = {}
     for study in studies:
         prompts[study] = prompt_rows(study, config)
