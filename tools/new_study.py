@@ -309,10 +309,8 @@ rule {name}_prompts:
 
 rule {name}_answer:
     input:
-        code=code_deps("{name}/answer.py"),
+        unpack(model_stage("{name}/answer.py")),
         prompts=table("{name}", "prompts"),
-        model=MODEL,
-        checks=CHECKS,
     output:
         answers=table("{name}", "answers"),
     log:
@@ -322,8 +320,7 @@ rule {name}_answer:
     conda:
         "../../envs/cuda.yaml"
     params:
-        cfg=cfg_of("{name}_answer"),
-        runtime=config["runtime"],
+        **model_params("{name}_answer"),
     script:
         "../../scripts/{name}/answer.py"
 """

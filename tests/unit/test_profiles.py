@@ -28,9 +28,13 @@ def rule_blocks() -> dict[str, str]:
 
 
 def model_rules() -> set[str]:
-    """Rules that load a model (an input named model=MODEL, resources/models/{model}): they
-    get a GPU and the CUDA env."""
-    return {r for r, b in rule_blocks().items() if re.search(r"^\s+(model=MODEL|unpack\(model_inputs\)),$", b, re.M)}
+    """Rules that load a model (an input named model=MODEL, resources/models/{model}, or a
+    model stage's inputs through model_stage): they get a GPU and the CUDA env."""
+    return {
+        r
+        for r, b in rule_blocks().items()
+        if re.search(r"^\s+(model=MODEL|unpack\(model_stage\(\"[^\"]+\"\)\)),$", b, re.M)
+    }
 
 
 def pins(lines: list[str]) -> dict[str, str]:

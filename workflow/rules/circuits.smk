@@ -22,8 +22,7 @@ rule circuits_prompts:
 
 rule circuits_sample:
     input:
-        unpack(model_inputs),
-        code=code_deps("circuits/sample.py"),
+        unpack(model_stage("circuits/sample.py")),
         prompts=table("circuits", "prompts"),
     output:
         samples=table("circuits", "samples"),
@@ -36,16 +35,14 @@ rule circuits_sample:
     conda:
         "../../envs/cuda.yaml"
     params:
-        cfg=cfg_of("circuits_sample"),
-        runtime=config["runtime"],
+        **model_params("circuits_sample"),
     script:
         "../../scripts/circuits/sample.py"
 
 
 rule circuits_extract:
     input:
-        unpack(model_inputs),
-        code=code_deps("circuits/extract.py"),
+        unpack(model_stage("circuits/extract.py")),
         samples=table("circuits", "samples"),
     output:
         activations=directory(table("circuits", "activations").removesuffix(".parquet")),
@@ -57,16 +54,14 @@ rule circuits_extract:
     conda:
         "../../envs/cuda.yaml"
     params:
-        cfg=cfg_of("circuits_extract"),
-        runtime=config["runtime"],
+        **model_params("circuits_extract"),
     script:
         "../../scripts/circuits/extract.py"
 
 
 rule circuits_lens:
     input:
-        unpack(model_inputs),
-        code=code_deps("circuits/lens.py"),
+        unpack(model_stage("circuits/lens.py")),
         activations=table("circuits", "activations").removesuffix(".parquet"),
     output:
         lens=table("circuits", "lens"),
@@ -77,16 +72,14 @@ rule circuits_lens:
     conda:
         "../../envs/cuda.yaml"
     params:
-        cfg=cfg_of("circuits_lens"),
-        runtime=config["runtime"],
+        **model_params("circuits_lens"),
     script:
         "../../scripts/circuits/lens.py"
 
 
 rule circuits_pairs:
     input:
-        unpack(model_inputs),
-        code=code_deps("circuits/pairs.py"),
+        unpack(model_stage("circuits/pairs.py")),
         prompts=table("circuits", "prompts"),
         samples=table("circuits", "samples"),
     output:
@@ -99,16 +92,14 @@ rule circuits_pairs:
     conda:
         "../../envs/cuda.yaml"
     params:
-        cfg=cfg_of("circuits_pairs"),
-        runtime=config["runtime"],
+        **model_params("circuits_pairs"),
     script:
         "../../scripts/circuits/pairs.py"
 
 
 rule circuits_patch:
     input:
-        unpack(model_inputs),
-        code=code_deps("circuits/patch.py"),
+        unpack(model_stage("circuits/patch.py")),
         pairs=table("circuits", "pairs"),
     output:
         patching=table("circuits", "patching"),
@@ -121,16 +112,14 @@ rule circuits_patch:
     conda:
         "../../envs/cuda.yaml"
     params:
-        cfg=cfg_of("circuits_patch"),
-        runtime=config["runtime"],
+        **model_params("circuits_patch"),
     script:
         "../../scripts/circuits/patch.py"
 
 
 rule circuits_heads:
     input:
-        unpack(model_inputs),
-        code=code_deps("circuits/heads.py"),
+        unpack(model_stage("circuits/heads.py")),
         pairs=table("circuits", "pairs"),
     output:
         heads=table("circuits", "heads"),
@@ -141,16 +130,14 @@ rule circuits_heads:
     conda:
         "../../envs/cuda.yaml"
     params:
-        cfg=cfg_of("circuits_heads"),
-        runtime=config["runtime"],
+        **model_params("circuits_heads"),
     script:
         "../../scripts/circuits/heads.py"
 
 
 rule circuits_sufficiency:
     input:
-        unpack(model_inputs),
-        code=code_deps("circuits/sufficiency.py"),
+        unpack(model_stage("circuits/sufficiency.py")),
         pairs=table("circuits", "pairs"),
         patching=table("circuits", "patching"),
         prompts=table("circuits", "prompts"),
@@ -163,16 +150,14 @@ rule circuits_sufficiency:
     conda:
         "../../envs/cuda.yaml"
     params:
-        cfg=cfg_of("circuits_sufficiency"),
-        runtime=config["runtime"],
+        **model_params("circuits_sufficiency"),
     script:
         "../../scripts/circuits/sufficiency.py"
 
 
 rule circuits_probe:
     input:
-        unpack(model_inputs),
-        code=code_deps("circuits/probe.py"),
+        unpack(model_stage("circuits/probe.py")),
         prompts=table("circuits", "prompts"),
     output:
         probe=table("circuits", "probe"),
@@ -183,7 +168,6 @@ rule circuits_probe:
     conda:
         "../../envs/cuda.yaml"
     params:
-        cfg=cfg_of("circuits_probe"),
-        runtime=config["runtime"],
+        **model_params("circuits_probe"),
     script:
         "../../scripts/circuits/probe.py"

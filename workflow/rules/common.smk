@@ -33,9 +33,12 @@ for _name in config["active_models"] + config["experts"]["models"]:
         resolve(_name, config["models"])
     except CotlensError as _e:
         raise ValueError(f"invalid config: {_e}") from None
+# the judge models (a registry name, or "": the rule set / the lexicon)
+EXPERTS_JUDGE = config["experts"]["judge"]
+NEURONS_JUDGE = config["neurons"]["discovery"]["judge"]
 for _key, _judge in (
-    ("experts.judge", config["experts"].get("judge", "")),
-    ("neurons.discovery.judge", config["neurons"]["discovery"].get("judge", "")),
+    ("experts.judge", EXPERTS_JUDGE),
+    ("neurons.discovery.judge", NEURONS_JUDGE),
 ):
     if _judge and _judge not in config["models"]:
         raise ValueError(
@@ -83,6 +86,13 @@ PREPARED = [m for m in config["models"] if m not in TRAINED + TINY]
 RUN = config["run"]
 RESULTS = paths.run_dir(RUN)
 MODEL = "resources/models/{model}"
+
+
+def model_dir(names):
+    """MODEL for these models only (the rule that makes a model of this source)."""
+    return MODEL.replace("{model}", f"{{model,{alternation(names)}}}")
+
+
 CHECKS = "resources/checks/{model}.json"
 
 
@@ -120,12 +130,23 @@ def bench_path(rule, per="{model}"):
     return paths.bench_path(RUN, rule, per)
 
 
-def model_inputs(wildcards):
-    """A model stage's model: its prepared directory and its self-check report."""
-    return {
-        "model": MODEL.format(model=wildcards.model),
-        "checks": CHECKS.format(model=wildcards.model),
+def model_stage(script):
+    """A model stage's inputs: its model's prepared directory and self-check report, and the
+    library files ``script`` imports (``code``: an edit of them reruns the stage)."""
+    code = code_deps(script)
+    return lambda wc: {
+        "model": MODEL.format(model=wc.model),
+        "checks": CHECKS.format(model=wc.model),
+        "code": code,
     }
+
+
+def model_params(rule, judge=None):
+    """A model stage's params: ``cfg``, the config part that makes its tables (hashed into
+    their metadata), and ``runtime``, how to run it (dtype, device; a judge's answer cache).
+    """
+    runtime = config["runtime"] if judge is None else judge_runtime(judge)
+    return {"cfg": cfg_of(rule), "runtime": runtime}
 
 
 def model_entry(wildcards):
@@ -154,6 +175,18 @@ def compare_inputs(wildcards):
             )
         files += found
     return {f"f{i}": f for i, f in enumerate(files)}
+
+
+def compare_outputs():
+    """The headlines of every run in one table, and its figure (PNG in the report, PDF, JSON)."""
+    out = f"{RESULTS}/compare/headlines"
+    png = report(f"{out}.png", caption="../report/compare.rst", category="Across runs")
+    return {
+        "table": f"{out}.parquet",
+        "png": png,
+        "pdf": f"{out}.pdf",
+        "json": f"{out}.json",
+    }
 
 
 def all_figures():

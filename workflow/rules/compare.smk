@@ -7,14 +7,7 @@ rule compare_runs:
         unpack(compare_inputs),
         code=code_deps("compare/runs.py"),
     output:
-        table=f"{RESULTS}/compare/headlines.parquet",
-        png=report(
-            f"{RESULTS}/compare/headlines.png",
-            caption="../report/compare.rst",
-            category="Across runs",
-        ),
-        pdf=f"{RESULTS}/compare/headlines.pdf",
-        json=f"{RESULTS}/compare/headlines.json",
+        **compare_outputs(),
     log:
         f"{RESULTS}/logs/compare_runs.log",
     benchmark:

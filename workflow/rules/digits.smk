@@ -18,8 +18,7 @@ rule digits_prompts:
 
 rule digits_confidence:
     input:
-        unpack(model_inputs),
-        code=code_deps("digits/confidence.py"),
+        unpack(model_stage("digits/confidence.py")),
         prompts=table("digits", "prompts"),
     output:
         confidence=table("digits", "confidence"),
@@ -30,7 +29,6 @@ rule digits_confidence:
     conda:
         "../../envs/cuda.yaml"
     params:
-        cfg=cfg_of("digits_confidence"),
-        runtime=config["runtime"],
+        **model_params("digits_confidence"),
     script:
         "../../scripts/digits/confidence.py"

@@ -22,10 +22,9 @@ rule experts_prompts:
 
 rule experts_routes:
     input:
-        unpack(model_inputs),
-        code=code_deps("experts/routes.py"),
+        unpack(model_stage("experts/routes.py")),
         prompts=table("experts", "prompts"),
-        judge=judge_model(config["experts"].get("judge", "")),
+        judge=judge_model(EXPERTS_JUDGE),
     output:
         routes=table("experts", "routes"),
         responses=table("experts", "responses"),
@@ -37,8 +36,7 @@ rule experts_routes:
     conda:
         "../../envs/cuda.yaml"
     params:
-        cfg=cfg_of("experts_routes"),
-        runtime=judge_runtime(config["experts"].get("judge", "")),
+        **model_params("experts_routes", judge=EXPERTS_JUDGE),
     script:
         "../../scripts/experts/routes.py"
 
@@ -65,11 +63,10 @@ rule experts_ftri:
 
 rule experts_effects:
     input:
-        unpack(model_inputs),
-        code=code_deps("experts/effects.py"),
+        unpack(model_stage("experts/effects.py")),
         prompts=table("experts", "prompts"),
         ftri=table("experts", "ftri"),
-        judge=judge_model(config["experts"].get("judge", "")),
+        judge=judge_model(EXPERTS_JUDGE),
     output:
         effects=table("experts", "effects"),
     log:
@@ -80,7 +77,6 @@ rule experts_effects:
     conda:
         "../../envs/cuda.yaml"
     params:
-        cfg=cfg_of("experts_effects"),
-        runtime=judge_runtime(config["experts"].get("judge", "")),
+        **model_params("experts_effects", judge=EXPERTS_JUDGE),
     script:
         "../../scripts/experts/effects.py"

@@ -6,13 +6,11 @@ rule models_prepare:
     input:
         code=code_deps("models/prepare.py"),
     output:
-        model=directory(MODEL),
+        model=directory(model_dir(PREPARED)),
     log:
         log_path("models_prepare"),
     benchmark:
         bench_path("models_prepare")
-    wildcard_constraints:
-        model=alternation(PREPARED),
     # first: three studies wait on the prepared model (Snakemake runs higher priorities first)
     priority: 100
     conda:
@@ -28,13 +26,11 @@ rule models_train:
     input:
         code=code_deps("models/train.py"),
     output:
-        model=directory(MODEL),
+        model=directory(model_dir(TRAINED)),
     log:
         log_path("models_train"),
     benchmark:
         bench_path("models_train")
-    wildcard_constraints:
-        model=alternation(TRAINED),
     priority: 60
     conda:
         "../../envs/cpu.yaml"
@@ -48,13 +44,11 @@ rule models_tiny:
     input:
         code=code_deps("models/tiny.py"),
     output:
-        model=directory(MODEL),
+        model=directory(model_dir(TINY)),
     log:
         log_path("models_tiny"),
     benchmark:
         bench_path("models_tiny")
-    wildcard_constraints:
-        model=alternation(TINY),
     priority: 100
     conda:
         "../../envs/cpu.yaml"

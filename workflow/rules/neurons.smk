@@ -23,10 +23,9 @@ rule neurons_prompts:
 
 rule neurons_discovery:
     input:
-        unpack(model_inputs),
-        code=code_deps("neurons/discovery.py"),
+        unpack(model_stage("neurons/discovery.py")),
         prompts=table("neurons", "prompts"),
-        judge=judge_model(config["neurons"]["discovery"].get("judge", "")),
+        judge=judge_model(NEURONS_JUDGE),
     output:
         neurons=table("neurons", "neurons"),
     log:
@@ -37,16 +36,14 @@ rule neurons_discovery:
     conda:
         "../../envs/cuda.yaml"
     params:
-        cfg=cfg_of("neurons_discovery"),
-        runtime=judge_runtime(config["neurons"]["discovery"].get("judge", "")),
+        **model_params("neurons_discovery", judge=NEURONS_JUDGE),
     script:
         "../../scripts/neurons/discovery.py"
 
 
 rule neurons_effects:
     input:
-        unpack(model_inputs),
-        code=code_deps("neurons/effects.py"),
+        unpack(model_stage("neurons/effects.py")),
         prompts=table("neurons", "prompts"),
         neurons=table("neurons", "neurons"),
     output:
@@ -59,7 +56,6 @@ rule neurons_effects:
     conda:
         "../../envs/cuda.yaml"
     params:
-        cfg=cfg_of("neurons_effects"),
-        runtime=config["runtime"],
+        **model_params("neurons_effects"),
     script:
         "../../scripts/neurons/effects.py"
