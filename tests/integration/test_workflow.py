@@ -360,15 +360,21 @@ def test_experts_branch_end_to_end_and_exact_staleness(workflow_copy: Path) -> N
         assert (res / "figures" / f"{fig}.png").stat().st_size > 1000
         assert (res / "figures" / f"{fig}.json").is_file()
     assert scheduled(wd) == set()
-    edit(wd / "src" / "cotlens" / "experts" / "figures.py")
-    assert scheduled(wd) == {"experts_figure"}
-    edit(wd / "src" / "cotlens" / "experts" / "stages" / "ftri.py")
-    assert scheduled(wd) == {"experts_ftri", "experts_effects", "experts_figure"}
-    edit(wd / "src" / "cotlens" / "experts" / "responses.py")
-    assert scheduled(wd) == {"experts_routes", "experts_ftri", "experts_effects", "experts_figure"}
-    edit(wd / "src" / "cotlens" / "experts" / "methods.py")
-    assert scheduled(wd) == {"experts_routes", "experts_ftri", "experts_effects", "experts_figure"}
-    smk(wd)
+    # each edit's rerun set, then the module restored (same checksum: nothing to rerun; the
+    # DAG test reruns an edit for real)
+    downstream = {"experts_routes", "experts_ftri", "experts_effects", "experts_figure"}
+    for module, expect in (
+        ("figures.py", {"experts_figure"}),
+        ("stages/ftri.py", {"experts_ftri", "experts_effects", "experts_figure"}),
+        ("responses.py", downstream),
+        ("methods.py", downstream),
+    ):
+        path = wd / "src" / "cotlens" / "experts" / module
+        before = path.read_text()
+        edit(path)
+        assert scheduled(wd) == expect, module
+        path.write_text(before)
+    assert scheduled(wd) == set()
     edit_config(wd, "experts.effects.k", [1])
     assert scheduled(wd) == {"experts_effects", "experts_figure"}
     edit(wd / "src" / "cotlens" / "experts" / "prompts.py")  # the training corpus: the model is retrained
