@@ -75,13 +75,28 @@ def stages(st: CostInputs) -> dict[str, Work]:
         readouts=2 * n * npos,
     )
     lens = Work(readouts=2 * n * npos * s.layers)  # the block outputs and the heads' writes
+    probe = Work(calls=batches(n, 8), tokens=n * query, ctx=query / 2, fixed_s=1.0 * s.layers * max(1.0, n / 72))
+    plen = (query if c["pairs"]["context"] == "question" else prompt) + cot / 2
+    return {
+        "circuits_sample": sample,
+        "circuits_extract": extract,
+        "circuits_lens": lens,
+        **pair_stages(st, n, plen),
+        "circuits_probe": probe,
+    }
+
+
+def pair_stages(st: CostInputs, n: float, plen: float) -> dict[str, Work]:
+    """circuits_pairs, patch, heads and sufficiency: the candidates of ``n`` samples (their
+    own lengths and first differences where the tokenizer is here, else ``plen`` tokens),
+    then the pairs kept."""
+    c, s, p = st.config["circuits"], st.shape, st.prompts
     pc = c["pairs"]
     onto = [o for o in pc["ontologies"] if o in c["prompts"]["ontologies"]]
     share = len(onto) / max(1, len(c["prompts"]["ontologies"]))
     shapes = candidate_pairs(st) if p.tokenizer is not None else None
     # corruptible words per sample without the tokenizer (measured: 64 from 24 fictional samples)
     cands = float(len(shapes)) * int(c["sample"]["n_samples"]) if shapes is not None else n * share * 2.7
-    plen = (query if pc["context"] == "question" else prompt) + cot / 2
     # the patch engine's work follows the pairs' own lengths and first differences
     length, after = (
         (plen, plen * 0.3)
@@ -99,40 +114,36 @@ def stages(st: CostInputs) -> dict[str, Work]:
     )
     kept = min(cands * 0.3, 3 * int(pc["per_subtask"]))  # three subtasks (copy, decision, induction)
     pt = c["patch"]
-    heads = s.layers * s.heads
     exact = kept if int(pt["exact_pairs"]) < 0 else min(kept, 3 * int(pt["exact_pairs"]))
     sweep, screened = patch_work(s.layers, s.heads, length, after, pt)
     # the pathways: the question's, the CoT's and both positions patched, a forward each
     pathways = Work(calls=3, tokens=3 * length, ctx=length / 2, readouts=3)
     patch = plus(Work(), times(sweep, exact), times(screened, kept - exact), times(pathways, kept))
     patch.loads = 1
-    patch.note = KEPT
     # one forward of each pair's clean prompt (eager: its attention weights are read), then
     # each head's write read out twice (its DLA and its own logit lens), all heads in one
     # matmul; the vocabulary decoded once to tell content tokens (~5 us a token)
-    heads_w = Work(calls=kept, tokens=kept * length, ctx=length / 2, readouts=2 * kept * heads, fixed_s=5e-6 * s.vocab)
-    sc = c["sufficiency"]
+    heads = Work(
+        calls=kept, tokens=kept * length, ctx=length / 2, readouts=2 * kept * s.layers * s.heads, fixed_s=5e-6 * s.vocab
+    )
+    suff = sufficiency_work(st, kept, length)
+    patch.note = heads.note = suff.note = KEPT
+    return {"circuits_pairs": pairs, "circuits_patch": patch, "circuits_heads": heads, "circuits_sufficiency": suff}
+
+
+def sufficiency_work(st: CostInputs, kept: float, length: float) -> Work:
+    """The heads' mean outputs over the false-ontology questions, then each of ``kept``
+    pairs' circuits (every k, every random draw) as rows of its clean prompt, CIRCUIT_ROWS a
+    forward (``circuits.heads.circuit_logits_many``)."""
+    from cotlens.circuits.heads import CIRCUIT_ROWS
+
+    sc, s, p = st.config["circuits"]["sufficiency"], st.shape, st.prompts
+    heads = s.layers * s.heads
     conds = sum(1 + (int(sc["random_draws"]) if 0 < int(k) < heads else 0) for k in sc["sufficiency_k"])
-    # the heads' mean outputs over the false-ontology questions, then each pair's circuits
-    # (every k, every random draw) as the rows of one batch of its clean prompt
     false_q = p.n(lambda r: r["ontology"] == "false")
     means = Work(calls=false_q, tokens=false_q * p.mean("_question", lambda r: r["ontology"] == "false"))
     means.ctx = means.tokens / max(1, 2 * false_q)
-    from cotlens.circuits.heads import CIRCUIT_ROWS
-
     per_pair = math.ceil(conds / CIRCUIT_ROWS)
-    suff = Work(calls=per_pair * kept, tokens=conds * kept * length, ctx=length / 2, readouts=conds * kept)
-    suff = plus(suff, means)
+    suff = plus(Work(calls=per_pair * kept, tokens=conds * kept * length, ctx=length / 2, readouts=conds * kept), means)
     suff.loads = 1
-    heads_w.note = suff.note = KEPT
-    probe = Work(calls=batches(n, 8), tokens=n * query, ctx=query / 2, fixed_s=1.0 * s.layers * max(1.0, n / 72))
-    return {
-        "circuits_sample": sample,
-        "circuits_extract": extract,
-        "circuits_lens": lens,
-        "circuits_pairs": pairs,
-        "circuits_patch": patch,
-        "circuits_heads": heads_w,
-        "circuits_sufficiency": suff,
-        "circuits_probe": probe,
-    }
+    return suff
