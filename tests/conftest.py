@@ -98,6 +98,17 @@ def _run_tiny_dag(wd: Path) -> None:
         raise AssertionError(f"the tiny run failed:\n{res.stdout[-4000:]}\n{res.stderr[-6000:]}")
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist (``make test``: two workers on two cores) each worker's own torch
+    work runs on one thread: torch's default is every core, so two workers ran four
+    threads on two cores. (Snakemake jobs the tests start set their own: one without a
+    profile.)"""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        import torch
+
+        torch.set_num_threads(1)
+
+
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Path:
     """One uninterrupted local run of the tiny DAG of Studies 1 and 3 (``accept_overrides``),

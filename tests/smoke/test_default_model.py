@@ -46,7 +46,7 @@ def test_default_model_end_to_end(tmp_path: Path, smollm2: Path) -> None:
     t = {n: str(tmp_path / f"{n}.parquet") for n in ("p", "s", "lens", "mp", "digits")}
     prompts.run({}, {"prompts": t["p"]}, pcfg, {}, 1)
     sample.run(
-        {"prompts": t["p"], "model": str(model)}, {"samples": t["s"]}, {"max_new_tokens": 48, "batch_size": 4}, RT, 2
+        {"prompts": t["p"], "model": str(model)}, {"samples": t["s"]}, {"max_new_tokens": 48, "batch_size": 4}, RT, 1
     )
     s = read_table(tmp_path / "s.parquet").to_pandas()
     assert len(s) == 4
@@ -57,11 +57,11 @@ def test_default_model_end_to_end(tmp_path: Path, smollm2: Path) -> None:
     assert read_meta(tmp_path / "s.parquet")["model"] == "smollm2-135m"
 
     ecfg = {"positions": ["last_prompt", "step_end", "answer"]}
-    extract.run({"samples": t["s"], "model": str(model)}, {"activations": str(tmp_path / "acts")}, ecfg, RT, 2)
+    extract.run({"samples": t["s"], "model": str(model)}, {"activations": str(tmp_path / "acts")}, ecfg, RT, 1)
     # a stage called directly takes its full section: stage_params fills the schema's defaults
     lcfg = stage_params("circuits_lens", {"circuits": {"lens": {}}})
     assert lcfg == {"batch_rows": 2048}
-    lens.run({"activations": str(tmp_path / "acts"), "model": str(model)}, {"lens": t["lens"]}, lcfg, RT, 2)
+    lens.run({"activations": str(tmp_path / "acts"), "model": str(model)}, {"lens": t["lens"]}, lcfg, RT, 1)
     lt = read_table(tmp_path / "lens.parquet").to_pandas()
     assert set(lt["layer"]) == set(range(30))
     last = lt[lt["layer"] == 29]
@@ -76,7 +76,7 @@ def test_default_model_end_to_end(tmp_path: Path, smollm2: Path) -> None:
     pcfg = {"seed": 0, "n_digits": [1, 5], "m_digits": [1, 5], "n_per_cell": 4, "n_shots": 4}
     dcfg = {"batch_size": 8, "estimator": "softmax", "settings": ["conditioned", "unconditioned"], "seed": 0}
     mult_prompts.run({}, {"prompts": t["mp"]}, pcfg, {}, 1)
-    confidence.run({"prompts": t["mp"], "model": str(model)}, {"confidence": t["digits"]}, dcfg, RT, 2)
+    confidence.run({"prompts": t["mp"], "model": str(model)}, {"confidence": t["digits"]}, dcfg, RT, 1)
     d = read_table(tmp_path / "digits.parquet").to_pandas()
     mp = read_table(tmp_path / "mp.parquet").to_pandas().set_index("problem_id")
     full = d[d["setting"] == "conditioned"]
@@ -108,7 +108,7 @@ def test_mc_dropout_is_checked_against_the_model_and_softmax_reads_it(tmp_path: 
     ):
         out = str(tmp_path / f"{name}.parquet")
         ccfg = stage_params("digits_confidence", {"digits": {"confidence": {"batch_size": 16, **est}}})
-        confidence.run({"prompts": mp, "model": str(smollm2)}, {"confidence": out}, ccfg, RT, 2)
+        confidence.run({"prompts": mp, "model": str(smollm2)}, {"confidence": out}, ccfg, RT, 1)
         heads[name] = plots.digit_confidence({"confidence": out}, [tmp_path / f"{name}.png"], "smollm2")
     soft, mc = heads["softmax"], heads["mc"]
     d = read_table(tmp_path / "softmax.parquet").to_pandas()
