@@ -342,7 +342,7 @@ class ModelInfo:
     shape: Shape
     weights: Path | None  # a local transformers directory (prepared), if any
     train: Work | None = None
-    check_tokens: int = 9  # the self-checks' sequence length (cotlens.models.checks.length_for)
+    check_tokens: int = 0  # the self-checks' sequence length (cotlens.models.checks.length_for)
 
 
 def model_info(name: str, config: Config, root: Path) -> ModelInfo:
@@ -356,7 +356,7 @@ def model_info(name: str, config: Config, root: Path) -> ModelInfo:
     if entry.get("source") == "train":
         shape, work = train_work(entry)
         d = root / "resources" / "models" / name / "weights"
-        return ModelInfo(name, shape, d if d.is_dir() else None, work)
+        return ModelInfo(name, shape, d if d.is_dir() else None, work, check_tokens=length_for({}))
     here: list[Path] = [root / "resources" / "models" / name / "weights"]
     if entry.get("source") == "local":
         here.append(Path(str(entry.get("path", ""))))
