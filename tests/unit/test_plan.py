@@ -317,8 +317,8 @@ class Forwards:
 
 @pytest.mark.parametrize("family", ["llama", "mistral", "gemma2"])
 def test_the_checks_cost_is_the_forwards_the_checks_run(family: str) -> None:
-    """models_check's plan (cotlens.models.cost.check_cost) counts the forwards and tokens the
-    checks run, at the length the checks choose from the config (longer than a sliding
+    """models_check's plan (cotlens.models.cost.check_cost) counts the forwards, tokens and
+    unembedding read-outs the checks run, at the length the checks choose from the config (longer than a sliding
     window: mistral's and gemma2's); qwen2.5-1.5b's check was planned at 10 forwards of 96
     tokens (38 s, +85%) where it runs 6 of 18."""
     from cotlens.models import checks
@@ -328,9 +328,15 @@ def test_the_checks_cost_is_the_forwards_the_checks_run(family: str) -> None:
     length = checks.length_for(m.config.to_dict())
     assert length == checks.check_length(m) == (zoo.WINDOW + 4 if family != "llama" else checks.MIN_LENGTH)
     seen = Forwards(m)
+    from cotlens.models.adapters import adapter_for, get
+
+    read = [0]  # positions through the unembedding
+    get(m, adapter_for(m).unembed).register_forward_hook(
+        lambda _m, _a, o: read.__setitem__(0, read[0] + o[..., 0].numel())
+    )
     checks.run_checks(m)
     w = check_cost(P.Shape.from_config(m.config.to_dict()), length)
-    assert (w.steps, w.tokens) == (seen.calls, seen.tokens)
+    assert (w.steps, w.tokens, w.readouts) == (seen.calls, seen.tokens, read[0])
 
 
 def test_the_heads_and_sufficiency_costs_are_the_forwards_their_methods_run() -> None:
@@ -343,19 +349,23 @@ def test_the_heads_and_sufficiency_costs_are_the_forwards_their_methods_run() ->
     import torch
 
     from cotlens.circuits import heads as H
-    from cotlens.models.adapters import Adapted, adapter_for, dims
+    from cotlens.models.adapters import Adapted, adapter_for, dims, get
 
     m = zoo.build("llama")
     ad = adapter_for(m)
     mh = Adapted(m, ad, dims(m, ad))
     ids = list(range(3, 15))
     seen = Forwards(m)
+    read = [0]  # positions through the unembedding
+    get(m, ad.unembed).register_forward_hook(lambda _m, _a, o: read.__setitem__(0, read[0] + o[..., 0].numel()))
     H.read_heads(mh, ids, ids[-1], ids[-2])
-    assert (seen.calls, seen.tokens) == (1, len(ids))
+    d = mh.dims
+    assert (seen.calls, seen.tokens, read[0]) == (1, len(ids), 2 * (d.n_layers * d.n_heads + 1))
     means = H.mean_head_outputs(mh, [ids[:5], ids[:7]])
     assert (seen.calls, seen.tokens) == (3, len(ids) + 12)
     conds = H.CIRCUIT_ROWS + 3
     keeps = [{(0, 0)}] * conds
+    before = read[0]
     got = H.circuit_logits_many(mh, ids, keeps, means)
-    assert got.shape[0] == conds and isinstance(got, torch.Tensor)
+    assert got.shape[0] == conds and isinstance(got, torch.Tensor) and read[0] - before == conds
     assert (seen.calls, seen.tokens) == (3 + math.ceil(conds / H.CIRCUIT_ROWS), len(ids) + 12 + conds * len(ids))

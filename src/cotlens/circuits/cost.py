@@ -121,10 +121,14 @@ def pair_stages(st: CostInputs, n: float, plen: float) -> dict[str, Work]:
     patch = plus(Work(), times(sweep, exact), times(screened, kept - exact), times(pathways, kept))
     patch.loads = 1
     # one forward of each pair's clean prompt (eager: its attention weights are read), then
-    # each head's write read out twice (its DLA and its own logit lens), all heads in one
-    # matmul; the vocabulary decoded once to tell content tokens (~5 us a token)
+    # each head's write read out twice (its DLA and its own logit lens, each with a zero
+    # baseline), all heads in one matmul; the vocabulary decoded once to tell content tokens (~5 us a token)
     heads = Work(
-        calls=kept, tokens=kept * length, ctx=length / 2, readouts=2 * kept * s.layers * s.heads, fixed_s=5e-6 * s.vocab
+        calls=kept,
+        tokens=kept * length,
+        ctx=length / 2,
+        readouts=2 * kept * (s.layers * s.heads + 1),
+        fixed_s=5e-6 * s.vocab,
     )
     suff = sufficiency_work(st, kept, length)
     patch.note = heads.note = suff.note = KEPT

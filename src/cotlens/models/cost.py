@@ -12,16 +12,17 @@ CHECK_FORWARDS = 6
 
 
 def check_cost(s: Shape, length: int, rows: int = 2) -> Work:
-    """The model work of :func:`cotlens.models.checks.run_checks` for ``cotlens plan``: :data:`CHECK_FORWARDS`
-    forwards of ``rows`` x ``length`` check tokens, each over so few tokens that it reads
-    every weight once (charged as a decode step's weight read); every position of the
-    five LM forwards and the lens read out through the unembedding, and the DLA check's parts
-    (the embedding, every head, each block's attention constant and FFN write) at the last
-    position of each row."""
+    """The model work of :func:`cotlens.models.checks.run_checks` for ``cotlens plan``:
+    :data:`CHECK_FORWARDS` forwards of ``rows`` x ``length`` check tokens, each over so few
+    tokens that it reads every weight once (charged as a decode step's weight read). Read out
+    through the unembedding: every position of the five LM forwards and of the lens check's
+    two read-outs, and, at the last position of each row, the DLA check's parts (the
+    embedding, every head, each block's attention constant and FFN write), its zero baseline
+    and its logit constant."""
     n = rows * length
     return Work(
         steps=CHECK_FORWARDS,
         tokens=CHECK_FORWARDS * n,
         ctx=length / 2,
-        readouts=6 * n + rows * (1 + s.layers * s.heads + 2 * s.layers),
+        readouts=(CHECK_FORWARDS - 1 + 2) * n + rows * (1 + s.layers * s.heads + 2 * s.layers + 2),
     )
