@@ -180,6 +180,51 @@ def test_shared_prefix_is_run_once_and_changes_nothing(tiny_prepared: Path, devi
         assert b.token_ids == single.token_ids
 
 
+def test_groups_with_prefixes_of_their_own_run_each_once_and_change_nothing(tiny_prepared: Path, device: str) -> None:
+    """Prompt variants side by side: the groups share no prefix, each group's prompts share
+    one of its own (different lengths): each is run once, left-padded to one width, and
+    every row generates what it generates alone."""
+    from cotlens.core.sampling import group_prefixes
+
+    lm = load(tiny_prepared, "float32", device, attn="sdpa")
+    torch.manual_seed(3)
+    heads = [torch.randint(4, lm.dims.vocab, (n,)).tolist() for n in (17, 26)]
+    own = [torch.randint(4, lm.dims.vocab, (n,)).tolist() for n in (3, 6, 2, 5)]
+    prompts = [heads[0] + own[0], heads[1] + own[1], heads[0] + own[2], heads[1] + own[3]]
+    groups = [0, 1, 0, 1]
+    assert group_prefixes(prompts, groups, [0, 1]) == heads
+    assert group_prefixes(prompts, [0, 0, 0, 0], [0]) == []  # one group: only a prefix all share
+    assert group_prefixes(prompts, [0, 1, 2, 1], [0, 1, 2]) == []  # a group of one prompt: none
+    # the groups' prompts all begin alike: each group's own prefix where it is longer
+    pre = list(range(100, 118))
+    both = [pre + p for p in prompts]
+    assert group_prefixes(both, groups, [0, 1]) == [pre + h for h in heads]
+    assert group_prefixes(both[:2] * 2, [0, 0, 1, 1], [0, 1]) == [pre] * 2  # the same prompts: the common one
+    cfg = SampleConfig(max_new_tokens=7, batch_size=4)
+    pad = int(lm.tokenizer.pad_token_id)
+    shapes: list[tuple[int, ...]] = []
+    logits: list[torch.Tensor] = []
+    pre = lm.model.register_forward_pre_hook(
+        lambda _m, _a, kw: shapes.append(tuple(kw["input_ids"].shape)), with_kwargs=True
+    )
+    post = lm.model.register_forward_hook(lambda _m, _a, out: logits.append(out.logits[:, -1].clone()))
+    try:
+        batched = generate_batch(
+            lm.model, prompts, cfg, pad, set(), lambda ids: None, lm.device, groups=groups, on_groups=lambda g: None
+        )
+        assert shapes[0] == (2, 26)  # the two prefixes in one forward, the shorter left-padded
+        assert shapes[1] == (4, 6)  # then the rows' own parts
+        first = logits[1]  # each row's first next-token distribution
+        for i, (p, b) in enumerate(zip(prompts, batched, strict=True)):
+            logits.clear()
+            (single,) = generate_batch(lm.model, [p], cfg, pad, set(), lambda ids: None, lm.device)
+            assert b.token_ids == single.token_ids
+            torch.testing.assert_close(first[i], logits[0][0], rtol=0, atol=1e-4 * float(logits[0].abs().max()))
+    finally:
+        pre.remove()
+        post.remove()
+
+
 def _suffix_logits(m: torch.nn.Module, fast: bool, groups: list[int], seed: int = 0) -> list[torch.Tensor]:
     """Logits of a generate_batch-shaped forward: one shared prefix per group (run once),
     each row's left-padded part after it, then one decode step; ``fast``: with

@@ -278,3 +278,49 @@ def test_grouped_generation_equals_one_condition_at_a_time(plus_model) -> None: 
             want += run(prompts)
     assert got == want
     assert got[:3] != got[3:]  # the two ablations differ
+
+
+def test_prompt_variants_side_by_side_equal_each_variant_alone(plus_model) -> None:  # type: ignore[no-untyped-def]
+    """``measure`` on a chunk of unablated prompt variants (each with its own exemplars, run
+    once per variant in one batch) gives each variant the answers and concept activations
+    it gets measured alone, in its own order."""
+    from types import SimpleNamespace
+
+    model, tok, ad, d, _, _ = plus_model
+    cfg = arith.ArithConfig(n_problems=6, n_shots=2)
+    ex = arith.exemplars(cfg)
+    variants = ["full", "text_only", "formula_only"]
+    table = [
+        {
+            "problem_id": i,
+            "variant": v,
+            "prompt": arith.build_prompt(p.question, arith.variant_shots(ex, v), v),
+            "answer": p.answer,
+        }
+        for v in variants
+        for i, p in enumerate(arith.generate(cfg))
+    ]
+    lm = SimpleNamespace(model=model, adapter=ad, tokenizer=tok, dims=d, device=next(model.parameters()).device)
+    chosen = {LAYER: [NEURON, 3, 5]}
+    params = {"max_new_tokens": 8, "batch_size": 2, "noise_scale": 1.0}
+    conds = [N.Condition("variant", v, "none", -1, 0) for v in variants]
+    together = N.measure(lm, conds, table, chosen, {}, torch.zeros(d.n_layers, d.d_mlp), params)  # type: ignore[arg-type]
+    assert [len(a) for a, _ in together] == [3, 3, 3]  # the odd ids: the evaluation problems
+    for c, (answers, acts) in zip(conds, together, strict=True):
+        ((alone, alone_acts),) = N.measure(lm, [c], table, chosen, {}, torch.zeros(d.n_layers, d.d_mlp), params)  # type: ignore[arg-type]
+        assert [a.text for a in answers] == [a.text for a in alone]
+        assert [x for a in acts for x in a] == pytest.approx([x for a in alone_acts for x in a], rel=1e-4, abs=1e-5)
+    assert len({a.text for answers, _ in together for a in answers}) > 1  # the variants give different texts
+
+
+def test_side_by_side_chunks_variants_together_and_ablations_by_variant_and_mode() -> None:
+    V, A = N.Condition, N.Condition
+    conds = [V("variant", v, "none", -1, 0) for v in ("full", "text_only", "formula_only")] + [
+        A("concept", "full", "noise", -1, 4),
+        A("random", "full", "noise", 0, 4),
+        A("random", "full", "noise", 1, 4),
+        A("concept", "full", "zero", -1, 4),
+    ]
+    assert N.side_by_side(conds, range(7), 2) == [[0, 1], [2], [3, 4], [5], [6]]
+    assert N.side_by_side(conds, [1, 2, 4, 5, 6], 4) == [[1, 2], [4, 5], [6]]
+    assert N.side_by_side(conds, range(7), 1) == [[k] for k in range(7)]

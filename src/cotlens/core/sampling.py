@@ -58,6 +58,26 @@ def shared_prefix_len(prompts: Sequence[Sequence[int]], minimum: int = 16) -> in
     return n if n >= minimum else 0
 
 
+def group_prefixes(prompts: Sequence[Sequence[int]], group: Sequence[int], ids_of: Sequence[int]) -> list[list[int]]:
+    """The prefix :func:`generate_batch` runs once per group (in the order of ``ids_of``):
+    where each group's prompts share one of their own and some group's is longer than the
+    one every prompt shares (prompt variants side by side, each with its exemplars), each
+    group's own; else the one every prompt shares, for every group (the same prompts under
+    several conditions); else none (an empty list)."""
+    n = shared_prefix_len(prompts)
+    common = [list(prompts[0][:n])] * len(ids_of) if n else []
+    if len(ids_of) < 2:
+        return common
+    own = []
+    for g in ids_of:
+        mine = [p for p, h in zip(prompts, group, strict=True) if h == g]
+        k = shared_prefix_len(mine)
+        if not k:
+            return common
+        own.append(list(mine[0][:k]))
+    return own if max(map(len, own)) > n else common
+
+
 class GrowingLayer(DynamicLayer):
     """A full-attention cache layer whose keys and values live in a buffer with room for
     ``reserve`` more tokens: a decode step writes its token in place, where the stock layer
@@ -211,34 +231,50 @@ def generate_batch(
     score generated tokens use it; the shared-prefix forward is not announced).
 
     ``groups`` (one id per prompt) puts several conditions in one batch, e.g. ablations
-    whose hooks act row by row: the shared prefix is then run once per group, and
+    whose hooks act row by row, or prompt variants each with its own exemplars: the shared
+    prefix (or, when the groups share none, each group's own, :func:`group_prefixes`,
+    left-padded to one width) is then run once per group, and
     ``on_groups(ids)`` is called before every forward with the group of each of its rows
     (the prefix forward included: one row per group).
     """
     b = len(prompts)
     check_context(model, max(map(len, prompts)) + cfg.max_new_tokens, "a prompt plus max_new_tokens")
-    n_shared = shared_prefix_len(prompts)
     group = list(groups) if groups is not None else [0] * b
     if len(group) != b:
         raise ValueError(f"{len(group)} group ids for {b} prompts")
     ids_of = sorted(set(group))
+    heads = group_prefixes(prompts, group, ids_of)  # one prefix per group, or none
+    n_head = [len(heads[ids_of.index(g)]) if heads else 0 for g in group]
 
     def announce(rows: list[int]) -> None:
         if on_groups is not None:
             on_groups([group[r] for r in rows])
 
-    past = None
-    if n_shared:
-        head = torch.tensor([list(prompts[0][:n_shared])] * len(ids_of), device=device)
+    past, head_mask = None, None
+    if heads:
         if on_groups is not None:
             on_groups(ids_of)
-        past = model(input_ids=head, use_cache=True, logits_to_keep=1).past_key_values
-    ids, mask = pad([p[n_shared:] for p in prompts], pad_id, device, left=True)
+        if len(set(map(len, heads))) == 1:  # one length: no padding, no mask
+            past = model(input_ids=torch.tensor(heads, device=device), use_cache=True, logits_to_keep=1).past_key_values
+        else:  # prefixes of several lengths (e.g. prompt variants side by side): left-padded
+            hid, head_mask = pad(heads, pad_id, device, left=True)
+            hpos = (head_mask.cumsum(-1) - 1).clamp(min=0)
+            past = model(
+                input_ids=hid, attention_mask=head_mask, position_ids=hpos, use_cache=True, logits_to_keep=1
+            ).past_key_values
+    ids, mask = pad([p[n:] for p, n in zip(prompts, n_head, strict=True)], pad_id, device, left=True)
     if past is not None:  # room for the rows' own parts and the decode
-        past = spread_prefix(past, [ids_of.index(g) for g in group], ids.shape[1] + cfg.max_new_tokens, device)
-    pos = (mask.cumsum(-1) - 1).clamp(min=0) + n_shared
-    if n_shared:
-        mask = torch.cat([torch.ones((b, n_shared), dtype=mask.dtype, device=device), mask], dim=1)
+        rows_head = [ids_of.index(g) for g in group]
+        past = spread_prefix(past, rows_head, ids.shape[1] + cfg.max_new_tokens, device)
+        width = len(max(heads, key=len))
+        before = (
+            torch.ones((b, width), dtype=mask.dtype, device=device)
+            if head_mask is None
+            else head_mask[torch.tensor(rows_head, device=device)].to(mask.dtype)
+        )
+    pos = (mask.cumsum(-1) - 1).clamp(min=0) + torch.tensor(n_head, device=device)[:, None]
+    if past is not None:
+        mask = torch.cat([before, mask], dim=1)
     if on_step is not None:
         on_step(list(range(b)))
     announce(list(range(b)))

@@ -18,6 +18,7 @@ residual stream. Methods, all through the hook layer (weights are never edited):
 from __future__ import annotations
 
 import contextlib
+import itertools
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple, cast
@@ -577,19 +578,18 @@ def effect_conditions(cfg: Mapping[str, Any], n_concept: int, top_n: Sequence[in
 
 def side_by_side(conditions: Sequence[Condition], todo: Sequence[int], per_batch: int) -> list[list[int]]:
     """``todo`` (indices into ``conditions``, in order) cut into the chunks one batch
-    measures: a prompt variant alone; up to ``per_batch`` ablations of the same variant and
-    mode together (their rows side by side, :class:`RowAblations`)."""
+    measures: up to ``per_batch`` prompt variants unablated together (each with its own
+    exemplars, run once: ``generate_batch``'s groups), or up to ``per_batch`` ablations of
+    the same variant and mode together (their rows side by side, :class:`RowAblations`)."""
+
+    def kind(c: Condition) -> tuple[str, ...]:
+        return ("variant",) if c.condition == "variant" else ("ablation", c.variant, c.mode)
+
     out: list[list[int]] = []
     for k in todo:
         c = conditions[k]
         last = conditions[out[-1][0]] if out else None
-        if (
-            c.condition != "variant"
-            and last is not None
-            and last.condition != "variant"
-            and (last.variant, last.mode) == (c.variant, c.mode)
-            and len(out[-1]) < per_batch
-        ):
+        if last is not None and kind(last) == kind(c) and len(out[-1]) < per_batch:
             out[-1].append(k)
         else:
             out.append([k])
@@ -686,9 +686,15 @@ def measure(
     a prompt variant alone, or ablations of one variant and mode side by side in one batch
     (one group of rows each, ``RowAblations``)."""
     first = chunk[0]
+    if first.condition == "variant":  # each variant its own group: its exemplars run once
+        parts = [variant_rows(table, c.variant, "eval") for c in chunk]
+        groups = [g for g, (ids, _, _) in enumerate(parts) for _ in ids]
+        answers, acts = solve_metered(
+            lm, chosen, [t for _, ts, _ in parts for t in ts], [a for _, _, gs in parts for a in gs], params, groups
+        )
+        ends = [0, *itertools.accumulate(len(ids) for ids, _, _ in parts)]
+        return [(answers[a:b], acts[a:b]) for a, b in zip(ends, ends[1:], strict=False)]
     _, texts, golds = variant_rows(table, first.variant, "eval")
-    if first.condition == "variant":
-        return [solve_metered(lm, chosen, texts, golds, params)]
     sets = [ablated_set(c, chosen, tops, lm.dims) for c in chunk]
     mode = cast(AblationMode, first.mode)  # every condition but the variants ablates
     groups = [g for g in range(len(chunk)) for _ in texts]
