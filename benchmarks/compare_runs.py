@@ -26,7 +26,7 @@ FILES = {
 STAGES = {
     "prompts": "circuits_prompts",
     "sample": "circuits_sample",
-    "extract": "circuits_extract",
+    "extract": "circuits_sample",  # activations: recorded while sampling since #30
     "lens": "circuits_lens",
     "pairs": "circuits_pairs",
     "patch": "circuits_patch",

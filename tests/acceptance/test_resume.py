@@ -22,8 +22,7 @@ pytestmark = pytest.mark.acceptance
 RES = Path("results/default/circuits/tiny")
 # stage, its shard directory, its final output, and how many shards it has in this config
 KILLS = [
-    ("circuits_sample", "samples.parquet.partial", "samples.parquet", 2),
-    ("circuits_extract", "activations.partial", "activations", 3),
+    ("circuits_sample", "samples.parquet.partial", "samples.parquet", 2),  # its activations/ beside, shard by shard
     ("circuits_patch", "patching.parquet.partial", "patching.parquet", 3),
 ]
 
@@ -118,16 +117,17 @@ def test_kill9_in_each_long_stage_resumes_to_identical_bytes(accept_copy: Path, 
     assert not list((wd / "results").rglob(".tmp-*")) and not list((wd / "results").rglob("*.partial"))
     assert differences(digests(wd), reference) == []
 
-    # The case: kill -9 during a forced rerun of circuits_extract. Its output is gone
-    # (Snakemake removed it before the job), lens and the figures made from it are still there.
-    run_until_held(wd, "circuits_extract", RES / "activations", wd / "held-forced", "-R", "circuits_extract")
+    # The case: kill -9 during a forced rerun of circuits_sample. Its outputs are
+    # gone (Snakemake removed them before the job); lens, pairs and the figures made from
+    # them are still there.
+    run_until_held(wd, "circuits_sample", RES / "activations", wd / "held-forced", "-R", "circuits_sample")
     smk(wd, "--unlock")
-    assert not (wd / RES / "activations").exists()
+    assert not (wd / RES / "activations").exists() and not (wd / RES / "samples.parquet").exists()
     assert "Nothing to be done" in smk(wd, "--cores", "2", "--rerun-incomplete", "-n")  # what Snakemake says
-    assert resume_args(wd) == [str(RES / "activations")]
+    assert resume_args(wd) == [str(RES / "activations"), str(RES / "samples.parquet")]
     smk(wd, "--cores", "2", "--rerun-incomplete", *cli.with_forced([], resume_args(wd)))
-    log = (wd / "results" / "default" / "logs" / "circuits_extract" / "tiny.log").read_text()
-    assert "circuits_extract: 3 shards, 1 reused from an interrupted run, 2 computed" in log
+    log = (wd / "results" / "default" / "logs" / "circuits_sample" / "tiny.log").read_text()
+    assert "circuits_sample: 2 shards, 1 reused from an interrupted run, 1 computed" in log
     assert not list((wd / "results").rglob(".tmp-*")) and not list((wd / "results").rglob("*.partial"))
     assert differences(digests(wd), reference) == []
     assert resume_args(wd) == []

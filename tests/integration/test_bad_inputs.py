@@ -18,7 +18,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from cotlens.circuits.stages import extract, prompts, sample
+from cotlens.circuits.stages import prompts, sample
 from cotlens.errors import CotlensError
 from cotlens.io.parquet import read_table
 from cotlens.models.prepare import prepare
@@ -37,7 +37,23 @@ PCFG = {
 }
 RT = {"dtype": "float32", "device": "cpu", "attn": "sdpa"}
 SMALL_KB = 24  # room for some of the tiny model's activation shards, not all
-ECFG = {"positions": ["last_prompt", "step_end", "answer"], "mlp": True, "batch_size": 2, "shard_size": 2}
+ECFG = {"positions": ["last_prompt", "step_end", "answer"], "mlp": True}
+SCFG = {
+    "max_new_tokens": 12,
+    "batch_size": 2,
+    "extract": ECFG,
+}  # a shard of samples and one of activations per 2 prompts
+
+
+def run_sample(prompts_file: Path, model: Path, out: Path) -> None:
+    """circuits_sample into ``out``: samples.parquet and the activations directory."""
+    sample.run(
+        {"prompts": str(prompts_file), "model": str(model)},
+        {"samples": str(out / "samples.parquet"), "activations": str(out / "activations")},
+        SCFG,
+        RT,
+        1,
+    )
 
 
 @contextlib.contextmanager
@@ -62,17 +78,10 @@ def leftovers(d: Path) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def samples(tmp_path_factory: pytest.TempPathFactory, tiny_prepared: Path) -> Path:
-    d = tmp_path_factory.mktemp("samples")
+def prompt_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("prompts")
     prompts.run({}, {"prompts": str(d / "prompts.parquet")}, PCFG, {}, 1)
-    sample.run(
-        {"prompts": str(d / "prompts.parquet"), "model": str(tiny_prepared)},
-        {"samples": str(d / "samples.parquet")},
-        {"max_new_tokens": 12, "batch_size": 4},
-        RT,
-        1,
-    )
-    return d / "samples.parquet"
+    return d / "prompts.parquet"
 
 
 def test_safetensors_with_wrong_shapes_is_refused_by_prepare(tmp_path: Path, tiny_model_src: Path) -> None:
@@ -89,8 +98,8 @@ def test_safetensors_with_wrong_shapes_is_refused_by_prepare(tmp_path: Path, tin
     assert not (tmp_path / "out" / "m").exists() and leftovers(tmp_path / "out") == []
 
 
-def test_non_finite_activations_stop_extract_and_nothing_is_written(
-    tmp_path: Path, tiny_model_src: Path, samples: Path
+def test_non_finite_activations_stop_sample_and_nothing_is_written(
+    tmp_path: Path, tiny_model_src: Path, prompt_set: Path
 ) -> None:
     src = tmp_path / "model"
     shutil.copytree(tiny_model_src, src)
@@ -100,47 +109,43 @@ def test_non_finite_activations_stop_extract_and_nothing_is_written(
     save_file(sd, f, metadata={"format": "pt"})
     prepared = tmp_path / "prepared"
     prepare(resolve("m", {"m": {"source": "local", "path": str(src)}}), prepared)
-    out = tmp_path / "res" / "activations"
+    out = tmp_path / "res"
     with pytest.raises(CotlensError, match=r"non-finite values in resid activations \(prompt ids \[") as e:
-        extract.run({"samples": str(samples), "model": str(prepared)}, {"activations": str(out)}, ECFG, RT, 1)
+        run_sample(prompt_set, prepared, out)
     assert "nothing was written" in str(e.value)
-    assert not out.exists()
-    assert leftovers(tmp_path / "res") == []  # not one shard: the first batch already failed
+    assert not (out / "activations").exists() and not (out / "samples.parquet").exists()
+    assert leftovers(out) == []  # not one shard: the first batch already failed
 
 
 def test_full_disk_is_one_clear_error_then_the_rerun_resumes(
-    tmp_path: Path, tiny_prepared: Path, samples: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, tiny_prepared: Path, prompt_set: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with tmpfs(tmp_path / "small", SMALL_KB) as fs:
         out = fs / "activations"
         with pytest.raises(
-            CotlensError, match=rf"cannot write {fs}/activations.partial/part-\d+.parquet: No space"
+            CotlensError, match=rf"cannot write {fs}/(activations|samples\.parquet)\.partial/part-\d+.parquet: No space"
         ) as e:
-            extract.run({"samples": str(samples), "model": str(tiny_prepared)}, {"activations": str(out)}, ECFG, RT, 1)
+            run_sample(prompt_set, tiny_prepared, fs)
         assert "free space" in str(e.value)
-        assert not out.exists()
+        assert not out.exists() and not (fs / "samples.parquet").exists()
         kept = sorted((fs / "activations.partial").iterdir())
         assert kept and all(p.name.startswith("part-") for p in kept)  # no temp file
         for p in kept:
             assert read_table(p).num_rows > 0  # each one complete and readable
-        # space freed (the file system grown): the rerun keeps those shards and finishes
+        done = len([p for p in kept if (fs / "samples.parquet.partial" / p.name).exists()])
+        # space freed (the file system grown): the rerun keeps the finished batches and finishes
         subprocess.run(["mount", "-o", "remount,size=16m", str(fs)], check=True)
         capsys.readouterr()
-        extract.run({"samples": str(samples), "model": str(tiny_prepared)}, {"activations": str(out)}, ECFG, RT, 1)
-        assert f"{len(kept)} reused from an interrupted run" in capsys.readouterr().out
+        run_sample(prompt_set, tiny_prepared, fs)
+        assert f"{done} reused from an interrupted run" in capsys.readouterr().out
         assert read_table(out).num_rows > 0 and not (fs / "activations.partial").exists()
+        assert read_table(fs / "samples.parquet").num_rows == 12
 
 
-def test_read_only_results_directory_is_one_clear_error(tmp_path: Path, tiny_prepared: Path, samples: Path) -> None:
+def test_read_only_results_directory_is_one_clear_error(tmp_path: Path, tiny_prepared: Path, prompt_set: Path) -> None:
     with tmpfs(tmp_path / "ro", 1024, readonly=True) as fs:
-        with pytest.raises(CotlensError, match=rf"cannot write {fs}/activations.partial: Read-only file system"):
-            extract.run(
-                {"samples": str(samples), "model": str(tiny_prepared)},
-                {"activations": str(fs / "activations")},
-                ECFG,
-                RT,
-                1,
-            )
+        with pytest.raises(CotlensError, match=rf"cannot write {fs}/samples.parquet.partial: Read-only file system"):
+            run_sample(prompt_set, tiny_prepared, fs)
         with pytest.raises(CotlensError, match=rf"cannot write {fs}/prompts.parquet: Read-only file system") as e:
             prompts.run({}, {"prompts": str(fs / "prompts.parquet")}, PCFG, {}, 1)
         assert "writable directory" in str(e.value)
@@ -219,13 +224,7 @@ def test_a_prompt_longer_than_the_context_is_refused_before_the_first_forward(
     with pytest.raises(
         CotlensError, match=r"prompt \d+ plus max_new_tokens is \d+ tokens, but the model's context is 64"
     ):
-        sample.run(
-            {"prompts": str(d / "prompts.parquet"), "model": str(model)},
-            {"samples": str(d / "samples.parquet")},
-            {"max_new_tokens": 12, "batch_size": 4},
-            RT,
-            1,
-        )
+        run_sample(d / "prompts.parquet", model, d)
     assert not (d / "samples.parquet.partial").exists()  # refused before the shards
     # every other forward: the model's pre-hook
     from cotlens.models.loading import load

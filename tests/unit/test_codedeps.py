@@ -44,10 +44,17 @@ def test_prompts_are_torch_free_and_exact() -> None:
         ), study
 
 
-def test_extract_reaches_hooks_transitively() -> None:
-    deps = names("circuits/extract.py")
-    assert {"core/hooks.py", "circuits/extract.py", "circuits/stages/extract.py", "models/adapters.py"} <= deps
-    assert "circuits/figures.py" not in deps and "core/sampling.py" not in deps
+def test_sample_reaches_the_extraction_and_hooks_transitively() -> None:
+    deps = names("circuits/sample.py")
+    want = {
+        "core/hooks.py",
+        "core/sampling.py",
+        "circuits/extract.py",
+        "circuits/stages/sample.py",
+        "models/adapters.py",
+    }
+    assert want <= deps
+    assert "circuits/figures.py" not in deps and "circuits/patching.py" not in deps
 
 
 def test_no_stage_imports_another_stage() -> None:
@@ -87,7 +94,7 @@ def test_relative_and_package_imports(tmp_path: Path) -> None:
 
 def test_a_stage_resume_key_changes_with_its_code_closure_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The issue's case: a shard written by the old extract.py must not be reused after an
-    edit of extract.py (the resume key holds the closure's bytes); an edit of a module the
+    edit of extract.py (imported by circuits_sample, which records the activations) (the resume key holds the closure's bytes); an edit of a module the
     stage does not import leaves its shards valid."""
     import shutil
 
@@ -101,9 +108,9 @@ def test_a_stage_resume_key_changes_with_its_code_closure_only(tmp_path: Path, m
     copy = tmp_path / "src"
     shutil.copytree(SRC / "cotlens", copy / "cotlens")
     monkeypatch.setattr(codedeps, "SRC", copy)
-    stage = "cotlens.circuits.stages.extract"
+    stage = "cotlens.circuits.stages.sample"
     files = {str(p.relative_to(copy / "cotlens")) for p in codedeps.code_files(stage)}
-    assert {"circuits/stages/extract.py", "circuits/extract.py", "core/hooks.py", "io/shards.py"} <= files
+    assert {"circuits/stages/sample.py", "circuits/extract.py", "core/hooks.py", "io/shards.py"} <= files
     assert "experts/methods.py" not in files and "circuits/figures.py" not in files
 
     up = tmp_path / "upstream"
@@ -112,7 +119,7 @@ def test_a_stage_resume_key_changes_with_its_code_closure_only(tmp_path: Path, m
 
     def shards() -> Shards:
         key = resume_key(stage, {"batch": 2}, {"device": "cpu"}, up)
-        return Shards(out, "circuits_extract", RunMeta.of("circuits_extract", key), 3)
+        return Shards(out, "circuits_sample", RunMeta.of("circuits_sample", key), 3)
 
     first = shards()
     first.write(0, pa.table({"x": [1.0]}))

@@ -50,7 +50,6 @@ def test_the_slurm_profile_gives_every_rule_resources_and_gpus_only_to_model_sta
         assert ("gpu" in r) == (rule in model_rules()), rule
     assert model_rules() >= {
         "circuits_sample",
-        "circuits_extract",
         "circuits_patch",
         "digits_confidence",
         "neurons_discovery",

@@ -26,11 +26,12 @@ rule circuits_sample:
         prompts=table("circuits", "prompts"),
     output:
         samples=table("circuits", "samples"),
+        activations=directory(table("circuits", "activations").removesuffix(".parquet")),
     log:
         log_path("circuits_sample"),
     benchmark:
         bench_path("circuits_sample")
-    # the longest chain (sample -> extract -> lens; pairs -> patch -> heads, sufficiency)
+    # the longest chain (sample -> lens, probe; pairs -> patch -> heads, sufficiency)
     priority: 50
     conda:
         "../../envs/cuda.yaml"
@@ -38,25 +39,6 @@ rule circuits_sample:
         **model_params("circuits_sample"),
     script:
         "../../scripts/circuits/sample.py"
-
-
-rule circuits_extract:
-    input:
-        unpack(model_stage("circuits/extract.py")),
-        samples=table("circuits", "samples"),
-    output:
-        activations=directory(table("circuits", "activations").removesuffix(".parquet")),
-    log:
-        log_path("circuits_extract"),
-    benchmark:
-        bench_path("circuits_extract")
-    priority: 45
-    conda:
-        "../../envs/cuda.yaml"
-    params:
-        **model_params("circuits_extract"),
-    script:
-        "../../scripts/circuits/extract.py"
 
 
 rule circuits_lens:

@@ -62,24 +62,24 @@ def stages(st: CostInputs) -> dict[str, Work]:
         r.setdefault("_question", question_text(r["facts"], r["query"]))
     query = p.mean("_question")
     sm = c["sample"]
-    sample = generation(n, prompt, cot, int(sm["max_new_tokens"]), int(sm["batch_size"]))
-    sample.note = "generated length: the gold CoT's"
-    seq = prompt + cot
     npos = 2 + cot / 10  # the last prompt token, each step's end, the answer
-    ex = c["extract"]
     shared = max(0.0, prompt - query)  # the exemplars: run once for the clean and the no-facts sequence
-    extract = Work(
-        calls=3 * batches(n, int(ex["batch_size"])),
-        tokens=n * (seq + nofacts + cot - shared),
-        ctx=seq / 2,
-        readouts=2 * n * npos,
+    # the activations are recorded while generating (the last token fed once more); then
+    # each no-facts question and CoT after the prefix the generation kept, read out at the positions
+    prior = Work(
+        calls=batches(n, int(sm["batch_size"])),
+        tokens=n * (nofacts - shared + cot + 1),
+        ctx=prompt,
+        readouts=n * npos,
+        loads=0,
     )
+    sample = plus(generation(n, prompt, cot, int(sm["max_new_tokens"]), int(sm["batch_size"])), prior)
+    sample.note = "generated length: the gold CoT's"
     lens = Work(readouts=2 * n * npos * s.layers)  # the block outputs and the heads' writes
     probe = Work(calls=batches(n, 8), tokens=n * query, ctx=query / 2, fixed_s=1.0 * s.layers * max(1.0, n / 72))
     plen = (query if c["pairs"]["context"] == "question" else prompt) + cot / 2
     return {
         "circuits_sample": sample,
-        "circuits_extract": extract,
         "circuits_lens": lens,
         **pair_stages(st, n, plen),
         "circuits_probe": probe,

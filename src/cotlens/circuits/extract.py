@@ -1,5 +1,9 @@
 """Activations at chosen token positions, with the in-context and no-context predictions.
 
+``circuits_sample`` records them while it generates (:func:`captured_table`); the forward
+below over the finished samples (:func:`extract_batch`) is the reference it is tested
+against, and what a caller with samples but no generation uses.
+
 For each sample the clean sequence is ``prompt + completion``. One forward with a
 :class:`~cotlens.core.hooks.Capture` records the residual stream after every block and the
 per-head attention outputs (optionally the FFN neurons) at the chosen positions only.
@@ -11,8 +15,9 @@ exemplars and the start of the question: that prefix runs once
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -33,8 +38,6 @@ POSITION_KINDS = POSITIONS
 class ExtractConfig:
     positions: tuple[str, ...] = POSITION_KINDS
     mlp: bool = False
-    batch_size: int = 4
-    shard_size: int = 32  # samples per shard file
 
 
 @dataclass(frozen=True)
@@ -93,7 +96,7 @@ def extract_batch(lm: Loaded, rows: Sequence[SampleRow], cfg: ExtractConfig, sch
     ends = [max(p for p, _, _ in s) + 1 for s in specs]
     clean = [s[:e] for s, e in zip(seqs, ends, strict=True)]
     pos = _pad_positions([[p for p, _, _ in s] for s in specs], dev)
-    sites = ["resid", "attn_heads"] + (["mlp"] if cfg.mlp else [])
+    sites = sites_of(cfg)
     shift = [len(r.nofacts_ids) - len(r.prompt_ids) for r in rows]
     nf_seqs = [list(r.nofacts_ids) + list(r.token_ids) for r in rows]
     nofacts = [s[: e + d] for s, e, d in zip(nf_seqs, ends, shift, strict=True)]
@@ -118,7 +121,89 @@ def extract_batch(lm: Loaded, rows: Sequence[SampleRow], cfg: ExtractConfig, sch
         nf_ids, nf_mask = pad(nofacts, pad_id, dev, left=False)
         prior_tok = logits_at(lm.model, lm.adapter, nf_ids, nf_mask, nf_pos).argmax(-1)
 
-    n_layers = lm.dims.n_layers
+    acts = {site: cap.stacked(site) for site in sites}
+    return activation_table(rows, specs, acts, ctx_tok, prior_tok, schema)
+
+
+def sites_of(cfg: ExtractConfig) -> list[str]:
+    """The hook sites an extraction records."""
+    return ["resid", "attn_heads"] + (["mlp"] if cfg.mlp else [])
+
+
+def split_points(rows: Sequence[SampleRow]) -> list[int] | None:
+    """Per sample, the tokens its prompt and its no-facts prompt begin with (the exemplars
+    and the question's start), each prompt keeping a token of its own: what generation
+    runs first and keeps for the no-facts read (None where some sample shares none)."""
+    out = [min(common_prefix(r.prompt_ids, r.nofacts_ids), len(r.prompt_ids) - 1, len(r.nofacts_ids) - 1) for r in rows]
+    return out if min(out) >= 1 else None
+
+
+@torch.inference_mode()
+def captured_table(
+    lm: Loaded,
+    rows: Sequence[SampleRow],
+    captured: Sequence[tuple[Mapping[str, torch.Tensor], Sequence[int]]],
+    prefix: tuple[Any, torch.Tensor] | None,
+    cfg: ExtractConfig,
+    schema: pa.Schema,
+) -> pa.Table:
+    """:func:`extract_batch` from what generation already computed: ``captured[i]`` holds
+    row i's vectors and top next tokens at its prompt's last position and at each generated
+    token (:class:`~cotlens.core.hooks.StepCapture` through ``generate_batch(...,
+    feed_last=True)``); only the no-facts sequences are run, after the prefix the prompts
+    share (``prefix``: the cache and mask ``generate_batch(..., split=split_points(rows))``
+    kept; None: in full)."""
+    specs = [positions_for(r, cfg.positions) for r in rows]
+    keep = [i for i, s in enumerate(specs) if s]
+    if not keep:
+        return schema.empty_table()
+    dev, pad_id = lm.device, int(lm.tokenizer.pad_token_id)
+    sites = sites_of(cfg)
+    acts: dict[str, list[torch.Tensor]] = {site: [] for site in sites}
+    ctx: list[list[int]] = []
+    width = max(len(specs[i]) for i in keep)
+    for i in keep:
+        vecs, tops = captured[i]
+        at = [p - (len(rows[i].prompt_ids) - 1) for p, _, _ in specs[i]]
+        if min(at) < 0 or max(at) >= len(tops):
+            raise RuntimeError(f"sample {rows[i].prompt_id}: positions {at} outside the {len(tops)} captured")
+        at += [at[-1]] * (width - len(at))
+        for site in sites:
+            acts[site].append(vecs[site][at])
+        ctx.append([tops[j] for j in at])
+    kept = [rows[i] for i in keep]
+    ends = [max(p for p, _, _ in specs[i]) + 1 for i in keep]
+    pos = _pad_positions([[p for p, _, _ in specs[i]] for i in keep], dev)
+    shift = [len(r.nofacts_ids) - len(r.prompt_ids) for r in kept]
+    nofacts = [(list(r.nofacts_ids) + list(r.token_ids))[: e + d] for r, e, d in zip(kept, ends, shift, strict=True)]
+    nf_pos = pos + torch.tensor(shift, device=dev)[:, None]
+    if prefix is not None:
+        past, mask = prefix
+        heads = [list(r.prompt_ids[:n]) for r, n in zip(rows, mask.sum(-1).tolist(), strict=True)]
+        cache = PrefixCache.adopt(lm.model, lm.adapter, heads, mask, past, pad_id, dev)
+        prior_tok = cache.logits_at(keep, nofacts, nf_pos).argmax(-1)
+    else:
+        nf_ids, nf_mask = pad(nofacts, pad_id, dev, left=False)
+        prior_tok = logits_at(lm.model, lm.adapter, nf_ids, nf_mask, nf_pos).argmax(-1)
+    stacked = {site: torch.stack(v) for site, v in acts.items()}
+    return activation_table(kept, [specs[i] for i in keep], stacked, torch.tensor(ctx), prior_tok, schema)
+
+
+def activation_table(
+    rows: Sequence[SampleRow],
+    specs: Sequence[Sequence[tuple[int, str, int]]],
+    acts: Mapping[str, torch.Tensor],
+    ctx_tok: torch.Tensor,
+    prior_tok: torch.Tensor,
+    schema: pa.Schema,
+) -> pa.Table:
+    """The activation rows (ordered by sample, position, layer) of samples whose positions
+    (``specs``, :func:`positions_for`) have the vectors ``acts[site]`` [batch, P, layers,
+    dim] and the in-context and no-context top tokens [batch, P] (a row's positions
+    padded to P by repeating its last)."""
+    sites = list(acts)
+    n_layers = next(iter(acts.values())).shape[2]
+    seqs = [list(r.prompt_ids) + list(r.token_ids) for r in rows]
     cols = Columns(pa.schema([f for f in schema if f.name not in sites]))  # the vectors come after
     sel_b, sel_p = [], []
     for b, (r, s) in enumerate(zip(rows, specs, strict=True)):
@@ -140,7 +225,7 @@ def extract_batch(lm: Loaded, rows: Sequence[SampleRow], cfg: ExtractConfig, sch
             sel_p.append(j)
     data: dict[str, object] = dict(cols.data)
     for site in sites:
-        st = cap.stacked(site)[sel_b, sel_p].float()  # [rows_without_layer, L, d]
+        st = acts[site][sel_b, sel_p].float()  # [rows_without_layer, L, d]
         arr = st.reshape(-1, st.shape[-1]).cpu().numpy()
         if not np.isfinite(arr).all():
             bad = sorted({rows[b].prompt_id for b in sel_b})

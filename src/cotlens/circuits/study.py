@@ -24,8 +24,7 @@ FIGURES: dict[str, tuple[str, ...]] = {
 }
 PARAMS: dict[str, Callable[[Mapping[str, Any]], Any]] = {
     "circuits_prompts": lambda c: c["circuits"]["prompts"],
-    "circuits_sample": lambda c: c["circuits"]["sample"],
-    "circuits_extract": lambda c: c["circuits"]["extract"],
+    "circuits_sample": lambda c: {**c["circuits"]["sample"], "extract": c["circuits"]["extract"]},
     "circuits_lens": lambda c: c["circuits"]["lens"],
     "circuits_pairs": lambda c: c["circuits"]["pairs"],
     "circuits_patch": lambda c: c["circuits"]["patch"],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -51,6 +52,27 @@ class PrefixCache:
         pos = (self.mask.cumsum(-1) - 1).clamp(min=0)
         base = get(model, ad.base)
         self.past = base(input_ids=ids, attention_mask=self.mask, position_ids=pos, use_cache=True).past_key_values
+
+    @classmethod
+    def adopt(
+        cls,
+        model: nn.Module,
+        ad: Adapter,
+        prefixes: Sequence[Sequence[int]],
+        mask: torch.Tensor,
+        past: Any,
+        pad_id: int,
+        device: torch.device,
+    ) -> PrefixCache:
+        """The cache of ``prefixes`` that a forward already made (left-padded, ``mask`` its
+        attention mask), e.g. the one ``generate_batch(..., split=...)`` keeps."""
+        if any(len(p) == 0 for p in prefixes) or mask.sum(-1).tolist() != [len(p) for p in prefixes]:
+            raise ValueError("the mask does not hold the prefixes' lengths")
+        self = cls.__new__(cls)
+        self.model, self.ad, self.pad_id, self.device = model, ad, pad_id, device
+        self.prefixes = [list(p) for p in prefixes]
+        self.mask, self.past = mask, past
+        return self
 
     def owns(self, owner: int, seq: Sequence[int]) -> bool:
         """Whether ``seq`` starts with the prefix of ``owner`` and goes past it."""

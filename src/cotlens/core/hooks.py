@@ -209,6 +209,65 @@ class Capture(Hooked):
         return torch.stack([t for t in got if t is not None], dim=2)
 
 
+class StepCapture(Capture):
+    """:class:`Capture` through a generation: ``sites`` of every layer at the last position
+    of every announced forward (``generate_batch``'s ``on_step=cap.rows``: the prompt's
+    last token, then each generated token fed back), kept per original row, with the
+    index of the model's top next token there. Forwards not announced (a prefix run
+    once) are not recorded. :meth:`row` gives row ``r``'s positions in the order run."""
+
+    def __init__(
+        self, model: nn.Module, adapter: Adapter, sites: Sequence[str] = ("resid", "attn_heads"), batch: int = 1
+    ) -> None:
+        super().__init__(model, adapter, sites, None)
+        self.batch = batch
+        self._active: list[int] | None = None
+
+    def _reset(self) -> None:
+        super()._reset()
+        self._active = None
+        self._top: torch.Tensor | None = None
+        self.steps: list[list[tuple[dict[str, torch.Tensor], int]]] = [[] for _ in range(self.batch)]
+
+    def _take(self, x: torch.Tensor) -> torch.Tensor:
+        return x[:, -1].to(self.home).detach().clone()
+
+    def _register(self) -> list[Any]:
+        def top(_m: nn.Module, _a: Any, o: Any) -> None:
+            if self._active is not None:
+                self._top = o.logits[:, -1].argmax(-1).to(self.home)
+
+        return [*super()._register(), self.model.register_forward_hook(top)]
+
+    def _flush(self) -> None:
+        if self._active is None:
+            return
+        if any(t is None for site in self.sites for t in self.out[site]):
+            raise RuntimeError("a site was not reached for every layer")
+        got = {site: torch.stack(self.out[site], dim=1) for site in self.sites}  # type: ignore[arg-type]  # [rows, n_layers, dim]
+        if self._top is None:
+            raise RuntimeError("StepCapture saw no logits: hook the causal LM, not its base model")
+        for k, row in enumerate(self._active):
+            self.steps[row].append(({site: got[site][k] for site in self.sites}, int(self._top[k])))
+        self._active, self._top = None, None
+        for site in self.sites:  # in place: the hooks hold these lists
+            self.out[site][:] = [None] * self.n_layers
+
+    def __enter__(self) -> StepCapture:
+        return super().__enter__()  # type: ignore[return-value]
+
+    def rows(self, active: Sequence[int]) -> None:
+        """``on_step``: the forward about to run holds these original rows."""
+        self._flush()
+        self._active = list(active)
+
+    def row(self, r: int) -> tuple[dict[str, torch.Tensor], list[int]]:
+        """Row ``r``: {site: [positions, n_layers, dim]} and the top next token at each position."""
+        self._flush()
+        got = self.steps[r]
+        return {site: torch.stack([a[site] for a, _ in got]) for site in self.sites}, [t for _, t in got]
+
+
 class BlockCalls(Hooked):
     """Record what every decoder block is called with during one forward.
 

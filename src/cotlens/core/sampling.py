@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -217,6 +218,9 @@ def generate_batch(
     on_step: Callable[[list[int]], None] | None = None,
     groups: Sequence[int] | None = None,
     on_groups: Callable[[list[int]], None] | None = None,
+    split: Sequence[int] | None = None,
+    on_split: Callable[[Any, torch.Tensor], None] | None = None,
+    feed_last: bool = False,
 ) -> list[Generation]:
     """Generate for one batch. ``stop(ids)`` returns a stop reason or None.
 
@@ -236,6 +240,14 @@ def generate_batch(
     left-padded to one width) is then run once per group, and
     ``on_groups(ids)`` is called before every forward with the group of each of its rows
     (the prefix forward included: one row per group).
+
+    ``split`` (one count per prompt, each short of its prompt's length) runs the first
+    tokens of each prompt in a forward of their own (left-padded, not announced) and hands
+    ``on_split`` a copy of that cache and its mask: a caller reads other sequences that
+    begin with the same tokens without running them again (:class:`~cotlens.core.batch.PrefixCache`).
+    No group prefix is run then. ``feed_last`` feeds every row's last generated token
+    (eos excluded) in one more forward before the row leaves, announced like the others,
+    so that hooks see every generated position; its prediction is not used.
     """
     b = len(prompts)
     check_context(model, max(map(len, prompts)) + cfg.max_new_tokens, "a prompt plus max_new_tokens")
@@ -243,8 +255,12 @@ def generate_batch(
     if len(group) != b:
         raise ValueError(f"{len(group)} group ids for {b} prompts")
     ids_of = sorted(set(group))
-    heads = group_prefixes(prompts, group, ids_of)  # one prefix per group, or none
+    heads = [] if split is not None else group_prefixes(prompts, group, ids_of)  # one prefix per group, or none
     n_head = [len(heads[ids_of.index(g)]) if heads else 0 for g in group]
+    if split is not None:
+        if len(split) != b or any(not 0 < int(k) < len(p) for k, p in zip(split, prompts, strict=True)):
+            raise ValueError("split needs one count per prompt, each at least 1 and short of the prompt")
+        n_head = [int(k) for k in split]
 
     def announce(rows: list[int]) -> None:
         if on_groups is not None:
@@ -262,19 +278,30 @@ def generate_batch(
             past = model(
                 input_ids=hid, attention_mask=head_mask, position_ids=hpos, use_cache=True, logits_to_keep=1
             ).past_key_values
+    split_mask = None
+    if split is not None:  # each row's first tokens, kept for the caller
+        hid, split_mask = pad([p[:n] for p, n in zip(prompts, n_head, strict=True)], pad_id, device, left=True)
+        hpos = (split_mask.cumsum(-1) - 1).clamp(min=0)
+        past = model(input_ids=hid, attention_mask=split_mask, position_ids=hpos, use_cache=True, logits_to_keep=1)
+        past = past.past_key_values
+        if on_split is not None:
+            on_split(copy.deepcopy(past), split_mask.clone())
     ids, mask = pad([p[n:] for p, n in zip(prompts, n_head, strict=True)], pad_id, device, left=True)
-    if past is not None:  # room for the rows' own parts and the decode
-        rows_head = [ids_of.index(g) for g in group]
-        past = spread_prefix(past, rows_head, ids.shape[1] + cfg.max_new_tokens, device)
-        width = len(max(heads, key=len))
-        before = (
-            torch.ones((b, width), dtype=mask.dtype, device=device)
-            if head_mask is None
-            else head_mask[torch.tensor(rows_head, device=device)].to(mask.dtype)
-        )
-    pos = (mask.cumsum(-1) - 1).clamp(min=0) + torch.tensor(n_head, device=device)[:, None]
-    if past is not None:
-        mask = torch.cat([before, mask], dim=1)
+    if split_mask is not None:
+        width = split_mask.shape[1]
+        mask = torch.cat([split_mask, mask], dim=1)
+        pos = (mask.cumsum(-1) - 1).clamp(min=0)[:, width:]
+    else:
+        pos = (mask.cumsum(-1) - 1).clamp(min=0) + torch.tensor(n_head, device=device)[:, None]
+        if past is not None:  # room for the rows' own parts and the decode
+            rows_head = [ids_of.index(g) for g in group]
+            past = spread_prefix(past, rows_head, ids.shape[1] + cfg.max_new_tokens, device)
+            before = (
+                torch.ones((b, len(max(heads, key=len))), dtype=mask.dtype, device=device)
+                if head_mask is None
+                else head_mask[torch.tensor(rows_head, device=device)].to(mask.dtype)
+            )
+            mask = torch.cat([before, mask], dim=1)
     if on_step is not None:
         on_step(list(range(b)))
     announce(list(range(b)))
@@ -287,16 +314,28 @@ def generate_batch(
     active = list(range(b))  # original row of each batch row
     last = pos[:, -1:]
     logits = out.logits[:, -1, :]
+    fed_last: set[int] = set()  # rows whose last token the forward just run was fed
     for i in range(cfg.max_new_tokens):
         nxt = pick_next(logits, cfg, gen).tolist()
         for row, t in zip(active, nxt, strict=True):
+            if row in fed_last:  # done: its prediction is not used
+                continue
             if t in eos_ids:
                 reason[row] = "eos"
                 continue
             toks[row].append(t)
             reason[row] = stop(toks[row])
-        keep = [j for j, row in enumerate(active) if reason[row] is None]
-        if not keep or i == cfg.max_new_tokens - 1:  # no forward whose prediction is never used
+        end = i == cfg.max_new_tokens - 1
+        keep = [j for j, row in enumerate(active) if reason[row] is None and not end and row not in fed_last]
+        if feed_last:  # the rows that ended on a token of their own: one more forward for it
+            last_of = [
+                j
+                for j, row in enumerate(active)
+                if row not in fed_last and reason[row] != "eos" and (reason[row] is not None or end)
+            ]
+            fed_last = {active[j] for j in last_of}
+            keep = sorted(keep + last_of)
+        if not keep:  # no forward whose prediction is never used (but a last token's)
             break
         if len(keep) < len(active):
             sel = torch.tensor(keep, device=device)

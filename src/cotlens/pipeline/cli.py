@@ -276,7 +276,7 @@ def _resume_interrupted(configs: Sequence[str]) -> list[str]:
 def report(configs: Sequence[str], after_run: bool = False) -> int:
     """The findings summary (results/<run>/summary.parquet and the landing page) and the
     HTML report of the figures that exist, written under a temp name and renamed. After a
-    run that made no figure yet (``-- --until circuits_extract``), a note, not an error."""
+    run that made no figure yet (``-- --until circuits_sample``), a note, not an error."""
     import os
     import subprocess
 

@@ -1,18 +1,38 @@
-"""Stage ``circuits_sample``: CoT generation, answer/step parsing and scoring.
+"""Stage ``circuits_sample``: CoT generation, answer/step parsing and scoring, and the
+activations at the chosen positions, recorded while generating.
 
-Generation is resumable (``cotlens.io.shards``): each batch is one shard of generated token
-ids, with its own random generator seeded from (seed, batch index), so a rerun after a
-crash generates only the missing batches and gives the same bytes."""
+The residual stream after every block and the per-head attention outputs (optionally the
+FFN neurons) are taken from the generation's own forwards (``StepCapture``: the prompt's
+last token, then every generated token fed back, the last one once more), not from a
+second forward over each finished sample. The in-context prediction there is the
+model's top next token; the prior one comes from the same question with its facts
+removed, run after the prefix both prompts share (the exemplars and the question's
+start), which generation ran first and kept (``split``). The vectors equal a forward over
+the finished sample to float32 round-off (``tests/integration/test_stages.py``).
+
+Resumable (``cotlens.io.shards``): each batch is one shard of generated token ids and one
+of activations, with its own random generator seeded from (seed, batch index), so a rerun
+after a crash generates only the missing batches and gives the same bytes."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from cotlens.circuits import parsing, tables
+from cotlens.circuits.extract import (
+    ExtractConfig,
+    SampleRow,
+    activation_schema,
+    captured_table,
+    sites_of,
+    split_points,
+)
+from cotlens.core.hooks import StepCapture
 from cotlens.core.sampling import Generation, SampleConfig, generate_batch, stop_ids
 from cotlens.errors import CotlensError
 from cotlens.io.logs import Progress
@@ -38,7 +58,7 @@ def locate(tok: Any, ids: Sequence[int], parsed: parsing.Parsed) -> tuple[list[i
 
 
 def sample_config(params: Mapping[str, Any]) -> SampleConfig:
-    sc = SampleConfig(**dict(params))
+    sc = SampleConfig(**{k: v for k, v in params.items() if k != "extract"})
     if sc.n_samples > 1 and sc.temperature <= 0:
         raise CotlensError(
             "sample.n_samples > 1 with greedy decoding gives identical samples",
@@ -47,9 +67,15 @@ def sample_config(params: Mapping[str, Any]) -> SampleConfig:
     return sc
 
 
+def extract_config(params: Mapping[str, Any]) -> ExtractConfig:
+    c = dict(params["extract"])
+    return ExtractConfig(positions=tuple(c["positions"]), mlp=bool(c["mlp"]))
+
+
 def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads: int) -> int:
-    prompts, model_dir, out = inputs["prompts"], inputs["model"], outputs["samples"]
-    sc = sample_config(params)
+    prompts, model_dir = inputs["prompts"], inputs["model"]
+    out, acts_out = outputs["samples"], outputs["activations"]
+    sc, ec = sample_config(params), extract_config(params)
     tab = read_table(prompts).to_pylist()
     if not tab:
         raise CotlensError(f"the prompt set {prompts} is empty", "check the prompts section of the config")
@@ -73,15 +99,39 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
 
     batches = [jobs[b : b + sc.batch_size] for b in range(0, len(jobs), sc.batch_size)]
     key_cfg = resume_key(__name__, params, runtime, prompts, Path(model_dir) / "manifest.json")
-    shards = Shards(out, "circuits_sample", model_meta("circuits_sample", key_cfg, lm.manifest, lm.dtype), len(batches))
-    todo = shards.todo()  # the rest: finished by an interrupted run
+    meta = model_meta("circuits_sample", key_cfg, lm.manifest, lm.dtype)
+    shards = Shards(out, "circuits_sample", meta, len(batches))
+    act_shards = Shards(acts_out, "circuits_sample (activations)", meta, len(batches))
+    schema = activation_schema(lm, ec)
+    todo = shards.todo(act_shards)  # the rest: finished by an interrupted run
     prog = Progress(len(todo), "batches")
     for k in todo:
         batch = batches[k]
-        gen = torch.Generator().manual_seed(sc.seed * 1_000_003 + k)  # per batch: resumable
-        outs = generate_batch(
-            lm.model, [enc[i] for i, _ in batch], sc, int(tok.pad_token_id), eos, stop, lm.device, gen
-        )
+        rows = [SampleRow(tab[i]["prompt_id"], s, enc[i], enc_nf[i], [], [], -1) for i, s in batch]
+        split = split_points(rows)
+        kept: list[tuple[Any, torch.Tensor]] = []
+        with StepCapture(lm.model, lm.adapter, sites_of(ec), len(batch)) as cap:
+            outs = generate_batch(
+                lm.model,
+                [enc[i] for i, _ in batch],
+                sc,
+                int(tok.pad_token_id),
+                eos,
+                stop,
+                lm.device,
+                torch.Generator().manual_seed(sc.seed * 1_000_003 + k),  # per batch: resumable
+                on_step=cap.rows,
+                split=split,
+                on_split=lambda past, mask: kept.append((past, mask)),  # noqa: B023 (called within this iteration)
+                feed_last=True,
+            )
+            captured = [cap.row(r) for r in range(len(batch))]
+        for j, g in enumerate(outs):
+            steps, ans = locate(tok, g.token_ids, parsing.parse_response(tok.decode(g.token_ids)))
+            rows[j] = replace(rows[j], token_ids=g.token_ids, step_end_token=steps, answer_token=ans)
+        order = sorted(range(len(rows)), key=lambda j: (rows[j].prompt_id, rows[j].sample_idx))
+        acts = captured_table(lm, rows, captured, kept[0] if kept else None, ec, schema)
+        act_shards.write(k, acts.take(_rows_in(acts, [rows[j] for j in order])))
         shard = {
             "prompt_idx": [i for i, _ in batch],
             "sample_idx": [s for _, s in batch],
@@ -121,7 +171,18 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
             answer_token=ans_tok,
             cot_exact=list(parsed.steps) == list(row["gold_cot"]),
         )
-    meta = model_meta("circuits_sample", params, lm.manifest, lm.dtype)
-    write_table(cols.table(), out, meta)
+    act_shards.promote(acts_out)  # the directory first: the samples table marks the stage done
+    write_table(cols.table(), out, model_meta("circuits_sample", params, lm.manifest, lm.dtype))
     shards.discard()
     return len(results)
+
+
+def _rows_in(acts: Any, order: Sequence[SampleRow]) -> list[int]:
+    """The row indices of ``acts`` sample by sample in ``order`` (each sample's rows keep
+    their order: position, then layer)."""
+    at: dict[tuple[int, int], list[int]] = {}
+    for n, key in enumerate(
+        zip(acts.column("prompt_id").to_pylist(), acts.column("sample_idx").to_pylist(), strict=True)
+    ):
+        at.setdefault(key, []).append(n)
+    return [n for r in order for n in at.get((r.prompt_id, r.sample_idx), [])]
