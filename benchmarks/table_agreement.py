@@ -1,7 +1,9 @@
 """How closely every table of one run agrees with the same table of another (a speed-up's
 before and after): per Parquet file under ``results/<run>/``, identical data or, column by
 column, the largest absolute difference (numbers, vectors) or the count of rows that
-differ (text, labels). Schema metadata (timings, hashes, versions) is not compared.
+differ (text, labels). Schema metadata (timings, hashes, versions) is not compared. A
+shard directory (``activations/``) is one table; tables that differ are compared again
+with their rows sorted by their integer and string columns.
 
     python benchmarks/table_agreement.py BASE_RESULTS AFTER_RESULTS
     (e.g. /tmp/base/results/default results/default)
@@ -49,23 +51,46 @@ def column_difference(a: pa.ChunkedArray, b: pa.ChunkedArray) -> str:
     return f"{sum(p != q for p, q in zip(xs, ys, strict=True))} of {len(xs)} rows differ"
 
 
+def in_key_order(t: pa.Table) -> pa.Table:
+    """``t`` sorted by its integer and string columns (a table written in another order,
+    e.g. shards cut another way)."""
+    keys = [f.name for f in t.schema if pa.types.is_integer(f.type) or pa.types.is_string(f.type)]
+    return t.sort_by([(k, "ascending") for k in keys]) if keys else t
+
+
+def outputs(root: Path) -> dict[Path, pa.Table]:
+    """Every table under ``root``: a Parquet file, or a shard directory read as one table."""
+    out: dict[Path, pa.Table] = {}
+    for f in sorted(root.rglob("*.parquet")):
+        if f.parent != root and (f.parent / "_index.json").is_file():  # a shard directory
+            rel = f.parent.relative_to(root)
+            if rel not in out:
+                out[rel] = pq.read_table(f.parent)
+        else:
+            out[f.relative_to(root)] = pq.read_table(f)
+    return {k: v.replace_schema_metadata(None) for k, v in out.items()}
+
+
 def main() -> int:
     base, after = Path(sys.argv[1]), Path(sys.argv[2])
     same = 0
-    for f in sorted(base.rglob("*.parquet")):
-        rel = f.relative_to(base)
-        g = after / rel
-        if not g.is_file():
+    theirs = outputs(after)
+    for rel, a in outputs(base).items():
+        if rel not in theirs:
             print(f"{rel}: missing after")
             continue
-        a, b = pq.read_table(f), pq.read_table(g)
-        a, b = a.replace_schema_metadata(None), b.replace_schema_metadata(None)
+        b = theirs[rel]
         if a.equals(b):
             same += 1
             print(f"{rel}: same data")
             continue
         if a.schema.names != b.schema.names or a.num_rows != b.num_rows:
             print(f"{rel}: DIFFERENT shape ({a.num_rows} vs {b.num_rows} rows)")
+            continue
+        a, b = in_key_order(a), in_key_order(b)
+        if a.equals(b):
+            same += 1
+            print(f"{rel}: same data, rows in another order")
             continue
         cols = {c: column_difference(a.column(c), b.column(c)) for c in a.schema.names}
         print(f"{rel}: " + "; ".join(f"{c} {v}" for c, v in cols.items() if v != "same"))
