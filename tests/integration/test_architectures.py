@@ -453,3 +453,63 @@ def test_stored_vectors_read_back_as_the_models_own_activations(hand_model: Any,
         with torch.no_grad():
             mine = projs[la](torch.from_numpy(heads[i].reshape(-1).copy()))
         torch.testing.assert_close(mine, outs[la][0, p], rtol=1e-4, atol=1e-4)
+
+
+def test_activations_recorded_while_generating_equal_the_extraction(hand_model: Any) -> None:
+    """circuits_sample's activations (recorded by the generation's own forwards, the
+    prompt's prefix run first and kept for the no-facts read, the last token fed once more)
+    equal ``extract_batch``'s on every family: the same positions and tokens, the vectors
+    to float32 round-off (past the sliding windows: prompts of 9-14 tokens, window 5)."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    import cotlens
+    from cotlens.circuits import extract as X
+    from cotlens.core.hooks import StepCapture
+    from cotlens.core.sampling import SampleConfig, generate_batch
+    from cotlens.models.loading import Loaded
+
+    model = hand_model
+    ad = adapter_for(model)
+    d = dims(model, ad)
+    lm = Loaded(model, SimpleNamespace(pad_token_id=0), ad, d, {}, torch.device("cpu"), "float32")
+    clean = [[5, 9, 11, 3, 17, 4, 8, 21, 6, 30], [7, 12, 13, 5, 9, 40, 41, 42, 22, 23, 24, 25, 2, 19]]
+    nofacts = [[5, 9, 11, 3, 8, 21, 6, 30], [7, 12, 13, 5, 9, 22, 23, 24, 25, 2, 19]]
+    cfg = X.ExtractConfig(mlp=ad.router is None)  # MoE experts have no single FFN neuron vector
+    stub = [X.SampleRow(i, 0, c, n, [], [], -1) for i, (c, n) in enumerate(zip(clean, nofacts, strict=True))]
+    split = X.split_points(stub)
+    assert split == [4, 5]
+    kept: list[Any] = []
+    with StepCapture(model, ad, X.sites_of(cfg), 2) as cap:
+        gens = generate_batch(
+            model,
+            clean,
+            SampleConfig(max_new_tokens=5),
+            0,
+            set(),
+            lambda ids: "answer" if len(ids) == 3 and ids[0] % 2 == 0 else None,
+            torch.device("cpu"),
+            on_step=cap.rows,
+            split=split,
+            on_split=lambda past, mask: kept.append((past, mask)),
+            feed_last=True,
+        )
+        captured = [cap.row(r) for r in range(2)]
+    rows = [
+        X.SampleRow(i, 0, c, n, g.token_ids, [0, len(g.token_ids) - 1], len(g.token_ids) - 1)
+        for i, (c, n, g) in enumerate(zip(clean, nofacts, gens, strict=True))
+    ]
+    schema = X.activation_schema(lm, cfg)
+    # a window shorter than the batch: no prefix is run apart (padding would sit inside the
+    # rows), and the no-facts sequences run whole
+    assert bool(kept) == all(w >= 2 * 14 + 5 for w in windows(model)), (ad.family, windows(model))
+    got = X.captured_table(lm, rows, captured, kept[0] if kept else None, cfg, schema)
+    want = X.extract_batch(lm, rows, cfg, schema)
+    for col in want.column_names:
+        if col in ("resid", "attn_heads", "mlp"):
+            a, b = cotlens.read_vectors(got, col), cotlens.read_vectors(want, col)
+            scale = float(np.abs(b).max())
+            np.testing.assert_allclose(a.reshape(len(a), -1), b.reshape(len(b), -1), rtol=0, atol=2e-5 * scale)
+        else:
+            assert got.column(col).to_pylist() == want.column(col).to_pylist(), (ad.family, col)

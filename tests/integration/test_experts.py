@@ -127,7 +127,7 @@ def test_capture_during_generation_equals_routing_of_the_full_sequence(family: s
         assert 0 not in routers  # the first layer is dense
     prompts = _prompts(3, 1)
     with RouterCapture(model, ad) as cap:
-        cap.begin(prompts)
+        cap.begin(prompts, 5)
         gens = generate_batch(
             model,
             prompts,

@@ -225,6 +225,41 @@ def test_groups_with_prefixes_of_their_own_run_each_once_and_change_nothing(tiny
         post.remove()
 
 
+@pytest.mark.parametrize("family", ["mistral", "gemma2", "llama"])
+def test_a_prefix_run_once_or_a_split_never_puts_padding_inside_a_sliding_window(family: str) -> None:
+    """A sliding window counts cache slots: padding between a prefix run once and a row's
+    own tokens would move real tokens in or out of it. On a windowed model (the zoo's
+    window: 5 tokens) generate_batch runs each row whole; rows of different lengths after a
+    shared prefix, or split, generate what plain greedy decoding without a cache does."""
+    m = zoo.perturb(zoo.build(family))
+    head = list(range(50, 70))
+    prompts = [head + [5, 9, 11], head + [7, 12, 13, 5, 9, 40, 41]]
+
+    def plain(p: list[int], n: int = 5) -> list[int]:
+        seq = list(p)
+        for _ in range(n):
+            with torch.no_grad():
+                seq.append(int(m(torch.tensor([seq])).logits[0, -1].argmax()))
+        return seq[len(p) :]
+
+    want = [plain(p) for p in prompts]
+    shapes: list[tuple[int, ...]] = []
+    hook = m.register_forward_pre_hook(lambda _m, _a, kw: shapes.append(tuple(kw["input_ids"].shape)), with_kwargs=True)
+    kept: list[object] = []
+    try:
+        for kw in ({}, {"split": [22, 25], "on_split": lambda past, mask: kept.append(mask)}):
+            shapes.clear()
+            got = generate_batch(
+                m, prompts, SampleConfig(max_new_tokens=5), 0, set(), lambda ids: None, torch.device("cpu"), **kw
+            )
+            assert [g.token_ids for g in got] == want, (family, kw)
+            whole = shapes[0] == (2, 27)  # every row run whole, left-padded
+            assert whole == (family != "llama"), (family, shapes[:2])
+    finally:
+        hook.remove()
+    assert bool(kept) == (family == "llama")
+
+
 def _suffix_logits(m: torch.nn.Module, fast: bool, groups: list[int], seed: int = 0) -> list[torch.Tensor]:
     """Logits of a generate_batch-shaped forward: one shared prefix per group (run once),
     each row's left-padded part after it, then one decode step; ``fast``: with

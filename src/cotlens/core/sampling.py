@@ -12,7 +12,7 @@ from torch import nn
 from transformers.cache_utils import DynamicCache, DynamicLayer
 
 from cotlens.core.batch import pad
-from cotlens.models.adapters import check_context
+from cotlens.models.adapters import check_context, windows
 
 
 @dataclass(frozen=True)
@@ -57,6 +57,28 @@ def shared_prefix_len(prompts: Sequence[Sequence[int]], minimum: int = 16) -> in
             n = i
             break
     return n if n >= minimum else 0
+
+
+def padding_inside_is_safe(model: nn.Module, width: int) -> bool:
+    """Whether padding may sit inside a row (between a prefix run once and the row's own
+    tokens) in a batch ``width`` slots wide: a sliding window (or an attention chunk) is
+    counted in cache slots, so padding inside a row would push real tokens out of the
+    window or let others in; safe when every window spans the whole width."""
+    return all(w >= width for w in windows(model))
+
+
+def inside_width(prompts: Sequence[Sequence[int]], max_new_tokens: int) -> int:
+    """An upper bound on a batch's width in cache slots when padding sits inside its rows:
+    a prefix of up to a prompt's length, own parts of up to one, then the generated tokens."""
+    return 2 * max(map(len, prompts)) + max_new_tokens
+
+
+def prefix_run_once(model: nn.Module, prompts: Sequence[Sequence[int]], max_new_tokens: int) -> int:
+    """The length of the prefix :func:`generate_batch` runs once for a batch of one group
+    (what a hook that attributes its forwards must know): the one every prompt shares,
+    where padding inside the rows is safe, else none."""
+    safe = padding_inside_is_safe(model, inside_width(prompts, max_new_tokens))
+    return shared_prefix_len(prompts) if safe else 0
 
 
 def group_prefixes(prompts: Sequence[Sequence[int]], group: Sequence[int], ids_of: Sequence[int]) -> list[list[int]]:
@@ -245,7 +267,8 @@ def generate_batch(
     tokens of each prompt in a forward of their own (left-padded, not announced) and hands
     ``on_split`` a copy of that cache and its mask: a caller reads other sequences that
     begin with the same tokens without running them again (:class:`~cotlens.core.batch.PrefixCache`).
-    No group prefix is run then. ``feed_last`` feeds every row's last generated token
+    No group prefix is run then. Neither runs on a model whose attention window is shorter
+    than the batch (:func:`padding_inside_is_safe`): ``on_split`` is then never called. ``feed_last`` feeds every row's last generated token
     (eos excluded) in one more forward before the row leaves, announced like the others,
     so that hooks see every generated position; its prediction is not used.
     """
@@ -255,12 +278,19 @@ def generate_batch(
     if len(group) != b:
         raise ValueError(f"{len(group)} group ids for {b} prompts")
     ids_of = sorted(set(group))
-    heads = [] if split is not None else group_prefixes(prompts, group, ids_of)  # one prefix per group, or none
-    n_head = [len(heads[ids_of.index(g)]) if heads else 0 for g in group]
-    if split is not None:
-        if len(split) != b or any(not 0 < int(k) < len(p) for k, p in zip(split, prompts, strict=True)):
-            raise ValueError("split needs one count per prompt, each at least 1 and short of the prompt")
-        n_head = [int(k) for k in split]
+    if split is not None and (
+        len(split) != b or any(not 0 < int(k) < len(p) for k, p in zip(split, prompts, strict=True))
+    ):
+        raise ValueError("split needs one count per prompt, each at least 1 and short of the prompt")
+    # a prefix run once, or each row's first tokens, put padding inside the rows: not where a
+    # window shorter than the batch would count it (then every row runs whole, left-padded)
+    inside = padding_inside_is_safe(model, inside_width(prompts, cfg.max_new_tokens))
+    if not inside:
+        split = None
+    heads = [] if split is not None or not inside else group_prefixes(prompts, group, ids_of)
+    n_head = (
+        [int(k) for k in split] if split is not None else [len(heads[ids_of.index(g)]) if heads else 0 for g in group]
+    )
 
     def announce(rows: list[int]) -> None:
         if on_groups is not None:

@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from cotlens.core.hooks import Hooked, output_hooks, router_modules
-from cotlens.core.sampling import shared_prefix_len
+from cotlens.core.sampling import prefix_run_once
 from cotlens.core.types import SWITCH_MODES, SwitchMode
 from cotlens.errors import CotlensError
 from cotlens.models.adapters import AdaptedModel, Adapter, get, layers
@@ -78,7 +78,7 @@ class RouteColumns:
 class RouterCapture(Hooked):
     """Record every router decision during :func:`cotlens.core.sampling.generate_batch`.
 
-    Use per batch: ``begin(prompt_ids)``, pass ``on_step=cap.rows`` to ``generate_batch``,
+    Use per batch: ``begin(prompt_ids, max_new_tokens)``, pass ``on_step=cap.rows`` to ``generate_batch``,
     then ``routes()``. The shared-prefix forward that ``generate_batch`` runs once (before
     any ``on_step``) is attributed to every row; left padding is dropped.
     """
@@ -105,10 +105,10 @@ class RouterCapture(Hooked):
     def __enter__(self) -> RouterCapture:
         return super().__enter__()
 
-    def begin(self, prompts: Sequence[Sequence[int]]) -> None:
+    def begin(self, prompts: Sequence[Sequence[int]], max_new_tokens: int) -> None:
         self._log.clear()
         self._lens = [len(p) for p in prompts]
-        self._n_shared = shared_prefix_len(prompts)
+        self._n_shared = prefix_run_once(self.model, prompts, max_new_tokens)  # as generate_batch decides
 
     def rows(self, rows: list[int]) -> None:
         self._log.append((list(rows), {}))

@@ -84,7 +84,7 @@ def respond(
         on_step=capture.rows if capture is not None else None,
         groups=groups,
         on_groups=on_groups,
-        before_batch=capture.begin if capture is not None else None,
+        before_batch=(lambda ids: capture.begin(ids, sc.max_new_tokens)) if capture is not None else None,
         after_batch=seen,
     )
     return [(tok.decode(g.token_ids, skip_special_tokens=True), g.token_ids) for g in gens]
