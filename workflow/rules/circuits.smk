@@ -1,4 +1,4 @@
-# Study 1 (Dutta et al., TMLR 2024; cotlens.studies): prompts -> sample -> extract -> lens
+# Study 1 (Dutta et al., TMLR 2024; cotlens.studies): prompts -> sample (with its activations) -> lens
 # (the reasoning spine), and pairs -> patch -> heads / sufficiency / probe (the circuits).
 
 
