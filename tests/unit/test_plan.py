@@ -369,3 +369,49 @@ def test_the_heads_and_sufficiency_costs_are_the_forwards_their_methods_run() ->
     got = H.circuit_logits_many(mh, ids, keeps, means)
     assert got.shape[0] == conds and isinstance(got, torch.Tensor) and read[0] - before == conds
     assert (seen.calls, seen.tokens) == (3 + math.ceil(conds / H.CIRCUIT_ROWS), len(ids) + 12 + conds * len(ids))
+
+
+def test_the_sample_plan_holds_what_the_recorded_vectors_hold(
+    tiny_prepared: Path, tiny_model_src: Path, tiny_config: dict[str, Any]
+) -> None:
+    """circuits_sample's peak counts the vectors StepCapture holds for a batch: every layer
+    at the prompt's last token and each of max_new_tokens generated tokens (rows that run to
+    the limit, the last one fed once more), resid + attn_heads (+ mlp)."""
+    import copy
+    import json
+
+    import torch
+
+    from cotlens.circuits import cost
+    from cotlens.circuits.extract import ExtractConfig, sites_of
+    from cotlens.core.cost import CostInputs, Prompts
+    from cotlens.core.hooks import StepCapture
+    from cotlens.core.sampling import SampleConfig, generate_batch
+    from cotlens.models.loading import load
+
+    shape = P.Shape.from_config(json.loads((tiny_model_src / "config.json").read_text()))
+    lm = load(tiny_prepared, "float32", "cpu")
+    for mlp in (False, True):
+        cfg = copy.deepcopy(tiny_config)
+        cfg["circuits"]["sample"] = {**cfg["circuits"]["sample"], "batch_size": 3, "max_new_tokens": 4}
+        cfg["circuits"]["extract"] = {**cfg["circuits"]["extract"], "mlp": mlp}
+        rows = P.prompt_rows("circuits", cfg)
+        planned = cost.stages(CostInputs(cfg, shape, Prompts(rows, P.pseudo_tokens)))["circuits_sample"].held
+        prompts = [[5, 6, 7, 8], [9, 10, 11], [12, 13, 14, 15, 16]]
+        with StepCapture(lm.model, lm.adapter, sites_of(ExtractConfig(mlp=mlp)), 3) as cap:
+            generate_batch(
+                lm.model,
+                prompts,
+                SampleConfig(max_new_tokens=4),
+                0,
+                set(),
+                lambda ids: None,
+                lm.device,
+                on_step=cap.rows,
+                feed_last=True,
+            )
+            held = sum(int(v.numel()) for r in range(3) for v in cap.row(r)[0].values())
+        assert planned == held, (mlp, planned, held)
+        assert P.peak_gb(shape, P.Work(held=planned), 4) - P.peak_gb(shape, P.Work(), 4) == pytest.approx(
+            4 * held / 1e9
+        )

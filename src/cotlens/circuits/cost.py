@@ -74,6 +74,9 @@ def stages(st: CostInputs) -> dict[str, Work]:
         loads=0,
     )
     sample = plus(generation(n, prompt, cot, int(sm["max_new_tokens"]), int(sm["batch_size"])), prior)
+    # a batch's recorded vectors, every layer at every generated position, until it is written
+    width = s.d_model + s.heads * s.head_dim + (s.d_mlp if c["extract"]["mlp"] else 0)
+    sample.held = int(sm["batch_size"]) * (int(sm["max_new_tokens"]) + 1) * s.layers * width
     sample.note = "generated length: the gold CoT's"
     lens = Work(readouts=2 * n * npos * s.layers)  # the block outputs and the heads' writes
     probe = Work(calls=batches(n, 8), tokens=n * query, ctx=query / 2, fixed_s=1.0 * s.layers * max(1.0, n / 72))

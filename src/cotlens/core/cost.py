@@ -90,6 +90,7 @@ class Work:
     step_ctx: float = 0  # mean context of a generated token
     backward: float = 0  # token-forwards that also run backward (x2 the forward's FLOPs)
     fixed_s: float = 0  # work that is not the model's (probe fits, plotting)
+    held: float = 0  # activation values held at once beside the weights and the cache (peak memory)
     loads: int = 1  # model loads
     note: str = ""  # where the counts are estimates
 
@@ -163,6 +164,7 @@ def plus(*ws: Work) -> Work:
         out.tokens, out.generated = tok, gen
         for f in ("calls", "readouts", "steps", "backward", "fixed_s"):
             setattr(out, f, getattr(out, f) + getattr(w, f))
+        out.held = max(out.held, w.held)
         out.loads += w.loads
     return out
 

@@ -306,9 +306,10 @@ class Row:
 
 
 def peak_gb(s: Shape, w: Work, nbytes: int, batch: int = 16) -> float:
-    """Weights, the keys and values of one batch, and ~1 GB of Python and torch."""
+    """Weights, the keys and values of one batch, the activations a stage holds at once
+    (``Work.held``), and ~1 GB of Python and torch."""
     ctx = max(w.ctx * 2, w.step_ctx)
-    return (s.weights * nbytes + batch * ctx * s.kv_bytes(nbytes)) / 1e9 + 1.0
+    return (s.weights * nbytes + batch * ctx * s.kv_bytes(nbytes) + w.held * nbytes) / 1e9 + 1.0
 
 
 # shapes of registry entries that may not be on this machine yet (from their config.json):
