@@ -380,8 +380,6 @@ def test_the_sample_plan_holds_what_the_recorded_vectors_hold(
     import copy
     import json
 
-    import torch
-
     from cotlens.circuits import cost
     from cotlens.circuits.extract import ExtractConfig, sites_of
     from cotlens.core.cost import CostInputs, Prompts
