@@ -91,38 +91,55 @@ def extract_batch(lm: Loaded, rows: Sequence[SampleRow], cfg: ExtractConfig, sch
     rows = [rows[i] for i in keep]
     specs = [specs[i] for i in keep]
     dev, pad_id = lm.device, int(lm.tokenizer.pad_token_id)
-    # Only the tokens up to the last needed position (+1 for next_token) matter.
-    seqs = [list(r.prompt_ids) + list(r.token_ids) for r in rows]
-    ends = [max(p for p, _, _ in s) + 1 for s in specs]
-    clean = [s[:e] for s, e in zip(seqs, ends, strict=True)]
-    pos = _pad_positions([[p for p, _, _ in s] for s in specs], dev)
+    clean, pos, nofacts, nf_pos = reads(rows, specs, dev)
     sites = sites_of(cfg)
-    shift = [len(r.nofacts_ids) - len(r.prompt_ids) for r in rows]
-    nf_seqs = [list(r.nofacts_ids) + list(r.token_ids) for r in rows]
-    nofacts = [s[: e + d] for s, e, d in zip(nf_seqs, ends, shift, strict=True)]
-    nf_pos = pos + torch.tensor(shift, device=dev)[:, None]
     # the clean and the no-facts sequence of a sample share the exemplars and the question's
     # start: that prefix runs once (PrefixCache), each sequence runs only the rest
     first = [
         min(common_prefix(c, n), int(p.min()), int(q.min()))
         for c, n, p, q in zip(clean, nofacts, pos, nf_pos, strict=True)
     ]
+    owners = list(range(len(rows)))
     if min(first) >= 1:
         cache = PrefixCache(lm.model, lm.adapter, [c[:k] for c, k in zip(clean, first, strict=True)], pad_id, dev)
-        owners = list(range(len(rows)))
         rel = pos - torch.tensor(first, device=dev)[:, None]
         with Capture(lm.model, lm.adapter, sites, rel) as cap:
             ctx_tok = cache.logits_at(owners, clean, pos).argmax(-1)
-        prior_tok = cache.logits_at(owners, nofacts, nf_pos).argmax(-1)
+        prior_tok = prior_tokens(lm, cache, owners, nofacts, nf_pos)
     else:
         ids, mask = pad(clean, pad_id, dev, left=False)
         with Capture(lm.model, lm.adapter, sites, pos) as cap:
             ctx_tok = logits_at(lm.model, lm.adapter, ids, mask, pos).argmax(-1)
-        nf_ids, nf_mask = pad(nofacts, pad_id, dev, left=False)
-        prior_tok = logits_at(lm.model, lm.adapter, nf_ids, nf_mask, nf_pos).argmax(-1)
+        prior_tok = prior_tokens(lm, None, owners, nofacts, nf_pos)
 
     acts = {site: cap.stacked(site) for site in sites}
     return activation_table(rows, specs, acts, ctx_tok, prior_tok, schema)
+
+
+def reads(
+    rows: Sequence[SampleRow], specs: Sequence[Sequence[tuple[int, str, int]]], dev: torch.device
+) -> tuple[list[list[int]], torch.Tensor, list[list[int]], torch.Tensor]:
+    """What the reads of ``rows`` at their positions (``specs``) run: each clean sequence up
+    to its last needed position (+1 for next_token), those positions [batch, P] (padded by
+    repeating the last), and the same for the no-facts sequence (its positions shifted by
+    the facts' length)."""
+    ends = [max(p for p, _, _ in s) + 1 for s in specs]
+    clean = [(list(r.prompt_ids) + list(r.token_ids))[:e] for r, e in zip(rows, ends, strict=True)]
+    pos = _pad_positions([[p for p, _, _ in s] for s in specs], dev)
+    shift = [len(r.nofacts_ids) - len(r.prompt_ids) for r in rows]
+    nofacts = [(list(r.nofacts_ids) + list(r.token_ids))[: e + d] for r, e, d in zip(rows, ends, shift, strict=True)]
+    return clean, pos, nofacts, pos + torch.tensor(shift, device=dev)[:, None]
+
+
+def prior_tokens(
+    lm: Loaded, cache: PrefixCache | None, owners: Sequence[int], nofacts: Sequence[Sequence[int]], pos: torch.Tensor
+) -> torch.Tensor:
+    """The model's top next token [batch, P] at ``pos`` of each no-facts sequence: run after
+    its owner's cached prefix, or whole (``cache`` None)."""
+    if cache is not None:
+        return cache.logits_at(owners, nofacts, pos).argmax(-1)
+    ids, mask = pad(nofacts, int(lm.tokenizer.pad_token_id), lm.device, left=False)
+    return logits_at(lm.model, lm.adapter, ids, mask, pos).argmax(-1)
 
 
 def sites_of(cfg: ExtractConfig) -> list[str]:
@@ -152,9 +169,9 @@ def captured_table(
     token (:class:`~cotlens.core.hooks.StepCapture` through ``generate_batch(...,
     feed_last=True)``); only the no-facts sequences are run, after the prefix the prompts
     share (``prefix``: the cache and mask ``generate_batch(..., split=split_points(rows))``
-    kept; None: in full)."""
+    kept; None: in full). Rows in sample order (prompt, sample), whatever the batch's order."""
     specs = [positions_for(r, cfg.positions) for r in rows]
-    keep = [i for i, s in enumerate(specs) if s]
+    keep = sorted((i for i, s in enumerate(specs) if s), key=lambda i: (rows[i].prompt_id, rows[i].sample_idx))
     if not keep:
         return schema.empty_table()
     dev, pad_id = lm.device, int(lm.tokenizer.pad_token_id)
@@ -172,19 +189,13 @@ def captured_table(
             acts[site].append(vecs[site][at])
         ctx.append([tops[j] for j in at])
     kept = [rows[i] for i in keep]
-    ends = [max(p for p, _, _ in specs[i]) + 1 for i in keep]
-    pos = _pad_positions([[p for p, _, _ in specs[i]] for i in keep], dev)
-    shift = [len(r.nofacts_ids) - len(r.prompt_ids) for r in kept]
-    nofacts = [(list(r.nofacts_ids) + list(r.token_ids))[: e + d] for r, e, d in zip(kept, ends, shift, strict=True)]
-    nf_pos = pos + torch.tensor(shift, device=dev)[:, None]
+    _, _, nofacts, nf_pos = reads(kept, [specs[i] for i in keep], dev)
+    cache = None
     if prefix is not None:
         past, mask = prefix
         heads = [list(r.prompt_ids[:n]) for r, n in zip(rows, mask.sum(-1).tolist(), strict=True)]
         cache = PrefixCache.adopt(lm.model, lm.adapter, heads, mask, past, pad_id, dev)
-        prior_tok = cache.logits_at(keep, nofacts, nf_pos).argmax(-1)
-    else:
-        nf_ids, nf_mask = pad(nofacts, pad_id, dev, left=False)
-        prior_tok = logits_at(lm.model, lm.adapter, nf_ids, nf_mask, nf_pos).argmax(-1)
+    prior_tok = prior_tokens(lm, cache, keep, nofacts, nf_pos)
     stacked = {site: torch.stack(v) for site, v in acts.items()}
     return activation_table(kept, [specs[i] for i in keep], stacked, torch.tensor(ctx), prior_tok, schema)
 

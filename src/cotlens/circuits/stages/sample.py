@@ -129,9 +129,7 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
         for j, g in enumerate(outs):
             steps, ans = locate(tok, g.token_ids, parsing.parse_response(tok.decode(g.token_ids)))
             rows[j] = replace(rows[j], token_ids=g.token_ids, step_end_token=steps, answer_token=ans)
-        order = sorted(range(len(rows)), key=lambda j: (rows[j].prompt_id, rows[j].sample_idx))
-        acts = captured_table(lm, rows, captured, kept[0] if kept else None, ec, schema)
-        act_shards.write(k, acts.take(_rows_in(acts, [rows[j] for j in order])))
+        act_shards.write(k, captured_table(lm, rows, captured, kept[0] if kept else None, ec, schema))
         shard = {
             "prompt_idx": [i for i, _ in batch],
             "sample_idx": [s for _, s in batch],
@@ -175,14 +173,3 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
     write_table(cols.table(), out, model_meta("circuits_sample", params, lm.manifest, lm.dtype))
     shards.discard()
     return len(results)
-
-
-def _rows_in(acts: Any, order: Sequence[SampleRow]) -> list[int]:
-    """The row indices of ``acts`` sample by sample in ``order`` (each sample's rows keep
-    their order: position, then layer)."""
-    at: dict[tuple[int, int], list[int]] = {}
-    for n, key in enumerate(
-        zip(acts.column("prompt_id").to_pylist(), acts.column("sample_idx").to_pylist(), strict=True)
-    ):
-        at.setdefault(key, []).append(n)
-    return [n for r in order for n in at.get((r.prompt_id, r.sample_idx), [])]
