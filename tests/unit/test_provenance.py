@@ -308,3 +308,14 @@ def test_run_and_model_names_are_one_path_component(tmp_path: Path) -> None:
         check_names({"run": "../x"}, ["over.yaml"])
     with pytest.raises(CotlensError, match=r"model 'a/b' .*contains '/'"):
         check_names({"run": "ok", "models": {"a/b": {}}})
+
+
+def test_a_retired_setting_is_one_clear_error(tmp_path: Path) -> None:
+    """circuits.extract.batch_size / shard_size went with circuits_extract: an older config
+    gets one line naming the key, the file and why, before the schema's dump."""
+    old = tmp_path / "old.yaml"
+    old.write_text("circuits:\n  extract: {positions: [answer], mlp: false, batch_size: 8, shard_size: 64}\n")
+    with pytest.raises(CotlensError, match=rf"config {old}: circuits.extract.batch_size is no longer a setting") as e:
+        check_files([old])
+    assert "delete circuits.extract.batch_size" in str(e.value)
+    check_config({"circuits": {"extract": {"positions": ["answer"], "mlp": False}}}, ["config.yaml"])

@@ -118,15 +118,33 @@ def check_files(paths: Iterable[str | os.PathLike[str]]) -> None:
         check_config(data, [p])
 
 
+# settings that no longer exist, and why: an older config gets this, not the schema's dump
+RETIRED: dict[tuple[str, ...], str] = {
+    ("circuits", "extract", "batch_size"): "circuits_sample records the activations while it generates, "
+    "in its own batches (circuits.sample.batch_size)",
+    ("circuits", "extract", "shard_size"): "circuits_sample writes one activations shard per generation batch",
+}
+
+
 def check_config(config: Any, files: Sequence[str | os.PathLike[str]]) -> None:
-    """The loaded (merged) config is within the limits; on a breach, name the file."""
+    """The loaded (merged) config is within the limits and names no retired setting
+    (:data:`RETIRED`); on a breach, name the file."""
+    where = ", ".join(map(str, files)) or "(command line)"
     try:
         measure(config)
     except _Limit as e:
         raise CotlensError(
-            f"config {', '.join(map(str, files)) or '(command line)'}: {e}",
+            f"config {where}: {e}",
             "write each value out (YAML aliases may not nest or refer to themselves), keys as names",
         ) from None
+    for path, why in RETIRED.items():
+        node = config
+        for key in path:
+            node = node.get(key) if isinstance(node, Mapping) else None
+        if node is not None:
+            raise CotlensError(
+                f"config {where}: {'.'.join(path)} is no longer a setting ({why})", f"delete {'.'.join(path)}"
+            )
 
 
 MAX_NAME = 64
