@@ -1,7 +1,7 @@
 """Each model stage's measured time against ``cotlens plan``, and against a plain forward.
 
-Reads Snakemake's benchmark files of a finished run (``results/<run>/benchmarks/<stage>/
-<model>.tsv``) and prints, per stage and model: the measured seconds, the plan's estimate
+Reads each job's time from the last line of its log in a finished run
+(``results/<run>/logs/<stage>/<model>.log``, ``cotlens.io.logs.job_time``) and prints, per stage and model: the measured seconds, the plan's estimate
 for this machine and its error, the seconds of one plain forward over the same token
 count (the plan's calibrated FLOP rate: what the stage would cost if it were nothing but
 batched forwards of its tokens) and the ratio of the two.
@@ -16,7 +16,6 @@ class instead (``benchmarks/gpu_check.sh`` does it for the tiny DAG on CUDA), an
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 from pathlib import Path
 
@@ -25,11 +24,10 @@ sys.path.insert(0, str(ROOT / "src"))
 
 
 def measured(root: Path, run: str, stage: str, model: str) -> float | None:
-    f = root / "results" / run / "benchmarks" / stage / f"{model}.tsv"
-    if not f.is_file():
-        return None
-    rows = list(csv.DictReader(f.open(), delimiter="\t"))
-    return float(rows[0]["s"]) if rows else None
+    from cotlens.io.logs import job_time
+
+    jt = job_time(root / "results" / run / "logs" / stage / f"{model}.log")
+    return jt.wall_s if jt is not None and jt.finished else None
 
 
 def main() -> int:

@@ -297,8 +297,6 @@ rule {name}_prompts:
         prompts=table("{name}", "prompts"),
     log:
         log_path("{name}_prompts", per="{name}"),
-    benchmark:
-        bench_path("{name}_prompts", per="{name}")
     conda:
         "../../envs/cpu.yaml"
     params:
@@ -315,8 +313,6 @@ rule {name}_answer:
         answers=table("{name}", "answers"),
     log:
         log_path("{name}_answer"),
-    benchmark:
-        bench_path("{name}_answer")
     conda:
         "../../envs/cuda.yaml"
     params:

@@ -3,8 +3,8 @@
     results/<run>/<study>/prompts.parquet                  a study's prompts
     results/<run>/<study>/<model>/<table>.parquet          its other tables
     results/<run>/<study>/<model>/figures/<figure>.<ext>   its figures (png, pdf, json, html)
-    results/<run>/logs/<rule>/<model or study>.log         a job's log
-    results/<run>/benchmarks/<rule>/<model or study>.tsv   a job's time and memory
+    results/<run>/logs/<rule>/<model or study>.log         a job's log; its last line is the
+                                                           job's time and memory (io.logs.JobTime)
 
 Pure Python and import-free (the Snakefile reads it while parsing; every layer may).
 """
@@ -38,10 +38,6 @@ def figure_path(run: str, study: str, model: str, figure: str, ext: str) -> str:
 
 def log_path(run: str, rule: str, per: str) -> str:
     return f"{run_dir(run)}/logs/{rule}/{per}.log"
-
-
-def bench_path(run: str, rule: str, per: str) -> str:
-    return f"{run_dir(run)}/benchmarks/{rule}/{per}.tsv"
 
 
 class FigureRef(NamedTuple):

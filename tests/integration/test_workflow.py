@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from cotlens.core.verdicts import VERDICTS, Headline
+from cotlens.io.logs import job_time
 from cotlens.io.parquet import read_meta, read_table
 from cotlens.models.checks import PREPARED
 
@@ -129,6 +130,13 @@ def test_dag_end_to_end_then_partial_reruns(workflow_copy: Path, tiny_run_copy: 
     ):
         assert (res / "figures" / f"{fig}.png").stat().st_size > 1000
         assert (res / "figures" / f"{fig}.json").is_file()
+    # every job's log ends with its time and memory (what bench_stages reads; no benchmark: files)
+    job_logs = sorted((wd / "results" / "default" / "logs").rglob("*.log"))
+    assert {p.parent.name for p in job_logs} >= {"models_tiny", "circuits_patch", "circuits_figure"}
+    for log in job_logs:
+        jt = job_time(log)
+        assert jt is not None and jt.finished and jt.wall_s > 0 and jt.max_rss_mb > 50, log
+    assert not (wd / "results" / "default" / "benchmarks").exists()
     # the report leads with findings: a summary row per tested claim, its verdict one of four
     out = cotlens(wd, "report")
     assert "report: results/default/report.html" in out

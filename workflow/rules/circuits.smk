@@ -9,8 +9,6 @@ rule circuits_prompts:
         prompts=table("circuits", "prompts"),
     log:
         log_path("circuits_prompts", per="circuits"),
-    benchmark:
-        bench_path("circuits_prompts", per="circuits")
     priority: 50
     conda:
         "../../envs/cpu.yaml"
@@ -29,8 +27,6 @@ rule circuits_sample:
         activations=directory(table("circuits", "activations").removesuffix(".parquet")),
     log:
         log_path("circuits_sample"),
-    benchmark:
-        bench_path("circuits_sample")
     # the longest chain (sample -> lens, probe; pairs -> patch -> heads, sufficiency)
     priority: 50
     conda:
@@ -49,8 +45,6 @@ rule circuits_lens:
         lens=table("circuits", "lens"),
     log:
         log_path("circuits_lens"),
-    benchmark:
-        bench_path("circuits_lens")
     conda:
         "../../envs/cuda.yaml"
     params:
@@ -68,8 +62,6 @@ rule circuits_pairs:
         pairs=table("circuits", "pairs"),
     log:
         log_path("circuits_pairs"),
-    benchmark:
-        bench_path("circuits_pairs")
     priority: 45
     conda:
         "../../envs/cuda.yaml"
@@ -88,8 +80,6 @@ rule circuits_patch:
         pathways=table("circuits", "pathways"),
     log:
         log_path("circuits_patch"),
-    benchmark:
-        bench_path("circuits_patch")
     priority: 45
     conda:
         "../../envs/cuda.yaml"
@@ -107,8 +97,6 @@ rule circuits_heads:
         heads=table("circuits", "heads"),
     log:
         log_path("circuits_heads"),
-    benchmark:
-        bench_path("circuits_heads")
     conda:
         "../../envs/cuda.yaml"
     params:
@@ -127,8 +115,6 @@ rule circuits_sufficiency:
         sufficiency=table("circuits", "sufficiency"),
     log:
         log_path("circuits_sufficiency"),
-    benchmark:
-        bench_path("circuits_sufficiency")
     conda:
         "../../envs/cuda.yaml"
     params:
@@ -145,8 +131,6 @@ rule circuits_probe:
         probe=table("circuits", "probe"),
     log:
         log_path("circuits_probe"),
-    benchmark:
-        bench_path("circuits_probe")
     conda:
         "../../envs/cuda.yaml"
     params:

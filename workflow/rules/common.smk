@@ -126,10 +126,6 @@ def log_path(rule, per="{model}"):
     return paths.log_path(RUN, rule, per)
 
 
-def bench_path(rule, per="{model}"):
-    return paths.bench_path(RUN, rule, per)
-
-
 def model_stage(script):
     """A model stage's inputs: its model's prepared directory and self-check report, and the
     library files ``script`` imports (``code``: an edit of them reruns the stage)."""

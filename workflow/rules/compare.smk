@@ -10,8 +10,6 @@ rule compare_runs:
         **compare_outputs(),
     log:
         f"{RESULTS}/logs/compare_runs.log",
-    benchmark:
-        f"{RESULTS}/benchmarks/compare_runs.tsv"
     localrule: True
     conda:
         "../../envs/cpu.yaml"

@@ -6,8 +6,6 @@ rule digits_prompts:
         prompts=table("digits", "prompts"),
     log:
         log_path("digits_prompts", per="digits"),
-    benchmark:
-        bench_path("digits_prompts", per="digits")
     conda:
         "../../envs/cpu.yaml"
     params:
@@ -24,8 +22,6 @@ rule digits_confidence:
         confidence=table("digits", "confidence"),
     log:
         log_path("digits_confidence"),
-    benchmark:
-        bench_path("digits_confidence")
     conda:
         "../../envs/cuda.yaml"
     params:

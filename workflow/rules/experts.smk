@@ -9,8 +9,6 @@ rule experts_prompts:
         prompts=table("experts", "prompts"),
     log:
         log_path("experts_prompts", per="experts"),
-    benchmark:
-        bench_path("experts_prompts", per="experts")
     priority: 20
     conda:
         "../../envs/cpu.yaml"
@@ -30,8 +28,6 @@ rule experts_routes:
         responses=table("experts", "responses"),
     log:
         log_path("experts_routes"),
-    benchmark:
-        bench_path("experts_routes")
     priority: 20
     conda:
         "../../envs/cuda.yaml"
@@ -51,8 +47,6 @@ rule experts_ftri:
         ftri=table("experts", "ftri"),
     log:
         log_path("experts_ftri"),
-    benchmark:
-        bench_path("experts_ftri")
     conda:
         "../../envs/cpu.yaml"
     params:
@@ -71,8 +65,6 @@ rule experts_effects:
         effects=table("experts", "effects"),
     log:
         log_path("experts_effects"),
-    benchmark:
-        bench_path("experts_effects")
     priority: 20
     conda:
         "../../envs/cuda.yaml"

@@ -16,8 +16,6 @@ for _study in STUDIES.values():
             **figure_outputs(_study.name),
         log:
             log_path(f"{_study.name}_figure", "{model}-{figure}"),
-        benchmark:
-            bench_path(f"{_study.name}_figure", "{model}-{figure}")
         wildcard_constraints:
             figure=alternation(_study.figures),
         conda:

@@ -9,8 +9,6 @@ rule models_prepare:
         model=directory(model_dir(PREPARED)),
     log:
         log_path("models_prepare"),
-    benchmark:
-        bench_path("models_prepare")
     # first: three studies wait on the prepared model (Snakemake runs higher priorities first)
     priority: 100
     conda:
@@ -29,8 +27,6 @@ rule models_train:
         model=directory(model_dir(TRAINED)),
     log:
         log_path("models_train"),
-    benchmark:
-        bench_path("models_train")
     priority: 60
     conda:
         "../../envs/cpu.yaml"
@@ -47,8 +43,6 @@ rule models_tiny:
         model=directory(model_dir(TINY)),
     log:
         log_path("models_tiny"),
-    benchmark:
-        bench_path("models_tiny")
     priority: 100
     conda:
         "../../envs/cpu.yaml"
@@ -70,8 +64,6 @@ rule models_check:
         report=CHECKS,
     log:
         log_path("models_check"),
-    benchmark:
-        bench_path("models_check")
     priority: 90
     conda:
         "../../envs/cuda.yaml"

@@ -10,8 +10,6 @@ rule neurons_prompts:
         prompts=table("neurons", "prompts"),
     log:
         log_path("neurons_prompts", per="neurons"),
-    benchmark:
-        bench_path("neurons_prompts", per="neurons")
     priority: 30
     conda:
         "../../envs/cpu.yaml"
@@ -30,8 +28,6 @@ rule neurons_discovery:
         neurons=table("neurons", "neurons"),
     log:
         log_path("neurons_discovery"),
-    benchmark:
-        bench_path("neurons_discovery")
     priority: 30
     conda:
         "../../envs/cuda.yaml"
@@ -50,8 +46,6 @@ rule neurons_effects:
         effects=table("neurons", "effects"),
     log:
         log_path("neurons_effects"),
-    benchmark:
-        bench_path("neurons_effects")
     priority: 30
     conda:
         "../../envs/cuda.yaml"

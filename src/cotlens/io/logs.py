@@ -1,7 +1,9 @@
 """A stage's log and its progress.
 
 ``logged`` routes a script's stdout/stderr into its Snakemake log file, each line
-stamped with the time. ``Progress`` (and ``progress`` around an iterable) reports a
+stamped with the time, and ends it with the job's time and memory (``JobTime``: wall
+seconds since the job's process started, CPU seconds, peak resident memory; ``job_time``
+reads them back, for ``benchmarks/bench_stages.py``). ``Progress`` (and ``progress`` around an iterable) reports a
 model stage's work per batch: every update to the log (count, rate, ETA), and a compact
 line to the console (the terminal or SLURM log Snakemake writes to) on the first
 update, then at most every ``COTLENS_PROGRESS_EVERY`` seconds (default 60), and at the end.
@@ -12,12 +14,14 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import re
+import resource
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 from cotlens.io.atomic import explain
 
@@ -149,14 +153,71 @@ class _Log(io.TextIOWrapper):
                 raise explain(e, Path(self.name)) from None
 
 
+class JobTime(NamedTuple):
+    """A job's cost, the last line of its log: ``finished`` (or failed) after ``wall_s``
+    seconds since its process started (the interpreter and the imports included, as
+    Snakemake's ``benchmark:`` counted them), ``cpu_s`` user and system seconds, and the
+    process's peak resident memory in MB."""
+
+    finished: bool
+    wall_s: float
+    cpu_s: float
+    max_rss_mb: float
+
+    def line(self) -> str:
+        end = "finished" if self.finished else "failed"
+        return (
+            f"{end} after {self.wall_s:.2f} s wall (since the process started), "
+            f"{self.cpu_s:.2f} s CPU, peak RSS {self.max_rss_mb:.1f} MB"
+        )
+
+
+_JOB_TIME = re.compile(
+    r"(?P<end>finished|failed) after (?P<wall>[0-9.]+) s wall \(since the process started\), "
+    r"(?P<cpu>[0-9.]+) s CPU, peak RSS (?P<rss>[0-9.]+) MB$"
+)
+
+
+def process_age() -> float:
+    """Seconds since this process started: from ``/proc/self/stat`` on Linux; elsewhere
+    0.0, so that a job's wall time counts from the log's opening (its imports not included)."""
+    try:
+        with open("/proc/self/stat") as f:
+            started = int(f.read().rsplit(")", 1)[1].split()[19])  # field 22, in clock ticks
+        return max(0.0, time.clock_gettime(time.CLOCK_BOOTTIME) - started / os.sysconf("SC_CLK_TCK"))
+    except (OSError, IndexError, ValueError, AttributeError):
+        return 0.0
+
+
+def usage(started: float, finished: bool) -> JobTime:
+    """This process's cost since ``started`` (a ``time.monotonic()`` reading)."""
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    rss_bytes = ru.ru_maxrss if sys.platform == "darwin" else ru.ru_maxrss * 1024
+    return JobTime(finished, time.monotonic() - started, ru.ru_utime + ru.ru_stime, rss_bytes / 1e6)
+
+
+def job_time(log: str | os.PathLike[str]) -> JobTime | None:
+    """The job's time and memory from its log (the line ``logged`` ends it with), or None
+    for a log without one (a job killed before it ended, or a log of an older version)."""
+    p = Path(log)
+    if not p.is_file():
+        return None
+    for line in reversed(p.read_text(errors="replace").splitlines()):
+        if m := _JOB_TIME.search(line):
+            return JobTime(m["end"] == "finished", float(m["wall"]), float(m["cpu"]), float(m["rss"]))
+    return None
+
+
 @contextlib.contextmanager
 def logged(path: str | os.PathLike[str] | None, job: str = "") -> Iterator[None]:
     """Everything printed inside goes to the log at ``path``; ``job`` ("<rule> <wildcards>")
-    heads the log and labels the console lines of ``Progress``."""
+    heads the log and labels the console lines of ``Progress``; the log's last line is the
+    job's ``JobTime``."""
     set_job(job)
     if not path:
         yield
         return
+    started = time.monotonic() - process_age()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     with _Log(open(path, "wb"), encoding="utf-8", line_buffering=True) as fh:  # noqa: SIM115
         import socket
@@ -170,4 +231,6 @@ def logged(path: str | os.PathLike[str] | None, job: str = "") -> Iterator[None]
             except BaseException as e:
                 print(f"{type(e).__name__}: {e}", file=fh)
                 (sys.__stderr__ or sys.stderr).write(f"{type(e).__name__}: {e}\n")
+                fh.write(f"{job or 'cotlens'}: {usage(started, finished=False).line()}\n")
                 raise
+            fh.write(f"{job or 'cotlens'}: {usage(started, finished=True).line()}\n")

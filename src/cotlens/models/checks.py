@@ -420,7 +420,7 @@ def check_prepared(model_dir: str | Path, out: str | Path, device: str = "auto")
 
     lm = load(model_dir, "float32", device, "eager")
     report = verify(lm.model, str(lm.manifest.get("name", Path(model_dir).name)))
-    report.pop("check_seconds")  # in the log and the benchmark file: the report stays byte-reproducible
+    report.pop("check_seconds")  # in the log: the report stays byte-reproducible
     report["manifest"] = {k: lm.manifest.get(k) for k in ("source", "revision", "commit", "sha256", "path", "repo")}
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(out) as tmp:

@@ -114,7 +114,7 @@ def train_moe(
             prog.update(step + 1 - prog.done, note=f"loss {losses[-1]:.3f}")
     prog.close()
     model.eval()
-    # the time goes to the log (and the rule's benchmark), not the manifest: two runs of
+    # the time goes to the log, not the manifest: two runs of
     # one recipe give the same bytes under resources/
     print(f"trained {steps} steps in {time.perf_counter() - t0:.1f} s", flush=True)
     manifest: dict[str, Any] = {
