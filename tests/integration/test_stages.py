@@ -10,6 +10,7 @@ import pyarrow as pa
 import pytest
 
 from cotlens.circuits import extract as extract_mod
+from cotlens.circuits import samples
 from cotlens.circuits import tables as circuits_tables
 from cotlens.circuits.stages import prompts, sample
 from cotlens.errors import CotlensError
@@ -76,7 +77,7 @@ def test_sample_resumes_finished_batches_and_matches_uninterrupted(
 
     run_sample(tmp_path / "ref")
     calls = {"n": 0}
-    real = sample.captured_table
+    real = samples.captured_table
 
     def dying(*a, **k) -> pa.Table:  # type: ignore[no-untyped-def]
         calls["n"] += 1
@@ -84,7 +85,7 @@ def test_sample_resumes_finished_batches_and_matches_uninterrupted(
             raise KeyboardInterrupt("killed")
         return real(*a, **k)
 
-    monkeypatch.setattr(sample, "captured_table", dying)
+    monkeypatch.setattr(samples, "captured_table", dying)
     with pytest.raises(KeyboardInterrupt):
         run_sample(tmp_path / "out")
     out = tmp_path / "out"
@@ -95,7 +96,7 @@ def test_sample_resumes_finished_batches_and_matches_uninterrupted(
 
     calls["n"] = 0
     monkeypatch.setattr(
-        sample, "captured_table", lambda *a, **k: (calls.__setitem__("n", calls["n"] + 1), real(*a, **k))[1]
+        samples, "captured_table", lambda *a, **k: (calls.__setitem__("n", calls["n"] + 1), real(*a, **k))[1]
     )
     run_sample(out)
     assert calls["n"] == 1  # 8 prompts in batches of 3: only the third batch runs again
@@ -116,7 +117,7 @@ def test_step_positions_point_at_step_ends(tmp_path: Path, tiny_prepared: Path) 
     text = " Wren is a wumpus. Every wumpus is bright. Wren is bright. So the answer is True."
     ids = lm.tokenizer(text, add_special_tokens=False)["input_ids"]
     parsed = parsing.parse_response(lm.tokenizer.decode(ids))
-    steps, ans = sample.locate(lm.tokenizer, ids, parsed)
+    steps, ans = samples.locate(lm.tokenizer, ids, parsed)
     assert len(steps) == 3
     for s in steps:
         assert lm.tokenizer.decode(ids[: s + 1]).endswith(".")

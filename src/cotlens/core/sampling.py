@@ -274,6 +274,40 @@ def generate_batch(
     """
     b = len(prompts)
     check_context(model, max(map(len, prompts)) + cfg.max_new_tokens, "a prompt plus max_new_tokens")
+    lay = _layout(model, prompts, cfg.max_new_tokens, groups, split)
+
+    def announce(rows: list[int]) -> None:
+        if on_step is not None:
+            on_step(list(rows))
+        if on_groups is not None:
+            on_groups([lay.group[r] for r in rows])
+
+    past, mask, last, logits = _prefill(model, prompts, lay, cfg, pad_id, device, announce, on_groups, on_split)
+    decode = _Decode(model, cfg, eos_ids, stop, device, gen, announce, feed_last)
+    return decode(b, past, mask, last, logits)
+
+
+@dataclass
+class _Layout:
+    """Where a batch's tokens go: ``heads``, one prefix per group run once (none: []), or
+    ``split``, each prompt's first ``n_head[i]`` tokens in a forward of their own; the rest
+    of each prompt is its own part, left-padded."""
+
+    group: list[int]  # the group of each prompt
+    ids_of: list[int]  # the group ids, sorted
+    heads: list[list[int]]
+    n_head: list[int]  # tokens of each prompt run before its own part
+    split: bool
+
+
+def _layout(
+    model: nn.Module,
+    prompts: Sequence[Sequence[int]],
+    max_new_tokens: int,
+    groups: Sequence[int] | None,
+    split: Sequence[int] | None,
+) -> _Layout:
+    b = len(prompts)
     group = list(groups) if groups is not None else [0] * b
     if len(group) != b:
         raise ValueError(f"{len(group)} group ids for {b} prompts")
@@ -284,22 +318,35 @@ def generate_batch(
         raise ValueError("split needs one count per prompt, each at least 1 and short of the prompt")
     # a prefix run once, or each row's first tokens, put padding inside the rows: not where a
     # window shorter than the batch would count it (then every row runs whole, left-padded)
-    inside = padding_inside_is_safe(model, inside_width(prompts, cfg.max_new_tokens))
+    inside = padding_inside_is_safe(model, inside_width(prompts, max_new_tokens))
     if not inside:
         split = None
     heads = [] if split is not None or not inside else group_prefixes(prompts, group, ids_of)
     n_head = (
         [int(k) for k in split] if split is not None else [len(heads[ids_of.index(g)]) if heads else 0 for g in group]
     )
+    return _Layout(group, ids_of, heads, n_head, split is not None)
 
-    def announce(rows: list[int]) -> None:
-        if on_groups is not None:
-            on_groups([group[r] for r in rows])
 
+def _prefill(
+    model: nn.Module,
+    prompts: Sequence[Sequence[int]],
+    lay: _Layout,
+    cfg: SampleConfig,
+    pad_id: int,
+    device: torch.device,
+    announce: Callable[[list[int]], None],
+    on_groups: Callable[[list[int]], None] | None,
+    on_split: Callable[[Any, torch.Tensor], None] | None,
+) -> tuple[Any, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The prefix (or split) forward, then every row's own part: the cache (grown for the
+    decode), the mask, each row's last position and the last logits."""
+    b = len(prompts)
+    heads, n_head = lay.heads, lay.n_head
     past, head_mask = None, None
     if heads:
         if on_groups is not None:
-            on_groups(ids_of)
+            on_groups(lay.ids_of)
         if len(set(map(len, heads))) == 1:  # one length: no padding, no mask
             past = model(input_ids=torch.tensor(heads, device=device), use_cache=True, logits_to_keep=1).past_key_values
         else:  # prefixes of several lengths (e.g. prompt variants side by side): left-padded
@@ -309,7 +356,7 @@ def generate_batch(
                 input_ids=hid, attention_mask=head_mask, position_ids=hpos, use_cache=True, logits_to_keep=1
             ).past_key_values
     split_mask = None
-    if split is not None:  # each row's first tokens, kept for the caller
+    if lay.split:  # each row's first tokens, kept for the caller
         hid, split_mask = pad([p[:n] for p, n in zip(prompts, n_head, strict=True)], pad_id, device, left=True)
         hpos = (split_mask.cumsum(-1) - 1).clamp(min=0)
         past = model(input_ids=hid, attention_mask=split_mask, position_ids=hpos, use_cache=True, logits_to_keep=1)
@@ -324,7 +371,7 @@ def generate_batch(
     else:
         pos = (mask.cumsum(-1) - 1).clamp(min=0) + torch.tensor(n_head, device=device)[:, None]
         if past is not None:  # room for the rows' own parts and the decode
-            rows_head = [ids_of.index(g) for g in group]
+            rows_head = [lay.ids_of.index(g) for g in lay.group]
             past = spread_prefix(past, rows_head, ids.shape[1] + cfg.max_new_tokens, device)
             before = (
                 torch.ones((b, len(max(heads, key=len))), dtype=mask.dtype, device=device)
@@ -332,57 +379,78 @@ def generate_batch(
                 else head_mask[torch.tensor(rows_head, device=device)].to(mask.dtype)
             )
             mask = torch.cat([before, mask], dim=1)
-    if on_step is not None:
-        on_step(list(range(b)))
     announce(list(range(b)))
     out = model(
         input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=past, use_cache=True, logits_to_keep=1
     )
-    past = grow_in_place(out.past_key_values, cfg.max_new_tokens)
-    toks: list[list[int]] = [[] for _ in range(b)]
-    reason: list[str | None] = [None] * b
-    active = list(range(b))  # original row of each batch row
-    last = pos[:, -1:]
-    logits = out.logits[:, -1, :]
-    fed_last: set[int] = set()  # rows whose last token the forward just run was fed
-    for i in range(cfg.max_new_tokens):
-        nxt = pick_next(logits, cfg, gen).tolist()
-        for row, t in zip(active, nxt, strict=True):
-            if row in fed_last:  # done: its prediction is not used
-                continue
-            if t in eos_ids:
-                reason[row] = "eos"
-                continue
-            toks[row].append(t)
-            reason[row] = stop(toks[row])
-        end = i == cfg.max_new_tokens - 1
+    return grow_in_place(out.past_key_values, cfg.max_new_tokens), mask, pos[:, -1:], out.logits[:, -1, :]
+
+
+@dataclass
+class _Decode:
+    """The decode loop of :func:`generate_batch`: rows that stopped leave the batch and the
+    cache; with ``feed_last``, a row's last generated token gets one more forward first."""
+
+    model: nn.Module
+    cfg: SampleConfig
+    eos_ids: set[int]
+    stop: Callable[[list[int]], str | None]
+    device: torch.device
+    gen: torch.Generator | None
+    announce: Callable[[list[int]], None]
+    feed_last: bool
+
+    def __call__(
+        self, b: int, past: Any, mask: torch.Tensor, last: torch.Tensor, logits: torch.Tensor
+    ) -> list[Generation]:
+        cfg, device = self.cfg, self.device
+        toks: list[list[int]] = [[] for _ in range(b)]
+        reason: list[str | None] = [None] * b
+        active = list(range(b))  # original row of each batch row
+        fed_last: set[int] = set()  # rows whose last token the forward just run was fed
+        for i in range(cfg.max_new_tokens):
+            nxt = pick_next(logits, cfg, self.gen).tolist()
+            for row, t in zip(active, nxt, strict=True):
+                if row in fed_last:  # done: its prediction is not used
+                    continue
+                if t in self.eos_ids:
+                    reason[row] = "eos"
+                    continue
+                toks[row].append(t)
+                reason[row] = self.stop(toks[row])
+            keep = self.kept(active, reason, fed_last, end=i == cfg.max_new_tokens - 1)
+            if self.feed_last:
+                fed_last = {active[j] for j in keep if reason[active[j]] is not None or i == cfg.max_new_tokens - 1}
+            if not keep:  # no forward whose prediction is never used (but a last token's)
+                break
+            if len(keep) < len(active):
+                sel = torch.tensor(keep, device=device)
+                past.batch_select_indices(sel)
+                mask, last = mask[sel], last[sel]
+                nxt = [nxt[j] for j in keep]
+                active = [active[j] for j in keep]
+            mask = torch.cat([mask, torch.ones((len(active), 1), dtype=mask.dtype, device=device)], dim=1)
+            last = last + 1
+            self.announce(active)
+            step = torch.tensor(nxt, device=device)[:, None]
+            out = self.model(
+                input_ids=step, attention_mask=mask, position_ids=last, past_key_values=past, use_cache=True
+            )
+            past = out.past_key_values
+            logits = out.logits[:, -1, :]
+        return [Generation(t, r or "max_tokens") for t, r in zip(toks, reason, strict=True)]
+
+    def kept(self, active: list[int], reason: list[str | None], fed_last: set[int], end: bool) -> list[int]:
+        """The batch rows the next forward runs: those still generating, and (``feed_last``)
+        those that ended on a token of their own, for one more forward with it."""
         keep = [j for j, row in enumerate(active) if reason[row] is None and not end and row not in fed_last]
-        if feed_last:  # the rows that ended on a token of their own: one more forward for it
-            last_of = [
+        if self.feed_last:
+            keep += [
                 j
                 for j, row in enumerate(active)
                 if row not in fed_last and reason[row] != "eos" and (reason[row] is not None or end)
             ]
-            fed_last = {active[j] for j in last_of}
-            keep = sorted(keep + last_of)
-        if not keep:  # no forward whose prediction is never used (but a last token's)
-            break
-        if len(keep) < len(active):
-            sel = torch.tensor(keep, device=device)
-            past.batch_select_indices(sel)
-            mask, last = mask[sel], last[sel]
-            nxt = [nxt[j] for j in keep]
-            active = [active[j] for j in keep]
-        mask = torch.cat([mask, torch.ones((len(active), 1), dtype=mask.dtype, device=device)], dim=1)
-        last = last + 1
-        step = torch.tensor(nxt, device=device)[:, None]
-        if on_step is not None:
-            on_step(list(active))
-        announce(active)
-        out = model(input_ids=step, attention_mask=mask, position_ids=last, past_key_values=past, use_cache=True)
-        past = out.past_key_values
-        logits = out.logits[:, -1, :]
-    return [Generation(t, r or "max_tokens") for t, r in zip(toks, reason, strict=True)]
+        return sorted(keep)
 
 
 def stop_ids(tok: Any) -> tuple[set[int], int]:

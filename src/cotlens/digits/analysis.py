@@ -49,9 +49,9 @@ def paired(df: pd.DataFrame, a: tuple[str, str], b: tuple[str, str]) -> pd.DataF
 def estimator(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The estimator the table was made with: ``{"name", "p", "samples"}``."""
     cfg = read_meta(path).get("config", {})
-    mc = dict(cfg.get("mc_dropout") or {})
-    name = str(cfg.get("estimator", "softmax"))
-    return {"name": name, **({"p": mc.get("p"), "samples": mc.get("samples")} if name == "mc_dropout" else {})}
+    name = str(cfg["estimator"])
+    mc = cfg["mc_dropout"]
+    return {"name": name, **({"p": mc["p"], "samples": mc["samples"]} if name == "mc_dropout" else {})}
 
 
 def estimator_check(df: pd.DataFrame, est: dict[str, Any]) -> tuple[dict[str, Any], Gate]:

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
+import pyarrow as pa
 import torch
 from torch import nn
 
@@ -33,6 +34,8 @@ from cotlens.core.hooks import Hooked, output_hooks, router_modules
 from cotlens.core.sampling import prefix_run_once
 from cotlens.core.types import SWITCH_MODES, SwitchMode
 from cotlens.errors import CotlensError
+from cotlens.experts import tables
+from cotlens.io.parquet import to_table
 from cotlens.models.adapters import AdaptedModel, Adapter, get, layers
 from cotlens.models.checks import TOL, Check, _cmp
 
@@ -163,6 +166,28 @@ class RouterCapture(Hooked):
             Route(int(r), int(p), "generated" if g else "prompt", int(lay), e.tolist(), w.tolist())
             for r, p, g, lay, e, w in zip(c.row, c.pos, c.generated, c.layer, c.experts, c.weights, strict=True)
         ]
+
+
+def _arrow(v: Any, typ: pa.DataType) -> pa.Array:
+    return v.cast(typ) if isinstance(v, pa.Array) else pa.array(v, type=typ)
+
+
+def routes_table(c: RouteColumns, prompt_ids: Sequence[int], seqs: Sequence[Sequence[int]]) -> pa.Table:
+    """A batch's router decisions as rows of routes.parquet: ``c`` from
+    :meth:`RouterCapture.columns`, ``prompt_ids`` and ``seqs`` (prompt + response token ids)
+    per batch row."""
+    pid = np.asarray(prompt_ids)
+    k = c.experts.shape[1] if c.experts.ndim == 2 else 0
+    cols = {
+        "prompt_id": pid[c.row],
+        "pos": c.pos,
+        "phase": np.where(c.generated, "generated", "prompt"),
+        "token_id": np.asarray([seqs[r][p] for r, p in zip(c.row, c.pos, strict=True)], dtype=np.int32),
+        "layer": c.layer.astype(np.int16),
+        "experts": pa.FixedSizeListArray.from_arrays(pa.array(c.experts.astype(np.int16).ravel()), k),
+        "weights": pa.FixedSizeListArray.from_arrays(pa.array(c.weights.ravel()), k),
+    }
+    return to_table({n: _arrow(v, tables.ROUTES.field(n).type) for n, v in cols.items()}, tables.ROUTES)
 
 
 def frequencies(

@@ -6,16 +6,19 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import pyarrow as pa
 import torch
 
 from cotlens.core.judge import Judge
 from cotlens.core.sampling import Generation, SampleConfig, generate_all, stop_ids
 from cotlens.experts import prompts as moe
+from cotlens.experts import tables
 from cotlens.experts.methods import RouterCapture
+from cotlens.io.parquet import Columns
 
 T = TypeVar("T")
 
@@ -181,3 +184,26 @@ def unscramble(order: Sequence[tuple[int, int]], values: Sequence[T], groups: in
 def first_int(text: str) -> str | None:
     m = re.search(r"-?\d+", text)
     return m.group(0) if m else None
+
+
+def responses_table(
+    study: Sequence[Mapping[str, Any]],
+    answers: Sequence[tuple[str, Sequence[int]]],
+    prompt_len: Sequence[int],
+    classify: Callable[[str, str], bool],
+    by: str,
+) -> pa.Table:
+    """responses.parquet: each study prompt's response (text, token ids), classified
+    refused or not by ``classify(question, response)`` (``classified_by`` = ``by``)."""
+    cols = Columns(tables.EXPERT_RESPONSES)
+    for row, (text, ids), plen in zip(study, answers, prompt_len, strict=True):
+        cols.add(
+            prompt_id=row["prompt_id"],
+            response=text,
+            refused=classify(row["question"], text),
+            empty=not text.strip(),
+            classified_by=by,
+            prompt_tokens=plen,
+            n_tokens=len(ids),
+        )
+    return cols.table()

@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple, cast
 
+import pyarrow as pa
 import torch
 from torch import nn
 
@@ -31,8 +32,10 @@ from cotlens.core.hooks import Hooked, edit_inputs, output_hooks, site_pre_hooks
 from cotlens.core.sampling import Generation, SampleConfig, generate_all
 from cotlens.core.types import ABLATIONS, AblationMode
 from cotlens.errors import CotlensError
+from cotlens.io.parquet import Columns
 from cotlens.models.adapters import AdaptedModel, Adapter, Dims, get, layers, readout
 from cotlens.models.checks import TOL, Check, _cmp
+from cotlens.neurons import tables
 from cotlens.neurons.prompts import VARIANTS, is_done, parse_answer
 
 if TYPE_CHECKING:
@@ -218,6 +221,59 @@ def label(tokens: Sequence[str], threshold: float = LABEL_THRESHOLD, min_tokens:
         if score > best_score:
             best, best_score = concept, score
     return best if best_score >= threshold else None
+
+
+def candidates(freq: torch.Tensor, n: int) -> tuple[list[tuple[int, int]], torch.Tensor]:
+    """The ``n`` neurons most often in the top-k, as (layer, neuron), most frequent first,
+    and each neuron's rank among them ([n_layers, d_mlp]; -1: not a candidate)."""
+    order = freq.flatten().argsort(descending=True)[:n]
+    rank = torch.full_like(freq, -1, dtype=torch.long).flatten()
+    rank[order] = torch.arange(len(order))
+    return [divmod(int(f), freq.shape[-1]) for f in order], rank.view_as(freq)
+
+
+def neurons_table(
+    freq: torch.Tensor,
+    mean: torch.Tensor,
+    rank: torch.Tensor,
+    projections: Mapping[tuple[int, int], Projection],
+    params: Mapping[str, Any],
+    judge: Callable[[Sequence[str]], str | None] | None = None,
+    judged_by: str | None = None,
+) -> pa.Table:
+    """neurons.parquet: every FFN neuron's frequency, mean activation, candidate rank and,
+    for a projected candidate of layer >= ``min_layer``, its concept. Rai & Yao: value
+    vectors projected without the final norm (``projection: raw``, their code), and at
+    least ``min_concept_tokens`` of the top tokens expressing the concept; the ``judge_top``
+    most frequent are labelled by ``judge`` (tokens -> concept, ``labelled_by`` = ``judged_by``)
+    where one is given, the rest by the lexicon."""
+    min_layer, min_tokens = int(params["min_layer"]), int(params["min_concept_tokens"])
+    raw = params["projection"] == "raw"
+    cols = Columns(tables.NEURONS)
+    for layer in range(freq.shape[0]):
+        for j in range(freq.shape[1]):
+            r = int(rank[layer, j])
+            proj = projections.get((layer, j))
+            concept, lexicon, by = None, None, None
+            if proj is not None and layer >= min_layer:
+                tokens = proj.without_norm if raw else proj.with_norm
+                concept = lexicon = label(tokens, min_tokens=min_tokens)
+                by = "lexicon"
+                if judge is not None and r < int(params["judge_top"]):
+                    concept, by = judge(tokens), judged_by
+            cols.add(
+                layer=layer,
+                neuron=j,
+                freq=float(freq[layer, j]),
+                mean_act=float(mean[layer, j]),
+                rank=r,
+                top_tokens=proj.with_norm if proj else [],
+                top_tokens_raw=proj.without_norm if proj else [],
+                concept=concept,
+                labelled_by=by,
+                lexicon=lexicon,
+            )
+    return cols.table()
 
 
 def noise_vectors(

@@ -16,45 +16,24 @@ after a crash generates only the missing batches and gives the same bytes."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import replace
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from cotlens.circuits import parsing, tables
-from cotlens.circuits.extract import (
-    ExtractConfig,
-    SampleRow,
-    activation_schema,
-    captured_table,
-    sites_of,
-    split_points,
-)
-from cotlens.core.hooks import StepCapture
-from cotlens.core.sampling import Generation, SampleConfig, generate_batch, stop_ids
+from cotlens.circuits import tables
+from cotlens.circuits.extract import ExtractConfig, SampleRow, activation_schema
+from cotlens.circuits.samples import sample_batch, samples_table
+from cotlens.core.sampling import Generation, SampleConfig
 from cotlens.errors import CotlensError
 from cotlens.io.logs import Progress
-from cotlens.io.parquet import Columns, read_table, to_table, write_table
+from cotlens.io.parquet import read_table, to_table, write_table
 from cotlens.io.shards import Shards
 from cotlens.models.adapters import check_context
 from cotlens.models.loading import load_for_stage
 from cotlens.pipeline.resume import resume_key
 from cotlens.pipeline.stage import Params, Paths, model_meta
-
-
-def token_char_ends(tok: Any, ids: Sequence[int]) -> list[int]:
-    """Length of the decoded text after each generated token."""
-    return [len(tok.decode(list(ids[: j + 1]))) for j in range(len(ids))]
-
-
-def locate(tok: Any, ids: Sequence[int], parsed: parsing.Parsed) -> tuple[list[int], int]:
-    """Token index of each step's last character and of the answer word (-1: none)."""
-    ends = token_char_ends(tok, ids)
-    steps = [parsing.char_to_token(ends, e - 1) for _, e in parsed.step_spans]
-    ans = parsing.char_to_token(ends, parsed.answer_span[0]) if parsed.answer_span else -1
-    return steps, ans
 
 
 def sample_config(params: Mapping[str, Any]) -> SampleConfig:
@@ -80,23 +59,14 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
     if not tab:
         raise CotlensError(f"the prompt set {prompts} is empty", "check the prompts section of the config")
     lm = load_for_stage(model_dir, runtime, threads)
-    tok = lm.tokenizer
-    enc = tok([r["prompt"] for r in tab])["input_ids"]
-    enc_nf = tok([r["prompt_nofacts"] for r in tab])["input_ids"]
+    enc = lm.tokenizer([r["prompt"] for r in tab])["input_ids"]
+    enc_nf = lm.tokenizer([r["prompt_nofacts"] for r in tab])["input_ids"]
     longest = max(range(len(enc)), key=lambda i: len(enc[i]))
     check_context(
         lm.model, len(enc[longest]) + sc.max_new_tokens, f"prompt {tab[longest]['prompt_id']} plus max_new_tokens"
     )
     jobs = [(i, s) for i in range(len(tab)) for s in range(sc.n_samples)]
     jobs.sort(key=lambda j: -len(enc[j[0]]))  # similar lengths batch together
-    eos, _ = stop_ids(tok)
-
-    def stop(ids: list[int]) -> str | None:
-        text = tok.decode(ids)
-        if not parsing.is_answer_stop(text):
-            return None
-        return "delimiter" if parsing.cut_point(text) < len(text) else "answer"
-
     batches = [jobs[b : b + sc.batch_size] for b in range(0, len(jobs), sc.batch_size)]
     key_cfg = resume_key(__name__, params, runtime, prompts, Path(model_dir) / "manifest.json")
     meta = model_meta("circuits_sample", key_cfg, lm.manifest, lm.dtype)
@@ -108,28 +78,9 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
     for k in todo:
         batch = batches[k]
         rows = [SampleRow(tab[i]["prompt_id"], s, enc[i], enc_nf[i], [], [], -1) for i, s in batch]
-        split = split_points(rows)
-        kept: list[tuple[Any, torch.Tensor]] = []
-        with StepCapture(lm.model, lm.adapter, sites_of(ec), len(batch)) as cap:
-            outs = generate_batch(
-                lm.model,
-                [enc[i] for i, _ in batch],
-                sc,
-                int(tok.pad_token_id),
-                eos,
-                stop,
-                lm.device,
-                torch.Generator().manual_seed(sc.seed * 1_000_003 + k),  # per batch: resumable
-                on_step=cap.rows,
-                split=split,
-                on_split=lambda past, mask: kept.append((past, mask)),  # noqa: B023 (called within this iteration)
-                feed_last=True,
-            )
-            captured = [cap.row(r) for r in range(len(batch))]
-        for j, g in enumerate(outs):
-            steps, ans = locate(tok, g.token_ids, parsing.parse_response(tok.decode(g.token_ids)))
-            rows[j] = replace(rows[j], token_ids=g.token_ids, step_end_token=steps, answer_token=ans)
-        act_shards.write(k, captured_table(lm, rows, captured, kept[0] if kept else None, ec, schema))
+        gen = torch.Generator().manual_seed(sc.seed * 1_000_003 + k)  # per batch: resumable
+        outs, acts = sample_batch(lm, rows, sc, ec, schema, gen)
+        act_shards.write(k, acts)
         shard = {
             "prompt_idx": [i for i, _ in batch],
             "sample_idx": [s for _, s in batch],
@@ -145,31 +96,8 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
         for t in shards.tables()
         for r in t.to_pylist()
     }
-
-    cols = Columns(tables.SAMPLES)
-    for i, s in sorted(results):
-        g, row = results[(i, s)], tab[i]
-        text = tok.decode(g.token_ids)
-        parsed = parsing.parse_response(text)
-        step_tok, ans_tok = locate(tok, g.token_ids, parsed)
-        correct = parsing.score_steps(parsed.steps, row["gold_cot"])
-        cols.add(
-            prompt_id=row["prompt_id"],
-            sample_idx=s,
-            prompt_token_ids=enc[i],
-            prompt_nofacts_token_ids=enc_nf[i],
-            token_ids=g.token_ids,
-            completion=text,
-            stop_reason=g.stop_reason,
-            answer=parsed.answer,
-            answer_correct=parsed.answer == str(row["label"]),
-            steps=list(parsed.steps),
-            step_correct=correct,
-            step_end_token=step_tok,
-            answer_token=ans_tok,
-            cot_exact=list(parsed.steps) == list(row["gold_cot"]),
-        )
     act_shards.promote(acts_out)  # the directory first: the samples table marks the stage done
-    write_table(cols.table(), out, model_meta("circuits_sample", params, lm.manifest, lm.dtype))
+    table = samples_table(lm.tokenizer, tab, enc, enc_nf, results)
+    write_table(table, out, model_meta("circuits_sample", params, lm.manifest, lm.dtype))
     shards.discard()
     return len(results)

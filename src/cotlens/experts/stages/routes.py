@@ -6,24 +6,15 @@ the rule set (:func:`cotlens.experts.prompts.is_refusal`) or a judge model.
 
 from __future__ import annotations
 
-from typing import Any
-
-import numpy as np
-import pyarrow as pa
-
 from cotlens.core.hooks import router_modules
 from cotlens.experts import tables
-from cotlens.experts.methods import RouterCapture, check_router, n_experts, require_moe
-from cotlens.experts.responses import prompt_ids, refusal_classifier, respond
+from cotlens.experts.methods import RouterCapture, check_router, n_experts, require_moe, routes_table
+from cotlens.experts.responses import prompt_ids, refusal_classifier, respond, responses_table
 from cotlens.io.logs import Progress
-from cotlens.io.parquet import Columns, ShardWriter, read_table, to_table, write_table
+from cotlens.io.parquet import ShardWriter, read_table, write_table
 from cotlens.models.loading import load_for_stage
 from cotlens.pipeline.gate import gate
 from cotlens.pipeline.stage import Params, Paths, model_meta
-
-
-def _arrow(v: Any, typ: pa.DataType) -> pa.Array:
-    return v.cast(typ) if isinstance(v, pa.Array) else pa.array(v, type=typ)
 
 
 def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads: int) -> int:
@@ -60,22 +51,8 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
 
             def dump(ids: list[list[int]], resp: list[list[int]]) -> None:
                 nonlocal done
-                c = cap.columns()
-                pid = np.asarray([study[done + r]["prompt_id"] for r in range(len(ids))])
-                seqs = [a + b for a, b in zip(ids, resp, strict=True)]
-                k = c.experts.shape[1] if c.experts.ndim == 2 else 0
-                cols = {
-                    "prompt_id": pid[c.row],
-                    "pos": c.pos,
-                    "phase": np.where(c.generated, "generated", "prompt"),
-                    "token_id": np.asarray([seqs[r][p] for r, p in zip(c.row, c.pos, strict=True)], dtype=np.int32),
-                    "layer": c.layer.astype(np.int16),
-                    "experts": pa.FixedSizeListArray.from_arrays(pa.array(c.experts.astype(np.int16).ravel()), k),
-                    "weights": pa.FixedSizeListArray.from_arrays(pa.array(c.weights.ravel()), k),
-                }
-                writer.write(
-                    to_table({n: _arrow(v, tables.ROUTES.field(n).type) for n, v in cols.items()}, tables.ROUTES)
-                )
+                pids = [study[done + r]["prompt_id"] for r in range(len(ids))]
+                writer.write(routes_table(cap.columns(), pids, [a + b for a, b in zip(ids, resp, strict=True)]))
                 done += len(ids)
                 prompt_len.extend(map(len, ids))
                 prog.update(len(ids))
@@ -85,18 +62,8 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
             prog.close()
         judge = load_for_stage(inputs["judge"], runtime, threads) if "judge" in inputs else None
         classify, by = refusal_classifier(judge, runtime.get("judge_cache"))
-        cols = Columns(tables.EXPERT_RESPONSES)
-        for row, (text, ids), plen in zip(study, answers, prompt_len, strict=True):
-            cols.add(
-                prompt_id=row["prompt_id"],
-                response=text,
-                refused=classify(row["question"], text),
-                empty=not text.strip(),
-                classified_by=by,
-                prompt_tokens=plen,
-                n_tokens=len(ids),
-            )
-        write_table(cols.table(), responses_out, meta)
-    n_ref = sum(cols["refused"])
+        table = responses_table(study, answers, prompt_len, classify, by)
+        write_table(table, responses_out, meta)
+    n_ref = sum(table.column("refused").to_pylist())
     print(f"{n_ref}/{len(study)} refused ({by})", flush=True)
     return n_ref

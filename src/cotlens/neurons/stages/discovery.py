@@ -10,16 +10,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-
 from cotlens.core.judge import Judge
 from cotlens.errors import CotlensError
 from cotlens.io.logs import Progress
-from cotlens.io.parquet import Columns, read_table, write_table
+from cotlens.io.parquet import read_table, write_table
 from cotlens.models.checks import refused_by
 from cotlens.models.loading import load_for_stage
 from cotlens.neurons import tables
-from cotlens.neurons.methods import Answer, NeuronScorer, label, project_many, solve, variant_rows
+from cotlens.neurons.methods import (
+    Answer,
+    NeuronScorer,
+    candidates,
+    neurons_table,
+    project_many,
+    solve,
+    variant_rows,
+)
 from cotlens.pipeline.stage import Params, Paths, model_meta, refuse
 
 
@@ -38,7 +44,6 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
         refuse("neurons_discovery", why, outputs, {"neurons": tables.NEURONS}, params, model_dir, runtime)
         return 0
     lm = load_for_stage(model_dir, runtime, threads)
-    d = lm.dims
     prog = Progress(-(-len(texts) // int(params["batch_size"])), "batches", what="problems")
 
     def after_batch(b: list[Answer]) -> None:
@@ -54,47 +59,16 @@ def run(inputs: Paths, outputs: Paths, params: Params, runtime: Params, threads:
             "use fewer steps (neurons.prompts.max_steps), other operators, or a stronger model",
         )
     freq, mean = sc.frequency().cpu(), sc.mean_activation().cpu()
-    order = freq.flatten().argsort(descending=True)[: int(params["n_candidates"])]
-    rank = torch.full_like(freq, -1, dtype=torch.long).flatten()
-    rank[order] = torch.arange(len(order))
-    rank = rank.view_as(freq)
+    cand, rank = candidates(freq, int(params["n_candidates"]))
     judge, judged_by = None, None
     if judge_dir is not None:
         jl = load_for_stage(judge_dir, runtime, threads)
         judged_by = f"judge:{jl.manifest.get('name', Path(judge_dir).name)}"
         judge = Judge(jl.model, jl.tokenizer, str(jl.manifest.get("sha256", judged_by)), judge_cache or "judge.jsonl")
-    cand = [divmod(int(f), d.d_mlp) for f in order]
     signs = {(la, j): float(mean[la, j]) for la, j in cand}
     projections = project_many(lm.model, lm.adapter, lm.tokenizer, cand, signs=signs)
-    # Rai & Yao: neurons of layer >= min_layer, value vectors projected without the final
-    # norm (their code), and at least two of the top tokens expressing the concept
-    min_layer, min_tokens = int(params["min_layer"]), int(params["min_concept_tokens"])
-    raw = params["projection"] == "raw"
-    cols = Columns(tables.NEURONS)
-    for layer in range(d.n_layers):
-        for j in range(d.d_mlp):
-            r = int(rank[layer, j])
-            proj = projections.get((layer, j))
-            concept, lexicon, by = None, None, None
-            if proj is not None and layer >= min_layer:
-                tokens = proj.without_norm if raw else proj.with_norm
-                concept = lexicon = label(tokens, min_tokens=min_tokens)
-                by = "lexicon"
-                if judge is not None and r < int(params["judge_top"]):
-                    concept, by = judge.label(tokens), judged_by
-            cols.add(
-                layer=layer,
-                neuron=j,
-                freq=float(freq[layer, j]),
-                mean_act=float(mean[layer, j]),
-                rank=r,
-                top_tokens=proj.with_norm if proj else [],
-                top_tokens_raw=proj.without_norm if proj else [],
-                concept=concept,
-                labelled_by=by,
-                lexicon=lexicon,
-            )
+    table = neurons_table(freq, mean, rank, projections, params, judge.label if judge else None, judged_by)
     meta = model_meta("neurons_discovery", params, lm.manifest, lm.dtype)
-    write_table(cols.table(), out, meta)
+    write_table(table, out, meta)
     print(f"{n_correct}/{len(answers)} correct; tokens scored: {sc.total_tokens:.0f}", flush=True)
     return n_correct
