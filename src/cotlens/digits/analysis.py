@@ -50,8 +50,9 @@ def estimator(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The estimator the table was made with: ``{"name", "p", "samples"}``."""
     cfg = read_meta(path).get("config", {})
     name = str(cfg["estimator"])
-    mc = cfg["mc_dropout"]
-    return {"name": name, **({"p": mc["p"], "samples": mc["samples"]} if name == "mc_dropout" else {})}
+    if name != "mc_dropout":
+        return {"name": name}
+    return {"name": name, "p": cfg["mc_dropout"]["p"], "samples": cfg["mc_dropout"]["samples"]}
 
 
 def estimator_check(df: pd.DataFrame, est: dict[str, Any]) -> tuple[dict[str, Any], Gate]:
