@@ -53,6 +53,7 @@ def test_the_log_ends_with_the_jobs_time_and_memory_finished_or_failed(tmp_path:
     ru = resource.getrusage(resource.RUSAGE_SELF)
     t0 = time.monotonic()
     with logs.logged(tmp_path / "job.log", "circuits_lens tiny"):
+        print("no newline at the end", end="")
         time.sleep(0.3)
         block = bytearray(b"\x01") * (300 * 10**6)  # 300 MB written, so resident
     spent = time.monotonic() - t0

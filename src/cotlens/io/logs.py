@@ -129,6 +129,10 @@ class _Log(io.TextIOWrapper):
     failed = False
     _at_line_start = True
 
+    @property
+    def at_line_start(self) -> bool:
+        return self._at_line_start
+
     def write(self, s: str) -> int:
         if self.failed:
             return len(s)
@@ -231,6 +235,11 @@ def logged(path: str | os.PathLike[str] | None, job: str = "") -> Iterator[None]
             except BaseException as e:
                 print(f"{type(e).__name__}: {e}", file=fh)
                 (sys.__stderr__ or sys.stderr).write(f"{type(e).__name__}: {e}\n")
-                fh.write(f"{job or 'cotlens'}: {usage(started, finished=False).line()}\n")
+                _end(fh, job, usage(started, finished=False))
                 raise
-            fh.write(f"{job or 'cotlens'}: {usage(started, finished=True).line()}\n")
+            _end(fh, job, usage(started, finished=True))
+
+
+def _end(fh: _Log, job: str, spent: JobTime) -> None:
+    """The log's last line, on a line of its own even after output without a newline."""
+    fh.write(f"{'' if fh.at_line_start else chr(10)}{job or 'cotlens'}: {spent.line()}\n")
