@@ -75,10 +75,8 @@ def inside_width(prompts: Sequence[Sequence[int]], max_new_tokens: int) -> int:
 
 def prefix_run_once(model: nn.Module, prompts: Sequence[Sequence[int]], max_new_tokens: int) -> int:
     """The length of the prefix :func:`generate_batch` runs once for a batch of one group
-    (what a hook that attributes its forwards must know): the one every prompt shares,
-    where padding inside the rows is safe, else none."""
-    safe = padding_inside_is_safe(model, inside_width(prompts, max_new_tokens))
-    return shared_prefix_len(prompts) if safe else 0
+    and no split (what a hook that attributes its forwards must know): its own layout's."""
+    return _layout(model, prompts, max_new_tokens, None, None).n_head[0]
 
 
 def group_prefixes(prompts: Sequence[Sequence[int]], group: Sequence[int], ids_of: Sequence[int]) -> list[list[int]]:
@@ -418,9 +416,10 @@ class _Decode:
                     continue
                 toks[row].append(t)
                 reason[row] = self.stop(toks[row])
-            keep = self.kept(active, reason, fed_last, end=i == cfg.max_new_tokens - 1)
-            if self.feed_last:
-                fed_last = {active[j] for j in keep if reason[active[j]] is not None or i == cfg.max_new_tokens - 1}
+            end = i == cfg.max_new_tokens - 1
+            keep = self.kept(active, reason, fed_last, end)
+            if self.feed_last:  # the rows kept for their last token
+                fed_last = {active[j] for j in keep if reason[active[j]] is not None or end}
             if not keep:  # no forward whose prediction is never used (but a last token's)
                 break
             if len(keep) < len(active):
